@@ -1,0 +1,978 @@
+"""Run tracking: every training run recorded in an embedded SQLite database.
+
+A run row holds the configuration, seed, per-epoch history, final metrics, duration, the saved
+model's path (if any) and a status out of :data:`STATUSES`. Hyperparameter searches get a row in
+``searches`` and their trials point at it through ``runs.search_id``.
+
+Where the database lives
+    ``RunStore()`` uses :func:`default_runs_path`: the file named by the environment variable
+    ``NN_RUNS_DB`` if it is set and non-empty, else ``runs.sqlite`` in the current working
+    directory. ``RunStore(path)`` uses ``path``. Parent folders are created on demand.
+    :data:`DEFAULT_RUNS_PATH` is the same choice made once, at import time.
+
+Durability and concurrency
+    * Every write is one transaction (``BEGIN IMMEDIATE`` ... ``COMMIT``, rolled back on error), so
+      a process that dies mid-run leaves whole epochs behind, never half a row or a corrupt file.
+      Its run stays ``running``; :meth:`RunStore.mark_interrupted` (called by the CLI and the
+      dashboard at start) turns runs whose process is gone into ``interrupted``.
+    * The journal is WAL, so readers (the dashboard) never block the writer (a training thread)
+      and vice versa; ``busy_timeout`` makes concurrent writers wait instead of failing.
+    * A connection is opened per call and closed afterwards. That is cheap at these rates (a few
+      writes per epoch) and sidesteps sqlite3's one-connection-per-thread rule entirely, so one
+      ``RunStore`` may be shared by any number of threads. Because of that, ``":memory:"`` is
+      not accepted: use a temporary file.
+
+Values
+    Configs and metrics are stored as strict JSON. NumPy scalars and arrays are converted to
+    Python numbers and lists, paths to strings, and non-finite floats (NaN, +-inf, e.g. the loss
+    of a diverged run) to ``null``. In the ``epochs`` table NaN is stored as NULL too (SQLite has
+    no NaN), so it reads back as ``None``. Timestamps are Unix seconds (``time.time()``).
+
+Schema version 1 (``PRAGMA user_version``)::
+
+    searches(id, name, status, space JSON, started_at, finished_at, best_run_id, message,
+             pid, hostname)
+    runs(id, name, source, status, config JSON, seed, started_at, finished_at, duration_seconds,
+         epochs_done, metrics JSON, model_path, message, search_id, pid, hostname)
+    epochs(run_id, epoch, loss, train_accuracy, val_loss, val_accuracy, learning_rate, seconds,
+           PRIMARY KEY (run_id, epoch))
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import math
+import os
+import socket
+import sqlite3
+import time
+import warnings
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "DEFAULT_RUNS_PATH",
+    "ENV_VAR",
+    "EPOCH_FIELDS",
+    "FINAL_STATUSES",
+    "ORDER_BY_FIELDS",
+    "SCHEMA_VERSION",
+    "SOURCES",
+    "STATUSES",
+    "Run",
+    "RunRecorder",
+    "RunStore",
+    "RunStoreError",
+    "Search",
+    "compare_histories",
+    "default_runs_path",
+    "status_from_stop_reason",
+]
+
+ENV_VAR = "NN_RUNS_DB"
+"""Environment variable naming the run database file (overrides ``./runs.sqlite``)."""
+
+DEFAULT_FILENAME = "runs.sqlite"
+
+SCHEMA_VERSION = 1
+
+STATUSES: tuple[str, ...] = ("running", "finished", "stopped", "diverged", "failed", "interrupted")
+"""Every status a run (or search) can have."""
+
+FINAL_STATUSES: tuple[str, ...] = tuple(s for s in STATUSES if s != "running")
+"""Statuses accepted by :meth:`RunStore.finish_run`."""
+
+SOURCES: tuple[str, ...] = ("cli", "dashboard", "tune")
+
+EPOCH_FIELDS: tuple[str, ...] = (
+    "loss",
+    "train_accuracy",
+    "val_loss",
+    "val_accuracy",
+    "learning_rate",
+    "seconds",
+)
+"""Per-epoch values accepted by :meth:`RunStore.log_epoch` (all optional)."""
+
+HISTORY_KEYS: tuple[str, ...] = ("epoch", *EPOCH_FIELDS)
+
+_METRIC_KEYS = ("test_accuracy", "val_accuracy", "train_accuracy", "loss", "val_loss")
+
+# order_by name -> SQL expression. Only these strings are ever put into SQL text.
+_ORDER_COLUMNS: dict[str, str] = {
+    "id": "id",
+    "name": "name",
+    "source": "source",
+    "status": "status",
+    "seed": "seed",
+    "started_at": "started_at",
+    "finished_at": "finished_at",
+    "duration_seconds": "duration_seconds",
+    "epochs_done": "epochs_done",
+    **{key: f"json_extract(metrics, '$.{key}')" for key in _METRIC_KEYS},
+}
+ORDER_BY_FIELDS: tuple[str, ...] = tuple(_ORDER_COLUMNS)
+"""Accepted values of ``list_runs(order_by=...)``; the metric names sort by ``metrics[name]``."""
+
+# how NeuralNetwork.stop_reason_ maps to a run status
+_STOP_REASON_STATUS = {
+    "completed": "finished",
+    "early_stopping": "finished",
+    "callback": "stopped",
+    "diverged": "diverged",
+}
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS searches (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    name        TEXT,
+    status      TEXT NOT NULL,
+    space       TEXT NOT NULL DEFAULT '{}',
+    started_at  REAL NOT NULL,
+    finished_at REAL,
+    best_run_id INTEGER,
+    message     TEXT,
+    pid         INTEGER,
+    hostname    TEXT
+);
+CREATE TABLE IF NOT EXISTS runs (
+    id               INTEGER PRIMARY KEY AUTOINCREMENT,
+    name             TEXT,
+    source           TEXT NOT NULL,
+    status           TEXT NOT NULL,
+    config           TEXT NOT NULL DEFAULT '{}',
+    seed             INTEGER,
+    started_at       REAL NOT NULL,
+    finished_at      REAL,
+    duration_seconds REAL,
+    epochs_done      INTEGER NOT NULL DEFAULT 0,
+    metrics          TEXT NOT NULL DEFAULT '{}',
+    model_path       TEXT,
+    message          TEXT,
+    search_id        INTEGER REFERENCES searches(id) ON DELETE SET NULL,
+    pid              INTEGER,
+    hostname         TEXT
+);
+CREATE TABLE IF NOT EXISTS epochs (
+    run_id         INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    epoch          INTEGER NOT NULL,
+    loss           REAL,
+    train_accuracy REAL,
+    val_loss       REAL,
+    val_accuracy   REAL,
+    learning_rate  REAL,
+    seconds        REAL,
+    PRIMARY KEY (run_id, epoch)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS runs_status ON runs(status);
+CREATE INDEX IF NOT EXISTS runs_started_at ON runs(started_at);
+CREATE INDEX IF NOT EXISTS runs_search_id ON runs(search_id);
+"""
+
+
+class RunStoreError(RuntimeError):
+    """The database cannot be used (e.g. written by a newer schema version)."""
+
+
+def default_runs_path() -> Path:
+    """``$NN_RUNS_DB`` if set and non-empty, else ``./runs.sqlite`` (resolved against the cwd)."""
+    value = os.environ.get(ENV_VAR, "").strip()
+    return Path(value).expanduser() if value else Path(DEFAULT_FILENAME)
+
+
+DEFAULT_RUNS_PATH: Path = default_runs_path()
+"""The default database path as chosen at import time (see :func:`default_runs_path`)."""
+
+
+def status_from_stop_reason(stop_reason: str | None) -> str:
+    """Map ``NeuralNetwork.stop_reason_`` to a run status (unknown/None -> ``"finished"``)."""
+    return _STOP_REASON_STATUS.get(stop_reason or "completed", "finished")
+
+
+# ---------------------------------------------------------------------------------------------
+# value conversion
+
+
+def _jsonable(obj: Any) -> Any:
+    """Recursively turn ``obj`` into strict-JSON-able Python values (see module docstring)."""
+    if obj is None or isinstance(obj, (bool, str)):
+        return obj
+    if isinstance(obj, int):
+        return int(obj)
+    if isinstance(obj, float):
+        return float(obj) if math.isfinite(obj) else None
+    if isinstance(obj, Mapping):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple, set, frozenset)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, os.PathLike):
+        return os.fspath(obj)
+    # numpy (without importing it): scalars have .item(), arrays .tolist()
+    if hasattr(obj, "tolist") and hasattr(obj, "dtype"):
+        return _jsonable(obj.tolist())
+    if hasattr(obj, "item") and hasattr(obj, "dtype"):
+        return _jsonable(obj.item())
+    if hasattr(obj, "get_config") and callable(obj.get_config):
+        return _jsonable(obj.get_config())
+    raise TypeError(f"cannot store a {type(obj).__name__} as JSON: {obj!r}")
+
+
+def _json_default(obj: Any) -> Any:
+    """``json.dumps(default=...)`` hook; ``_jsonable`` has already handled everything it can."""
+    return _jsonable(obj)
+
+
+def _dumps(obj: Any) -> str:
+    return json.dumps(_jsonable(obj), default=_json_default, allow_nan=False, sort_keys=True)
+
+
+def _loads(text: str | None) -> dict:
+    if not text:
+        return {}
+    value = json.loads(text)
+    return value if isinstance(value, dict) else {"value": value}
+
+
+def _real(value: Any, name: str) -> float | None:
+    """A number for a REAL column (NumPy scalars included); None stays None."""
+    if value is None:
+        return None
+    if hasattr(value, "item") and hasattr(value, "dtype"):
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{name} must be a number or None, got {value!r}")
+    return float(value)
+
+
+def _integer(value: Any, name: str, *, allow_none: bool = True) -> int | None:
+    if value is None and allow_none:
+        return None
+    if hasattr(value, "item") and hasattr(value, "dtype"):
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{name} must be an integer, got {value!r}")
+    return int(value)
+
+
+def _check_status(status: str, allowed: Sequence[str], what: str = "status") -> str:
+    if status not in allowed:
+        raise ValueError(f"{what} must be one of {', '.join(map(repr, allowed))}; got {status!r}")
+    return status
+
+
+def _pid_alive(pid: int | None) -> bool:
+    """Whether process ``pid`` (on this host) is still running; zombies count as dead."""
+    if not pid or pid <= 0:
+        return False
+    if pid == os.getpid():
+        return True
+    if os.name == "nt":  # pragma: no cover - os.kill(pid, 0) would terminate the process there
+        import ctypes
+
+        kernel32 = ctypes.windll.kernel32
+        handle = kernel32.OpenProcess(0x1000, False, pid)  # PROCESS_QUERY_LIMITED_INFORMATION
+        if not handle:
+            return False
+        code = ctypes.c_ulong()
+        ok = kernel32.GetExitCodeProcess(handle, ctypes.byref(code))
+        kernel32.CloseHandle(handle)
+        return bool(ok) and code.value == 259  # STILL_ACTIVE
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    except OSError:
+        return False
+    try:  # a killed but not yet reaped child still answers signal 0
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as fh:
+            state = fh.read().rsplit(")", 1)[1].split()[0]
+        return state not in ("Z", "X")
+    except (OSError, IndexError):
+        return True
+
+
+# ---------------------------------------------------------------------------------------------
+# records
+
+
+@dataclasses.dataclass
+class Run:
+    """One training run as read back from the store.
+
+    ``history`` is a dict of equal-length lists keyed by :data:`HISTORY_KEYS` (``epoch``, ``loss``,
+    ``train_accuracy``, ``val_loss``, ``val_accuracy``, ``learning_rate``, ``seconds``), ordered by
+    epoch, with ``None`` where a value was not logged. It is ``{}`` when the run was listed
+    without ``with_history=True``.
+    """
+
+    id: int
+    name: str | None
+    source: str
+    status: str
+    config: dict
+    seed: int | None
+    started_at: float
+    finished_at: float | None
+    duration_seconds: float | None
+    epochs_done: int
+    metrics: dict
+    model_path: str | None
+    message: str | None
+    search_id: int | None
+    pid: int | None
+    hostname: str | None
+    history: dict[str, list] = dataclasses.field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        """Short unique label, e.g. ``"#12 adam-wide"``."""
+        return f"#{self.id} {self.name}" if self.name else f"#{self.id}"
+
+    @property
+    def is_running(self) -> bool:
+        return self.status == "running"
+
+    def summary(self) -> dict[str, Any]:
+        """A flat row for tables: run columns plus ``metrics`` entries (no config, no history)."""
+        row = {
+            "id": self.id,
+            "name": self.name,
+            "source": self.source,
+            "status": self.status,
+            "seed": self.seed,
+            "started_at": self.started_at,
+            "duration_seconds": self.duration_seconds,
+            "epochs_done": self.epochs_done,
+        }
+        for key, value in self.metrics.items():
+            row.setdefault(key, value)
+        row["model_path"] = self.model_path
+        row["search_id"] = self.search_id
+        row["message"] = self.message
+        return row
+
+
+@dataclasses.dataclass
+class Search:
+    """One hyperparameter search; its trials are the runs with ``search_id == id``."""
+
+    id: int
+    name: str | None
+    status: str
+    space: dict
+    started_at: float
+    finished_at: float | None
+    best_run_id: int | None
+    message: str | None
+    pid: int | None
+    hostname: str | None
+
+
+_RUN_COLUMNS = (
+    "id, name, source, status, config, seed, started_at, finished_at, duration_seconds, "
+    "epochs_done, metrics, model_path, message, search_id, pid, hostname"
+)
+_SEARCH_COLUMNS = (
+    "id, name, status, space, started_at, finished_at, best_run_id, message, pid, hostname"
+)
+
+
+def _run_from_row(row: sqlite3.Row) -> Run:
+    return Run(
+        id=row["id"],
+        name=row["name"],
+        source=row["source"],
+        status=row["status"],
+        config=_loads(row["config"]),
+        seed=row["seed"],
+        started_at=row["started_at"],
+        finished_at=row["finished_at"],
+        duration_seconds=row["duration_seconds"],
+        epochs_done=row["epochs_done"],
+        metrics=_loads(row["metrics"]),
+        model_path=row["model_path"],
+        message=row["message"],
+        search_id=row["search_id"],
+        pid=row["pid"],
+        hostname=row["hostname"],
+    )
+
+
+def _search_from_row(row: sqlite3.Row) -> Search:
+    return Search(
+        id=row["id"],
+        name=row["name"],
+        status=row["status"],
+        space=_loads(row["space"]),
+        started_at=row["started_at"],
+        finished_at=row["finished_at"],
+        best_run_id=row["best_run_id"],
+        message=row["message"],
+        pid=row["pid"],
+        hostname=row["hostname"],
+    )
+
+
+def _empty_history() -> dict[str, list]:
+    return {key: [] for key in HISTORY_KEYS}
+
+
+# ---------------------------------------------------------------------------------------------
+# the store
+
+
+class RunStore:
+    """SQLite-backed record of training runs and searches. Safe to share between threads.
+
+    ``path``: database file; ``None`` -> :func:`default_runs_path`. ``timeout``: seconds a write
+    waits for another writer's lock (SQLite ``busy_timeout``) before raising
+    ``sqlite3.OperationalError``.
+    """
+
+    def __init__(self, path: str | os.PathLike | None = None, *, timeout: float = 10.0):
+        raw = default_runs_path() if path is None else path
+        if str(raw) in ("", ":memory:") or str(raw).startswith("file:"):
+            raise ValueError(
+                f"RunStore needs a database file path, got {str(raw)!r} (it opens one connection "
+                "per call, so an in-memory database would be empty every time; use a temp file)"
+            )
+        self.path = Path(raw).expanduser().resolve()
+        if self.path.exists() and self.path.is_dir():
+            raise ValueError(f"RunStore path {self.path} is a directory, not a database file")
+        self.timeout = float(timeout)
+        self.hostname = socket.gethostname()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._initialize()
+
+    def __repr__(self) -> str:
+        return f"RunStore({str(self.path)!r})"
+
+    # -- connections and transactions -----------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        # isolation_level=None: no implicit transactions; writes use explicit BEGIN IMMEDIATE.
+        conn = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None)
+        try:
+            conn.row_factory = sqlite3.Row
+            conn.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
+            conn.execute("PRAGMA foreign_keys = ON")
+            conn.execute("PRAGMA synchronous = NORMAL")  # safe (no corruption) in WAL mode
+            yield conn
+        finally:
+            conn.close()
+
+    @contextlib.contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        """A read transaction: every query inside sees the same snapshot (WAL)."""
+        with self._connect() as conn:
+            conn.execute("BEGIN")
+            try:
+                yield conn
+            finally:
+                conn.execute("ROLLBACK")
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction: takes the write lock up front, commits or rolls back."""
+        with self._connect() as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            else:
+                conn.execute("COMMIT")
+
+    def _initialize(self) -> None:
+        with self._connect() as conn:
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise RunStoreError(
+                    f"{self.path} has run-store schema version {version}; this code knows "
+                    f"versions up to {SCHEMA_VERSION} (upgrade the project or use another file)"
+                )
+            if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                with contextlib.suppress(sqlite3.OperationalError):
+                    conn.execute("PRAGMA journal_mode = WAL")
+        if version == SCHEMA_VERSION:
+            return
+        with self._write() as conn:
+            # re-read under the write lock: another process may have created it meanwhile
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version < SCHEMA_VERSION:
+                for statement in _SCHEMA.split(";"):
+                    if statement.strip():
+                        conn.execute(statement)
+                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    # -- runs -----------------------------------------------------------------------------------
+
+    def start_run(
+        self,
+        config: Mapping[str, Any] | None,
+        *,
+        name: str | None = None,
+        source: str = "cli",
+        seed: int | None = None,
+        search_id: int | None = None,
+    ) -> int:
+        """Record a new ``running`` run of this process; returns its id."""
+        _check_status(source, SOURCES, "source")
+        config_json = _dumps(dict(config or {}))
+        seed = _integer(seed, "seed")
+        search_id = _integer(search_id, "search_id")
+        with self._write() as conn:
+            cursor = conn.execute(
+                "INSERT INTO runs (name, source, status, config, seed, started_at, search_id, "
+                "pid, hostname) VALUES (?, ?, 'running', ?, ?, ?, ?, ?, ?)",
+                (name, source, config_json, seed, time.time(), search_id, os.getpid(),
+                 self.hostname),
+            )
+            return int(cursor.lastrowid)
+
+    def log_epoch(self, run_id: int, epoch: int, **metrics: Any) -> None:
+        """Insert or update one epoch's row; only the given fields (see :data:`EPOCH_FIELDS`)
+        are written, so calling twice for the same epoch merges. Updates ``epochs_done``."""
+        unknown = sorted(set(metrics) - set(EPOCH_FIELDS))
+        if unknown:
+            raise ValueError(
+                f"log_epoch got unknown field(s) {unknown}; allowed: {', '.join(EPOCH_FIELDS)}"
+            )
+        epoch = _integer(epoch, "epoch", allow_none=False)
+        values = {key: _real(value, key) for key, value in metrics.items()}
+        columns = [key for key in EPOCH_FIELDS if key in values]  # whitelisted names only
+        names = ", ".join(["run_id", "epoch", *columns])
+        marks = ", ".join("?" * (2 + len(columns)))
+        if columns:
+            updates = ", ".join(f"{c} = excluded.{c}" for c in columns)
+            upsert = f"ON CONFLICT(run_id, epoch) DO UPDATE SET {updates}"
+        else:
+            upsert = "ON CONFLICT(run_id, epoch) DO NOTHING"
+        with self._write() as conn:
+            self._require_run(conn, run_id)
+            conn.execute(
+                f"INSERT INTO epochs ({names}) VALUES ({marks}) {upsert}",
+                (run_id, epoch, *(values[c] for c in columns)),
+            )
+            conn.execute(
+                "UPDATE runs SET epochs_done = (SELECT COUNT(*) FROM epochs WHERE run_id = ?) "
+                "WHERE id = ?",
+                (run_id, run_id),
+            )
+
+    def finish_run(
+        self,
+        run_id: int,
+        status: str,
+        *,
+        metrics: Mapping[str, Any] | None = None,
+        model_path: str | os.PathLike | None = None,
+        message: str | None = None,
+    ) -> None:
+        """Close a run with a final status (one of :data:`FINAL_STATUSES`).
+
+        Sets ``finished_at`` and ``duration_seconds``. ``metrics`` are merged into the stored
+        metrics; ``model_path``/``message`` replace the stored value when given. Finishing an
+        already finished run again overwrites its status (e.g. finished -> stopped).
+        """
+        _check_status(status, FINAL_STATUSES, "finish_run status")
+        now = time.time()
+        with self._write() as conn:
+            row = self._require_run(conn, run_id)
+            merged = _loads(row["metrics"])
+            merged.update(_jsonable(dict(metrics or {})))
+            conn.execute(
+                "UPDATE runs SET status = ?, finished_at = ?, duration_seconds = ?, "
+                "metrics = ?, model_path = COALESCE(?, model_path), "
+                "message = COALESCE(?, message) WHERE id = ?",
+                (status, now, max(0.0, now - row["started_at"]), _dumps(merged),
+                 None if model_path is None else os.fspath(model_path), message, run_id),
+            )
+
+    def update_run(
+        self,
+        run_id: int,
+        *,
+        name: str | None = None,
+        metrics: Mapping[str, Any] | None = None,
+        model_path: str | os.PathLike | None = None,
+        message: str | None = None,
+    ) -> None:
+        """Change a run's name, merge metrics, or set model path/message without finishing it."""
+        with self._write() as conn:
+            row = self._require_run(conn, run_id)
+            merged = _loads(row["metrics"])
+            merged.update(_jsonable(dict(metrics or {})))
+            conn.execute(
+                "UPDATE runs SET name = COALESCE(?, name), metrics = ?, "
+                "model_path = COALESCE(?, model_path), message = COALESCE(?, message) "
+                "WHERE id = ?",
+                (name, _dumps(merged), None if model_path is None else os.fspath(model_path),
+                 message, run_id),
+            )
+
+    def get_run(self, run_id: int) -> Run:
+        """The run with its full history; ``KeyError`` if there is none with that id."""
+        with self._read() as conn:
+            row = conn.execute(f"SELECT {_RUN_COLUMNS} FROM runs WHERE id = ?",
+                               (run_id,)).fetchone()
+            if row is None:
+                raise KeyError(f"no run with id {run_id} in {self.path}")
+            run = _run_from_row(row)
+            run.history = self._histories(conn, [run_id])[run_id]
+            return run
+
+    def get_history(self, run_id: int) -> dict[str, list]:
+        """Just the per-epoch history (dict of lists) of one run."""
+        with self._connect() as conn:
+            self._require_run(conn, run_id)
+            return self._histories(conn, [run_id])[run_id]
+
+    def list_runs(
+        self,
+        status: str | Iterable[str] | None = None,
+        source: str | Iterable[str] | None = None,
+        search_id: int | None = None,
+        order_by: str = "started_at",
+        descending: bool = True,
+        limit: int | None = None,
+        *,
+        with_history: bool = False,
+    ) -> list[Run]:
+        """Runs matching all given filters, ordered by ``order_by`` (one of
+        :data:`ORDER_BY_FIELDS`; runs without that value come last), ties broken by id.
+        ``status``/``source`` may be one value or several. Histories are loaded only with
+        ``with_history=True``."""
+        if order_by not in _ORDER_COLUMNS:
+            raise ValueError(
+                f"order_by must be one of {', '.join(ORDER_BY_FIELDS)}; got {order_by!r}"
+            )
+        where, params = [], []
+        for column, value, allowed in (("status", status, STATUSES), ("source", source, SOURCES)):
+            if value is None:
+                continue
+            values = [value] if isinstance(value, str) else list(value)
+            for v in values:
+                _check_status(v, allowed, column)
+            if not values:
+                return []
+            where.append(f"{column} IN ({', '.join('?' * len(values))})")
+            params.extend(values)
+        if search_id is not None:
+            where.append("search_id = ?")
+            params.append(_integer(search_id, "search_id"))
+        expr = _ORDER_COLUMNS[order_by]
+        direction = "DESC" if descending else "ASC"
+        sql = f"SELECT {_RUN_COLUMNS} FROM runs"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += f" ORDER BY ({expr}) IS NULL, {expr} {direction}, id {direction}"
+        if limit is not None:
+            limit = _integer(limit, "limit", allow_none=False)
+            if limit < 0:
+                raise ValueError(f"limit must be >= 0 or None, got {limit}")
+            sql += " LIMIT ?"
+            params.append(limit)
+        with self._read() as conn:
+            runs = [_run_from_row(row) for row in conn.execute(sql, params)]
+            if with_history and runs:
+                histories = self._histories(conn, [run.id for run in runs])
+                for run in runs:
+                    run.history = histories[run.id]
+        return runs
+
+    def delete_run(self, run_id: int) -> bool:
+        """Delete a run and its epochs; returns whether it existed. The model file is kept."""
+        with self._write() as conn:
+            conn.execute("DELETE FROM epochs WHERE run_id = ?", (run_id,))
+            conn.execute("UPDATE searches SET best_run_id = NULL WHERE best_run_id = ?",
+                         (run_id,))
+            return conn.execute("DELETE FROM runs WHERE id = ?", (run_id,)).rowcount > 0
+
+    def mark_interrupted(self) -> list[int]:
+        """Mark ``running`` runs (and searches) of dead processes on this host ``interrupted``.
+
+        A run counts as dead when its recorded pid is no longer alive (``os.kill(pid, 0)``;
+        zombies count as dead). Runs recorded on other hosts are left alone, since their
+        processes cannot be checked from here. Returns the ids of the runs marked.
+        """
+        with self._connect() as conn:
+            candidates = {
+                table: [
+                    (row["id"], row["pid"])
+                    for row in conn.execute(
+                        f"SELECT id, pid FROM {table} WHERE status = 'running' AND "
+                        "(hostname = ? OR hostname IS NULL)",
+                        (self.hostname,),
+                    )
+                ]
+                for table in ("runs", "searches")
+            }
+        dead = {table: [(i, pid) for i, pid in rows if not _pid_alive(pid)]
+                for table, rows in candidates.items()}
+        if not any(dead.values()):
+            return []
+        marked: list[int] = []
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+        with self._write() as conn:
+            for table, rows in dead.items():
+                for item_id, pid in rows:
+                    cursor = conn.execute(
+                        f"UPDATE {table} SET status = 'interrupted', message = ? "
+                        "WHERE id = ? AND status = 'running'",
+                        (f"process {pid} on {self.hostname} ended without finishing the "
+                         f"{table[:-1]} (found at {stamp})", item_id),
+                    )
+                    if table == "runs" and cursor.rowcount:
+                        marked.append(item_id)
+        return marked
+
+    @contextlib.contextmanager
+    def track(
+        self,
+        config: Mapping[str, Any] | None,
+        *,
+        name: str | None = None,
+        source: str = "cli",
+        seed: int | None = None,
+        search_id: int | None = None,
+    ) -> Iterator[RunRecorder]:
+        """Start a run and yield a :class:`RunRecorder` for it.
+
+        On normal exit the run is finished with the recorder's status (``"finished"`` unless
+        the caller set ``stopped``/``diverged``/...). On an exception it is marked ``failed``
+        (``stopped`` for ``KeyboardInterrupt``, ``diverged`` for ``TrainingDiverged``) and the
+        exception is re-raised.
+        """
+        recorder = RunRecorder(
+            self, self.start_run(config, name=name, source=source, seed=seed, search_id=search_id)
+        )
+        try:
+            yield recorder
+        except BaseException as exc:
+            status, message = _status_for_exception(exc)
+            try:
+                recorder._finish(status, message)
+            except Exception as db_error:  # never hide the original exception
+                warnings.warn(f"could not record run {recorder.run_id} as {status}: {db_error}",
+                              RuntimeWarning, stacklevel=3)
+            raise
+        else:
+            recorder._finish(recorder.status or "finished", recorder.message)
+
+    # -- searches -------------------------------------------------------------------------------
+
+    def start_search(self, space: Mapping[str, Any] | None, *, name: str | None = None) -> int:
+        """Record a new ``running`` search over ``space``; returns its id."""
+        with self._write() as conn:
+            cursor = conn.execute(
+                "INSERT INTO searches (name, status, space, started_at, pid, hostname) "
+                "VALUES (?, 'running', ?, ?, ?, ?)",
+                (name, _dumps(dict(space or {})), time.time(), os.getpid(), self.hostname),
+            )
+            return int(cursor.lastrowid)
+
+    def finish_search(
+        self,
+        search_id: int,
+        status: str = "finished",
+        *,
+        best_run_id: int | None = None,
+        message: str | None = None,
+    ) -> None:
+        """Close a search with a final status and (optionally) its best run."""
+        _check_status(status, FINAL_STATUSES, "finish_search status")
+        with self._write() as conn:
+            cursor = conn.execute(
+                "UPDATE searches SET status = ?, finished_at = ?, "
+                "best_run_id = COALESCE(?, best_run_id), message = COALESCE(?, message) "
+                "WHERE id = ?",
+                (status, time.time(), _integer(best_run_id, "best_run_id"), message, search_id),
+            )
+            if cursor.rowcount == 0:
+                raise KeyError(f"no search with id {search_id} in {self.path}")
+
+    def get_search(self, search_id: int) -> Search:
+        with self._connect() as conn:
+            row = conn.execute(f"SELECT {_SEARCH_COLUMNS} FROM searches WHERE id = ?",
+                               (search_id,)).fetchone()
+        if row is None:
+            raise KeyError(f"no search with id {search_id} in {self.path}")
+        return _search_from_row(row)
+
+    def list_searches(self, status: str | None = None, limit: int | None = None) -> list[Search]:
+        """Searches, newest first."""
+        sql, params = f"SELECT {_SEARCH_COLUMNS} FROM searches", []
+        if status is not None:
+            _check_status(status, STATUSES)
+            sql += " WHERE status = ?"
+            params.append(status)
+        sql += " ORDER BY started_at DESC, id DESC"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(_integer(limit, "limit", allow_none=False))
+        with self._connect() as conn:
+            return [_search_from_row(row) for row in conn.execute(sql, params)]
+
+    # -- helpers --------------------------------------------------------------------------------
+
+    def _require_run(self, conn: sqlite3.Connection, run_id: int) -> sqlite3.Row:
+        row = conn.execute("SELECT id, started_at, metrics FROM runs WHERE id = ?",
+                           (run_id,)).fetchone()
+        if row is None:
+            raise KeyError(f"no run with id {run_id} in {self.path}")
+        return row
+
+    @staticmethod
+    def _histories(conn: sqlite3.Connection, run_ids: list[int]) -> dict[int, dict[str, list]]:
+        histories = {run_id: _empty_history() for run_id in run_ids}
+        columns = ", ".join(HISTORY_KEYS)
+        rows: list[sqlite3.Row] = []
+        for start in range(0, len(run_ids), 500):  # stay well under the bound-parameter limit
+            chunk = run_ids[start:start + 500]
+            rows.extend(conn.execute(
+                f"SELECT run_id, {columns} FROM epochs "
+                f"WHERE run_id IN ({', '.join('?' * len(chunk))}) ORDER BY run_id, epoch",
+                chunk,
+            ))
+        for row in rows:
+            history = histories.get(row["run_id"])
+            if history is not None:
+                for key in HISTORY_KEYS:
+                    history[key].append(row[key])
+        return histories
+
+
+def _status_for_exception(exc: BaseException) -> tuple[str, str]:
+    text = f"{type(exc).__name__}: {exc}"[:2000]
+    if isinstance(exc, KeyboardInterrupt):
+        return "stopped", "stopped by KeyboardInterrupt"
+    # nn.network.TrainingDiverged, matched by name so this module need not import the network
+    if any(cls.__name__ == "TrainingDiverged" for cls in type(exc).__mro__):
+        return "diverged", text
+    return "failed", text
+
+
+class RunRecorder:
+    """Records one run while it trains; get it from :meth:`RunStore.track`.
+
+    Pass :meth:`callback` to ``NeuralNetwork.fit(callback=...)`` (directly, or call it from your
+    own callback). Only ``kind == "epoch"`` events are written; batch events return at once.
+    The callback never asks training to stop (returns ``None``). A database error while
+    logging an epoch is kept in :attr:`errors` and reported with a ``RuntimeWarning`` instead of
+    interrupting training.
+
+    Before the ``with`` block ends, the caller may set the outcome: :meth:`set_status`
+    (``stopped``/``diverged``/... ), :meth:`set_stop_reason` (from ``model.stop_reason_``),
+    :meth:`set_metrics`, :meth:`set_model_path`.
+    """
+
+    def __init__(self, store: RunStore, run_id: int):
+        self.store = store
+        self.run_id = run_id
+        self.status: str | None = None
+        self.message: str | None = None
+        self.metrics: dict[str, Any] = {}
+        self.model_path: str | None = None
+        self.errors: list[Exception] = []
+        self._last_elapsed: float | None = None
+
+    def __repr__(self) -> str:
+        return f"RunRecorder(run_id={self.run_id}, store={self.store!r})"
+
+    def callback(self, event: Any) -> None:
+        """Training callback: log ``kind == "epoch"`` events (see DESIGN.md TrainingEvent).
+
+        ``seconds`` is the epoch's own duration, taken as the difference between consecutive
+        events' cumulative ``elapsed`` (the first epoch, or a restart, uses ``elapsed``).
+        """
+        if getattr(event, "kind", None) != "epoch":
+            return None
+        elapsed = getattr(event, "elapsed", None)
+        seconds = None
+        if elapsed is not None:
+            previous = self._last_elapsed
+            restarted = previous is None or elapsed < previous
+            seconds = elapsed if restarted else elapsed - previous
+            self._last_elapsed = elapsed
+        try:
+            self.store.log_epoch(
+                self.run_id,
+                event.epoch,
+                loss=getattr(event, "loss", None),
+                train_accuracy=getattr(event, "train_accuracy", None),
+                val_loss=getattr(event, "val_loss", None),
+                val_accuracy=getattr(event, "val_accuracy", None),
+                learning_rate=getattr(event, "learning_rate", None),
+                seconds=seconds,
+            )
+        except sqlite3.Error as exc:
+            self.errors.append(exc)
+            warnings.warn(f"run {self.run_id}: could not record epoch: {exc}", RuntimeWarning,
+                          stacklevel=2)
+        return None
+
+    def log_epoch(self, epoch: int, **metrics: Any) -> None:
+        """Log an epoch by hand (same as :meth:`RunStore.log_epoch` for this run)."""
+        self.store.log_epoch(self.run_id, epoch, **metrics)
+
+    def set_status(self, status: str, message: str | None = None) -> None:
+        """The status to record when the ``with`` block exits normally."""
+        self.status = _check_status(status, FINAL_STATUSES)
+        if message is not None:
+            self.message = message
+
+    def stop(self, message: str | None = None) -> None:
+        self.set_status("stopped", message)
+
+    def diverged(self, message: str | None = None) -> None:
+        self.set_status("diverged", message)
+
+    def set_stop_reason(self, stop_reason: str | None, message: str | None = None) -> None:
+        """Use ``model.stop_reason_`` / ``model.stop_message_``: completed/early_stopping ->
+        finished, callback -> stopped, diverged -> diverged."""
+        self.set_status(status_from_stop_reason(stop_reason), message)
+
+    def set_metrics(self, **metrics: Any) -> None:
+        """Final metrics (test_accuracy, val_accuracy, ...), written when the block exits."""
+        self.metrics.update(metrics)
+
+    def set_model_path(self, path: str | os.PathLike | None) -> None:
+        self.model_path = None if path is None else os.fspath(path)
+
+    def _finish(self, status: str, message: str | None) -> None:
+        self.store.finish_run(self.run_id, status, metrics=self.metrics,
+                              model_path=self.model_path, message=message)
+
+
+def compare_histories(
+    runs: Iterable[Run],
+    metrics: Sequence[str] = ("loss", "train_accuracy", "val_loss", "val_accuracy"),
+) -> dict[str, dict[str, dict[int, float]]]:
+    """Histories of several runs side by side: ``{metric: {run.label: {epoch: value}}}``.
+
+    Missing values are skipped, so ``pandas.DataFrame(result["val_accuracy"])`` is a frame
+    indexed by epoch with one column per run, ready for ``st.line_chart``. The runs need their
+    history loaded (``get_run`` or ``list_runs(with_history=True)``).
+    """
+    for metric in metrics:
+        if metric not in EPOCH_FIELDS:
+            raise ValueError(f"metric must be one of {', '.join(EPOCH_FIELDS)}; got {metric!r}")
+    result: dict[str, dict[str, dict[int, float]]] = {metric: {} for metric in metrics}
+    for run in runs:
+        history = run.history or {}
+        epochs = history.get("epoch", [])
+        for metric in metrics:
+            result[metric][run.label] = {
+                epoch: value
+                for epoch, value in zip(epochs, history.get(metric, []))
+                if value is not None
+            }
+    return result
