@@ -1,0 +1,153 @@
+"""Plotly figures of training curves, shared by the Train, Evaluate and Models pages.
+
+Pure functions: they take plain lists/dicts (a ``NeuralNetwork.history_`` or a worker snapshot)
+and return ``plotly.graph_objects.Figure``; they never call Streamlit, so pages render them with
+``st.plotly_chart(fig, width="stretch")``.
+
+- ``training_curves_figure(history)``: loss and accuracy per epoch, training and validation,
+  side by side (two panels).
+- ``batch_loss_figure(batch_loss, ema=None, smoothing=0.98)``: the per-batch loss, raw (faint) and
+  smoothed (exponential moving average).
+- ``ema(values, smoothing)``: the bias-corrected exponential moving average used above.
+- ``compare_figure(histories, metric)``: one metric per epoch for several models on one chart.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Mapping, Sequence
+
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+TRAIN_COLOR = "#1f77b4"
+VAL_COLOR = "#ff7f0e"
+METRIC_LABELS = {
+    "loss": "training loss",
+    "val_loss": "validation loss",
+    "train_accuracy": "training accuracy",
+    "val_accuracy": "validation accuracy",
+    "learning_rate": "learning rate",
+}
+
+
+def _clean(values: Sequence | None) -> list:
+    """Floats with None/NaN/inf turned into None (Plotly leaves a gap)."""
+    out = []
+    for v in values or []:
+        try:
+            f = float(v)
+        except (TypeError, ValueError):
+            out.append(None)
+            continue
+        out.append(f if math.isfinite(f) else None)
+    return out
+
+
+def _epochs(history: Mapping) -> list:
+    epochs = list(history.get("epoch") or [])
+    n = max((len(history.get(k) or []) for k in ("loss", "val_loss", "train_accuracy",
+                                                  "val_accuracy")), default=0)
+    if len(epochs) < n:
+        epochs = list(range(1, n + 1))
+    return epochs
+
+
+def training_curves_figure(history: Mapping | None, *, title: str | None = None,
+                           height: int = 340) -> go.Figure:
+    """Two panels: loss (left) and accuracy (right) per epoch, training and validation.
+
+    ``history`` is a dict of per-epoch lists with keys ``epoch``, ``loss``, ``val_loss``,
+    ``train_accuracy``, ``val_accuracy`` (missing keys or ``None`` values are skipped). An empty
+    or ``None`` history gives empty axes with a note.
+    """
+    history = history or {}
+    epochs = _epochs(history)
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("Loss", "Accuracy"),
+                        horizontal_spacing=0.08)
+    series = (
+        ("loss", "train loss", TRAIN_COLOR, 1, "solid"),
+        ("val_loss", "val loss", VAL_COLOR, 1, "solid"),
+        ("train_accuracy", "train accuracy", TRAIN_COLOR, 2, "dot"),
+        ("val_accuracy", "val accuracy", VAL_COLOR, 2, "dot"),
+    )
+    for key, name, color, col, dash in series:
+        ys = _clean(history.get(key))
+        if not any(y is not None for y in ys):
+            continue
+        fig.add_trace(go.Scatter(x=epochs[:len(ys)], y=ys, name=name, mode="lines+markers",
+                                 line=dict(color=color, dash=dash), marker=dict(size=5)),
+                      row=1, col=col)
+    fig.update_xaxes(title_text="epoch", rangemode="tozero", row=1, col=1)
+    fig.update_xaxes(title_text="epoch", rangemode="tozero", row=1, col=2)
+    fig.update_yaxes(tickformat=".0%", row=1, col=2)
+    if not epochs:
+        fig.add_annotation(text="no epochs yet", showarrow=False, xref="paper", yref="paper",
+                           x=0.5, y=0.5, font=dict(color="gray"))
+    fig.update_layout(height=height, margin=dict(l=10, r=10, t=40 if not title else 60, b=10),
+                      title=title, legend=dict(orientation="h", y=-0.2), hovermode="x unified")
+    return fig
+
+
+def ema(values: Sequence[float], smoothing: float = 0.98) -> list:
+    """Bias-corrected exponential moving average (like TensorBoard's smoothing); skips NaN."""
+    out, avg, weight = [], 0.0, 0.0
+    for v in values:
+        try:
+            f = float(v)
+        except (TypeError, ValueError):
+            f = math.nan
+        if math.isfinite(f):
+            avg = smoothing * avg + (1 - smoothing) * f
+            weight = smoothing * weight + (1 - smoothing)
+        out.append(avg / weight if weight > 0 else None)
+    return out
+
+
+def batch_loss_figure(batch_loss: Sequence[float], *, steps: Sequence[float] | None = None,
+                      smoothing: float = 0.98, smoothed: Sequence[float] | None = None,
+                      height: int = 280) -> go.Figure:
+    """Loss of every batch (faint) and its EMA (bold). ``steps`` are the x values (batch
+    numbers, possibly fractional epochs); default 1..n. ``smoothed`` skips recomputing the EMA."""
+    ys = _clean(batch_loss)
+    xs = list(steps) if steps is not None else list(range(1, len(ys) + 1))
+    fig = go.Figure()
+    if ys:
+        fig.add_trace(go.Scattergl(x=xs, y=ys, name="batch loss", mode="lines",
+                                   line=dict(color="rgba(31,119,180,0.25)", width=1)))
+        sm = list(smoothed) if smoothed is not None else ema(ys, smoothing)
+        fig.add_trace(go.Scattergl(x=xs, y=_clean(sm), name="smoothed (EMA)", mode="lines",
+                                   line=dict(color=TRAIN_COLOR, width=2)))
+    else:
+        fig.add_annotation(text="no batches yet", showarrow=False, xref="paper", yref="paper",
+                           x=0.5, y=0.5, font=dict(color="gray"))
+    fig.update_layout(title="Batch loss", height=height, margin=dict(l=10, r=10, t=40, b=10),
+                      xaxis_title="epoch" if steps is not None else "batch", yaxis_title="loss",
+                      legend=dict(orientation="h", y=-0.25))
+    return fig
+
+
+def compare_figure(histories: Mapping[str, Mapping], metric: str = "val_accuracy", *,
+                   height: int = 380) -> go.Figure:
+    """One line per model: ``metric`` (a history key, e.g. ``val_accuracy`` or ``loss``) per
+    epoch. ``histories`` maps a label (model name) to its history dict."""
+    fig = go.Figure()
+    for label, history in histories.items():
+        history = history or {}
+        ys = _clean(history.get(metric))
+        if not any(y is not None for y in ys):
+            continue
+        xs = _epochs(history)[:len(ys)]
+        fig.add_trace(go.Scatter(x=xs, y=ys, name=str(label), mode="lines+markers",
+                                 marker=dict(size=5)))
+    if not fig.data:
+        fig.add_annotation(text=f"no {METRIC_LABELS.get(metric, metric)} recorded",
+                           showarrow=False, xref="paper", yref="paper", x=0.5, y=0.5,
+                           font=dict(color="gray"))
+    fig.update_layout(height=height, margin=dict(l=10, r=10, t=40, b=10),
+                      title=METRIC_LABELS.get(metric, metric).capitalize() + " per epoch",
+                      xaxis_title="epoch", yaxis_title=METRIC_LABELS.get(metric, metric),
+                      hovermode="x unified")
+    if "accuracy" in metric:
+        fig.update_yaxes(tickformat=".1%")
+    return fig

@@ -1,0 +1,91 @@
+"""The sidebar shown on every page: the active model and a switcher, plus the training status.
+
+``render_sidebar()`` is called by ``app.py`` before ``pg.run()``. The selectbox widget key
+(``sidebar_model``) is only a mirror of ``st.session_state["active_model_name"]`` (see
+``ui.state``); its ``on_change`` callback writes the choice back, so it persists across pages and
+follows changes made elsewhere (e.g. "Load" on the Models page).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+
+from ui import state
+
+SELECT_KEY = "sidebar_model"
+
+
+def _on_select() -> None:
+    state.set_active_model(st.session_state.get(SELECT_KEY))
+
+
+def _model_card(name: str, path: Path) -> None:
+    try:
+        meta = state.get_model_metadata(path)
+    except (OSError, ValueError) as exc:
+        st.error(f"Cannot read {path.name}: {exc}")
+        return
+    arch = meta.get("architecture") or {}
+    metrics = meta.get("metrics") or {}
+    acc = metrics.get("test_accuracy")
+    st.markdown(f"**{name}**  \n`{state.layers_text(arch.get('layer_sizes'))}`")
+    cols = st.columns(2)
+    cols[0].metric("Test accuracy", f"{acc:.2%}" if isinstance(acc, (int, float)) else "—")
+    n_params = meta.get("n_parameters")
+    cols[1].metric("Parameters", f"{n_params:,}" if isinstance(n_params, int) else "—")
+
+
+def _status_body(polling: bool) -> None:
+    """"training: epoch x/y" (or the outcome of the last run) from the worker's snapshot."""
+    worker = state.training_slot().worker
+    if worker is None:
+        return
+    snap = worker.snapshot()
+    running = worker.is_alive()
+    if running:
+        paused = bool(snap.get("paused"))
+        st.info(f"**{'Paused' if paused else 'Training'}**: epoch {snap.get('epoch', 0)}"
+                f"/{snap.get('epochs', 0)}",
+                icon=":material/pause_circle:" if paused else ":material/model_training:")
+        st.progress(min(1.0, max(0.0, float(snap.get("progress", 0.0)))))
+    else:
+        status = snap.get("status")
+        if status in ("finished", "stopped"):
+            st.success(f"Training {status}: save it on the **Train** page.",
+                       icon=":material/check_circle:")
+        elif status in ("diverged", "failed"):
+            st.error(f"Training {status}: see the **Train** page.", icon=":material/error:")
+        if polling:  # it finished while this fragment polled: one full rerun stops the polling
+            st.rerun(scope="app")
+
+
+def _live_status() -> None:
+    """The status as a fragment that re-runs itself every second while training runs, so the
+    epoch counter moves on every page."""
+    polling = state.training_slot().running()
+    st.fragment(run_every=1.0 if polling else None)(_status_body)(polling)
+
+
+def render_sidebar() -> None:
+    """Draw the sidebar: active model, model switcher, training status."""
+    state.init_state()
+    with st.sidebar:
+        st.subheader("Active model", divider="gray")
+        models = state.saved_models()
+        names = [Path(row["path"]).stem for row in models]
+        names = list(dict.fromkeys(names))  # a model saved as .npz and .pkl appears once
+        active = state.active_model_name()
+        if not names:
+            st.caption("No saved model yet: train one on the **Train** page.")
+        else:
+            if active in names and st.session_state.get(SELECT_KEY) != active:
+                st.session_state[SELECT_KEY] = active
+            st.selectbox("Switch model", names, key=SELECT_KEY, on_change=_on_select,
+                         help="The model used by Draw, Predictions and Evaluate (saved models in "
+                              f"{state.models_dir().name}/).")
+            path = state.model_path_for(active)
+            if active and path is not None:
+                _model_card(active, path)
+        _live_status()

@@ -1,0 +1,259 @@
+"""Session state and shared cached resources for every page of the dashboard.
+
+Contract (what pages may use)
+-----------------------------
+``init_state()``
+    Called once per run by ``app.py`` before the page. Creates the session keys below with
+    ``setdefault`` (never overwrites). Pages may call it again; it is idempotent.
+
+Session keys owned here (plain keys, not widget keys, so they survive page changes):
+    ``active_model_name`` (str | None)  name (file stem) of the model the user chose; ``None``
+                                        means "the default": ``default`` if it exists, else the
+                                        newest saved model.
+    ``train_config`` (dict)             the Train page form (see ``ui.train_form``).
+    ``train_result`` (dict | None)      outcome of the last finished training (Train page).
+
+Paths and environment
+    ``models_dir() -> Path``    ``$NN_MODELS_DIR`` or ``<repo>/saved_models`` (created on demand).
+    ``train_limit() -> int | None``  ``$NN_TRAIN_LIMIT``: caps the number of training images the
+                                Train page uses (tests set e.g. 1000); unset/empty/0 = no cap.
+    Both are read at call time, so tests can ``monkeypatch.setenv`` before ``AppTest.run()``.
+
+Cached resources (never copied, arrays read-only)
+    ``get_mnist() -> nn.data.MNIST``            the bundled MNIST, loaded once per server.
+    ``get_model(path) -> NeuralNetwork``        loaded once per (path, mtime); the file metadata is
+                                                ``model.metadata_``. Treat the model as read-only.
+    ``get_test_predictions(path) -> (proba, pred)``  the model's predictions on the official MNIST
+                                                test set: ``proba`` float32 (10000, 10), ``pred``
+                                                int64 (10000,), computed once per (path, mtime).
+    ``get_model_metadata(path) -> dict``        ``nn.persistence.read_metadata``, cached per mtime.
+
+Active model
+    ``saved_models() -> list[dict]``            ``nn.persistence.list_models(models_dir())``
+                                                without the unreadable rows.
+    ``active_model_name() -> str | None``       resolved as described above (None: no model yet).
+    ``active_model_path() -> Path | None``
+    ``active_model() -> (name, model) | None``
+    ``set_active_model(name)``                  make a saved model active (all pages, this session).
+    ``model_path_for(name) -> Path | None``     ``<dir>/<name>.npz`` or ``.pkl`` if it exists.
+    ``layers_text(sizes) -> str``               e.g. ``"784-256-128-10"``.
+
+Training slot
+    ``training_slot() -> TrainingSlot``  one per browser session (``cache_resource(scope=
+    "session")``); ``slot.worker`` is the session's ``ui.worker.TrainingWorker`` or ``None``.
+    Closing the tab stops the worker (``on_release``).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import streamlit as st
+
+REPO_DIR = Path(__file__).resolve().parent.parent
+DEFAULT_MODELS_DIR = REPO_DIR / "saved_models"
+DEFAULT_MODEL_NAME = "default"
+MODELS_DIR_ENV = "NN_MODELS_DIR"
+TRAIN_LIMIT_ENV = "NN_TRAIN_LIMIT"
+
+
+# ------------------------------------------------------------------------------ environment
+def models_dir() -> Path:
+    """Folder of saved models: ``$NN_MODELS_DIR`` or ``saved_models/`` (created if missing)."""
+    value = os.environ.get(MODELS_DIR_ENV, "").strip()
+    folder = Path(value).expanduser() if value else DEFAULT_MODELS_DIR
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        pass
+    return folder
+
+
+def train_limit() -> int | None:
+    """``$NN_TRAIN_LIMIT`` as a positive int, or ``None`` (no cap)."""
+    value = os.environ.get(TRAIN_LIMIT_ENV, "").strip()
+    try:
+        n = int(value)
+    except ValueError:
+        return None
+    return n if n > 0 else None
+
+
+# ------------------------------------------------------------------------------ session state
+def init_state() -> None:
+    """Create this module's session keys (idempotent)."""
+    ss = st.session_state
+    ss.setdefault("active_model_name", None)
+    if "train_config" not in ss:
+        try:
+            from ui.train_form import default_config
+
+            ss["train_config"] = default_config()
+        except Exception:  # the form module is optional for other pages
+            ss["train_config"] = {}
+    ss.setdefault("train_result", None)
+
+
+# ------------------------------------------------------------------------------ cached data
+@st.cache_resource(show_spinner="Loading MNIST…")
+def get_mnist():
+    """The bundled MNIST (``nn.data.MNIST``), loaded once per server; arrays are read-only."""
+    from nn.data import load_mnist
+
+    data = load_mnist()
+    for a in data:
+        a.flags.writeable = False
+    return data
+
+
+def _mtime(path: Path) -> float:
+    return path.stat().st_mtime_ns / 1e9
+
+
+@st.cache_resource(max_entries=8, show_spinner=False)
+def _load_model_cached(path: str, mtime: float):
+    from nn.persistence import load_model
+
+    return load_model(path)
+
+
+def get_model(path: str | os.PathLike):
+    """The model saved at ``path``, loaded once per file version (path + mtime).
+
+    Raises FileNotFoundError / ``nn.persistence.ModelFileError`` like ``load_model``."""
+    path = Path(path)
+    return _load_model_cached(str(path.resolve()), _mtime(path))
+
+
+@st.cache_resource(max_entries=8, show_spinner="Predicting the test set…")
+def _test_predictions_cached(path: str, mtime: float):
+    model = _load_model_cached(path, mtime)
+    data = get_mnist()
+    proba = np.asarray(model.predict_proba(data.x_test), dtype=np.float32)
+    pred = np.asarray(model.classes_)[proba.argmax(axis=1)].astype(np.int64)
+    proba.flags.writeable = False
+    pred.flags.writeable = False
+    return proba, pred
+
+
+def get_test_predictions(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+    """``(proba float32 (10000, 10), pred int64 (10000,))`` of the model at ``path`` on the
+    official MNIST test set; computed once per (path, mtime). Read-only arrays."""
+    path = Path(path)
+    return _test_predictions_cached(str(path.resolve()), _mtime(path))
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def _metadata_cached(path: str, mtime: float) -> dict:
+    from nn.persistence import read_metadata
+
+    return read_metadata(path)
+
+
+def get_model_metadata(path: str | os.PathLike) -> dict:
+    path = Path(path)
+    return _metadata_cached(str(path.resolve()), _mtime(path))
+
+
+# ------------------------------------------------------------------------------ active model
+def saved_models() -> list[dict]:
+    """Readable saved models (``list_models`` rows without ``error``), newest first."""
+    from nn.persistence import list_models
+
+    return [row for row in list_models(models_dir()) if not row.get("error")]
+
+
+def model_path_for(name: str | None) -> Path | None:
+    """Path of the saved model called ``name`` (``.npz`` preferred, then ``.pkl``) or None."""
+    if not name:
+        return None
+    from nn.persistence import model_path
+
+    for fmt in ("npz", "pkl"):
+        try:
+            path = model_path(models_dir(), name, fmt)
+        except ValueError:
+            return None
+        if path.is_file():
+            return path
+    return None
+
+
+def active_model_name() -> str | None:
+    """The chosen model if its file exists, else ``default``, else the newest saved model."""
+    chosen = st.session_state.get("active_model_name")
+    if chosen and model_path_for(chosen) is not None:
+        return chosen
+    if model_path_for(DEFAULT_MODEL_NAME) is not None:
+        return DEFAULT_MODEL_NAME
+    for row in saved_models():
+        if model_path_for(Path(row["path"]).stem) is not None:
+            return Path(row["path"]).stem
+    return None
+
+
+def active_model_path() -> Path | None:
+    return model_path_for(active_model_name())
+
+
+def active_model() -> tuple[str, Any] | None:
+    """``(name, model)`` of the active model, or ``None`` when there is no usable model."""
+    name = active_model_name()
+    path = model_path_for(name)
+    if path is None:
+        return None
+    try:
+        return name, get_model(path)
+    except (OSError, ValueError):
+        return None
+
+
+def set_active_model(name: str | None) -> None:
+    """Make ``name`` the active model for this session (all pages)."""
+    st.session_state["active_model_name"] = name
+
+
+def layers_text(sizes) -> str:
+    """``[784, 256, 10] -> "784-256-10"`` (``"?"`` when unknown)."""
+    if not sizes:
+        return "?"
+    return "-".join(str(int(s)) for s in sizes)
+
+
+def no_model_message() -> None:
+    """The standard "no model yet" note, pointing to the Train page."""
+    st.info("No trained model yet. Train one on the **Train** page (or upload one on **Models**).",
+            icon=":material/model_training:")
+
+
+# ------------------------------------------------------------------------------ training slot
+class TrainingSlot:
+    """Holds the session's training worker (``ui.worker.TrainingWorker``) between reruns."""
+
+    def __init__(self) -> None:
+        self.worker = None
+        self.lock = threading.Lock()
+
+    def running(self) -> bool:
+        w = self.worker
+        return bool(w is not None and w.is_alive())
+
+
+def _release_slot(slot: TrainingSlot) -> None:
+    """Called ~0.2 s after the browser session ends: stop its training."""
+    worker = getattr(slot, "worker", None)
+    if worker is not None:
+        try:
+            worker.stop()
+        except Exception:
+            pass
+
+
+@st.cache_resource(scope="session", on_release=_release_slot, show_spinner=False)
+def training_slot() -> TrainingSlot:
+    """The session's training slot (one per browser tab)."""
+    return TrainingSlot()
