@@ -494,7 +494,9 @@ class NeuralNetwork:
                        f"use at most the number of training samples ({X.shape[0]})")
         self._work: dict[int, dict] = {}
         self._grads = [np.empty_like(p) for p in self._params()]
-        self._train_loop(X, y_idx, X_val, yv_idx if X_val is not None else None, callback)
+        # Overflow is detected and handled as divergence; NumPy need not warn about it too.
+        with np.errstate(over="ignore", invalid="ignore"):
+            self._train_loop(X, y_idx, X_val, yv_idx if X_val is not None else None, callback)
         return self
 
     def _hold_out(self, X, y_idx):
@@ -579,6 +581,12 @@ class NeuralNetwork:
                 hist[key].append(value)
             if val_acc is not None:
                 self.best_val_accuracy_ = max(val_acc, self.best_val_accuracy_ or 0.0)
+            end_loss = val_loss if val_loss is not None else self._batch_loss(xb, y_idx[idx])
+            if not math.isfinite(end_loss):
+                self._restore(safe)
+                self.n_iter_ = epoch
+                self._diverged(epoch, n_batches - 1, end_loss, lr)
+                break
             safe = self._snapshot()
             if callback is not None and callback(TrainingEvent(
                     "epoch", epoch + 1, last_epoch, n_batches, n_batches, loss_sum / seen,
@@ -632,6 +640,11 @@ class NeuralNetwork:
             p[...] = v
         self.optimizer_.load_state_dict(scalars, {k: v.copy() for k, v in arrays.items()})
 
+    def _batch_loss(self, x: np.ndarray, y_idx: np.ndarray) -> float:
+        """Cross-entropy of the current weights on one float batch (a divergence check)."""
+        logits = self._forward_eval(x)
+        return softmax_cross_entropy(logits, y_idx, grad_out=logits)[0]
+
     def _evaluate(self, X: np.ndarray, y_idx: np.ndarray) -> tuple[float, float]:
         """Mean cross-entropy and accuracy on a whole set, without dropout."""
         loss_sum, correct = 0.0, 0
@@ -661,11 +674,28 @@ class NeuralNetwork:
         return out
 
     def predict(self, X) -> np.ndarray:
-        return self.classes_[self.predict_proba(X).argmax(axis=1)]
+        proba = self.predict_proba(X)
+        return self.classes_[proba.argmax(axis=1)]
 
     def score(self, X, y) -> float:
-        """Accuracy on ``(X, y)``."""
-        return float(np.mean(self.predict(X) == np.asarray(y)))
+        """Accuracy on ``(X, y)``; labels the model does not know raise ``ValueError``."""
+        self._ready()
+        y_idx = self._encode(y)
+        proba = self.predict_proba(X)
+        if y_idx.shape[0] != proba.shape[0]:
+            raise ValueError(f"y has {y_idx.shape[0]} labels for {proba.shape[0]} rows of X.")
+        return float(np.mean(proba.argmax(axis=1) == y_idx))
+
+    def loss_and_gradients(self, X, y) -> tuple[float, list[np.ndarray]]:
+        """The training objective on ``(X, y)`` without dropout, and copies of its gradients in the
+        order ``[W0, b0, W1, b1, ...]`` (for gradient checks and teaching)."""
+        self._ready()
+        X = self._check_X(X)
+        xb = self._to_float(X, np.empty(X.shape, self.coefs_[0].dtype))
+        self._grads = [np.empty_like(p) for p in self._params()]
+        loss, _, grads = self._loss_and_grads(xb, self._encode(y), training=False)
+        self._work = {}
+        return loss, [g.copy() for g in grads]
 
     def activations(self, X) -> list[np.ndarray]:
         """The output of every hidden layer for ``X`` (no dropout), for display."""
