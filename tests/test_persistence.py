@@ -283,6 +283,21 @@ def test_pickle_refuses_object_dtype_and_subclasses(tmp_path):
         P.load_model(evil)
 
 
+def test_pickle_refuses_tampered_dtype_and_build_states(tmp_path):
+    # A float dtype whose pickled state claims "holds object pointers" (flags) would make
+    # NumPy treat raw file bytes as PyObject* -- refuse before NumPy applies it.
+    data = pickle.dumps(_payload(arrays_extra={"i": np.full(2, 0x4141414141414141)}), protocol=4)
+    plain_flags = b"J\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00t"
+    assert plain_flags in data
+    evil = tmp_path / "flags.pkl"
+    evil.write_bytes(data.replace(plain_flags, b"J\xff\xff\xff\xffJ\xff\xff\xff\xffK\x3ft"))
+    with pytest.raises(ModelFileError, match="tampered state for dtype"):
+        P.load_model(evil)
+    evil.write_bytes(b"\x80\x04}\x94}\x94b.")  # BUILD on a plain dict
+    with pytest.raises(ModelFileError, match="refuses to set the state of a dict"):
+        P.load_model(evil)
+
+
 def test_pickle_refuses_extension_codes_and_whole_model_objects(tmp_path, fitted):
     evil = tmp_path / "ext.pkl"
     evil.write_bytes(b"\x80\x04\x82\x01.")  # EXT1 1: served from copyreg's global cache
