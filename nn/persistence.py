@@ -957,8 +957,9 @@ def list_models(folder: str | os.PathLike) -> list[dict]:
         }
         try:
             meta = read_metadata(path)
-        except (ModelFileError, OSError) as exc:
-            row["error"] = str(exc)
+        except Exception as exc:  # one bad file must not break the whole table
+            row["error"] = str(exc) if isinstance(exc, (ModelFileError, OSError)) else (
+                f"{path}: {type(exc).__name__}: {exc}")
         else:
             arch = meta.get("architecture") or {}
             metrics = meta.get("metrics") if isinstance(meta.get("metrics"), dict) else {}
