@@ -1,0 +1,225 @@
+"""Train page: every engine option, presets, background training with live charts, save."""
+
+from __future__ import annotations
+
+import time
+
+import streamlit as st
+
+from ui import state, train_form
+from ui.charts import batch_loss_figure, training_curves_figure
+from ui.worker import TrainingWorker
+
+state.init_state()
+cfg = st.session_state["train_config"]
+slot = state.training_slot()
+worker = slot.worker
+running = bool(worker is not None and worker.is_alive())
+limit = state.train_limit()
+
+st.title(":material/model_training: Train a network")
+st.caption("Pick a preset or set every option yourself, then start. Training runs in the "
+           "background: you can visit other pages meanwhile.")
+
+# ------------------------------------------------------------------ presets
+try:
+    from nn.presets import PRESETS
+except ImportError:  # pragma: no cover - presets land separately
+    PRESETS = {}
+if PRESETS:
+    st.markdown("**Presets** (one click fills the form)")
+    cols = st.columns(len(PRESETS))
+    for col, (name, preset) in zip(cols, PRESETS.items()):
+        col.button(name, key=f"preset_{name}", on_click=train_form.apply_preset, args=(name,),
+                   help=preset.description, disabled=running, width="stretch",
+                   type="primary" if cfg.get("preset") == name else "secondary")
+
+
+# ------------------------------------------------------------------ actions
+def _start(continue_model=None, epochs: int | None = None) -> None:
+    """Start a worker for the form's settings (or continue ``continue_model``)."""
+    model_kwargs = train_form.to_model_kwargs(cfg)
+    if epochs is not None:
+        model_kwargs["epochs"] = int(epochs)
+    new = TrainingWorker(model_kwargs, train_form.to_data_kwargs(cfg), state.get_mnist(),
+                         train_limit=limit, model=continue_model,
+                         run_name=cfg.get("preset") or None)
+    old = slot.worker
+    if old is not None and old.is_alive():
+        old.stop()
+    slot.worker = new
+    st.session_state["train_saved"] = None
+    new.start()
+
+
+def _save() -> None:
+    """Save button callback: validated name, overwrite only when confirmed."""
+    from nn.persistence import model_path, sanitize_model_name, save_model
+
+    w = slot.worker
+    if w is None or w.model is None:
+        return
+    snap = w.snapshot()
+    try:
+        name = sanitize_model_name(st.session_state.get("save_name", ""))
+        path = model_path(state.models_dir(), name)
+    except ValueError as exc:
+        st.session_state["save_feedback"] = ("error", str(exc))
+        return
+    if path.exists() and not st.session_state.get("save_overwrite"):
+        st.session_state["save_feedback"] = (
+            "warning", f"A model called **{name}** exists: tick *Overwrite* to replace it.")
+        return
+    metrics = {k: snap[k] for k in ("test_accuracy", "val_accuracy") if snap.get(k) is not None}
+    try:
+        save_model(w.model, path, name=name, metrics=metrics)
+    except (OSError, ValueError) as exc:
+        st.session_state["save_feedback"] = ("error", f"Could not save: {exc}")
+        return
+    w.set_model_path(str(path))
+    state.set_active_model(name)
+    st.session_state["train_saved"] = name
+    st.session_state["save_feedback"] = ("success", f"Saved as **{path.name}**; it is now the "
+                                                    "active model.")
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+
+
+form_col, live_col = st.columns([5, 6], gap="large")
+
+with form_col:
+    st.subheader("Settings")
+    errors = train_form.render_form(cfg, disabled=running, train_limit=limit)
+
+with live_col:
+    st.subheader("Training")
+    c1, c2, c3, c4 = st.columns(4)
+    start = c1.button("Start", key="start_training", type="primary", disabled=running,
+                      icon=":material/play_arrow:", width="stretch")
+    c2.button("Pause", key="pause_training", icon=":material/pause:", width="stretch",
+              disabled=not running or worker.paused,
+              on_click=(worker.pause if worker is not None else None))
+    c3.button("Resume", key="resume_training", icon=":material/resume:", width="stretch",
+              disabled=not running or not worker.paused,
+              on_click=(worker.resume if worker is not None else None))
+    c4.button("Stop", key="stop_training", icon=":material/stop:", width="stretch",
+              disabled=not running, on_click=(worker.stop if worker is not None else None))
+    if start:
+        if errors:
+            st.error("Fix the settings marked in red before training: "
+                     + " ".join(m for msgs in errors.values() for m in msgs),
+                     icon=":material/block:")
+        else:
+            _start()
+            st.rerun()
+    elif errors and not running:
+        st.warning(f"{sum(map(len, errors.values()))} setting(s) need fixing before training "
+                   "(see the red messages in the form).", icon=":material/warning:")
+
+    @st.fragment(run_every=0.5 if running else None)
+    def live_panel() -> None:
+        w = slot.worker
+        if w is None:
+            st.info("Press **Start** to train with these settings.", icon=":material/info:")
+            return
+        snap = w.snapshot()
+        status = snap["status"]
+        progress = float(snap.get("progress") or 0.0)
+        eta = snap.get("eta_seconds")
+        label = {"preparing": "Preparing the data…", "running": "Training",
+                 "finished": "Finished", "stopped": "Stopped", "diverged": "Diverged",
+                 "failed": "Failed"}.get(status, status)
+        if snap.get("paused") and status == "running":
+            label = "Paused"
+        text = f"{label} — epoch {snap['epoch']}/{snap['epochs']}"
+        if status == "running" and eta is not None:
+            text += f", about {_duration(eta)} left"
+        st.progress(min(1.0, progress), text=text)
+        m1, m2, m3, m4 = st.columns(4)
+        hist = snap["history"]
+        val = [v for v in hist.get("val_accuracy", []) if v is not None]
+        m1.metric("Epoch", f"{snap['epoch']}/{snap['epochs']}")
+        m2.metric("Val accuracy", f"{val[-1]:.2%}" if val else "—")
+        m3.metric("Images / s", f"{snap['images_per_second']:,.0f}"
+                  if snap.get("images_per_second") else "—")
+        m4.metric("Elapsed", _duration(snap.get("elapsed") or 0.0))
+        if snap.get("n_train"):
+            st.caption(f"{snap['n_train']:,} training, {snap['n_val']:,} validation, "
+                       f"{snap['n_test']:,} test images.")
+        st.plotly_chart(training_curves_figure(hist), width="stretch", key="live_curves")
+        st.plotly_chart(batch_loss_figure(snap["batch_loss"], steps=snap["batch_steps"],
+                                          smoothed=snap["batch_ema"]),
+                        width="stretch", key="live_batch_loss")
+        if running and not snap["alive"]:
+            st.rerun()  # finished while polling: one full rerun shows the results
+
+    live_panel()
+
+    # ------------------------------------------------------------------ results
+    if worker is not None and not running:
+        snap = worker.snapshot()
+        status = snap["status"]
+        if status == "failed":
+            st.error(f"Training failed: {snap['error']}", icon=":material/error:")
+            with st.expander("Details"):
+                st.code(snap.get("traceback") or "", language=None)
+        elif status == "diverged":
+            st.error(snap["stop_message"] or "Training diverged.", icon=":material/trending_up:")
+            st.warning(f"Lower the learning rate (now {cfg['learning_rate']:g}; try "
+                       f"{cfg['learning_rate'] / 10:g}) or turn on gradient clipping.",
+                       icon=":material/lightbulb:")
+        elif status == "stopped":
+            st.warning(snap["stop_message"] or "Stopped on request.", icon=":material/stop:")
+        elif status == "finished":
+            msg = "Training finished."
+            if snap.get("stop_reason") == "early_stopping":
+                msg = snap["stop_message"]
+            st.success(msg, icon=":material/check_circle:")
+        if snap.get("run_errors"):
+            st.caption("Run log problems: " + "; ".join(snap["run_errors"]))
+        trained = worker.model is not None and int(getattr(worker.model, "n_iter_", 0) or 0) > 0
+        if status in ("finished", "stopped", "diverged") and trained:
+            r1, r2 = st.columns(2)
+            r1.metric("Test accuracy", f"{snap['test_accuracy']:.2%}"
+                      if snap.get("test_accuracy") is not None else "—")
+            r2.metric("Validation accuracy", f"{snap['val_accuracy']:.2%}"
+                      if snap.get("val_accuracy") is not None else "—")
+            with st.container(border=True):
+                st.markdown("**Save this model**")
+                st.session_state.setdefault("save_name", cfg.get("preset") or
+                                            time.strftime("model-%Y%m%d-%H%M"))
+                s1, s2 = st.columns([3, 1], vertical_alignment="bottom")
+                s1.text_input("Name", key="save_name", help="Letters, digits, '-', '_' and '.'; "
+                              "saved as saved_models/<name>.npz.")
+                exists = False
+                try:
+                    from nn.persistence import model_path
+
+                    exists = model_path(state.models_dir(),
+                                        st.session_state.get("save_name", "")).exists()
+                except ValueError:
+                    pass
+                if exists:
+                    st.checkbox("Overwrite the existing model with this name",
+                                key="save_overwrite")
+                s2.button("Save", key="save_model", type="primary", on_click=_save,
+                          icon=":material/save:", width="stretch")
+                feedback = st.session_state.pop("save_feedback", None)
+                if feedback:
+                    getattr(st, feedback[0])(feedback[1])
+            with st.container(border=True):
+                k1, k2 = st.columns([3, 1], vertical_alignment="bottom")
+                more = k1.number_input("Continue training for more epochs", min_value=1,
+                                       max_value=500, value=5, key="continue_epochs",
+                                       help="Same weights and optimizer state (warm start).")
+                if k2.button("Continue", key="continue_training", icon=":material/fast_forward:",
+                             width="stretch"):
+                    _start(continue_model=worker.model, epochs=int(more))
+                    st.rerun()
