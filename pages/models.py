@@ -1,0 +1,195 @@
+"""Models page: the saved models as a table; load, delete, download, upload, compare."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from datetime import datetime
+from pathlib import Path
+
+import streamlit as st
+
+from nn.persistence import (MAX_UPLOAD_BYTES, ModelFileError, delete_model, export_pickle,
+                            list_models, load_model_bytes, model_path, sanitize_model_name,
+                            save_model)
+from ui import state
+from ui.charts import compare_figure
+
+state.init_state()
+folder = state.models_dir()
+
+st.title(":material/inventory_2: Models")
+st.caption(f"Saved models in `{folder}`. The active model is used by Draw, Predictions and "
+           "Evaluate.")
+
+
+@st.cache_resource(max_entries=4, show_spinner=False)
+def _file_bytes(path: str, mtime: float, fmt: str) -> bytes:
+    """The model at ``path`` as ``.npz`` or ``.pkl`` bytes (converted through a temp file)."""
+    src = Path(path)
+    if src.suffix.lower() == f".{fmt}":
+        return src.read_bytes()
+    model = state.get_model(src)
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / f"{src.stem}.{fmt}"
+        if fmt == "pkl":
+            export_pickle(model, out)
+        else:
+            save_model(model, out)
+        return out.read_bytes()
+
+
+def _when(value) -> str:
+    try:
+        return datetime.fromisoformat(str(value)).astimezone().strftime("%Y-%m-%d %H:%M")
+    except ValueError:
+        return ""
+
+
+rows = list_models(folder)
+active = state.active_model_name()
+stems = list(dict.fromkeys(Path(r["path"]).stem for r in rows if not r.get("error")))
+
+# ------------------------------------------------------------------ table
+if not rows:
+    state.no_model_message()
+else:
+    table = [{
+        "": "●" if Path(r["path"]).stem == active else "",
+        "name": Path(r["path"]).stem,
+        "layers": state.layers_text(r.get("layers")) if not r.get("error") else "unreadable",
+        "test accuracy": r.get("test_accuracy"),
+        "epochs": r.get("n_iter"),
+        "parameters": r.get("n_parameters"),
+        "saved": _when(r.get("saved")),
+        "size (MB)": r["size_bytes"] / 1e6,
+        "format": r["format"],
+    } for r in rows]
+    st.dataframe(table, hide_index=True, width="stretch", key="models_table", column_config={
+        "": st.column_config.TextColumn(width="small", help="the active model"),
+        "test accuracy": st.column_config.NumberColumn(format="percent"),
+        "size (MB)": st.column_config.NumberColumn(format="%.2f"),
+        "parameters": st.column_config.NumberColumn(format="localized"),
+    })
+    for r in rows:
+        if r.get("error"):
+            st.warning(f"{Path(r['path']).name} cannot be read: {r['error']}",
+                       icon=":material/warning:")
+
+# ------------------------------------------------------------------ actions on one model
+if stems:
+    left, right = st.columns([1, 1], gap="large")
+    with left:
+        st.subheader("Manage")
+        index = stems.index(active) if active in stems else 0
+        pick = st.selectbox("Model", stems, index=index, key="models_pick",
+                            help="The saved model the buttons below act on.")
+        path = state.model_path_for(pick)
+        b1, b2, b3 = st.columns(3)
+        if b1.button("Make active", key="load_model", icon=":material/check:",
+                     type="primary", disabled=pick == active, width="stretch"):
+            state.set_active_model(pick)
+            st.rerun()
+        if path is not None:
+            mtime = path.stat().st_mtime
+            try:
+                b2.download_button("Download .npz", _file_bytes(str(path), mtime, "npz"),
+                                   file_name=f"{pick}.npz", mime="application/octet-stream",
+                                   key="download_npz", icon=":material/download:",
+                                   width="stretch")
+                b3.download_button("Download .pkl", _file_bytes(str(path), mtime, "pkl"),
+                                   file_name=f"{pick}.pkl", mime="application/octet-stream",
+                                   key="download_pkl", icon=":material/download:",
+                                   width="stretch",
+                                   help="Compatibility pickle (plain containers only).")
+            except (OSError, ValueError) as exc:
+                st.error(f"Cannot prepare the download: {exc}")
+        confirm = st.checkbox(f"Yes, delete **{pick}**", key="confirm_delete",
+                              help="Deleting removes the file(s) from the models folder.")
+        if st.button("Delete", key="delete_model", icon=":material/delete:",
+                     disabled=not confirm):
+            try:
+                delete_model(folder, pick)
+            except (OSError, ValueError) as exc:
+                st.error(f"Could not delete {pick}: {exc}")
+            else:
+                if st.session_state.get("active_model_name") == pick:
+                    state.set_active_model(None)
+                st.session_state.pop("confirm_delete", None)
+                st.toast(f"Deleted {pick}.", icon=":material/delete:")
+                st.rerun()
+
+    with right:
+        st.subheader("Compare")
+        chosen = st.multiselect("Models", stems, default=[active] if active in stems else
+                                stems[:1], key="compare_models",
+                                help="Their training curves, per epoch, on one chart.")
+        metric = st.segmented_control(
+            "Curve", ["val_accuracy", "val_loss", "train_accuracy", "loss"],
+            default="val_accuracy", key="compare_metric",
+            format_func=lambda m: m.replace("_", " ").replace("val", "validation"))
+        histories = {}
+        for name in chosen:
+            p = state.model_path_for(name)
+            if p is None:
+                continue
+            try:
+                histories[name] = state.get_model_metadata(p).get("history") or {}
+            except (OSError, ValueError) as exc:
+                st.error(f"Cannot read {name}: {exc}")
+        st.plotly_chart(compare_figure(histories, metric or "val_accuracy"), width="stretch",
+                        key="compare_chart")
+
+# ------------------------------------------------------------------ upload
+st.subheader("Upload a model")
+upload = st.file_uploader(
+    "A model saved by this project (.npz, or the compatibility .pkl)", type=["npz", "pkl"],
+    key="model_upload",
+    help=f"At most {MAX_UPLOAD_BYTES // 2**20} MB. The file is checked in memory; nothing is "
+         "written until you save it.")
+if upload is not None:
+    data = upload.getvalue()
+    try:
+        model = load_model_bytes(data, upload.name)
+    except (ModelFileError, ValueError, TypeError) as exc:
+        st.error(f"This file was refused and nothing was saved: {exc}", icon=":material/block:")
+    except Exception as exc:  # noqa: BLE001 - any other fault in a foreign file
+        st.error(f"This file was refused and nothing was saved: {type(exc).__name__}: {exc}",
+                 icon=":material/block:")
+    else:
+        meta = getattr(model, "metadata_", {}) or {}
+        acc = (meta.get("metrics") or {}).get("test_accuracy")
+        st.success(f"Valid model: {state.layers_text(model.layer_sizes_)}, "
+                   f"{model.n_parameters_:,} parameters"
+                   + (f", test accuracy {acc:.2%}" if isinstance(acc, float) else "") + ".",
+                   icon=":material/verified:")
+        try:
+            suggested = sanitize_model_name(Path(upload.name).stem)
+        except ValueError:
+            suggested = "uploaded-model"
+        u1, u2 = st.columns([3, 1], vertical_alignment="bottom")
+        name = u1.text_input("Save as", value=suggested, key="upload_name")
+        target = None
+        try:
+            target = model_path(folder, name)
+        except ValueError as exc:
+            st.error(str(exc))
+        overwrite = False
+        if target is not None and target.exists():
+            overwrite = st.checkbox(f"Overwrite the existing model **{target.stem}**",
+                                    key="upload_overwrite")
+        if u2.button("Save upload", key="save_upload", icon=":material/save:", type="primary",
+                     disabled=target is None, width="stretch"):
+            if target.exists() and not overwrite:
+                st.warning(f"A model called **{target.stem}** exists: tick *Overwrite* first.")
+            else:
+                try:
+                    save_model(model, target, name=target.stem)
+                except (OSError, ValueError) as exc:
+                    st.error(f"Could not save: {exc}")
+                else:
+                    state.set_active_model(target.stem)
+                    st.session_state.pop("model_upload", None)
+                    st.toast(f"Saved {target.name}; it is now the active model.",
+                             icon=":material/check:")
+                    st.rerun()
