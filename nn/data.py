@@ -110,11 +110,9 @@ def _open_binary(path: Path) -> IO[bytes]:
         raise DataError(f"{path}: no such file") from None
     except OSError as exc:
         raise DataError(f"{path}: cannot be read ({exc.strerror or exc})") from None
-    if raw.read(2) == _GZIP_MAGIC:
-        raw.seek(0)
-        return gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[return-value]
-    raw.seek(0)
-    return raw
+    with raw:
+        is_gzip = raw.read(2) == _GZIP_MAGIC
+    return gzip.open(path, "rb") if is_gzip else open(path, "rb")  # type: ignore[return-value]
 
 
 def _read_exactly(f: IO[bytes], n: int, path: Path, hasher: "hashlib._Hash | None") -> bytes:
