@@ -12,25 +12,46 @@ from typing import Any
 import numpy as np
 
 
+CHUNK = 65536  # elements updated per pass: the temporaries of one chunk stay in the L2 cache
+
+
 class Optimizer:
+    """Base class. Subclasses name their per-parameter state ``slots`` and implement
+    ``_update(p, g, state, tmp, coef)`` on one flat chunk, in place; ``_coefficients(lr)`` gives
+    the scalars of this step (after ``t`` was incremented)."""
+
     name = ""
     slots: tuple[str, ...] = ()
 
     def __init__(self) -> None:
         self.t = 0  # number of steps taken
         self.state: dict[str, list[np.ndarray]] = {}
+        self._tmp: np.ndarray | None = None
 
     def _init_state(self, params: list[np.ndarray]) -> None:
         if not self.state:
             self.state = {s: [np.zeros_like(p) for p in params] for s in self.slots}
+        if self._tmp is None or self._tmp.dtype != params[0].dtype:
+            self._tmp = np.empty(min(CHUNK, max(p.size for p in params)), params[0].dtype)
 
     def step(self, params: list[np.ndarray], grads: list[np.ndarray], lr: float) -> None:
+        """One update of every parameter array, in place, chunk by chunk."""
         self._init_state(params)
         self.t += 1
+        coef = self._coefficients(lr)
         for i, (p, g) in enumerate(zip(params, grads)):
-            self._update(i, p, g, lr)
+            flat_p, flat_g = p.reshape(-1), g.reshape(-1)
+            flat_s = [self.state[s][i].reshape(-1) for s in self.slots]
+            for start in range(0, flat_p.size, CHUNK):
+                part = slice(start, start + CHUNK)
+                chunk = flat_p[part]
+                self._update(chunk, flat_g[part], [s[part] for s in flat_s],
+                             self._tmp[:chunk.size], coef)
 
-    def _update(self, i: int, p: np.ndarray, g: np.ndarray, lr: float) -> None:
+    def _coefficients(self, lr: float) -> tuple:
+        return (lr,)
+
+    def _update(self, p, g, state, tmp, coef) -> None:
         raise NotImplementedError
 
     def get_config(self) -> dict[str, Any]:
@@ -55,8 +76,9 @@ class Optimizer:
 class SGD(Optimizer):
     name = "sgd"
 
-    def _update(self, i, p, g, lr):
-        p -= np.asarray(lr, dtype=p.dtype) * g
+    def _update(self, p, g, state, tmp, coef):
+        np.multiply(g, coef[0], out=tmp)
+        p -= tmp
 
 
 class Momentum(Optimizer):
@@ -69,10 +91,11 @@ class Momentum(Optimizer):
         super().__init__()
         self.momentum = momentum
 
-    def _update(self, i, p, g, lr):
-        v = self.state["velocity"][i]
+    def _update(self, p, g, state, tmp, coef):
+        (v,) = state
         v *= self.momentum
-        v -= np.asarray(lr, dtype=p.dtype) * g
+        np.multiply(g, coef[0], out=tmp)
+        v -= tmp
         p += v
 
     def get_config(self):
@@ -85,13 +108,14 @@ class Nesterov(Momentum):
 
     name = "nesterov"
 
-    def _update(self, i, p, g, lr):
-        v = self.state["velocity"][i]
-        step = np.asarray(lr, dtype=p.dtype) * g
+    def _update(self, p, g, state, tmp, coef):
+        (v,) = state
+        np.multiply(g, coef[0], out=tmp)  # lr*g
         v *= self.momentum
-        v -= step
-        p += self.momentum * v
-        p -= step
+        v -= tmp
+        p -= tmp
+        np.multiply(v, self.momentum, out=tmp)
+        p += tmp
 
 
 class RMSProp(Optimizer):
@@ -104,20 +128,28 @@ class RMSProp(Optimizer):
         super().__init__()
         self.rho, self.epsilon = rho, epsilon
 
-    def _update(self, i, p, g, lr):
-        s = self.state["square_avg"][i]
-        s *= self.rho
-        s += (1.0 - self.rho) * (g * g)
-        denom = np.sqrt(s)
-        denom += self.epsilon
-        p -= np.asarray(lr, dtype=p.dtype) * g / denom
+    def _update(self, p, g, state, tmp, coef):
+        (s,) = state
+        np.multiply(g, g, out=tmp)  # s += (1-rho)*(g^2 - s)
+        tmp -= s
+        tmp *= 1.0 - self.rho
+        s += tmp
+        np.sqrt(s, out=tmp)
+        tmp += self.epsilon
+        np.divide(g, tmp, out=tmp)
+        tmp *= coef[0]
+        p -= tmp
 
     def get_config(self):
         return {"name": self.name, "rho": self.rho, "epsilon": self.epsilon}
 
 
 class Adam(Optimizer):
-    """Adam (Kingma & Ba 2015) with bias correction, eps added to sqrt(v_hat) as in PyTorch."""
+    """Adam (Kingma & Ba 2015) with bias correction and eps added to sqrt(v_hat), as in PyTorch.
+
+    Written as ``w -= lr_t * m / (sqrt(v) + eps_t)`` with ``lr_t = lr*sqrt(1-b2^t)/(1-b1^t)`` and
+    ``eps_t = eps*sqrt(1-b2^t)``, which is the same update with fewer passes over memory.
+    """
 
     name = "adam"
     slots = ("m", "v")
@@ -125,28 +157,25 @@ class Adam(Optimizer):
     def __init__(self, beta1: float = 0.9, beta2: float = 0.999, epsilon: float = 1e-8):
         super().__init__()
         self.beta1, self.beta2, self.epsilon = beta1, beta2, epsilon
-        self._tmp: list[np.ndarray] = []
 
-    def step(self, params, grads, lr):
-        if len(self._tmp) != len(params):
-            self._tmp = [np.empty_like(p) for p in params]
-        super().step(params, grads, lr)
+    def _coefficients(self, lr):
+        root = np.sqrt(1.0 - self.beta2**self.t)
+        return lr * root / (1.0 - self.beta1**self.t), self.epsilon * root
 
-    def _update(self, i, p, g, lr):
-        m, v, tmp = self.state["m"][i], self.state["v"][i], self._tmp[i]
-        b1, b2 = self.beta1, self.beta2
-        m *= b1
-        m += (1.0 - b1) * g
-        v *= b2
-        np.multiply(g, g, out=tmp)
-        tmp *= 1.0 - b2
+    def _update(self, p, g, state, tmp, coef):
+        m, v = state
+        lr_t, eps_t = coef
+        np.subtract(g, m, out=tmp)  # m += (1-b1)*(g - m)
+        tmp *= 1.0 - self.beta1
+        m += tmp
+        np.multiply(g, g, out=tmp)  # v += (1-b2)*(g^2 - v)
+        tmp -= v
+        tmp *= 1.0 - self.beta2
         v += tmp
-        # w -= lr/(1-b1^t) * m / (sqrt(v)/sqrt(1-b2^t) + eps)
         np.sqrt(v, out=tmp)
-        tmp *= 1.0 / np.sqrt(1.0 - b2**self.t)
-        tmp += self.epsilon
+        tmp += eps_t
         np.divide(m, tmp, out=tmp)
-        tmp *= lr / (1.0 - b1**self.t)
+        tmp *= lr_t
         p -= tmp
 
     def get_config(self):
