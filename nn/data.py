@@ -398,7 +398,7 @@ def _load_csv(path: Path) -> ImageSet:
     """Kaggle digit-recognizer CSV: ``label,pixel0..pixel783`` or ``pixel0..pixel783``."""
     with _open_binary(path) as fb:
         try:
-            text = io.TextIOWrapper(fb, encoding="utf-8", newline=None).read()
+            text = fb.read().decode("utf-8").replace("\r\n", "\n")
         except UnicodeDecodeError as exc:
             raise DataError(f"{path}: not a UTF-8 text CSV ({exc})") from None
         except (OSError, EOFError, zlib.error) as exc:
