@@ -1,0 +1,341 @@
+"""Train the same network with nn, PyTorch (CPU) and scikit-learn, interleaved, and print figures.
+
+    pip install -r bench/requirements.txt     # torch 2.13.0 (CPU) and scikit-learn, bench only
+    python bench/benchmark.py                 # 3 epochs each, ~2 minutes on 2 cores
+    python bench/benchmark.py --epochs 5 --json bench/results.json
+
+The network: 784-256-128-10, ReLU, softmax cross-entropy, Adam at 1e-3, batch 128, float32,
+inputs in [0, 1], the full 60,000 training images, no L2 (scikit-learn's alpha=0). The three
+trainers run one epoch each in turn (nn, torch, torch with a DataLoader, sklearn, nn, ...) so that a
+change in the machine's load touches all of them alike; each one's median seconds per epoch is
+reported with the ratios and the test accuracy after the last epoch.
+
+Also measured: predict_proba on the 10,000 test images; one drawing from canvas pixels to
+probabilities (preprocessing included); training in a worker thread with the dashboard's callback
+against the main thread; the peak memory of `python -m nn train` with the default preset.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from nn import NeuralNetwork  # noqa: E402
+from nn.data import load_mnist  # noqa: E402
+
+HIDDEN = (256, 128)
+LR, BATCH = 1e-3, 128
+
+
+# --------------------------------------------------------------------------- trainers
+class NNTrainer:
+    name = "nn"
+
+    def __init__(self, seed: int):
+        self.model = NeuralNetwork(hidden_layers=HIDDEN, activation="relu", optimizer="adam",
+                                   learning_rate=LR, batch_size=BATCH, epochs=1,
+                                   warm_start=True, random_state=seed)
+
+    def epoch(self, x, y):
+        self.model.fit(x, y)  # uint8 in, scaled to [0, 1] float32 per batch
+
+    def accuracy(self, x, y):
+        return self.model.score(x, y)
+
+
+class TorchTrainer:
+    """Idiomatic PyTorch with the data as a float32 tensor indexed by a random permutation."""
+
+    name = "torch"
+
+    def __init__(self, seed: int, x_train: np.ndarray):
+        import torch
+
+        self.torch = torch
+        torch.manual_seed(seed)
+        self.model = torch.nn.Sequential(
+            torch.nn.Linear(784, HIDDEN[0]), torch.nn.ReLU(),
+            torch.nn.Linear(HIDDEN[0], HIDDEN[1]), torch.nn.ReLU(),
+            torch.nn.Linear(HIDDEN[1], 10))
+        self.opt = torch.optim.Adam(self.model.parameters(), lr=LR)
+        self.loss = torch.nn.CrossEntropyLoss()
+        self.x = torch.from_numpy(x_train.astype(np.float32) / 255.0)
+
+    def epoch(self, x, y):
+        torch = self.torch
+        yt = torch.from_numpy(y.astype(np.int64))
+        perm = torch.randperm(self.x.shape[0])
+        self.model.train()
+        for start in range(0, self.x.shape[0], BATCH):
+            idx = perm[start:start + BATCH]
+            self.opt.zero_grad(set_to_none=True)
+            loss = self.loss(self.model(self.x[idx]), yt[idx])
+            loss.backward()
+            self.opt.step()
+
+    def accuracy(self, x, y):
+        torch = self.torch
+        with torch.no_grad():
+            logits = self.model(torch.from_numpy(x.astype(np.float32) / 255.0))
+        return float((logits.argmax(1).numpy() == y).mean())
+
+
+class TorchLoaderTrainer(TorchTrainer):
+    """The tutorial way: TensorDataset + DataLoader(shuffle=True)."""
+
+    name = "torch-dataloader"
+
+    def epoch(self, x, y):
+        torch = self.torch
+        if not hasattr(self, "loader"):
+            ds = torch.utils.data.TensorDataset(self.x, torch.from_numpy(y.astype(np.int64)))
+            self.loader = torch.utils.data.DataLoader(ds, batch_size=BATCH, shuffle=True)
+        self.model.train()
+        for xb, yb in self.loader:
+            self.opt.zero_grad(set_to_none=True)
+            loss = self.loss(self.model(xb), yb)
+            loss.backward()
+            self.opt.step()
+
+
+class SklearnTrainer:
+    name = "sklearn"
+
+    def __init__(self, seed: int, x_train: np.ndarray):
+        from sklearn.neural_network import MLPClassifier
+
+        self.model = MLPClassifier(hidden_layer_sizes=HIDDEN, activation="relu", solver="adam",
+                                   alpha=0.0, batch_size=BATCH, learning_rate_init=LR,
+                                   max_iter=1, warm_start=True, shuffle=True, random_state=seed)
+        self.x = x_train.astype(np.float32) / 255.0
+
+    def epoch(self, x, y):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # ConvergenceWarning after every one-epoch fit
+            self.model.fit(self.x, y)
+
+    def accuracy(self, x, y):
+        return float(self.model.score(x.astype(np.float32) / 255.0, y))
+
+
+# --------------------------------------------------------------------------- measurements
+def bench_training(data, epochs: int, seed: int, peers: list[str]) -> dict:
+    trainers = [NNTrainer(seed)]
+    if "torch" in peers:
+        import torch
+
+        torch.set_num_threads(os.cpu_count() or 1)
+        trainers += [TorchTrainer(seed, data.x_train), TorchLoaderTrainer(seed, data.x_train)]
+    if "sklearn" in peers:
+        trainers.append(SklearnTrainer(seed, data.x_train))
+    times = {t.name: [] for t in trainers}
+    for epoch in range(epochs):
+        for t in trainers:
+            start = time.perf_counter()
+            t.epoch(data.x_train, data.y_train)
+            times[t.name].append(time.perf_counter() - start)
+            print(f"  epoch {epoch + 1}/{epochs} {t.name:17s} {times[t.name][-1]:6.2f} s",
+                  file=sys.stderr)
+    return {t.name: {"seconds_per_epoch": statistics.median(times[t.name]),
+                     "epoch_seconds": times[t.name],
+                     "test_accuracy": t.accuracy(data.x_test, data.y_test)} for t in trainers}
+
+
+def _median_time(fn, repeat: int) -> float:
+    fn()
+    samples = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        samples.append(time.perf_counter() - start)
+    return statistics.median(samples)
+
+
+def bench_inference(data, model: NeuralNetwork, torch_trainer=None) -> dict:
+    out = {"nn_predict_proba_10k_seconds": _median_time(
+        lambda: model.predict_proba(data.x_test), 7)}
+    if torch_trainer is not None:
+        torch = torch_trainer.torch
+
+        def torch_proba():
+            with torch.no_grad():
+                x = torch.from_numpy(data.x_test.astype(np.float32) / 255.0)
+                torch.softmax(torch_trainer.model(x), dim=1)
+
+        out["torch_predict_proba_10k_seconds"] = _median_time(torch_proba, 7)
+    return out
+
+
+def bench_drawing(data, model: NeuralNetwork) -> dict:
+    """A 280x280 RGBA canvas (a real test digit scaled up 10x) to ten probabilities."""
+    from nn.preprocess import preprocess_drawing
+
+    digit = data.x_test[0].reshape(28, 28)
+    big = np.kron(digit, np.ones((10, 10), np.uint8))
+    canvas = np.zeros((280, 280, 4), np.uint8)
+    canvas[..., 0] = canvas[..., 1] = canvas[..., 2] = big
+    canvas[..., 3] = 255
+
+    def one():
+        result = preprocess_drawing(canvas)
+        model.predict_proba(result.x[None, :])
+
+    return {"drawing_to_probabilities_ms": 1000 * _median_time(one, 200)}
+
+
+def bench_worker_thread(data, epochs: int, seed: int) -> dict:
+    """Per-epoch time of the same training in the main thread and in a worker thread whose
+    callback does what the dashboard's does (a snapshot under a lock after every batch)."""
+    lock = threading.Lock()
+    snapshot: dict = {"batches": []}
+
+    def dashboard_callback(event):
+        with lock:
+            snapshot["last"] = event
+            if event.kind == "batch":
+                snapshot["batches"].append(event.loss)
+        return False
+
+    def train(callback):
+        model = NeuralNetwork(hidden_layers=HIDDEN, learning_rate=LR, batch_size=BATCH,
+                              epochs=1, warm_start=True, random_state=seed)
+        return model
+
+    main_model, thread_model = train(None), train(dashboard_callback)
+    main_t, thread_t = [], []
+    for _ in range(epochs):
+        start = time.perf_counter()
+        main_model.fit(data.x_train, data.y_train)
+        main_t.append(time.perf_counter() - start)
+
+        worker = threading.Thread(target=thread_model.fit, args=(data.x_train, data.y_train),
+                                  kwargs={"callback": dashboard_callback})
+        start = time.perf_counter()
+        worker.start()
+        worker.join()
+        thread_t.append(time.perf_counter() - start)
+    main_s, thread_s = statistics.median(main_t), statistics.median(thread_t)
+    return {"main_thread_seconds_per_epoch": main_s, "worker_thread_seconds_per_epoch": thread_s,
+            "worker_overhead_percent": 100 * (thread_s / main_s - 1)}
+
+
+def bench_peak_memory(preset: str) -> dict:
+    """Peak resident memory of a whole `python -m nn train` process with the preset."""
+    import resource
+
+    cmd = [sys.executable, "-m", "nn", "train", "--preset", preset, "--no-save", "--json",
+           "--quiet", "--runs-db", os.devnull]
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    if proc.returncode != 0:
+        return {"peak_memory_error": proc.stderr[-2000:]}
+    peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    return {"peak_memory_mb": peak_kb / 1024, "preset": preset,
+            "preset_test_accuracy": result.get("test_accuracy"),
+            "preset_train_seconds": result.get("train_seconds"), "process_seconds": seconds}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--epochs", type=int, default=3, help="epochs per trainer (default 3)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--peers", nargs="*", default=["torch", "sklearn"],
+                        help="which peers to run (torch, sklearn)")
+    parser.add_argument("--skip", nargs="*", default=[],
+                        help="parts to skip: training inference drawing worker memory")
+    parser.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
+    args = parser.parse_args(argv)
+
+    data = load_mnist()
+    figures: dict = {"machine": {"cpus": os.cpu_count(), "numpy": np.__version__}}
+    try:
+        import torch
+
+        figures["machine"]["torch"] = torch.__version__
+    except ImportError:
+        args.peers = [p for p in args.peers if p != "torch"]
+    try:
+        import sklearn
+
+        figures["machine"]["sklearn"] = sklearn.__version__
+    except ImportError:
+        args.peers = [p for p in args.peers if p != "sklearn"]
+
+    reference = None
+    if "training" not in args.skip:
+        print(f"training {args.epochs} epochs each, interleaved ...", file=sys.stderr)
+        train = bench_training(data, args.epochs, args.seed, args.peers)
+        figures["training"] = train
+        nn_s = train["nn"]["seconds_per_epoch"]
+        for peer in ("torch", "torch-dataloader", "sklearn"):
+            if peer in train:
+                figures.setdefault("ratios", {})[f"nn/{peer}"] = nn_s / train[peer][
+                    "seconds_per_epoch"]
+    reference = NeuralNetwork(hidden_layers=HIDDEN, epochs=2, random_state=args.seed).fit(
+        data.x_train, data.y_train)
+    if "inference" not in args.skip:
+        torch_trainer = TorchTrainer(args.seed, data.x_test) if "torch" in args.peers else None
+        figures["inference"] = bench_inference(data, reference, torch_trainer)
+    if "drawing" not in args.skip:
+        figures["drawing"] = bench_drawing(data, reference)
+    if "worker" not in args.skip:
+        print("worker thread against main thread ...", file=sys.stderr)
+        figures["worker"] = bench_worker_thread(data, max(args.epochs, 3), args.seed)
+    if "memory" not in args.skip:
+        print("peak memory of `python -m nn train --preset fast` ...", file=sys.stderr)
+        figures["memory"] = bench_peak_memory("fast")
+
+    print(report(figures))
+    if args.json:
+        Path(args.json).write_text(json.dumps(figures, indent=2))
+    return 0
+
+
+def report(f: dict) -> str:
+    lines = [f"machine: {f['machine']}"]
+    if "training" in f:
+        lines.append("training, 784-256-128-10 ReLU, Adam 1e-3, batch 128, float32, 60,000 images")
+        lines.append(f"  {'trainer':18s} {'s/epoch':>8s} {'test acc':>9s}")
+        for name, r in f["training"].items():
+            lines.append(f"  {name:18s} {r['seconds_per_epoch']:8.2f} {r['test_accuracy']:9.4f}")
+        for name, ratio in f.get("ratios", {}).items():
+            lines.append(f"  ratio {name:22s} {ratio:6.2f}x")
+    if "inference" in f:
+        for k, v in f["inference"].items():
+            lines.append(f"  {k}: {1000 * v:.1f} ms")
+    if "drawing" in f:
+        lines.append(f"  one drawing, canvas to probabilities: "
+                     f"{f['drawing']['drawing_to_probabilities_ms']:.2f} ms")
+    if "worker" in f:
+        w = f["worker"]
+        lines.append(f"  main thread {w['main_thread_seconds_per_epoch']:.2f} s/epoch, worker "
+                     f"thread {w['worker_thread_seconds_per_epoch']:.2f} s/epoch "
+                     f"({w['worker_overhead_percent']:+.1f}%)")
+    if "memory" in f:
+        m = f["memory"]
+        if "peak_memory_mb" in m:
+            lines.append(f"  peak memory, `python -m nn train --preset {m['preset']}`: "
+                         f"{m['peak_memory_mb']:.0f} MB (test accuracy "
+                         f"{m['preset_test_accuracy']}, {m['preset_train_seconds']:.1f} s)")
+        else:
+            lines.append(f"  peak memory: failed: {m['peak_memory_error']}")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
