@@ -1,0 +1,206 @@
+"""Named training configurations, shared by ``python -m nn train --preset NAME`` and the dashboard.
+
+A :class:`Preset` is NeuralNetwork keyword arguments (``model``) plus data settings (``data``:
+split scheme, split seed, training subset; see :data:`nn.training.DATA_DEFAULTS`), a one-line
+description and, for configurations taken from a reference design, what its authors reported.
+
+Every preset is one block below: edit the numbers there. ``model`` lists only the settings the
+preset chooses; everything else is a NeuralNetwork default.
+
+    from nn.presets import get_preset, train
+    result = train("fast", overrides={"epochs": 3}, data_overrides={"train_size": 5000})
+    result.test_accuracy, result.model
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+__all__ = ["Preset", "PRESETS", "DEFAULT_PRESET", "get_preset", "resolve_config", "train"]
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A named configuration. ``model`` and ``data`` are plain dicts: use :meth:`model_kwargs` /
+    :meth:`data_kwargs` for copies you may change."""
+
+    name: str
+    description: str
+    model: dict[str, Any]
+    data: dict[str, Any] = field(default_factory=lambda: {"split": "standard", "seed": 0,
+                                                          "train_size": None})
+    reference: str = ""
+
+    def model_kwargs(self, **overrides: Any) -> dict[str, Any]:
+        """A deep copy of ``model`` with ``overrides`` applied."""
+        out = copy.deepcopy(self.model)
+        out.update(copy.deepcopy(overrides))
+        return out
+
+    def data_kwargs(self, **overrides: Any) -> dict[str, Any]:
+        """A deep copy of ``data`` with ``overrides`` applied."""
+        out = copy.deepcopy(self.data)
+        out.update(copy.deepcopy(overrides))
+        return out
+
+
+def _data(split: str = "standard", seed: int = 0, train_size: int | None = None) -> dict[str, Any]:
+    return {"split": split, "seed": seed, "train_size": train_size}
+
+
+# --------------------------------------------------------------------------------------------
+# The presets. One block each; the lead tunes the numbers here.
+# --------------------------------------------------------------------------------------------
+
+FAST = Preset(
+    name="fast",
+    description="784-256-128-10 ReLU, Adam with cosine decay, light dropout: >= 98% in about a "
+                "minute",
+    model=dict(
+        hidden_layers=[256, 128],
+        activation="relu",
+        optimizer="adam",
+        learning_rate=1e-3,
+        batch_size=128,
+        epochs=12,
+        dropout=0.1,
+        schedule="cosine",
+        l2=0.0,
+        random_state=0,
+    ),
+    data=_data("standard"),
+)
+
+BEST = Preset(
+    name="best",
+    description="784-1024-1024-10 ReLU, momentum SGD, dropout and augmentation (shift, rotation, "
+                "scale, elastic): >= 99% in about 15 minutes",
+    model=dict(
+        hidden_layers=[1024, 1024],
+        activation="relu",
+        optimizer="momentum",
+        momentum=0.9,
+        learning_rate=0.05,
+        schedule="cosine",
+        warmup_epochs=1,
+        batch_size=128,
+        epochs=60,
+        dropout=0.3,
+        input_dropout=0.1,
+        l2=0.0,
+        augment={"shift": 2.0, "rotation": 10.0, "scale": 0.1,
+                 "elastic_alpha": 8.0, "elastic_sigma": 4.0},
+        random_state=0,
+    ),
+    data=_data("standard"),
+)
+
+REFERENCE_256_128 = Preset(
+    name="reference-256-128",
+    description="First reference design: 784-256-128-10 ReLU with Adam, L2, dropout and "
+                "inverse-time decay on an 80:10:10 split",
+    model=dict(
+        hidden_layers=[256, 128],
+        activation="relu",
+        optimizer="adam",
+        learning_rate=1e-3,
+        l2=1e-4,
+        dropout=0.2,
+        schedule="inverse_time",
+        lr_decay=0.05,
+        batch_size=128,
+        epochs=20,
+        random_state=0,
+    ),
+    data=_data("80:10:10"),
+    reference="about 97.9% validation accuracy (first reference design)",
+)
+
+REFERENCE_500_300_100 = Preset(
+    name="reference-500-300-100",
+    description="784-500-300-100-10 leaky ReLU, Xavier init, plain SGD (batch 60) with "
+                "inverse-time decay",
+    model=dict(
+        hidden_layers=[500, 300, 100],
+        activation="leaky_relu",
+        init="xavier_normal",
+        optimizer="sgd",
+        batch_size=60,
+        learning_rate=0.01,
+        schedule="inverse_time",
+        lr_decay=0.005,
+        epochs=30,
+        random_state=0,
+    ),
+    data=_data("standard"),
+    reference="97.23% test accuracy",
+)
+
+REFERENCE_HE_RELU = Preset(
+    name="reference-he-relu",
+    description="784-128-10: one hidden ReLU layer, He initialisation, SGD with gradient "
+                "clipping",
+    model=dict(
+        hidden_layers=[128],
+        activation="relu",
+        init="he_normal",
+        optimizer="sgd",
+        learning_rate=0.1,
+        clip_norm=5.0,
+        batch_size=64,
+        epochs=10,
+        random_state=0,
+    ),
+    data=_data("standard"),
+    reference="one hidden ReLU layer with He initialisation and gradient clipping",
+)
+
+PRESETS: dict[str, Preset] = {
+    p.name: p for p in (FAST, BEST, REFERENCE_256_128, REFERENCE_500_300_100, REFERENCE_HE_RELU)
+}
+DEFAULT_PRESET = "fast"
+
+
+def get_preset(name: str | Preset) -> Preset:
+    """The preset called ``name`` (a :class:`Preset` is returned as is); ``ValueError`` listing
+    the known names otherwise."""
+    if isinstance(name, Preset):
+        return name
+    try:
+        return PRESETS[name]
+    except (KeyError, TypeError):
+        raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}") from None
+
+
+def resolve_config(
+    preset: str | Preset | None = DEFAULT_PRESET,
+    overrides: Mapping[str, Any] | None = None,
+    data_overrides: Mapping[str, Any] | None = None,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(model_kwargs, data_kwargs)``: the preset's settings with the overrides applied
+    (``preset=None`` starts from NeuralNetwork's defaults and the default data settings)."""
+    if preset is None:
+        model, data = {}, _data()
+    else:
+        p = get_preset(preset)
+        model, data = p.model_kwargs(), p.data_kwargs()
+    model.update(copy.deepcopy(dict(overrides or {})))
+    data.update(copy.deepcopy(dict(data_overrides or {})))
+    return model, data
+
+
+def train(
+    preset: str | Preset = DEFAULT_PRESET,
+    *,
+    overrides: Mapping[str, Any] | None = None,
+    data_overrides: Mapping[str, Any] | None = None,
+    mnist: Any = None,
+    callback: Callable[[Any], Any] | None = None,
+):
+    """Train a preset (with overrides) and score it: see :func:`nn.training.run_training`."""
+    from .training import run_training
+
+    model_kwargs, data_kwargs = resolve_config(preset, overrides, data_overrides)
+    return run_training(model_kwargs, data_kwargs, mnist=mnist, callback=callback)
