@@ -1,0 +1,106 @@
+"""Runs page: every recorded training run (dashboard, CLI, tune), filtered and sorted; the curves
+of the selected runs overlaid; a run's settings loaded back into the Train page in one click."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from nn.runs import ORDER_BY_FIELDS, SOURCES, STATUSES, RunStore
+from ui import state
+from ui import tune as tn
+from ui.charts import compare_figure
+
+state.init_state()
+
+st.title(":material/history: Runs")
+st.caption("Every training run is recorded here: from the Train page, `python -m nn train` and "
+           "the Tune page. Select rows to compare their curves.")
+
+try:
+    store = RunStore()
+    if not st.session_state.get("runs_checked_interrupted"):
+        store.mark_interrupted()  # runs whose process died are not "running" any more
+        st.session_state["runs_checked_interrupted"] = True
+except Exception as exc:  # noqa: BLE001 - an unusable database is shown, not raised
+    st.error(f"The run database cannot be opened: {exc}", icon=":material/error:")
+    st.stop()
+
+# ------------------------------------------------------------------ filters
+f1, f2, f3, f4 = st.columns([1.3, 1.3, 1, 1])
+statuses = f1.multiselect("Status", list(STATUSES), key="runs_status",
+                          placeholder="all statuses")
+sources = f2.multiselect("Source", list(SOURCES), key="runs_source", placeholder="all sources")
+searches = store.list_searches()
+search_labels = {"all": None} | {
+    f"#{s.id} {s.name or ''} ({s.status})".replace("  ", " "): s.id for s in searches}
+search_label = f3.selectbox("Search", list(search_labels), key="runs_search")
+order_by = f4.selectbox("Sort by", list(ORDER_BY_FIELDS),
+                        index=list(ORDER_BY_FIELDS).index("started_at"), key="runs_order")
+g1, g2, g3 = st.columns([2, 1, 1])
+name_filter = g1.text_input("Name contains", key="runs_name", placeholder="any name")
+descending = g2.toggle("Descending", value=True, key="runs_desc")
+limit = g3.number_input("Show at most", min_value=10, max_value=10_000, value=500, step=50,
+                        key="runs_limit")
+
+runs = store.list_runs(status=statuses or None, source=sources or None,
+                       search_id=search_labels[search_label], order_by=order_by,
+                       descending=descending, limit=int(limit))
+if name_filter.strip():
+    needle = name_filter.strip().lower()
+    runs = [r for r in runs if needle in (r.name or "").lower()]
+
+if not runs:
+    st.info("No runs match. Train a model on the **Train** page, run `python -m nn train`, or "
+            "start a search on the **Tune** page.", icon=":material/info:")
+    st.stop()
+
+# ------------------------------------------------------------------ the table
+df = tn.runs_frame(runs)
+event = st.dataframe(
+    df, key="runs_table", on_select="rerun", selection_mode="multi-row", hide_index=True,
+    column_config={
+        "val_accuracy": st.column_config.NumberColumn("val accuracy", format="percent"),
+        "test_accuracy": st.column_config.NumberColumn("test accuracy", format="percent"),
+        "learning_rate": st.column_config.NumberColumn("learning rate", format="%.2e"),
+        "started": st.column_config.DatetimeColumn("started", format="YYYY-MM-DD HH:mm:ss"),
+    })
+rows = [r for r in (event.selection.rows if event is not None else []) if r < len(runs)]
+selected = [runs[r] for r in rows]
+st.caption(f"{len(runs)} run(s); {len(selected)} selected. Click a column header to sort.")
+
+if not selected:
+    st.info("Select one or more rows to overlay their curves and load their settings.",
+            icon=":material/touch_app:")
+    st.stop()
+
+# ------------------------------------------------------------------ compare
+full = []
+for run in selected:
+    try:
+        full.append(store.get_run(run.id))
+    except KeyError:  # deleted meanwhile
+        continue
+histories = {run.label: run.history for run in full}
+c1, c2 = st.columns(2)
+c1.plotly_chart(compare_figure(histories, "val_accuracy"), width="stretch",
+                key="runs_val_accuracy")
+c2.plotly_chart(compare_figure(histories, "loss"), width="stretch", key="runs_loss")
+with st.expander("Validation loss"):
+    st.plotly_chart(compare_figure(histories, "val_loss"), width="stretch", key="runs_val_loss")
+
+# ------------------------------------------------------------------ load into Train
+labels = {run.label: run for run in full}
+if labels:
+    l1, l2 = st.columns([2, 1])
+    choice = l1.selectbox("Run to load", list(labels), key="runs_load_choice",
+                          label_visibility="collapsed")
+    run = labels[choice]
+    model_kwargs, data_kwargs = tn.run_settings(run.config)
+    if l2.button("Load settings into Train", key="load_run", type="primary",
+                 icon=":material/model_training:", disabled=not model_kwargs,
+                 help="Open the Train page with this run's settings."):
+        tn.load_into_train(model_kwargs, data_kwargs)
+        st.switch_page("pages/train.py")
+    with st.expander(f"Settings of {run.label}"):
+        st.json({"model": model_kwargs, "data": data_kwargs, "metrics": run.metrics,
+                 "message": run.message})

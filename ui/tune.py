@@ -1,0 +1,482 @@
+"""Helpers of the Tune and Runs pages: the search form, the background search worker, tables,
+the parallel-coordinates chart, and "load these settings into the Train page".
+
+Contract
+    ``init_tune_state()``                  creates ``st.session_state["tune_settings"]`` (the Tune
+                                            form, plain values; survives page changes).
+    ``build_space(settings, base)``         -> ``(SearchSpace | None, {param or "budget": msg})``
+                                            (pure; no Streamlit).
+    ``SearchWorker``                        a thread running ``nn.search.run_search``; never calls
+                                            Streamlit. ``cancel()`` only sets an Event;
+                                            ``snapshot()`` is a consistent copy for the page.
+    ``tune_slot()``                         one per browser session (``cache_resource(scope=
+                                            "session")``): ``slot.worker``.
+    ``trials_frame(trials)``, ``parallel_coordinates_figure(trials, space)``  (pure).
+    ``runs_frame(runs)``, ``run_settings(run)`` (pure), ``load_into_train(model, data)``.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import threading
+import time
+import traceback
+from typing import Any, Callable, Mapping
+
+import streamlit as st
+
+from nn.activations import ACTIVATIONS
+from nn.network import NeuralNetwork
+from nn.optimizers import OPTIMIZERS
+
+SETTINGS_KEY = "tune_settings"
+FINAL = ("finished", "cancelled", "timeout", "failed")
+
+# The hyperparameters the Tune page offers: kind "log" (log-uniform range typed as text),
+# "range" (uniform), "layers" (choices typed as "128 | 256,128"), "choices" (multiselect).
+PARAMS: dict[str, dict[str, Any]] = {
+    "learning_rate": {"label": "Learning rate", "kind": "log", "low": "1e-4", "high": "1e-1",
+                      "on": True, "help": "Log-uniform: every decade is as likely."},
+    "hidden_layers": {"label": "Hidden layers", "kind": "layers", "text": "64 | 128 | 256,128",
+                      "on": True, "help": "Choices separated by |, each a comma-separated list "
+                                          "of layer widths, e.g. 128 | 256,128."},
+    "batch_size": {"label": "Batch size", "kind": "choices", "options": [16, 32, 64, 128, 256, 512],
+                   "choices": [32, 64, 128], "on": True, "help": "Mini-batch sizes to try."},
+    "dropout": {"label": "Dropout", "kind": "range", "low": 0.0, "high": 0.3, "on": False,
+                "help": "Uniform drop probability of every hidden layer."},
+    "optimizer": {"label": "Optimizer", "kind": "choices", "options": list(OPTIMIZERS),
+                  "choices": ["adam", "momentum"], "on": False, "help": "Optimizers to try."},
+    "activation": {"label": "Activation", "kind": "choices", "options": list(ACTIVATIONS),
+                   "choices": ["relu", "tanh"], "on": False, "help": "Activations to try."},
+    "l2": {"label": "L2 penalty", "kind": "log", "low": "1e-6", "high": "1e-2", "on": False,
+           "help": "Log-uniform weight penalty."},
+}
+
+BUDGET_DEFAULTS: dict[str, Any] = {
+    "strategy": "random", "trials": 9, "grid_points": 3, "epochs_per_trial": 3, "halving": True,
+    "train_size": 5000, "val_size": 2000, "n_jobs": 1, "seed": 0,
+}
+
+
+# ------------------------------------------------------------------------------ settings
+def default_settings() -> dict[str, Any]:
+    params = {}
+    for name, spec in PARAMS.items():
+        entry = {"on": spec["on"]}
+        for key in ("low", "high", "text", "choices"):
+            if key in spec:
+                entry[key] = copy.deepcopy(spec[key])
+        params[name] = entry
+    return {"params": params, **copy.deepcopy(BUDGET_DEFAULTS)}
+
+
+def init_tune_state() -> dict[str, Any]:
+    """The Tune form's settings (created once per session)."""
+    ss = st.session_state
+    if SETTINGS_KEY not in ss:
+        ss[SETTINGS_KEY] = default_settings()
+    return ss[SETTINGS_KEY]
+
+
+def _float(text: Any, what: str) -> float:
+    try:
+        value = float(str(text).strip())
+    except ValueError:
+        raise ValueError(f"{what} {str(text)!r} is not a number") from None
+    if not math.isfinite(value):
+        raise ValueError(f"{what} must be finite")
+    return value
+
+
+def parse_layers(text: str) -> list[list[int]]:
+    """``"64 | 128 | 256,128"`` -> ``[[64], [128], [256, 128]]`` (``ValueError`` if malformed)."""
+    choices = []
+    for part in str(text).split("|"):
+        part = part.strip().strip("[]")
+        if not part:
+            continue
+        try:
+            widths = [int(w) for w in part.replace("-", ",").replace(" ", ",").split(",") if w]
+        except ValueError:
+            raise ValueError(f"{part!r} is not a list of whole numbers (write e.g. 256,128)") \
+                from None
+        if not widths or any(w < 1 for w in widths):
+            raise ValueError(f"{part!r}: every layer needs at least 1 neuron")
+        choices.append(widths)
+    if not choices:
+        raise ValueError("give at least one choice, e.g. 128 | 256,128")
+    return choices
+
+
+def _dimension(name: str, entry: Mapping[str, Any]):
+    from nn.search import Choice, LogUniform, Uniform
+
+    kind = PARAMS[name]["kind"]
+    if kind == "log":
+        return LogUniform(_float(entry["low"], "low"), _float(entry["high"], "high"), name=name)
+    if kind == "range":
+        return Uniform(_float(entry["low"], "low"), _float(entry["high"], "high"), name=name)
+    if kind == "layers":
+        return Choice(parse_layers(entry["text"]), name=name)
+    return Choice(list(entry.get("choices") or []), name=name)
+
+
+def build_space(settings: Mapping[str, Any], base: Mapping[str, Any] | None = None):
+    """``(SearchSpace or None, errors)``: ``errors`` maps a parameter name (or ``"budget"``,
+    ``"space"``) to a message shown next to its inputs. Pure (no Streamlit)."""
+    from nn.search import SearchSpace
+
+    errors: dict[str, str] = {}
+    dims = {}
+    for name, entry in settings["params"].items():
+        if not entry.get("on"):
+            continue
+        try:
+            dim = _dimension(name, entry)
+            SearchSpace({name: dim}).check(base or {})
+            dims[name] = dim
+        except ValueError as exc:
+            msg = str(exc)
+            errors[name] = msg if msg.startswith(name) else f"{name}: {msg}"
+    if not dims and not errors:
+        errors["space"] = "Choose at least one hyperparameter to search."
+    budget = []
+    if int(settings["trials"]) < 1:
+        budget.append("Trials must be at least 1.")
+    if int(settings["epochs_per_trial"]) < 1:
+        budget.append("Epochs per trial (the budget) must be at least 1.")
+    if int(settings["train_size"]) < 0 or int(settings["val_size"]) < 0:
+        budget.append("Training and validation sizes must be 0 (all) or more.")
+    if int(settings["n_jobs"]) == 0:
+        budget.append("Parallel jobs must be at least 1 (or -1 for all cores).")
+    if budget:
+        errors["budget"] = " ".join(budget)
+    if errors:
+        return None, errors
+    space = SearchSpace(dims)
+    if settings["strategy"] == "grid" and space.grid_size(int(settings["grid_points"])) > 500:
+        return None, {"budget": f"The grid has {space.grid_size(int(settings['grid_points']))} "
+                                "points: fewer choices or grid points, please (at most 500)."}
+    return space, {}
+
+
+# ------------------------------------------------------------------------------ train config
+def base_config_from_train(train_config: Mapping[str, Any] | None) -> dict[str, Any]:
+    """NeuralNetwork kwargs of the Train page's form (the settings a search does not vary);
+    ``random_state`` is dropped so that every trial gets its own seed."""
+    cfg = dict(train_config or {})
+    kwargs: dict[str, Any] = {}
+    try:
+        from ui.train_form import to_model_kwargs
+
+        kwargs = to_model_kwargs(cfg)
+    except Exception:  # noqa: BLE001 - unknown or partial form: use the network defaults
+        known = set(NeuralNetwork._param_names())
+        kwargs = {k: v for k, v in (cfg.get("model") or cfg).items() if k in known}
+    kwargs.pop("random_state", None)
+    kwargs.pop("warm_start", None)
+    return kwargs
+
+
+def run_settings(config: Mapping[str, Any] | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(model_kwargs, data_kwargs)`` from a recorded run's config: ``{"model": ...,
+    "data": ...}`` (dashboard, tune, CLI) or a flat dict of NeuralNetwork settings."""
+    config = dict(config or {})
+    known = set(NeuralNetwork._param_names())
+    model = config.get("model") if isinstance(config.get("model"), dict) else config
+    model = {k: copy.deepcopy(v) for k, v in model.items() if k in known}
+    model.pop("warm_start", None)
+    data = config.get("data") if isinstance(config.get("data"), dict) else {}
+    data = {k: v for k, v in data.items() if k in ("split", "seed", "train_size", "val_fraction",
+                                                   "test_fraction")}
+    return model, data
+
+
+def to_train_config(model_kwargs: Mapping[str, Any],
+                    data_kwargs: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The Train page's ``train_config`` dict for these settings (``ui.train_form`` shape)."""
+    try:
+        from ui.train_form import config_from_preset
+    except ImportError:  # pragma: no cover - the Train form is absent
+        return {"model": dict(model_kwargs), "data": dict(data_kwargs or {})}
+    return config_from_preset({"model": dict(model_kwargs), "data": dict(data_kwargs or {})})
+
+
+TRAIN_DATA_FIELDS = ("split", "val_fraction", "test_fraction", "train_size", "data_seed")
+
+
+def load_into_train(model_kwargs: Mapping[str, Any],
+                    data_kwargs: Mapping[str, Any] | None = None) -> None:
+    """Put these settings in the Train page's form (its widgets pick them up). With
+    ``data_kwargs=None`` the form keeps its current data settings (split, training size)."""
+    new = to_train_config(model_kwargs, data_kwargs)
+    old = st.session_state.get("train_config")
+    if data_kwargs is None and isinstance(old, dict):
+        for key in TRAIN_DATA_FIELDS:
+            if key in old and key in new:
+                new[key] = copy.deepcopy(old[key])
+    st.session_state["train_config"] = new
+    for key in [k for k in st.session_state if str(k).startswith("tf_")]:
+        del st.session_state[key]
+
+
+# ------------------------------------------------------------------------------ the worker
+class SearchWorker(threading.Thread):
+    """Runs ``nn.search.run_search`` in a daemon thread; never calls Streamlit.
+
+    ``data`` is an ``nn.data.MNIST`` (or a zero-argument callable returning one).
+    ``data_kwargs`` are ``nn.training`` split settings (``split``, ``seed``, ``train_size``).
+    ``budget``: ``strategy``, ``trials``, ``grid_points``, ``epochs_per_trial``, ``halving``,
+    ``n_jobs``, ``seed``, ``val_size`` (0 = whole validation part), optional ``timeout``.
+    Statuses: ``preparing`` -> ``running`` -> ``finished`` | ``cancelled`` | ``timeout`` |
+    ``failed``.
+    """
+
+    def __init__(self, base_config: Mapping[str, Any], space: Any, data: Any,
+                 data_kwargs: Mapping[str, Any], budget: Mapping[str, Any], *,
+                 runs_path: str | None = None, record: bool = True, name: str | None = None):
+        super().__init__(name="nn-search", daemon=True)
+        self.base_config = dict(base_config)
+        self.space = space
+        self._data = data
+        self.data_kwargs = dict(data_kwargs)
+        self.budget = dict(budget)
+        self.runs_path = runs_path
+        self.record = record
+        self.search_name = name
+        self.result = None
+        self._cancel = threading.Event()
+        self._lock = threading.Lock()
+        self._state: dict[str, Any] = {
+            "status": "preparing", "trials": [], "rung": 0, "n_rungs": 1, "n_trials": 0,
+            "best_val_accuracy": None, "best_trial": None, "best_config": None,
+            "search_id": None, "error": None, "traceback": None, "message": "",
+            "started": time.time(), "elapsed": 0.0, "n_train": None, "n_val": None,
+            "current": None,
+        }
+
+    def cancel(self) -> None:
+        """Ask the search to stop (no new trials; a trial in this process stops too)."""
+        self._cancel.set()
+
+    @property
+    def cancel_requested(self) -> bool:
+        return self._cancel.is_set()
+
+    def snapshot(self) -> dict[str, Any]:
+        with self._lock:
+            snap = copy.deepcopy(self._state)
+        snap["alive"] = self.is_alive()
+        snap["cancel_requested"] = self._cancel.is_set()
+        if snap["status"] not in FINAL:
+            snap["elapsed"] = time.time() - snap["started"]
+        return snap
+
+    def _set(self, **values: Any) -> None:
+        with self._lock:
+            self._state.update(values)
+
+    def _on_event(self, event) -> bool:
+        values = {"trials": event.trials, "rung": event.rung, "n_rungs": event.n_rungs,
+                  "n_trials": event.n_trials, "best_val_accuracy": event.best_val_accuracy}
+        if event.kind == "trial_started" and event.trial is not None:
+            values["current"] = {"index": event.trial["index"], "epoch": None}
+        elif event.kind == "trial_epoch" and event.trial is not None:
+            values["current"] = {"index": event.trial["index"], "epoch": event.epoch}
+        self._set(**values)
+        return self._cancel.is_set()
+
+    def run(self) -> None:
+        try:
+            from nn.search import run_search
+            from nn.training import make_split
+
+            data = self._data() if callable(self._data) else self._data
+            split = make_split(self.data_kwargs, data)
+            x_val, y_val = split.x_val, split.y_val
+            val_size = int(self.budget.get("val_size") or 0)
+            if val_size:
+                x_val, y_val = x_val[:val_size], y_val[:val_size]
+            store = None
+            if self.record:
+                from nn.runs import RunStore
+
+                store = RunStore(self.runs_path) if self.runs_path else RunStore()
+            self._set(status="running", n_train=int(len(split.y_train)), n_val=int(len(y_val)))
+            recorded = {k: v for k, v in self.data_kwargs.items() if v is not None}
+            if val_size:
+                recorded["val_size"] = val_size
+            b = self.budget
+            result = run_search(
+                self.base_config, self.space, split.x_train, split.y_train, x_val, y_val,
+                strategy=b.get("strategy", "random"),
+                n_trials=int(b["trials"]) if b.get("trials") else None,
+                epochs_per_trial=int(b.get("epochs_per_trial", 3)),
+                halving=bool(b.get("halving", True)), grid_points=int(b.get("grid_points", 3)),
+                n_jobs=int(b.get("n_jobs", 1)), backend=b.get("backend"),
+                seed=int(b.get("seed", 0)), store=store, name=self.search_name,
+                data_config=recorded, callback=self._on_event, timeout=b.get("timeout"))
+            self.result = result
+            self._set(status=result.status, trials=[t.to_dict() for t in result.trials],
+                      best_val_accuracy=result.best_val_accuracy, best_trial=result.best_trial,
+                      best_config=result.best_config, search_id=result.search_id,
+                      message=result.message, elapsed=result.seconds, current=None)
+        except BaseException as exc:  # noqa: BLE001 - shown on the page, never lost
+            self._set(status="failed", error=f"{type(exc).__name__}: {exc}",
+                      traceback=traceback.format_exc(), current=None,
+                      elapsed=time.time() - self._state["started"])
+
+
+class TuneSlot:
+    """The session's search worker, kept between reruns and page changes."""
+
+    def __init__(self) -> None:
+        self.worker: SearchWorker | None = None
+
+    def running(self) -> bool:
+        return bool(self.worker is not None and self.worker.is_alive())
+
+
+def _release(slot: TuneSlot) -> None:
+    if slot.worker is not None:
+        slot.worker.cancel()
+
+
+@st.cache_resource(scope="session", on_release=_release, show_spinner=False)
+def tune_slot() -> TuneSlot:
+    return TuneSlot()
+
+
+# ------------------------------------------------------------------------------ tables, charts
+def _short(value: Any) -> Any:
+    if isinstance(value, float):
+        return float(f"{value:.4g}")
+    if isinstance(value, (list, dict)):
+        return json.dumps(value)
+    return value
+
+
+def trials_frame(trials: list[Mapping[str, Any]]):
+    """One row per trial: index, status, epochs, val accuracy, seconds, then the parameters."""
+    import pandas as pd
+
+    rows = []
+    for t in trials:
+        row = {"trial": t["index"], "status": t["status"], "epochs": t["epochs"],
+               "val_accuracy": t["val_accuracy"], "seconds": round(float(t["seconds"]), 1),
+               "run": t.get("run_id")}
+        for name, value in t["params"].items():
+            row[name] = _short(value)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def parallel_coordinates_figure(trials: list[Mapping[str, Any]],
+                                space: Mapping[str, Mapping[str, Any]] | None = None):
+    """Plotly parallel coordinates: one axis per searched parameter (log10 for log ranges,
+    categories for choices) and validation accuracy last; lines coloured by accuracy."""
+    import plotly.graph_objects as go
+
+    scored = [t for t in trials if t.get("val_accuracy") is not None]
+    names = list(space) if space else (list(scored[0]["params"]) if scored else [])
+    fig = go.Figure()
+    if not scored:
+        fig.add_annotation(text="no scored trials yet", showarrow=False, xref="paper",
+                           yref="paper", x=0.5, y=0.5, font=dict(color="gray"))
+        fig.update_layout(height=360, margin=dict(l=40, r=40, t=40, b=20))
+        return fig
+    dims = []
+    for name in names:
+        kind = (space or {}).get(name, {}).get("type")
+        values = [t["params"].get(name) for t in scored]
+        if kind == "loguniform" or (kind == "int" and space[name].get("log")):
+            dims.append(dict(label=f"log10 {name}", values=[math.log10(float(v)) for v in values]))
+        elif kind in ("uniform", "int") or (kind is None and all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)):
+            dims.append(dict(label=name, values=[float(v) for v in values]))
+        else:
+            options = (space or {}).get(name, {}).get("values") or []
+            labels = [json.dumps(o) for o in options]
+            for v in values:
+                if json.dumps(v) not in labels:
+                    labels.append(json.dumps(v))
+            codes = [labels.index(json.dumps(v)) for v in values]
+            dims.append(dict(label=name, values=codes, tickvals=list(range(len(labels))),
+                             ticktext=[s.strip('"') for s in labels],
+                             range=[-0.5, len(labels) - 0.5] if len(labels) > 1 else [-1, 1]))
+    accs = [float(t["val_accuracy"]) for t in scored]
+    dims.append(dict(label="val accuracy", values=accs))
+    fig.add_trace(go.Parcoords(
+        line=dict(color=accs, colorscale="Viridis", showscale=True,
+                  colorbar=dict(title="val acc")),
+        dimensions=dims))
+    fig.update_layout(height=380, margin=dict(l=60, r=60, t=50, b=20),
+                      title="Settings against validation accuracy")
+    return fig
+
+
+def runs_frame(runs: list[Any]):
+    """One row per run for the Runs table (numbers stay numbers so columns sort)."""
+    import pandas as pd
+
+    rows = []
+    for run in runs:
+        model, data = run_settings(run.config)
+        hidden = model.get("hidden_layers")
+        rows.append({
+            "id": run.id, "name": run.name or "", "source": run.source, "status": run.status,
+            "val_accuracy": run.metrics.get("val_accuracy"),
+            "test_accuracy": run.metrics.get("test_accuracy"),
+            "epochs": run.epochs_done,
+            "hidden_layers": "-".join(str(h) for h in hidden) if isinstance(hidden, list)
+            else (str(hidden) if hidden is not None else ""),
+            "optimizer": model.get("optimizer", ""),
+            "learning_rate": model.get("learning_rate"),
+            "batch_size": model.get("batch_size"),
+            "train_size": data.get("train_size"),
+            "search": run.search_id,
+            "started": pd.Timestamp(run.started_at, unit="s").floor("s"),
+            "seconds": None if run.duration_seconds is None else round(run.duration_seconds, 1),
+            "message": run.message or "",
+        })
+    columns = ["id", "name", "source", "status", "val_accuracy", "test_accuracy", "epochs",
+               "hidden_layers", "optimizer", "learning_rate", "batch_size", "train_size",
+               "search", "started", "seconds", "message"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def status_text(snap: Mapping[str, Any]) -> str:
+    """One line about a search's progress."""
+    trials = snap.get("trials") or []
+    done = sum(1 for t in trials if t["status"] in ("finished", "pruned", "failed"))
+    best = snap.get("best_val_accuracy")
+    parts = [f"**{snap['status']}**", f"{done}/{snap.get('n_trials') or len(trials)} trials done"]
+    if snap.get("n_rungs", 1) > 1:
+        parts.append(f"rung {snap.get('rung', 0) + 1}/{snap['n_rungs']}")
+    if best is not None:
+        parts.append(f"best val accuracy {best:.2%}")
+    cur = snap.get("current")
+    if cur and snap["status"] == "running":
+        parts.append(f"training trial {cur['index']}" +
+                     (f" (epoch {cur['epoch']})" if cur.get("epoch") else ""))
+    parts.append(f"{snap.get('elapsed', 0.0):.0f}s")
+    return " · ".join(parts)
+
+
+def start_search(settings: Mapping[str, Any], space: Any, base: Mapping[str, Any],
+                 data: Any | Callable[[], Any], train_limit: int | None = None) -> SearchWorker:
+    """Start a worker for the form's settings in the session's slot (stops an older one)."""
+    train_size = int(settings["train_size"]) or None
+    if train_limit:
+        train_size = min(train_size, train_limit) if train_size else int(train_limit)
+    data_kwargs = {"split": "standard", "seed": 0, "train_size": train_size}
+    budget = {k: settings[k] for k in BUDGET_DEFAULTS}
+    slot = tune_slot()
+    if slot.worker is not None and slot.worker.is_alive():
+        slot.worker.cancel()
+    worker = SearchWorker(base, space, data, data_kwargs, budget)
+    slot.worker = worker
+    worker.start()
+    return worker
