@@ -1,0 +1,173 @@
+"""The Models page under AppTest: table, make active, delete with confirmation, downloads,
+uploads (a good one saved, corrupt and malicious ones refused with nothing written), compare."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from nn import NeuralNetwork
+from nn.persistence import export_pickle, load_model, save_model
+
+APP = str(Path(__file__).resolve().parent.parent / "app.py")
+PAGE = "pages/models.py"
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch):
+    models = tmp_path / "models"
+    models.mkdir()
+    monkeypatch.setenv("NN_MODELS_DIR", str(models))
+    monkeypatch.setenv("NN_RUNS_DB", str(tmp_path / "runs.sqlite"))
+    return models
+
+
+def tiny_model(seed: int = 0, hidden=(8,), epochs: int = 2) -> NeuralNetwork:
+    rng = np.random.default_rng(seed)
+    x = rng.integers(0, 256, (200, 784)).astype(np.uint8)
+    y = np.arange(200) % 10
+    return NeuralNetwork(hidden_layers=list(hidden), epochs=epochs, batch_size=50,
+                         random_state=seed).fit(x, y, x[:50], y[:50])
+
+
+def open_models() -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    at.switch_page(PAGE).run()
+    assert not at.exception
+    return at
+
+
+def listing(folder: Path) -> list[tuple[str, int]]:
+    return sorted((p.name, p.stat().st_mtime_ns) for p in folder.iterdir())
+
+
+def texts(elements) -> str:
+    return " ".join(str(e.value) for e in elements)
+
+
+@pytest.fixture
+def two_models(env):
+    save_model(tiny_model(0), env / "default.npz", metrics={"test_accuracy": 0.9})
+    save_model(tiny_model(1, hidden=(16, 8), epochs=3), env / "second.npz",
+               metrics={"test_accuracy": 0.5})
+    return env
+
+
+def test_empty_folder(env):
+    at = open_models()
+    assert "No trained model yet" in texts(at.info)
+    assert at.file_uploader(key="model_upload") is not None
+
+
+def test_table_and_widgets(two_models):
+    at = open_models()
+    df = at.dataframe[0].value
+    assert set(df["name"]) == {"default", "second"}
+    assert "784-16-8-10" in set(df["layers"])
+    for key in ("load_model", "delete_model"):
+        assert at.button(key=key) is not None
+    keys = [d.key for d in at.get("download_button")]
+    assert keys == ["download_npz", "download_pkl"]
+    assert at.multiselect(key="compare_models").value == ["default"]
+    spec = json.loads(at.get("plotly_chart")[0].proto.spec)
+    assert [t["name"] for t in spec["data"]] == ["default"]
+
+
+def test_make_active_and_compare(two_models):
+    at = open_models()
+    at.selectbox(key="models_pick").set_value("second").run()
+    at.button(key="load_model").click().run()
+    assert not at.exception
+    assert at.session_state["active_model_name"] == "second"
+    at.multiselect(key="compare_models").set_value(["default", "second"]).run()
+    spec = json.loads(at.get("plotly_chart")[0].proto.spec)
+    assert sorted(t["name"] for t in spec["data"]) == ["default", "second"]
+    assert len(spec["data"][0]["x"]) in (2, 3)
+
+
+def test_delete_needs_confirmation(two_models):
+    at = open_models()
+    at.selectbox(key="models_pick").set_value("second").run()
+    assert at.button(key="delete_model").disabled
+    at.checkbox(key="confirm_delete").check().run()
+    at.button(key="delete_model").click().run()
+    assert not at.exception
+    assert sorted(p.name for p in two_models.iterdir()) == ["default.npz"]
+
+
+def test_upload_good_model(env):
+    save_model(tiny_model(0), env / "default.npz")
+    model = tiny_model(2, hidden=(12,))
+    tmp = env.parent / "elsewhere"
+    tmp.mkdir()
+    export_pickle(model, tmp / "x.pkl")
+    data = (tmp / "x.pkl").read_bytes()
+    at = open_models()
+    at.file_uploader(key="model_upload").set_value(("My Upload.pkl", data,
+                                                    "application/octet-stream")).run()
+    assert not at.exception
+    assert "Valid model: 784-12-10" in texts(at.success)
+    assert at.text_input(key="upload_name").value == "My_Upload"
+    at.button(key="save_upload").click().run()
+    assert not at.exception
+    saved = env / "My_Upload.npz"
+    assert saved.is_file()
+    assert load_model(saved).layer_sizes_ == [784, 12, 10]
+    assert at.session_state["active_model_name"] == "My_Upload"
+
+
+def test_upload_existing_name_needs_overwrite(two_models):
+    data = (two_models / "second.npz").read_bytes()
+    before = listing(two_models)
+    at = open_models()
+    at.file_uploader(key="model_upload").set_value(("default.npz", data,
+                                                    "application/octet-stream")).run()
+    at.button(key="save_upload").click().run()
+    assert "tick *Overwrite*" in texts(at.warning)
+    assert listing(two_models) == before
+    at.checkbox(key="upload_overwrite").check().run()
+    at.button(key="save_upload").click().run()
+    assert load_model(two_models / "default.npz").layer_sizes_ == [784, 16, 8, 10]
+
+
+@pytest.mark.parametrize("name,data", [
+    ("corrupt.npz", b"PK\x03\x04" + os.urandom(200)),
+    ("random.npz", os.urandom(500)),
+    ("truncated.pkl", b"\x80\x04\x95"),
+    ("wrong.txt.npz", b"hello world"),
+])
+def test_corrupt_upload_refused_nothing_written(two_models, name, data):
+    before = listing(two_models)
+    at = open_models()
+    at.file_uploader(key="model_upload").set_value((name, data, "application/octet-stream")).run()
+    assert not at.exception
+    assert "refused and nothing was saved" in texts(at.error)
+    assert "save_upload" not in [b.key for b in at.button]
+    assert listing(two_models) == before
+
+
+class _Evil:
+    def __init__(self, marker: str):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_malicious_pickle_refused(two_models, tmp_path):
+    marker = tmp_path / "pwned"
+    payload = pickle.dumps({"format_version": 1, "meta": {}, "arrays": {"x": _Evil(str(marker))}})
+    before = listing(two_models)
+    at = open_models()
+    at.file_uploader(key="model_upload").set_value(("evil.pkl", payload,
+                                                    "application/octet-stream")).run()
+    assert not at.exception
+    assert "refused and nothing was saved" in texts(at.error)
+    assert not marker.exists()
+    assert listing(two_models) == before

@@ -1,0 +1,167 @@
+"""The Train page under AppTest: widgets, validation before training, a short real training
+on a small slice (NN_TRAIN_LIMIT), stop, save with overwrite confirmation."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from nn.persistence import load_model
+
+APP = str(Path(__file__).resolve().parent.parent / "app.py")
+PAGE = "pages/train.py"
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch):
+    models = tmp_path / "models"
+    models.mkdir()
+    monkeypatch.setenv("NN_MODELS_DIR", str(models))
+    monkeypatch.setenv("NN_TRAIN_LIMIT", "1000")
+    monkeypatch.setenv("NN_RUNS_DB", str(tmp_path / "runs.sqlite"))
+    return models
+
+
+def open_train() -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    at.switch_page(PAGE).run()
+    assert not at.exception
+    return at
+
+
+def small_form(at: AppTest, epochs: int = 1) -> None:
+    at.number_input(key="tf_n_layers").set_value(1).run()
+    at.number_input(key="tf_units_0").set_value(16).run()
+    at.number_input(key="tf_epochs").set_value(epochs).run()
+    at.number_input(key="tf_batch_size").set_value(100).run()
+
+
+def wait_finished(at: AppTest, deadline: float = 90.0) -> None:
+    """run_every never fires under AppTest: poll with at.run() until the worker is done."""
+    end = time.time() + deadline
+    while time.time() < end:
+        at.run()
+        assert not at.exception
+        if not at.button(key="start_training").disabled:
+            return
+        time.sleep(0.2)
+    raise AssertionError("training did not finish in time")
+
+
+def texts(elements) -> str:
+    return " ".join(str(e.value) for e in elements)
+
+
+def test_widgets_exist(env):
+    at = open_train()
+    for key in ("start_training", "pause_training", "resume_training", "stop_training",
+                "preset_fast", "preset_best"):
+        assert at.button(key=key) is not None
+    for key in ("tf_n_layers", "tf_units_0", "tf_learning_rate", "tf_epochs", "tf_batch_size",
+                "tf_random_state", "tf_l2", "tf_input_dropout", "tf_train_size",
+                "tf_warmup_epochs", "tf_drop_0"):
+        assert at.number_input(key=key) is not None
+    for key in ("tf_optimizer", "tf_schedule", "tf_init", "tf_split", "tf_act_0"):
+        assert at.selectbox(key=key) is not None
+    for key in ("tf_clip", "tf_early_stopping", "tf_augment"):
+        assert at.toggle(key=key) is not None
+    assert at.button(key="start_training").disabled is False
+    assert at.button(key="stop_training").disabled is True
+
+
+def test_optimizer_and_schedule_parameters_shown_when_relevant(env):
+    at = open_train()
+    at.selectbox(key="tf_optimizer").set_value("momentum").run()
+    assert "tf_momentum" in [w.key for w in at.number_input]
+    assert "tf_beta1" not in [w.key for w in at.number_input]
+    at.selectbox(key="tf_optimizer").set_value("adam").run()
+    keys = [w.key for w in at.number_input]
+    assert "tf_beta1" in keys and "tf_beta2" in keys and "tf_momentum" not in keys
+    at.selectbox(key="tf_schedule").set_value("step").run()
+    keys = [w.key for w in at.number_input]
+    assert "tf_step_size" in keys and "tf_gamma" in keys
+    at.toggle(key="tf_augment").set_value(True).run()
+    keys = [w.key for w in at.number_input]
+    assert {"tf_shift", "tf_rotation", "tf_scale", "tf_elastic_alpha",
+            "tf_elastic_sigma"} <= set(keys)
+
+
+def test_preset_fills_form(env):
+    at = open_train()
+    at.button(key="preset_reference-500-300-100").click().run()
+    assert not at.exception
+    assert at.number_input(key="tf_n_layers").value == 3
+    assert at.number_input(key="tf_units_0").value == 500
+    assert at.selectbox(key="tf_optimizer").value == "sgd"
+    assert at.session_state["train_config"]["preset"] == "reference-500-300-100"
+
+
+@pytest.mark.parametrize("key,value,needle", [
+    ("tf_learning_rate", 0.0, "learning_rate=0"),
+    ("tf_units_0", 0, "no neurons"),
+    ("tf_batch_size", 5000, "larger than the 1000 training images"),
+])
+def test_invalid_settings_refused_before_training(env, key, value, needle):
+    at = open_train()
+    at.number_input(key=key).set_value(value).run()
+    assert needle in texts(at.error)
+    at.button(key="start_training").click().run()
+    assert not at.exception
+    assert "Fix the settings" in texts(at.error)
+    assert "Press **Start**" in texts(at.info)  # no worker was started
+
+
+def test_short_training_then_save(env):
+    at = open_train()
+    small_form(at, epochs=2)
+    at.button(key="start_training").click().run()
+    assert not at.exception
+    wait_finished(at)
+    assert "Training finished" in texts(at.success)
+    labels = {m.label: m.value for m in at.metric}
+    assert labels["Test accuracy"].endswith("%")
+    assert labels["Epoch"] == "2/2"
+    at.text_input(key="save_name").set_value("tiny net").run()
+    at.button(key="save_model").click().run()
+    assert not at.exception
+    path = env / "tiny_net.npz"
+    assert path.is_file()
+    model = load_model(path)
+    assert model.layer_sizes_ == [784, 16, 10] and model.n_iter_ == 2
+    assert 0 < model.metadata_["metrics"]["test_accuracy"] <= 1
+    assert at.session_state["active_model_name"] == "tiny_net"
+    mtime = path.stat().st_mtime_ns
+    # the same name again: refused until "overwrite" is ticked
+    at.button(key="save_model").click().run()
+    assert "tick *Overwrite*" in texts(at.warning)
+    assert path.stat().st_mtime_ns == mtime
+    at.checkbox(key="save_overwrite").check().run()
+    at.button(key="save_model").click().run()
+    assert "Saved as" in texts(at.success)
+    # an invalid name is refused
+    at.text_input(key="save_name").set_value("../evil").run()
+    at.button(key="save_model").click().run()
+    assert "invalid model name" in texts(at.error)
+    assert sorted(p.name for p in env.iterdir()) == ["tiny_net.npz"]
+    # continue training: 1 more epoch, warm start
+    at.number_input(key="continue_epochs").set_value(1).run()
+    at.button(key="continue_training").click().run()
+    wait_finished(at)
+    assert {m.label: m.value for m in at.metric}["Epoch"] == "3/3"
+
+
+def test_stop_button_stops(env):
+    at = open_train()
+    small_form(at, epochs=300)
+    at.button(key="start_training").click().run()
+    assert at.button(key="stop_training").disabled is False
+    time.sleep(0.5)
+    at.button(key="pause_training").click().run()
+    assert not at.exception
+    assert at.button(key="resume_training").disabled is False
+    at.button(key="stop_training").click().run()
+    wait_finished(at, deadline=30)
+    assert "Stopped on request" in texts(at.warning)
