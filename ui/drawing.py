@@ -1,0 +1,126 @@
+"""The Draw page's canvas and prediction rendering.
+
+``analyse_drawing(model, image)`` is the per-stroke path (no Streamlit): preprocess the canvas
+image, one ``predict_proba`` and one ``activations`` call, about a millisecond in all. The
+``render_*`` functions draw its result.
+
+Session keys owned here: ``draw_canvas_counter`` (int, part of the canvas key; bumping it clears
+the canvas) and ``draw_model`` (name of the model picked on the Draw page).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import streamlit as st
+from PIL import Image
+
+from nn.preprocess import DrawingResult, preprocess_drawing
+
+COUNTER_KEY = "draw_canvas_counter"
+CANVAS_SIZE = 280
+STROKE_WIDTH = 20
+PREDICTION_KEY = "prediction"  # st.container(key=...) read by the browser tests
+INVITATION = ("Draw a digit in the black box (zero to nine, large and centred works best). "
+              "The prediction appears here while you draw.")
+STEP_TITLES = {"cropped": "1. cropped to the ink",
+               "scaled": "2. longer side scaled to 20 px",
+               "centred": "3. centred in 28x28: what the network sees"}
+
+
+@dataclass(frozen=True)
+class DrawingAnalysis:
+    """Everything the Draw page shows for one drawing. ``proba``/``activations`` are ``None``
+    when the drawing is blank."""
+
+    result: DrawingResult
+    proba: np.ndarray | None = None
+    label: Any = None
+    confidence: float | None = None
+    activations: list[np.ndarray] | None = None
+
+    @property
+    def blank(self) -> bool:
+        return self.result.blank
+
+
+def analyse_drawing(model, image: np.ndarray | None) -> DrawingAnalysis:
+    """Preprocess ``image`` (the canvas RGBA array, or ``None`` before the first stroke) and, if it
+    holds a digit, predict it with ``model`` and collect the hidden layers' activations."""
+    if image is None:
+        empty = np.zeros((CANVAS_SIZE, CANVAS_SIZE), dtype=np.uint8)
+        return DrawingAnalysis(preprocess_drawing(empty))
+    result = preprocess_drawing(image)
+    if result.blank:
+        return DrawingAnalysis(result)
+    x = result.x[None, :]
+    proba = np.asarray(model.predict_proba(x))[0]
+    best = int(proba.argmax())
+    acts = [np.array(a[0]) for a in model.activations(x)]
+    return DrawingAnalysis(result, proba, model.classes_[best], float(proba[best]), acts)
+
+
+def prediction_text(label: Any, confidence: float) -> str:
+    """``"Prediction: 7, 93% sure"`` (the digit is the first number in the text)."""
+    return f"Prediction: {label}, {confidence:.0%} sure"
+
+
+# ------------------------------------------------------------------------------ canvas
+def canvas_key() -> str:
+    st.session_state.setdefault(COUNTER_KEY, 0)
+    return f"draw_canvas_{st.session_state[COUNTER_KEY]}"
+
+
+def clear_canvas() -> None:
+    """Button callback: a new canvas key gives an empty canvas."""
+    st.session_state[COUNTER_KEY] = st.session_state.get(COUNTER_KEY, 0) + 1
+
+
+def render_canvas() -> np.ndarray | None:
+    """The drawing canvas (white ink on black); returns its RGBA image or ``None`` if untouched."""
+    from streamlit_drawable_canvas import st_canvas
+
+    result = st_canvas(stroke_width=STROKE_WIDTH, stroke_color="#FFFFFF",
+                       background_color="#000000", update_streamlit=True,
+                       height=CANVAS_SIZE, width=CANVAS_SIZE, drawing_mode="freedraw",
+                       return_image_data=True, key=canvas_key())
+    return result.image_data
+
+
+# ------------------------------------------------------------------------------ rendering
+def render_prediction(analysis: DrawingAnalysis) -> None:
+    """The predicted digit and confidence, or the invitation to draw, in the ``prediction``
+    container (the browser tests read its text)."""
+    with st.container(key=PREDICTION_KEY, border=True):
+        if analysis.blank:
+            st.markdown(f":material/draw: {INVITATION}")
+        else:
+            st.markdown(f"### {prediction_text(analysis.label, analysis.confidence)}")
+            runner_up = np.argsort(analysis.proba)[::-1][1]
+            st.caption(f"Second guess: {runner_up} ({analysis.proba[runner_up]:.0%}).")
+
+
+def enlarge(image: np.ndarray, size: int = 168) -> np.ndarray:
+    """Resize so the longer side is at most ``size`` pixels: small images (20x20, 28x28) by a
+    whole factor with nearest neighbour (crisp pixels), large crops by area averaging."""
+    h, w = image.shape[:2]
+    longest = max(h, w, 1)
+    if longest <= size:
+        k = max(1, size // longest)
+        return image.repeat(k, axis=0).repeat(k, axis=1)
+    factor = size / longest
+    new = (max(1, round(w * factor)), max(1, round(h * factor)))
+    return np.asarray(Image.fromarray(image).resize(new, Image.Resampling.BOX))
+
+
+def render_steps(result: DrawingResult) -> None:
+    """The preprocessing steps side by side."""
+    cols = st.columns(len(STEP_TITLES))
+    for col, (step, title) in zip(cols, STEP_TITLES.items()):
+        image = result.steps.get(step)
+        if image is None:
+            continue
+        h, w = image.shape[:2]
+        col.image(enlarge(image), caption=f"{title} ({w}x{h})", output_format="PNG")

@@ -1,0 +1,204 @@
+"""Plotly figures for the Overview, Draw, Predictions and Evaluate pages.
+
+Pure functions of NumPy arrays / plain lists returning ``plotly.graph_objects.Figure``; they never
+call Streamlit. Pages render them with ``st.plotly_chart(fig, width="stretch")``.
+
+- ``class_counts_figure(train_counts, test_counts)``   digits per class, train and test.
+- ``probability_figure(proba, classes, true_label)``   the ten class probabilities as bars.
+- ``confusion_figure(cm)``                             the confusion matrix heatmap (clickable).
+- ``per_class_figure(report)``                         precision / recall / F1 per digit.
+- ``weights_figure(W, n_units, ncols)``                first-layer weights as 28x28 images.
+- ``activations_figure(activations)``                  one heatmap strip per hidden layer.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Mapping, Sequence
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+TRAIN_COLOR = "#1f77b4"
+TEST_COLOR = "#ff7f0e"
+BAR_COLOR = "#9aa5b1"
+PRED_COLOR = "#1f77b4"
+RIGHT_COLOR = "#22a050"
+WRONG_COLOR = "#dc3232"
+METRIC_COLORS = {"precision": "#1f77b4", "recall": "#ff7f0e", "f1": "#2ca02c"}
+
+_MARGIN = dict(l=10, r=10, t=40, b=10)
+
+
+def class_counts_figure(train_counts: Sequence[int], test_counts: Sequence[int],
+                        *, height: int = 320) -> go.Figure:
+    """Grouped bars: how many images of each digit in the training and the test set."""
+    digits = [str(d) for d in range(len(train_counts))]
+    fig = go.Figure([
+        go.Bar(x=digits, y=list(map(int, train_counts)), name="train", marker_color=TRAIN_COLOR,
+               hovertemplate="digit %{x}: %{y:,} training images<extra></extra>"),
+        go.Bar(x=digits, y=list(map(int, test_counts)), name="test", marker_color=TEST_COLOR,
+               hovertemplate="digit %{x}: %{y:,} test images<extra></extra>"),
+    ])
+    fig.update_layout(barmode="group", height=height, margin=_MARGIN,
+                      title="Images per digit", xaxis_title="digit", yaxis_title="images",
+                      legend=dict(orientation="h", y=1.12, x=1, xanchor="right"))
+    fig.update_xaxes(type="category")
+    return fig
+
+
+def probability_figure(proba: Sequence[float], classes: Sequence | None = None, *,
+                       true_label: int | None = None, height: int = 260,
+                       title: str | None = "How sure the network is") -> go.Figure:
+    """The class probabilities as bars; the predicted class is highlighted (green if it is the
+    true label, red if not, blue when the true label is unknown)."""
+    p = np.asarray(proba, dtype=np.float64).ravel()
+    classes = list(range(p.size)) if classes is None else list(classes)
+    best = int(p.argmax()) if p.size else -1
+    if true_label is None:
+        top = PRED_COLOR
+    else:
+        top = RIGHT_COLOR if classes[best] == true_label else WRONG_COLOR
+    colors = [top if i == best else BAR_COLOR for i in range(p.size)]
+    line_w = [3 if true_label is not None and c == true_label else 0 for c in classes]
+    fig = go.Figure(go.Bar(
+        x=[str(c) for c in classes], y=p.tolist(), marker_color=colors,
+        marker_line=dict(color=RIGHT_COLOR, width=line_w),
+        text=[f"{v:.0%}" if v >= 0.005 else "" for v in p], textposition="outside",
+        cliponaxis=False, hovertemplate="digit %{x}: %{y:.2%}<extra></extra>"))
+    fig.update_layout(height=height, margin=_MARGIN, title=title, showlegend=False,
+                      xaxis_title="digit", yaxis=dict(range=[0, 1.12], tickformat=".0%",
+                                                      title="probability"))
+    fig.update_xaxes(type="category")
+    return fig
+
+
+def confusion_figure(cm: np.ndarray, *, height: int = 520,
+                     selected: tuple[int, int] | None = None) -> go.Figure:
+    """Confusion matrix heatmap: rows = true digit (top to bottom 0..9), columns = predicted.
+
+    Colour follows log(1 + count) so the few mistakes stay visible next to the large diagonal;
+    every cell is labelled with its count. Click events carry ``x`` (predicted) and ``y`` (true).
+    ``selected`` outlines one ``(true, pred)`` cell.
+    """
+    cm = np.asarray(cm, dtype=np.int64)
+    k = cm.shape[0]
+    labels = list(range(k))
+    row_tot = cm.sum(axis=1, keepdims=True)
+    share = np.divide(cm, row_tot, out=np.zeros(cm.shape), where=row_tot > 0)
+    fig = go.Figure(go.Heatmap(
+        z=np.log1p(cm).tolist(), x=labels, y=labels, customdata=np.dstack([cm, share]).tolist(),
+        text=cm.astype(str).tolist(), texttemplate="%{text}", textfont=dict(size=12),
+        colorscale="Blues", showscale=False, xgap=1, ygap=1,
+        hovertemplate=("true %{y}, predicted %{x}: %{customdata[0]} images "
+                       "(%{customdata[1]:.1%} of the %{y}s)<extra></extra>")))
+    if selected is not None:
+        t, p = selected
+        fig.add_shape(type="rect", x0=p - 0.5, x1=p + 0.5, y0=t - 0.5, y1=t + 0.5,
+                      line=dict(color=WRONG_COLOR, width=3))
+    fig.update_layout(height=height, margin=dict(l=10, r=10, t=10, b=10),
+                      xaxis=dict(title="predicted digit", tickmode="array", tickvals=labels,
+                                 side="top", constrain="domain", fixedrange=True),
+                      yaxis=dict(title="true digit", tickmode="array", tickvals=labels,
+                                 autorange="reversed", scaleanchor="x", fixedrange=True),
+                      clickmode="event+select", dragmode=False)
+    return fig
+
+
+def per_class_figure(report: Mapping, *, height: int = 320) -> go.Figure:
+    """Precision, recall and F1 of each digit as grouped bars (``report`` from
+    ``nn.metrics.classification_report``)."""
+    classes = [str(c) for c in report["classes"]]
+    fig = go.Figure([
+        go.Bar(x=classes, y=list(report[m]), name=m if m != "f1" else "F1",
+               marker_color=METRIC_COLORS[m],
+               hovertemplate=f"digit %{{x}}: {m} %{{y:.2%}}<extra></extra>")
+        for m in ("precision", "recall", "f1")
+    ])
+    low = min([min(report[m]) for m in ("precision", "recall", "f1")] + [1.0])
+    fig.update_layout(barmode="group", height=height, margin=_MARGIN,
+                      title="Per-digit precision, recall and F1", xaxis_title="digit",
+                      yaxis=dict(range=[max(0.0, math.floor(low * 20) / 20 - 0.05), 1.0],
+                                 tickformat=".0%"),
+                      legend=dict(orientation="h", y=1.12, x=1, xanchor="right"))
+    fig.update_xaxes(type="category")
+    return fig
+
+
+def tile_weights(W: np.ndarray, n_units: int = 64, ncols: int = 8,
+                 side: int = 28) -> tuple[np.ndarray, np.ndarray]:
+    """Tile the incoming weights of the first ``n_units`` units (columns of ``W``,
+    ``(784, n_hidden)``) into one array with NaN gaps; each unit is scaled by its own largest
+    absolute weight to [-1, 1]. Returns ``(tiled, unit_index)`` where ``unit_index`` has the unit
+    number of every pixel (-1 in the gaps)."""
+    W = np.asarray(W, dtype=np.float64)
+    n = min(n_units, W.shape[1])
+    ncols = max(1, min(ncols, n))
+    nrows = max(1, math.ceil(n / ncols))
+    cell = side + 1
+    tiled = np.full((nrows * cell - 1, ncols * cell - 1), np.nan)
+    units = np.full(tiled.shape, -1, dtype=np.int64)
+    for u in range(n):
+        r, c = divmod(u, ncols)
+        w = W[:, u].reshape(side, side)
+        m = np.abs(w).max()
+        tiled[r * cell:r * cell + side, c * cell:c * cell + side] = w / m if m > 0 else w
+        units[r * cell:r * cell + side, c * cell:c * cell + side] = u
+    return tiled, units
+
+
+def weights_figure(W: np.ndarray, *, n_units: int = 64, ncols: int = 8,
+                   height: int | None = None) -> go.Figure:
+    """The first layer's weights as 28x28 images, one per hidden unit, on a diverging scale
+    (red = positive, blue = negative, white = zero), each unit scaled to its own range."""
+    tiled, units = tile_weights(W, n_units, ncols)
+    h, w = tiled.shape
+    if height is None:
+        height = int(min(900, max(260, 660 * h / max(w, 1))))
+    z = np.where(np.isnan(tiled), None, np.round(tiled, 3)).tolist()
+    fig = go.Figure(go.Heatmap(
+        z=z, customdata=units.tolist(), colorscale="RdBu", reversescale=True, zmid=0,
+        zmin=-1, zmax=1, hoverongaps=False,
+        colorbar=dict(title="weight / max", thickness=12, len=0.7),
+        hovertemplate="unit %{customdata}: %{z:.2f}<extra></extra>"))
+    fig.update_layout(height=height, margin=dict(l=10, r=10, t=40, b=10),
+                      title=f"First-layer weights of {min(n_units, np.shape(W)[1])} hidden units",
+                      plot_bgcolor="white",
+                      xaxis=dict(visible=False, constrain="domain"),
+                      yaxis=dict(visible=False, autorange="reversed", scaleanchor="x"))
+    return fig
+
+
+def activations_figure(activations: Sequence[np.ndarray], *, row_height: int = 70,
+                       max_width: int = 64) -> go.Figure:
+    """One heatmap strip per hidden layer: the activation of every unit for one image.
+
+    A layer wider than ``max_width`` units wraps onto several rows. Each strip has its own colour
+    range (dark = low, bright = high)."""
+    layers = [np.asarray(a, dtype=np.float64).ravel() for a in activations]
+    rows = [max(1, math.ceil(a.size / max_width)) for a in layers]
+    total = sum(rows)
+    fig = make_subplots(rows=len(layers), cols=1, vertical_spacing=0.12 if len(layers) > 1 else 0,
+                        row_heights=[r / total for r in rows],
+                        subplot_titles=[f"hidden layer {i + 1} ({a.size} units)"
+                                        for i, a in enumerate(layers)])
+    for i, a in enumerate(layers, start=1):
+        width = min(a.size, max_width)
+        n_rows = rows[i - 1]
+        grid = np.full(n_rows * width, np.nan)
+        grid[:a.size] = a
+        unit = np.arange(n_rows * width).reshape(n_rows, width)
+        z = np.where(np.isnan(grid), None, np.round(grid, 3)).reshape(n_rows, width).tolist()
+        lo, hi = float(a.min()), float(a.max())
+        if hi <= lo:
+            hi = lo + 1e-6
+        fig.add_trace(go.Heatmap(
+            z=z, customdata=unit.tolist(), colorscale="Viridis", zmin=lo, zmax=hi,
+            showscale=False, xgap=1, ygap=1, hoverongaps=False,
+            hovertemplate="unit %{customdata}: %{z:.3f}<extra></extra>"), row=i, col=1)
+        fig.update_xaxes(visible=False, row=i, col=1)
+        fig.update_yaxes(visible=False, autorange="reversed", row=i, col=1)
+    fig.update_layout(height=int(60 + row_height * total + 30 * len(layers)),
+                      margin=dict(l=10, r=10, t=40, b=10))
+    return fig
