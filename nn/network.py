@@ -717,6 +717,7 @@ class NeuralNetwork:
         meta = {
             "params": self.get_params(),
             "classes": self.classes_.tolist(),
+            "classes_dtype": self.classes_.dtype.str,
             "n_features_in": int(self.n_features_in_),
             "layer_sizes": self.layer_sizes_,
             "n_iter": int(self.n_iter_),
@@ -754,6 +755,12 @@ class NeuralNetwork:
                                      f"expected {shape}.")
                 store.append(np.array(arr, dtype=cfg["dtype"]))
         model.classes_ = np.asarray(meta["classes"])
+        dtype = meta.get("classes_dtype")
+        if dtype and np.dtype(dtype).kind in "iub" and model.classes_.dtype.kind in "iu":
+            model.classes_ = model.classes_.astype(dtype)
+        if int(meta["n_features_in"]) != sizes[0]:
+            raise ValueError(f"n_features_in {meta['n_features_in']} disagrees with the input "
+                             f"layer of {sizes[0]}.")
         if model.classes_.size != sizes[-1]:
             raise ValueError(f"{model.classes_.size} classes but an output layer of {sizes[-1]}.")
         model.n_features_in_ = int(meta["n_features_in"])
