@@ -6,6 +6,7 @@ call Streamlit. Pages render them with ``st.plotly_chart(fig, width="stretch")``
 - ``class_counts_figure(train_counts, test_counts)``   digits per class, train and test.
 - ``probability_figure(proba, classes, true_label)``   the ten class probabilities as bars.
 - ``confusion_figure(cm)``                             the confusion matrix heatmap (clickable).
+- ``cell_from_selection(event)``                       the (true, pred) cell of a chart click.
 - ``per_class_figure(report)``                         precision / recall / F1 per digit.
 - ``weights_figure(W, n_units, ncols)``                first-layer weights as 28x28 images.
 - ``activations_figure(activations)``                  one heatmap strip per hidden layer.
@@ -106,6 +107,22 @@ def confusion_figure(cm: np.ndarray, *, height: int = 520,
     return fig
 
 
+def cell_from_selection(event) -> tuple[int, int] | None:
+    """``(true, predicted)`` of the confusion-matrix cell picked in an ``st.plotly_chart``
+    selection event (the last point; ``x`` is the predicted digit, ``y`` the true one), or
+    ``None`` when nothing usable is selected."""
+    try:
+        points = event["selection"]["points"]
+    except (KeyError, TypeError, AttributeError):
+        return None
+    for point in reversed(list(points or [])):
+        try:
+            return int(point["y"]), int(point["x"])
+        except (KeyError, TypeError, ValueError):
+            continue
+    return None
+
+
 def per_class_figure(report: Mapping, *, height: int = 320) -> go.Figure:
     """Precision, recall and F1 of each digit as grouped bars (``report`` from
     ``nn.metrics.classification_report``)."""
@@ -149,7 +166,7 @@ def tile_weights(W: np.ndarray, n_units: int = 64, ncols: int = 8,
 
 
 def weights_figure(W: np.ndarray, *, n_units: int = 64, ncols: int = 8,
-                   height: int | None = None) -> go.Figure:
+                   height: int | None = None, title: str | None = None) -> go.Figure:
     """The first layer's weights as 28x28 images, one per hidden unit, on a diverging scale
     (red = positive, blue = negative, white = zero), each unit scaled to its own range."""
     tiled, units = tile_weights(W, n_units, ncols)
@@ -163,7 +180,8 @@ def weights_figure(W: np.ndarray, *, n_units: int = 64, ncols: int = 8,
         colorbar=dict(title="weight / max", thickness=12, len=0.7),
         hovertemplate="unit %{customdata}: %{z:.2f}<extra></extra>"))
     fig.update_layout(height=height, margin=dict(l=10, r=10, t=40, b=10),
-                      title=f"First-layer weights of {min(n_units, np.shape(W)[1])} hidden units",
+                      title=title or (f"First-layer weights of "
+                                      f"{min(n_units, np.shape(W)[1])} hidden units"),
                       plot_bgcolor="white",
                       xaxis=dict(visible=False, constrain="domain"),
                       yaxis=dict(visible=False, autorange="reversed", scaleanchor="x"))
