@@ -2,8 +2,8 @@
 
 NumPy and joblib only (never Streamlit). The pieces:
 
-``SearchSpace({"learning_rate": LogUniform(1e-4, 1e-1), "hidden_layers": Choice([[128], [256, 128]]),
-"batch_size": Choice([64, 128]), "dropout": Uniform(0.0, 0.5), "epochs" ...})``
+``SearchSpace({"learning_rate": LogUniform(1e-4, 1e-1), "batch_size": Choice([64, 128]),
+"hidden_layers": Choice([[128], [256, 128]]), "dropout": Uniform(0.0, 0.5)})``
     One dimension per ``NeuralNetwork`` hyperparameter: :class:`LogUniform` (rates, penalties),
     :class:`Uniform`, :class:`IntRange` (``log=True`` for sizes), :class:`Choice` (layers,
     activations, optimizers, ...). Every dimension validates itself (``ValueError`` naming the

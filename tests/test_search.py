@@ -72,7 +72,8 @@ def test_space_round_trips_and_samples_reproducibly():
 
 
 def test_grid_combines_choices_and_points_per_range():
-    space = SearchSpace({"learning_rate": LogUniform(1e-3, 1e-1), "optimizer": Choice(["adam", "sgd"])})
+    space = SearchSpace({"learning_rate": LogUniform(1e-3, 1e-1),
+                         "optimizer": Choice(["adam", "sgd"])})
     grid = grid_search(space, n=3)
     assert len(grid) == 6 == space.grid_size(3)
     assert sorted({round(g["learning_rate"], 6) for g in grid}) == [0.001, 0.01, 0.1]
