@@ -202,12 +202,30 @@ def validate(cfg: dict, train_limit: int | None = None) -> dict[str, list[str]]:
 
 # ------------------------------------------------------------------------------ widgets
 def apply_preset(name: str) -> None:
-    """Button callback: fill the form from ``nn.presets.PRESETS[name]``."""
+    """Button callback: fill the form from ``nn.presets.PRESETS[name]``.
+
+    The widget keys are SET (not just deleted): a browser keeps a widget's old value and sends
+    it back on the next rerun unless the server sets it through the Session State API."""
     from nn.presets import PRESETS
 
-    st.session_state["train_config"] = config_from_preset(PRESETS[name])
+    cfg = config_from_preset(PRESETS[name])
+    st.session_state["train_config"] = cfg
     for key in [k for k in st.session_state if str(k).startswith("tf_")]:
         del st.session_state[key]
+    for field, value in cfg.items():
+        if field not in ("layers", "preset"):
+            st.session_state[f"tf_{field}"] = value
+    st.session_state["tf_n_layers"] = len(cfg["layers"])
+    for i, layer in enumerate(cfg["layers"]):
+        st.session_state[f"tf_units_{i}"] = layer["units"]
+        st.session_state[f"tf_act_{i}"] = layer["activation"]
+        st.session_state[f"tf_drop_{i}"] = layer["dropout"]
+
+
+def _initial(key: str, **default) -> dict:
+    """``value=``/``index=`` only when the widget has no state yet (passing both a default and
+    a Session-State value makes Streamlit warn)."""
+    return {} if key in st.session_state else default
 
 
 def _show_errors(errors: dict, section: str) -> None:
@@ -217,8 +235,8 @@ def _show_errors(errors: dict, section: str) -> None:
 
 def _num(cfg: dict, field: str, label: str, help: str, disabled: bool, col=None, **kw) -> None:
     target = col if col is not None else st
-    cfg[field] = target.number_input(label, value=cfg[field], key=f"tf_{field}", help=help,
-                                     disabled=disabled, **kw)
+    cfg[field] = target.number_input(label, key=f"tf_{field}", help=help, disabled=disabled,
+                                     **_initial(f"tf_{field}", value=cfg[field]), **kw)
 
 
 def _select(cfg: dict, field: str, label: str, options, help: str, disabled: bool, col=None,
@@ -226,14 +244,14 @@ def _select(cfg: dict, field: str, label: str, options, help: str, disabled: boo
     target = col if col is not None else st
     options = list(options)
     index = options.index(cfg[field]) if cfg[field] in options else 0
-    cfg[field] = target.selectbox(label, options, index=index, key=f"tf_{field}", help=help,
-                                  disabled=disabled, **kw)
+    cfg[field] = target.selectbox(label, options, key=f"tf_{field}", help=help,
+                                  disabled=disabled, **_initial(f"tf_{field}", index=index), **kw)
 
 
 def _layers_section(cfg: dict, disabled: bool) -> None:
     layers = cfg["layers"]
-    n = st.number_input("Hidden layers", min_value=0, max_value=8, value=len(layers),
-                        key="tf_n_layers", disabled=disabled,
+    n = st.number_input("Hidden layers", min_value=0, max_value=8, key="tf_n_layers",
+                        **_initial("tf_n_layers", value=len(layers)), disabled=disabled,
                         help="How many hidden layers (0 = softmax regression).")
     while len(layers) < n:
         layers.append(_layer(layers[-1]["units"] if layers else 128,
@@ -244,15 +262,18 @@ def _layers_section(cfg: dict, disabled: bool) -> None:
     for i, layer in enumerate(layers):
         c1, c2, c3 = st.columns([1.1, 1.2, 1])
         layer["units"] = c1.number_input(f"Layer {i + 1} neurons", min_value=0, max_value=4096,
-                                         value=int(layer["units"]), step=32,
+                                         **_initial(f"tf_units_{i}", value=int(layer["units"])),
+                                         step=32,
                                          key=f"tf_units_{i}", disabled=disabled,
                                          help="Neurons in this hidden layer.")
         layer["activation"] = c2.selectbox(
             f"Layer {i + 1} activation", acts,
-            index=acts.index(layer["activation"]) if layer["activation"] in acts else 0,
+            **_initial(f"tf_act_{i}", index=acts.index(layer["activation"])
+                       if layer["activation"] in acts else 0),
             key=f"tf_act_{i}", disabled=disabled, help="Non-linearity after this layer.")
         layer["dropout"] = c3.number_input(f"Layer {i + 1} dropout", min_value=0.0,
-                                           max_value=0.95, value=float(layer["dropout"]),
+                                           max_value=0.95,
+                                           **_initial(f"tf_drop_{i}", value=float(layer["dropout"])),
                                            step=0.05, key=f"tf_drop_{i}", disabled=disabled,
                                            help="Probability of dropping each neuron of this "
                                                 "layer while training (0 = off).")
@@ -330,15 +351,17 @@ def _regularisation_section(cfg: dict, disabled: bool) -> None:
          "while training (0 = off).", disabled, col=c2, min_value=0.0, max_value=0.95,
          step=0.05)
     c1, c2 = st.columns(2)
-    cfg["clip"] = c1.toggle("Gradient clipping", value=cfg["clip"], key="tf_clip",
+    cfg["clip"] = c1.toggle("Gradient clipping", key="tf_clip",
+                            **_initial("tf_clip", value=cfg["clip"]),
                             disabled=disabled,
                             help="Rescale the gradient when its global L2 norm is too large.")
     if cfg["clip"]:
         _num(cfg, "clip_norm", "Max gradient norm", "Clip the gradient to this L2 norm (> 0).",
              disabled, col=c2, min_value=0.0, max_value=1000.0, step=0.5)
     c1, c2, c3 = st.columns(3)
-    cfg["early_stopping"] = c1.toggle("Early stopping", value=cfg["early_stopping"],
-                                      key="tf_early_stopping", disabled=disabled,
+    cfg["early_stopping"] = c1.toggle("Early stopping", key="tf_early_stopping",
+                                      **_initial("tf_early_stopping",
+                                                 value=cfg["early_stopping"]), disabled=disabled,
                                       help="Stop when the validation metric stops improving "
                                            "and keep the best weights.")
     if cfg["early_stopping"]:
@@ -349,8 +372,8 @@ def _regularisation_section(cfg: dict, disabled: bool) -> None:
 
 
 def _augmentation_section(cfg: dict, disabled: bool) -> None:
-    cfg["augment"] = st.toggle("Augment training images", value=cfg["augment"],
-                               key="tf_augment", disabled=disabled,
+    cfg["augment"] = st.toggle("Augment training images", key="tf_augment",
+                               **_initial("tf_augment", value=cfg["augment"]), disabled=disabled,
                                help="Randomly shift, rotate, scale and warp each training batch.")
     if not cfg["augment"]:
         return

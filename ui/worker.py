@@ -185,9 +185,12 @@ class TrainingWorker(threading.Thread):
             self._finish_run(store, run_id, "failed", f"{type(exc).__name__}: {exc}")
 
     def _split(self):
-        from nn.data import split_dataset
+        from nn.data import MNIST, split_dataset
 
         data = self._data() if callable(self._data) else self._data
+        if not isinstance(data, MNIST) and type(data).__name__ == "MNIST":
+            # a cached MNIST made before Streamlit's watcher reloaded nn.data: same fields
+            data = MNIST(*data)
         dk = self.data_kwargs
         train_size = dk.get("train_size")
         scheme = dk.get("split", "standard")
