@@ -67,10 +67,10 @@ settings["epochs_per_trial"] = b3.number_input(
     "Epochs per trial", min_value=1, max_value=100, value=int(settings["epochs_per_trial"]),
     key="tune_epochs", disabled=running,
     help="The budget: epochs of a trial that survives to the end.")
-settings["halving"] = b4.toggle("Successive halving", value=bool(settings["halving"]),
+settings["halving"] = b4.toggle("Halving", value=bool(settings["halving"]),
                                 key="tune_halving", disabled=running,
-                                help="Start every trial with a few epochs and continue only "
-                                     "the best third, repeatedly.")
+                                help="Successive halving: start every trial with a few epochs "
+                                     "and continue only the best third, repeatedly.")
 b5, b6, b7, b8 = st.columns(4)
 settings["train_size"] = b5.number_input("Training images", min_value=0, max_value=50_000,
                                          step=1000, value=int(settings["train_size"]),

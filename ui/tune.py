@@ -412,8 +412,8 @@ def parallel_coordinates_figure(trials: list[Mapping[str, Any]],
         line=dict(color=accs, colorscale="Viridis", showscale=True,
                   colorbar=dict(title="val acc")),
         dimensions=dims))
-    fig.update_layout(height=380, margin=dict(l=60, r=60, t=50, b=20),
-                      title="Settings against validation accuracy")
+    fig.update_layout(height=400, margin=dict(l=70, r=70, t=90, b=30),
+                      title=dict(text="Settings against validation accuracy", y=0.98))
     return fig
 
 
