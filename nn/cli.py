@@ -8,6 +8,7 @@ Commands
     info       what a saved model is: layers, parameters, hyperparameters, metrics, dates
     presets    the named configurations
     runs       the recorded training runs
+    tune       hyperparameter search (nn/search_cli.py)
 
 Every command takes ``--json`` (one JSON object as the last line of stdout; the human text then
 goes to stderr or is left out). MODEL arguments are a file path or the name of a model in the
@@ -592,6 +593,19 @@ class _StopOnInterrupt:
 
 
 # ============================================================================ train
+class _suppress_db_errors:
+    """Housekeeping writes (marking dead runs interrupted) must not stop a command."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        if exc_type is not None and issubclass(exc_type, (sqlite3.Error, OSError)):
+            print(f"warning: run database: {exc}", file=sys.stderr)
+            return True
+        return False
+
+
 def _train_arguments(parser: argparse.ArgumentParser) -> None:
     from .presets import DEFAULT_PRESET, PRESETS
 
@@ -627,11 +641,12 @@ def _train_plan(args: argparse.Namespace) -> dict[str, Any]:
     ts = data_kwargs["train_size"]
     if ts is not None and ts < 1:
         raise UsageError(f"--train-size {ts}: use a positive number of images")
+    default_name = f"{preset.name}-{datetime.now():%Y%m%d-%H%M%S}"
     if args.no_save:
         if args.out:
             raise UsageError("--no-save and --out contradict each other")
         path = None
-        name = sanitize_model_name(args.name) if args.name else None
+        name = sanitize_model_name(args.name or default_name)
     elif args.out:
         path = Path(args.out).expanduser()
         if path.suffix.lower() not in ("", *SUPPORTED_FORMATS):
@@ -642,8 +657,7 @@ def _train_plan(args: argparse.Namespace) -> dict[str, Any]:
             raise UsageError(f"--out {args.out}: is a folder")
         name = sanitize_model_name(args.name) if args.name else path.stem
     else:
-        name = args.name or f"{preset.name}-{datetime.now():%Y%m%d-%H%M%S}"
-        path = model_path(models_dir(args.models_dir), name)
+        path = model_path(models_dir(args.models_dir), args.name or default_name)
         name = path.stem
     return {"preset": preset, "model": model, "model_kwargs": model.get_params(),
             "data_kwargs": data_kwargs, "path": path, "name": name}
@@ -661,7 +675,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     data = load_data(data_kwargs)
     split = make_split(data_kwargs, data)
     store = RunStore(args.runs_db) if args.runs_db else RunStore()
-    store.mark_interrupted()
+    with _suppress_db_errors():
+        store.mark_interrupted()
     n_train = int(split.x_train.shape[0])
     if model_kwargs["batch_size"] > n_train:
         raise UsageError(f"--batch-size {model_kwargs['batch_size']} is larger than the "
@@ -678,7 +693,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     run_id = store.start_run(config, name=plan["name"], source="cli", seed=seed)
     recorder = RunRecorder(store, run_id)
     progress = None if out.quiet else Progress(sys.stderr, n_train, model_kwargs["batch_size"])
-    status, message, model_path, result = "failed", None, None, None
+    status, message, model_path, result, replaced = "failed", None, None, None, False
     try:
         with _StopOnInterrupt(None if out.quiet else sys.stderr) as stop:
             def callback(event):
@@ -701,6 +716,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         else:
             status, message = "finished", model.stop_message_ or None
             if plan["path"] is not None:
+                replaced = Path(plan["path"]).exists()
                 notes = (f"python -m nn train: preset {plan['preset'].name}, "
                          f"{data_kwargs['split']} split (seed {data_kwargs['seed']}), "
                          f"{n_train} training images")
@@ -757,7 +773,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
             f"{model.n_parameters_:,} parameters)")
         if model.stop_reason_ == "early_stopping":
             out(model.stop_message_)
-        out(f"saved {model_path}" if model_path else "not saved (--no-save)")
+        out(f"saved {model_path}{' (replaced the previous file)' if replaced else ''}"
+            if model_path else "not saved (--no-save)")
         out(f"run #{run_id} recorded in {store.path}")
     if args.json:
         _print_json(summary)
@@ -1064,7 +1081,8 @@ def _cmd_runs(args: argparse.Namespace) -> int:
         raise UsageError(f"--limit {args.limit}: use 0 (all) or more")
     out = _Out(args)
     store = RunStore(args.runs_db) if args.runs_db else RunStore()
-    store.mark_interrupted()
+    with _suppress_db_errors():  # listing must work on a read-only database too
+        store.mark_interrupted()
     runs = store.list_runs(status=args.status, source=args.source, limit=args.limit or None)
     rows = []
     for r in runs:
@@ -1103,6 +1121,19 @@ register_command("info", "describe a saved model", _info_arguments, _cmd_info)
 register_command("presets", "list the named training configurations", _presets_arguments,
                  _cmd_presets)
 register_command("runs", "list the recorded training runs", _runs_arguments, _cmd_runs)
+
+
+def _register_tune() -> None:
+    """``tune`` lives in nn/search_cli.py (hyperparameter search); registered when present."""
+    try:
+        from .search_cli import add_tune_arguments, run_tune
+    except ImportError:  # pragma: no cover - a checkout without the search module
+        return
+    register_command("tune", "search hyperparameters (grid/random + successive halving)",
+                     add_tune_arguments, run_tune)
+
+
+_register_tune()
 
 
 def build_parser() -> argparse.ArgumentParser:
