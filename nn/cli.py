@@ -673,6 +673,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
     source = data_kwargs["path"] or "the bundled MNIST"
     out(f"loading {source} ...")
     data = load_data(data_kwargs)
+    if data_kwargs["split"] == "standard" and not hasattr(data, "x_test") \
+            and not hasattr(args, "data__split"):
+        data_kwargs["split"] = "80:10:10"  # "standard" needs separate train and test parts
+        out(f"{source} has no separate test part: using the 80:10:10 split")
     split = make_split(data_kwargs, data)
     store = RunStore(args.runs_db) if args.runs_db else RunStore()
     with _suppress_db_errors():

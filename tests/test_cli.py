@@ -199,6 +199,28 @@ def test_ctrl_c_stops_cleanly(tmp_path):
     assert not out.exists()
 
 
+def test_train_on_a_user_dataset(mnist, tmp_path):
+    data = tmp_path / "digits.npz"
+    np.savez(data, x=mnist.x_train[:1500], y=mnist.y_train[:1500])
+    code, out, err = call("train", "--data", str(data), "--epochs", "1", "--hidden-layers", "16",
+                          "--no-save", "--runs-db", str(tmp_path / "r.sqlite"), "--json")
+    assert code == EXIT_OK, err
+    result = last_json(out)
+    assert result["split"] == "80:10:10"  # a single-part dataset cannot use "standard"
+    assert result["train_size"] == 1200
+    assert "no separate test part" in err
+    code, out, err = call("evaluate", "--data", str(data), "--json",
+                          str(_tiny_model(mnist, tmp_path)))
+    assert code == EXIT_OK, err
+    assert last_json(out)["n"] == 1500
+
+
+def _tiny_model(mnist, tmp_path) -> Path:
+    model = NeuralNetwork(hidden_layers=[8], epochs=1, random_state=0)
+    model.fit(mnist.x_train[:500], mnist.y_train[:500])
+    return model.save(tmp_path / "tiny.npz")
+
+
 def test_flags_cover_every_hyperparameter():
     parser = cli.build_parser()
     train = parser._subparsers._group_actions[0].choices["train"]
