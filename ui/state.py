@@ -84,8 +84,28 @@ def train_limit() -> int | None:
 
 
 # ------------------------------------------------------------------------------ session state
+def _use_app_navigation() -> None:
+    """Make ``app.py``'s ``st.navigation`` the app's only page list.
+
+    Streamlit decides once per server, when the first session starts, whether the app is an old
+    style "pages/ folder" app: if ``pages/`` exists and the first URL is a page (``/train``), it
+    runs ``pages/train.py`` alone with a file-name page list and no sidebar, until some run calls
+    ``st.navigation``. Pages call this (through ``init_state``): when Streamlit is in that mode, it
+    is switched off and the run restarts through ``app.py``, which shows the page asked for.
+    """
+    from streamlit.runtime import Runtime
+    from streamlit.runtime.pages_manager import PagesManager
+
+    # AppTest resets the flag before every run and serves a mock runtime: a rerun there would
+    # drop the run's widget events, and its page-by-page runs are what its tests expect.
+    if PagesManager.uses_pages_directory and type(Runtime._instance) is Runtime:
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+
+
 def init_state() -> None:
     """Create this module's session keys (idempotent)."""
+    _use_app_navigation()
     ss = st.session_state
     ss.setdefault("active_model_name", None)
     if "train_config" not in ss:
