@@ -52,6 +52,8 @@ def drawing_area(model) -> None:
     if analysis.blank:
         return
     st.subheader("What the network sees")
+    st.caption("The drawing is cropped to its ink, scaled so its longer side is 20 pixels and "
+               "centred by its centre of mass in a 28x28 square, the way MNIST was made.")
     render_steps(analysis.result)
     if analysis.activations:
         st.subheader("Hidden-layer activations for this drawing")

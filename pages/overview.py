@@ -73,6 +73,7 @@ st.plotly_chart(class_counts_figure(train_counts, test_counts), width="stretch",
 st.markdown("**The mean image of each digit**: all training images of that digit averaged")
 st.image(mean_grid, width="content", output_format="PNG")
 st.caption("MNIST digits are scaled into a 20x20 box and centred by their centre of mass, which is "
-           "why the averages are so sharp. Drawings on the Draw page get the same treatment.")
+           "why the averages still look like digits. Drawings on the Draw page get the same "
+           "treatment.")
 st.markdown("**Samples**: one row per digit, random training images")
 st.image(sample_grid, width="content", output_format="PNG")

@@ -54,7 +54,7 @@ def figures(at) -> list[dict]:
 def test_accuracy_and_per_digit_scores(app, trained):
     _, data, model, pred = trained
     acc = float(np.mean(pred == data.y_test))
-    metric = {m.label: m.value for m in app.metric}
+    metric = {m.label: m.value for m in app.main.metric}
     assert metric["Test accuracy"] == f"{acc:.2%}"
     assert metric["Architecture"] == "784-32-10"
     table = app.dataframe[0].value
@@ -70,6 +70,10 @@ def test_charts_are_drawn(app, trained):
     assert types.count("heatmap") >= 2  # confusion matrix and first-layer weights
     cm_fig = next(f for f in figs if f["data"][0]["type"] == "heatmap"
                   and f["data"][0].get("texttemplate"))
+    # the clickable layer: one invisible marker per cell, x = predicted, y = true
+    hits = cm_fig["data"][1]
+    assert hits["type"] == "scatter" and len(hits["x"]) == 100
+    assert (hits["x"][12], hits["y"][12]) == (2, 1)
     cm = confusion_matrix(data.y_test, pred, 10)
     assert np.array(cm_fig["data"][0]["text"], dtype=int).tolist() == cm.tolist()
     titles = " ".join(str(f["layout"].get("title", {}).get("text", "")) for f in figs)

@@ -55,7 +55,7 @@ def test_overview_explains_and_links(monkeypatch, models_dir):
 def test_dataset_at_a_glance(monkeypatch, models_dir):
     at = overview(monkeypatch, models_dir)
     data = load_mnist()
-    metrics = {m.label: m.value for m in at.metric}
+    metrics = {m.label: m.value for m in at.main.metric}
     assert metrics["Training images"] == "60,000"
     assert metrics["Test images"] == "10,000"
     fig = json.loads(at.get("plotly_chart")[0].proto.spec)

@@ -25,9 +25,9 @@ STROKE_WIDTH = 20
 PREDICTION_KEY = "prediction"  # st.container(key=...) read by the browser tests
 INVITATION = ("Draw a digit in the black box (zero to nine, large and centred works best). "
               "The prediction appears here while you draw.")
-STEP_TITLES = {"cropped": "1. cropped to the ink",
-               "scaled": "2. longer side scaled to 20 px",
-               "centred": "3. centred in 28x28: what the network sees"}
+STEP_TITLES = {"cropped": "1. cropped",
+               "scaled": "2. scaled to 20 px",
+               "centred": "3. centred: the input"}
 
 
 @dataclass(frozen=True)
@@ -123,4 +123,6 @@ def render_steps(result: DrawingResult) -> None:
         if image is None:
             continue
         h, w = image.shape[:2]
-        col.image(enlarge(image), caption=f"{title} ({w}x{h})", output_format="PNG")
+        big = enlarge(image)
+        col.image(big, caption=f"{title} ({w}x{h})", width=int(big.shape[1]),
+                  output_format="PNG")

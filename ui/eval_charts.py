@@ -19,7 +19,6 @@ from typing import Mapping, Sequence
 
 import numpy as np
 import plotly.graph_objects as go
-from plotly.subplots import make_subplots
 
 TRAIN_COLOR = "#1f77b4"
 TEST_COLOR = "#ff7f0e"
@@ -53,7 +52,9 @@ def probability_figure(proba: Sequence[float], classes: Sequence | None = None, 
                        true_label: int | None = None, height: int = 260,
                        title: str | None = "How sure the network is") -> go.Figure:
     """The class probabilities as bars; the predicted class is highlighted (green if it is the
-    true label, red if not, blue when the true label is unknown)."""
+    true label, red if not, blue when the true label is unknown); the true label is outlined.
+
+    Built in one ``go.Figure`` call (no ``update_layout``): it is redrawn on every stroke."""
     p = np.asarray(proba, dtype=np.float64).ravel()
     classes = list(range(p.size)) if classes is None else list(classes)
     best = int(p.argmax()) if p.size else -1
@@ -63,16 +64,15 @@ def probability_figure(proba: Sequence[float], classes: Sequence | None = None, 
         top = RIGHT_COLOR if classes[best] == true_label else WRONG_COLOR
     colors = [top if i == best else BAR_COLOR for i in range(p.size)]
     line_w = [3 if true_label is not None and c == true_label else 0 for c in classes]
-    fig = go.Figure(go.Bar(
-        x=[str(c) for c in classes], y=p.tolist(), marker_color=colors,
-        marker_line=dict(color=RIGHT_COLOR, width=line_w),
-        text=[f"{v:.0%}" if v >= 0.005 else "" for v in p], textposition="outside",
-        cliponaxis=False, hovertemplate="digit %{x}: %{y:.2%}<extra></extra>"))
-    fig.update_layout(height=height, margin=_MARGIN, title=title, showlegend=False,
-                      xaxis_title="digit", yaxis=dict(range=[0, 1.12], tickformat=".0%",
-                                                      title="probability"))
-    fig.update_xaxes(type="category")
-    return fig
+    bar = dict(type="bar", x=[str(c) for c in classes], y=p.tolist(),
+               marker=dict(color=colors, line=dict(color=RIGHT_COLOR, width=line_w)),
+               text=[f"{v:.0%}" if v >= 0.005 else "" for v in p], textposition="outside",
+               cliponaxis=False, hovertemplate="digit %{x}: %{y:.2%}<extra></extra>")
+    layout = dict(height=height, margin=_MARGIN, title=dict(text=title), showlegend=False,
+                  xaxis=dict(title=dict(text="digit"), type="category"),
+                  yaxis=dict(range=[0, 1.12], tickformat=".0%",
+                             title=dict(text="probability")))
+    return go.Figure(data=[bar], layout=layout)
 
 
 def confusion_figure(cm: np.ndarray, *, height: int = 520,
@@ -80,7 +80,8 @@ def confusion_figure(cm: np.ndarray, *, height: int = 520,
     """Confusion matrix heatmap: rows = true digit (top to bottom 0..9), columns = predicted.
 
     Colour follows log(1 + count) so the few mistakes stay visible next to the large diagonal;
-    every cell is labelled with its count. Click events carry ``x`` (predicted) and ``y`` (true).
+    every cell is labelled with its count. A transparent marker on every cell makes the cells
+    clickable: selection points carry ``x`` (predicted) and ``y`` (true).
     ``selected`` outlines one ``(true, pred)`` cell.
     """
     cm = np.asarray(cm, dtype=np.int64)
@@ -88,12 +89,22 @@ def confusion_figure(cm: np.ndarray, *, height: int = 520,
     labels = list(range(k))
     row_tot = cm.sum(axis=1, keepdims=True)
     share = np.divide(cm, row_tot, out=np.zeros(cm.shape), where=row_tot > 0)
-    fig = go.Figure(go.Heatmap(
-        z=np.log1p(cm).tolist(), x=labels, y=labels, customdata=np.dstack([cm, share]).tolist(),
-        text=cm.astype(str).tolist(), texttemplate="%{text}", textfont=dict(size=12),
-        colorscale="Blues", showscale=False, xgap=1, ygap=1,
+    heat = go.Heatmap(
+        z=np.log1p(cm).tolist(), x=labels, y=labels, text=cm.astype(str).tolist(),
+        texttemplate="%{text}", textfont=dict(size=12), colorscale="Blues", showscale=False,
+        xgap=1, ygap=1, hoverinfo="skip")
+    # Plotly heatmaps cannot be selected: an invisible square marker on every cell centre takes
+    # the clicks (and the hover text), so a click selects a point with x = predicted, y = true.
+    tt, pp = np.meshgrid(labels, labels, indexing="ij")
+    hits = go.Scatter(
+        x=pp.ravel().tolist(), y=tt.ravel().tolist(), mode="markers",
+        marker=dict(symbol="square", size=28, color="rgba(0,0,0,0)"),
+        customdata=np.stack([cm.ravel(), share.ravel()], axis=1).tolist(),
+        selected=dict(marker=dict(opacity=1)), unselected=dict(marker=dict(opacity=1)),
         hovertemplate=("true %{y}, predicted %{x}: %{customdata[0]} images "
-                       "(%{customdata[1]:.1%} of the %{y}s)<extra></extra>")))
+                       "(%{customdata[1]:.1%} of the %{y}s)<extra></extra>"),
+        showlegend=False)
+    fig = go.Figure([heat, hits])
     if selected is not None:
         t, p = selected
         fig.add_shape(type="rect", x0=p - 0.5, x1=p + 0.5, y0=t - 0.5, y1=t + 0.5,
@@ -102,8 +113,10 @@ def confusion_figure(cm: np.ndarray, *, height: int = 520,
                       xaxis=dict(title="predicted digit", tickmode="array", tickvals=labels,
                                  side="top", constrain="domain", fixedrange=True),
                       yaxis=dict(title="true digit", tickmode="array", tickvals=labels,
-                                 autorange="reversed", scaleanchor="x", fixedrange=True),
-                      clickmode="event+select", dragmode=False)
+                                 autorange="reversed", scaleanchor="x", constrain="domain",
+                                 fixedrange=True),
+                      clickmode="event+select", dragmode=False, hovermode="closest",
+                      hoverdistance=30)
     return fig
 
 
@@ -193,17 +206,16 @@ def activations_figure(activations: Sequence[np.ndarray], *, row_height: int = 7
     """One heatmap strip per hidden layer: the activation of every unit for one image.
 
     A layer wider than ``max_width`` units wraps onto several rows. Each strip has its own colour
-    range (dark = low, bright = high)."""
+    range (dark = low, bright = high). Built in one ``go.Figure`` call with hand-placed axes
+    (``make_subplots`` costs more than the network): it is redrawn on every stroke."""
     layers = [np.asarray(a, dtype=np.float64).ravel() for a in activations]
     rows = [max(1, math.ceil(a.size / max_width)) for a in layers]
-    total = sum(rows)
-    fig = make_subplots(rows=len(layers), cols=1, vertical_spacing=0.12 if len(layers) > 1 else 0,
-                        row_heights=[r / total for r in rows],
-                        subplot_titles=[f"hidden layer {i + 1} ({a.size} units)"
-                                        for i, a in enumerate(layers)])
-    for i, a in enumerate(layers, start=1):
+    title_px, gap_px = 26, 14
+    height = int(sum(rows) * row_height + len(layers) * (title_px + gap_px) + 20)
+    traces, layout, annotations = [], {}, []
+    top = 1.0
+    for i, (a, n_rows) in enumerate(zip(layers, rows), start=1):
         width = min(a.size, max_width)
-        n_rows = rows[i - 1]
         grid = np.full(n_rows * width, np.nan)
         grid[:a.size] = a
         unit = np.arange(n_rows * width).reshape(n_rows, width)
@@ -211,12 +223,21 @@ def activations_figure(activations: Sequence[np.ndarray], *, row_height: int = 7
         lo, hi = float(a.min()), float(a.max())
         if hi <= lo:
             hi = lo + 1e-6
-        fig.add_trace(go.Heatmap(
-            z=z, customdata=unit.tolist(), colorscale="Viridis", zmin=lo, zmax=hi,
-            showscale=False, xgap=1, ygap=1, hoverongaps=False,
-            hovertemplate="unit %{customdata}: %{z:.3f}<extra></extra>"), row=i, col=1)
-        fig.update_xaxes(visible=False, row=i, col=1)
-        fig.update_yaxes(visible=False, autorange="reversed", row=i, col=1)
-    fig.update_layout(height=int(60 + row_height * total + 30 * len(layers)),
-                      margin=dict(l=10, r=10, t=40, b=10))
-    return fig
+        suffix = "" if i == 1 else str(i)
+        traces.append(dict(type="heatmap", z=z, customdata=unit.tolist(), colorscale="Viridis",
+                           zmin=lo, zmax=hi, showscale=False, xgap=1, ygap=1,
+                           hoverongaps=False, xaxis=f"x{suffix}", yaxis=f"y{suffix}",
+                           hovertemplate="unit %{customdata}: %{z:.3f}<extra></extra>"))
+        title_top = top
+        top -= title_px / height
+        bottom = top - n_rows * row_height / height
+        layout[f"xaxis{suffix}"] = dict(visible=False, anchor=f"y{suffix}", domain=[0, 1])
+        layout[f"yaxis{suffix}"] = dict(visible=False, anchor=f"x{suffix}", autorange="reversed",
+                                        domain=[max(0.0, bottom), max(0.0, top)])
+        annotations.append(dict(text=f"hidden layer {i} ({a.size} units, min {lo:.2f}, "
+                                     f"max {a.max():.2f})",
+                                x=0.5, y=title_top, xref="paper", yref="paper",
+                                xanchor="center", yanchor="top", showarrow=False))
+        top = bottom - gap_px / height
+    layout.update(height=height, margin=dict(l=10, r=10, t=10, b=10), annotations=annotations)
+    return go.Figure(data=traces, layout=layout)
