@@ -148,3 +148,23 @@ def test_no_model_says_so(tmp_path, monkeypatch):
     at.switch_page("pages/draw.py").run()
     assert not at.exception
     assert any("No trained model" in i.value for i in at.info)
+
+
+def test_model_picker_defaults_to_the_active_model_and_switches(trained, tmp_path, monkeypatch):
+    _, model, data = trained
+    save_model(model, tmp_path / "default.npz")
+    other = NeuralNetwork(hidden_layers=(16, 8), epochs=1, random_state=1)
+    other.fit(data.x_train[:1000], data.y_train[:1000])
+    save_model(other, tmp_path / "other.npz")
+    monkeypatch.setenv("NN_MODELS_DIR", str(tmp_path))
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    at.switch_page("pages/draw.py").run()
+    box = at.selectbox(key="draw_model_select")
+    assert box.value == "default"
+    assert set(box.options) == {"default", "other"}
+    box.select("other").run()
+    assert not at.exception
+    inject(at, upscaled(data.x_test[0]))
+    assert prediction_text(at).lstrip("# ").startswith("Prediction: ")
+    # two hidden layers: the activation strips chart is there (canvas + bars + activations)
+    assert sum(type(n).__name__ == "UnknownElement" for n in _walk(at.main)) == 3
