@@ -31,10 +31,11 @@ def _model_card(name: str, path: Path) -> None:
     metrics = meta.get("metrics") or {}
     acc = metrics.get("test_accuracy")
     st.markdown(f"**{name}**  \n`{state.layers_text(arch.get('layer_sizes'))}`")
-    cols = st.columns(2)
-    cols[0].metric("Test accuracy", f"{acc:.2%}" if isinstance(acc, (int, float)) else "—")
+    # one metric and a caption: two metrics side by side do not fit the sidebar's width
+    st.metric("Test accuracy", f"{acc:.2%}" if isinstance(acc, (int, float)) else "not measured")
     n_params = meta.get("n_parameters")
-    cols[1].metric("Parameters", f"{n_params:,}" if isinstance(n_params, int) else "—")
+    if isinstance(n_params, int):
+        st.caption(f"{n_params:,} parameters")
 
 
 def _status_body(polling: bool) -> None:
