@@ -23,7 +23,6 @@ import os
 import statistics
 import subprocess
 import sys
-import threading
 import time
 import warnings
 from pathlib import Path
@@ -196,37 +195,32 @@ def bench_drawing(data, model: NeuralNetwork) -> dict:
     return {"drawing_to_probabilities_ms": 1000 * _median_time(one, 200)}
 
 
-def bench_worker_thread(data, epochs: int, seed: int) -> dict:
-    """Per-epoch time of the same training in the main thread and in a worker thread whose
-    callback does what the dashboard's does (a snapshot under a lock after every batch)."""
-    lock = threading.Lock()
-    snapshot: dict = {"batches": []}
+def bench_worker_thread(data, epochs: int, seed: int, repeats: int = 3) -> dict:
+    """Seconds per epoch of the fast preset's network trained as the command line does (main
+    thread, ``nn.training.run_training``) and as the dashboard does (``ui.worker.TrainingWorker``:
+    a thread whose callback updates a snapshot under a lock after every batch and records epochs
+    in SQLite), alternating the two."""
+    import tempfile
 
-    def dashboard_callback(event):
-        with lock:
-            snapshot["last"] = event
-            if event.kind == "batch":
-                snapshot["batches"].append(event.loss)
-        return False
+    from nn.presets import get_preset
+    from nn.training import run_training
+    from ui.worker import TrainingWorker
 
-    def train(callback):
-        model = NeuralNetwork(hidden_layers=HIDDEN, learning_rate=LR, batch_size=BATCH,
-                              epochs=1, warm_start=True, random_state=seed)
-        return model
-
-    main_model, thread_model = train(None), train(dashboard_callback)
+    preset = get_preset("fast")
+    model_kwargs = preset.model_kwargs(epochs=epochs, random_state=seed)
+    data_kwargs = preset.data_kwargs()
     main_t, thread_t = [], []
-    for _ in range(epochs):
-        start = time.perf_counter()
-        main_model.fit(data.x_train, data.y_train)
-        main_t.append(time.perf_counter() - start)
-
-        worker = threading.Thread(target=thread_model.fit, args=(data.x_train, data.y_train),
-                                  kwargs={"callback": dashboard_callback})
-        start = time.perf_counter()
-        worker.start()
-        worker.join()
-        thread_t.append(time.perf_counter() - start)
+    with tempfile.TemporaryDirectory() as tmp:
+        for _ in range(repeats):
+            result = run_training(model_kwargs, data_kwargs, mnist=data)
+            main_t += result.model.history_["seconds"]
+            worker = TrainingWorker(model_kwargs, data_kwargs, data,
+                                    runs_path=str(Path(tmp) / "runs.sqlite"))
+            worker.start()
+            worker.join()
+            if worker.model is None:
+                raise RuntimeError(f"the worker failed: {worker.snapshot().get('error')}")
+            thread_t += worker.model.history_["seconds"]
     main_s, thread_s = statistics.median(main_t), statistics.median(thread_t)
     return {"main_thread_seconds_per_epoch": main_s, "worker_thread_seconds_per_epoch": thread_s,
             "worker_overhead_percent": 100 * (thread_s / main_s - 1)}
@@ -295,7 +289,7 @@ def main(argv=None) -> int:
         figures["drawing"] = bench_drawing(data, reference)
     if "worker" not in args.skip:
         print("worker thread against main thread ...", file=sys.stderr)
-        figures["worker"] = bench_worker_thread(data, max(args.epochs, 3), args.seed)
+        figures["worker"] = bench_worker_thread(data, 2, args.seed)
     if "memory" not in args.skip:
         print("peak memory of `python -m nn train --preset fast` ...", file=sys.stderr)
         figures["memory"] = bench_peak_memory("fast")
