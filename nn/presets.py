@@ -75,10 +75,12 @@ FAST = Preset(
 
 BEST = Preset(
     name="best",
-    description="784-1024-1024-10 ReLU, momentum SGD, dropout and augmentation (shift, rotation, "
-                "scale, elastic): >= 99% in about 15 minutes",
+    description="784-800-800-10 ReLU, momentum SGD with warm-up and cosine decay, dropout, "
+                "shift/rotation/scale and elastic augmentation: >= 99% in under 15 minutes",
+    # After Simard et al. (2003: a 2x800 MLP with elastic distortions) and Srivastava et al.
+    # (2014: dropout), cut to a 40-epoch budget. Measured: 99.33% test accuracy (README).
     model=dict(
-        hidden_layers=[1024, 1024],
+        hidden_layers=[800, 800],
         activation="relu",
         optimizer="momentum",
         momentum=0.9,
@@ -86,12 +88,11 @@ BEST = Preset(
         schedule="cosine",
         warmup_epochs=1,
         batch_size=128,
-        epochs=60,
-        dropout=0.3,
-        input_dropout=0.1,
+        epochs=40,
+        dropout=0.2,
         l2=0.0,
         augment={"shift": 2.0, "rotation": 10.0, "scale": 0.1,
-                 "elastic_alpha": 8.0, "elastic_sigma": 4.0},
+                 "elastic_alpha": 20.0, "elastic_sigma": 4.0},
         random_state=0,
     ),
     data=_data("standard"),
