@@ -53,7 +53,7 @@ def test_preset_values():
     assert fast["hidden_layers"] == [256, 128] and fast["optimizer"] == "adam"
     assert fast["schedule"] == "cosine" and fast["epochs"] == 12
     best = PRESETS["best"].model
-    assert best["hidden_layers"] == [1024, 1024] and best["optimizer"] == "momentum"
+    assert best["hidden_layers"] == [800, 800] and best["optimizer"] == "momentum"
     assert best["augment"]["elastic_alpha"] == 8.0
     assert PRESETS["reference-256-128"].data["split"] == "80:10:10"
     assert PRESETS["reference-500-300-100"].model["hidden_layers"] == [500, 300, 100]
@@ -76,8 +76,8 @@ def test_copies_do_not_change_the_preset():
     kwargs = p.model_kwargs(epochs=1)
     kwargs["augment"]["shift"] = 99.0
     kwargs["hidden_layers"].append(5)
-    assert kwargs["epochs"] == 1 and p.model["epochs"] == 60
-    assert p.model["augment"]["shift"] == 2.0 and p.model["hidden_layers"] == [1024, 1024]
+    assert kwargs["epochs"] == 1 and p.model["epochs"] == 40
+    assert p.model["augment"]["shift"] == 2.0 and p.model["hidden_layers"] == [800, 800]
     model, data = resolve_config("fast", {"epochs": 2}, {"train_size": 10})
     model["hidden_layers"].append(1)
     assert PRESETS["fast"].model["hidden_layers"] == [256, 128]
