@@ -54,7 +54,7 @@ def test_preset_values():
     assert fast["schedule"] == "cosine" and fast["epochs"] == 12
     best = PRESETS["best"].model
     assert best["hidden_layers"] == [800, 800] and best["optimizer"] == "momentum"
-    assert best["augment"]["elastic_alpha"] == 8.0
+    assert best["augment"]["elastic_alpha"] == 20.0
     assert PRESETS["reference-256-128"].data["split"] == "80:10:10"
     assert PRESETS["reference-500-300-100"].model["hidden_layers"] == [500, 300, 100]
     assert PRESETS["reference-he-relu"].model["clip_norm"] == 5.0
