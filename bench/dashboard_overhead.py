@@ -48,7 +48,8 @@ def cli_round(db: Path, preset: str, epochs: int) -> list[float]:
     return _epoch_seconds(db, json.loads(out.strip().splitlines()[-1])["run_id"])
 
 
-def dashboard_round(page, url: str, db: Path, preset: str, epochs: int) -> list[float]:
+def dashboard_round(page, url: str, db: Path, preset: str, epochs: int, away: bool = False
+                    ) -> list[float]:
     from nn.runs import RunStore
 
     before = {r.id for r in RunStore(db).list_runs()}
@@ -67,6 +68,9 @@ def dashboard_round(page, url: str, db: Path, preset: str, epochs: int) -> list[
     box.press("Enter")
     page.wait_for_timeout(500)
     page.locator(".st-key-start_training button").click()
+    if away:  # watch from the Overview page instead (only the sidebar's status polls there)
+        page.wait_for_timeout(2000)
+        page.locator("[data-testid=stSidebarNavLink]", has_text="Overview").first.click()
     deadline = time.time() + 1800
     while time.time() < deadline:  # the page stays open and polls the worker meanwhile
         runs = [r for r in RunStore(db).list_runs() if r.id not in before]
@@ -83,6 +87,10 @@ def main(argv=None) -> int:
     parser.add_argument("--preset", default="fast")
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--away", action="store_true",
+                        help="leave the Train page for the Overview page while training runs")
+    parser.add_argument("--server-env", nargs="*", default=[], metavar="NAME=VALUE",
+                        help="extra environment for the Streamlit server")
     parser.add_argument("--json", metavar="PATH")
     args = parser.parse_args(argv)
 
@@ -91,7 +99,8 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         db = Path(tmp) / "runs.sqlite"
         port = _free_port()
-        env = {**os.environ, "NN_RUNS_DB": str(db), "NN_MODELS_DIR": str(Path(tmp) / "models")}
+        env = {**os.environ, "NN_RUNS_DB": str(db), "NN_MODELS_DIR": str(Path(tmp) / "models"),
+               **dict(item.split("=", 1) for item in args.server_env)}
         server = subprocess.Popen(
             [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
              "--server.address", "127.0.0.1", "--server.port", str(port),
@@ -114,7 +123,7 @@ def main(argv=None) -> int:
                     print(f"round {r + 1}: command line ...", file=sys.stderr)
                     cli += cli_round(db, args.preset, args.epochs)
                     print(f"round {r + 1}: dashboard ...", file=sys.stderr)
-                    dash += dashboard_round(page, url, db, args.preset, args.epochs)
+                    dash += dashboard_round(page, url, db, args.preset, args.epochs, args.away)
                 browser.close()
         finally:
             server.terminate()
