@@ -230,10 +230,13 @@ def bench_peak_memory(preset: str) -> dict:
     """Peak resident memory of a whole `python -m nn train` process with the preset."""
     import resource
 
-    cmd = [sys.executable, "-m", "nn", "train", "--preset", preset, "--no-save", "--json",
-           "--quiet", "--runs-db", os.devnull]
-    start = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = [sys.executable, "-m", "nn", "train", "--preset", preset, "--no-save", "--json",
+               "--quiet", "--runs-db", str(Path(tmp) / "runs.sqlite")]
+        start = time.perf_counter()
+        proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     seconds = time.perf_counter() - start
     if proc.returncode != 0:
         return {"peak_memory_error": proc.stderr[-2000:]}
