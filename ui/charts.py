@@ -54,12 +54,13 @@ def _epochs(history: Mapping) -> list:
 
 
 def training_curves_figure(history: Mapping | None, *, title: str | None = None,
-                           height: int = 340) -> go.Figure:
+                           height: int = 340, uirevision: str | None = None) -> go.Figure:
     """Two panels: loss (left) and accuracy (right) per epoch, training and validation.
 
     ``history`` is a dict of per-epoch lists with keys ``epoch``, ``loss``, ``val_loss``,
     ``train_accuracy``, ``val_accuracy`` (missing keys or ``None`` values are skipped). An empty
-    or ``None`` history gives empty axes with a note.
+    or ``None`` history gives empty axes with a note. A ``uirevision`` keeps the user's zoom
+    and legend clicks when the figure is re-sent with new data (live charts).
     """
     history = history or {}
     epochs = _epochs(history)
@@ -85,7 +86,8 @@ def training_curves_figure(history: Mapping | None, *, title: str | None = None,
         fig.add_annotation(text="no epochs yet", showarrow=False, xref="paper", yref="paper",
                            x=0.5, y=0.5, font=dict(color="gray"))
     fig.update_layout(height=height, margin=dict(l=10, r=10, t=40 if not title else 60, b=10),
-                      title=title, legend=dict(orientation="h", y=-0.2), hovermode="x unified")
+                      title=title, legend=dict(orientation="h", y=-0.2), hovermode="x unified",
+                      uirevision=uirevision)
     return fig
 
 
@@ -106,24 +108,27 @@ def ema(values: Sequence[float], smoothing: float = 0.98) -> list:
 
 def batch_loss_figure(batch_loss: Sequence[float], *, steps: Sequence[float] | None = None,
                       smoothing: float = 0.98, smoothed: Sequence[float] | None = None,
-                      height: int = 280) -> go.Figure:
+                      height: int = 280, uirevision: str | None = None) -> go.Figure:
     """Loss of every batch (faint) and its EMA (bold). ``steps`` are the x values (batch
-    numbers, possibly fractional epochs); default 1..n. ``smoothed`` skips recomputing the EMA."""
+    numbers, possibly fractional epochs); default 1..n. ``smoothed`` skips recomputing the EMA.
+
+    SVG traces, not WebGL: the live chart is re-sent every second, and a WebGL redraw clears its
+    canvas first (blank frames); the worker keeps at most a few thousand points."""
     ys = _clean(batch_loss)
     xs = list(steps) if steps is not None else list(range(1, len(ys) + 1))
     fig = go.Figure()
     if ys:
-        fig.add_trace(go.Scattergl(x=xs, y=ys, name="batch loss", mode="lines",
+        fig.add_trace(go.Scatter(x=xs, y=ys, name="batch loss", mode="lines",
                                    line=dict(color="rgba(31,119,180,0.25)", width=1)))
         sm = list(smoothed) if smoothed is not None else ema(ys, smoothing)
-        fig.add_trace(go.Scattergl(x=xs, y=_clean(sm), name="smoothed (EMA)", mode="lines",
+        fig.add_trace(go.Scatter(x=xs, y=_clean(sm), name="smoothed (EMA)", mode="lines",
                                    line=dict(color=TRAIN_COLOR, width=2)))
     else:
         fig.add_annotation(text="no batches yet", showarrow=False, xref="paper", yref="paper",
                            x=0.5, y=0.5, font=dict(color="gray"))
     fig.update_layout(title="Batch loss", height=height, margin=dict(l=10, r=10, t=40, b=10),
                       xaxis_title="epoch" if steps is not None else "batch", yaxis_title="loss",
-                      legend=dict(orientation="h", y=-0.25))
+                      legend=dict(orientation="h", y=-0.25), uirevision=uirevision)
     return fig
 
 

@@ -47,10 +47,12 @@ def _status_body(polling: bool) -> None:
     running = worker.is_alive()
     if running:
         paused = bool(snap.get("paused"))
+        # the percentage as text, not a second st.progress: in the sidebar Streamlit draws the
+        # bar in another colour (red) than the Train page's (blue)
+        pct = min(1.0, max(0.0, float(snap.get("progress", 0.0))))
         st.info(f"**{'Paused' if paused else 'Training'}**: epoch {snap.get('epoch', 0)}"
-                f"/{snap.get('epochs', 0)}",
+                f"/{snap.get('epochs', 0)} ({pct:.0%})",
                 icon=":material/pause_circle:" if paused else ":material/model_training:")
-        st.progress(min(1.0, max(0.0, float(snap.get("progress", 0.0)))))
     else:
         status = snap.get("status")
         if status in ("finished", "stopped"):

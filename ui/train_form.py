@@ -260,18 +260,20 @@ def _layers_section(cfg: dict, disabled: bool) -> None:
     del layers[int(n):]
     acts = list(ACTIVATIONS)
     for i, layer in enumerate(layers):
+        # the layer number as a small header: "Layer 1 dropout" ran into its help icon
+        st.markdown(f"**Layer {i + 1}**")
         c1, c2, c3 = st.columns([1.1, 1.2, 1])
-        layer["units"] = c1.number_input(f"Layer {i + 1} neurons", min_value=0, max_value=4096,
+        layer["units"] = c1.number_input("Neurons", min_value=0, max_value=4096,
                                          **_initial(f"tf_units_{i}", value=int(layer["units"])),
                                          step=32,
                                          key=f"tf_units_{i}", disabled=disabled,
                                          help="Neurons in this hidden layer.")
         layer["activation"] = c2.selectbox(
-            f"Layer {i + 1} activation", acts,
+            "Activation", acts,
             **_initial(f"tf_act_{i}", index=acts.index(layer["activation"])
                        if layer["activation"] in acts else 0),
             key=f"tf_act_{i}", disabled=disabled, help="Non-linearity after this layer.")
-        layer["dropout"] = c3.number_input(f"Layer {i + 1} dropout", min_value=0.0,
+        layer["dropout"] = c3.number_input("Dropout", min_value=0.0,
                                            max_value=0.95,
                                            **_initial(f"tf_drop_{i}", value=float(layer["dropout"])),
                                            step=0.05, key=f"tf_drop_{i}", disabled=disabled,
@@ -426,8 +428,8 @@ def render_form(cfg: dict, disabled: bool = False, train_limit: int | None = Non
                 ) -> dict[str, list[str]]:
     """Draw every setting (in tabs), write the values into ``cfg``; return the validation
     errors (each also shown under its section)."""
-    tabs = st.tabs(["Layers", "Optimizer", "Schedule", "Regularisation", "Augmentation",
-                    "Data & epochs"])
+    # short names: with longer ones the six tabs overflowed and the scroll arrow covered them
+    tabs = st.tabs(["Layers", "Optimizer", "Schedule", "Regularise", "Augment", "Data"])
     with tabs[0]:
         _layers_section(cfg, disabled)
     with tabs[1]:
