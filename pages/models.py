@@ -39,6 +39,11 @@ def _file_bytes(path: str, mtime: float, fmt: str) -> bytes:
         return out.read_bytes()
 
 
+def _dash(value, fmt: str = "{}") -> str:
+    """``value`` formatted, or "—" when it is missing (a table cell showed "None")."""
+    return "—" if value is None else fmt.format(value)
+
+
 def _when(value) -> str:
     try:
         return datetime.fromisoformat(str(value)).astimezone().strftime("%Y-%m-%d %H:%M")
@@ -58,18 +63,16 @@ else:
         "": "●" if Path(r["path"]).stem == active else "",
         "name": Path(r["path"]).stem,
         "layers": state.layers_text(r.get("layers")) if not r.get("error") else "unreadable",
-        "test accuracy": r.get("test_accuracy"),
-        "epochs": r.get("n_iter"),
-        "parameters": r.get("n_parameters"),
+        "test accuracy": _dash(r.get("test_accuracy"), "{:.2%}"),
+        "epochs": _dash(r.get("n_iter")),
+        "parameters": _dash(r.get("n_parameters"), "{:,}"),
         "saved": _when(r.get("saved")),
         "size (MB)": r["size_bytes"] / 1e6,
         "format": r["format"],
     } for r in rows]
     st.dataframe(table, hide_index=True, width="stretch", key="models_table", column_config={
         "": st.column_config.TextColumn(width="small", help="the active model"),
-        "test accuracy": st.column_config.NumberColumn(format="percent"),
         "size (MB)": st.column_config.NumberColumn(format="%.2f"),
-        "parameters": st.column_config.NumberColumn(format="localized"),
     })
     for r in rows:
         if r.get("error"):
@@ -81,15 +84,22 @@ if stems:
     left, right = st.columns([1, 1], gap="large")
     with left:
         st.subheader("Manage")
-        index = stems.index(active) if active in stems else 0
-        pick = st.selectbox("Model", stems, index=index, key="models_pick",
+        # a model just saved (upload below) is picked; the widget's state can only be set
+        # before the selectbox is drawn, hence the pending key and the rerun
+        follow = st.session_state.pop("models_pick_next", None)
+        if follow in stems:
+            st.session_state["models_pick"] = follow
+        elif st.session_state.get("models_pick") not in stems:
+            st.session_state["models_pick"] = active if active in stems else stems[0]
+        p1, p2 = st.columns([2, 1], vertical_alignment="bottom")
+        pick = p1.selectbox("Model", stems, key="models_pick",
                             help="The saved model the buttons below act on.")
         path = state.model_path_for(pick)
-        b1, b2, b3 = st.columns(3)
-        if b1.button("Make active", key="load_model", icon=":material/check:",
+        if p2.button("Make active", key="load_model", icon=":material/check:",
                      type="primary", disabled=pick == active, width="stretch"):
             state.set_active_model(pick)
             st.rerun()
+        b2, b3 = st.columns(2)
         if path is not None:
             mtime = path.stat().st_mtime
             try:
@@ -137,14 +147,24 @@ if stems:
                 histories[name] = state.get_model_metadata(p).get("history") or {}
             except (OSError, ValueError) as exc:
                 st.error(f"Cannot read {name}: {exc}")
-        st.plotly_chart(compare_figure(histories, metric or "val_accuracy"), width="stretch",
-                        key="compare_chart")
+        fig = compare_figure(histories, metric or "val_accuracy")
+        if fig.data:
+            st.plotly_chart(fig, width="stretch", key="compare_chart")
+        else:  # an empty chart showed a meaningless -100%..400% axis
+            what = (metric or "val_accuracy").replace("_", " ").replace("val", "validation")
+            st.info(f"Nothing to plot: no {what} recorded for "
+                    + (", ".join(f"**{n}**" for n in chosen) if chosen else "the chosen models")
+                    + " (models trained without a validation set have no validation curves).",
+                    icon=":material/info:")
 
 # ------------------------------------------------------------------ upload
 st.subheader("Upload a model")
-upload = st.file_uploader(
+# Streamlit cannot empty a file_uploader: after a save the widget gets a new key (a counter),
+# i.e. a new, empty uploader. The container keeps a stable CSS class (st-key-model_upload).
+st.session_state.setdefault("upload_counter", 0)
+upload = st.container(key="model_upload").file_uploader(
     "A model saved by this project (.npz, or the compatibility .pkl)", type=["npz", "pkl"],
-    key="model_upload",
+    key=f"model_upload_{st.session_state['upload_counter']}",
     help=f"At most {MAX_UPLOAD_BYTES // 2**20} MB. The file is checked in memory; nothing is "
          "written until you save it.")
 if upload is not None:
@@ -189,7 +209,9 @@ if upload is not None:
                     st.error(f"Could not save: {exc}")
                 else:
                     state.set_active_model(target.stem)
-                    st.session_state.pop("model_upload", None)
+                    st.session_state["upload_counter"] += 1  # a new, empty uploader
+                    st.session_state["models_pick_next"] = target.stem
+                    st.session_state.pop("upload_name", None)  # the next upload's own name
                     st.toast(f"Saved {target.name}; it is now the active model.",
                              icon=":material/check:")
                     st.rerun()

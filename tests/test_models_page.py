@@ -62,7 +62,7 @@ def two_models(env):
 def test_empty_folder(env):
     at = open_models()
     assert "No trained model yet" in texts(at.info)
-    assert at.file_uploader(key="model_upload") is not None
+    assert at.file_uploader(key="model_upload_0") is not None
 
 
 def test_table_and_widgets(two_models):
@@ -109,7 +109,7 @@ def test_upload_good_model(env):
     export_pickle(model, tmp / "x.pkl")
     data = (tmp / "x.pkl").read_bytes()
     at = open_models()
-    at.file_uploader(key="model_upload").set_value(("My Upload.pkl", data,
+    at.file_uploader(key="model_upload_0").set_value(("My Upload.pkl", data,
                                                     "application/octet-stream")).run()
     assert not at.exception
     assert "Valid model: 784-12-10" in texts(at.success)
@@ -120,13 +120,29 @@ def test_upload_good_model(env):
     assert saved.is_file()
     assert load_model(saved).layer_sizes_ == [784, 12, 10]
     assert at.session_state["active_model_name"] == "My_Upload"
+    # the uploader is emptied (a new key), Manage follows the new model
+    assert at.file_uploader(key="model_upload_1").value is None
+    assert "save_upload" not in [b.key for b in at.button]
+    assert at.selectbox(key="models_pick").value == "My_Upload"
+    # saved without metrics: "—", not "None"
+    df = at.dataframe[0].value
+    assert df.set_index("name").loc["My_Upload", "test accuracy"] == "—"
+
+
+def test_compare_without_history_shows_a_message(env):
+    model = tiny_model(0)
+    model.history_ = {}
+    save_model(model, env / "bare.npz")
+    at = open_models()
+    assert not at.get("plotly_chart")
+    assert "Nothing to plot" in texts(at.info)
 
 
 def test_upload_existing_name_needs_overwrite(two_models):
     data = (two_models / "second.npz").read_bytes()
     before = listing(two_models)
     at = open_models()
-    at.file_uploader(key="model_upload").set_value(("default.npz", data,
+    at.file_uploader(key="model_upload_0").set_value(("default.npz", data,
                                                     "application/octet-stream")).run()
     at.button(key="save_upload").click().run()
     assert "tick *Overwrite*" in texts(at.warning)
@@ -145,7 +161,7 @@ def test_upload_existing_name_needs_overwrite(two_models):
 def test_corrupt_upload_refused_nothing_written(two_models, name, data):
     before = listing(two_models)
     at = open_models()
-    at.file_uploader(key="model_upload").set_value((name, data, "application/octet-stream")).run()
+    at.file_uploader(key="model_upload_0").set_value((name, data, "application/octet-stream")).run()
     assert not at.exception
     assert "refused and nothing was saved" in texts(at.error)
     assert "save_upload" not in [b.key for b in at.button]
@@ -165,7 +181,7 @@ def test_malicious_pickle_refused(two_models, tmp_path):
     payload = pickle.dumps({"format_version": 1, "meta": {}, "arrays": {"x": _Evil(str(marker))}})
     before = listing(two_models)
     at = open_models()
-    at.file_uploader(key="model_upload").set_value(("evil.pkl", payload,
+    at.file_uploader(key="model_upload_0").set_value(("evil.pkl", payload,
                                                     "application/octet-stream")).run()
     assert not at.exception
     assert "refused and nothing was saved" in texts(at.error)
