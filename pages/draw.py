@@ -28,6 +28,9 @@ if st.session_state.get(MODEL_SELECT_KEY) not in names:
 model_name = st.selectbox("Model", names, index=names.index(active) if active in names else 0,
                           key=MODEL_SELECT_KEY,
                           help="Any saved model; defaults to the active one (sidebar).")
+# room for the canvas's floating toolbar, which sits above the canvas and overlapped the
+# selectbox's bottom edge
+st.space("medium")
 model_path = state.model_path_for(model_name)
 try:
     model = state.get_model(model_path)

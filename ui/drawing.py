@@ -22,6 +22,7 @@ from nn.preprocess import DrawingResult, preprocess_drawing
 COUNTER_KEY = "draw_canvas_counter"
 CANVAS_SIZE = 280
 STROKE_WIDTH = 20
+STEP_PADDING = 8  # black pixels around each preprocessing step image
 PREDICTION_KEY = "prediction"  # st.container(key=...) read by the browser tests
 INVITATION = ("Draw a digit in the black box (zero to nine, large and centred works best). "
               "The prediction appears here while you draw.")
@@ -115,6 +116,12 @@ def enlarge(image: np.ndarray, size: int = 168) -> np.ndarray:
     return np.asarray(Image.fromarray(image).resize(new, Image.Resampling.BOX))
 
 
+def frame(image: np.ndarray, pad: int = STEP_PADDING) -> np.ndarray:
+    """``image`` with a ``pad``-pixel black border (MNIST's background colour)."""
+    widths = [(pad, pad), (pad, pad)] + [(0, 0)] * (image.ndim - 2)
+    return np.pad(image, widths, mode="constant", constant_values=0)
+
+
 def render_steps(result: DrawingResult) -> None:
     """The preprocessing steps side by side."""
     cols = st.columns(len(STEP_TITLES))
@@ -123,6 +130,7 @@ def render_steps(result: DrawingResult) -> None:
         if image is None:
             continue
         h, w = image.shape[:2]
-        big = enlarge(image)
+        # a black frame: st.image rounds its corners, which clipped ink at the crop's edge
+        big = frame(enlarge(image))
         col.image(big, caption=f"{title} ({w}x{h})", width=int(big.shape[1]),
                   output_format="PNG")
