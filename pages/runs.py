@@ -56,13 +56,35 @@ if not runs:
 
 # ------------------------------------------------------------------ the table
 df = tn.runs_frame(runs)
+# the columns that fit the page's width without sideways scrolling (short labels, narrow
+# widths); the run's message and full settings are in the expander below
+order = ["id", "name", "source", "status", "val_accuracy", "test_accuracy", "epochs",
+         "hidden_layers", "optimizer", "learning_rate", "batch_size", "train_size", "started"]
+if df["search"].notna().any():
+    order.insert(4, "search")
+cc = st.column_config
 event = st.dataframe(
     df, key="runs_table", on_select="rerun", selection_mode="multi-row", hide_index=True,
+    width="stretch", column_order=order,
     column_config={
-        "val_accuracy": st.column_config.NumberColumn("val accuracy", format="percent"),
-        "test_accuracy": st.column_config.NumberColumn("test accuracy", format="percent"),
-        "learning_rate": st.column_config.NumberColumn("learning rate", format="%.2e"),
-        "started": st.column_config.DatetimeColumn("started", format="YYYY-MM-DD HH:mm:ss"),
+        "id": cc.NumberColumn("id", width=40),
+        "name": cc.TextColumn("name", width="small"),
+        "source": cc.TextColumn("source", width=75),
+        "status": cc.TextColumn("status", width=70),
+        "search": cc.NumberColumn("search", width=55),
+        "val_accuracy": cc.NumberColumn("val acc", format="percent", width=65,
+                                        help="validation accuracy"),
+        "test_accuracy": cc.NumberColumn("test acc", format="percent", width=65,
+                                         help="test accuracy"),
+        "epochs": cc.NumberColumn("epochs", width=55),
+        "hidden_layers": cc.TextColumn("layers", width=75, help="hidden layer sizes"),
+        "optimizer": cc.TextColumn("optimizer", width=75),
+        "learning_rate": cc.NumberColumn("lr", format="%.0e", width=50,
+                                         help="learning rate"),
+        "batch_size": cc.NumberColumn("batch", width=50, help="batch size"),
+        "train_size": cc.TextColumn("train", width=55,
+                                    help="training images (all = the whole training set)"),
+        "started": cc.DatetimeColumn("started", format="MM-DD HH:mm", width=90),
     })
 rows = [r for r in (event.selection.rows if event is not None else []) if r < len(runs)]
 selected = [runs[r] for r in rows]

@@ -418,7 +418,8 @@ def parallel_coordinates_figure(trials: list[Mapping[str, Any]],
 
 
 def runs_frame(runs: list[Any]):
-    """One row per run for the Runs table (numbers stay numbers so columns sort)."""
+    """One row per run for the Runs table (numbers stay numbers so columns sort; train_size is
+    text, "all" when the run used every training image)."""
     import pandas as pd
 
     rows = []
@@ -435,7 +436,8 @@ def runs_frame(runs: list[Any]):
             "optimizer": model.get("optimizer", ""),
             "learning_rate": model.get("learning_rate"),
             "batch_size": model.get("batch_size"),
-            "train_size": data.get("train_size"),
+            # 0 or missing = every training image (a table cell showed "None")
+            "train_size": f"{data['train_size']:,}" if data.get("train_size") else "all",
             "search": run.search_id,
             "started": pd.Timestamp(run.started_at, unit="s").floor("s"),
             "seconds": None if run.duration_seconds is None else round(run.duration_seconds, 1),
