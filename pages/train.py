@@ -124,9 +124,11 @@ with live_col:
                    "(see the red messages in the form).", icon=":material/warning:")
 
     # Two fragments with a fixed element tree (the same elements, in the same order, on every
-    # poll): the status (progress text and numbers) is polled every 0.5 s, the charts every
-    # 1.0 s. Keyed charts are updated in place; a slower chart interval halves the redraws.
-    @st.fragment(run_every=0.5 if running else None)
+    # poll): the status (progress text and numbers) every second, the charts every 3 s. Keyed
+    # charts are updated in place. Polling costs training time: the browser's redraws and the
+    # server's reruns take CPU from BLAS (bench/dashboard_overhead.py: charts every second made an
+    # epoch 4-6x slower than the command line, every 3 s about 2x).
+    @st.fragment(run_every=1.0 if running else None)
     def live_status() -> None:
         w = slot.worker
         if w is None:
@@ -161,7 +163,7 @@ with live_col:
         if running and not snap["alive"]:
             st.rerun()  # finished while polling: one full rerun shows the results
 
-    @st.fragment(run_every=1.0 if running else None)
+    @st.fragment(run_every=3.0 if running else None)
     def live_charts() -> None:
         w = slot.worker
         if w is None:

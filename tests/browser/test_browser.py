@@ -296,9 +296,10 @@ def test_train_live_pause_resume_page_switch_stop(app_server, new_page, shots):
     resume = page.locator(".st-key-resume_training button")
     wait_until(resume.is_enabled, 15, "Resume to be enabled")
     assert "Paused: epoch" in _sidebar_status(page)
-    page.wait_for_timeout(1000)  # a batch that was under way when Pause arrived ends
+    # a batch under way when Pause arrived ends, and the charts (polled every 3 s) catch up
+    page.wait_for_timeout(4000)
     p1 = _live(page)
-    page.wait_for_timeout(2000)
+    page.wait_for_timeout(3500)  # longer than one chart poll: anything still moving would show
     p2 = _live(page)
     assert p2["label"] == "Paused"
     frozen = ("epoch", "batch", "epochs")
