@@ -360,7 +360,7 @@ def test_presets_command():
     code, out, err = call("presets", "--json")
     assert [p["name"] for p in last_json(out)] == list(PRESETS)
     code, out, err = call("presets", "best")
-    assert code == EXIT_OK and "1024" in out
+    assert code == EXIT_OK and "800" in out
 
 
 def test_runs_lists_the_run(e2e, tmp_path):
