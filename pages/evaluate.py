@@ -21,14 +21,7 @@ MAX_CELL_IMAGES = 36
 state.init_state()
 st.title("Evaluate the model")
 
-found = state.active_model()
-if found is None:
-    state.no_model_message()
-    st.page_link("pages/train.py", label="Go to Train", icon=":material/model_training:")
-    st.stop()
-name, model = found
-data = state.get_mnist()
-proba, pred = state.get_test_predictions(state.active_model_path())
+name, model, data, proba, pred = state.require_test_predictions()
 y_true = data.y_test
 n_classes = len(model.classes_)
 cm = confusion_matrix(y_true, pred, n_classes)

@@ -19,14 +19,7 @@ SORT_LABELS = {"index": "test-set order", "confidence": "least sure first"}
 state.init_state()
 st.title("Predictions on the test set")
 
-found = state.active_model()
-if found is None:
-    state.no_model_message()
-    st.page_link("pages/train.py", label="Go to Train", icon=":material/model_training:")
-    st.stop()
-name, model = found
-data = state.get_mnist()
-proba, pred = state.get_test_predictions(state.active_model_path())
+name, model, data, proba, pred = state.require_test_predictions()
 y_true = data.y_test
 confidence = proba.max(axis=1)
 n_wrong = int((pred != y_true).sum())

@@ -244,6 +244,19 @@ def layers_text(sizes) -> str:
     return "-".join(str(int(s)) for s in sizes)
 
 
+def require_test_predictions():
+    """``(name, model, data, proba, pred)`` for pages about the active model's test predictions;
+    without a model, the "no model yet" note and a link to Train, and the page stops there."""
+    found = active_model()
+    if found is None:
+        no_model_message()
+        st.page_link("pages/train.py", label="Go to Train", icon=":material/model_training:")
+        st.stop()
+    name, model = found
+    proba, pred = get_test_predictions(active_model_path())
+    return name, model, get_mnist(), proba, pred
+
+
 def no_model_message() -> None:
     """The standard "no model yet" note, pointing to the Train page."""
     st.info("No trained model yet. Train one on the **Train** page (or upload one on **Models**).",
