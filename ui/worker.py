@@ -185,29 +185,23 @@ class TrainingWorker(threading.Thread):
             self._finish_run(store, run_id, "failed", f"{type(exc).__name__}: {exc}")
 
     def _split(self):
-        from nn.data import MNIST, split_dataset
+        from nn.data import MNIST
+        from nn.training import make_split
 
         data = self._data() if callable(self._data) else self._data
         if not isinstance(data, MNIST) and type(data).__name__ == "MNIST":
             # a cached MNIST made before Streamlit's watcher reloaded nn.data: same fields
             data = MNIST(*data)
-        dk = self.data_kwargs
-        train_size = dk.get("train_size")
-        scheme = dk.get("split", "standard")
+        kwargs = dict(self.data_kwargs)
         if self.train_limit:
-            train_size = min(int(train_size), self.train_limit) if train_size else \
+            size = kwargs.get("train_size")
+            kwargs["train_size"] = min(int(size), self.train_limit) if size else \
                 int(self.train_limit)
-        kwargs = dict(scheme=scheme, seed=dk.get("seed", 0), train_size=train_size)
-        if scheme == "custom":
-            kwargs.update(val_fraction=dk.get("val_fraction", 0.1),
-                          test_fraction=dk.get("test_fraction", 0.1))
         try:
-            split = split_dataset(data, **kwargs)
+            split = make_split(kwargs, mnist=data)
         except ValueError as exc:
-            n = kwargs["train_size"]
-            if n is not None and "train_size" in str(exc):  # limit larger than the part: no cap
-                kwargs["train_size"] = None
-                split = split_dataset(data, **kwargs)
+            if self.train_limit and "train_size" in str(exc):  # limit above the part: no cap
+                split = make_split({**kwargs, "train_size": None}, mnist=data)
             else:
                 raise
         self._set(n_train=int(len(split.y_train)), n_val=int(len(split.y_val)),
