@@ -24,7 +24,7 @@ import numpy as np
 from .activations import ACTIVATIONS, Activation, get_activation
 from .initializers import INIT_CHOICES, default_init, initialize
 from .losses import softmax, softmax_cross_entropy
-from .optimizers import OPTIMIZERS, Optimizer, make_optimizer
+from .optimizers import OPTIMIZERS, Optimizer, flat_like, make_optimizer
 from .schedules import SCHEDULES, learning_rate
 
 STOP_REASONS = ("completed", "early_stopping", "callback", "diverged")
@@ -309,6 +309,25 @@ class NeuralNetwork:
     def _params(self) -> list[np.ndarray]:
         return [p for pair in zip(self.coefs_, self.intercepts_) for p in pair]
 
+    def _pack_parameters(self) -> np.ndarray:
+        """Make ``coefs_`` and ``intercepts_`` views of one flat array, in ``_params()`` order, so
+        that the optimizer updates all of them in a few long passes; returns the flat array."""
+        params = self._params()
+        flat = getattr(self, "_flat_params", None)
+        if flat is not None and flat.size == sum(p.size for p in params) and \
+                flat.dtype == params[0].dtype:
+            offsets = np.cumsum([0] + [p.size for p in params[:-1]]) * flat.itemsize
+            base = flat.__array_interface__["data"][0]
+            if all(p.base is flat and p.__array_interface__["data"][0] == base + int(o)
+                   for p, o in zip(params, offsets)):
+                return flat
+        flat, views = flat_like(params)
+        for view, p in zip(views, params):
+            view[...] = p
+        self.coefs_, self.intercepts_ = list(views[0::2]), list(views[1::2])
+        self._flat_params = flat
+        return flat
+
     # ------------------------------------------------------------------ input handling
     def _check_X(self, X: Any, name: str = "X") -> np.ndarray:
         X = np.asarray(X)
@@ -493,7 +512,8 @@ class NeuralNetwork:
             raise _bad("batch_size", self.batch_size,
                        f"use at most the number of training samples ({X.shape[0]})")
         self._work: dict[int, dict] = {}
-        self._grads = [np.empty_like(p) for p in self._params()]
+        self._pack_parameters()
+        self._flat_grads, self._grads = flat_like(self._params())
         # Overflow is detected and handled as divergence; NumPy need not warn about it too.
         with np.errstate(over="ignore", invalid="ignore"):
             self._train_loop(X, y_idx, X_val, yv_idx if X_val is not None else None, callback)
@@ -520,6 +540,7 @@ class NeuralNetwork:
         first_epoch = self.n_iter_
         last_epoch = first_epoch + int(self.epochs)
         params = self._params()
+        flat = (self._flat_params, self._flat_grads)
         optimizer = self.optimizer_
         augmenter = cfg["augmenter"]
         dtype = params[0].dtype
@@ -552,7 +573,7 @@ class NeuralNetwork:
                     break
                 if self.clip_norm is not None:
                     self._clip(grads)
-                optimizer.step(params, grads, lr)
+                optimizer.step(params, grads, lr, flat=flat)
                 loss_sum += loss * idx.size
                 correct += ok
                 seen += idx.size
@@ -613,6 +634,7 @@ class NeuralNetwork:
         if self.early_stopping and best is not None and best_score is not None:
             self._restore(best)
         self._work = {}
+        del self._flat_grads, self._grads
 
     def _lr(self, epoch: int, total: int, progress: float) -> float:
         return learning_rate(self.schedule, self.learning_rate, epoch, total, progress,

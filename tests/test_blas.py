@@ -1,0 +1,109 @@
+"""nn.blas: the OpenBLAS routines agree with their NumPy fallbacks; optimizers agree on both paths."""
+
+import numpy as np
+import pytest
+
+from nn import NeuralNetwork, blas
+from nn.optimizers import OPTIMIZERS, make_optimizer
+
+
+def test_found_in_numpys_own_openblas():
+    # NumPy's wheels (the pinned one included) ship scipy-openblas; where it is there, it is used.
+    if blas._candidates():
+        assert blas.enabled()
+    with blas.pure_numpy():
+        assert not blas.enabled()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_axpy_and_axpby_match_numpy(dtype):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=1001).astype(dtype)
+    y = rng.normal(size=1001).astype(dtype)
+    work = np.empty_like(x)
+    a, b = y.copy(), y.copy()
+    blas.axpy(0.3, x, a, work)
+    blas.axpby(-0.7, x, 0.9, b, work)
+    np.testing.assert_allclose(a, y + dtype(0.3) * x, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(b, dtype(-0.7) * x + dtype(0.9) * y, rtol=1e-6, atol=1e-6)
+    with blas.pure_numpy():
+        a2, b2 = y.copy(), y.copy()
+        blas.axpy(0.3, x, a2, work)
+        blas.axpby(-0.7, x, 0.9, b2, work)
+    np.testing.assert_allclose(a, a2, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(b, b2, rtol=1e-6, atol=1e-6)
+
+
+def test_strided_and_mixed_arrays_take_the_numpy_path():
+    x = np.arange(20, dtype=np.float32)[::2]  # not contiguous
+    y = np.ones(10, np.float32)
+    blas.axpy(2.0, x, y, np.empty(10, np.float32))
+    np.testing.assert_array_equal(y, 1 + 2 * np.arange(0, 20, 2))
+    y64 = np.ones(3)
+    blas.axpby(1.0, np.ones(3, np.float32), 2.0, y64, np.empty(3))  # mixed dtypes
+    np.testing.assert_array_equal(y64, [3.0, 3.0, 3.0])
+
+
+def test_limit_threads_restores_the_count():
+    before = blas.get_threads()
+    with blas.limit_threads(1):
+        assert blas.get_threads() in (1, None)
+    assert blas.get_threads() == before
+
+
+@pytest.mark.parametrize("name", sorted(OPTIMIZERS))
+def test_flat_update_equals_per_parameter_update_and_numpy_path(name):
+    rng = np.random.default_rng(1)
+    shapes = [(30, 20), (20,), (20, 5), (5,)]
+    start = [rng.normal(size=s).astype(np.float32) for s in shapes]
+    grads = [[rng.normal(size=s).astype(np.float32) for s in shapes] for _ in range(3)]
+
+    def run(flat: bool, numpy_only: bool):
+        opt = make_optimizer(name)
+        flat_p = np.concatenate([p.ravel() for p in start])
+        params, offset = [], 0
+        for p in start:
+            params.append(flat_p[offset:offset + p.size].reshape(p.shape))
+            offset += p.size
+        for step in grads:
+            flat_g = np.concatenate([g.ravel() for g in step])
+            gviews, offset = [], 0
+            for g in step:
+                gviews.append(flat_g[offset:offset + g.size].reshape(g.shape))
+                offset += g.size
+            if numpy_only:
+                with blas.pure_numpy():
+                    opt.step(params, gviews, 0.01, flat=(flat_p, flat_g) if flat else None)
+            else:
+                opt.step(params, gviews, 0.01, flat=(flat_p, flat_g) if flat else None)
+        return flat_p, opt
+
+    reference, ref_opt = run(flat=False, numpy_only=True)
+    for flat in (False, True):
+        got, opt = run(flat=flat, numpy_only=False)
+        np.testing.assert_allclose(got, reference, rtol=1e-5, atol=1e-7)
+        for slot, arrays in opt.state.items():
+            assert [a.shape for a in arrays] == shapes  # saved per parameter, as before
+            for a, b in zip(arrays, ref_opt.state[slot]):
+                np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+
+
+def test_network_parameters_share_one_flat_array_and_survive_reloading(tmp_path):
+    rng = np.random.default_rng(0)
+    X = rng.integers(0, 256, size=(200, 16), dtype=np.uint8)
+    y = rng.integers(0, 3, size=200)
+    model = NeuralNetwork(hidden_layers=(8,), epochs=2, batch_size=32, random_state=0,
+                          shuffle=False, warm_start=True).fit(X, y)
+    flat = model._flat_params
+    assert all(p.base is flat for p in model._params())
+    # A reloaded model's arrays (weights and Adam's m and v) are separate; fitting packs them
+    # again and continues exactly (no shuffling, so no random numbers are involved).
+    path = model.save(tmp_path / "m.npz")
+    from nn.persistence import load_model
+
+    loaded = load_model(path)
+    model.fit(X, y)
+    loaded.fit(X, y)
+    assert all(p.base is loaded._flat_params for p in loaded._params())
+    for a, b in zip(model._params(), loaded._params()):
+        np.testing.assert_array_equal(a, b)
