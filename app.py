@@ -49,5 +49,5 @@ def _pages() -> list:
 
 init_state()
 pg = st.navigation(_pages())
-render_sidebar()
+render_sidebar(pg.url_path)
 pg.run()

@@ -48,7 +48,7 @@ def cli_round(db: Path, preset: str, epochs: int) -> list[float]:
     return _epoch_seconds(db, json.loads(out.strip().splitlines()[-1])["run_id"])
 
 
-def dashboard_round(page, url: str, db: Path, preset: str, epochs: int, away: bool = False
+def dashboard_round(page, url: str, db: Path, preset: str, epochs: int, away: str | None = None
                     ) -> list[float]:
     from nn.runs import RunStore
 
@@ -68,9 +68,10 @@ def dashboard_round(page, url: str, db: Path, preset: str, epochs: int, away: bo
     box.press("Enter")
     page.wait_for_timeout(500)
     page.locator(".st-key-start_training button").click()
-    if away:  # watch from the Overview page instead (only the sidebar's status polls there)
+    if away == "overview":  # watch from the Overview page (only the sidebar's status polls)
         page.wait_for_timeout(2000)
         page.locator("[data-testid=stSidebarNavLink]", has_text="Overview").first.click()
+
     deadline = time.time() + 1800
     while time.time() < deadline:  # the page stays open and polls the worker meanwhile
         runs = [r for r in RunStore(db).list_runs() if r.id not in before]
@@ -87,7 +88,7 @@ def main(argv=None) -> int:
     parser.add_argument("--preset", default="fast")
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--away", action="store_true",
+    parser.add_argument("--away", action="store_const", const="overview",
                         help="leave the Train page for the Overview page while training runs")
     parser.add_argument("--server-env", nargs="*", default=[], metavar="NAME=VALUE",
                         help="extra environment for the Streamlit server")

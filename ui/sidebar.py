@@ -64,15 +64,25 @@ def _status_body(polling: bool) -> None:
             st.rerun(scope="app")
 
 
-def _live_status() -> None:
+def _live_status(poll: bool) -> None:
     """The status as a fragment that re-runs itself every second while training runs, so the
-    epoch counter moves on every page."""
-    polling = state.training_slot().running()
-    st.fragment(run_every=1.0 if polling else None)(_status_body)(polling)
+    epoch counter moves on every page. Not on the Train page (``poll=False``), which shows the
+    progress itself: every poll is a rerun on the server that competes with the training thread
+    for the GIL (bench/dashboard_overhead.py)."""
+    slot = state.training_slot()
+    running = slot.running()
+    if running and not poll:
+        if slot.worker.paused:  # a pause reruns the page: the snapshot is current
+            _status_body(False)
+        else:
+            st.info("**Training**: progress on this page.", icon=":material/model_training:")
+        return
+    st.fragment(run_every=1.0 if running else None)(_status_body)(running)
 
 
-def render_sidebar() -> None:
-    """Draw the sidebar: active model, model switcher, training status."""
+def render_sidebar(page: str | None = None) -> None:
+    """Draw the sidebar: active model, model switcher, training status. ``page`` is the URL path
+    of the page being shown ("train" for the Train page)."""
     state.init_state()
     with st.sidebar:
         st.subheader("Active model", divider="gray")
@@ -91,4 +101,4 @@ def render_sidebar() -> None:
             path = state.model_path_for(active)
             if active and path is not None:
                 _model_card(active, path)
-        _live_status()
+        _live_status(poll=page != "train")
