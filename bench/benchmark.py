@@ -143,6 +143,9 @@ def bench_training(data, epochs: int, seed: int, peers: list[str]) -> dict:
     times = {t.name: [] for t in trainers}
     for epoch in range(epochs):
         for t in trainers:
+            # the previous trainer's idle threads (OpenMP's, OpenBLAS's) spin for a while after
+            # its last parallel region: let them go to sleep before timing the next one
+            time.sleep(0.5)
             start = time.perf_counter()
             t.epoch(data.x_train, data.y_train)
             times[t.name].append(time.perf_counter() - start)
