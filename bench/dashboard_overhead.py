@@ -125,6 +125,10 @@ def main(argv=None) -> int:
                     cli += cli_round(db, args.preset, args.epochs)
                     print(f"round {r + 1}: dashboard ...", file=sys.stderr)
                     dash += dashboard_round(page, url, db, args.preset, args.epochs, args.away)
+                    c = statistics.median(cli[-args.epochs:])
+                    d = statistics.median(dash[-args.epochs:])
+                    print(f"round {r + 1}: command line {c:.2f} s/epoch, dashboard {d:.2f} "
+                          f"s/epoch ({100 * (d / c - 1):+.1f}%)", file=sys.stderr)
                 browser.close()
         finally:
             server.terminate()
