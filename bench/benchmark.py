@@ -8,7 +8,9 @@ The network: 784-256-128-10, ReLU, softmax cross-entropy, Adam at 1e-3, batch 12
 inputs in [0, 1], the full 60,000 training images, no L2 (scikit-learn's alpha=0). The three
 trainers run one epoch each in turn (nn, torch, torch with a DataLoader, sklearn, nn, ...) so that a
 change in the machine's load touches all of them alike; each one's median seconds per epoch is
-reported with the ratios and the test accuracy after the last epoch.
+reported with the ratios and the test accuracy after the last epoch. Interleaved with them, the
+network's matrix products alone (no trainer can do the same dense float32 work faster with NumPy's
+BLAS) show how much of each epoch is anything else.
 
 Also measured: predict_proba on the 10,000 test images; one drawing from canvas pixels to
 probabilities (preprocessing included); training in a worker thread with the dashboard's callback
@@ -130,9 +132,47 @@ class SklearnTrainer:
         return float(self.model.score(x.astype(np.float32) / 255.0, y))
 
 
+class GemmFloor:
+    """Not a trainer: only the eight matrix products per batch that one epoch of this network needs
+    (three forward, five backward; none for the input's gradient), plus scaling each batch to
+    float32, each into a preallocated array with NumPy's BLAS (the one nn and scikit-learn both use). No trainer that
+    does the same dense float32 products can be faster than this; it shows how much of each
+    trainer's epoch is left to remove at all."""
+
+    name = "matrix products only"
+
+    def __init__(self, seed: int):
+        rng = np.random.default_rng(seed)
+        sizes = (784, *HIDDEN, 10)
+        self.w = [rng.standard_normal((a, b), np.float32) * 0.05
+                  for a, b in zip(sizes[:-1], sizes[1:])]
+
+    def epoch(self, x, y):
+        w0, w1, w2 = self.w
+        gw = [np.empty_like(w) for w in self.w]
+        xb = np.empty((BATCH, 784), np.float32)
+        h1, h2, out = (np.empty((BATCH, n), np.float32) for n in (*HIDDEN, 10))
+        d1, d2 = np.empty_like(h1), np.empty_like(h2)
+        for start in range(0, x.shape[0], BATCH):
+            n = min(BATCH, x.shape[0] - start)
+            a, b1, b2, o, e1, e2 = xb[:n], h1[:n], h2[:n], out[:n], d1[:n], d2[:n]
+            np.multiply(x[start:start + n], np.float32(1 / 255), out=a)
+            np.matmul(a, w0, out=b1)                                       # forward
+            np.matmul(b1, w1, out=b2)
+            np.matmul(b2, w2, out=o)
+            np.matmul(b2.T, o, out=gw[2])                                  # backward
+            np.matmul(o, w2.T, out=e2)
+            np.matmul(b1.T, e2, out=gw[1])
+            np.matmul(e2, w1.T, out=e1)
+            np.matmul(a.T, e1, out=gw[0])
+
+    def accuracy(self, x, y):
+        return None
+
+
 # --------------------------------------------------------------------------- measurements
 def bench_training(data, epochs: int, seed: int, peers: list[str]) -> dict:
-    trainers = [NNTrainer(seed)]
+    trainers = [NNTrainer(seed), GemmFloor(seed)]
     if "torch" in peers:
         import torch
 
@@ -149,7 +189,7 @@ def bench_training(data, epochs: int, seed: int, peers: list[str]) -> dict:
             start = time.perf_counter()
             t.epoch(data.x_train, data.y_train)
             times[t.name].append(time.perf_counter() - start)
-            print(f"  epoch {epoch + 1}/{epochs} {t.name:17s} {times[t.name][-1]:6.2f} s",
+            print(f"  epoch {epoch + 1}/{epochs} {t.name:22s} {times[t.name][-1]:6.2f} s",
                   file=sys.stderr)
     return {t.name: {"seconds_per_epoch": statistics.median(times[t.name]),
                      "epoch_seconds": times[t.name],
@@ -299,11 +339,11 @@ def main(argv=None) -> int:
         print(f"training {args.epochs} epochs each, interleaved ...", file=sys.stderr)
         train = bench_training(data, args.epochs, args.seed, args.peers)
         figures["training"] = train
-        nn_s = train["nn"]["seconds_per_epoch"]
-        for peer in ("torch", "torch-dataloader", "sklearn"):
-            if peer in train:
-                figures.setdefault("ratios", {})[f"nn/{peer}"] = nn_s / train[peer][
-                    "seconds_per_epoch"]
+        for mine in ("nn", GemmFloor.name):
+            for peer in ("torch", "torch-dataloader", "sklearn"):
+                if peer in train:
+                    figures.setdefault("ratios", {})[f"{mine}/{peer}"] = (
+                        train[mine]["seconds_per_epoch"] / train[peer]["seconds_per_epoch"])
     reference = NeuralNetwork(hidden_layers=HIDDEN, epochs=2, random_state=args.seed).fit(
         data.x_train, data.y_train)
     if "inference" not in args.skip:
@@ -328,11 +368,12 @@ def report(f: dict) -> str:
     lines = [f"machine: {f['machine']}"]
     if "training" in f:
         lines.append("training, 784-256-128-10 ReLU, Adam 1e-3, batch 128, float32, 60,000 images")
-        lines.append(f"  {'trainer':18s} {'s/epoch':>8s} {'test acc':>9s}")
+        lines.append(f"  {'trainer':22s} {'s/epoch':>8s} {'test acc':>9s}")
         for name, r in f["training"].items():
-            lines.append(f"  {name:18s} {r['seconds_per_epoch']:8.2f} {r['test_accuracy']:9.4f}")
+            acc = "-" if r["test_accuracy"] is None else f"{r['test_accuracy']:.4f}"
+            lines.append(f"  {name:22s} {r['seconds_per_epoch']:8.2f} {acc:>9s}")
         for name, ratio in f.get("ratios", {}).items():
-            lines.append(f"  ratio {name:22s} {ratio:6.2f}x")
+            lines.append(f"  ratio {name:38s} {ratio:6.2f}x")
     if "inference" in f:
         for k, v in f["inference"].items():
             lines.append(f"  {k}: {1000 * v:.1f} ms")
