@@ -13,7 +13,6 @@ import pytest
 from PIL import Image, ImageDraw
 from streamlit.testing.v1 import AppTest
 
-from nn.data import load_mnist
 from nn.network import NeuralNetwork
 from nn.persistence import save_model
 from nn.preprocess import preprocess_drawing
@@ -23,14 +22,9 @@ CANVAS_KEY = "draw_canvas_0"
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """A small model (hidden 32, 2 epochs on 5000 images, ~1 s) saved into a tmp folder."""
-    data = load_mnist()
-    model = NeuralNetwork(hidden_layers=(32,), epochs=2, random_state=0)
-    model.fit(data.x_train[:5000], data.y_train[:5000])
-    folder = tmp_path_factory.mktemp("models")
-    save_model(model, folder / "small.npz")
-    return folder, model, data
+def trained(small_model, small_model_dir):
+    model, data = small_model
+    return small_model_dir, model, data
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from nn.data import load_mnist
 from nn.metrics import confusion_matrix, top_confusions
 from nn.network import NeuralNetwork
 from nn.persistence import save_model
@@ -20,14 +19,9 @@ APP = str(Path(__file__).resolve().parent.parent / "app.py")
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    data = load_mnist()
-    model = NeuralNetwork(hidden_layers=(32,), epochs=2, random_state=0)
-    model.fit(data.x_train[:5000], data.y_train[:5000])
-    folder = tmp_path_factory.mktemp("models")
-    save_model(model, folder / "small.npz")
-    pred = model.predict(data.x_test)
-    return folder, data, model, pred
+def trained(small_model, small_model_dir):
+    model, data = small_model
+    return small_model_dir, data, model, model.predict(data.x_test)
 
 
 @pytest.fixture

@@ -11,20 +11,13 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from nn.data import load_mnist
-from nn.network import NeuralNetwork
-from nn.persistence import save_model
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
 
 
 @pytest.fixture(scope="module")
-def models_dir(tmp_path_factory):
-    data = load_mnist()
-    model = NeuralNetwork(hidden_layers=(32,), epochs=1, random_state=0)
-    model.fit(data.x_train[:2000], data.y_train[:2000])
-    folder = tmp_path_factory.mktemp("models")
-    save_model(model, folder / "small.npz")
-    return folder
+def models_dir(small_model_dir):
+    return small_model_dir
 
 
 def overview(monkeypatch, folder) -> AppTest:

@@ -1,0 +1,28 @@
+"""Fixtures the page tests share: one small trained model per session, and a models folder of each
+module's own holding it (tests may add or delete files there without touching other modules)."""
+
+from __future__ import annotations
+
+import pytest
+
+from nn.data import load_mnist
+from nn.network import NeuralNetwork
+from nn.persistence import save_model
+
+
+@pytest.fixture(scope="session")
+def small_model():
+    """``(model, data)``: hidden layer of 32, 2 epochs on the first 5,000 training images (~1 s),
+    and the MNIST data set. Treat the model as read-only."""
+    data = load_mnist()
+    model = NeuralNetwork(hidden_layers=(32,), epochs=2, random_state=0)
+    model.fit(data.x_train[:5000], data.y_train[:5000])
+    return model, data
+
+
+@pytest.fixture(scope="module")
+def small_model_dir(small_model, tmp_path_factory):
+    """A fresh models folder for this module with ``small_model`` saved as ``small.npz``."""
+    folder = tmp_path_factory.mktemp("models")
+    save_model(small_model[0], folder / "small.npz")
+    return folder
