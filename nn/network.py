@@ -315,7 +315,7 @@ class NeuralNetwork:
         params = self._params()
         flat = getattr(self, "_flat_params", None)
         if flat is not None and flat.size == sum(p.size for p in params) and \
-                flat.dtype == params[0].dtype:
+                flat.dtype == params[0].dtype and flat.flags.writeable:
             offsets = np.cumsum([0] + [p.size for p in params[:-1]]) * flat.itemsize
             base = flat.__array_interface__["data"][0]
             if all(p.base is flat and p.__array_interface__["data"][0] == base + int(o)

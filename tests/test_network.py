@@ -323,3 +323,33 @@ def test_activations_per_hidden_layer():
     acts = model.activations(X[:3])
     assert [a.shape for a in acts] == [(3, 7), (3, 5)]
     assert (acts[0] > 0).all() and (acts[0] < 1).all() and (acts[1] >= 0).all()
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "momentum", "sgd"])
+def test_warm_start_after_unpickling_into_read_only_buffers(optimizer):
+    """Ray hands a model back with every array in read-only shared memory (pickle protocol 5,
+    out-of-band buffers); continuing to train it, or a deep copy, must work and match the
+    original continued, weights and optimizer state alike (the state that would be saved)."""
+    import copy
+    import pickle
+
+    X, y = _blobs(n=200, dtype=np.float32)
+    model = NeuralNetwork(hidden_layers=(8,), epochs=2, optimizer=optimizer, random_state=0,
+                          warm_start=True).fit(X, y)
+    buffers = []
+    data = pickle.dumps(model, protocol=5, buffer_callback=buffers.append)
+    assert buffers  # the arrays really travel out of band
+    shipped = pickle.loads(data, buffers=[memoryview(bytes(b.raw())) for b in buffers])
+    assert not shipped.coefs_[0].flags.writeable
+    plain = copy.deepcopy(model)
+    for m in (model, shipped, plain):
+        m.fit(X, y)
+    want = model.optimizer_.state_dict()[1]
+    for other in (shipped, plain):
+        assert other.n_iter_ == 4
+        for a, b in zip(other.coefs_ + other.intercepts_, model.coefs_ + model.intercepts_):
+            np.testing.assert_array_equal(a, b)
+        got = other.optimizer_.state_dict()[1]
+        assert got.keys() == want.keys()
+        for key in want:
+            np.testing.assert_array_equal(got[key], want[key])

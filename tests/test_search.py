@@ -186,12 +186,38 @@ def test_successive_halving_prunes_and_continues_with_warm_start(tiny):
     assert result.best_trial in [t.index for t in kept]
 
 
-def test_parallel_and_serial_give_identical_results(tiny):
+@pytest.fixture
+def backend(request):
+    """A joblib backend by name, with a local two-worker cluster for ``dask`` and ``ray`` (skipped
+    where they are not installed: ``pip install -r requirements-cluster.txt``)."""
+    name = request.param
+    if name == "dask":
+        distributed = pytest.importorskip("distributed")
+        with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                      dashboard_address=None) as cluster, \
+                distributed.Client(cluster):
+            yield name
+    elif name == "ray":
+        ray = pytest.importorskip("ray")
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+        try:
+            yield name
+        finally:
+            ray.shutdown()
+    else:
+        yield name
+
+
+@pytest.mark.parametrize("backend", ["loky", "dask", "ray"], indirect=True)
+def test_parallel_and_serial_give_identical_results(tiny, backend):
+    """Trials run in other processes (and, with halving, continue there from a model shipped
+    back and forth) give exactly the serial results."""
     space = {"learning_rate": LogUniform(1e-4, 1e-2), "hidden_layers": Choice([[16], [24]]),
              "dropout": Uniform(0.0, 0.3)}
     kwargs = dict(n_trials=4, epochs_per_trial=2, seed=7)
     serial = run_search(BASE, space, *tiny, n_jobs=1, **kwargs)
-    parallel = run_search(BASE, space, *tiny, n_jobs=2, backend="loky", **kwargs)
+    parallel = run_search(BASE, space, *tiny, n_jobs=2, backend=backend, **kwargs)
+    assert all(t.message == "" for t in parallel.trials), [t.message for t in parallel.trials]
     assert [t.config for t in serial.trials] == [t.config for t in parallel.trials]
     assert [t.val_accuracy for t in serial.trials] == [t.val_accuracy for t in parallel.trials]
     assert [t.status for t in serial.trials] == [t.status for t in parallel.trials]
