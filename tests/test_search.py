@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
+import types
 
 import numpy as np
 import pytest
@@ -187,12 +189,15 @@ def test_successive_halving_prunes_and_continues_with_warm_start(tiny):
 
 
 @pytest.fixture
-def backend(request):
+def backend(request, monkeypatch):
     """A joblib backend by name, with a local two-worker cluster for ``dask`` and ``ray`` (skipped
     where they are not installed: ``pip install -r requirements-cluster.txt``)."""
     name = request.param
     if name == "dask":
         distributed = pytest.importorskip("distributed")
+        # AppTest leaves a Streamlit page as sys.modules["__main__"], and Dask's spawned worker
+        # processes would run it again on start-up: give them a main module with nothing in it.
+        monkeypatch.setitem(sys.modules, "__main__", types.ModuleType("__main__"))
         with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                                       dashboard_address=None) as cluster, \
                 distributed.Client(cluster):
