@@ -58,6 +58,28 @@ def test_finishes_and_records(tiny_mnist, tmp_path):
 
     run = RunStore(tmp_path / "runs.sqlite").get_run(snap["run_id"])
     assert run.status == "finished" and run.epochs_done == 2
+    assert run.history["epoch"] == [1, 2]
+    assert all(s > 0 for s in run.history["seconds"])  # each epoch's own duration
+    assert snap["run_errors"] == []
+
+
+@pytest.mark.filterwarnings("ignore:run 1. could not record epoch:RuntimeWarning")
+def test_database_errors_are_noted_and_training_goes_on(tiny_mnist, tmp_path, monkeypatch):
+    import sqlite3
+
+    from nn.runs import RunStore
+
+    def broken(self, *args, **kwargs):
+        raise sqlite3.OperationalError("database is locked")
+
+    monkeypatch.setattr(RunStore, "log_epoch", broken)
+    w = _worker(tiny_mnist, tmp_path)
+    w.start()
+    w.join(30)
+    snap = w.snapshot()
+    assert snap["status"] == "finished", snap["error"]
+    assert w.model.n_iter_ == 2
+    assert snap["run_errors"] == ["OperationalError: database is locked"] * 2
 
 
 def test_pause_blocks_resume_continues_stop_stops(tiny_mnist, tmp_path):

@@ -9,8 +9,9 @@ fragment; buttons call ``pause()``, ``resume()`` and ``stop()``, which only set 
 - ``stop()`` makes the callback return True: the engine stops after the current batch
   (``stop_reason_ == "callback"``); the model keeps its weights and is scored on the test part.
 - Any exception is captured (``status == "failed"``, ``error``, ``traceback`` in the snapshot).
-- The run is recorded in ``nn.runs.RunStore`` (``$NN_RUNS_DB`` or ``./runs.sqlite``) when that
-  module is available; a database problem never stops training (it is kept in ``run_errors``).
+- The run is recorded in ``nn.runs.RunStore`` (``$NN_RUNS_DB`` or ``./runs.sqlite``), its epochs
+  through ``nn.runs.RunRecorder`` as on the command line; a database problem never stops
+  training (it is kept in ``run_errors``).
 
 Statuses: ``preparing`` -> ``running`` -> ``finished`` | ``stopped`` | ``diverged`` | ``failed``.
 """
@@ -286,19 +287,21 @@ class TrainingWorker(threading.Thread):
             return None, None
 
     def _epoch_logger(self, store, run_id):
+        """Epoch events to the run store through ``nn.runs.RunRecorder`` (as the command line
+        records them); a database problem is noted in the state, never stops training."""
         if store is None or run_id is None:
             return None
-        last = {"elapsed": 0.0}
+        from nn.runs import RunRecorder
+
+        recorder = RunRecorder(store, run_id)
 
         def log(event) -> None:
+            seen = len(recorder.errors)
             try:
-                seconds = event.elapsed - last["elapsed"]
-                last["elapsed"] = event.elapsed
-                store.log_epoch(run_id, event.epoch, loss=event.loss,
-                                train_accuracy=event.train_accuracy, val_loss=event.val_loss,
-                                val_accuracy=event.val_accuracy,
-                                learning_rate=event.learning_rate, seconds=seconds)
+                recorder.callback(event)  # keeps SQLite errors in recorder.errors
             except Exception as exc:  # noqa: BLE001
+                self._note_run_error(exc)
+            for exc in recorder.errors[seen:]:
                 self._note_run_error(exc)
 
         return log
