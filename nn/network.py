@@ -315,7 +315,7 @@ class NeuralNetwork:
         params = self._params()
         flat = getattr(self, "_flat_params", None)
         if flat is not None and flat.size == sum(p.size for p in params) and \
-                flat.dtype == params[0].dtype and flat.flags.writeable:
+                flat.dtype == params[0].dtype:
             offsets = np.cumsum([0] + [p.size for p in params[:-1]]) * flat.itemsize
             base = flat.__array_interface__["data"][0]
             if all(p.base is flat and p.__array_interface__["data"][0] == base + int(o)
@@ -327,6 +327,13 @@ class NeuralNetwork:
         self.coefs_, self.intercepts_ = list(views[0::2]), list(views[1::2])
         self._flat_params = flat
         return flat
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Pickle keeps no views: ship the weights once (coefs_, intercepts_); the next fit packs
+        # them into a fresh flat array.
+        state = self.__dict__.copy()
+        state.pop("_flat_params", None)
+        return state
 
     # ------------------------------------------------------------------ input handling
     def _check_X(self, X: Any, name: str = "X") -> np.ndarray:

@@ -57,21 +57,18 @@ class Optimizer:
         dtype = params[0].dtype
         shapes = [p.shape for p in params]
         current = self.state.get(self.slots[0]) if self.slots else None
-        # State that came back through pickle (a deep copy, a joblib/Dask/Ray worker) is no longer
-        # views of the flat arrays, and may lie in read-only shared memory (Ray): copy it anew.
         if self.slots and (current is None or [a.shape for a in current] != shapes
-                           or current[0].dtype != dtype or not self._flat
-                           or not all(f.flags.writeable for f in self._flat.values())
-                           or current[0].base is not self._flat[self.slots[0]]):
+                           or current[0].dtype != dtype or not self._flat):
             self._adopt({s: self.state.get(s) or [np.zeros_like(p) for p in params]
                          for s in self.slots}, dtype)
-        if self._tmp is None or self._tmp.dtype != dtype or not self._tmp.flags.writeable:
+        if self._tmp is None or self._tmp.dtype != dtype:
             self._tmp = np.empty(min(CHUNK, sum(p.size for p in params)), dtype)
 
     def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
-        state["_tmp"] = None  # scratch space: not worth shipping
-        return state
+        # Pickle (deep copies, joblib/Dask/Ray workers) keeps no views: ship the per-parameter
+        # state alone, and the next step adopts it into fresh flat arrays. (Ray hands arrays
+        # back in read-only shared memory, so they could not be updated in place anyway.)
+        return {**self.__dict__, "_flat": {}, "_tmp": None}
 
     def step(self, params: list[np.ndarray], grads: list[np.ndarray], lr: float,
              flat: tuple[np.ndarray, np.ndarray] | None = None) -> None:
