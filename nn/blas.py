@@ -46,6 +46,20 @@ def _candidates() -> list[str]:
     return paths
 
 
+def _libraries() -> list[ctypes.CDLL]:
+    """The candidate libraries that load (read once, at import)."""
+    libs = []
+    for path in _candidates():
+        try:
+            libs.append(ctypes.CDLL(path))
+        except OSError:
+            continue
+    return libs
+
+
+_LIBRARIES = _libraries()
+
+
 class _Routines:
     """``axpy`` and ``axpby`` for float32 and float64 from one library."""
 
@@ -66,11 +80,7 @@ class _Routines:
 def _load() -> _Routines | None:
     if os.environ.get("NN_PURE_NUMPY", "") not in ("", "0"):
         return None
-    for path in _candidates():
-        try:
-            lib = ctypes.CDLL(path)
-        except OSError:
-            continue
+    for lib in _LIBRARIES:
         for pattern, int_t in _SYMBOLS:
             try:
                 routines = _Routines(lib, pattern, int_t)
@@ -152,11 +162,7 @@ def axpby(alpha: float, x: np.ndarray, beta: float, y: np.ndarray, work: np.ndar
 # --------------------------------------------------------------------------- thread count
 def _thread_functions():
     """(get, set) of OpenBLAS's thread count, or None."""
-    for path in _candidates():
-        try:
-            lib = ctypes.CDLL(path)
-        except OSError:
-            continue
+    for lib in _LIBRARIES:
         for get_name, set_name, int_t in (
                 ("scipy_openblas_get_num_threads64_", "scipy_openblas_set_num_threads64_",
                  ctypes.c_int),

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from nn import NeuralNetwork, blas
-from nn.optimizers import OPTIMIZERS, make_optimizer
+from nn.optimizers import OPTIMIZERS, flat_like, make_optimizer
 
 
 def test_found_in_numpys_own_openblas():
@@ -58,19 +58,17 @@ def test_flat_update_equals_per_parameter_update_and_numpy_path(name):
     start = [rng.normal(size=s).astype(np.float32) for s in shapes]
     grads = [[rng.normal(size=s).astype(np.float32) for s in shapes] for _ in range(3)]
 
+    def flat_copy(arrays):
+        flat, views = flat_like(arrays)
+        for view, a in zip(views, arrays):
+            view[...] = a
+        return flat, views
+
     def run(flat: bool, numpy_only: bool):
         opt = make_optimizer(name)
-        flat_p = np.concatenate([p.ravel() for p in start])
-        params, offset = [], 0
-        for p in start:
-            params.append(flat_p[offset:offset + p.size].reshape(p.shape))
-            offset += p.size
+        flat_p, params = flat_copy(start)
         for step in grads:
-            flat_g = np.concatenate([g.ravel() for g in step])
-            gviews, offset = [], 0
-            for g in step:
-                gviews.append(flat_g[offset:offset + g.size].reshape(g.shape))
-                offset += g.size
+            flat_g, gviews = flat_copy(step)
             if numpy_only:
                 with blas.pure_numpy():
                     opt.step(params, gviews, 0.01, flat=(flat_p, flat_g) if flat else None)
