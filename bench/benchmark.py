@@ -135,9 +135,9 @@ class SklearnTrainer:
 class GemmFloor:
     """Not a trainer: only the eight matrix products per batch that one epoch of this network needs
     (three forward, five backward; none for the input's gradient), plus scaling each batch to
-    float32, each into a preallocated array with NumPy's BLAS (the one nn and scikit-learn both use). No trainer that
-    does the same dense float32 products can be faster than this; it shows how much of each
-    trainer's epoch is left to remove at all."""
+    float32, each into a preallocated array with NumPy's BLAS (the one nn and scikit-learn both
+    use). No trainer that does the same dense float32 products can be faster than this; it shows
+    how much of each trainer's epoch is left to remove at all."""
 
     name = "matrix products only"
 

@@ -71,7 +71,6 @@ def dashboard_round(page, url: str, db: Path, preset: str, epochs: int, away: st
     if away == "overview":  # watch from the Overview page (only the sidebar's status polls)
         page.wait_for_timeout(2000)
         page.locator("[data-testid=stSidebarNavLink]", has_text="Overview").first.click()
-
     deadline = time.time() + 1800
     while time.time() < deadline:  # the page stays open and polls the worker meanwhile
         runs = [r for r in RunStore(db).list_runs() if r.id not in before]

@@ -25,7 +25,9 @@ from typing import Any, Callable
 
 import numpy as np
 
-MAX_BATCH_POINTS = 800  # batch-loss points kept (older ones thinned 2:1 beyond): a chart is ~700 px wide, and every point is re-sent and redrawn on each poll
+# Batch-loss points kept (older ones are thinned 2:1 beyond this): a chart is ~700 px wide, and
+# every point is re-sent and redrawn on each poll.
+MAX_BATCH_POINTS = 800
 EMA_SMOOTHING = 0.98
 FINAL_STATUSES = ("finished", "stopped", "diverged", "failed")
 _STATUS_OF_STOP_REASON = {"completed": "finished", "early_stopping": "finished",
