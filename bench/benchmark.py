@@ -223,7 +223,7 @@ def bench_inference(data, model: NeuralNetwork, torch_trainer=None) -> dict:
 
 def bench_drawing(data, model: NeuralNetwork) -> dict:
     """A 280x280 RGBA canvas (a real test digit scaled up 10x) to ten probabilities."""
-    from nn.preprocess import preprocess_drawing
+    from nn.data.preprocess import preprocess_drawing
 
     digit = data.x_test[0].reshape(28, 28)
     big = np.kron(digit, np.ones((10, 10), np.uint8))
@@ -245,8 +245,8 @@ def bench_worker_thread(data, epochs: int, seed: int, repeats: int = 3) -> dict:
     in SQLite), alternating the two."""
     import tempfile
 
-    from nn.presets import get_preset
-    from nn.training import run_training
+    from nn.services.presets import get_preset
+    from nn.services.training import run_training
     from ui.worker import TrainingWorker
 
     preset = get_preset("fast")
@@ -283,7 +283,7 @@ def report():
         kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     sys.stderr.write(f"PEAK_KB {kb}\\n")
 atexit.register(report)
-from nn.cli import main
+from nn.cli.main import main
 sys.exit(main(sys.argv[1:]))
 """
 

@@ -36,7 +36,7 @@ def _free_port() -> int:
 
 
 def _epoch_seconds(db: Path, run_id: int) -> list[float]:
-    from nn.runs import RunStore
+    from nn.services.runs import RunStore
 
     return [s for s in RunStore(db).get_run(run_id).history["seconds"] if s is not None]
 
@@ -50,7 +50,7 @@ def cli_round(db: Path, preset: str, epochs: int) -> list[float]:
 
 def dashboard_round(page, url: str, db: Path, preset: str, epochs: int, away: str | None = None
                     ) -> list[float]:
-    from nn.runs import RunStore
+    from nn.services.runs import RunStore
 
     before = {r.id for r in RunStore(db).list_runs()}
     page.goto(url + "/train")

@@ -3,7 +3,7 @@
     from nn import NeuralNetwork, load_model, load_mnist
 """
 
-from .network import NeuralNetwork, TrainingEvent
+from nn.core.network import NeuralNetwork, TrainingEvent
 
 __all__ = ["NeuralNetwork", "TrainingEvent", "load_model", "load_mnist", "save_model"]
 __version__ = "0.1.0"
@@ -11,11 +11,11 @@ __version__ = "0.1.0"
 
 def __getattr__(name):  # lazy: keeps `import nn` light for the pieces that need only the network
     if name in ("load_model", "save_model"):
-        from . import persistence
+        from nn.io import model_files
 
-        return getattr(persistence, name)
+        return getattr(model_files, name)
     if name == "load_mnist":
-        from .data import load_mnist
+        from nn.data import load_mnist
 
         return load_mnist
     raise AttributeError(f"module 'nn' has no attribute {name!r}")

@@ -1,6 +1,6 @@
 """``python -m nn``: see :mod:`nn.cli`."""
 
-from .cli import main
+from nn.cli.main import main
 
 if __name__ == "__main__":
     raise SystemExit(main())

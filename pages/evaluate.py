@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from nn.metrics import classification_report, confusion_matrix, top_confusions
+from nn.core.metrics import classification_report, confusion_matrix, top_confusions
 from ui import state
 from ui.charts import training_curves_figure
 from ui.eval_charts import cell_from_selection, confusion_figure, per_class_figure, \

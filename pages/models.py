@@ -9,7 +9,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from nn.persistence import (MAX_UPLOAD_BYTES, ModelFileError, delete_model, export_pickle,
+from nn.io.model_files import (MAX_UPLOAD_BYTES, ModelFileError, delete_model, export_pickle,
                             list_models, load_model_bytes, model_path, sanitize_model_name,
                             save_model)
 from ui import state

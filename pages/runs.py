@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from nn.runs import ORDER_BY_FIELDS, SOURCES, STATUSES, RunStore
+from nn.services.runs import ORDER_BY_FIELDS, SOURCES, STATUSES, RunStore
 from ui import state
 from ui import tune as tn
 from ui.charts import compare_figure

@@ -23,7 +23,7 @@ st.caption("Pick a preset or set every option yourself, then start. Training run
 
 # ------------------------------------------------------------------ presets
 try:
-    from nn.presets import PRESETS
+    from nn.services.presets import PRESETS
 except ImportError:  # pragma: no cover - presets land separately
     PRESETS = {}
 if PRESETS:
@@ -54,7 +54,7 @@ def _start(continue_model=None, epochs: int | None = None) -> None:
 
 def _save() -> None:
     """Save button callback: validated name, overwrite only when confirmed."""
-    from nn.persistence import model_path, sanitize_model_name, save_model
+    from nn.io.model_files import model_path, sanitize_model_name, save_model
 
     w = slot.worker
     if w is None or w.model is None:
@@ -217,7 +217,7 @@ with live_col:
                               "saved as saved_models/<name>.npz.")
                 exists = False
                 try:
-                    from nn.persistence import model_path
+                    from nn.io.model_files import model_path
 
                     exists = model_path(state.models_dir(),
                                         st.session_state.get("save_name", "")).exists()

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from nn.data import load_mnist
-from nn.network import NeuralNetwork
-from nn.persistence import save_model
+from nn.core.network import NeuralNetwork
+from nn.io.model_files import save_model
 
 
 @pytest.fixture(scope="session")

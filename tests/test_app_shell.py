@@ -9,7 +9,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from nn import NeuralNetwork
-from nn.persistence import save_model
+from nn.io.model_files import save_model
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
 

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from nn.augment import Augmenter, gaussian_smoothing_matrix, warp_batch
+from nn.data.augment import Augmenter, gaussian_smoothing_matrix, warp_batch
 
 
 def blobs(n: int = 16, seed: int = 0) -> np.ndarray:

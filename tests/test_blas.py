@@ -3,8 +3,9 @@
 import numpy as np
 import pytest
 
-from nn import NeuralNetwork, blas
-from nn.optimizers import OPTIMIZERS, flat_like, make_optimizer
+from nn import NeuralNetwork
+from nn.core import blas
+from nn.core.optimizers import OPTIMIZERS, flat_like, make_optimizer
 
 
 def test_found_in_numpys_own_openblas():
@@ -97,7 +98,7 @@ def test_network_parameters_share_one_flat_array_and_survive_reloading(tmp_path)
     # A reloaded model's arrays (weights and Adam's m and v) are separate; fitting packs them
     # again and continues exactly (no shuffling, so no random numbers are involved).
     path = model.save(tmp_path / "m.npz")
-    from nn.persistence import load_model
+    from nn.io.model_files import load_model
 
     loaded = load_model(path)
     model.fit(X, y)

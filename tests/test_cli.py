@@ -21,12 +21,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from nn import cli
-from nn.cli import EXIT_DIVERGED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, Progress, main
+import nn.cli.main as cli
+from nn.cli.main import EXIT_DIVERGED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, Progress, main
 from nn.data import load_mnist
-from nn.network import NeuralNetwork
-from nn.presets import PRESETS
-from nn.runs import RunStore
+from nn.core.network import NeuralNetwork
+from nn.services.presets import PRESETS
+from nn.services.runs import RunStore
 
 REPO = Path(__file__).resolve().parent.parent
 TINY = ["--train-size", "2000", "--epochs", "1", "--hidden-layers", "32"]

@@ -13,9 +13,9 @@ import pytest
 from PIL import Image, ImageDraw
 from streamlit.testing.v1 import AppTest
 
-from nn.network import NeuralNetwork
-from nn.persistence import save_model
-from nn.preprocess import preprocess_drawing
+from nn.core.network import NeuralNetwork
+from nn.io.model_files import save_model
+from nn.data.preprocess import preprocess_drawing
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
 CANVAS_KEY = "draw_canvas_0"

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from nn.metrics import confusion_matrix, top_confusions
-from nn.network import NeuralNetwork
-from nn.persistence import save_model
+from nn.core.metrics import confusion_matrix, top_confusions
+from nn.core.network import NeuralNetwork
+from nn.io.model_files import save_model
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
 

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from nn.metrics import accuracy, classification_report, confusion_matrix, top_confusions
+from nn.core.metrics import accuracy, classification_report, confusion_matrix, top_confusions
 
 Y_TRUE = [0, 0, 1, 1, 1, 2]
 Y_PRED = [0, 1, 1, 1, 0, 2]

@@ -13,7 +13,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from nn import NeuralNetwork
-from nn.persistence import export_pickle, load_model, save_model
+from nn.io.model_files import export_pickle, load_model, save_model
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
 PAGE = "pages/models.py"

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from nn import NeuralNetwork
-from nn.activations import ACTIVATIONS, get_activation
-from nn.losses import softmax, softmax_cross_entropy
+from nn.core.activations import ACTIVATIONS, get_activation
+from nn.core.losses import softmax, softmax_cross_entropy
 
 
 def _blobs(n=300, d=6, k=3, seed=0, dtype=np.float64):

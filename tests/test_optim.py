@@ -5,9 +5,9 @@ import math
 import numpy as np
 import pytest
 
-from nn.initializers import INITIALIZERS, default_init, initialize
-from nn.optimizers import OPTIMIZERS, make_optimizer
-from nn.schedules import SCHEDULES, learning_rate
+from nn.core.initializers import INITIALIZERS, default_init, initialize
+from nn.core.optimizers import OPTIMIZERS, make_optimizer
+from nn.core.schedules import SCHEDULES, learning_rate
 
 
 def _one_step(name, lr=0.1, steps=1, **kw):

@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import nn.persistence as P
-from nn.network import NeuralNetwork
-from nn.persistence import ModelFileError
+import nn.io.model_files as P
+from nn.core.network import NeuralNetwork
+from nn.io.model_files import ModelFileError
 
 FORMATS = ("npz", "pkl")
 
@@ -305,7 +305,7 @@ def test_pickle_refuses_extension_codes_and_whole_model_objects(tmp_path, fitted
         P.load_model(evil)
     whole = tmp_path / "whole_model.pkl"  # how a naive design would save: pickle the object
     whole.write_bytes(pickle.dumps(fitted[0], protocol=4))
-    with pytest.raises(ModelFileError, match="refuses global 'nn.network.NeuralNetwork'"):
+    with pytest.raises(ModelFileError, match="refuses global 'nn.core.network.NeuralNetwork'"):
         P.load_model(whole)
 
 

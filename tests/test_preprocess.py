@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from nn.preprocess import DrawingResult, load_image_file, preprocess_drawing
+from nn.data.preprocess import DrawingResult, load_image_file, preprocess_drawing
 
 MNIST_TEST_IMAGES = Path(__file__).resolve().parents[1] / "data" / "t10k-images-idx3-ubyte.gz"
 

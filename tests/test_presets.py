@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from nn.data import MNIST, SPLITS, load_mnist
-from nn.network import NeuralNetwork
-from nn.presets import DEFAULT_PRESET, PRESETS, Preset, get_preset, resolve_config, train
-from nn.training import DATA_DEFAULTS, TrainResult, check_data_kwargs, check_model_kwargs, \
+from nn.core.network import NeuralNetwork
+from nn.services.presets import DEFAULT_PRESET, PRESETS, Preset, get_preset, resolve_config, train
+from nn.services.training import DATA_DEFAULTS, TrainResult, check_data_kwargs, check_model_kwargs, \
     run_training
 
 
@@ -101,7 +101,7 @@ def test_every_preset_trains_briefly(name, small):
 
 
 def test_run_training_validates_before_loading(monkeypatch):
-    import nn.training as training
+    import nn.services.training as training
 
     def no_loading(*a, **k):  # pragma: no cover - must not be reached
         raise AssertionError("data was loaded before the settings were checked")

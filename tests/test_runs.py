@@ -16,7 +16,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from nn.runs import (
+from nn.services.runs import (
     ENV_VAR,
     FINAL_STATUSES,
     ORDER_BY_FIELDS,
@@ -358,7 +358,7 @@ def test_track_explicit_statuses(store):
 
 _CHILD_PRELUDE = """
 import os, sys, time
-from nn.runs import RunStore
+from nn.services.runs import RunStore
 store = RunStore(sys.argv[1])
 run_id = store.start_run({"lr": 0.1}, name="crash", seed=1)
 store.log_epoch(run_id, 1, loss=0.9, val_accuracy=0.5)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from nn.runs import RunStore
+from nn.services.runs import RunStore
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 DEADLINE = 90.0

@@ -11,8 +11,8 @@ import types
 import numpy as np
 import pytest
 
-from nn.network import NeuralNetwork
-from nn.runs import RunStore
+from nn.core.network import NeuralNetwork
+from nn.services.runs import RunStore
 from nn.search import (
     Choice,
     IntRange,
@@ -27,7 +27,7 @@ from nn.search import (
     run_search,
     trial_seed,
 )
-from nn.search_cli import add_tune_arguments, build_space, parse_param, run_tune
+from nn.cli.tune import add_tune_arguments, build_space, parse_param, run_tune
 
 BASE = {"hidden_layers": [16], "batch_size": 64}
 

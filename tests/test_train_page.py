@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from nn.persistence import load_model
+from nn.io.model_files import load_model
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
 PAGE = "pages/train.py"

@@ -54,7 +54,7 @@ def test_finishes_and_records(tiny_mnist, tmp_path):
     assert snap["test_accuracy"] > 0.5 and snap["val_accuracy"] is not None
     assert len(snap["batch_loss"]) == len(snap["batch_ema"]) == len(snap["batch_steps"]) > 0
     assert snap["progress"] == 1.0
-    from nn.runs import RunStore
+    from nn.services.runs import RunStore
 
     run = RunStore(tmp_path / "runs.sqlite").get_run(snap["run_id"])
     assert run.status == "finished" and run.epochs_done == 2
@@ -67,7 +67,7 @@ def test_finishes_and_records(tiny_mnist, tmp_path):
 def test_database_errors_are_noted_and_training_goes_on(tiny_mnist, tmp_path, monkeypatch):
     import sqlite3
 
-    from nn.runs import RunStore
+    from nn.services.runs import RunStore
 
     def broken(self, *args, **kwargs):
         raise sqlite3.OperationalError("database is locked")
@@ -122,7 +122,7 @@ def test_exception_is_captured(tiny_mnist, tmp_path):
     snap = w.snapshot()
     assert snap["status"] == "failed"
     assert "batch_size" in snap["error"] and "Traceback" in snap["traceback"]
-    from nn.runs import RunStore
+    from nn.services.runs import RunStore
 
     assert RunStore(tmp_path / "runs.sqlite").get_run(snap["run_id"]).status == "failed"
 
@@ -134,7 +134,7 @@ def test_diverging_config_reports_diverged(tiny_mnist, tmp_path):
     snap = w.snapshot()
     assert snap["status"] == "diverged"
     assert "learning rate" in snap["stop_message"]
-    from nn.runs import RunStore
+    from nn.services.runs import RunStore
 
     assert RunStore(tmp_path / "runs.sqlite").get_run(snap["run_id"]).status == "diverged"
 

@@ -17,7 +17,7 @@ import numpy as np
 import streamlit as st
 from PIL import Image
 
-from nn.preprocess import DrawingResult, preprocess_drawing
+from nn.data.preprocess import DrawingResult, preprocess_drawing
 
 COUNTER_KEY = "draw_canvas_counter"
 CANVAS_SIZE = 280

@@ -136,7 +136,7 @@ def _mtime(path: Path) -> float:
 
 @st.cache_resource(max_entries=8, show_spinner=False)
 def _load_model_cached(path: str, mtime: float):
-    from nn.persistence import load_model
+    from nn.io.model_files import load_model
 
     return load_model(path)
 
@@ -169,7 +169,7 @@ def get_test_predictions(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarra
 
 @st.cache_data(max_entries=64, show_spinner=False)
 def _metadata_cached(path: str, mtime: float) -> dict:
-    from nn.persistence import read_metadata
+    from nn.io.model_files import read_metadata
 
     return read_metadata(path)
 
@@ -182,7 +182,7 @@ def get_model_metadata(path: str | os.PathLike) -> dict:
 # ------------------------------------------------------------------------------ active model
 def saved_models() -> list[dict]:
     """Readable saved models (``list_models`` rows without ``error``), newest first."""
-    from nn.persistence import list_models
+    from nn.io.model_files import list_models
 
     return [row for row in list_models(models_dir()) if not row.get("error")]
 
@@ -191,7 +191,7 @@ def model_path_for(name: str | None) -> Path | None:
     """Path of the saved model called ``name`` (``.npz`` preferred, then ``.pkl``) or None."""
     if not name:
         return None
-    from nn.persistence import model_path
+    from nn.io.model_files import model_path
 
     for fmt in ("npz", "pkl"):
         try:

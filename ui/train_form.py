@@ -25,11 +25,11 @@ from typing import Any
 
 import streamlit as st
 
-from nn.activations import ACTIVATIONS
-from nn.initializers import INIT_CHOICES
-from nn.network import MONITORS, NeuralNetwork
-from nn.optimizers import OPTIMIZERS
-from nn.schedules import SCHEDULES
+from nn.core.activations import ACTIVATIONS
+from nn.core.initializers import INIT_CHOICES
+from nn.core.network import MONITORS, NeuralNetwork
+from nn.core.optimizers import OPTIMIZERS
+from nn.core.schedules import SCHEDULES
 
 SPLITS = ("standard", "80:10:10", "custom")
 MNIST_TRAIN, MNIST_TEST = 60_000, 10_000
@@ -59,7 +59,7 @@ def _layer(units: int = 128, activation: str = "relu", dropout: float = 0.0) -> 
 def default_config() -> dict[str, Any]:
     """The "fast" preset if available, else NeuralNetwork's defaults."""
     try:
-        from nn.presets import DEFAULT_PRESET, PRESETS
+        from nn.services.presets import DEFAULT_PRESET, PRESETS
 
         return config_from_preset(PRESETS[DEFAULT_PRESET])
     except Exception:  # noqa: BLE001 - presets are optional
@@ -206,7 +206,7 @@ def apply_preset(name: str) -> None:
 
     The widget keys are SET (not just deleted): a browser keeps a widget's old value and sends
     it back on the next rerun unless the server sets it through the Session State API."""
-    from nn.presets import PRESETS
+    from nn.services.presets import PRESETS
 
     cfg = config_from_preset(PRESETS[name])
     st.session_state["train_config"] = cfg

@@ -27,9 +27,9 @@ from typing import Any, Callable, Mapping
 
 import streamlit as st
 
-from nn.activations import ACTIVATIONS
-from nn.network import NeuralNetwork
-from nn.optimizers import OPTIMIZERS
+from nn.core.activations import ACTIVATIONS
+from nn.core.network import NeuralNetwork
+from nn.core.optimizers import OPTIMIZERS
 
 SETTINGS_KEY = "tune_settings"
 FINAL = ("finished", "cancelled", "timeout", "failed")
@@ -291,7 +291,7 @@ class SearchWorker(threading.Thread):
     def run(self) -> None:
         try:
             from nn.search import run_search
-            from nn.training import make_split
+            from nn.services.training import make_split
 
             data = self._data() if callable(self._data) else self._data
             split = make_split(self.data_kwargs, data)
@@ -301,7 +301,7 @@ class SearchWorker(threading.Thread):
                 x_val, y_val = x_val[:val_size], y_val[:val_size]
             store = None
             if self.record:
-                from nn.runs import RunStore
+                from nn.services.runs import RunStore
 
                 store = RunStore(self.runs_path) if self.runs_path else RunStore()
             self._set(status="running", n_train=int(len(split.y_train)), n_val=int(len(y_val)))

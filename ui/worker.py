@@ -189,7 +189,7 @@ class TrainingWorker(threading.Thread):
 
     def _split(self):
         from nn.data import MNIST
-        from nn.training import make_split
+        from nn.services.training import make_split
 
         data = self._data() if callable(self._data) else self._data
         if not isinstance(data, MNIST) and type(data).__name__ == "MNIST":
@@ -216,7 +216,7 @@ class TrainingWorker(threading.Thread):
             model = self.model
             model.set_params(warm_start=True, epochs=self._n_epochs)
             return model
-        from nn.network import NeuralNetwork
+        from nn.core.network import NeuralNetwork
 
         return NeuralNetwork(**self.model_kwargs)
 
@@ -272,7 +272,7 @@ class TrainingWorker(threading.Thread):
     # ------------------------------------------------------------------ run store
     def _start_run(self, model):
         try:
-            from nn.runs import RunStore
+            from nn.services.runs import RunStore
         except ImportError:
             return None, None
         try:
@@ -293,7 +293,7 @@ class TrainingWorker(threading.Thread):
         records them); a database problem is noted in the state, never stops training."""
         if store is None or run_id is None:
             return None
-        from nn.runs import RunRecorder
+        from nn.services.runs import RunRecorder
 
         recorder = RunRecorder(store, run_id)
 
@@ -328,7 +328,7 @@ class TrainingWorker(threading.Thread):
         if not run_id:
             return
         try:
-            from nn.runs import RunStore
+            from nn.services.runs import RunStore
 
             store = RunStore(self.runs_path) if self.runs_path else RunStore()
             store.update_run(run_id, model_path=str(path))

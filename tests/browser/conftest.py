@@ -63,8 +63,8 @@ def _seed_model(folder: Path) -> Path:
         shutil.copy2(existing, target)
         return target
     from nn.data import load_mnist
-    from nn.network import NeuralNetwork
-    from nn.persistence import save_model
+    from nn.core.network import NeuralNetwork
+    from nn.io.model_files import save_model
 
     data = load_mnist()
     model = NeuralNetwork(hidden_layers=(64,), epochs=10, batch_size=32, random_state=0)
@@ -87,8 +87,8 @@ def models_dir(tmp_path_factory) -> Path:
 def upload_file(tmp_path_factory) -> Path:
     """A small valid model file for the upload test (784-16-10, not in the models folder)."""
     from nn.data import load_mnist
-    from nn.network import NeuralNetwork
-    from nn.persistence import save_model
+    from nn.core.network import NeuralNetwork
+    from nn.io.model_files import save_model
 
     data = load_mnist()
     model = NeuralNetwork(hidden_layers=(16,), epochs=1, random_state=1)

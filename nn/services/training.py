@@ -1,6 +1,6 @@
 """Load, split, train and score in one call: what ``python -m nn train`` and the dashboard share.
 
-    from nn.training import run_training
+    from nn.services.training import run_training
     result = run_training({"hidden_layers": [256, 128], "epochs": 5},
                           {"split": "standard", "seed": 0, "train_size": 10_000})
     result.model, result.test_accuracy, result.val_accuracy, result.train_seconds
@@ -24,7 +24,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from .network import NeuralNetwork
+from nn.core.network import NeuralNetwork
 
 __all__ = ["DATA_DEFAULTS", "TrainResult", "check_model_kwargs", "check_data_kwargs",
            "load_data", "make_split", "run_training"]
@@ -101,7 +101,7 @@ def check_data_kwargs(data_kwargs: Mapping[str, Any] | None) -> dict[str, Any]:
 def load_data(data_kwargs: Mapping[str, Any] | None = None):
     """The dataset named by ``data_kwargs["path"]`` (``nn.data.load_dataset``) or the bundled
     MNIST."""
-    from .data import load_dataset, load_mnist
+    from nn.data.datasets import load_dataset, load_mnist
 
     cfg = check_data_kwargs(data_kwargs)
     return load_mnist() if cfg["path"] is None else load_dataset(cfg["path"])
@@ -110,7 +110,7 @@ def load_data(data_kwargs: Mapping[str, Any] | None = None):
 def make_split(data_kwargs: Mapping[str, Any] | None = None, mnist: Any = None):
     """``nn.data.split_dataset`` with these settings; ``mnist`` (an ``MNIST`` or ``ImageSet``)
     avoids loading the data again."""
-    from .data import split_dataset
+    from nn.data.datasets import split_dataset
 
     cfg = check_data_kwargs(data_kwargs)
     data = mnist if mnist is not None else load_data(cfg)

@@ -42,7 +42,7 @@ __all__ = [
 
 PathLike = Union[str, "os.PathLike[str]"]
 
-MNIST_DIR = Path(__file__).resolve().parent.parent / "data"
+MNIST_DIR = Path(__file__).resolve().parents[2] / "data"
 
 #: SHA-256 of the *decompressed* official MNIST files.
 MNIST_SHA256 = {

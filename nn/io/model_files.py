@@ -151,7 +151,7 @@ def _to_json_compatible(value: Any, what: str) -> Any:
 
 def _model_class():
     """The class used to rebuild models (indirection so tests can substitute a stand-in)."""
-    from nn.network import NeuralNetwork
+    from nn.core.network import NeuralNetwork
 
     return NeuralNetwork
 

@@ -21,11 +21,11 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from .activations import ACTIVATIONS, Activation, get_activation
-from .initializers import INIT_CHOICES, default_init, initialize
-from .losses import softmax, softmax_cross_entropy
-from .optimizers import OPTIMIZERS, Optimizer, flat_like, make_optimizer
-from .schedules import SCHEDULES, learning_rate
+from nn.core.activations import ACTIVATIONS, Activation, get_activation
+from nn.core.initializers import INIT_CHOICES, default_init, initialize
+from nn.core.losses import softmax, softmax_cross_entropy
+from nn.core.optimizers import OPTIMIZERS, Optimizer, flat_like, make_optimizer
+from nn.core.schedules import SCHEDULES, learning_rate
 
 STOP_REASONS = ("completed", "early_stopping", "callback", "diverged")
 MONITORS = ("val_loss", "val_accuracy")
@@ -260,7 +260,7 @@ class NeuralNetwork:
         if self.augment:
             if not isinstance(self.augment, dict):
                 raise _bad("augment", self.augment, "use None or a dict of Augmenter settings")
-            from .augment import Augmenter
+            from nn.data.augment import Augmenter
 
             augmenter = Augmenter(**self.augment)
         return {"layers": layers, "activations": activations, "dropouts": dropouts,
@@ -806,7 +806,7 @@ class NeuralNetwork:
 
     def save(self, path, **kwargs: Any):
         """Save to ``.npz`` (native) or ``.pkl``; see ``nn.persistence.save_model``."""
-        from .persistence import save_model
+        from nn.io.model_files import save_model
 
         return save_model(self, path, **kwargs)
 

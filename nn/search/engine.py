@@ -52,7 +52,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from .network import NeuralNetwork
+from nn.core.network import NeuralNetwork
 
 __all__ = [
     "Dimension",

@@ -7,7 +7,7 @@ description and, for configurations taken from a reference design, what its auth
 Every preset is one block below: edit the numbers there. ``model`` lists only the settings the
 preset chooses; everything else is a NeuralNetwork default.
 
-    from nn.presets import get_preset, train
+    from nn.services.presets import get_preset, train
     result = train("fast", overrides={"epochs": 3}, data_overrides={"train_size": 5000})
     result.test_accuracy, result.model
 """
@@ -201,7 +201,7 @@ def train(
     callback: Callable[[Any], Any] | None = None,
 ):
     """Train a preset (with overrides) and score it: see :func:`nn.training.run_training`."""
-    from .training import run_training
+    from nn.services.training import run_training
 
     model_kwargs, data_kwargs = resolve_config(preset, overrides, data_overrides)
     return run_training(model_kwargs, data_kwargs, mnist=mnist, callback=callback)

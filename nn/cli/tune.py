@@ -2,7 +2,7 @@
 
 Registered by ``nn/cli.py``::
 
-    from nn.search_cli import add_tune_arguments, run_tune
+    from nn.cli.tune import add_tune_arguments, run_tune
     tune = subparsers.add_parser("tune", help="search hyperparameters (grid/random + halving)")
     add_tune_arguments(tune)
     tune.set_defaults(func=run_tune)      # run_tune(args) -> exit code
@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .search import STRATEGIES, SearchEvent, SearchSpace, parse_dimension
+from nn.search.engine import STRATEGIES, SearchEvent, SearchSpace, parse_dimension
 
 __all__ = ["DEFAULT_SPACE", "add_tune_arguments", "parse_param", "parse_set", "build_space",
            "run_tune"]
@@ -188,8 +188,8 @@ def run_tune(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from .search import run_search
-    from .training import check_data_kwargs, load_data, make_split
+    from nn.search.engine import run_search
+    from nn.services.training import check_data_kwargs, load_data, make_split
 
     space = build_space(args)
     base = dict(parse_set(t) for t in getattr(args, "fixed", None) or [])
@@ -213,7 +213,7 @@ def _run(args: argparse.Namespace) -> int:
         x_val, y_val = x_val[:args.val_size], y_val[:args.val_size]
     store = None
     if args.record:
-        from .runs import RunStore
+        from nn.services.runs import RunStore
 
         store = RunStore(args.runs_db) if args.runs_db else RunStore()
         store.mark_interrupted()

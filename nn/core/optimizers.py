@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from . import blas
+from nn.core import blas
 
 CHUNK = 1 << 18  # elements per pass: long passes measured fastest (fewer calls, BLAS threads busy)
 

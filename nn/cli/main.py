@@ -46,7 +46,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, Sequence, TextIO
 
-from .network import NeuralNetwork
+from nn.core.network import NeuralNetwork
 
 __all__ = ["main", "build_parser", "register_command", "COMMANDS", "Command", "UsageError",
            "EXIT_OK", "EXIT_ERROR", "EXIT_USAGE", "EXIT_DIVERGED", "EXIT_INTERRUPTED",
@@ -59,7 +59,7 @@ EXIT_DIVERGED = 3
 EXIT_INTERRUPTED = 130
 
 PROG = "python -m nn"
-REPO_DIR = Path(__file__).resolve().parent.parent
+REPO_DIR = Path(__file__).resolve().parents[2]
 MODELS_DIR_ENV = "NN_MODELS_DIR"
 
 
@@ -96,7 +96,7 @@ def models_dir(override: str | os.PathLike | None = None) -> Path:
 
 def resolve_model_path(spec: str, folder: str | os.PathLike | None = None) -> Path:
     """A model file from a path or a saved model's name; ``FileNotFoundError`` if neither."""
-    from .persistence import SUPPORTED_FORMATS, model_path
+    from nn.io.model_files import SUPPORTED_FORMATS, model_path
 
     path = Path(spec).expanduser()
     if path.is_file():
@@ -268,11 +268,11 @@ class _Flag:
 
 
 def _model_choices() -> dict[str, Sequence[str]]:
-    from .activations import ACTIVATIONS
-    from .initializers import INIT_CHOICES
-    from .network import DTYPES, MONITORS
-    from .optimizers import OPTIMIZERS
-    from .schedules import SCHEDULES
+    from nn.core.activations import ACTIVATIONS
+    from nn.core.initializers import INIT_CHOICES
+    from nn.core.network import DTYPES, MONITORS
+    from nn.core.optimizers import OPTIMIZERS
+    from nn.core.schedules import SCHEDULES
 
     return {"activation": list(ACTIVATIONS), "init": list(INIT_CHOICES),
             "optimizer": list(OPTIMIZERS), "schedule": list(SCHEDULES),
@@ -378,7 +378,7 @@ def _add_model_flags(parser: argparse.ArgumentParser) -> list[_Flag]:
 
 
 def _augment_params() -> list[tuple[str, Any, str]]:
-    from . import augment
+    from nn.data import augment
 
     meanings = {k: v[-1] for k, v in getattr(augment, "_PARAMS", {}).items()}
     sig = inspect.signature(augment.Augmenter.__init__)
@@ -408,7 +408,7 @@ def _add_augment_flags(parser: argparse.ArgumentParser) -> list[str]:
 
 
 def _add_data_flags(parser: argparse.ArgumentParser) -> None:
-    from .data import SPLITS
+    from nn.data.datasets import SPLITS
 
     group = parser.add_argument_group("data")
     group.add_argument("--data", dest="data__path", metavar="PATH", default=argparse.SUPPRESS,
@@ -607,7 +607,7 @@ class _suppress_db_errors:
 
 
 def _train_arguments(parser: argparse.ArgumentParser) -> None:
-    from .presets import DEFAULT_PRESET, PRESETS
+    from nn.services.presets import DEFAULT_PRESET, PRESETS
 
     parser.add_argument("--preset", default=DEFAULT_PRESET, choices=list(PRESETS),
                         metavar="NAME",
@@ -626,9 +626,9 @@ def _train_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _train_plan(args: argparse.Namespace) -> dict[str, Any]:
     """Everything the run needs, validated before any data is loaded."""
-    from .persistence import SUPPORTED_FORMATS, model_path, sanitize_model_name
-    from .presets import get_preset, resolve_config
-    from .training import check_data_kwargs, check_model_kwargs
+    from nn.io.model_files import SUPPORTED_FORMATS, model_path, sanitize_model_name
+    from nn.services.presets import get_preset, resolve_config
+    from nn.services.training import check_data_kwargs, check_model_kwargs
 
     preset = get_preset(args.preset)
     overrides = _model_overrides(args, preset.model.get("augment"))
@@ -664,8 +664,8 @@ def _train_plan(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from .runs import RunRecorder, RunStore
-    from .training import load_data, make_split, run_training
+    from nn.services.runs import RunRecorder, RunStore
+    from nn.services.training import load_data, make_split, run_training
 
     out = _Out(args)
     plan = _train_plan(args)
@@ -787,7 +787,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 # ============================================================================ evaluate
 def _evaluate_arguments(parser: argparse.ArgumentParser) -> None:
-    from .data import SPLITS
+    from nn.data.datasets import SPLITS
 
     parser.add_argument("model", metavar="MODEL", help="model file or saved model name")
     parser.add_argument("--data", metavar="PATH",
@@ -805,7 +805,7 @@ def _evaluate_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _evaluation_set(args: argparse.Namespace) -> tuple[Any, Any, str]:
-    from .data import MNIST, load_dataset, load_mnist, split_dataset
+    from nn.data.datasets import MNIST, load_dataset, load_mnist, split_dataset
 
     data = load_dataset(args.data) if args.data else load_mnist()
     source = args.data or "MNIST"
@@ -823,8 +823,8 @@ def _evaluation_set(args: argparse.Namespace) -> tuple[Any, Any, str]:
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from .metrics import classification_report, confusion_matrix
-    from .persistence import load_model
+    from nn.core.metrics import classification_report, confusion_matrix
+    from nn.io.model_files import load_model
 
     out = _Out(args)
     path = resolve_model_path(args.model, args.models_dir)
@@ -885,8 +885,8 @@ def _predict_arguments(parser: argparse.ArgumentParser) -> None:
 def _cmd_predict(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from .persistence import load_model
-    from .preprocess import load_image_file
+    from nn.io.model_files import load_model
+    from nn.data.preprocess import load_image_file
 
     if args.top < 1:
         raise UsageError(f"--top {args.top}: use 1 or more")
@@ -944,7 +944,7 @@ def _info_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
-    from .persistence import read_metadata
+    from nn.io.model_files import read_metadata
 
     out = _Out(args)
     path = resolve_model_path(args.model, args.models_dir)
@@ -1033,7 +1033,7 @@ def _presets_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _cmd_presets(args: argparse.Namespace) -> int:
-    from .presets import DEFAULT_PRESET, PRESETS, get_preset
+    from nn.services.presets import DEFAULT_PRESET, PRESETS, get_preset
 
     out = _Out(args)
     chosen = [get_preset(args.name)] if args.name else list(PRESETS.values())
@@ -1069,7 +1069,7 @@ def _cmd_presets(args: argparse.Namespace) -> int:
 
 # ============================================================================ runs
 def _runs_arguments(parser: argparse.ArgumentParser) -> None:
-    from .runs import SOURCES, STATUSES
+    from nn.services.runs import SOURCES, STATUSES
 
     parser.add_argument("--status", choices=STATUSES, help="only runs with this status")
     parser.add_argument("--source", choices=SOURCES, help="only runs started from here")
@@ -1079,7 +1079,7 @@ def _runs_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _cmd_runs(args: argparse.Namespace) -> int:
-    from .runs import RunStore
+    from nn.services.runs import RunStore
 
     if args.limit < 0:
         raise UsageError(f"--limit {args.limit}: use 0 (all) or more")
@@ -1130,7 +1130,7 @@ register_command("runs", "list the recorded training runs", _runs_arguments, _cm
 def _register_tune() -> None:
     """``tune`` lives in nn/search_cli.py (hyperparameter search); registered when present."""
     try:
-        from .search_cli import add_tune_arguments, run_tune
+        from nn.cli.tune import add_tune_arguments, run_tune
     except ImportError:  # pragma: no cover - a checkout without the search module
         return
     register_command("tune", "search hyperparameters (grid/random + successive halving)",
@@ -1158,7 +1158,7 @@ _INPUT_ERRORS = (ValueError, OSError, sqlite3.Error)  # DataError, ModelFileErro
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code (never raises SystemExit)."""
-    from .runs import RunStoreError
+    from nn.services.runs import RunStoreError
 
     parser = build_parser()
     try:

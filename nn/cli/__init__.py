@@ -1,0 +1,1 @@
+"""The command line, ``python -m nn``: one module per command group."""
