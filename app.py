@@ -30,8 +30,9 @@ PAGES = [
     ("pages/tune.py", "Tune", "tune", ":material/tune:"),
 ]
 
-st.set_page_config(page_title="NumPy MNIST network", page_icon=":material/neurology:",
-                   layout="wide")
+st.set_page_config(
+    page_title="NumPy MNIST network", page_icon=":material/neurology:", layout="wide"
+)
 
 
 def _pages() -> list:
@@ -42,8 +43,11 @@ def _pages() -> list:
         if not (ROOT / file).is_file():
             continue
         default = not pages
-        pages.append(st.Page(file, title=title, icon=icon, default=default,
-                             **({"url_path": url} if url else {})))
+        pages.append(
+            st.Page(
+                file, title=title, icon=icon, default=default, **({"url_path": url} if url else {})
+            )
+        )
     return pages
 
 

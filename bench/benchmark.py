@@ -46,9 +46,16 @@ class NNTrainer:
     name = "nn"
 
     def __init__(self, seed: int):
-        self.model = NeuralNetwork(hidden_layers=HIDDEN, activation="relu", optimizer="adam",
-                                   learning_rate=LR, batch_size=BATCH, epochs=1,
-                                   warm_start=True, random_state=seed)
+        self.model = NeuralNetwork(
+            hidden_layers=HIDDEN,
+            activation="relu",
+            optimizer="adam",
+            learning_rate=LR,
+            batch_size=BATCH,
+            epochs=1,
+            warm_start=True,
+            random_state=seed,
+        )
 
     def epoch(self, x, y):
         self.model.fit(x, y)  # uint8 in, scaled to [0, 1] float32 per batch
@@ -68,9 +75,12 @@ class TorchTrainer:
         self.torch = torch
         torch.manual_seed(seed)
         self.model = torch.nn.Sequential(
-            torch.nn.Linear(784, HIDDEN[0]), torch.nn.ReLU(),
-            torch.nn.Linear(HIDDEN[0], HIDDEN[1]), torch.nn.ReLU(),
-            torch.nn.Linear(HIDDEN[1], 10))
+            torch.nn.Linear(784, HIDDEN[0]),
+            torch.nn.ReLU(),
+            torch.nn.Linear(HIDDEN[0], HIDDEN[1]),
+            torch.nn.ReLU(),
+            torch.nn.Linear(HIDDEN[1], 10),
+        )
         self.opt = torch.optim.Adam(self.model.parameters(), lr=LR)
         self.loss = torch.nn.CrossEntropyLoss()
         self.x = torch.from_numpy(x_train.astype(np.float32) / 255.0)
@@ -81,7 +91,7 @@ class TorchTrainer:
         perm = torch.randperm(self.x.shape[0])
         self.model.train()
         for start in range(0, self.x.shape[0], BATCH):
-            idx = perm[start:start + BATCH]
+            idx = perm[start : start + BATCH]
             self.opt.zero_grad(set_to_none=True)
             loss = self.loss(self.model(self.x[idx]), yt[idx])
             loss.backward()
@@ -118,9 +128,18 @@ class SklearnTrainer:
     def __init__(self, seed: int, x_train: np.ndarray):
         from sklearn.neural_network import MLPClassifier
 
-        self.model = MLPClassifier(hidden_layer_sizes=HIDDEN, activation="relu", solver="adam",
-                                   alpha=0.0, batch_size=BATCH, learning_rate_init=LR,
-                                   max_iter=1, warm_start=True, shuffle=True, random_state=seed)
+        self.model = MLPClassifier(
+            hidden_layer_sizes=HIDDEN,
+            activation="relu",
+            solver="adam",
+            alpha=0.0,
+            batch_size=BATCH,
+            learning_rate_init=LR,
+            max_iter=1,
+            warm_start=True,
+            shuffle=True,
+            random_state=seed,
+        )
         self.x = x_train.astype(np.float32) / 255.0
 
     def epoch(self, x, y):
@@ -144,8 +163,9 @@ class GemmFloor:
     def __init__(self, seed: int):
         rng = np.random.default_rng(seed)
         sizes = (784, *HIDDEN, 10)
-        self.w = [rng.standard_normal((a, b), np.float32) * 0.05
-                  for a, b in zip(sizes[:-1], sizes[1:])]
+        self.w = [
+            rng.standard_normal((a, b), np.float32) * 0.05 for a, b in zip(sizes[:-1], sizes[1:])
+        ]
 
     def epoch(self, x, y):
         w0, w1, w2 = self.w
@@ -156,11 +176,11 @@ class GemmFloor:
         for start in range(0, x.shape[0], BATCH):
             n = min(BATCH, x.shape[0] - start)
             a, b1, b2, o, e1, e2 = xb[:n], h1[:n], h2[:n], out[:n], d1[:n], d2[:n]
-            np.multiply(x[start:start + n], np.float32(1 / 255), out=a)
-            np.matmul(a, w0, out=b1)                                       # forward
+            np.multiply(x[start : start + n], np.float32(1 / 255), out=a)
+            np.matmul(a, w0, out=b1)  # forward
             np.matmul(b1, w1, out=b2)
             np.matmul(b2, w2, out=o)
-            np.matmul(b2.T, o, out=gw[2])                                  # backward
+            np.matmul(b2.T, o, out=gw[2])  # backward
             np.matmul(o, w2.T, out=e2)
             np.matmul(b1.T, e2, out=gw[1])
             np.matmul(e2, w1.T, out=e1)
@@ -189,11 +209,18 @@ def bench_training(data, epochs: int, seed: int, peers: list[str]) -> dict:
             start = time.perf_counter()
             t.epoch(data.x_train, data.y_train)
             times[t.name].append(time.perf_counter() - start)
-            print(f"  epoch {epoch + 1}/{epochs} {t.name:22s} {times[t.name][-1]:6.2f} s",
-                  file=sys.stderr)
-    return {t.name: {"seconds_per_epoch": statistics.median(times[t.name]),
-                     "epoch_seconds": times[t.name],
-                     "test_accuracy": t.accuracy(data.x_test, data.y_test)} for t in trainers}
+            print(
+                f"  epoch {epoch + 1}/{epochs} {t.name:22s} {times[t.name][-1]:6.2f} s",
+                file=sys.stderr,
+            )
+    return {
+        t.name: {
+            "seconds_per_epoch": statistics.median(times[t.name]),
+            "epoch_seconds": times[t.name],
+            "test_accuracy": t.accuracy(data.x_test, data.y_test),
+        }
+        for t in trainers
+    }
 
 
 def _median_time(fn, repeat: int) -> float:
@@ -207,8 +234,9 @@ def _median_time(fn, repeat: int) -> float:
 
 
 def bench_inference(data, model: NeuralNetwork, torch_trainer=None) -> dict:
-    out = {"nn_predict_proba_10k_seconds": _median_time(
-        lambda: model.predict_proba(data.x_test), 7)}
+    out = {
+        "nn_predict_proba_10k_seconds": _median_time(lambda: model.predict_proba(data.x_test), 7)
+    }
     if torch_trainer is not None:
         torch = torch_trainer.torch
 
@@ -257,16 +285,20 @@ def bench_worker_thread(data, epochs: int, seed: int, repeats: int = 3) -> dict:
         for _ in range(repeats):
             result = run_training(model_kwargs, data_kwargs, mnist=data)
             main_t += result.model.history_["seconds"]
-            worker = TrainingWorker(model_kwargs, data_kwargs, data,
-                                    runs_path=str(Path(tmp) / "runs.sqlite"))
+            worker = TrainingWorker(
+                model_kwargs, data_kwargs, data, runs_path=str(Path(tmp) / "runs.sqlite")
+            )
             worker.start()
             worker.join()
             if worker.model is None:
                 raise RuntimeError(f"the worker failed: {worker.snapshot().get('error')}")
             thread_t += worker.model.history_["seconds"]
     main_s, thread_s = statistics.median(main_t), statistics.median(thread_t)
-    return {"main_thread_seconds_per_epoch": main_s, "worker_thread_seconds_per_epoch": thread_s,
-            "worker_overhead_percent": 100 * (thread_s / main_s - 1)}
+    return {
+        "main_thread_seconds_per_epoch": main_s,
+        "worker_thread_seconds_per_epoch": thread_s,
+        "worker_overhead_percent": 100 * (thread_s / main_s - 1),
+    }
 
 
 # Run `python -m nn ...` and report the process's own peak resident memory on exit. Read from
@@ -293,29 +325,53 @@ def bench_peak_memory(preset: str) -> dict:
     import tempfile
 
     with tempfile.TemporaryDirectory() as tmp:
-        cmd = [sys.executable, "-c", _PEAK_WRAPPER, "train", "--preset", preset, "--no-save",
-               "--json", "--quiet", "--runs-db", str(Path(tmp) / "runs.sqlite")]
+        cmd = [
+            sys.executable,
+            "-c",
+            _PEAK_WRAPPER,
+            "train",
+            "--preset",
+            preset,
+            "--no-save",
+            "--json",
+            "--quiet",
+            "--runs-db",
+            str(Path(tmp) / "runs.sqlite"),
+        ]
         start = time.perf_counter()
         proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     seconds = time.perf_counter() - start
-    peaks = [int(line.split()[1]) for line in proc.stderr.splitlines()
-             if line.startswith("PEAK_KB ")]
+    peaks = [
+        int(line.split()[1]) for line in proc.stderr.splitlines() if line.startswith("PEAK_KB ")
+    ]
     if proc.returncode != 0 or not peaks:
         return {"peak_memory_error": proc.stderr[-2000:]}
     result = json.loads(proc.stdout.strip().splitlines()[-1])
-    return {"peak_memory_mb": peaks[-1] / 1024, "preset": preset,
-            "preset_test_accuracy": result.get("test_accuracy"),
-            "preset_train_seconds": result.get("train_seconds"), "process_seconds": seconds}
+    return {
+        "peak_memory_mb": peaks[-1] / 1024,
+        "preset": preset,
+        "preset_test_accuracy": result.get("test_accuracy"),
+        "preset_train_seconds": result.get("train_seconds"),
+        "process_seconds": seconds,
+    }
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--epochs", type=int, default=3, help="epochs per trainer (default 3)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--peers", nargs="*", default=["torch", "sklearn"],
-                        help="which peers to run (torch, sklearn)")
-    parser.add_argument("--skip", nargs="*", default=[],
-                        help="parts to skip: training inference drawing worker memory")
+    parser.add_argument(
+        "--peers",
+        nargs="*",
+        default=["torch", "sklearn"],
+        help="which peers to run (torch, sklearn)",
+    )
+    parser.add_argument(
+        "--skip",
+        nargs="*",
+        default=[],
+        help="parts to skip: training inference drawing worker memory",
+    )
     parser.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
     args = parser.parse_args(argv)
 
@@ -343,9 +399,11 @@ def main(argv=None) -> int:
             for peer in ("torch", "torch-dataloader", "sklearn"):
                 if peer in train:
                     figures.setdefault("ratios", {})[f"{mine}/{peer}"] = (
-                        train[mine]["seconds_per_epoch"] / train[peer]["seconds_per_epoch"])
+                        train[mine]["seconds_per_epoch"] / train[peer]["seconds_per_epoch"]
+                    )
     reference = NeuralNetwork(hidden_layers=HIDDEN, epochs=2, random_state=args.seed).fit(
-        data.x_train, data.y_train)
+        data.x_train, data.y_train
+    )
     if "inference" not in args.skip:
         torch_trainer = TorchTrainer(args.seed, data.x_test) if "torch" in args.peers else None
         figures["inference"] = bench_inference(data, reference, torch_trainer)
@@ -378,19 +436,25 @@ def report(f: dict) -> str:
         for k, v in f["inference"].items():
             lines.append(f"  {k}: {1000 * v:.1f} ms")
     if "drawing" in f:
-        lines.append(f"  one drawing, canvas to probabilities: "
-                     f"{f['drawing']['drawing_to_probabilities_ms']:.2f} ms")
+        lines.append(
+            f"  one drawing, canvas to probabilities: "
+            f"{f['drawing']['drawing_to_probabilities_ms']:.2f} ms"
+        )
     if "worker" in f:
         w = f["worker"]
-        lines.append(f"  main thread {w['main_thread_seconds_per_epoch']:.2f} s/epoch, worker "
-                     f"thread {w['worker_thread_seconds_per_epoch']:.2f} s/epoch "
-                     f"({w['worker_overhead_percent']:+.1f}%)")
+        lines.append(
+            f"  main thread {w['main_thread_seconds_per_epoch']:.2f} s/epoch, worker "
+            f"thread {w['worker_thread_seconds_per_epoch']:.2f} s/epoch "
+            f"({w['worker_overhead_percent']:+.1f}%)"
+        )
     if "memory" in f:
         m = f["memory"]
         if "peak_memory_mb" in m:
-            lines.append(f"  peak memory, `python -m nn train --preset {m['preset']}`: "
-                         f"{m['peak_memory_mb']:.0f} MB (test accuracy "
-                         f"{m['preset_test_accuracy']}, {m['preset_train_seconds']:.1f} s)")
+            lines.append(
+                f"  peak memory, `python -m nn train --preset {m['preset']}`: "
+                f"{m['peak_memory_mb']:.0f} MB (test accuracy "
+                f"{m['preset_test_accuracy']}, {m['preset_train_seconds']:.1f} s)"
+            )
         else:
             lines.append(f"  peak memory: failed: {m['peak_memory_error']}")
     return "\n".join(lines)

@@ -1,6 +1,6 @@
 """A neural network written from scratch in NumPy, for MNIST.
 
-    from nn import NeuralNetwork, load_model, load_mnist
+from nn import NeuralNetwork, load_model, load_mnist
 """
 
 from nn.core.network import NeuralNetwork, TrainingEvent

@@ -7,8 +7,7 @@ from pathlib import Path
 import streamlit as st
 
 from ui import state
-from ui.drawing import analyse_drawing, clear_canvas, render_canvas, render_prediction, \
-    render_steps
+from ui.drawing import analyse_drawing, clear_canvas, render_canvas, render_prediction, render_steps
 from ui.eval_charts import activations_figure, probability_figure
 
 MODEL_SELECT_KEY = "draw_model_select"
@@ -25,9 +24,13 @@ if not names:
 active = state.active_model_name()
 if st.session_state.get(MODEL_SELECT_KEY) not in names:
     st.session_state.pop(MODEL_SELECT_KEY, None)
-model_name = st.selectbox("Model", names, index=names.index(active) if active in names else 0,
-                          key=MODEL_SELECT_KEY,
-                          help="Any saved model; defaults to the active one (sidebar).")
+model_name = st.selectbox(
+    "Model",
+    names,
+    index=names.index(active) if active in names else 0,
+    key=MODEL_SELECT_KEY,
+    help="Any saved model; defaults to the active one (sidebar).",
+)
 # room for the canvas's floating toolbar, which sits above the canvas and overlapped the
 # selectbox's bottom edge
 st.space("medium")
@@ -50,18 +53,24 @@ def drawing_area(model) -> None:
     with right:
         render_prediction(analysis)
         if not analysis.blank:
-            st.plotly_chart(probability_figure(analysis.proba, model.classes_), width="stretch",
-                            key="draw_proba")
+            st.plotly_chart(
+                probability_figure(analysis.proba, model.classes_),
+                width="stretch",
+                key="draw_proba",
+            )
     if analysis.blank:
         return
     st.subheader("What the network sees")
-    st.caption("The drawing is cropped to its ink, scaled so its longer side is 20 pixels and "
-               "centred by its centre of mass in a 28x28 square, the way MNIST was made.")
+    st.caption(
+        "The drawing is cropped to its ink, scaled so its longer side is 20 pixels and "
+        "centred by its centre of mass in a 28x28 square, the way MNIST was made."
+    )
     render_steps(analysis.result)
     if analysis.activations:
         st.subheader("Hidden-layer activations for this drawing")
-        st.plotly_chart(activations_figure(analysis.activations), width="stretch",
-                        key="draw_activations")
+        st.plotly_chart(
+            activations_figure(analysis.activations), width="stretch", key="draw_activations"
+        )
     else:
         st.caption("This model has no hidden layers (softmax regression): no activations to show.")
 

@@ -9,8 +9,7 @@ import streamlit as st
 from nn.core.metrics import classification_report, confusion_matrix, top_confusions
 from ui import state
 from ui.charts import training_curves_figure
-from ui.eval_charts import cell_from_selection, confusion_figure, per_class_figure, \
-    weights_figure
+from ui.eval_charts import cell_from_selection, confusion_figure, per_class_figure, weights_figure
 from ui.gallery import GREEN, RED, GridTile, filter_indices, labelled_grid, sort_indices
 
 CM_KEY = "eval_cm"
@@ -40,24 +39,38 @@ st.subheader("Per digit")
 table, bars = st.columns([2, 3])
 with table:
     st.dataframe(
-        {"digit": report["classes"], "precision": report["precision"],
-         "recall": report["recall"], "F1": report["f1"], "support": report["support"]},
-        hide_index=True, width="stretch", key="eval_report",
-        column_config={c: st.column_config.NumberColumn(format="percent")
-                       for c in ("precision", "recall", "F1")})
-    st.caption("Precision: of the images predicted as this digit, how many were it. "
-               "Recall: of the images of this digit, how many were found. F1: their harmonic "
-               "mean.")
+        {
+            "digit": report["classes"],
+            "precision": report["precision"],
+            "recall": report["recall"],
+            "F1": report["f1"],
+            "support": report["support"],
+        },
+        hide_index=True,
+        width="stretch",
+        key="eval_report",
+        column_config={
+            c: st.column_config.NumberColumn(format="percent")
+            for c in ("precision", "recall", "F1")
+        },
+    )
+    st.caption(
+        "Precision: of the images predicted as this digit, how many were it. "
+        "Recall: of the images of this digit, how many were found. F1: their harmonic "
+        "mean."
+    )
 with bars:
     st.plotly_chart(per_class_figure(report), width="stretch", key="eval_per_class")
 
 # ----------------------------------------------------------------------------- confusion matrix
 st.subheader("Confusion matrix")
-st.caption("Rows: the true digit; columns: what the network predicted. Click a cell (or use the "
-           "two boxes) to see the test images behind it; colour follows the count on a log scale.")
+st.caption(
+    "Rows: the true digit; columns: what the network predicted. Click a cell (or use the "
+    "two boxes) to see the test images behind it; colour follows the count on a log scale."
+)
 if TRUE_KEY not in st.session_state or PRED_KEY not in st.session_state:
     worst = top_confusions(cm, 1)
-    st.session_state[TRUE_KEY], st.session_state[PRED_KEY] = (worst[0][:2] if worst else (0, 0))
+    st.session_state[TRUE_KEY], st.session_state[PRED_KEY] = worst[0][:2] if worst else (0, 0)
 
 
 def _on_cell_selected() -> None:
@@ -70,8 +83,13 @@ def _on_cell_selected() -> None:
 cm_col, cell_col = st.columns([1, 1], gap="large")
 with cm_col:
     selected = (int(st.session_state[TRUE_KEY]), int(st.session_state[PRED_KEY]))
-    st.plotly_chart(confusion_figure(cm, selected=selected), width="stretch", key=CM_KEY,
-                    on_select=_on_cell_selected, selection_mode="points")
+    st.plotly_chart(
+        confusion_figure(cm, selected=selected),
+        width="stretch",
+        key=CM_KEY,
+        on_select=_on_cell_selected,
+        selection_mode="points",
+    )
 with cell_col:
     s1, s2 = st.columns(2)
     true_d = s1.selectbox("True digit", list(range(n_classes)), key=TRUE_KEY)
@@ -79,17 +97,23 @@ with cell_col:
     cell = filter_indices(y_true, pred, true_digit=true_d, pred_digit=pred_d)
     cell = sort_indices(cell, proba.max(axis=1), by="confidence")
     what = "correctly recognised" if true_d == pred_d else f"predicted as {pred_d}"
-    st.markdown(f"**{len(cell):,}** test images of a {true_d} {what}"
-                + (f" (showing the {MAX_CELL_IMAGES} least sure)"
-                   if len(cell) > MAX_CELL_IMAGES else "") + ".")
+    st.markdown(
+        f"**{len(cell):,}** test images of a {true_d} {what}"
+        + (f" (showing the {MAX_CELL_IMAGES} least sure)" if len(cell) > MAX_CELL_IMAGES else "")
+        + "."
+    )
     if len(cell):
         shown = cell[:MAX_CELL_IMAGES]
         conf = proba[shown, pred[shown]]
-        tiles = [GridTile((f"#{i}", f"{c:.0%} sure"), GREEN if true_d == pred_d else RED)
-                 for i, c in zip(shown, conf)]
-        st.image(labelled_grid(data.x_test[shown], tiles, ncols=6, scale=2, border=2,
-                               font_size=11), width="content",
-                 output_format="PNG")
+        tiles = [
+            GridTile((f"#{i}", f"{c:.0%} sure"), GREEN if true_d == pred_d else RED)
+            for i, c in zip(shown, conf)
+        ]
+        st.image(
+            labelled_grid(data.x_test[shown], tiles, ncols=6, scale=2, border=2, font_size=11),
+            width="content",
+            output_format="PNG",
+        )
     else:
         st.info("No test image falls in this cell.")
 
@@ -107,14 +131,25 @@ else:
 st.subheader("What the first layer looks for")
 W = model.coefs_[0]
 hidden = len(model.coefs_) > 1
-st.plotly_chart(weights_figure(W, n_units=64, ncols=8 if hidden else 5,
-                               title=None if hidden else "Weights of the 10 output units"),
-                width="stretch", key="eval_weights")
+st.plotly_chart(
+    weights_figure(
+        W,
+        n_units=64,
+        ncols=8 if hidden else 5,
+        title=None if hidden else "Weights of the 10 output units",
+    ),
+    width="stretch",
+    key="eval_weights",
+)
 if hidden:
-    st.caption(f"Each square shows the 784 incoming weights of one of the first "
-               f"{min(64, W.shape[1])} of {W.shape[1]} hidden units, as a 28x28 image: red "
-               f"pixels excite the unit, blue ones inhibit it. Each unit is scaled to its own "
-               f"largest weight.")
+    st.caption(
+        f"Each square shows the 784 incoming weights of one of the first "
+        f"{min(64, W.shape[1])} of {W.shape[1]} hidden units, as a 28x28 image: red "
+        f"pixels excite the unit, blue ones inhibit it. Each unit is scaled to its own "
+        f"largest weight."
+    )
 else:
-    st.caption("This model has no hidden layer: each square is the weight template of one "
-               "digit (red: ink here votes for the digit, blue: against).")
+    st.caption(
+        "This model has no hidden layer: each square is the weight template of one "
+        "digit (red: ink here votes for the digit, blue: against)."
+    )

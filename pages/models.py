@@ -9,9 +9,17 @@ from pathlib import Path
 
 import streamlit as st
 
-from nn.io.model_files import (MAX_UPLOAD_BYTES, ModelFileError, delete_model, export_pickle,
-                            list_models, load_model_bytes, model_path, sanitize_model_name,
-                            save_model)
+from nn.io.model_files import (
+    MAX_UPLOAD_BYTES,
+    ModelFileError,
+    delete_model,
+    export_pickle,
+    list_models,
+    load_model_bytes,
+    model_path,
+    sanitize_model_name,
+    save_model,
+)
 from ui import state
 from ui.charts import compare_figure
 
@@ -19,8 +27,9 @@ state.init_state()
 folder = state.models_dir()
 
 st.title(":material/inventory_2: Models")
-st.caption(f"Saved models in `{folder}`. The active model is used by Draw, Predictions and "
-           "Evaluate.")
+st.caption(
+    f"Saved models in `{folder}`. The active model is used by Draw, Predictions and Evaluate."
+)
 
 
 @st.cache_resource(max_entries=4, show_spinner=False)
@@ -59,25 +68,35 @@ stems = list(dict.fromkeys(Path(r["path"]).stem for r in rows if not r.get("erro
 if not rows:
     state.no_model_message()
 else:
-    table = [{
-        "": "●" if Path(r["path"]).stem == active else "",
-        "name": Path(r["path"]).stem,
-        "layers": state.layers_text(r.get("layers")) if not r.get("error") else "unreadable",
-        "test accuracy": _dash(r.get("test_accuracy"), "{:.2%}"),
-        "epochs": _dash(r.get("n_iter")),
-        "parameters": _dash(r.get("n_parameters"), "{:,}"),
-        "saved": _when(r.get("saved")),
-        "size (MB)": r["size_bytes"] / 1e6,
-        "format": r["format"],
-    } for r in rows]
-    st.dataframe(table, hide_index=True, width="stretch", key="models_table", column_config={
-        "": st.column_config.TextColumn(width="small", help="the active model"),
-        "size (MB)": st.column_config.NumberColumn(format="%.2f"),
-    })
+    table = [
+        {
+            "": "●" if Path(r["path"]).stem == active else "",
+            "name": Path(r["path"]).stem,
+            "layers": state.layers_text(r.get("layers")) if not r.get("error") else "unreadable",
+            "test accuracy": _dash(r.get("test_accuracy"), "{:.2%}"),
+            "epochs": _dash(r.get("n_iter")),
+            "parameters": _dash(r.get("n_parameters"), "{:,}"),
+            "saved": _when(r.get("saved")),
+            "size (MB)": r["size_bytes"] / 1e6,
+            "format": r["format"],
+        }
+        for r in rows
+    ]
+    st.dataframe(
+        table,
+        hide_index=True,
+        width="stretch",
+        key="models_table",
+        column_config={
+            "": st.column_config.TextColumn(width="small", help="the active model"),
+            "size (MB)": st.column_config.NumberColumn(format="%.2f"),
+        },
+    )
     for r in rows:
         if r.get("error"):
-            st.warning(f"{Path(r['path']).name} cannot be read: {r['error']}",
-                       icon=":material/warning:")
+            st.warning(
+                f"{Path(r['path']).name} cannot be read: {r['error']}", icon=":material/warning:"
+            )
 
 # ------------------------------------------------------------------ actions on one model
 if stems:
@@ -92,32 +111,51 @@ if stems:
         elif st.session_state.get("models_pick") not in stems:
             st.session_state["models_pick"] = active if active in stems else stems[0]
         p1, p2 = st.columns([2, 1], vertical_alignment="bottom")
-        pick = p1.selectbox("Model", stems, key="models_pick",
-                            help="The saved model the buttons below act on.")
+        pick = p1.selectbox(
+            "Model", stems, key="models_pick", help="The saved model the buttons below act on."
+        )
         path = state.model_path_for(pick)
-        if p2.button("Make active", key="load_model", icon=":material/check:",
-                     type="primary", disabled=pick == active, width="stretch"):
+        if p2.button(
+            "Make active",
+            key="load_model",
+            icon=":material/check:",
+            type="primary",
+            disabled=pick == active,
+            width="stretch",
+        ):
             state.set_active_model(pick)
             st.rerun()
         b2, b3 = st.columns(2)
         if path is not None:
             mtime = path.stat().st_mtime
             try:
-                b2.download_button("Download .npz", _file_bytes(str(path), mtime, "npz"),
-                                   file_name=f"{pick}.npz", mime="application/octet-stream",
-                                   key="download_npz", icon=":material/download:",
-                                   width="stretch")
-                b3.download_button("Download .pkl", _file_bytes(str(path), mtime, "pkl"),
-                                   file_name=f"{pick}.pkl", mime="application/octet-stream",
-                                   key="download_pkl", icon=":material/download:",
-                                   width="stretch",
-                                   help="Compatibility pickle (plain containers only).")
+                b2.download_button(
+                    "Download .npz",
+                    _file_bytes(str(path), mtime, "npz"),
+                    file_name=f"{pick}.npz",
+                    mime="application/octet-stream",
+                    key="download_npz",
+                    icon=":material/download:",
+                    width="stretch",
+                )
+                b3.download_button(
+                    "Download .pkl",
+                    _file_bytes(str(path), mtime, "pkl"),
+                    file_name=f"{pick}.pkl",
+                    mime="application/octet-stream",
+                    key="download_pkl",
+                    icon=":material/download:",
+                    width="stretch",
+                    help="Compatibility pickle (plain containers only).",
+                )
             except (OSError, ValueError) as exc:
                 st.error(f"Cannot prepare the download: {exc}")
-        confirm = st.checkbox(f"Yes, delete **{pick}**", key="confirm_delete",
-                              help="Deleting removes the file(s) from the models folder.")
-        if st.button("Delete", key="delete_model", icon=":material/delete:",
-                     disabled=not confirm):
+        confirm = st.checkbox(
+            f"Yes, delete **{pick}**",
+            key="confirm_delete",
+            help="Deleting removes the file(s) from the models folder.",
+        )
+        if st.button("Delete", key="delete_model", icon=":material/delete:", disabled=not confirm):
             try:
                 delete_model(folder, pick)
             except (OSError, ValueError) as exc:
@@ -131,13 +169,20 @@ if stems:
 
     with right:
         st.subheader("Compare")
-        chosen = st.multiselect("Models", stems, default=[active] if active in stems else
-                                stems[:1], key="compare_models",
-                                help="Their training curves, per epoch, on one chart.")
+        chosen = st.multiselect(
+            "Models",
+            stems,
+            default=[active] if active in stems else stems[:1],
+            key="compare_models",
+            help="Their training curves, per epoch, on one chart.",
+        )
         metric = st.segmented_control(
-            "Curve", ["val_accuracy", "val_loss", "train_accuracy", "loss"],
-            default="val_accuracy", key="compare_metric",
-            format_func=lambda m: m.replace("_", " ").replace("val", "validation"))
+            "Curve",
+            ["val_accuracy", "val_loss", "train_accuracy", "loss"],
+            default="val_accuracy",
+            key="compare_metric",
+            format_func=lambda m: m.replace("_", " ").replace("val", "validation"),
+        )
         histories = {}
         for name in chosen:
             p = state.model_path_for(name)
@@ -152,10 +197,12 @@ if stems:
             st.plotly_chart(fig, width="stretch", key="compare_chart")
         else:  # an empty chart showed a meaningless -100%..400% axis
             what = (metric or "val_accuracy").replace("_", " ").replace("val", "validation")
-            st.info(f"Nothing to plot: no {what} recorded for "
-                    + (", ".join(f"**{n}**" for n in chosen) if chosen else "the chosen models")
-                    + " (models trained without a validation set have no validation curves).",
-                    icon=":material/info:")
+            st.info(
+                f"Nothing to plot: no {what} recorded for "
+                + (", ".join(f"**{n}**" for n in chosen) if chosen else "the chosen models")
+                + " (models trained without a validation set have no validation curves).",
+                icon=":material/info:",
+            )
 
 # ------------------------------------------------------------------ upload
 st.subheader("Upload a model")
@@ -163,10 +210,12 @@ st.subheader("Upload a model")
 # i.e. a new, empty uploader. The container keeps a stable CSS class (st-key-model_upload).
 st.session_state.setdefault("upload_counter", 0)
 upload = st.container(key="model_upload").file_uploader(
-    "A model saved by this project (.npz, or the compatibility .pkl)", type=["npz", "pkl"],
+    "A model saved by this project (.npz, or the compatibility .pkl)",
+    type=["npz", "pkl"],
     key=f"model_upload_{st.session_state['upload_counter']}",
     help=f"At most {MAX_UPLOAD_BYTES // 2**20} MB. The file is checked in memory; nothing is "
-         "written until you save it.")
+    "written until you save it.",
+)
 if upload is not None:
     data = upload.getvalue()
     try:
@@ -174,15 +223,20 @@ if upload is not None:
     except (ModelFileError, ValueError, TypeError) as exc:
         st.error(f"This file was refused and nothing was saved: {exc}", icon=":material/block:")
     except Exception as exc:  # noqa: BLE001 - any other fault in a foreign file
-        st.error(f"This file was refused and nothing was saved: {type(exc).__name__}: {exc}",
-                 icon=":material/block:")
+        st.error(
+            f"This file was refused and nothing was saved: {type(exc).__name__}: {exc}",
+            icon=":material/block:",
+        )
     else:
         meta = getattr(model, "metadata_", {}) or {}
         acc = (meta.get("metrics") or {}).get("test_accuracy")
-        st.success(f"Valid model: {state.layers_text(model.layer_sizes_)}, "
-                   f"{model.n_parameters_:,} parameters"
-                   + (f", test accuracy {acc:.2%}" if isinstance(acc, float) else "") + ".",
-                   icon=":material/verified:")
+        st.success(
+            f"Valid model: {state.layers_text(model.layer_sizes_)}, "
+            f"{model.n_parameters_:,} parameters"
+            + (f", test accuracy {acc:.2%}" if isinstance(acc, float) else "")
+            + ".",
+            icon=":material/verified:",
+        )
         try:
             suggested = sanitize_model_name(Path(upload.name).stem)
         except ValueError:
@@ -196,10 +250,17 @@ if upload is not None:
             st.error(str(exc))
         overwrite = False
         if target is not None and target.exists():
-            overwrite = st.checkbox(f"Overwrite the existing model **{target.stem}**",
-                                    key="upload_overwrite")
-        if u2.button("Save upload", key="save_upload", icon=":material/save:", type="primary",
-                     disabled=target is None, width="stretch"):
+            overwrite = st.checkbox(
+                f"Overwrite the existing model **{target.stem}**", key="upload_overwrite"
+            )
+        if u2.button(
+            "Save upload",
+            key="save_upload",
+            icon=":material/save:",
+            type="primary",
+            disabled=target is None,
+            width="stretch",
+        ):
             if target.exists() and not overwrite:
                 st.warning(f"A model called **{target.stem}** exists: tick *Overwrite* first.")
             else:
@@ -212,6 +273,7 @@ if upload is not None:
                     st.session_state["upload_counter"] += 1  # a new, empty uploader
                     st.session_state["models_pick_next"] = target.stem
                     st.session_state.pop("upload_name", None)  # the next upload's own name
-                    st.toast(f"Saved {target.name}; it is now the active model.",
-                             icon=":material/check:")
+                    st.toast(
+                        f"Saved {target.name}; it is now the active model.", icon=":material/check:"
+                    )
                     st.rerun()

@@ -7,8 +7,16 @@ import streamlit as st
 
 from ui import state
 from ui.eval_charts import probability_figure
-from ui.gallery import GREEN, RED, GridTile, filter_indices, labelled_grid, page_count, \
-    page_slice, sort_indices
+from ui.gallery import (
+    GREEN,
+    RED,
+    GridTile,
+    filter_indices,
+    labelled_grid,
+    page_count,
+    page_slice,
+    sort_indices,
+)
 from ui.persist import keep, remember
 
 PAGE_SIZE = 48
@@ -23,8 +31,10 @@ name, model, data, proba, pred = state.require_test_predictions()
 y_true = data.y_test
 confidence = proba.max(axis=1)
 n_wrong = int((pred != y_true).sum())
-st.caption(f"Model **{name}**: {len(y_true) - n_wrong:,} of {len(y_true):,} test images right, "
-           f"{n_wrong:,} mistakes.")
+st.caption(
+    f"Model **{name}**: {len(y_true) - n_wrong:,} of {len(y_true):,} test images right, "
+    f"{n_wrong:,} mistakes."
+)
 
 
 def _reset_page() -> None:
@@ -34,15 +44,28 @@ def _reset_page() -> None:
 digits = [ANY, *range(10)]
 c1, c2, c3, c4 = st.columns([1, 1, 1, 1.4], vertical_alignment="bottom")
 true_sel = c1.selectbox("True digit", digits, key=keep("pred_true", ANY), on_change=_reset_page)
-pred_sel = c2.selectbox("Predicted digit", digits, key=keep("pred_pred", ANY),
-                        on_change=_reset_page)
+pred_sel = c2.selectbox(
+    "Predicted digit", digits, key=keep("pred_pred", ANY), on_change=_reset_page
+)
 only_wrong = c3.toggle("Only mistakes", key=keep("pred_wrong", False), on_change=_reset_page)
-sort_by = c4.segmented_control("Sort", list(SORT_LABELS), format_func=SORT_LABELS.get,
-                               key=keep("pred_sort", "index"), on_change=_reset_page) or "index"
+sort_by = (
+    c4.segmented_control(
+        "Sort",
+        list(SORT_LABELS),
+        format_func=SORT_LABELS.get,
+        key=keep("pred_sort", "index"),
+        on_change=_reset_page,
+    )
+    or "index"
+)
 
-indices = filter_indices(y_true, pred, true_digit=None if true_sel == ANY else int(true_sel),
-                         pred_digit=None if pred_sel == ANY else int(pred_sel),
-                         only_mistakes=only_wrong)
+indices = filter_indices(
+    y_true,
+    pred,
+    true_digit=None if true_sel == ANY else int(true_sel),
+    pred_digit=None if pred_sel == ANY else int(pred_sel),
+    only_mistakes=only_wrong,
+)
 indices = sort_indices(indices, confidence, by=sort_by)
 pages = page_count(len(indices), PAGE_SIZE)
 keep("pred_page", 1)
@@ -51,12 +74,14 @@ if st.session_state["pred_page"] > pages:
 
 left, right = st.columns([3, 1], vertical_alignment="bottom")
 with right:
-    page = st.number_input(f"Page (of {pages})", min_value=1, max_value=pages, step=1,
-                           key="pred_page")
+    page = st.number_input(
+        f"Page (of {pages})", min_value=1, max_value=pages, step=1, key="pred_page"
+    )
 with left:
     n_mistakes = int((pred[indices] != y_true[indices]).sum())
-    st.markdown(f"**{len(indices):,}** images match ({n_mistakes:,} mistakes) · page "
-                f"{page} of {pages}")
+    st.markdown(
+        f"**{len(indices):,}** images match ({n_mistakes:,} mistakes) · page {page} of {pages}"
+    )
 remember("pred_true", "pred_pred", "pred_wrong", "pred_sort", "pred_page")
 
 shown = page_slice(indices, page, PAGE_SIZE)
@@ -64,27 +89,59 @@ if len(shown) == 0:
     st.info("No test image matches these filters.")
     st.stop()
 
-tiles = [GridTile((f"#{i}", f"{y_true[i]} → {pred[i]} · {confidence[i]:.0%}"),
-                  GREEN if pred[i] == y_true[i] else RED) for i in shown]
-st.image(labelled_grid(data.x_test[shown], tiles, ncols=NCOLS), width="content",
-         output_format="PNG")
-st.caption("Under each image: its test-set index, then true digit → predicted digit · "
-           "confidence. Green frame: right; red frame: a mistake.")
+tiles = [
+    GridTile(
+        (f"#{i}", f"{y_true[i]} → {pred[i]} · {confidence[i]:.0%}"),
+        GREEN if pred[i] == y_true[i] else RED,
+    )
+    for i in shown
+]
+st.image(
+    labelled_grid(data.x_test[shown], tiles, ncols=NCOLS), width="content", output_format="PNG"
+)
+st.caption(
+    "Under each image: its test-set index, then true digit → predicted digit · "
+    "confidence. Green frame: right; red frame: a mistake."
+)
 
 st.subheader("One image in detail")
 options = [int(i) for i in shown]
 if st.session_state.get("pred_pick") not in options:
     st.session_state["pred_pick"] = options[0]
-pick = st.selectbox("Image", options, key="pred_pick",
-                    format_func=lambda i: f"#{i}: true {y_true[i]}, predicted {pred[i]} "
-                                          f"({confidence[i]:.0%})" + ("" if pred[i] == y_true[i]
-                                                                      else " ✗"))
+pick = st.selectbox(
+    "Image",
+    options,
+    key="pred_pick",
+    format_func=lambda i: (
+        f"#{i}: true {y_true[i]}, predicted {pred[i]} "
+        f"({confidence[i]:.0%})" + ("" if pred[i] == y_true[i] else " ✗")
+    ),
+)
 a, b = st.columns([1, 3], vertical_alignment="center")
-a.image(labelled_grid(data.x_test[pick], [GridTile(
-    (f"#{pick}: {'right' if pred[pick] == y_true[pick] else 'wrong'}",),
-    GREEN if pred[pick] == y_true[pick] else RED)], ncols=1, scale=6, border=4, font_size=15),
-    width="content", output_format="PNG")
-b.plotly_chart(probability_figure(proba[pick], model.classes_, true_label=int(y_true[pick]),
-                                  title=f"Probabilities for #{pick} (true digit "
-                                        f"{y_true[pick]}, outlined)"),
-               width="stretch", key="pred_proba")
+a.image(
+    labelled_grid(
+        data.x_test[pick],
+        [
+            GridTile(
+                (f"#{pick}: {'right' if pred[pick] == y_true[pick] else 'wrong'}",),
+                GREEN if pred[pick] == y_true[pick] else RED,
+            )
+        ],
+        ncols=1,
+        scale=6,
+        border=4,
+        font_size=15,
+    ),
+    width="content",
+    output_format="PNG",
+)
+b.plotly_chart(
+    probability_figure(
+        proba[pick],
+        model.classes_,
+        true_label=int(y_true[pick]),
+        title=f"Probabilities for #{pick} (true digit {y_true[pick]}, outlined)",
+    ),
+    width="stretch",
+    key="pred_proba",
+)

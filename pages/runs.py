@@ -13,8 +13,10 @@ from ui.charts import compare_figure
 state.init_state()
 
 st.title(":material/history: Runs")
-st.caption("Every training run is recorded here: from the Train page, `python -m nn train` and "
-           "the Tune page. Select rows to compare their curves.")
+st.caption(
+    "Every training run is recorded here: from the Train page, `python -m nn train` and "
+    "the Tune page. Select rows to compare their curves."
+)
 
 try:
     store = RunStore()
@@ -27,72 +29,108 @@ except Exception as exc:  # noqa: BLE001 - an unusable database is shown, not ra
 
 # ------------------------------------------------------------------ filters
 f1, f2, f3, f4 = st.columns([1.3, 1.3, 1, 1])
-statuses = f1.multiselect("Status", list(STATUSES), key="runs_status",
-                          placeholder="all statuses")
+statuses = f1.multiselect("Status", list(STATUSES), key="runs_status", placeholder="all statuses")
 sources = f2.multiselect("Source", list(SOURCES), key="runs_source", placeholder="all sources")
 searches = store.list_searches()
 search_labels = {"all": None} | {
-    f"#{s.id} {s.name or ''} ({s.status})".replace("  ", " "): s.id for s in searches}
+    f"#{s.id} {s.name or ''} ({s.status})".replace("  ", " "): s.id for s in searches
+}
 search_label = f3.selectbox("Search", list(search_labels), key="runs_search")
-order_by = f4.selectbox("Sort by", list(ORDER_BY_FIELDS),
-                        index=list(ORDER_BY_FIELDS).index("started_at"), key="runs_order")
+order_by = f4.selectbox(
+    "Sort by",
+    list(ORDER_BY_FIELDS),
+    index=list(ORDER_BY_FIELDS).index("started_at"),
+    key="runs_order",
+)
 g1, g2, g3 = st.columns([2, 1, 1])
 name_filter = g1.text_input("Name contains", key="runs_name", placeholder="any name")
 descending = g2.toggle("Descending", value=True, key="runs_desc")
-limit = g3.number_input("Show at most", min_value=10, max_value=10_000, value=500, step=50,
-                        key="runs_limit")
+limit = g3.number_input(
+    "Show at most", min_value=10, max_value=10_000, value=500, step=50, key="runs_limit"
+)
 
-runs = store.list_runs(status=statuses or None, source=sources or None,
-                       search_id=search_labels[search_label], order_by=order_by,
-                       descending=descending, limit=int(limit))
+runs = store.list_runs(
+    status=statuses or None,
+    source=sources or None,
+    search_id=search_labels[search_label],
+    order_by=order_by,
+    descending=descending,
+    limit=int(limit),
+)
 if name_filter.strip():
     needle = name_filter.strip().lower()
     runs = [r for r in runs if needle in (r.name or "").lower()]
 
 if not runs:
-    st.info("No runs match. Train a model on the **Train** page, run `python -m nn train`, or "
-            "start a search on the **Tune** page.", icon=":material/info:")
+    st.info(
+        "No runs match. Train a model on the **Train** page, run `python -m nn train`, or "
+        "start a search on the **Tune** page.",
+        icon=":material/info:",
+    )
     st.stop()
 
 # ------------------------------------------------------------------ the table
 df = tn.runs_frame(runs)
 # the columns that fit the page's width without sideways scrolling (short labels, narrow
 # widths); the run's message and full settings are in the expander below
-order = ["id", "name", "source", "status", "val_accuracy", "test_accuracy", "epochs",
-         "hidden_layers", "optimizer", "learning_rate", "batch_size", "train_size", "started"]
+order = [
+    "id",
+    "name",
+    "source",
+    "status",
+    "val_accuracy",
+    "test_accuracy",
+    "epochs",
+    "hidden_layers",
+    "optimizer",
+    "learning_rate",
+    "batch_size",
+    "train_size",
+    "started",
+]
 if df["search"].notna().any():
     order.insert(4, "search")
 cc = st.column_config
 event = st.dataframe(
-    df, key="runs_table", on_select="rerun", selection_mode="multi-row", hide_index=True,
-    width="stretch", column_order=order,
+    df,
+    key="runs_table",
+    on_select="rerun",
+    selection_mode="multi-row",
+    hide_index=True,
+    width="stretch",
+    column_order=order,
     column_config={
         "id": cc.NumberColumn("id", width=40),
         "name": cc.TextColumn("name", width="small"),
         "source": cc.TextColumn("source", width=75),
         "status": cc.TextColumn("status", width=70),
         "search": cc.NumberColumn("search", width=55),
-        "val_accuracy": cc.NumberColumn("val acc", format="percent", width=65,
-                                        help="validation accuracy"),
-        "test_accuracy": cc.NumberColumn("test acc", format="percent", width=65,
-                                         help="test accuracy"),
+        "val_accuracy": cc.NumberColumn(
+            "val acc", format="percent", width=65, help="validation accuracy"
+        ),
+        "test_accuracy": cc.NumberColumn(
+            "test acc", format="percent", width=65, help="test accuracy"
+        ),
         "epochs": cc.NumberColumn("epochs", width=55),
         "hidden_layers": cc.TextColumn("layers", width=75, help="hidden layer sizes"),
         "optimizer": cc.TextColumn("optimizer", width=75),
-        "learning_rate": cc.NumberColumn("lr", format="%.0e", width=50,
-                                         help="learning rate"),
+        "learning_rate": cc.NumberColumn("lr", format="%.0e", width=50, help="learning rate"),
         "batch_size": cc.NumberColumn("batch", width=50, help="batch size"),
-        "train_size": cc.TextColumn("train", width=55,
-                                    help="training images (all = the whole training set)"),
+        "train_size": cc.TextColumn(
+            "train", width=55, help="training images (all = the whole training set)"
+        ),
         "started": cc.DatetimeColumn("started", format="MM-DD HH:mm", width=90),
-    })
+    },
+)
 rows = [r for r in (event.selection.rows if event is not None else []) if r < len(runs)]
 selected = [runs[r] for r in rows]
 st.caption(f"{len(runs)} run(s); {len(selected)} selected. Click a column header to sort.")
 
 if not selected:
-    st.info("Select one or more rows to overlay their curves and load their settings.",
-            icon=":material/touch_app:")
+    st.info(
+        "Select one or more rows to overlay their curves and load their settings.",
+        icon=":material/touch_app:",
+    )
     st.stop()
 
 # ------------------------------------------------------------------ compare
@@ -104,8 +142,7 @@ for run in selected:
         continue
 histories = {run.label: run.history for run in full}
 c1, c2 = st.columns(2)
-c1.plotly_chart(compare_figure(histories, "val_accuracy"), width="stretch",
-                key="runs_val_accuracy")
+c1.plotly_chart(compare_figure(histories, "val_accuracy"), width="stretch", key="runs_val_accuracy")
 c2.plotly_chart(compare_figure(histories, "loss"), width="stretch", key="runs_loss")
 with st.expander("Validation loss"):
     st.plotly_chart(compare_figure(histories, "val_loss"), width="stretch", key="runs_val_loss")
@@ -114,15 +151,27 @@ with st.expander("Validation loss"):
 labels = {run.label: run for run in full}
 if labels:
     l1, l2 = st.columns([2, 1])
-    choice = l1.selectbox("Run to load", list(labels), key="runs_load_choice",
-                          label_visibility="collapsed")
+    choice = l1.selectbox(
+        "Run to load", list(labels), key="runs_load_choice", label_visibility="collapsed"
+    )
     run = labels[choice]
     model_kwargs, data_kwargs = tn.run_settings(run.config)
-    if l2.button("Load settings into Train", key="load_run", type="primary",
-                 icon=":material/model_training:", disabled=not model_kwargs,
-                 help="Open the Train page with this run's settings."):
+    if l2.button(
+        "Load settings into Train",
+        key="load_run",
+        type="primary",
+        icon=":material/model_training:",
+        disabled=not model_kwargs,
+        help="Open the Train page with this run's settings.",
+    ):
         tn.load_into_train(model_kwargs, data_kwargs)
         st.switch_page("pages/train.py")
     with st.expander(f"Settings of {run.label}"):
-        st.json({"model": model_kwargs, "data": data_kwargs, "metrics": run.metrics,
-                 "message": run.message})
+        st.json(
+            {
+                "model": model_kwargs,
+                "data": data_kwargs,
+                "metrics": run.metrics,
+                "message": run.message,
+            }
+        )

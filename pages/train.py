@@ -18,8 +18,10 @@ running = bool(worker is not None and worker.is_alive())
 limit = state.train_limit()
 
 st.title(":material/model_training: Train a network")
-st.caption("Pick a preset or set every option yourself, then start. Training runs in the "
-           "background: you can visit other pages meanwhile.")
+st.caption(
+    "Pick a preset or set every option yourself, then start. Training runs in the "
+    "background: you can visit other pages meanwhile."
+)
 
 # ------------------------------------------------------------------ presets
 try:
@@ -30,9 +32,16 @@ if PRESETS:
     st.markdown("**Presets** (one click fills the form)")
     cols = st.columns(len(PRESETS))
     for col, (name, preset) in zip(cols, PRESETS.items()):
-        col.button(name, key=f"preset_{name}", on_click=train_form.apply_preset, args=(name,),
-                   help=preset.description, disabled=running, width="stretch",
-                   type="primary" if cfg.get("preset") == name else "secondary")
+        col.button(
+            name,
+            key=f"preset_{name}",
+            on_click=train_form.apply_preset,
+            args=(name,),
+            help=preset.description,
+            disabled=running,
+            width="stretch",
+            type="primary" if cfg.get("preset") == name else "secondary",
+        )
 
 
 # ------------------------------------------------------------------ actions
@@ -41,9 +50,14 @@ def _start(continue_model=None, epochs: int | None = None) -> None:
     model_kwargs = train_form.to_model_kwargs(cfg)
     if epochs is not None:
         model_kwargs["epochs"] = int(epochs)
-    new = TrainingWorker(model_kwargs, train_form.to_data_kwargs(cfg), state.get_mnist(),
-                         train_limit=limit, model=continue_model,
-                         run_name=cfg.get("preset") or None)
+    new = TrainingWorker(
+        model_kwargs,
+        train_form.to_data_kwargs(cfg),
+        state.get_mnist(),
+        train_limit=limit,
+        model=continue_model,
+        run_name=cfg.get("preset") or None,
+    )
     old = slot.worker
     if old is not None and old.is_alive():
         old.stop()
@@ -68,7 +82,9 @@ def _save() -> None:
         return
     if path.exists() and not st.session_state.get("save_overwrite"):
         st.session_state["save_feedback"] = (
-            "warning", f"A model called **{name}** exists: tick *Overwrite* to replace it.")
+            "warning",
+            f"A model called **{name}** exists: tick *Overwrite* to replace it.",
+        )
         return
     metrics = {k: snap[k] for k in ("test_accuracy", "val_accuracy") if snap.get(k) is not None}
     try:
@@ -79,8 +95,10 @@ def _save() -> None:
     w.set_model_path(str(path))
     state.set_active_model(name)
     st.session_state["train_saved"] = name
-    st.session_state["save_feedback"] = ("success", f"Saved as **{path.name}**; it is now the "
-                                                    "active model.")
+    st.session_state["save_feedback"] = (
+        "success",
+        f"Saved as **{path.name}**; it is now the active model.",
+    )
 
 
 def _duration(seconds: float) -> str:
@@ -101,27 +119,54 @@ with form_col:
 with live_col:
     st.subheader("Training")
     c1, c2, c3, c4 = st.columns(4)
-    start = c1.button("Start", key="start_training", type="primary", disabled=running,
-                      icon=":material/play_arrow:", width="stretch")
-    c2.button("Pause", key="pause_training", icon=":material/pause:", width="stretch",
-              disabled=not running or worker.paused,
-              on_click=(worker.pause if worker is not None else None))
-    c3.button("Resume", key="resume_training", icon=":material/resume:", width="stretch",
-              disabled=not running or not worker.paused,
-              on_click=(worker.resume if worker is not None else None))
-    c4.button("Stop", key="stop_training", icon=":material/stop:", width="stretch",
-              disabled=not running, on_click=(worker.stop if worker is not None else None))
+    start = c1.button(
+        "Start",
+        key="start_training",
+        type="primary",
+        disabled=running,
+        icon=":material/play_arrow:",
+        width="stretch",
+    )
+    c2.button(
+        "Pause",
+        key="pause_training",
+        icon=":material/pause:",
+        width="stretch",
+        disabled=not running or worker.paused,
+        on_click=(worker.pause if worker is not None else None),
+    )
+    c3.button(
+        "Resume",
+        key="resume_training",
+        icon=":material/resume:",
+        width="stretch",
+        disabled=not running or not worker.paused,
+        on_click=(worker.resume if worker is not None else None),
+    )
+    c4.button(
+        "Stop",
+        key="stop_training",
+        icon=":material/stop:",
+        width="stretch",
+        disabled=not running,
+        on_click=(worker.stop if worker is not None else None),
+    )
     if start:
         if errors:
-            st.error("Fix the settings marked in red before training: "
-                     + " ".join(m for msgs in errors.values() for m in msgs),
-                     icon=":material/block:")
+            st.error(
+                "Fix the settings marked in red before training: "
+                + " ".join(m for msgs in errors.values() for m in msgs),
+                icon=":material/block:",
+            )
         else:
             _start()
             st.rerun()
     elif errors and not running:
-        st.warning(f"{sum(map(len, errors.values()))} setting(s) need fixing before training "
-                   "(see the red messages in the form).", icon=":material/warning:")
+        st.warning(
+            f"{sum(map(len, errors.values()))} setting(s) need fixing before training "
+            "(see the red messages in the form).",
+            icon=":material/warning:",
+        )
 
     # Two fragments with a fixed element tree (the same elements, in the same order, on every
     # poll): the status (progress text and numbers) every second, the charts every 3 s. Keyed
@@ -138,9 +183,14 @@ with live_col:
         status = snap["status"]
         progress = float(snap.get("progress") or 0.0)
         eta = snap.get("eta_seconds")
-        label = {"preparing": "Preparing the data…", "running": "Training",
-                 "finished": "Finished", "stopped": "Stopped", "diverged": "Diverged",
-                 "failed": "Failed"}.get(status, status)
+        label = {
+            "preparing": "Preparing the data…",
+            "running": "Training",
+            "finished": "Finished",
+            "stopped": "Stopped",
+            "diverged": "Diverged",
+            "failed": "Failed",
+        }.get(status, status)
         if snap.get("paused") and status == "running":
             label = "Paused"
         text = f"{label} — epoch {snap['epoch']}/{snap['epochs']}"
@@ -154,12 +204,17 @@ with live_col:
         m1.metric("Epoch", f"{snap['epoch']}/{snap['epochs']}")
         m2.metric("Val accuracy", f"{val[-1]:.2%}" if val else "—")
         m3, m4 = st.columns(2)
-        m3.metric("Images / s", f"{snap['images_per_second']:,.0f}"
-                  if snap.get("images_per_second") else "—")
+        m3.metric(
+            "Images / s",
+            f"{snap['images_per_second']:,.0f}" if snap.get("images_per_second") else "—",
+        )
         m4.metric("Elapsed", _duration(snap.get("elapsed") or 0.0))
-        st.caption(f"{snap['n_train']:,} training, {snap['n_val']:,} validation, "
-                   f"{snap['n_test']:,} test images." if snap.get("n_train")
-                   else "Counting the images…")
+        st.caption(
+            f"{snap['n_train']:,} training, {snap['n_val']:,} validation, "
+            f"{snap['n_test']:,} test images."
+            if snap.get("n_train")
+            else "Counting the images…"
+        )
         if running and not snap["alive"]:
             st.rerun()  # finished while polling: one full rerun shows the results
 
@@ -170,11 +225,23 @@ with live_col:
             return
         snap = w.snapshot()
         config = {"displayModeBar": False}
-        st.plotly_chart(training_curves_figure(snap["history"], uirevision="live"),
-                        width="stretch", key="live_curves", config=config)
-        st.plotly_chart(batch_loss_figure(snap["batch_loss"], steps=snap["batch_steps"],
-                                          smoothed=snap["batch_ema"], uirevision="live"),
-                        width="stretch", key="live_batch_loss", config=config)
+        st.plotly_chart(
+            training_curves_figure(snap["history"], uirevision="live"),
+            width="stretch",
+            key="live_curves",
+            config=config,
+        )
+        st.plotly_chart(
+            batch_loss_figure(
+                snap["batch_loss"],
+                steps=snap["batch_steps"],
+                smoothed=snap["batch_ema"],
+                uirevision="live",
+            ),
+            width="stretch",
+            key="live_batch_loss",
+            config=config,
+        )
 
     live_status()
     live_charts()
@@ -189,9 +256,11 @@ with live_col:
                 st.code(snap.get("traceback") or "", language=None)
         elif status == "diverged":
             st.error(snap["stop_message"] or "Training diverged.", icon=":material/trending_up:")
-            st.warning(f"Lower the learning rate (now {cfg['learning_rate']:g}; try "
-                       f"{cfg['learning_rate'] / 10:g}) or turn on gradient clipping.",
-                       icon=":material/lightbulb:")
+            st.warning(
+                f"Lower the learning rate (now {cfg['learning_rate']:g}; try "
+                f"{cfg['learning_rate'] / 10:g}) or turn on gradient clipping.",
+                icon=":material/lightbulb:",
+            )
         elif status == "stopped":
             st.warning(snap["stop_message"] or "Stopped on request.", icon=":material/stop:")
         elif status == "finished":
@@ -204,39 +273,62 @@ with live_col:
         trained = worker.model is not None and int(getattr(worker.model, "n_iter_", 0) or 0) > 0
         if status in ("finished", "stopped", "diverged") and trained:
             r1, r2 = st.columns(2)
-            r1.metric("Test accuracy", f"{snap['test_accuracy']:.2%}"
-                      if snap.get("test_accuracy") is not None else "—")
-            r2.metric("Validation accuracy", f"{snap['val_accuracy']:.2%}"
-                      if snap.get("val_accuracy") is not None else "—")
+            r1.metric(
+                "Test accuracy",
+                f"{snap['test_accuracy']:.2%}" if snap.get("test_accuracy") is not None else "—",
+            )
+            r2.metric(
+                "Validation accuracy",
+                f"{snap['val_accuracy']:.2%}" if snap.get("val_accuracy") is not None else "—",
+            )
             with st.container(border=True):
                 st.markdown("**Save this model**")
-                st.session_state.setdefault("save_name", cfg.get("preset") or
-                                            time.strftime("model-%Y%m%d-%H%M"))
+                st.session_state.setdefault(
+                    "save_name", cfg.get("preset") or time.strftime("model-%Y%m%d-%H%M")
+                )
                 s1, s2 = st.columns([3, 1], vertical_alignment="bottom")
-                s1.text_input("Name", key="save_name", help="Letters, digits, '-', '_' and '.'; "
-                              "saved as saved_models/<name>.npz.")
+                s1.text_input(
+                    "Name",
+                    key="save_name",
+                    help="Letters, digits, '-', '_' and '.'; saved as saved_models/<name>.npz.",
+                )
                 exists = False
                 try:
                     from nn.io.model_files import model_path
 
-                    exists = model_path(state.models_dir(),
-                                        st.session_state.get("save_name", "")).exists()
+                    exists = model_path(
+                        state.models_dir(), st.session_state.get("save_name", "")
+                    ).exists()
                 except ValueError:
                     pass
                 if exists:
-                    st.checkbox("Overwrite the existing model with this name",
-                                key="save_overwrite")
-                s2.button("Save", key="save_model", type="primary", on_click=_save,
-                          icon=":material/save:", width="stretch")
+                    st.checkbox("Overwrite the existing model with this name", key="save_overwrite")
+                s2.button(
+                    "Save",
+                    key="save_model",
+                    type="primary",
+                    on_click=_save,
+                    icon=":material/save:",
+                    width="stretch",
+                )
                 feedback = st.session_state.pop("save_feedback", None)
                 if feedback:
                     getattr(st, feedback[0])(feedback[1])
             with st.container(border=True):
                 k1, k2 = st.columns([3, 1], vertical_alignment="bottom")
-                more = k1.number_input("Continue training for more epochs", min_value=1,
-                                       max_value=500, value=5, key="continue_epochs",
-                                       help="Same weights and optimizer state (warm start).")
-                if k2.button("Continue", key="continue_training", icon=":material/fast_forward:",
-                             width="stretch"):
+                more = k1.number_input(
+                    "Continue training for more epochs",
+                    min_value=1,
+                    max_value=500,
+                    value=5,
+                    key="continue_epochs",
+                    help="Same weights and optimizer state (warm start).",
+                )
+                if k2.button(
+                    "Continue",
+                    key="continue_training",
+                    icon=":material/fast_forward:",
+                    width="stretch",
+                ):
                     _start(continue_model=worker.model, epochs=int(more))
                     st.rerun()

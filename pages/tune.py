@@ -16,9 +16,11 @@ running = slot.running()
 base = tn.base_config_from_train(st.session_state.get("train_config"))
 
 st.title(":material/tune: Tune hyperparameters")
-st.caption("Each trial trains on a training subset and is scored on the validation split. "
-           "Settings you do not search come from the **Train** page's form. Every trial is "
-           "recorded on the **Runs** page.")
+st.caption(
+    "Each trial trains on a training subset and is scored on the validation split. "
+    "Settings you do not search come from the **Train** page's form. Every trial is "
+    "recorded on the **Runs** page."
+)
 
 # ------------------------------------------------------------------ what to search
 st.subheader("What to search")
@@ -27,72 +29,131 @@ error_slots = {}  # where each parameter's error is shown (next to its inputs)
 for name, spec in tn.PARAMS.items():
     entry = params[name]
     c0, c1, c2 = st.columns([1.2, 1.4, 1.4])
-    entry["on"] = c0.checkbox(spec["label"], value=entry["on"], key=f"tune_on_{name}",
-                              help=spec["help"], disabled=running)
+    entry["on"] = c0.checkbox(
+        spec["label"], value=entry["on"], key=f"tune_on_{name}", help=spec["help"], disabled=running
+    )
     off = running or not entry["on"]
     if spec["kind"] in ("log", "range"):
         if spec["kind"] == "log":
-            entry["low"] = c1.text_input("from", value=str(entry["low"]), key=f"tune_low_{name}",
-                                         disabled=off, help="Lowest value, e.g. 1e-4.")
-            entry["high"] = c2.text_input("to", value=str(entry["high"]),
-                                          key=f"tune_high_{name}", disabled=off,
-                                          help="Highest value, e.g. 1e-1.")
+            entry["low"] = c1.text_input(
+                "from",
+                value=str(entry["low"]),
+                key=f"tune_low_{name}",
+                disabled=off,
+                help="Lowest value, e.g. 1e-4.",
+            )
+            entry["high"] = c2.text_input(
+                "to",
+                value=str(entry["high"]),
+                key=f"tune_high_{name}",
+                disabled=off,
+                help="Highest value, e.g. 1e-1.",
+            )
         else:
-            entry["low"] = c1.number_input("from", value=float(entry["low"]), step=0.05,
-                                           key=f"tune_low_{name}", disabled=off)
-            entry["high"] = c2.number_input("to", value=float(entry["high"]), step=0.05,
-                                            key=f"tune_high_{name}", disabled=off)
+            entry["low"] = c1.number_input(
+                "from", value=float(entry["low"]), step=0.05, key=f"tune_low_{name}", disabled=off
+            )
+            entry["high"] = c2.number_input(
+                "to", value=float(entry["high"]), step=0.05, key=f"tune_high_{name}", disabled=off
+            )
     elif spec["kind"] == "layers":
-        entry["text"] = c1.text_input("choices", value=entry["text"], key=f"tune_text_{name}",
-                                      disabled=off, help=spec["help"])
+        entry["text"] = c1.text_input(
+            "choices", value=entry["text"], key=f"tune_text_{name}", disabled=off, help=spec["help"]
+        )
     else:
-        entry["choices"] = c1.multiselect("choices", spec["options"],
-                                          default=[c for c in entry["choices"]
-                                                   if c in spec["options"]],
-                                          key=f"tune_choices_{name}", disabled=off)
+        entry["choices"] = c1.multiselect(
+            "choices",
+            spec["options"],
+            default=[c for c in entry["choices"] if c in spec["options"]],
+            key=f"tune_choices_{name}",
+            disabled=off,
+        )
     error_slots[name] = c2 if spec["kind"] not in ("log", "range") else c0
 
 # ------------------------------------------------------------------ budget
 st.subheader("Budget")
 b1, b2, b3, b4 = st.columns(4)
-settings["strategy"] = b1.radio("Strategy", ["random", "grid"],
-                                index=["random", "grid"].index(settings["strategy"]),
-                                key="tune_strategy", horizontal=True, disabled=running,
-                                help="Random samples the space; grid tries every combination "
-                                     "(grid points per range), capped at Trials.")
-settings["trials"] = b2.number_input("Trials", min_value=1, max_value=500,
-                                     value=int(settings["trials"]), key="tune_trials",
-                                     disabled=running)
+settings["strategy"] = b1.radio(
+    "Strategy",
+    ["random", "grid"],
+    index=["random", "grid"].index(settings["strategy"]),
+    key="tune_strategy",
+    horizontal=True,
+    disabled=running,
+    help="Random samples the space; grid tries every combination "
+    "(grid points per range), capped at Trials.",
+)
+settings["trials"] = b2.number_input(
+    "Trials",
+    min_value=1,
+    max_value=500,
+    value=int(settings["trials"]),
+    key="tune_trials",
+    disabled=running,
+)
 settings["epochs_per_trial"] = b3.number_input(
-    "Epochs per trial", min_value=1, max_value=100, value=int(settings["epochs_per_trial"]),
-    key="tune_epochs", disabled=running,
-    help="The budget: epochs of a trial that survives to the end.")
-settings["halving"] = b4.toggle("Halving", value=bool(settings["halving"]),
-                                key="tune_halving", disabled=running,
-                                help="Successive halving: start every trial with a few epochs "
-                                     "and continue only the best third, repeatedly.")
+    "Epochs per trial",
+    min_value=1,
+    max_value=100,
+    value=int(settings["epochs_per_trial"]),
+    key="tune_epochs",
+    disabled=running,
+    help="The budget: epochs of a trial that survives to the end.",
+)
+settings["halving"] = b4.toggle(
+    "Halving",
+    value=bool(settings["halving"]),
+    key="tune_halving",
+    disabled=running,
+    help="Successive halving: start every trial with a few epochs "
+    "and continue only the best third, repeatedly.",
+)
 b5, b6, b7, b8 = st.columns(4)
-settings["train_size"] = b5.number_input("Training images", min_value=0, max_value=50_000,
-                                         step=1000, value=int(settings["train_size"]),
-                                         key="tune_train_size", disabled=running,
-                                         help="Stratified subset of the training split "
-                                              "(0 = all 50,000).")
-settings["val_size"] = b6.number_input("Validation images", min_value=0, max_value=10_000,
-                                       step=500, value=int(settings["val_size"]),
-                                       key="tune_val_size", disabled=running,
-                                       help="Validation images used for scoring (0 = all).")
-settings["n_jobs"] = b7.number_input("Parallel jobs", min_value=-1, max_value=64,
-                                     value=int(settings["n_jobs"]), key="tune_n_jobs",
-                                     disabled=running,
-                                     help="Trials trained at once (joblib/loky; -1 = all "
-                                          "cores).")
-settings["grid_points"] = b8.number_input("Grid points per range", min_value=1, max_value=10,
-                                          value=int(settings["grid_points"]),
-                                          key="tune_grid_points",
-                                          disabled=running or settings["strategy"] != "grid")
-settings["seed"] = st.number_input("Seed", min_value=0, value=int(settings["seed"]),
-                                   key="tune_seed", disabled=running,
-                                   help="Same seed, same trials and same results.")
+settings["train_size"] = b5.number_input(
+    "Training images",
+    min_value=0,
+    max_value=50_000,
+    step=1000,
+    value=int(settings["train_size"]),
+    key="tune_train_size",
+    disabled=running,
+    help="Stratified subset of the training split (0 = all 50,000).",
+)
+settings["val_size"] = b6.number_input(
+    "Validation images",
+    min_value=0,
+    max_value=10_000,
+    step=500,
+    value=int(settings["val_size"]),
+    key="tune_val_size",
+    disabled=running,
+    help="Validation images used for scoring (0 = all).",
+)
+settings["n_jobs"] = b7.number_input(
+    "Parallel jobs",
+    min_value=-1,
+    max_value=64,
+    value=int(settings["n_jobs"]),
+    key="tune_n_jobs",
+    disabled=running,
+    help="Trials trained at once (joblib/loky; -1 = all cores).",
+)
+settings["grid_points"] = b8.number_input(
+    "Grid points per range",
+    min_value=1,
+    max_value=10,
+    value=int(settings["grid_points"]),
+    key="tune_grid_points",
+    disabled=running or settings["strategy"] != "grid",
+)
+settings["seed"] = st.number_input(
+    "Seed",
+    min_value=0,
+    value=int(settings["seed"]),
+    key="tune_seed",
+    disabled=running,
+    help="Same seed, same trials and same results.",
+)
 
 space, errors = tn.build_space(settings, base)
 for name, target in error_slots.items():
@@ -104,18 +165,32 @@ for key in ("space", "budget"):
 
 # ------------------------------------------------------------------ actions
 c1, c2, c3 = st.columns([1, 1, 2])
-if c1.button("Start search", key="start_search", type="primary",
-             disabled=running or space is None, icon=":material/play_arrow:"):
+if c1.button(
+    "Start search",
+    key="start_search",
+    type="primary",
+    disabled=running or space is None,
+    icon=":material/play_arrow:",
+):
     tn.start_search(settings, space, base, state.get_mnist, state.train_limit())
     st.rerun()
-c2.button("Cancel", key="cancel_search", disabled=not running,
-          on_click=worker.cancel if worker is not None else None, icon=":material/stop:")
+c2.button(
+    "Cancel",
+    key="cancel_search",
+    disabled=not running,
+    on_click=worker.cancel if worker is not None else None,
+    icon=":material/stop:",
+)
 
 snap_now = worker.snapshot() if worker is not None else None
 if snap_now is not None and snap_now["status"] in tn.FINAL and snap_now.get("best_config"):
-    if c3.button("Train the best", key="train_best", type="primary",
-                 icon=":material/model_training:",
-                 help="Open the Train page with the best trial's settings."):
+    if c3.button(
+        "Train the best",
+        key="train_best",
+        type="primary",
+        icon=":material/model_training:",
+        help="Open the Train page with the best trial's settings.",
+    ):
         tn.load_into_train(snap_now["best_config"])  # keeps the Train page's data settings
         st.switch_page("pages/train.py")
 
@@ -125,8 +200,9 @@ if snap_now is not None and snap_now["status"] in tn.FINAL and snap_now.get("bes
 def live() -> None:
     w = tn.tune_slot().worker
     if w is None:
-        st.info("Choose what to search and the budget, then **Start search**.",
-                icon=":material/info:")
+        st.info(
+            "Choose what to search and the budget, then **Start search**.", icon=":material/info:"
+        )
         return
     snap = w.snapshot()
     if snap["status"] == "failed":
@@ -142,15 +218,26 @@ def live() -> None:
         if snap["cancel_requested"] and snap["status"] not in tn.FINAL:
             st.caption("Cancelling: the running trials finish their current step…")
     if snap["trials"]:
-        st.dataframe(tn.trials_frame(snap["trials"]), hide_index=True, key="tune_trials_table",
-                     column_config={"val_accuracy": st.column_config.NumberColumn(
-                         "val accuracy", format="percent")})
-        st.plotly_chart(tn.parallel_coordinates_figure(snap["trials"], w.space.to_dict()),
-                        width="stretch", key="tune_parcoords")
+        st.dataframe(
+            tn.trials_frame(snap["trials"]),
+            hide_index=True,
+            key="tune_trials_table",
+            column_config={
+                "val_accuracy": st.column_config.NumberColumn("val accuracy", format="percent")
+            },
+        )
+        st.plotly_chart(
+            tn.parallel_coordinates_figure(snap["trials"], w.space.to_dict()),
+            width="stretch",
+            key="tune_parcoords",
+        )
     if snap["status"] in tn.FINAL and snap.get("best_config"):
-        st.success(f"Best: trial {snap['best_trial']} with validation accuracy "
-                   f"{snap['best_val_accuracy']:.2%}. **Train the best** opens it on the Train "
-                   f"page (with the Train page's data settings).", icon=":material/emoji_events:")
+        st.success(
+            f"Best: trial {snap['best_trial']} with validation accuracy "
+            f"{snap['best_val_accuracy']:.2%}. **Train the best** opens it on the Train "
+            f"page (with the Train page's data settings).",
+            icon=":material/emoji_events:",
+        )
         with st.expander("Best settings"):
             st.json(snap["best_config"])
     if snap.get("message") and snap["status"] in tn.FINAL:

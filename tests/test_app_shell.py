@@ -28,13 +28,18 @@ def tiny_model(seed: int = 0, hidden=(8,)) -> NeuralNetwork:
     rng = np.random.default_rng(seed)
     x = rng.integers(0, 256, (200, 784)).astype(np.uint8)
     y = np.arange(200) % 10
-    return NeuralNetwork(hidden_layers=list(hidden), epochs=1, batch_size=50,
-                         random_state=seed).fit(x, y, x[:50], y[:50])
+    return NeuralNetwork(
+        hidden_layers=list(hidden), epochs=1, batch_size=50, random_state=seed
+    ).fit(x, y, x[:50], y[:50])
 
 
 def save_tiny(folder: Path, name: str, acc: float, **kw) -> Path:
-    return save_model(tiny_model(**kw), folder / f"{name}.npz", name=name,
-                      metrics={"test_accuracy": acc, "val_accuracy": acc})
+    return save_model(
+        tiny_model(**kw),
+        folder / f"{name}.npz",
+        name=name,
+        metrics={"test_accuracy": acc, "val_accuracy": acc},
+    )
 
 
 def test_app_without_models_runs(env):
@@ -97,9 +102,18 @@ def test_every_registered_page_runs(env):
     assert "st.navigation" in src and spec is not None
     save_tiny(env, "default", 0.9)
     root = Path(APP).parent
-    pages = [p for p in ("pages/overview.py", "pages/train.py", "pages/draw.py",
-                         "pages/predictions.py", "pages/evaluate.py", "pages/models.py")
-             if (root / p).is_file()]
+    pages = [
+        p
+        for p in (
+            "pages/overview.py",
+            "pages/train.py",
+            "pages/draw.py",
+            "pages/predictions.py",
+            "pages/evaluate.py",
+            "pages/models.py",
+        )
+        if (root / p).is_file()
+    ]
     at = AppTest.from_file(APP, default_timeout=120).run()
     assert not at.exception
     for page in pages:

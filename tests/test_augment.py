@@ -90,7 +90,9 @@ def test_zoom_scales_mass_by_area() -> None:
 def test_elastic_changes_image_keeps_mass() -> None:
     x = blobs()
     _, _, m0 = centre_and_mass(x / 255.0)
-    out = Augmenter(shift=0, rotation=0, scale=0, elastic_alpha=34.0, elastic_sigma=4.0, random_state=0)(x)
+    out = Augmenter(
+        shift=0, rotation=0, scale=0, elastic_alpha=34.0, elastic_sigma=4.0, random_state=0
+    )(x)
     _, _, m1 = centre_and_mass(out)
     assert np.abs(out - x / 255.0).mean() > 0.005
     # local stretching changes single images (Simard's alpha=34, sigma=4 is strong), the batch
@@ -126,7 +128,15 @@ def test_seeded_repeatability() -> None:
 
 
 def test_config_round_trip() -> None:
-    aug = Augmenter(shift=1.5, rotation=5, scale=0.05, elastic_alpha=12, elastic_sigma=3, probability=0.8, random_state=7)
+    aug = Augmenter(
+        shift=1.5,
+        rotation=5,
+        scale=0.05,
+        elastic_alpha=12,
+        elastic_sigma=3,
+        probability=0.8,
+        random_state=7,
+    )
     config = json.loads(json.dumps(aug.get_config()))
     assert config == aug.get_config()
     again = Augmenter(**config)

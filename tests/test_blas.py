@@ -91,8 +91,9 @@ def test_network_parameters_share_one_flat_array_and_survive_reloading(tmp_path)
     rng = np.random.default_rng(0)
     X = rng.integers(0, 256, size=(200, 16), dtype=np.uint8)
     y = rng.integers(0, 3, size=200)
-    model = NeuralNetwork(hidden_layers=(8,), epochs=2, batch_size=32, random_state=0,
-                          shuffle=False, warm_start=True).fit(X, y)
+    model = NeuralNetwork(
+        hidden_layers=(8,), epochs=2, batch_size=32, random_state=0, shuffle=False, warm_start=True
+    ).fit(X, y)
     flat = model._flat_params
     assert all(p.base is flat for p in model._params())
     # A reloaded model's arrays (weights and Adam's m and v) are separate; fitting packs them

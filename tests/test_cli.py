@@ -34,15 +34,26 @@ TINY = ["--train-size", "2000", "--epochs", "1", "--hidden-layers", "32"]
 
 def _env(tmp: Path) -> dict[str, str]:
     env = dict(os.environ)
-    env.update(OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1",
-               NN_MODELS_DIR=str(tmp / "models"), NN_RUNS_DB=str(tmp / "default-runs.sqlite"),
-               PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")])))
+    env.update(
+        OPENBLAS_NUM_THREADS="1",
+        OMP_NUM_THREADS="1",
+        MKL_NUM_THREADS="1",
+        NN_MODELS_DIR=str(tmp / "models"),
+        NN_RUNS_DB=str(tmp / "default-runs.sqlite"),
+        PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")])),
+    )
     return env
 
 
 def run_cli(tmp: Path, *args: str, timeout: float = 180) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "nn", *args], cwd=REPO, env=_env(tmp),
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "nn", *args],
+        cwd=REPO,
+        env=_env(tmp),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def last_json(stdout: str) -> object:
@@ -75,8 +86,16 @@ def mnist():
 def e2e(tmp_path_factory):
     """The brief's end-to-end run: tiny training in a subprocess, JSON on the last line."""
     tmp = tmp_path_factory.mktemp("e2e")
-    proc = run_cli(tmp, "train", *TINY, "--json", "--out", str(tmp / "m.npz"),
-                   "--runs-db", str(tmp / "r.sqlite"))
+    proc = run_cli(
+        tmp,
+        "train",
+        *TINY,
+        "--json",
+        "--out",
+        str(tmp / "m.npz"),
+        "--runs-db",
+        str(tmp / "r.sqlite"),
+    )
     return SimpleNamespace(tmp=tmp, proc=proc, model=tmp / "m.npz", db=tmp / "r.sqlite")
 
 
@@ -84,18 +103,36 @@ def e2e(tmp_path_factory):
 def good(tmp_path_factory):
     """A model trained in-process through main(), good enough to read a clear digit."""
     tmp = tmp_path_factory.mktemp("good")
-    code, out, err = call("train", "--train-size", "5000", "--epochs", "3", "--hidden-layers",
-                          "64", "--learning-rate", "0.003", "--name", "good", "--models-dir",
-                          str(tmp), "--runs-db", str(tmp / "r.sqlite"), "--json", "--quiet")
+    code, out, err = call(
+        "train",
+        "--train-size",
+        "5000",
+        "--epochs",
+        "3",
+        "--hidden-layers",
+        "64",
+        "--learning-rate",
+        "0.003",
+        "--name",
+        "good",
+        "--models-dir",
+        str(tmp),
+        "--runs-db",
+        str(tmp / "r.sqlite"),
+        "--json",
+        "--quiet",
+    )
     assert code == EXIT_OK, err
     assert err == ""  # --quiet: no progress, no summary
-    return SimpleNamespace(tmp=tmp, result=last_json(out), model=tmp / "good.npz",
-                           db=tmp / "r.sqlite")
+    return SimpleNamespace(
+        tmp=tmp, result=last_json(out), model=tmp / "good.npz", db=tmp / "r.sqlite"
+    )
 
 
 def write_digit_png(path: Path, image28: np.ndarray, size: int = 140) -> Path:
-    Image.fromarray(image28.reshape(28, 28)).resize((size, size), Image.Resampling.BILINEAR) \
-        .save(path)
+    Image.fromarray(image28.reshape(28, 28)).resize((size, size), Image.Resampling.BILINEAR).save(
+        path
+    )
     return path
 
 
@@ -105,8 +142,17 @@ def test_train_end_to_end_subprocess(e2e):
     assert proc.returncode == EXIT_OK, proc.stderr
     assert "Traceback" not in proc.stderr
     result = last_json(proc.stdout)
-    for key in ("test_accuracy", "val_accuracy", "train_seconds", "epochs", "parameters",
-                "model_path", "preset", "seed", "stop_reason"):
+    for key in (
+        "test_accuracy",
+        "val_accuracy",
+        "train_seconds",
+        "epochs",
+        "parameters",
+        "model_path",
+        "preset",
+        "seed",
+        "stop_reason",
+    ):
         assert key in result, key
     assert result["epochs"] == 1
     assert result["parameters"] == 784 * 32 + 32 + 32 * 10 + 10
@@ -139,9 +185,25 @@ def test_train_in_process_saves_by_name(good):
 def test_fast_preset_reaches_95_percent_on_10000_images(tmp_path):
     """End-to-end accuracy: the fast preset's network on 10,000 bundled MNIST images for five
     epochs scores >= 95% on the full official test set (seconds, far under a minute)."""
-    proc = run_cli(tmp_path, "train", "--preset", "fast", "--epochs", "5", "--batch-size", "64",
-                   "--learning-rate", "0.002", "--train-size", "10000", "--no-save", "--json",
-                   "--quiet", "--runs-db", str(tmp_path / "r.sqlite"))
+    proc = run_cli(
+        tmp_path,
+        "train",
+        "--preset",
+        "fast",
+        "--epochs",
+        "5",
+        "--batch-size",
+        "64",
+        "--learning-rate",
+        "0.002",
+        "--train-size",
+        "10000",
+        "--no-save",
+        "--json",
+        "--quiet",
+        "--runs-db",
+        str(tmp_path / "r.sqlite"),
+    )
     assert proc.returncode == EXIT_OK, proc.stderr
     result = last_json(proc.stdout)
     assert result["train_size"] == 10_000 and result["epochs"] == 5
@@ -152,11 +214,26 @@ def test_fast_preset_reaches_95_percent_on_10000_images(tmp_path):
 
 def test_diverged_training_exits_3(tmp_path):
     out = tmp_path / "d.npz"
-    code, stdout, stderr = call("train", "--train-size", "1000", "--epochs", "2",
-                                "--hidden-layers", "16", "--optimizer", "sgd",
-                                "--learning-rate", "1e30", "--schedule", "constant",
-                                "--out", str(out), "--runs-db", str(tmp_path / "r.sqlite"),
-                                "--json")
+    code, stdout, stderr = call(
+        "train",
+        "--train-size",
+        "1000",
+        "--epochs",
+        "2",
+        "--hidden-layers",
+        "16",
+        "--optimizer",
+        "sgd",
+        "--learning-rate",
+        "1e30",
+        "--schedule",
+        "constant",
+        "--out",
+        str(out),
+        "--runs-db",
+        str(tmp_path / "r.sqlite"),
+        "--json",
+    )
     assert code == EXIT_DIVERGED == 3
     assert "diverged" in stderr and "Traceback" not in stderr
     result = last_json(stdout)
@@ -171,9 +248,30 @@ def test_ctrl_c_stops_cleanly(tmp_path):
     out = tmp_path / "s.npz"
     with open(tmp_path / "stdout", "w") as so, open(tmp_path / "stderr", "w") as se:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "nn", "train", "--train-size", "500", "--epochs", "100000",
-             "--hidden-layers", "8", "--batch-size", "100", "--out", str(out), "--runs-db",
-             str(db), "--json"], cwd=REPO, env=_env(tmp_path), stdout=so, stderr=se)
+            [
+                sys.executable,
+                "-m",
+                "nn",
+                "train",
+                "--train-size",
+                "500",
+                "--epochs",
+                "100000",
+                "--hidden-layers",
+                "8",
+                "--batch-size",
+                "100",
+                "--out",
+                str(out),
+                "--runs-db",
+                str(db),
+                "--json",
+            ],
+            cwd=REPO,
+            env=_env(tmp_path),
+            stdout=so,
+            stderr=se,
+        )
         try:
             deadline = time.monotonic() + 90
             while time.monotonic() < deadline and proc.poll() is None:
@@ -202,15 +300,27 @@ def test_ctrl_c_stops_cleanly(tmp_path):
 def test_train_on_a_user_dataset(mnist, tmp_path):
     data = tmp_path / "digits.npz"
     np.savez(data, x=mnist.x_train[:1500], y=mnist.y_train[:1500])
-    code, out, err = call("train", "--data", str(data), "--epochs", "1", "--hidden-layers", "16",
-                          "--no-save", "--runs-db", str(tmp_path / "r.sqlite"), "--json")
+    code, out, err = call(
+        "train",
+        "--data",
+        str(data),
+        "--epochs",
+        "1",
+        "--hidden-layers",
+        "16",
+        "--no-save",
+        "--runs-db",
+        str(tmp_path / "r.sqlite"),
+        "--json",
+    )
     assert code == EXIT_OK, err
     result = last_json(out)
     assert result["split"] == "80:10:10"  # a single-part dataset cannot use "standard"
     assert result["train_size"] == 1200
     assert "no separate test part" in err
-    code, out, err = call("evaluate", "--data", str(data), "--json",
-                          str(_tiny_model(mnist, tmp_path)))
+    code, out, err = call(
+        "evaluate", "--data", str(data), "--json", str(_tiny_model(mnist, tmp_path))
+    )
     assert code == EXIT_OK, err
     assert last_json(out)["n"] == 1500
 
@@ -229,10 +339,26 @@ def test_flags_cover_every_hyperparameter():
         if name in ("warm_start", "augment"):
             continue
         assert "--" + name.replace("_", "-") in options, name
-    for extra in ("--preset", "--seed", "--split", "--val-fraction", "--test-fraction",
-                  "--train-size", "--data", "--name", "--out", "--no-save", "--runs-db",
-                  "--json", "--quiet", "--augment-shift", "--augment-elastic-alpha",
-                  "--no-augment", "--clip-norm", "--early-stopping"):
+    for extra in (
+        "--preset",
+        "--seed",
+        "--split",
+        "--val-fraction",
+        "--test-fraction",
+        "--train-size",
+        "--data",
+        "--name",
+        "--out",
+        "--no-save",
+        "--runs-db",
+        "--json",
+        "--quiet",
+        "--augment-shift",
+        "--augment-elastic-alpha",
+        "--no-augment",
+        "--clip-norm",
+        "--early-stopping",
+    ):
         assert extra in options, extra
 
 
@@ -243,9 +369,29 @@ def _plan(*args: str) -> dict:
 
 
 def test_flags_override_the_preset():
-    plan = _plan("--preset", "fast", "--hidden-layers", "8", "8", "--activation", "relu", "tanh",
-                 "--dropout", "0.2", "--seed", "5", "--clip-norm", "2.5", "--early-stopping",
-                 "--train-size", "300", "--split", "80:10:10", "--split-seed", "3")
+    plan = _plan(
+        "--preset",
+        "fast",
+        "--hidden-layers",
+        "8",
+        "8",
+        "--activation",
+        "relu",
+        "tanh",
+        "--dropout",
+        "0.2",
+        "--seed",
+        "5",
+        "--clip-norm",
+        "2.5",
+        "--early-stopping",
+        "--train-size",
+        "300",
+        "--split",
+        "80:10:10",
+        "--split-seed",
+        "3",
+    )
     m, d = plan["model_kwargs"], plan["data_kwargs"]
     assert m["hidden_layers"] == [8, 8] and m["activation"] == ["relu", "tanh"]
     assert m["dropout"] == 0.2 and m["random_state"] == 5 and m["clip_norm"] == 2.5
@@ -255,13 +401,19 @@ def test_flags_override_the_preset():
     # no hidden layer at all: softmax regression
     assert _plan("--hidden-layers")["model_kwargs"]["hidden_layers"] == []
     # 'none' switches an optional setting off
-    assert _plan("--preset", "reference-he-relu", "--clip-norm", "none")["model_kwargs"][
-        "clip_norm"] is None
+    assert (
+        _plan("--preset", "reference-he-relu", "--clip-norm", "none")["model_kwargs"]["clip_norm"]
+        is None
+    )
 
 
 def test_augment_flags():
     assert _plan("--augment-shift", "1")["model_kwargs"]["augment"] == {
-        "shift": 1.0, "rotation": 0.0, "scale": 0.0, "elastic_alpha": 0.0}
+        "shift": 1.0,
+        "rotation": 0.0,
+        "scale": 0.0,
+        "elastic_alpha": 0.0,
+    }
     assert _plan("--augment")["model_kwargs"]["augment"] == {}
     best = _plan("--preset", "best", "--augment-rotation", "5")["model_kwargs"]["augment"]
     assert best == {**PRESETS["best"].model["augment"], "rotation": 5.0}
@@ -285,8 +437,9 @@ def test_evaluate(e2e, good):
     # the same official test set the training command scored
     assert report["accuracy"] == pytest.approx(last_json(e2e.proc.stdout)["test_accuracy"])
     assert [row["class"] for row in report["per_class"]] == list(range(10))
-    assert all(0 <= row["precision"] <= 1 and 0 <= row["recall"] <= 1
-               for row in report["per_class"])
+    assert all(
+        0 <= row["precision"] <= 1 and 0 <= row["recall"] <= 1 for row in report["per_class"]
+    )
 
 
 def test_model_by_name(good):
@@ -306,7 +459,8 @@ def test_info(e2e):
     assert info["epochs"] == 1 and info["size_bytes"] == e2e.model.stat().st_size
     assert info["hyperparameters"]["hidden_layers"] == [32]
     assert info["metrics"]["test_accuracy"] == pytest.approx(
-        last_json(e2e.proc.stdout)["test_accuracy"])
+        last_json(e2e.proc.stdout)["test_accuracy"]
+    )
     assert info["created"] and info["saved"]
     code, out, err = call("info", str(e2e.model), "--history")
     assert code == EXIT_OK and "784-32-10" in out and "val_accuracy" in out
@@ -335,8 +489,9 @@ def test_predict_digit_and_blank(good, mnist, tmp_path):
 def test_predict_subprocess_on_dark_ink_jpeg(e2e, mnist, tmp_path):
     """A dark-on-light JPEG (like a scan) through a real process, with the tiny model."""
     path = tmp_path / "scan.jpg"
-    Image.fromarray(255 - mnist.x_test[1].reshape(28, 28)).resize((200, 200)).convert("RGB") \
-        .save(path)
+    Image.fromarray(255 - mnist.x_test[1].reshape(28, 28)).resize((200, 200)).convert("RGB").save(
+        path
+    )
     proc = run_cli(tmp_path, "predict", str(e2e.model), str(path), "--json")
     assert proc.returncode == EXIT_OK, proc.stderr
     (row,) = last_json(proc.stdout)["predictions"]
@@ -425,8 +580,11 @@ def test_bad_arguments_in_process(tmp_path, corrupt):
 
 
 def test_bad_arguments_subprocess(tmp_path, corrupt):
-    for args in (["train", "--learning-rate", "0", "--no-save"], ["evaluate", str(corrupt[0])],
-                 ["info", str(tmp_path / "missing.npz")]):
+    for args in (
+        ["train", "--learning-rate", "0", "--no-save"],
+        ["evaluate", str(corrupt[0])],
+        ["info", str(tmp_path / "missing.npz")],
+    ):
         proc = run_cli(tmp_path, *args)
         assert proc.returncode == EXIT_USAGE, (args, proc.stderr)
         assert "Traceback" not in proc.stderr and "error:" in proc.stderr
@@ -443,10 +601,20 @@ def test_help_and_no_command():
 
 # --------------------------------------------------------------------------------------- progress
 def _event(kind, epoch, batch, n_batches=4, val=None, elapsed=1.0):
-    return SimpleNamespace(kind=kind, epoch=epoch, epochs=2, batch=batch, n_batches=n_batches,
-                           loss=0.5, train_accuracy=0.9, val_loss=None if val is None else 0.3,
-                           val_accuracy=val, learning_rate=1e-3, samples_per_second=1000.0,
-                           elapsed=elapsed)
+    return SimpleNamespace(
+        kind=kind,
+        epoch=epoch,
+        epochs=2,
+        batch=batch,
+        n_batches=n_batches,
+        loss=0.5,
+        train_accuracy=0.9,
+        val_loss=None if val is None else 0.3,
+        val_accuracy=val,
+        learning_rate=1e-3,
+        samples_per_second=1000.0,
+        elapsed=elapsed,
+    )
 
 
 def test_progress_on_a_terminal():

@@ -46,7 +46,9 @@ def tiny(n: int = 20) -> tuple[np.ndarray, np.ndarray]:
     return x, y
 
 
-def write_idx_folder(folder: Path, spelling: str = "-", gz: bool = False, test: bool = True) -> tuple:
+def write_idx_folder(
+    folder: Path, spelling: str = "-", gz: bool = False, test: bool = True
+) -> tuple:
     folder.mkdir(exist_ok=True)
     ext = ".gz" if gz else ""
     parts = {"train": tiny(30), "t10k": tiny(10)} if test else {"train": tiny(30)}
@@ -97,7 +99,10 @@ def test_find_idx_pair_missing(tmp_path: Path) -> None:
 
 def test_wrong_magic(tmp_path: Path) -> None:
     path = write_idx(tmp_path / "x.idx3-ubyte", tiny()[0], magic=2050)
-    with pytest.raises(DataError, match=r"x\.idx3-ubyte: wrong magic number 2050, expected 2051 for an IDX image file"):
+    with pytest.raises(
+        DataError,
+        match=r"x\.idx3-ubyte: wrong magic number 2050, expected 2051 for an IDX image file",
+    ):
         read_idx(path, kind="images")
     with pytest.raises(DataError, match="wrong magic number 2050"):
         read_idx(path)
@@ -132,7 +137,9 @@ def test_idx_labels_outside_range(tmp_path: Path) -> None:
     y = tiny(30)[1].copy()
     y[7] = 12
     write_idx(tmp_path / "d" / "train-labels-idx1-ubyte", y)
-    with pytest.raises(DataError, match=r"train-labels-idx1-ubyte: label 12 at index 7 is outside 0-9"):
+    with pytest.raises(
+        DataError, match=r"train-labels-idx1-ubyte: label 12 at index 7 is outside 0-9"
+    ):
         load_dataset(tmp_path / "d")
 
 
@@ -151,7 +158,9 @@ def test_idx_wrong_image_size(tmp_path: Path) -> None:
 
 def test_idx_pair_paths(tmp_path: Path) -> None:
     x, y = tiny()
-    data = load_dataset((write_idx(tmp_path / "a-idx3-ubyte", x), write_idx(tmp_path / "b-idx1-ubyte", y)))
+    data = load_dataset(
+        (write_idx(tmp_path / "a-idx3-ubyte", x), write_idx(tmp_path / "b-idx1-ubyte", y))
+    )
     assert isinstance(data, ImageSet) and data.x.shape == (20, 784)
 
 
@@ -217,9 +226,15 @@ def test_npz_good(tmp_path: Path) -> None:
     x, y = tiny()
     path = tmp_path / "d.npz"
     # (n, 28, 28) uint8 for train, (n, 784) floats in [0, 1] for test
-    np.savez(path, x_train=x, y_train=y, x_test=x.reshape(20, 784) / 255.0, y_test=y.astype(np.int32))
+    np.savez(
+        path, x_train=x, y_train=y, x_test=x.reshape(20, 784) / 255.0, y_test=y.astype(np.int32)
+    )
     data = load_dataset(path)
-    assert isinstance(data, MNIST) and data.x_train.shape == (20, 784) and data.x_test.dtype == np.uint8
+    assert (
+        isinstance(data, MNIST)
+        and data.x_train.shape == (20, 784)
+        and data.x_test.dtype == np.uint8
+    )
     np.testing.assert_array_equal(data.x_test, x.reshape(20, 784))
     assert data.y_test.dtype == np.int64
 
@@ -242,7 +257,9 @@ def test_npz_missing_keys(tmp_path: Path) -> None:
 def test_npz_bad_float_pixels(tmp_path: Path) -> None:
     path = tmp_path / "f.npz"
     np.savez(path, x=np.full((2, 784), 3.5), y=np.zeros(2, int))
-    with pytest.raises(DataError, match=r"f\.npz\[x\]: pixel values must be integers 0-255 or floats in \[0, 1\]"):
+    with pytest.raises(
+        DataError, match=r"f\.npz\[x\]: pixel values must be integers 0-255 or floats in \[0, 1\]"
+    ):
         load_dataset(path)
 
 
@@ -372,7 +389,10 @@ def test_split_seeds(mnist: MNIST) -> None:
     "kwargs, message",
     [
         (dict(scheme="70:30"), "scheme='70:30' is not allowed"),
-        (dict(scheme="custom", val_fraction=1.0), r"val_fraction=1.0 is outside the allowed range \[0, 1\)"),
+        (
+            dict(scheme="custom", val_fraction=1.0),
+            r"val_fraction=1.0 is outside the allowed range \[0, 1\)",
+        ),
         (dict(scheme="custom", test_fraction=-0.1), r"test_fraction=-0.1 is outside"),
         (dict(scheme="custom", val_fraction=0.6, test_fraction=0.4), "must be below 1"),
         (dict(scheme="custom", val_fraction="a"), "val_fraction='a' must be a number"),
@@ -382,7 +402,9 @@ def test_split_seeds(mnist: MNIST) -> None:
 )
 def test_split_validation(kwargs: dict, message: str) -> None:
     x, y = tiny(100)
-    data = MNIST(x.reshape(100, 784), y.astype(np.int64), x[:10].reshape(10, 784), y[:10].astype(np.int64))
+    data = MNIST(
+        x.reshape(100, 784), y.astype(np.int64), x[:10].reshape(10, 784), y[:10].astype(np.int64)
+    )
     scheme = kwargs.pop("scheme", "80:10:10")
     with pytest.raises(ValueError, match=message):
         split_dataset(data, scheme, **kwargs)

@@ -49,9 +49,11 @@ def prediction_text(at) -> str:
     """The text inside ``st.container(key="prediction")``."""
     for node in _walk(at.main):
         if type(node).__name__ == "Block" and str(getattr(node.proto, "id", "")).endswith(
-                "prediction"):
-            return "\n".join(str(getattr(c, "value", "")) for c in _walk(node)
-                             if hasattr(c, "value"))
+            "prediction"
+        ):
+            return "\n".join(
+                str(getattr(c, "value", "")) for c in _walk(node) if hasattr(c, "value")
+            )
     raise AssertionError("no prediction container on the page")
 
 
@@ -62,8 +64,10 @@ def png_data_url(image: Image.Image) -> str:
 
 
 def inject(at, image: Image.Image, key: str = CANVAS_KEY) -> None:
-    at.session_state[key] = {"drawing": {"raw": {"objects": []}, "data": png_data_url(image)},
-                             "backgroundFit": None}
+    at.session_state[key] = {
+        "drawing": {"raw": {"objects": []}, "data": png_data_url(image)},
+        "backgroundFit": None,
+    }
     at.run()
     assert not at.exception
 
@@ -109,8 +113,10 @@ def test_upscaled_test_digit_is_predicted_as_its_label(app, trained):
     # the three preprocessing steps, the last one being the 28x28 the network sees
     assert len(app.image) == 3
     assert "28x28" in app.image[2].proto.imgs[0].caption
-    assert [s.value for s in app.subheader] == ["What the network sees",
-                                                "Hidden-layer activations for this drawing"]
+    assert [s.value for s in app.subheader] == [
+        "What the network sees",
+        "Hidden-layer activations for this drawing",
+    ]
 
 
 def test_drawn_one_gives_a_prediction(app):

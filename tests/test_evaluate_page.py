@@ -62,8 +62,9 @@ def test_charts_are_drawn(app, trained):
     figs = figures(app)
     types = [f["data"][0]["type"] for f in figs]
     assert types.count("heatmap") >= 2  # confusion matrix and first-layer weights
-    cm_fig = next(f for f in figs if f["data"][0]["type"] == "heatmap"
-                  and f["data"][0].get("texttemplate"))
+    cm_fig = next(
+        f for f in figs if f["data"][0]["type"] == "heatmap" and f["data"][0].get("texttemplate")
+    )
     # the clickable layer: one invisible marker per cell, x = predicted, y = true
     hits = cm_fig["data"][1]
     assert hits["type"] == "scatter" and len(hits["x"]) == 100
@@ -74,8 +75,9 @@ def test_charts_are_drawn(app, trained):
     assert "First-layer weights of 32 hidden units" in titles
     assert "precision, recall and F1" in titles
     # training curves: loss and accuracy per epoch (2 epochs)
-    assert any(len(tr.get("x", [])) == 2 for f in figs for tr in f["data"]
-               if tr["type"] == "scatter")
+    assert any(
+        len(tr.get("x", [])) == 2 for f in figs for tr in f["data"] if tr["type"] == "scatter"
+    )
 
 
 def test_default_cell_is_the_worst_confusion(app, trained):
@@ -105,8 +107,14 @@ def test_cell_from_chart_selection():
     """The chart's on_select callback reads the clicked point with this function."""
     from ui.eval_charts import cell_from_selection
 
-    event = {"selection": {"points": [{"x": 2, "y": 7, "z": 1.3}], "point_indices": [],
-                           "box": [], "lasso": []}}
+    event = {
+        "selection": {
+            "points": [{"x": 2, "y": 7, "z": 1.3}],
+            "point_indices": [],
+            "box": [],
+            "lasso": [],
+        }
+    }
     assert cell_from_selection(event) == (7, 2)
     assert cell_from_selection({"selection": {"points": []}}) is None
     assert cell_from_selection(None) is None

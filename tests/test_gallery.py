@@ -5,9 +5,21 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ui.gallery import GREEN, RED, GridTile, as_images, class_counts, filter_indices, \
-    labelled_grid, mean_images, page_count, page_slice, sample_per_class, sort_indices, \
-    tile_images
+from ui.gallery import (
+    GREEN,
+    RED,
+    GridTile,
+    as_images,
+    class_counts,
+    filter_indices,
+    labelled_grid,
+    mean_images,
+    page_count,
+    page_slice,
+    sample_per_class,
+    sort_indices,
+    tile_images,
+)
 
 Y_TRUE = np.array([0, 1, 2, 1, 0, 2, 1])
 Y_PRED = np.array([0, 2, 2, 1, 1, 2, 0])
@@ -99,9 +111,11 @@ def test_tile_images_places_every_image():
     assert out.shape == (2 * cell, 3 * cell, 3) and out.dtype == np.uint8
     for i in range(5):
         r, c = divmod(i, 3)
-        assert (out[r * cell + 1:r * cell + 57, c * cell + 1:c * cell + 57] == 10 * (i + 1)).all()
+        assert (
+            out[r * cell + 1 : r * cell + 57, c * cell + 1 : c * cell + 57] == 10 * (i + 1)
+        ).all()
     # the unused sixth cell and the padding are background white
-    assert (out[cell:, 2 * cell:] == 255).all()
+    assert (out[cell:, 2 * cell :] == 255).all()
     assert (out[0, :] == 255).all()
 
 
@@ -123,16 +137,19 @@ def test_tile_images_empty_and_one_column_cap():
 
 def test_labelled_grid_one_picture_with_coloured_frames():
     imgs = np.full((3, 784), 255, dtype=np.uint8)
-    tiles = [GridTile(("#0", "7 → 7 · 90%"), GREEN), GridTile(("#1",), RED),
-             GridTile(("#2", "x"), GREEN)]
+    tiles = [
+        GridTile(("#0", "7 → 7 · 90%"), GREEN),
+        GridTile(("#1",), RED),
+        GridTile(("#2", "x"), GREEN),
+    ]
     out = labelled_grid(imgs, tiles, ncols=2, scale=3, border=3, pad=4)
     assert out.ndim == 3 and out.shape[2] == 3 and out.dtype == np.uint8
     assert out.shape[1] == 2 * (28 * 3 + 6 + 8)
     assert tuple(out[4, 4]) == GREEN  # top-left corner of the first frame
     assert tuple(out[4, 4 + 96 + 4]) == RED  # second tile's frame
-    assert (out[4 + 3:4 + 3 + 84, 4 + 3:4 + 3 + 84] == 255).all()  # the image itself
+    assert (out[4 + 3 : 4 + 3 + 84, 4 + 3 : 4 + 3 + 84] == 255).all()  # the image itself
     # caption text is drawn in the tile's colour somewhere under the first image
-    caption = out[4 + 90:out.shape[0] // 2, :96]
+    caption = out[4 + 90 : out.shape[0] // 2, :96]
     assert (np.abs(caption.astype(int) - np.array(GREEN)).sum(axis=2) < 60).any()
     with pytest.raises(ValueError):
         labelled_grid(imgs, tiles[:2], ncols=2)

@@ -32,8 +32,9 @@ def tiny_model(seed: int = 0, hidden=(8,), epochs: int = 2) -> NeuralNetwork:
     rng = np.random.default_rng(seed)
     x = rng.integers(0, 256, (200, 784)).astype(np.uint8)
     y = np.arange(200) % 10
-    return NeuralNetwork(hidden_layers=list(hidden), epochs=epochs, batch_size=50,
-                         random_state=seed).fit(x, y, x[:50], y[:50])
+    return NeuralNetwork(
+        hidden_layers=list(hidden), epochs=epochs, batch_size=50, random_state=seed
+    ).fit(x, y, x[:50], y[:50])
 
 
 def open_models() -> AppTest:
@@ -54,8 +55,9 @@ def texts(elements) -> str:
 @pytest.fixture
 def two_models(env):
     save_model(tiny_model(0), env / "default.npz", metrics={"test_accuracy": 0.9})
-    save_model(tiny_model(1, hidden=(16, 8), epochs=3), env / "second.npz",
-               metrics={"test_accuracy": 0.5})
+    save_model(
+        tiny_model(1, hidden=(16, 8), epochs=3), env / "second.npz", metrics={"test_accuracy": 0.5}
+    )
     return env
 
 
@@ -109,8 +111,9 @@ def test_upload_good_model(env):
     export_pickle(model, tmp / "x.pkl")
     data = (tmp / "x.pkl").read_bytes()
     at = open_models()
-    at.file_uploader(key="model_upload_0").set_value(("My Upload.pkl", data,
-                                                    "application/octet-stream")).run()
+    at.file_uploader(key="model_upload_0").set_value(
+        ("My Upload.pkl", data, "application/octet-stream")
+    ).run()
     assert not at.exception
     assert "Valid model: 784-12-10" in texts(at.success)
     assert at.text_input(key="upload_name").value == "My_Upload"
@@ -142,8 +145,9 @@ def test_upload_existing_name_needs_overwrite(two_models):
     data = (two_models / "second.npz").read_bytes()
     before = listing(two_models)
     at = open_models()
-    at.file_uploader(key="model_upload_0").set_value(("default.npz", data,
-                                                    "application/octet-stream")).run()
+    at.file_uploader(key="model_upload_0").set_value(
+        ("default.npz", data, "application/octet-stream")
+    ).run()
     at.button(key="save_upload").click().run()
     assert "tick *Overwrite*" in texts(at.warning)
     assert listing(two_models) == before
@@ -152,12 +156,15 @@ def test_upload_existing_name_needs_overwrite(two_models):
     assert load_model(two_models / "default.npz").layer_sizes_ == [784, 16, 8, 10]
 
 
-@pytest.mark.parametrize("name,data", [
-    ("corrupt.npz", b"PK\x03\x04" + os.urandom(200)),
-    ("random.npz", os.urandom(500)),
-    ("truncated.pkl", b"\x80\x04\x95"),
-    ("wrong.txt.npz", b"hello world"),
-])
+@pytest.mark.parametrize(
+    "name,data",
+    [
+        ("corrupt.npz", b"PK\x03\x04" + os.urandom(200)),
+        ("random.npz", os.urandom(500)),
+        ("truncated.pkl", b"\x80\x04\x95"),
+        ("wrong.txt.npz", b"hello world"),
+    ],
+)
 def test_corrupt_upload_refused_nothing_written(two_models, name, data):
     before = listing(two_models)
     at = open_models()
@@ -181,8 +188,9 @@ def test_malicious_pickle_refused(two_models, tmp_path):
     payload = pickle.dumps({"format_version": 1, "meta": {}, "arrays": {"x": _Evil(str(marker))}})
     before = listing(two_models)
     at = open_models()
-    at.file_uploader(key="model_upload_0").set_value(("evil.pkl", payload,
-                                                    "application/octet-stream")).run()
+    at.file_uploader(key="model_upload_0").set_value(
+        ("evil.pkl", payload, "application/octet-stream")
+    ).run()
     assert not at.exception
     assert "refused and nothing was saved" in texts(at.error)
     assert not marker.exists()

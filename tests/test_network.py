@@ -64,8 +64,9 @@ def test_gradients_each_activation(activation):
 
 def test_gradients_deep_mixed_network_with_l2():
     X, y = _blobs(n=16, d=5, k=4, seed=1)
-    model = _fitted(X, y, hidden_layers=(6, 5, 4),
-                    activation=["tanh", "leaky_relu", "sigmoid"], l2=0.05)
+    model = _fitted(
+        X, y, hidden_layers=(6, 5, 4), activation=["tanh", "leaky_relu", "sigmoid"], l2=0.05
+    )
     _check_gradients(model, X, y)
 
 
@@ -125,8 +126,9 @@ def test_softmax_cross_entropy_gradient_and_stability():
 def test_fit_learns_and_api_shapes():
     X, y = _blobs(n=400, d=8, k=4)
     labels = np.array(["a", "b", "c", "d"])[y]
-    model = NeuralNetwork(hidden_layers=(16,), epochs=30, batch_size=32, learning_rate=0.01,
-                          random_state=0).fit(X, labels)
+    model = NeuralNetwork(
+        hidden_layers=(16,), epochs=30, batch_size=32, learning_rate=0.01, random_state=0
+    ).fit(X, labels)
     assert model.fit is not None and model.n_iter_ == 30
     assert list(model.classes_) == ["a", "b", "c", "d"]
     proba = model.predict_proba(X)
@@ -155,23 +157,25 @@ def test_uint8_input_is_scaled_like_float():
     y = (X8[:, 0] > 127).astype(int)
     a = NeuralNetwork(hidden_layers=(8,), epochs=3, random_state=1).fit(X8, y)
     b = NeuralNetwork(hidden_layers=(8,), epochs=3, random_state=1).fit(
-        X8.astype(np.float32) / 255, y)
-    np.testing.assert_allclose(a.predict_proba(X8), b.predict_proba(X8.astype(np.float32) / 255),
-                               rtol=1e-4, atol=1e-6)
+        X8.astype(np.float32) / 255, y
+    )
+    np.testing.assert_allclose(
+        a.predict_proba(X8), b.predict_proba(X8.astype(np.float32) / 255), rtol=1e-4, atol=1e-6
+    )
 
 
 def test_seeded_runs_repeat_exactly_and_seeds_differ():
     X, y = _blobs(n=200)
-    kw = dict(hidden_layers=(10,), epochs=3, dropout=0.3, random_state=7,
-              augment=None)
+    kw = dict(hidden_layers=(10,), epochs=3, dropout=0.3, random_state=7, augment=None)
     a = NeuralNetwork(**kw).fit(X, y)
     b = NeuralNetwork(**kw).fit(X, y)
     c = NeuralNetwork(**{**kw, "random_state": 8}).fit(X, y)
     for wa, wb, wc in zip(a.coefs_, b.coefs_, c.coefs_):
         np.testing.assert_array_equal(wa, wb)
     assert not np.array_equal(a.coefs_[0], c.coefs_[0])
-    assert {k: v for k, v in a.history_.items() if k != "seconds"} == \
-        {k: v for k, v in b.history_.items() if k != "seconds"}
+    assert {k: v for k, v in a.history_.items() if k != "seconds"} == {
+        k: v for k, v in b.history_.items() if k != "seconds"
+    }
 
 
 def test_dropout_scaling_keeps_expectation_and_is_off_at_predict():
@@ -183,8 +187,9 @@ def test_dropout_scaling_keeps_expectation_and_is_off_at_predict():
     np.testing.assert_allclose(mask[kept], 1 / 0.75, rtol=1e-6)
     assert abs(mask.mean() - 1.0) < 0.01
     X, y = _blobs(n=100)
-    model = NeuralNetwork(hidden_layers=(16,), dropout=0.5, epochs=2, batch_size=32,
-                          random_state=0).fit(X, y)
+    model = NeuralNetwork(
+        hidden_layers=(16,), dropout=0.5, epochs=2, batch_size=32, random_state=0
+    ).fit(X, y)
     np.testing.assert_array_equal(model.predict_proba(X), model.predict_proba(X))
 
 
@@ -198,8 +203,14 @@ def test_early_stopping_restores_best_weights():
         if event.kind == "epoch":
             seen[event.epoch] = ([w.copy() for w in model.coefs_], event.val_loss)
 
-    model = NeuralNetwork(hidden_layers=(32,), epochs=200, early_stopping=True, patience=3,
-                          learning_rate=0.01, random_state=0)
+    model = NeuralNetwork(
+        hidden_layers=(32,),
+        epochs=200,
+        early_stopping=True,
+        patience=3,
+        learning_rate=0.01,
+        random_state=0,
+    )
     model.fit(X, y, Xv, yv, callback=remember)
     assert model.stop_reason_ == "early_stopping"
     best_epoch = min(seen, key=lambda e: seen[e][1])
@@ -210,8 +221,9 @@ def test_early_stopping_restores_best_weights():
 
 def test_early_stopping_without_validation_holds_out_a_fraction():
     X, y = _blobs(n=200)
-    model = NeuralNetwork(hidden_layers=(8,), epochs=3, early_stopping=True,
-                          validation_fraction=0.2, random_state=0).fit(X, y)
+    model = NeuralNetwork(
+        hidden_layers=(8,), epochs=3, early_stopping=True, validation_fraction=0.2, random_state=0
+    ).fit(X, y)
     assert all(v is not None for v in model.history_["val_accuracy"])
 
 
@@ -237,8 +249,14 @@ def test_callback_gets_events_and_can_stop():
 def test_divergence_stops_with_message_and_finite_weights():
     X, y = _blobs(n=200)
     X = X * 1000
-    model = NeuralNetwork(hidden_layers=(32,), optimizer="sgd", learning_rate=1e6,
-                          epochs=20, activation="relu", random_state=0)
+    model = NeuralNetwork(
+        hidden_layers=(32,),
+        optimizer="sgd",
+        learning_rate=1e6,
+        epochs=20,
+        activation="relu",
+        random_state=0,
+    )
     model.fit(X, y)
     assert model.stop_reason_ == "diverged"
     assert "lower learning rate" in model.stop_message_
@@ -249,8 +267,9 @@ def test_divergence_stops_with_message_and_finite_weights():
 def test_warm_start_continues_training():
     X, y = _blobs(n=200)
     full = NeuralNetwork(hidden_layers=(8,), epochs=6, random_state=0, shuffle=False).fit(X, y)
-    part = NeuralNetwork(hidden_layers=(8,), epochs=3, random_state=0, shuffle=False,
-                         warm_start=True).fit(X, y)
+    part = NeuralNetwork(
+        hidden_layers=(8,), epochs=3, random_state=0, shuffle=False, warm_start=True
+    ).fit(X, y)
     assert part.n_iter_ == 3
     part.fit(X, y)
     assert part.n_iter_ == 6 and len(part.history_["loss"]) == 6
@@ -274,22 +293,25 @@ def test_float32_by_default_and_float64_available():
     assert _fitted(X, y, hidden_layers=(4,)).predict_proba(X).dtype == np.float64
 
 
-@pytest.mark.parametrize("params, fragment", [
-    ({"hidden_layers": [0]}, "hidden_layers"),
-    ({"hidden_layers": [10, -1]}, "hidden_layers"),
-    ({"learning_rate": 0}, "learning_rate=0"),
-    ({"activation": "swish"}, "choose one of"),
-    ({"activation": ["relu", "tanh"]}, "one value per hidden layer"),
-    ({"optimizer": "adagrad"}, "optimizer='adagrad'"),
-    ({"dropout": 1.0}, "dropout"),
-    ({"batch_size": 0}, "batch_size"),
-    ({"epochs": 2.5}, "epochs"),
-    ({"init": "glorot"}, "init"),
-    ({"schedule": "linear"}, "schedule"),
-    ({"batch_size": 10_000}, "at most the number of training samples"),
-    ({"leaky_slope": 2}, "leaky_slope"),
-    ({"clip_norm": -1}, "clip_norm"),
-])
+@pytest.mark.parametrize(
+    "params, fragment",
+    [
+        ({"hidden_layers": [0]}, "hidden_layers"),
+        ({"hidden_layers": [10, -1]}, "hidden_layers"),
+        ({"learning_rate": 0}, "learning_rate=0"),
+        ({"activation": "swish"}, "choose one of"),
+        ({"activation": ["relu", "tanh"]}, "one value per hidden layer"),
+        ({"optimizer": "adagrad"}, "optimizer='adagrad'"),
+        ({"dropout": 1.0}, "dropout"),
+        ({"batch_size": 0}, "batch_size"),
+        ({"epochs": 2.5}, "epochs"),
+        ({"init": "glorot"}, "init"),
+        ({"schedule": "linear"}, "schedule"),
+        ({"batch_size": 10_000}, "at most the number of training samples"),
+        ({"leaky_slope": 2}, "leaky_slope"),
+        ({"clip_norm": -1}, "clip_norm"),
+    ],
+)
 def test_bad_hyperparameters_name_parameter_and_allowed(params, fragment):
     X, y = _blobs(n=100)
     with pytest.raises(ValueError, match=fragment.replace("[", r"\[")):
@@ -318,8 +340,9 @@ def test_bad_inputs():
 
 def test_activations_per_hidden_layer():
     X, y = _blobs(n=50)
-    model = NeuralNetwork(hidden_layers=(7, 5), activation=["sigmoid", "relu"], epochs=1,
-                          batch_size=10).fit(X, y)
+    model = NeuralNetwork(
+        hidden_layers=(7, 5), activation=["sigmoid", "relu"], epochs=1, batch_size=10
+    ).fit(X, y)
     acts = model.activations(X[:3])
     assert [a.shape for a in acts] == [(3, 7), (3, 5)]
     assert (acts[0] > 0).all() and (acts[0] < 1).all() and (acts[1] >= 0).all()
@@ -334,8 +357,9 @@ def test_warm_start_after_unpickling_into_read_only_buffers(optimizer):
     import pickle
 
     X, y = _blobs(n=200, dtype=np.float32)
-    model = NeuralNetwork(hidden_layers=(8,), epochs=2, optimizer=optimizer, random_state=0,
-                          warm_start=True).fit(X, y)
+    model = NeuralNetwork(
+        hidden_layers=(8,), epochs=2, optimizer=optimizer, random_state=0, warm_start=True
+    ).fit(X, y)
     buffers = []
     data = pickle.dumps(model, protocol=5, buffer_callback=buffers.append)
     assert buffers  # the arrays really travel out of band

@@ -116,15 +116,18 @@ def test_schedule_names():
         learning_rate("linear", 0.1, 0, 1)
 
 
-@pytest.mark.parametrize("name, mean, std", [
-    ("zeros", 0.0, 0.0),
-    ("uniform", 0.0, 1 / math.sqrt(3)),
-    ("normal", 0.0, 1.0),
-    ("he_normal", 0.0, math.sqrt(2 / 400)),
-    ("he_uniform", 0.0, math.sqrt(2 / 400)),
-    ("xavier_normal", 0.0, math.sqrt(2 / 700)),
-    ("xavier_uniform", 0.0, math.sqrt(2 / 700)),
-])
+@pytest.mark.parametrize(
+    "name, mean, std",
+    [
+        ("zeros", 0.0, 0.0),
+        ("uniform", 0.0, 1 / math.sqrt(3)),
+        ("normal", 0.0, 1.0),
+        ("he_normal", 0.0, math.sqrt(2 / 400)),
+        ("he_uniform", 0.0, math.sqrt(2 / 400)),
+        ("xavier_normal", 0.0, math.sqrt(2 / 700)),
+        ("xavier_uniform", 0.0, math.sqrt(2 / 700)),
+    ],
+)
 def test_initializer_statistics(name, mean, std):
     w = initialize(name, 400, 300, np.random.default_rng(0), np.float64)
     assert w.shape == (400, 300) and w.dtype == np.float64
@@ -142,7 +145,14 @@ def test_uniform_initialisers_respect_their_limits():
 def test_default_init_per_activation():
     assert default_init("relu") == "he_normal" and default_init("leaky_relu") == "he_normal"
     assert default_init("tanh") == "xavier_uniform" and default_init("sigmoid") == "xavier_uniform"
-    assert set(INITIALIZERS) == {"zeros", "uniform", "normal", "he_normal", "he_uniform",
-                                 "xavier_normal", "xavier_uniform"}
+    assert set(INITIALIZERS) == {
+        "zeros",
+        "uniform",
+        "normal",
+        "he_normal",
+        "he_uniform",
+        "xavier_normal",
+        "xavier_uniform",
+    }
     with pytest.raises(ValueError, match="init='glorot'"):
         initialize("glorot", 2, 2, np.random.default_rng(0))

@@ -93,8 +93,9 @@ def test_round_trip_is_exact(tmp_path, fmt, classes):
 
 def test_formats_agree_and_metadata_stored(tmp_path, fitted, clock):
     model, X = fitted
-    p1 = P.save_model(model, tmp_path / "a.npz", name="Alpha", metrics={"test_accuracy": 0.5},
-                      notes="first")
+    p1 = P.save_model(
+        model, tmp_path / "a.npz", name="Alpha", metrics={"test_accuracy": 0.5}, notes="first"
+    )
     p2 = P.save_model(model, tmp_path / "a.pkl", name="Alpha", metrics={"test_accuracy": 0.5})
     m1, m2 = P.read_metadata(p1), P.read_metadata(p2)
     for m in (m1, m2):
@@ -269,12 +270,14 @@ def test_pickle_refuses_dotted_attribute_lookup(tmp_path):
 
 def test_pickle_refuses_object_dtype_and_subclasses(tmp_path):
     evil = tmp_path / "objects.pkl"
-    evil.write_bytes(pickle.dumps(
-        _payload(arrays_extra={"o": np.array([1, "a"], dtype=object)}), protocol=4))
+    evil.write_bytes(
+        pickle.dumps(_payload(arrays_extra={"o": np.array([1, "a"], dtype=object)}), protocol=4)
+    )
     with pytest.raises(ModelFileError, match="refuses dtype"):
         P.load_model(evil)
-    evil.write_bytes(pickle.dumps(
-        _payload(arrays_extra={"m": np.ma.masked_array([1.0, 2.0])}), protocol=4))
+    evil.write_bytes(
+        pickle.dumps(_payload(arrays_extra={"m": np.ma.masked_array([1.0, 2.0])}), protocol=4)
+    )
     with pytest.raises(ModelFileError, match="refuses global"):
         P.load_model(evil)
     rec = np.zeros(2, dtype=[("a", "f4"), ("b", "i4")])
@@ -360,15 +363,18 @@ def test_corrupted_member_is_detected(tmp_path, fitted):
         P.load_model(path)
 
 
-@pytest.mark.parametrize("name,content,match", [
-    ("random.npz", bytes(range(256)) * 4, "unrecognised content"),
-    ("random.pkl", b"hello world, not a pickle", "not a pickle"),
-    ("empty.npz", b"", "empty"),
-    ("empty.pkl", b"", "empty"),
-    ("array.npz", None, "bare .npy"),
-    ("model.h5", b"\x89HDF\r\n", "unsupported file type '.h5'"),
-    ("noext", b"PK\x03\x04", "unsupported file type"),
-])
+@pytest.mark.parametrize(
+    "name,content,match",
+    [
+        ("random.npz", bytes(range(256)) * 4, "unrecognised content"),
+        ("random.pkl", b"hello world, not a pickle", "not a pickle"),
+        ("empty.npz", b"", "empty"),
+        ("empty.pkl", b"", "empty"),
+        ("array.npz", None, "bare .npy"),
+        ("model.h5", b"\x89HDF\r\n", "unsupported file type '.h5'"),
+        ("noext", b"PK\x03\x04", "unsupported file type"),
+    ],
+)
 def test_unreadable_content(tmp_path, name, content, match):
     path = tmp_path / name
     if content is None:
@@ -413,13 +419,16 @@ def test_npz_with_object_array_is_refused(tmp_path, fitted):
         P.load_model(path)
 
 
-@pytest.mark.parametrize("edit,match", [
-    (lambda m: m.update(format_version=2), "made by a newer version"),
-    (lambda m: m.pop("format_version"), "format_version"),
-    (lambda m: m.update(library="sklearn"), "library 'sklearn'"),
-    (lambda m: m.pop("array_manifest"), "array_manifest"),
-    (lambda m: m["state_keys"].append("ghost"), "missing model field 'ghost'"),
-])
+@pytest.mark.parametrize(
+    "edit,match",
+    [
+        (lambda m: m.update(format_version=2), "made by a newer version"),
+        (lambda m: m.pop("format_version"), "format_version"),
+        (lambda m: m.update(library="sklearn"), "library 'sklearn'"),
+        (lambda m: m.pop("array_manifest"), "array_manifest"),
+        (lambda m: m["state_keys"].append("ghost"), "missing model field 'ghost'"),
+    ],
+)
 def test_bad_metadata(tmp_path, fitted, edit, match):
     src = _saved(fitted[0], tmp_path)
     path = _rewrite_npz(src, tmp_path / "bad.npz", meta=edit)
@@ -445,37 +454,62 @@ def test_missing_array_and_shape_mismatch(tmp_path, fitted):
         P.load_model(missing)
     with pytest.raises(ModelFileError, match="missing arrays"):
         P.read_metadata(missing)
-    wrong = _rewrite_npz(src, tmp_path / "shape.npz",
-                         replace={"coef_0": np.zeros((3, 3), np.float32)})
+    wrong = _rewrite_npz(
+        src, tmp_path / "shape.npz", replace={"coef_0": np.zeros((3, 3), np.float32)}
+    )
     with pytest.raises(ModelFileError, match=r"'coef_0' has shape \(3, 3\)"):
         P.load_model(wrong)
 
     def lie(m):  # manifest agrees with the bad array, so from_state must catch it
         m["array_manifest"]["coef_0"]["shape"] = [3, 3]
 
-    inconsistent = _rewrite_npz(src, tmp_path / "lie.npz", meta=lie,
-                                replace={"coef_0": np.zeros((3, 3), np.float32)})
+    inconsistent = _rewrite_npz(
+        src, tmp_path / "lie.npz", meta=lie, replace={"coef_0": np.zeros((3, 3), np.float32)}
+    )
     with pytest.raises(ModelFileError, match="lie.npz: model state is inconsistent"):
         P.load_model(inconsistent)
 
 
 # ------------------------------------------------------------------------------ names and folders
-@pytest.mark.parametrize("raw,expected", [
-    ("mnist", "mnist"),
-    ("  my model  v2 ", "my_model_v2"),
-    ("relu-256.128_adam", "relu-256.128_adam"),
-    ("best.npz", "best"),
-    ("best.PKL", "best"),
-    ("x" * 64, "x" * 64),
-])
+@pytest.mark.parametrize(
+    "raw,expected",
+    [
+        ("mnist", "mnist"),
+        ("  my model  v2 ", "my_model_v2"),
+        ("relu-256.128_adam", "relu-256.128_adam"),
+        ("best.npz", "best"),
+        ("best.PKL", "best"),
+        ("x" * 64, "x" * 64),
+    ],
+)
 def test_sanitize_good(raw, expected):
     assert P.sanitize_model_name(raw) == expected
 
 
-@pytest.mark.parametrize("raw", [
-    "../evil", "a/b", "a\\b", "", "   ", ".hidden", "x" * 65, "x" * 100, "a..b", "dot.",
-    "CON", "nul.txt", "com1", "naïve", "a*b", "semi;colon", "tab\x00null", ".npz", None,
-])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "../evil",
+        "a/b",
+        "a\\b",
+        "",
+        "   ",
+        ".hidden",
+        "x" * 65,
+        "x" * 100,
+        "a..b",
+        "dot.",
+        "CON",
+        "nul.txt",
+        "com1",
+        "naïve",
+        "a*b",
+        "semi;colon",
+        "tab\x00null",
+        ".npz",
+        None,
+    ],
+)
 def test_sanitize_bad(raw):
     with pytest.raises(ValueError, match="letters, digits"):
         P.sanitize_model_name(raw)

@@ -32,8 +32,9 @@ def app(trained, monkeypatch):
 def match_count(at) -> tuple[int, int, int]:
     """(images matching, mistakes among them, number of pages) from the summary line."""
     for md in at.markdown:
-        m = re.search(r"\*\*([\d,]+)\*\* images match \(([\d,]+) mistakes\) · page \d+ of (\d+)",
-                      md.value)
+        m = re.search(
+            r"\*\*([\d,]+)\*\* images match \(([\d,]+) mistakes\) · page \d+ of (\d+)", md.value
+        )
         if m:
             return tuple(int(g.replace(",", "")) for g in m.groups())
     raise AssertionError("no summary line")

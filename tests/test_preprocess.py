@@ -205,8 +205,13 @@ def test_light_grey_ink_is_normalised():
 
 @pytest.mark.parametrize(
     "bad",
-    [np.zeros((28, 28, 5), np.uint8), np.zeros((0, 28), np.uint8), np.zeros(784, np.uint8),
-     np.full((28, 28), np.nan), np.full((28, 28), 300, np.int32)],
+    [
+        np.zeros((28, 28, 5), np.uint8),
+        np.zeros((0, 28), np.uint8),
+        np.zeros(784, np.uint8),
+        np.full((28, 28), np.nan),
+        np.full((28, 28), 300, np.int32),
+    ],
     ids=["5-channels", "empty", "1-d", "nan", "out-of-range"],
 )
 def test_invalid_input_raises(bad):

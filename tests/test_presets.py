@@ -12,8 +12,13 @@ import pytest
 from nn.data import MNIST, SPLITS, load_mnist
 from nn.core.network import NeuralNetwork
 from nn.services.presets import DEFAULT_PRESET, PRESETS, Preset, get_preset, resolve_config, train
-from nn.services.training import DATA_DEFAULTS, TrainResult, check_data_kwargs, check_model_kwargs, \
-    run_training
+from nn.services.training import (
+    DATA_DEFAULTS,
+    TrainResult,
+    check_data_kwargs,
+    check_model_kwargs,
+    run_training,
+)
 
 
 @pytest.fixture(scope="module")
@@ -24,14 +29,20 @@ def mnist():
 @pytest.fixture(scope="module")
 def small(mnist):
     """A 6,000 + 1,000 image slice of MNIST, so that scoring stays cheap."""
-    return MNIST(mnist.x_train[:6000], mnist.y_train[:6000], mnist.x_test[:1000],
-                 mnist.y_test[:1000])
+    return MNIST(
+        mnist.x_train[:6000], mnist.y_train[:6000], mnist.x_test[:1000], mnist.y_test[:1000]
+    )
 
 
 def test_registry():
     assert DEFAULT_PRESET == "fast"
-    assert set(PRESETS) == {"fast", "best", "reference-256-128", "reference-500-300-100",
-                            "reference-he-relu"}
+    assert set(PRESETS) == {
+        "fast",
+        "best",
+        "reference-256-128",
+        "reference-500-300-100",
+        "reference-he-relu",
+    }
     for name, p in PRESETS.items():
         assert isinstance(p, Preset) and p.name == name
         assert p.description and "\n" not in p.description
@@ -87,8 +98,7 @@ def test_copies_do_not_change_the_preset():
 
 @pytest.mark.parametrize("name", list(PRESETS))
 def test_every_preset_trains_briefly(name, small):
-    result = train(name, overrides={"epochs": 1}, data_overrides={"train_size": 1000},
-                   mnist=small)
+    result = train(name, overrides={"epochs": 1}, data_overrides={"train_size": 1000}, mnist=small)
     assert isinstance(result, TrainResult)
     assert result.model.n_iter_ == 1 and not result.diverged
     assert result.split.x_train.shape == (1000, 784)
@@ -96,8 +106,9 @@ def test_every_preset_trains_briefly(name, small):
     assert np.isfinite(result.model.history_["loss"][0])
     metrics = result.metrics()
     assert metrics["epochs"] == 1 and metrics["train_size"] == 1000
-    assert {"test_accuracy", "val_accuracy", "train_accuracy", "loss", "train_seconds"} <= \
-        set(metrics)
+    assert {"test_accuracy", "val_accuracy", "train_accuracy", "loss", "train_seconds"} <= set(
+        metrics
+    )
 
 
 def test_run_training_validates_before_loading(monkeypatch):
@@ -118,11 +129,13 @@ def test_run_training_validates_before_loading(monkeypatch):
 def test_run_training_with_given_split_and_callback(small):
     from nn.data import split_dataset
 
-    split = split_dataset(small, "custom", seed=1, val_fraction=0.0, test_fraction=0.2,
-                          train_size=500)
+    split = split_dataset(
+        small, "custom", seed=1, val_fraction=0.0, test_fraction=0.2, train_size=500
+    )
     events = []
-    result = run_training({"hidden_layers": [16], "epochs": 2, "random_state": 0},
-                          split=split, callback=events.append)
+    result = run_training(
+        {"hidden_layers": [16], "epochs": 2, "random_state": 0}, split=split, callback=events.append
+    )
     assert result.val_accuracy is None  # no validation part
     assert result.test_accuracy is not None
     assert [e.epoch for e in events if e.kind == "epoch"] == [1, 2]

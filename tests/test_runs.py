@@ -39,8 +39,17 @@ def store(tmp_path):
 
 def _event(kind="epoch", epoch=1, elapsed=1.0, **kw):
     fields = dict(
-        kind=kind, epoch=epoch, epochs=5, batch=0, n_batches=10, loss=0.5, train_accuracy=0.8,
-        val_loss=0.6, val_accuracy=0.75, learning_rate=0.1, samples_per_second=1000.0,
+        kind=kind,
+        epoch=epoch,
+        epochs=5,
+        batch=0,
+        n_batches=10,
+        loss=0.5,
+        train_accuracy=0.8,
+        val_loss=0.6,
+        val_accuracy=0.75,
+        learning_rate=0.1,
+        samples_per_second=1000.0,
         elapsed=elapsed,
     )
     fields.update(kw)
@@ -103,8 +112,12 @@ def test_schema_version_wal_and_newer_version_rejected(store, tmp_path):
 
 def test_round_trip(store):
     config = {
-        "hidden_layer_sizes": [128, 64], "activation": "relu", "learning_rate": 0.05,
-        "optimizer": {"name": "adam", "beta1": 0.9}, "batch_size": 64, "early_stopping": True,
+        "hidden_layer_sizes": [128, 64],
+        "activation": "relu",
+        "learning_rate": 0.05,
+        "optimizer": {"name": "adam", "beta1": 0.9},
+        "batch_size": 64,
+        "early_stopping": True,
     }
     run_id = store.start_run(config, name="adam-wide", source="dashboard", seed=7)
     run = store.get_run(run_id)
@@ -123,8 +136,9 @@ def test_round_trip(store):
     for i, epoch in enumerate(history["epoch"]):
         store.log_epoch(run_id, epoch, **{k: v[i] for k, v in history.items() if k != "epoch"})
     metrics = {"test_accuracy": 0.91, "val_accuracy": 0.88, "train_accuracy": 0.9, "loss": 0.3}
-    store.finish_run(run_id, "finished", metrics=metrics, model_path="saved_models/a.npz",
-                     message="ok")
+    store.finish_run(
+        run_id, "finished", metrics=metrics, model_path="saved_models/a.npz", message="ok"
+    )
 
     run = store.get_run(run_id)
     assert run.config == config
@@ -139,8 +153,13 @@ def test_round_trip(store):
 
 
 def test_numpy_values_and_non_finite(store):
-    config = {"sizes": np.array([32, 16]), "lr": np.float32(0.5), "n": np.int64(3),
-              "flag": np.bool_(True), "path": Path("x/y")}
+    config = {
+        "sizes": np.array([32, 16]),
+        "lr": np.float32(0.5),
+        "n": np.int64(3),
+        "flag": np.bool_(True),
+        "path": Path("x/y"),
+    }
     run_id = store.start_run(config, seed=np.int64(3))
     store.log_epoch(run_id, np.int64(1), loss=np.float32(0.25), val_accuracy=np.float64(0.5))
     store.log_epoch(run_id, 2, loss=float("nan"))
@@ -201,8 +220,9 @@ def _populate(store):
     for name, source, status, acc in specs:
         ids[name] = store.start_run({"name": name}, name=name, source=source)
         if status != "running":
-            store.finish_run(ids[name], status,
-                             metrics={} if acc is None else {"test_accuracy": acc})
+            store.finish_run(
+                ids[name], status, metrics={} if acc is None else {"test_accuracy": acc}
+            )
     return ids
 
 
@@ -220,8 +240,7 @@ def test_list_filtering_and_ordering(store):
     assert store.list_runs(limit=0) == []
     # metric ordering: runs without the metric come last either way
     assert names(store.list_runs(order_by="test_accuracy"))[:3] == ["b", "a", "d"]
-    assert names(store.list_runs(order_by="test_accuracy", descending=False))[:3] == [
-        "d", "a", "b"]
+    assert names(store.list_runs(order_by="test_accuracy", descending=False))[:3] == ["d", "a", "b"]
     assert names(store.list_runs(order_by="name", descending=False)) == list("abcde")
     assert store.list_runs()[0].history == {}
     assert store.list_runs(with_history=True)[0].history["epoch"] == []
@@ -296,8 +315,10 @@ def test_track_marks_finished_and_records_epochs(store):
         for epoch in (1, 2, 3):
             for batch in range(5):
                 assert rec.callback(_event("batch", epoch=epoch, batch=batch)) is None
-            assert rec.callback(_event("epoch", epoch=epoch, elapsed=2.0 * epoch,
-                                       loss=1.0 / epoch)) is None
+            assert (
+                rec.callback(_event("epoch", epoch=epoch, elapsed=2.0 * epoch, loss=1.0 / epoch))
+                is None
+            )
         assert store.get_run(rec.run_id).status == "running"
         rec.set_metrics(test_accuracy=np.float64(0.93))
         rec.set_model_path(Path("saved_models/t.npz"))
@@ -390,8 +411,14 @@ def _check_crashed_run(path, run_id, min_epochs=2):
 def test_crash_with_os_exit_leaves_run_running(tmp_path):
     path = tmp_path / "runs.sqlite"
     code = _CHILD_PRELUDE + "os._exit(1)\n"
-    proc = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True,
-                          env=_child_env(), cwd=tmp_path, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(path)],
+        capture_output=True,
+        text=True,
+        env=_child_env(),
+        cwd=tmp_path,
+        timeout=60,
+    )
     assert proc.returncode == 1, proc.stderr
     _check_crashed_run(path, int(proc.stdout.split()[0]))
 
@@ -406,8 +433,14 @@ def test_sigkill_inside_write_loop(tmp_path):
             store.update_run(run_id, metrics={"last_epoch": epoch})
             epoch += 1
     """)
-    proc = subprocess.Popen([sys.executable, "-c", code, str(path)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=_child_env(), cwd=tmp_path)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, str(path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_child_env(),
+        cwd=tmp_path,
+    )
     try:
         run_id = int(proc.stdout.readline().split()[0])
         time.sleep(0.3)  # let it loop through many write transactions
@@ -431,8 +464,14 @@ def test_sigkill_inside_open_transaction_rolls_back(tmp_path):
         conn.execute("UPDATE runs SET status = 'finished' WHERE id = ?", (run_id,))
         os.kill(os.getpid(), signal.SIGKILL)
     """)
-    proc = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True,
-                          env=_child_env(), cwd=tmp_path, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(path)],
+        capture_output=True,
+        text=True,
+        env=_child_env(),
+        cwd=tmp_path,
+        timeout=60,
+    )
     assert proc.returncode == -signal.SIGKILL, proc.stderr
     _check_crashed_run(path, int(proc.stdout.split()[0]))
     assert RunStore(path).get_run(int(proc.stdout.split()[0])).history["epoch"] == [1, 2]
@@ -486,8 +525,11 @@ def test_concurrent_writer_and_reader_threads(store):
         except BaseException as exc:  # pragma: no cover - reported below
             errors.append(exc)
 
-    threads = [threading.Thread(target=writer), threading.Thread(target=reader),
-               threading.Thread(target=reader)]
+    threads = [
+        threading.Thread(target=writer),
+        threading.Thread(target=reader),
+        threading.Thread(target=reader),
+    ]
     for t in threads:
         t.start()
     for t in threads:

@@ -33,23 +33,43 @@ def _app(page: str) -> AppTest:
 
 
 def _texts(at: AppTest) -> str:
-    parts = [m.value for m in at.markdown] + [e.value for e in at.error] + \
-        [i.value for i in at.info] + [s.value for s in at.success] + [t.value for t in at.title]
+    parts = (
+        [m.value for m in at.markdown]
+        + [e.value for e in at.error]
+        + [i.value for i in at.info]
+        + [s.value for s in at.success]
+        + [t.value for t in at.title]
+    )
     return "\n".join(str(p) for p in parts)
 
 
 def _seed_runs(db: Path) -> tuple[int, int]:
     store = RunStore(db)
-    a = store.start_run({"model": {"hidden_layers": [64], "learning_rate": 0.01,
-                                   "optimizer": "sgd", "batch_size": 32, "epochs": 3},
-                         "data": {"split": "standard", "seed": 0, "train_size": 2000}},
-                        name="wide-sgd", source="dashboard", seed=1)
+    a = store.start_run(
+        {
+            "model": {
+                "hidden_layers": [64],
+                "learning_rate": 0.01,
+                "optimizer": "sgd",
+                "batch_size": 32,
+                "epochs": 3,
+            },
+            "data": {"split": "standard", "seed": 0, "train_size": 2000},
+        },
+        name="wide-sgd",
+        source="dashboard",
+        seed=1,
+    )
     for e, acc in enumerate([0.8, 0.85, 0.9], 1):
         store.log_epoch(a, e, loss=1.0 / e, val_accuracy=acc, val_loss=0.5 / e)
     store.finish_run(a, "finished", metrics={"val_accuracy": 0.9, "test_accuracy": 0.89})
     sid = store.start_search({"space": {}}, name="s")
-    b = store.start_run({"model": {"hidden_layers": [32, 16], "learning_rate": 0.003}},
-                        name="trial 0", source="tune", search_id=sid)
+    b = store.start_run(
+        {"model": {"hidden_layers": [32, 16], "learning_rate": 0.003}},
+        name="trial 0",
+        source="tune",
+        search_id=sid,
+    )
     store.log_epoch(b, 1, loss=0.7, val_accuracy=0.7)
     store.finish_run(b, "stopped", metrics={"val_accuracy": 0.7}, message="pruned")
     store.finish_search(sid, best_run_id=b)
@@ -210,17 +230,37 @@ def test_build_space_and_helpers():
     settings["params"]["optimizer"].update(on=True, choices=[])
     assert "at least one" in tn.build_space(settings)[1]["optimizer"]
 
-    model, data = tn.run_settings({"model": {"hidden_layers": [8], "bogus": 1},
-                                   "data": {"split": "standard", "train_size": 10}})
+    model, data = tn.run_settings(
+        {
+            "model": {"hidden_layers": [8], "bogus": 1},
+            "data": {"split": "standard", "train_size": 10},
+        }
+    )
     assert model == {"hidden_layers": [8]} and data == {"split": "standard", "train_size": 10}
     assert tn.run_settings({"learning_rate": 0.1, "x": 2}) == ({"learning_rate": 0.1}, {})
 
-    trials = [{"index": 0, "params": {"learning_rate": 1e-3, "hidden_layers": [16]},
-               "val_accuracy": 0.5, "status": "finished", "epochs": 1, "seconds": 1.0},
-              {"index": 1, "params": {"learning_rate": 1e-2, "hidden_layers": [32, 16]},
-               "val_accuracy": None, "status": "running", "epochs": 0, "seconds": 0.0}]
-    space = {"learning_rate": {"type": "loguniform", "low": 1e-4, "high": 1e-1},
-             "hidden_layers": {"type": "choice", "values": [[16], [32, 16]]}}
+    trials = [
+        {
+            "index": 0,
+            "params": {"learning_rate": 1e-3, "hidden_layers": [16]},
+            "val_accuracy": 0.5,
+            "status": "finished",
+            "epochs": 1,
+            "seconds": 1.0,
+        },
+        {
+            "index": 1,
+            "params": {"learning_rate": 1e-2, "hidden_layers": [32, 16]},
+            "val_accuracy": None,
+            "status": "running",
+            "epochs": 0,
+            "seconds": 0.0,
+        },
+    ]
+    space = {
+        "learning_rate": {"type": "loguniform", "low": 1e-4, "high": 1e-1},
+        "hidden_layers": {"type": "choice", "values": [[16], [32, 16]]},
+    }
     fig = tn.parallel_coordinates_figure(trials, space)
     dims = fig.data[0].dimensions
     assert [d.label for d in dims] == ["log10 learning_rate", "hidden_layers", "val accuracy"]

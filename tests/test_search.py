@@ -42,10 +42,17 @@ def tiny():
 
 
 # ------------------------------------------------------------------------------ dimensions
-@pytest.mark.parametrize("dim", [
-    LogUniform(1e-4, 1e-1), Uniform(0.0, 0.5), IntRange(16, 256), IntRange(16, 256, log=True),
-    Choice([[128], [256, 128]]), Choice(["adam", "sgd"]),
-])
+@pytest.mark.parametrize(
+    "dim",
+    [
+        LogUniform(1e-4, 1e-1),
+        Uniform(0.0, 0.5),
+        IntRange(16, 256),
+        IntRange(16, 256, log=True),
+        Choice([[128], [256, 128]]),
+        Choice(["adam", "sgd"]),
+    ],
+)
 def test_dimension_round_trips_through_json(dim):
     again = dimension_from_dict(json.loads(json.dumps(dim.to_dict())))
     assert again == dim and type(again) is type(dim)
@@ -61,10 +68,14 @@ def test_dimension_round_trips_through_json(dim):
 
 
 def test_space_round_trips_and_samples_reproducibly():
-    space = SearchSpace({"learning_rate": LogUniform(1e-4, 1e-1),
-                         "hidden_layers": Choice([[64], [128, 64]]),
-                         "batch_size": {"type": "int", "low": 32, "high": 256, "log": True},
-                         "optimizer": ["adam", "sgd"]})
+    space = SearchSpace(
+        {
+            "learning_rate": LogUniform(1e-4, 1e-1),
+            "hidden_layers": Choice([[64], [128, 64]]),
+            "batch_size": {"type": "int", "low": 32, "high": 256, "log": True},
+            "optimizer": ["adam", "sgd"],
+        }
+    )
     assert SearchSpace.from_json(space.to_json()) == space
     assert isinstance(space["optimizer"], Choice)
     a, b = random_search(space, 5, seed=3), random_search(space, 5, seed=3)
@@ -74,31 +85,39 @@ def test_space_round_trips_and_samples_reproducibly():
 
 
 def test_grid_combines_choices_and_points_per_range():
-    space = SearchSpace({"learning_rate": LogUniform(1e-3, 1e-1),
-                         "optimizer": Choice(["adam", "sgd"])})
+    space = SearchSpace(
+        {"learning_rate": LogUniform(1e-3, 1e-1), "optimizer": Choice(["adam", "sgd"])}
+    )
     grid = grid_search(space, n=3)
     assert len(grid) == 6 == space.grid_size(3)
     assert sorted({round(g["learning_rate"], 6) for g in grid}) == [0.001, 0.01, 0.1]
     assert {g["optimizer"] for g in grid} == {"adam", "sgd"}
 
 
-@pytest.mark.parametrize("make, words", [
-    (lambda: LogUniform(1e-1, 1e-4, name="learning_rate"), ["learning_rate", "above"]),
-    (lambda: LogUniform(0, 1e-2, name="l2"), ["l2", "low > 0"]),
-    (lambda: IntRange(-5, 10, log=True, name="batch_size"), ["batch_size", "low > 0"]),
-    (lambda: Uniform(0.5, 0.1, name="dropout"), ["dropout", "above"]),
-    (lambda: Choice([], name="hidden_layers"), ["hidden_layers", "at least one"]),
-    (lambda: SearchSpace({"learning_rat": LogUniform(1e-4, 1e-1)}), ["learning_rat",
-                                                                      "not a hyperparameter"]),
-    (lambda: SearchSpace({"epochs": Choice([1, 2])}), ["epochs", "budget"]),
-    (lambda: SearchSpace({}), ["empty"]),
-    (lambda: SearchSpace({"optimizer": Choice(["adam", "bogus"])}).check(),
-     ["optimizer", "bogus"]),
-    (lambda: SearchSpace({"dropout": Uniform(0.0, 1.5)}).check(), ["dropout", "1.5"]),
-    (lambda: SearchSpace({"batch_size": IntRange(0, 64)}).check(), ["batch_size"]),
-    (lambda: IntRange(1.5, 8, name="batch_size"), ["batch_size", "whole number"]),
-    (lambda: dimension_from_dict({"type": "gaussian"}, "l2"), ["l2", "unknown dimension type"]),
-])
+@pytest.mark.parametrize(
+    "make, words",
+    [
+        (lambda: LogUniform(1e-1, 1e-4, name="learning_rate"), ["learning_rate", "above"]),
+        (lambda: LogUniform(0, 1e-2, name="l2"), ["l2", "low > 0"]),
+        (lambda: IntRange(-5, 10, log=True, name="batch_size"), ["batch_size", "low > 0"]),
+        (lambda: Uniform(0.5, 0.1, name="dropout"), ["dropout", "above"]),
+        (lambda: Choice([], name="hidden_layers"), ["hidden_layers", "at least one"]),
+        (
+            lambda: SearchSpace({"learning_rat": LogUniform(1e-4, 1e-1)}),
+            ["learning_rat", "not a hyperparameter"],
+        ),
+        (lambda: SearchSpace({"epochs": Choice([1, 2])}), ["epochs", "budget"]),
+        (lambda: SearchSpace({}), ["empty"]),
+        (
+            lambda: SearchSpace({"optimizer": Choice(["adam", "bogus"])}).check(),
+            ["optimizer", "bogus"],
+        ),
+        (lambda: SearchSpace({"dropout": Uniform(0.0, 1.5)}).check(), ["dropout", "1.5"]),
+        (lambda: SearchSpace({"batch_size": IntRange(0, 64)}).check(), ["batch_size"]),
+        (lambda: IntRange(1.5, 8, name="batch_size"), ["batch_size", "whole number"]),
+        (lambda: dimension_from_dict({"type": "gaussian"}, "l2"), ["l2", "unknown dimension type"]),
+    ],
+)
 def test_bad_spaces_are_refused_with_clear_messages(make, words):
     with pytest.raises(ValueError) as info:
         make()
@@ -108,34 +127,43 @@ def test_bad_spaces_are_refused_with_clear_messages(make, words):
 
 def test_bad_budgets_are_refused(tiny):
     space = {"learning_rate": LogUniform(1e-3, 1e-2)}
-    for kwargs, word in (({"n_trials": 0}, "n_trials"), ({"epochs_per_trial": 0}, "budget"),
-                         ({"epochs_per_trial": -2}, "budget"), ({"n_jobs": 0}, "n_jobs"),
-                         ({"strategy": "bayes"}, "strategy"), ({"timeout": -1}, "timeout")):
+    for kwargs, word in (
+        ({"n_trials": 0}, "n_trials"),
+        ({"epochs_per_trial": 0}, "budget"),
+        ({"epochs_per_trial": -2}, "budget"),
+        ({"n_jobs": 0}, "n_jobs"),
+        ({"strategy": "bayes"}, "strategy"),
+        ({"timeout": -1}, "timeout"),
+    ):
         with pytest.raises(ValueError, match=word):
             run_search(BASE, space, *tiny, **kwargs)
     with pytest.raises(ValueError, match="hidden_layer"):
         run_search({"hidden_layer": [3]}, space, *tiny)
 
 
-@pytest.mark.parametrize("spec, expected", [
-    ("loguniform:1e-4:1e-1", LogUniform(1e-4, 1e-1)),
-    ("log:1e-5:1e-2", LogUniform(1e-5, 1e-2)),
-    ("uniform:0:0.5", Uniform(0, 0.5)),
-    ("int:16:128", IntRange(16, 128)),
-    ("int:16:128:log", IntRange(16, 128, log=True)),
-    ("intlog:16:128", IntRange(16, 128, log=True)),
-    ("choice:[128]|[256,128]", Choice([[128], [256, 128]])),
-    ("choice:adam|sgd", Choice(["adam", "sgd"])),
-    ("choice:32|64", Choice([32, 64])),
-    ('[[64], [128, 64]]', Choice([[64], [128, 64]])),
-    ('{"type": "loguniform", "low": 0.001, "high": 0.1}', LogUniform(1e-3, 1e-1)),
-])
+@pytest.mark.parametrize(
+    "spec, expected",
+    [
+        ("loguniform:1e-4:1e-1", LogUniform(1e-4, 1e-1)),
+        ("log:1e-5:1e-2", LogUniform(1e-5, 1e-2)),
+        ("uniform:0:0.5", Uniform(0, 0.5)),
+        ("int:16:128", IntRange(16, 128)),
+        ("int:16:128:log", IntRange(16, 128, log=True)),
+        ("intlog:16:128", IntRange(16, 128, log=True)),
+        ("choice:[128]|[256,128]", Choice([[128], [256, 128]])),
+        ("choice:adam|sgd", Choice(["adam", "sgd"])),
+        ("choice:32|64", Choice([32, 64])),
+        ("[[64], [128, 64]]", Choice([[64], [128, 64]])),
+        ('{"type": "loguniform", "low": 0.001, "high": 0.1}', LogUniform(1e-3, 1e-1)),
+    ],
+)
 def test_parse_dimension(spec, expected):
     assert parse_dimension(spec) == expected
 
 
-@pytest.mark.parametrize("spec", ["loguniform:1e-4", "loguniform:a:b", "beta:1:2", "", "choice:",
-                                  "{not json"])
+@pytest.mark.parametrize(
+    "spec", ["loguniform:1e-4", "loguniform:a:b", "beta:1:2", "", "choice:", "{not json"]
+)
 def test_parse_dimension_refuses_bad_specs(spec):
     with pytest.raises(ValueError):
         parse_dimension(spec, "learning_rate")
@@ -153,8 +181,16 @@ def test_halving_schedule():
 # ------------------------------------------------------------------------------ searching
 def test_search_beats_a_deliberately_bad_setting(tiny):
     space = {"learning_rate": Choice([1e-7, 3e-3]), "hidden_layers": Choice([[16], [32]])}
-    result = run_search({"batch_size": 32}, space, *tiny, strategy="grid", n_trials=None,
-                        epochs_per_trial=2, halving=False, seed=0)
+    result = run_search(
+        {"batch_size": 32},
+        space,
+        *tiny,
+        strategy="grid",
+        n_trials=None,
+        epochs_per_trial=2,
+        halving=False,
+        seed=0,
+    )
     assert result.status == "finished" and len(result.trials) == 4
     assert all(t.status == "finished" and t.epochs == 2 for t in result.trials)
     bad = [t.val_accuracy for t in result.trials if t.params["learning_rate"] == 1e-7]
@@ -167,9 +203,15 @@ def test_search_beats_a_deliberately_bad_setting(tiny):
 
 
 def test_zero_init_is_not_chosen(tiny):
-    result = run_search({"hidden_layers": [16], "batch_size": 32, "learning_rate": 3e-3},
-                        {"init": Choice(["zeros", "he_normal"])}, *tiny, strategy="grid",
-                        n_trials=None, epochs_per_trial=2, halving=False)
+    result = run_search(
+        {"hidden_layers": [16], "batch_size": 32, "learning_rate": 3e-3},
+        {"init": Choice(["zeros", "he_normal"])},
+        *tiny,
+        strategy="grid",
+        n_trials=None,
+        epochs_per_trial=2,
+        halving=False,
+    )
     zeros = next(t for t in result.trials if t.params["init"] == "zeros")
     assert result.best_params == {"init": "he_normal"}
     assert result.best_val_accuracy > zeros.val_accuracy + 0.2
@@ -198,9 +240,12 @@ def backend(request, monkeypatch):
         # AppTest leaves a Streamlit page as sys.modules["__main__"], and Dask's spawned worker
         # processes would run it again on start-up: give them a main module with nothing in it.
         monkeypatch.setitem(sys.modules, "__main__", types.ModuleType("__main__"))
-        with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                      dashboard_address=None) as cluster, \
-                distributed.Client(cluster):
+        with (
+            distributed.LocalCluster(
+                n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+            ) as cluster,
+            distributed.Client(cluster),
+        ):
             yield name
     elif name == "ray":
         ray = pytest.importorskip("ray")
@@ -217,8 +262,11 @@ def backend(request, monkeypatch):
 def test_parallel_and_serial_give_identical_results(tiny, backend):
     """Trials run in other processes (and, with halving, continue there from a model shipped
     back and forth) give exactly the serial results."""
-    space = {"learning_rate": LogUniform(1e-4, 1e-2), "hidden_layers": Choice([[16], [24]]),
-             "dropout": Uniform(0.0, 0.3)}
+    space = {
+        "learning_rate": LogUniform(1e-4, 1e-2),
+        "hidden_layers": Choice([[16], [24]]),
+        "dropout": Uniform(0.0, 0.3),
+    }
     kwargs = dict(n_trials=4, epochs_per_trial=2, seed=7)
     serial = run_search(BASE, space, *tiny, n_jobs=1, **kwargs)
     parallel = run_search(BASE, space, *tiny, n_jobs=2, backend=backend, **kwargs)
@@ -231,14 +279,22 @@ def test_parallel_and_serial_give_identical_results(tiny, backend):
 
 def test_trials_and_search_are_recorded_in_the_store(tiny, tmp_path):
     store = RunStore(tmp_path / "runs.sqlite")
-    result = run_search(BASE, {"learning_rate": LogUniform(1e-4, 1e-2)}, *tiny, n_trials=4,
-                        epochs_per_trial=2, store=store, name="lr sweep",
-                        data_config={"split": "standard", "seed": 0, "train_size": 1500})
+    result = run_search(
+        BASE,
+        {"learning_rate": LogUniform(1e-4, 1e-2)},
+        *tiny,
+        n_trials=4,
+        epochs_per_trial=2,
+        store=store,
+        name="lr sweep",
+        data_config={"split": "standard", "seed": 0, "train_size": 1500},
+    )
     assert result.search_id is not None
     search = store.get_search(result.search_id)
     assert search.status == "finished" and search.name == "lr sweep"
-    assert SearchSpace.from_dict(search.space["space"]) == \
-        SearchSpace({"learning_rate": LogUniform(1e-4, 1e-2)})
+    assert SearchSpace.from_dict(search.space["space"]) == SearchSpace(
+        {"learning_rate": LogUniform(1e-4, 1e-2)}
+    )
     runs = store.list_runs(search_id=result.search_id, order_by="id", descending=False)
     assert [r.id for r in runs] == [t.run_id for t in result.trials]
     assert {r.source for r in runs} == {"tune"}
@@ -265,8 +321,16 @@ def test_cancel_stops_launching_trials(tiny, tmp_path):
         seen.append(event.kind)
         return event.kind == "trial_finished"  # cancel after the first trial
 
-    result = run_search(BASE, {"learning_rate": LogUniform(1e-4, 1e-2)}, *tiny, n_trials=6,
-                        epochs_per_trial=2, halving=False, store=store, callback=callback)
+    result = run_search(
+        BASE,
+        {"learning_rate": LogUniform(1e-4, 1e-2)},
+        *tiny,
+        n_trials=6,
+        epochs_per_trial=2,
+        halving=False,
+        store=store,
+        callback=callback,
+    )
     assert result.status == "cancelled"
     statuses = [t.status for t in result.trials]
     assert statuses[0] == "finished" and set(statuses[1:]) == {"cancelled"}
@@ -281,8 +345,15 @@ def test_cancel_during_a_trial_stops_it(tiny):
     def callback(event):
         return event.kind == "trial_epoch"
 
-    result = run_search(BASE, {"learning_rate": LogUniform(1e-4, 1e-2)}, *tiny, n_trials=3,
-                        epochs_per_trial=3, halving=False, callback=callback)
+    result = run_search(
+        BASE,
+        {"learning_rate": LogUniform(1e-4, 1e-2)},
+        *tiny,
+        n_trials=3,
+        epochs_per_trial=3,
+        halving=False,
+        callback=callback,
+    )
     assert result.status == "cancelled"
     assert result.trials[0].status == "cancelled" and result.trials[0].epochs == 1
 
@@ -291,24 +362,46 @@ def test_cancel_between_parallel_batches(tiny):
     def callback(event):
         return event.kind == "trial_finished"
 
-    result = run_search(BASE, {"learning_rate": LogUniform(1e-4, 1e-2)}, *tiny, n_trials=6,
-                        epochs_per_trial=1, halving=False, n_jobs=2, callback=callback)
+    result = run_search(
+        BASE,
+        {"learning_rate": LogUniform(1e-4, 1e-2)},
+        *tiny,
+        n_trials=6,
+        epochs_per_trial=1,
+        halving=False,
+        n_jobs=2,
+        callback=callback,
+    )
     assert result.status == "cancelled"
     assert [t.status for t in result.trials[:2]] == ["finished", "finished"]  # one batch
     assert {t.status for t in result.trials[2:]} == {"cancelled"}
 
 
 def test_failed_trial_does_not_stop_the_search(tiny):
-    result = run_search({"hidden_layers": [16]}, {"batch_size": Choice([64, 5000])}, *tiny,
-                        strategy="grid", n_trials=None, epochs_per_trial=1, halving=False)
+    result = run_search(
+        {"hidden_layers": [16]},
+        {"batch_size": Choice([64, 5000])},
+        *tiny,
+        strategy="grid",
+        n_trials=None,
+        epochs_per_trial=1,
+        halving=False,
+    )
     by_bs = {t.params["batch_size"]: t for t in result.trials}
     assert by_bs[5000].status == "failed" and "batch_size" in by_bs[5000].message
     assert by_bs[64].status == "finished" and result.best_params == {"batch_size": 64}
 
 
 def test_timeout_stops_launching(tiny):
-    result = run_search(BASE, {"learning_rate": LogUniform(1e-4, 1e-2)}, *tiny, n_trials=20,
-                        epochs_per_trial=1, halving=False, timeout=1e-6)
+    result = run_search(
+        BASE,
+        {"learning_rate": LogUniform(1e-4, 1e-2)},
+        *tiny,
+        n_trials=20,
+        epochs_per_trial=1,
+        halving=False,
+        timeout=1e-6,
+    )
     assert result.status == "timeout"
     assert sum(t.status == "finished" for t in result.trials) <= 1
 
@@ -322,11 +415,23 @@ def _parser() -> argparse.ArgumentParser:
 def test_cli_parses_param_specs(tmp_path):
     space_file = tmp_path / "space.json"
     space_file.write_text(json.dumps({"dropout": {"type": "uniform", "low": 0, "high": 0.3}}))
-    args = _parser().parse_args([
-        "--param", "learning_rate=loguniform:1e-4:1e-1",
-        "--param", "hidden_layers=choice:[128]|[256,128]",
-        "--param", "optimizer=choice:adam|sgd",
-        "--space", str(space_file), "--strategy", "grid", "--no-halving", "--n-jobs", "2"])
+    args = _parser().parse_args(
+        [
+            "--param",
+            "learning_rate=loguniform:1e-4:1e-1",
+            "--param",
+            "hidden_layers=choice:[128]|[256,128]",
+            "--param",
+            "optimizer=choice:adam|sgd",
+            "--space",
+            str(space_file),
+            "--strategy",
+            "grid",
+            "--no-halving",
+            "--n-jobs",
+            "2",
+        ]
+    )
     space = build_space(args)
     assert space.to_dict() == {
         "dropout": {"type": "uniform", "low": 0.0, "high": 0.3},
@@ -339,18 +444,21 @@ def test_cli_parses_param_specs(tmp_path):
     assert list(build_space(_parser().parse_args([]))) != []  # default space
 
 
-@pytest.mark.parametrize("argv, words", [
-    (["--param", "learning_rate=loguniform:1e-1:1e-4"], ["learning_rate", "above"]),
-    (["--param", "l2=loguniform:0:1e-2"], ["l2", "low > 0"]),
-    (["--param", "hidden_layers=choice:"], ["hidden_layers", "at least one"]),
-    (["--param", "learnign_rate=log:1e-4:1e-1"], ["learnign_rate", "not a hyperparameter"]),
-    (["--param", "learning_rate"], ["NAME=SPEC"]),
-    (["--param", "optimizer=choice:adam|bogus"], ["optimizer", "bogus"]),
-    (["--trials", "0"], ["--trials"]),
-    (["--epochs-per-trial", "0"], ["budget"]),
-    (["--space", "/nonexistent/space.json"], ["--space"]),
-    (["--set", "hidden_layers=[0]"], ["hidden_layers"]),
-])
+@pytest.mark.parametrize(
+    "argv, words",
+    [
+        (["--param", "learning_rate=loguniform:1e-1:1e-4"], ["learning_rate", "above"]),
+        (["--param", "l2=loguniform:0:1e-2"], ["l2", "low > 0"]),
+        (["--param", "hidden_layers=choice:"], ["hidden_layers", "at least one"]),
+        (["--param", "learnign_rate=log:1e-4:1e-1"], ["learnign_rate", "not a hyperparameter"]),
+        (["--param", "learning_rate"], ["NAME=SPEC"]),
+        (["--param", "optimizer=choice:adam|bogus"], ["optimizer", "bogus"]),
+        (["--trials", "0"], ["--trials"]),
+        (["--epochs-per-trial", "0"], ["budget"]),
+        (["--space", "/nonexistent/space.json"], ["--space"]),
+        (["--set", "hidden_layers=[0]"], ["hidden_layers"]),
+    ],
+)
 def test_cli_refuses_bad_settings_with_exit_2(argv, words, capsys, tmp_path):
     code = run_tune(_parser().parse_args(argv + ["--runs-db", str(tmp_path / "r.sqlite")]))
     err = capsys.readouterr().err
@@ -362,11 +470,32 @@ def test_cli_refuses_bad_settings_with_exit_2(argv, words, capsys, tmp_path):
 
 def test_cli_runs_a_search_and_prints_json(capsys, tmp_path):
     db = tmp_path / "runs.sqlite"
-    code = run_tune(_parser().parse_args([
-        "--param", "learning_rate=choice:1e-7|3e-3", "--param", "hidden_layers=choice:[16]",
-        "--set", "batch_size=32", "--strategy", "grid", "--epochs-per-trial", "2",
-        "--no-halving", "--train-size", "1500", "--val-size", "500", "--runs-db", str(db),
-        "--name", "cli test", "--json"]))
+    code = run_tune(
+        _parser().parse_args(
+            [
+                "--param",
+                "learning_rate=choice:1e-7|3e-3",
+                "--param",
+                "hidden_layers=choice:[16]",
+                "--set",
+                "batch_size=32",
+                "--strategy",
+                "grid",
+                "--epochs-per-trial",
+                "2",
+                "--no-halving",
+                "--train-size",
+                "1500",
+                "--val-size",
+                "500",
+                "--runs-db",
+                str(db),
+                "--name",
+                "cli test",
+                "--json",
+            ]
+        )
+    )
     out = capsys.readouterr().out.strip().splitlines()
     assert code == 0
     result = json.loads(out[-1])

@@ -57,12 +57,28 @@ def texts(elements) -> str:
 
 def test_widgets_exist(env):
     at = open_train()
-    for key in ("start_training", "pause_training", "resume_training", "stop_training",
-                "preset_fast", "preset_best"):
+    for key in (
+        "start_training",
+        "pause_training",
+        "resume_training",
+        "stop_training",
+        "preset_fast",
+        "preset_best",
+    ):
         assert at.button(key=key) is not None
-    for key in ("tf_n_layers", "tf_units_0", "tf_learning_rate", "tf_epochs", "tf_batch_size",
-                "tf_random_state", "tf_l2", "tf_input_dropout", "tf_train_size",
-                "tf_warmup_epochs", "tf_drop_0"):
+    for key in (
+        "tf_n_layers",
+        "tf_units_0",
+        "tf_learning_rate",
+        "tf_epochs",
+        "tf_batch_size",
+        "tf_random_state",
+        "tf_l2",
+        "tf_input_dropout",
+        "tf_train_size",
+        "tf_warmup_epochs",
+        "tf_drop_0",
+    ):
         assert at.number_input(key=key) is not None
     for key in ("tf_optimizer", "tf_schedule", "tf_init", "tf_split", "tf_act_0"):
         assert at.selectbox(key=key) is not None
@@ -85,8 +101,9 @@ def test_optimizer_and_schedule_parameters_shown_when_relevant(env):
     assert "tf_step_size" in keys and "tf_gamma" in keys
     at.toggle(key="tf_augment").set_value(True).run()
     keys = [w.key for w in at.number_input]
-    assert {"tf_shift", "tf_rotation", "tf_scale", "tf_elastic_alpha",
-            "tf_elastic_sigma"} <= set(keys)
+    assert {"tf_shift", "tf_rotation", "tf_scale", "tf_elastic_alpha", "tf_elastic_sigma"} <= set(
+        keys
+    )
 
 
 def test_preset_fills_form(env):
@@ -99,11 +116,14 @@ def test_preset_fills_form(env):
     assert at.session_state["train_config"]["preset"] == "reference-500-300-100"
 
 
-@pytest.mark.parametrize("key,value,needle", [
-    ("tf_learning_rate", 0.0, "learning_rate=0"),
-    ("tf_units_0", 0, "no neurons"),
-    ("tf_batch_size", 5000, "larger than the 1000 training images"),
-])
+@pytest.mark.parametrize(
+    "key,value,needle",
+    [
+        ("tf_learning_rate", 0.0, "learning_rate=0"),
+        ("tf_units_0", 0, "no neurons"),
+        ("tf_batch_size", 5000, "larger than the 1000 training images"),
+    ],
+)
 def test_invalid_settings_refused_before_training(env, key, value, needle):
     at = open_train()
     at.number_input(key=key).set_value(value).run()

@@ -20,7 +20,7 @@ def tiny_mnist():
         y = np.arange(n) % 10
         x = rng.integers(0, 60, (n, 784)).astype(np.uint8)
         for c in range(10):
-            x[y == c, c * 70:(c + 1) * 70] = 255
+            x[y == c, c * 70 : (c + 1) * 70] = 255
         return x, y.astype(np.int64)
 
     x_tr, y_tr = part(1200)
@@ -40,8 +40,9 @@ def _wait(cond, timeout=30.0):
 def _worker(data, tmp_path, **model):
     kwargs = {"hidden_layers": [16], "epochs": 2, "batch_size": 50, "random_state": 0}
     kwargs.update(model)
-    return TrainingWorker(kwargs, {"split": "standard", "seed": 0}, data,
-                          runs_path=str(tmp_path / "runs.sqlite"))
+    return TrainingWorker(
+        kwargs, {"split": "standard", "seed": 0}, data, runs_path=str(tmp_path / "runs.sqlite")
+    )
 
 
 def test_finishes_and_records(tiny_mnist, tmp_path):
@@ -94,8 +95,9 @@ def test_pause_blocks_resume_continues_stop_stops(tiny_mnist, tmp_path):
     assert after["paused"] and w.is_alive()
     assert (after["epoch"], after["batch"]) == (before["epoch"], before["batch"])
     w.resume()
-    assert _wait(lambda: (w.snapshot()["epoch"], w.snapshot()["batch"])
-                 != (after["epoch"], after["batch"]))
+    assert _wait(
+        lambda: (w.snapshot()["epoch"], w.snapshot()["batch"]) != (after["epoch"], after["batch"])
+    )
     w.stop()
     w.join(30)
     snap = w.snapshot()
@@ -143,9 +145,13 @@ def test_continue_training_counts_on(tiny_mnist, tmp_path):
     w = _worker(tiny_mnist, tmp_path, epochs=1)
     w.start()
     w.join(30)
-    w2 = TrainingWorker({"hidden_layers": [16], "epochs": 2, "batch_size": 50},
-                        {"split": "standard", "seed": 0}, tiny_mnist, model=w.model,
-                        record_run=False)
+    w2 = TrainingWorker(
+        {"hidden_layers": [16], "epochs": 2, "batch_size": 50},
+        {"split": "standard", "seed": 0},
+        tiny_mnist,
+        model=w.model,
+        record_run=False,
+    )
     w2.start()
     w2.join(30)
     snap = w2.snapshot()

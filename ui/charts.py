@@ -46,15 +46,22 @@ def _clean(values: Sequence | None) -> list:
 
 def _epochs(history: Mapping) -> list:
     epochs = list(history.get("epoch") or [])
-    n = max((len(history.get(k) or []) for k in ("loss", "val_loss", "train_accuracy",
-                                                  "val_accuracy")), default=0)
+    n = max(
+        (len(history.get(k) or []) for k in ("loss", "val_loss", "train_accuracy", "val_accuracy")),
+        default=0,
+    )
     if len(epochs) < n:
         epochs = list(range(1, n + 1))
     return epochs
 
 
-def training_curves_figure(history: Mapping | None, *, title: str | None = None,
-                           height: int = 340, uirevision: str | None = None) -> go.Figure:
+def training_curves_figure(
+    history: Mapping | None,
+    *,
+    title: str | None = None,
+    height: int = 340,
+    uirevision: str | None = None,
+) -> go.Figure:
     """Two panels: loss (left) and accuracy (right) per epoch, training and validation.
 
     ``history`` is a dict of per-epoch lists with keys ``epoch``, ``loss``, ``val_loss``,
@@ -64,8 +71,9 @@ def training_curves_figure(history: Mapping | None, *, title: str | None = None,
     """
     history = history or {}
     epochs = _epochs(history)
-    fig = make_subplots(rows=1, cols=2, subplot_titles=("Loss", "Accuracy"),
-                        horizontal_spacing=0.08)
+    fig = make_subplots(
+        rows=1, cols=2, subplot_titles=("Loss", "Accuracy"), horizontal_spacing=0.08
+    )
     series = (
         ("loss", "train loss", TRAIN_COLOR, 1, "solid"),
         ("val_loss", "val loss", VAL_COLOR, 1, "solid"),
@@ -76,18 +84,39 @@ def training_curves_figure(history: Mapping | None, *, title: str | None = None,
         ys = _clean(history.get(key))
         if not any(y is not None for y in ys):
             continue
-        fig.add_trace(go.Scatter(x=epochs[:len(ys)], y=ys, name=name, mode="lines+markers",
-                                 line=dict(color=color, dash=dash), marker=dict(size=5)),
-                      row=1, col=col)
+        fig.add_trace(
+            go.Scatter(
+                x=epochs[: len(ys)],
+                y=ys,
+                name=name,
+                mode="lines+markers",
+                line=dict(color=color, dash=dash),
+                marker=dict(size=5),
+            ),
+            row=1,
+            col=col,
+        )
     fig.update_xaxes(title_text="epoch", rangemode="tozero", row=1, col=1)
     fig.update_xaxes(title_text="epoch", rangemode="tozero", row=1, col=2)
     fig.update_yaxes(tickformat=".0%", row=1, col=2)
     if not epochs:
-        fig.add_annotation(text="no epochs yet", showarrow=False, xref="paper", yref="paper",
-                           x=0.5, y=0.5, font=dict(color="gray"))
-    fig.update_layout(height=height, margin=dict(l=10, r=10, t=40 if not title else 60, b=10),
-                      title=title, legend=dict(orientation="h", y=-0.2), hovermode="x unified",
-                      uirevision=uirevision)
+        fig.add_annotation(
+            text="no epochs yet",
+            showarrow=False,
+            xref="paper",
+            yref="paper",
+            x=0.5,
+            y=0.5,
+            font=dict(color="gray"),
+        )
+    fig.update_layout(
+        height=height,
+        margin=dict(l=10, r=10, t=40 if not title else 60, b=10),
+        title=title,
+        legend=dict(orientation="h", y=-0.2),
+        hovermode="x unified",
+        uirevision=uirevision,
+    )
     return fig
 
 
@@ -106,9 +135,15 @@ def ema(values: Sequence[float], smoothing: float = 0.98) -> list:
     return out
 
 
-def batch_loss_figure(batch_loss: Sequence[float], *, steps: Sequence[float] | None = None,
-                      smoothing: float = 0.98, smoothed: Sequence[float] | None = None,
-                      height: int = 280, uirevision: str | None = None) -> go.Figure:
+def batch_loss_figure(
+    batch_loss: Sequence[float],
+    *,
+    steps: Sequence[float] | None = None,
+    smoothing: float = 0.98,
+    smoothed: Sequence[float] | None = None,
+    height: int = 280,
+    uirevision: str | None = None,
+) -> go.Figure:
     """Loss of every batch (faint) and its EMA (bold). ``steps`` are the x values (batch
     numbers, possibly fractional epochs); default 1..n. ``smoothed`` skips recomputing the EMA.
 
@@ -118,22 +153,50 @@ def batch_loss_figure(batch_loss: Sequence[float], *, steps: Sequence[float] | N
     xs = list(steps) if steps is not None else list(range(1, len(ys) + 1))
     fig = go.Figure()
     if ys:
-        fig.add_trace(go.Scatter(x=xs, y=ys, name="batch loss", mode="lines",
-                                   line=dict(color="rgba(31,119,180,0.25)", width=1)))
+        fig.add_trace(
+            go.Scatter(
+                x=xs,
+                y=ys,
+                name="batch loss",
+                mode="lines",
+                line=dict(color="rgba(31,119,180,0.25)", width=1),
+            )
+        )
         sm = list(smoothed) if smoothed is not None else ema(ys, smoothing)
-        fig.add_trace(go.Scatter(x=xs, y=_clean(sm), name="smoothed (EMA)", mode="lines",
-                                   line=dict(color=TRAIN_COLOR, width=2)))
+        fig.add_trace(
+            go.Scatter(
+                x=xs,
+                y=_clean(sm),
+                name="smoothed (EMA)",
+                mode="lines",
+                line=dict(color=TRAIN_COLOR, width=2),
+            )
+        )
     else:
-        fig.add_annotation(text="no batches yet", showarrow=False, xref="paper", yref="paper",
-                           x=0.5, y=0.5, font=dict(color="gray"))
-    fig.update_layout(title="Batch loss", height=height, margin=dict(l=10, r=10, t=40, b=10),
-                      xaxis_title="epoch" if steps is not None else "batch", yaxis_title="loss",
-                      legend=dict(orientation="h", y=-0.25), uirevision=uirevision)
+        fig.add_annotation(
+            text="no batches yet",
+            showarrow=False,
+            xref="paper",
+            yref="paper",
+            x=0.5,
+            y=0.5,
+            font=dict(color="gray"),
+        )
+    fig.update_layout(
+        title="Batch loss",
+        height=height,
+        margin=dict(l=10, r=10, t=40, b=10),
+        xaxis_title="epoch" if steps is not None else "batch",
+        yaxis_title="loss",
+        legend=dict(orientation="h", y=-0.25),
+        uirevision=uirevision,
+    )
     return fig
 
 
-def compare_figure(histories: Mapping[str, Mapping], metric: str = "val_accuracy", *,
-                   height: int = 380) -> go.Figure:
+def compare_figure(
+    histories: Mapping[str, Mapping], metric: str = "val_accuracy", *, height: int = 380
+) -> go.Figure:
     """One line per model: ``metric`` (a history key, e.g. ``val_accuracy`` or ``loss``) per
     epoch. ``histories`` maps a label (model name) to its history dict."""
     fig = go.Figure()
@@ -142,17 +205,28 @@ def compare_figure(histories: Mapping[str, Mapping], metric: str = "val_accuracy
         ys = _clean(history.get(metric))
         if not any(y is not None for y in ys):
             continue
-        xs = _epochs(history)[:len(ys)]
-        fig.add_trace(go.Scatter(x=xs, y=ys, name=str(label), mode="lines+markers",
-                                 marker=dict(size=5)))
+        xs = _epochs(history)[: len(ys)]
+        fig.add_trace(
+            go.Scatter(x=xs, y=ys, name=str(label), mode="lines+markers", marker=dict(size=5))
+        )
     if not fig.data:
-        fig.add_annotation(text=f"no {METRIC_LABELS.get(metric, metric)} recorded",
-                           showarrow=False, xref="paper", yref="paper", x=0.5, y=0.5,
-                           font=dict(color="gray"))
-    fig.update_layout(height=height, margin=dict(l=10, r=10, t=40, b=10),
-                      title=METRIC_LABELS.get(metric, metric).capitalize() + " per epoch",
-                      xaxis_title="epoch", yaxis_title=METRIC_LABELS.get(metric, metric),
-                      hovermode="x unified")
+        fig.add_annotation(
+            text=f"no {METRIC_LABELS.get(metric, metric)} recorded",
+            showarrow=False,
+            xref="paper",
+            yref="paper",
+            x=0.5,
+            y=0.5,
+            font=dict(color="gray"),
+        )
+    fig.update_layout(
+        height=height,
+        margin=dict(l=10, r=10, t=40, b=10),
+        title=METRIC_LABELS.get(metric, metric).capitalize() + " per epoch",
+        xaxis_title="epoch",
+        yaxis_title=METRIC_LABELS.get(metric, metric),
+        hovermode="x unified",
+    )
     if "accuracy" in metric:
         fig.update_yaxes(tickformat=".1%")
     return fig

@@ -24,11 +24,15 @@ CANVAS_SIZE = 280
 STROKE_WIDTH = 20
 STEP_PADDING = 8  # black pixels around each preprocessing step image
 PREDICTION_KEY = "prediction"  # st.container(key=...) read by the browser tests
-INVITATION = ("Draw a digit in the black box (zero to nine, large and centred works best). "
-              "The prediction appears here while you draw.")
-STEP_TITLES = {"cropped": "1. cropped",
-               "scaled": "2. scaled to 20 px",
-               "centred": "3. centred: the input"}
+INVITATION = (
+    "Draw a digit in the black box (zero to nine, large and centred works best). "
+    "The prediction appears here while you draw."
+)
+STEP_TITLES = {
+    "cropped": "1. cropped",
+    "scaled": "2. scaled to 20 px",
+    "centred": "3. centred: the input",
+}
 
 
 @dataclass(frozen=True)
@@ -83,10 +87,17 @@ def render_canvas() -> np.ndarray | None:
     """The drawing canvas (white ink on black); returns its RGBA image or ``None`` if untouched."""
     from streamlit_drawable_canvas import st_canvas
 
-    result = st_canvas(stroke_width=STROKE_WIDTH, stroke_color="#FFFFFF",
-                       background_color="#000000", update_streamlit=True,
-                       height=CANVAS_SIZE, width=CANVAS_SIZE, drawing_mode="freedraw",
-                       return_image_data=True, key=canvas_key())
+    result = st_canvas(
+        stroke_width=STROKE_WIDTH,
+        stroke_color="#FFFFFF",
+        background_color="#000000",
+        update_streamlit=True,
+        height=CANVAS_SIZE,
+        width=CANVAS_SIZE,
+        drawing_mode="freedraw",
+        return_image_data=True,
+        key=canvas_key(),
+    )
     return result.image_data
 
 
@@ -132,5 +143,4 @@ def render_steps(result: DrawingResult) -> None:
         h, w = image.shape[:2]
         # a black frame: st.image rounds its corners, which clipped ink at the crop's edge
         big = frame(enlarge(image))
-        col.image(big, caption=f"{title} ({w}x{h})", width=int(big.shape[1]),
-                  output_format="PNG")
+        col.image(big, caption=f"{title} ({w}x{h})", width=int(big.shape[1]), output_format="PNG")

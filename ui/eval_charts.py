@@ -31,26 +31,50 @@ METRIC_COLORS = {"precision": "#1f77b4", "recall": "#ff7f0e", "f1": "#2ca02c"}
 _MARGIN = dict(l=10, r=10, t=40, b=10)
 
 
-def class_counts_figure(train_counts: Sequence[int], test_counts: Sequence[int],
-                        *, height: int = 320) -> go.Figure:
+def class_counts_figure(
+    train_counts: Sequence[int], test_counts: Sequence[int], *, height: int = 320
+) -> go.Figure:
     """Grouped bars: how many images of each digit in the training and the test set."""
     digits = [str(d) for d in range(len(train_counts))]
-    fig = go.Figure([
-        go.Bar(x=digits, y=list(map(int, train_counts)), name="train", marker_color=TRAIN_COLOR,
-               hovertemplate="digit %{x}: %{y:,} training images<extra></extra>"),
-        go.Bar(x=digits, y=list(map(int, test_counts)), name="test", marker_color=TEST_COLOR,
-               hovertemplate="digit %{x}: %{y:,} test images<extra></extra>"),
-    ])
-    fig.update_layout(barmode="group", height=height, margin=_MARGIN,
-                      title="Images per digit", xaxis_title="digit", yaxis_title="images",
-                      legend=dict(orientation="h", y=1.12, x=1, xanchor="right"))
+    fig = go.Figure(
+        [
+            go.Bar(
+                x=digits,
+                y=list(map(int, train_counts)),
+                name="train",
+                marker_color=TRAIN_COLOR,
+                hovertemplate="digit %{x}: %{y:,} training images<extra></extra>",
+            ),
+            go.Bar(
+                x=digits,
+                y=list(map(int, test_counts)),
+                name="test",
+                marker_color=TEST_COLOR,
+                hovertemplate="digit %{x}: %{y:,} test images<extra></extra>",
+            ),
+        ]
+    )
+    fig.update_layout(
+        barmode="group",
+        height=height,
+        margin=_MARGIN,
+        title="Images per digit",
+        xaxis_title="digit",
+        yaxis_title="images",
+        legend=dict(orientation="h", y=1.12, x=1, xanchor="right"),
+    )
     fig.update_xaxes(type="category")
     return fig
 
 
-def probability_figure(proba: Sequence[float], classes: Sequence | None = None, *,
-                       true_label: int | None = None, height: int = 260,
-                       title: str | None = "How sure the network is") -> go.Figure:
+def probability_figure(
+    proba: Sequence[float],
+    classes: Sequence | None = None,
+    *,
+    true_label: int | None = None,
+    height: int = 260,
+    title: str | None = "How sure the network is",
+) -> go.Figure:
     """The class probabilities as bars; the predicted class is highlighted (green if it is the
     true label, red if not, blue when the true label is unknown); the true label is outlined.
 
@@ -64,19 +88,30 @@ def probability_figure(proba: Sequence[float], classes: Sequence | None = None, 
         top = RIGHT_COLOR if classes[best] == true_label else WRONG_COLOR
     colors = [top if i == best else BAR_COLOR for i in range(p.size)]
     line_w = [3 if true_label is not None and c == true_label else 0 for c in classes]
-    bar = dict(type="bar", x=[str(c) for c in classes], y=p.tolist(),
-               marker=dict(color=colors, line=dict(color=RIGHT_COLOR, width=line_w)),
-               text=[f"{v:.0%}" if v >= 0.005 else "" for v in p], textposition="outside",
-               cliponaxis=False, hovertemplate="digit %{x}: %{y:.2%}<extra></extra>")
-    layout = dict(height=height, margin=_MARGIN, title=dict(text=title), showlegend=False,
-                  xaxis=dict(title=dict(text="digit"), type="category"),
-                  yaxis=dict(range=[0, 1.12], tickformat=".0%",
-                             title=dict(text="probability")))
+    bar = dict(
+        type="bar",
+        x=[str(c) for c in classes],
+        y=p.tolist(),
+        marker=dict(color=colors, line=dict(color=RIGHT_COLOR, width=line_w)),
+        text=[f"{v:.0%}" if v >= 0.005 else "" for v in p],
+        textposition="outside",
+        cliponaxis=False,
+        hovertemplate="digit %{x}: %{y:.2%}<extra></extra>",
+    )
+    layout = dict(
+        height=height,
+        margin=_MARGIN,
+        title=dict(text=title),
+        showlegend=False,
+        xaxis=dict(title=dict(text="digit"), type="category"),
+        yaxis=dict(range=[0, 1.12], tickformat=".0%", title=dict(text="probability")),
+    )
     return go.Figure(data=[bar], layout=layout)
 
 
-def confusion_figure(cm: np.ndarray, *, height: int = 520,
-                     selected: tuple[int, int] | None = None) -> go.Figure:
+def confusion_figure(
+    cm: np.ndarray, *, height: int = 520, selected: tuple[int, int] | None = None
+) -> go.Figure:
     """Confusion matrix heatmap: rows = true digit (top to bottom 0..9), columns = predicted.
 
     Colour follows log(1 + count) so the few mistakes stay visible next to the large diagonal;
@@ -90,33 +125,71 @@ def confusion_figure(cm: np.ndarray, *, height: int = 520,
     row_tot = cm.sum(axis=1, keepdims=True)
     share = np.divide(cm, row_tot, out=np.zeros(cm.shape), where=row_tot > 0)
     heat = go.Heatmap(
-        z=np.log1p(cm).tolist(), x=labels, y=labels, text=cm.astype(str).tolist(),
-        texttemplate="%{text}", textfont=dict(size=12), colorscale="Blues", showscale=False,
-        xgap=1, ygap=1, hoverinfo="skip")
+        z=np.log1p(cm).tolist(),
+        x=labels,
+        y=labels,
+        text=cm.astype(str).tolist(),
+        texttemplate="%{text}",
+        textfont=dict(size=12),
+        colorscale="Blues",
+        showscale=False,
+        xgap=1,
+        ygap=1,
+        hoverinfo="skip",
+    )
     # Plotly heatmaps cannot be selected: an invisible square marker on every cell centre takes
     # the clicks (and the hover text), so a click selects a point with x = predicted, y = true.
     tt, pp = np.meshgrid(labels, labels, indexing="ij")
     hits = go.Scatter(
-        x=pp.ravel().tolist(), y=tt.ravel().tolist(), mode="markers",
+        x=pp.ravel().tolist(),
+        y=tt.ravel().tolist(),
+        mode="markers",
         marker=dict(symbol="square", size=28, color="rgba(0,0,0,0)"),
         customdata=np.stack([cm.ravel(), share.ravel()], axis=1).tolist(),
-        selected=dict(marker=dict(opacity=1)), unselected=dict(marker=dict(opacity=1)),
-        hovertemplate=("true %{y}, predicted %{x}: %{customdata[0]} images "
-                       "(%{customdata[1]:.1%} of the %{y}s)<extra></extra>"),
-        showlegend=False)
+        selected=dict(marker=dict(opacity=1)),
+        unselected=dict(marker=dict(opacity=1)),
+        hovertemplate=(
+            "true %{y}, predicted %{x}: %{customdata[0]} images "
+            "(%{customdata[1]:.1%} of the %{y}s)<extra></extra>"
+        ),
+        showlegend=False,
+    )
     fig = go.Figure([heat, hits])
     if selected is not None:
         t, p = selected
-        fig.add_shape(type="rect", x0=p - 0.5, x1=p + 0.5, y0=t - 0.5, y1=t + 0.5,
-                      line=dict(color=WRONG_COLOR, width=3))
-    fig.update_layout(height=height, margin=dict(l=10, r=10, t=10, b=10),
-                      xaxis=dict(title="predicted digit", tickmode="array", tickvals=labels,
-                                 side="top", constrain="domain", fixedrange=True),
-                      yaxis=dict(title="true digit", tickmode="array", tickvals=labels,
-                                 autorange="reversed", scaleanchor="x", constrain="domain",
-                                 fixedrange=True),
-                      clickmode="event+select", dragmode=False, hovermode="closest",
-                      hoverdistance=30)
+        fig.add_shape(
+            type="rect",
+            x0=p - 0.5,
+            x1=p + 0.5,
+            y0=t - 0.5,
+            y1=t + 0.5,
+            line=dict(color=WRONG_COLOR, width=3),
+        )
+    fig.update_layout(
+        height=height,
+        margin=dict(l=10, r=10, t=10, b=10),
+        xaxis=dict(
+            title="predicted digit",
+            tickmode="array",
+            tickvals=labels,
+            side="top",
+            constrain="domain",
+            fixedrange=True,
+        ),
+        yaxis=dict(
+            title="true digit",
+            tickmode="array",
+            tickvals=labels,
+            autorange="reversed",
+            scaleanchor="x",
+            constrain="domain",
+            fixedrange=True,
+        ),
+        clickmode="event+select",
+        dragmode=False,
+        hovermode="closest",
+        hoverdistance=30,
+    )
     return fig
 
 
@@ -140,24 +213,35 @@ def per_class_figure(report: Mapping, *, height: int = 320) -> go.Figure:
     """Precision, recall and F1 of each digit as grouped bars (``report`` from
     ``nn.metrics.classification_report``)."""
     classes = [str(c) for c in report["classes"]]
-    fig = go.Figure([
-        go.Bar(x=classes, y=list(report[m]), name=m if m != "f1" else "F1",
-               marker_color=METRIC_COLORS[m],
-               hovertemplate=f"digit %{{x}}: {m} %{{y:.2%}}<extra></extra>")
-        for m in ("precision", "recall", "f1")
-    ])
+    fig = go.Figure(
+        [
+            go.Bar(
+                x=classes,
+                y=list(report[m]),
+                name=m if m != "f1" else "F1",
+                marker_color=METRIC_COLORS[m],
+                hovertemplate=f"digit %{{x}}: {m} %{{y:.2%}}<extra></extra>",
+            )
+            for m in ("precision", "recall", "f1")
+        ]
+    )
     low = min([min(report[m]) for m in ("precision", "recall", "f1")] + [1.0])
-    fig.update_layout(barmode="group", height=height, margin=_MARGIN,
-                      title="Per-digit precision, recall and F1", xaxis_title="digit",
-                      yaxis=dict(range=[max(0.0, math.floor(low * 20) / 20 - 0.05), 1.0],
-                                 tickformat=".0%"),
-                      legend=dict(orientation="h", y=1.12, x=1, xanchor="right"))
+    fig.update_layout(
+        barmode="group",
+        height=height,
+        margin=_MARGIN,
+        title="Per-digit precision, recall and F1",
+        xaxis_title="digit",
+        yaxis=dict(range=[max(0.0, math.floor(low * 20) / 20 - 0.05), 1.0], tickformat=".0%"),
+        legend=dict(orientation="h", y=1.12, x=1, xanchor="right"),
+    )
     fig.update_xaxes(type="category")
     return fig
 
 
-def tile_weights(W: np.ndarray, n_units: int = 64, ncols: int = 8,
-                 side: int = 28) -> tuple[np.ndarray, np.ndarray]:
+def tile_weights(
+    W: np.ndarray, n_units: int = 64, ncols: int = 8, side: int = 28
+) -> tuple[np.ndarray, np.ndarray]:
     """Tile the incoming weights of the first ``n_units`` units (columns of ``W``,
     ``(784, n_hidden)``) into one array with NaN gaps; each unit is scaled by its own largest
     absolute weight to [-1, 1]. Returns ``(tiled, unit_index)`` where ``unit_index`` has the unit
@@ -173,13 +257,19 @@ def tile_weights(W: np.ndarray, n_units: int = 64, ncols: int = 8,
         r, c = divmod(u, ncols)
         w = W[:, u].reshape(side, side)
         m = np.abs(w).max()
-        tiled[r * cell:r * cell + side, c * cell:c * cell + side] = w / m if m > 0 else w
-        units[r * cell:r * cell + side, c * cell:c * cell + side] = u
+        tiled[r * cell : r * cell + side, c * cell : c * cell + side] = w / m if m > 0 else w
+        units[r * cell : r * cell + side, c * cell : c * cell + side] = u
     return tiled, units
 
 
-def weights_figure(W: np.ndarray, *, n_units: int = 64, ncols: int = 8,
-                   height: int | None = None, title: str | None = None) -> go.Figure:
+def weights_figure(
+    W: np.ndarray,
+    *,
+    n_units: int = 64,
+    ncols: int = 8,
+    height: int | None = None,
+    title: str | None = None,
+) -> go.Figure:
     """The first layer's weights as 28x28 images, one per hidden unit, on a diverging scale
     (red = positive, blue = negative, white = zero), each unit scaled to its own range."""
     tiled, units = tile_weights(W, n_units, ncols)
@@ -187,22 +277,34 @@ def weights_figure(W: np.ndarray, *, n_units: int = 64, ncols: int = 8,
     if height is None:
         height = int(min(900, max(260, 660 * h / max(w, 1))))
     z = np.where(np.isnan(tiled), None, np.round(tiled, 3)).tolist()
-    fig = go.Figure(go.Heatmap(
-        z=z, customdata=units.tolist(), colorscale="RdBu", reversescale=True, zmid=0,
-        zmin=-1, zmax=1, hoverongaps=False,
-        colorbar=dict(title="weight / max", thickness=12, len=0.7),
-        hovertemplate="unit %{customdata}: %{z:.2f}<extra></extra>"))
-    fig.update_layout(height=height, margin=dict(l=10, r=10, t=40, b=10),
-                      title=title or (f"First-layer weights of "
-                                      f"{min(n_units, np.shape(W)[1])} hidden units"),
-                      plot_bgcolor="white",
-                      xaxis=dict(visible=False, constrain="domain"),
-                      yaxis=dict(visible=False, autorange="reversed", scaleanchor="x"))
+    fig = go.Figure(
+        go.Heatmap(
+            z=z,
+            customdata=units.tolist(),
+            colorscale="RdBu",
+            reversescale=True,
+            zmid=0,
+            zmin=-1,
+            zmax=1,
+            hoverongaps=False,
+            colorbar=dict(title="weight / max", thickness=12, len=0.7),
+            hovertemplate="unit %{customdata}: %{z:.2f}<extra></extra>",
+        )
+    )
+    fig.update_layout(
+        height=height,
+        margin=dict(l=10, r=10, t=40, b=10),
+        title=title or (f"First-layer weights of {min(n_units, np.shape(W)[1])} hidden units"),
+        plot_bgcolor="white",
+        xaxis=dict(visible=False, constrain="domain"),
+        yaxis=dict(visible=False, autorange="reversed", scaleanchor="x"),
+    )
     return fig
 
 
-def activations_figure(activations: Sequence[np.ndarray], *, row_height: int = 70,
-                       max_width: int = 64) -> go.Figure:
+def activations_figure(
+    activations: Sequence[np.ndarray], *, row_height: int = 70, max_width: int = 64
+) -> go.Figure:
     """One heatmap strip per hidden layer: the activation of every unit for one image.
 
     A layer wider than ``max_width`` units wraps onto several rows. Each strip has its own colour
@@ -217,27 +319,52 @@ def activations_figure(activations: Sequence[np.ndarray], *, row_height: int = 7
     for i, (a, n_rows) in enumerate(zip(layers, rows), start=1):
         width = min(a.size, max_width)
         grid = np.full(n_rows * width, np.nan)
-        grid[:a.size] = a
+        grid[: a.size] = a
         unit = np.arange(n_rows * width).reshape(n_rows, width)
         z = np.where(np.isnan(grid), None, np.round(grid, 3)).reshape(n_rows, width).tolist()
         lo, hi = float(a.min()), float(a.max())
         if hi <= lo:
             hi = lo + 1e-6
         suffix = "" if i == 1 else str(i)
-        traces.append(dict(type="heatmap", z=z, customdata=unit.tolist(), colorscale="Viridis",
-                           zmin=lo, zmax=hi, showscale=False, xgap=1, ygap=1,
-                           hoverongaps=False, xaxis=f"x{suffix}", yaxis=f"y{suffix}",
-                           hovertemplate="unit %{customdata}: %{z:.3f}<extra></extra>"))
+        traces.append(
+            dict(
+                type="heatmap",
+                z=z,
+                customdata=unit.tolist(),
+                colorscale="Viridis",
+                zmin=lo,
+                zmax=hi,
+                showscale=False,
+                xgap=1,
+                ygap=1,
+                hoverongaps=False,
+                xaxis=f"x{suffix}",
+                yaxis=f"y{suffix}",
+                hovertemplate="unit %{customdata}: %{z:.3f}<extra></extra>",
+            )
+        )
         title_top = top
         top -= title_px / height
         bottom = top - n_rows * row_height / height
         layout[f"xaxis{suffix}"] = dict(visible=False, anchor=f"y{suffix}", domain=[0, 1])
-        layout[f"yaxis{suffix}"] = dict(visible=False, anchor=f"x{suffix}", autorange="reversed",
-                                        domain=[max(0.0, bottom), max(0.0, top)])
-        annotations.append(dict(text=f"hidden layer {i} ({a.size} units, min {lo:.2f}, "
-                                     f"max {a.max():.2f})",
-                                x=0.5, y=title_top, xref="paper", yref="paper",
-                                xanchor="center", yanchor="top", showarrow=False))
+        layout[f"yaxis{suffix}"] = dict(
+            visible=False,
+            anchor=f"x{suffix}",
+            autorange="reversed",
+            domain=[max(0.0, bottom), max(0.0, top)],
+        )
+        annotations.append(
+            dict(
+                text=f"hidden layer {i} ({a.size} units, min {lo:.2f}, max {a.max():.2f})",
+                x=0.5,
+                y=title_top,
+                xref="paper",
+                yref="paper",
+                xanchor="center",
+                yanchor="top",
+                showarrow=False,
+            )
+        )
         top = bottom - gap_px / height
     layout.update(height=height, margin=dict(l=10, r=10, t=10, b=10), annotations=annotations)
     return go.Figure(data=traces, layout=layout)

@@ -55,8 +55,9 @@ def filter_indices(
     y_true = np.asarray(y_true)
     y_pred = np.asarray(y_pred)
     if y_true.shape != y_pred.shape or y_true.ndim != 1:
-        raise ValueError(f"y_true and y_pred must be 1-D of equal length, got {y_true.shape} "
-                         f"and {y_pred.shape}")
+        raise ValueError(
+            f"y_true and y_pred must be 1-D of equal length, got {y_true.shape} and {y_pred.shape}"
+        )
     keep = np.ones(y_true.shape[0], dtype=bool)
     if true_digit is not None:
         keep &= y_true == true_digit
@@ -91,7 +92,7 @@ def page_slice(items: Sequence | np.ndarray, page: int, page_size: int):
     pages = page_count(len(items), page_size)
     page = min(max(int(page), 1), pages)
     start = (page - 1) * page_size
-    return items[start:start + page_size]
+    return items[start : start + page_size]
 
 
 # ----------------------------------------------------------------------------- data set stats
@@ -114,8 +115,9 @@ def mean_images(x: np.ndarray, y: np.ndarray, n_classes: int = 10) -> np.ndarray
     return out.reshape(n_classes, side, side).astype(np.float32)
 
 
-def sample_per_class(y: np.ndarray, per_class: int, n_classes: int = 10,
-                     seed: int = 0) -> np.ndarray:
+def sample_per_class(
+    y: np.ndarray, per_class: int, n_classes: int = 10, seed: int = 0
+) -> np.ndarray:
     """``per_class`` random indices of every class, ordered class by class (row k of a grid with
     ``per_class`` columns shows digit k). Classes with fewer samples give what they have."""
     rng = np.random.default_rng(seed)
@@ -186,9 +188,10 @@ def tile_images(
         r, c = divmod(i, ncols)
         top, left = r * cell_h + pad, c * cell_w + pad
         if border and border_colors is not None:
-            out[top:top + th, left:left + tw] = np.asarray(border_colors[i], dtype=np.uint8)
-        out[top + border:top + border + h * scale,
-            left + border:left + border + w * scale] = big[i][..., None]
+            out[top : top + th, left : left + tw] = np.asarray(border_colors[i], dtype=np.uint8)
+        out[top + border : top + border + h * scale, left + border : left + border + w * scale] = (
+            big[i][..., None]
+        )
     return out
 
 
@@ -202,8 +205,12 @@ class GridTile:
 
 @lru_cache(maxsize=8)
 def _font(size: int) -> ImageFont.ImageFont:
-    for name in ("DejaVuSans.ttf", "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
-                 "LiberationSans-Regular.ttf", "Arial.ttf"):
+    for name in (
+        "DejaVuSans.ttf",
+        "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+        "LiberationSans-Regular.ttf",
+        "Arial.ttf",
+    ):
         try:
             return ImageFont.truetype(name, size)
         except OSError:
@@ -242,15 +249,21 @@ def labelled_grid(
     cell_h = h * scale + 2 * border + caption_h + 2 * pad
     ncols = max(1, min(ncols, max(n, 1)))
     nrows = max(1, math.ceil(n / ncols))
-    grid = tile_images(imgs, ncols, scale=scale, pad=0, border=border,
-                       border_colors=[t.color for t in tiles] if n else None)
+    grid = tile_images(
+        imgs,
+        ncols,
+        scale=scale,
+        pad=0,
+        border=border,
+        border_colors=[t.color for t in tiles] if n else None,
+    )
     out = Image.new("RGB", (ncols * cell_w, nrows * cell_h), (255, 255, 255))
     th_img = h * scale + 2 * border
     if n:
         # paste each framed image (taken from the padless grid) into its padded cell
         for i in range(n):
             r, c = divmod(i, ncols)
-            tile = grid[r * th_img:(r + 1) * th_img, c * tw:(c + 1) * tw]
+            tile = grid[r * th_img : (r + 1) * th_img, c * tw : (c + 1) * tw]
             out.paste(Image.fromarray(tile), (c * cell_w + pad, r * cell_h + pad))
     draw = ImageDraw.Draw(out)
     for i, t in enumerate(tiles):
@@ -259,6 +272,7 @@ def labelled_grid(
         y0 = r * cell_h + pad + th_img + 2
         for j, line in enumerate(t.lines):
             width = draw.textlength(line, font=font)
-            draw.text((x0 + max(0.0, (tw - width) / 2), y0 + j * line_h), line, fill=t.color,
-                      font=font)
+            draw.text(
+                (x0 + max(0.0, (tw - width) / 2), y0 + j * line_h), line, fill=t.color, font=font
+            )
     return np.asarray(out)

@@ -39,7 +39,7 @@ def _model_card(name: str, path: Path) -> None:
 
 
 def _status_body(polling: bool) -> None:
-    """"training: epoch x/y" (or the outcome of the last run) from the worker's snapshot."""
+    """ "training: epoch x/y" (or the outcome of the last run) from the worker's snapshot."""
     worker = state.training_slot().worker
     if worker is None:
         return
@@ -50,14 +50,17 @@ def _status_body(polling: bool) -> None:
         # the percentage as text, not a second st.progress: in the sidebar Streamlit draws the
         # bar in another colour (red) than the Train page's (blue)
         pct = min(1.0, max(0.0, float(snap.get("progress", 0.0))))
-        st.info(f"**{'Paused' if paused else 'Training'}**: epoch {snap.get('epoch', 0)}"
-                f"/{snap.get('epochs', 0)} ({pct:.0%})",
-                icon=":material/pause_circle:" if paused else ":material/model_training:")
+        st.info(
+            f"**{'Paused' if paused else 'Training'}**: epoch {snap.get('epoch', 0)}"
+            f"/{snap.get('epochs', 0)} ({pct:.0%})",
+            icon=":material/pause_circle:" if paused else ":material/model_training:",
+        )
     else:
         status = snap.get("status")
         if status in ("finished", "stopped"):
-            st.success(f"Training {status}: save it on the **Train** page.",
-                       icon=":material/check_circle:")
+            st.success(
+                f"Training {status}: save it on the **Train** page.", icon=":material/check_circle:"
+            )
         elif status in ("diverged", "failed"):
             st.error(f"Training {status}: see the **Train** page.", icon=":material/error:")
         if polling:  # it finished while this fragment polled: one full rerun stops the polling
@@ -95,9 +98,14 @@ def render_sidebar(page: str | None = None) -> None:
         else:
             if active in names and st.session_state.get(SELECT_KEY) != active:
                 st.session_state[SELECT_KEY] = active
-            st.selectbox("Switch model", names, key=SELECT_KEY, on_change=_on_select,
-                         help="The model used by Draw, Predictions and Evaluate (saved models in "
-                              f"{state.models_dir().name}/).")
+            st.selectbox(
+                "Switch model",
+                names,
+                key=SELECT_KEY,
+                on_change=_on_select,
+                help="The model used by Draw, Predictions and Evaluate (saved models in "
+                f"{state.models_dir().name}/).",
+            )
             path = state.model_path_for(active)
             if active and path is not None:
                 _model_card(active, path)

@@ -259,8 +259,10 @@ def require_test_predictions():
 
 def no_model_message() -> None:
     """The standard "no model yet" note, pointing to the Train page."""
-    st.info("No trained model yet. Train one on the **Train** page (or upload one on **Models**).",
-            icon=":material/model_training:")
+    st.info(
+        "No trained model yet. Train one on the **Train** page (or upload one on **Models**).",
+        icon=":material/model_training:",
+    )
 
 
 # ------------------------------------------------------------------------------ training slot

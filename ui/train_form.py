@@ -33,21 +33,43 @@ from nn.core.schedules import SCHEDULES
 
 SPLITS = ("standard", "80:10:10", "custom")
 MNIST_TRAIN, MNIST_TEST = 60_000, 10_000
-SECTIONS = ("layers", "optimizer", "schedule", "training", "regularisation", "augmentation",
-            "data")
+SECTIONS = ("layers", "optimizer", "schedule", "training", "regularisation", "augmentation", "data")
 # which section a NeuralNetwork parameter's error is shown under
 _PARAM_SECTION = {
-    "hidden_layers": "layers", "activation": "layers", "leaky_slope": "layers", "init": "layers",
-    "optimizer": "optimizer", "learning_rate": "optimizer", "momentum": "optimizer",
-    "beta1": "optimizer", "beta2": "optimizer", "rho": "optimizer", "epsilon": "optimizer",
-    "schedule": "schedule", "lr_decay": "schedule", "step_size": "schedule", "gamma": "schedule",
-    "warmup_epochs": "schedule", "min_lr": "schedule",
-    "batch_size": "training", "epochs": "training", "random_state": "training",
-    "l2": "regularisation", "dropout": "regularisation", "input_dropout": "regularisation",
-    "clip_norm": "regularisation", "patience": "regularisation", "monitor": "regularisation",
-    "min_delta": "regularisation", "validation_fraction": "regularisation",
-    "augment": "augmentation", "shift": "augmentation", "rotation": "augmentation",
-    "scale": "augmentation", "elastic_alpha": "augmentation", "elastic_sigma": "augmentation",
+    "hidden_layers": "layers",
+    "activation": "layers",
+    "leaky_slope": "layers",
+    "init": "layers",
+    "optimizer": "optimizer",
+    "learning_rate": "optimizer",
+    "momentum": "optimizer",
+    "beta1": "optimizer",
+    "beta2": "optimizer",
+    "rho": "optimizer",
+    "epsilon": "optimizer",
+    "schedule": "schedule",
+    "lr_decay": "schedule",
+    "step_size": "schedule",
+    "gamma": "schedule",
+    "warmup_epochs": "schedule",
+    "min_lr": "schedule",
+    "batch_size": "training",
+    "epochs": "training",
+    "random_state": "training",
+    "l2": "regularisation",
+    "dropout": "regularisation",
+    "input_dropout": "regularisation",
+    "clip_norm": "regularisation",
+    "patience": "regularisation",
+    "monitor": "regularisation",
+    "min_delta": "regularisation",
+    "validation_fraction": "regularisation",
+    "augment": "augmentation",
+    "shift": "augmentation",
+    "rotation": "augmentation",
+    "scale": "augmentation",
+    "elastic_alpha": "augmentation",
+    "elastic_sigma": "augmentation",
     "probability": "augmentation",
 }
 
@@ -68,10 +90,16 @@ def default_config() -> dict[str, Any]:
 
 def config_from_preset(preset: Any) -> dict[str, Any]:
     """Form values from an ``nn.presets.Preset`` (or a dict with "model"/"data"), or defaults."""
-    model = dict(getattr(preset, "model", None) or (preset or {}).get("model", {})
-                 if preset is not None else {})
-    data = dict(getattr(preset, "data", None) or (preset or {}).get("data", {})
-                if preset is not None else {})
+    model = dict(
+        getattr(preset, "model", None) or (preset or {}).get("model", {})
+        if preset is not None
+        else {}
+    )
+    data = dict(
+        getattr(preset, "data", None) or (preset or {}).get("data", {})
+        if preset is not None
+        else {}
+    )
     p = NeuralNetwork(**model).get_params()
     layers = p["hidden_layers"]
     layers = [layers] if isinstance(layers, int) else list(layers)
@@ -81,21 +109,34 @@ def config_from_preset(preset: Any) -> dict[str, Any]:
     return {
         "preset": getattr(preset, "name", "") if preset is not None else "",
         "layers": [_layer(u, a, d) for u, a, d in zip(layers, acts, drops)],
-        "init": p["init"], "leaky_slope": float(p["leaky_slope"]),
-        "optimizer": p["optimizer"], "learning_rate": float(p["learning_rate"]),
-        "momentum": float(p["momentum"]), "beta1": float(p["beta1"]),
-        "beta2": float(p["beta2"]), "rho": float(p["rho"]), "epsilon": float(p["epsilon"]),
-        "schedule": p["schedule"], "lr_decay": float(p["lr_decay"]),
-        "step_size": int(p["step_size"]), "gamma": float(p["gamma"]),
-        "warmup_epochs": float(p["warmup_epochs"]), "min_lr": float(p["min_lr"]),
-        "batch_size": int(p["batch_size"]), "epochs": int(p["epochs"]),
-        "l2": float(p["l2"]), "input_dropout": float(p["input_dropout"]),
+        "init": p["init"],
+        "leaky_slope": float(p["leaky_slope"]),
+        "optimizer": p["optimizer"],
+        "learning_rate": float(p["learning_rate"]),
+        "momentum": float(p["momentum"]),
+        "beta1": float(p["beta1"]),
+        "beta2": float(p["beta2"]),
+        "rho": float(p["rho"]),
+        "epsilon": float(p["epsilon"]),
+        "schedule": p["schedule"],
+        "lr_decay": float(p["lr_decay"]),
+        "step_size": int(p["step_size"]),
+        "gamma": float(p["gamma"]),
+        "warmup_epochs": float(p["warmup_epochs"]),
+        "min_lr": float(p["min_lr"]),
+        "batch_size": int(p["batch_size"]),
+        "epochs": int(p["epochs"]),
+        "l2": float(p["l2"]),
+        "input_dropout": float(p["input_dropout"]),
         "clip": p["clip_norm"] is not None,
         "clip_norm": float(p["clip_norm"]) if p["clip_norm"] is not None else 5.0,
-        "early_stopping": bool(p["early_stopping"]), "patience": int(p["patience"]),
-        "monitor": p["monitor"], "min_delta": float(p["min_delta"]),
+        "early_stopping": bool(p["early_stopping"]),
+        "patience": int(p["patience"]),
+        "monitor": p["monitor"],
+        "min_delta": float(p["min_delta"]),
         "augment": bool(aug),
-        "shift": float(aug.get("shift", 2.0)), "rotation": float(aug.get("rotation", 10.0)),
+        "shift": float(aug.get("shift", 2.0)),
+        "rotation": float(aug.get("rotation", 10.0)),
         "scale": float(aug.get("scale", 0.1)),
         "elastic_alpha": float(aug.get("elastic_alpha", 0.0)),
         "elastic_sigma": float(aug.get("elastic_sigma", 4.0)),
@@ -117,28 +158,62 @@ def to_model_kwargs(cfg: dict) -> dict[str, Any]:
         "hidden_layers": [int(layer["units"]) for layer in layers],
         "activation": acts[0] if len(set(acts)) == 1 else acts,
         "dropout": drops[0] if len(set(drops)) == 1 else drops,
-        "augment": ({"shift": cfg["shift"], "rotation": cfg["rotation"], "scale": cfg["scale"],
-                     "elastic_alpha": cfg["elastic_alpha"],
-                     "elastic_sigma": cfg["elastic_sigma"]} if cfg["augment"] else None),
+        "augment": (
+            {
+                "shift": cfg["shift"],
+                "rotation": cfg["rotation"],
+                "scale": cfg["scale"],
+                "elastic_alpha": cfg["elastic_alpha"],
+                "elastic_sigma": cfg["elastic_sigma"],
+            }
+            if cfg["augment"]
+            else None
+        ),
         "clip_norm": float(cfg["clip_norm"]) if cfg["clip"] else None,
     }
     if not layers:
         kwargs["activation"], kwargs["dropout"] = "relu", 0.0
-    for key in ("init", "leaky_slope", "optimizer", "learning_rate", "momentum", "beta1",
-                "beta2", "rho", "epsilon", "schedule", "lr_decay", "step_size", "gamma",
-                "warmup_epochs", "min_lr", "batch_size", "epochs", "l2", "input_dropout",
-                "early_stopping", "patience", "monitor", "min_delta", "random_state"):
+    for key in (
+        "init",
+        "leaky_slope",
+        "optimizer",
+        "learning_rate",
+        "momentum",
+        "beta1",
+        "beta2",
+        "rho",
+        "epsilon",
+        "schedule",
+        "lr_decay",
+        "step_size",
+        "gamma",
+        "warmup_epochs",
+        "min_lr",
+        "batch_size",
+        "epochs",
+        "l2",
+        "input_dropout",
+        "early_stopping",
+        "patience",
+        "monitor",
+        "min_delta",
+        "random_state",
+    ):
         kwargs[key] = copy.deepcopy(cfg[key])
     return kwargs
 
 
 def to_data_kwargs(cfg: dict) -> dict[str, Any]:
     """``split_dataset`` settings from the form (``train_size`` 0 -> None = all)."""
-    out = {"split": cfg["split"], "seed": int(cfg["data_seed"]),
-           "train_size": int(cfg["train_size"]) or None}
+    out = {
+        "split": cfg["split"],
+        "seed": int(cfg["data_seed"]),
+        "train_size": int(cfg["train_size"]) or None,
+    }
     if cfg["split"] == "custom":
-        out.update(val_fraction=float(cfg["val_fraction"]),
-                   test_fraction=float(cfg["test_fraction"]))
+        out.update(
+            val_fraction=float(cfg["val_fraction"]), test_fraction=float(cfg["test_fraction"])
+        )
     return out
 
 
@@ -186,17 +261,26 @@ def validate(cfg: dict, train_limit: int | None = None) -> dict[str, list[str]]:
     if cfg["split"] == "custom":
         v, t = float(cfg["val_fraction"]), float(cfg["test_fraction"])
         if not (0 < v < 1 and 0 < t < 1 and v + t < 1):
-            add("data", f"Validation ({v:g}) and test ({t:g}) fractions must each be in (0, 1) "
-                        "and sum to less than 1.")
+            add(
+                "data",
+                f"Validation ({v:g}) and test ({t:g}) fractions must each be in (0, 1) "
+                "and sum to less than 1.",
+            )
             return errors
     part = training_part_size(cfg)
     if int(cfg["train_size"]) < 0 or int(cfg["train_size"]) > part:
-        add("data", f"Training-set size {cfg['train_size']} is outside 0..{part} (the "
-                    f"training part of the {cfg['split']} split; 0 = all).")
+        add(
+            "data",
+            f"Training-set size {cfg['train_size']} is outside 0..{part} (the "
+            f"training part of the {cfg['split']} split; 0 = all).",
+        )
     n = effective_train_size(cfg, train_limit)
     if int(cfg["batch_size"]) > n:
-        add("training", f"batch_size={cfg['batch_size']} is larger than the {n} training "
-                        "images: use a smaller batch.")
+        add(
+            "training",
+            f"batch_size={cfg['batch_size']} is larger than the {n} training "
+            "images: use a smaller batch.",
+        )
     return errors
 
 
@@ -235,180 +319,519 @@ def _show_errors(errors: dict, section: str) -> None:
 
 def _num(cfg: dict, field: str, label: str, help: str, disabled: bool, col=None, **kw) -> None:
     target = col if col is not None else st
-    cfg[field] = target.number_input(label, key=f"tf_{field}", help=help, disabled=disabled,
-                                     **_initial(f"tf_{field}", value=cfg[field]), **kw)
+    cfg[field] = target.number_input(
+        label,
+        key=f"tf_{field}",
+        help=help,
+        disabled=disabled,
+        **_initial(f"tf_{field}", value=cfg[field]),
+        **kw,
+    )
 
 
-def _select(cfg: dict, field: str, label: str, options, help: str, disabled: bool, col=None,
-            **kw) -> None:
+def _select(
+    cfg: dict, field: str, label: str, options, help: str, disabled: bool, col=None, **kw
+) -> None:
     target = col if col is not None else st
     options = list(options)
     index = options.index(cfg[field]) if cfg[field] in options else 0
-    cfg[field] = target.selectbox(label, options, key=f"tf_{field}", help=help,
-                                  disabled=disabled, **_initial(f"tf_{field}", index=index), **kw)
+    cfg[field] = target.selectbox(
+        label,
+        options,
+        key=f"tf_{field}",
+        help=help,
+        disabled=disabled,
+        **_initial(f"tf_{field}", index=index),
+        **kw,
+    )
 
 
 def _layers_section(cfg: dict, disabled: bool) -> None:
     layers = cfg["layers"]
-    n = st.number_input("Hidden layers", min_value=0, max_value=8, key="tf_n_layers",
-                        **_initial("tf_n_layers", value=len(layers)), disabled=disabled,
-                        help="How many hidden layers (0 = softmax regression).")
+    n = st.number_input(
+        "Hidden layers",
+        min_value=0,
+        max_value=8,
+        key="tf_n_layers",
+        **_initial("tf_n_layers", value=len(layers)),
+        disabled=disabled,
+        help="How many hidden layers (0 = softmax regression).",
+    )
     while len(layers) < n:
-        layers.append(_layer(layers[-1]["units"] if layers else 128,
-                             layers[-1]["activation"] if layers else "relu",
-                             layers[-1]["dropout"] if layers else 0.0))
-    del layers[int(n):]
+        layers.append(
+            _layer(
+                layers[-1]["units"] if layers else 128,
+                layers[-1]["activation"] if layers else "relu",
+                layers[-1]["dropout"] if layers else 0.0,
+            )
+        )
+    del layers[int(n) :]
     acts = list(ACTIVATIONS)
     for i, layer in enumerate(layers):
         # the layer number as a small header: "Layer 1 dropout" ran into its help icon
         st.markdown(f"**Layer {i + 1}**")
         c1, c2, c3 = st.columns([1.1, 1.2, 1])
-        layer["units"] = c1.number_input("Neurons", min_value=0, max_value=4096,
-                                         **_initial(f"tf_units_{i}", value=int(layer["units"])),
-                                         step=32,
-                                         key=f"tf_units_{i}", disabled=disabled,
-                                         help="Neurons in this hidden layer.")
+        layer["units"] = c1.number_input(
+            "Neurons",
+            min_value=0,
+            max_value=4096,
+            **_initial(f"tf_units_{i}", value=int(layer["units"])),
+            step=32,
+            key=f"tf_units_{i}",
+            disabled=disabled,
+            help="Neurons in this hidden layer.",
+        )
         layer["activation"] = c2.selectbox(
-            "Activation", acts,
-            **_initial(f"tf_act_{i}", index=acts.index(layer["activation"])
-                       if layer["activation"] in acts else 0),
-            key=f"tf_act_{i}", disabled=disabled, help="Non-linearity after this layer.")
-        layer["dropout"] = c3.number_input("Dropout", min_value=0.0,
-                                           max_value=0.95,
-                                           **_initial(f"tf_drop_{i}", value=float(layer["dropout"])),
-                                           step=0.05, key=f"tf_drop_{i}", disabled=disabled,
-                                           help="Probability of dropping each neuron of this "
-                                                "layer while training (0 = off).")
+            "Activation",
+            acts,
+            **_initial(
+                f"tf_act_{i}",
+                index=acts.index(layer["activation"]) if layer["activation"] in acts else 0,
+            ),
+            key=f"tf_act_{i}",
+            disabled=disabled,
+            help="Non-linearity after this layer.",
+        )
+        layer["dropout"] = c3.number_input(
+            "Dropout",
+            min_value=0.0,
+            max_value=0.95,
+            **_initial(f"tf_drop_{i}", value=float(layer["dropout"])),
+            step=0.05,
+            key=f"tf_drop_{i}",
+            disabled=disabled,
+            help="Probability of dropping each neuron of this layer while training (0 = off).",
+        )
     c1, c2 = st.columns(2)
-    _select(cfg, "init", "Initialisation", INIT_CHOICES, disabled=disabled, col=c1,
-            help="How weights start: auto = He for ReLU-like layers, Xavier otherwise.")
+    _select(
+        cfg,
+        "init",
+        "Initialisation",
+        INIT_CHOICES,
+        disabled=disabled,
+        col=c1,
+        help="How weights start: auto = He for ReLU-like layers, Xavier otherwise.",
+    )
     if any(layer["activation"] == "leaky_relu" for layer in layers):
-        _num(cfg, "leaky_slope", "Leaky ReLU slope", "Slope for negative inputs, in [0, 1).",
-             disabled, col=c2, min_value=0.0, max_value=0.99, step=0.01, format="%.3f")
+        _num(
+            cfg,
+            "leaky_slope",
+            "Leaky ReLU slope",
+            "Slope for negative inputs, in [0, 1).",
+            disabled,
+            col=c2,
+            min_value=0.0,
+            max_value=0.99,
+            step=0.01,
+            format="%.3f",
+        )
 
 
 def _optimizer_section(cfg: dict, disabled: bool) -> None:
     c1, c2 = st.columns(2)
-    _select(cfg, "optimizer", "Optimizer", OPTIMIZERS, disabled=disabled, col=c1,
-            help="sgd, momentum, nesterov, rmsprop or adam.")
-    _num(cfg, "learning_rate", "Learning rate", "Step size of each update (> 0).", disabled,
-         col=c2, min_value=0.0, max_value=10.0, step=1e-4, format="%.5f")
+    _select(
+        cfg,
+        "optimizer",
+        "Optimizer",
+        OPTIMIZERS,
+        disabled=disabled,
+        col=c1,
+        help="sgd, momentum, nesterov, rmsprop or adam.",
+    )
+    _num(
+        cfg,
+        "learning_rate",
+        "Learning rate",
+        "Step size of each update (> 0).",
+        disabled,
+        col=c2,
+        min_value=0.0,
+        max_value=10.0,
+        step=1e-4,
+        format="%.5f",
+    )
     opt = cfg["optimizer"]
     c1, c2, c3 = st.columns(3)
     if opt in ("momentum", "nesterov"):
-        _num(cfg, "momentum", "Momentum", "Fraction of the previous step kept, in [0, 1).",
-             disabled, col=c1, min_value=0.0, max_value=0.999, step=0.01)
+        _num(
+            cfg,
+            "momentum",
+            "Momentum",
+            "Fraction of the previous step kept, in [0, 1).",
+            disabled,
+            col=c1,
+            min_value=0.0,
+            max_value=0.999,
+            step=0.01,
+        )
     if opt == "adam":
-        _num(cfg, "beta1", "Beta 1", "Decay of Adam's first-moment average, in [0, 1).",
-             disabled, col=c1, min_value=0.0, max_value=0.9999, step=0.01, format="%.4f")
-        _num(cfg, "beta2", "Beta 2", "Decay of Adam's second-moment average, in [0, 1).",
-             disabled, col=c2, min_value=0.0, max_value=0.99999, step=0.001, format="%.5f")
+        _num(
+            cfg,
+            "beta1",
+            "Beta 1",
+            "Decay of Adam's first-moment average, in [0, 1).",
+            disabled,
+            col=c1,
+            min_value=0.0,
+            max_value=0.9999,
+            step=0.01,
+            format="%.4f",
+        )
+        _num(
+            cfg,
+            "beta2",
+            "Beta 2",
+            "Decay of Adam's second-moment average, in [0, 1).",
+            disabled,
+            col=c2,
+            min_value=0.0,
+            max_value=0.99999,
+            step=0.001,
+            format="%.5f",
+        )
     if opt == "rmsprop":
-        _num(cfg, "rho", "Rho", "Decay of RMSprop's squared-gradient average, in [0, 1).",
-             disabled, col=c1, min_value=0.0, max_value=0.9999, step=0.01, format="%.4f")
+        _num(
+            cfg,
+            "rho",
+            "Rho",
+            "Decay of RMSprop's squared-gradient average, in [0, 1).",
+            disabled,
+            col=c1,
+            min_value=0.0,
+            max_value=0.9999,
+            step=0.01,
+            format="%.4f",
+        )
     if opt in ("adam", "rmsprop"):
-        _num(cfg, "epsilon", "Epsilon", "Small number added to the denominator (> 0).",
-             disabled, col=c3, min_value=0.0, max_value=1.0, step=1e-8, format="%.1e")
+        _num(
+            cfg,
+            "epsilon",
+            "Epsilon",
+            "Small number added to the denominator (> 0).",
+            disabled,
+            col=c3,
+            min_value=0.0,
+            max_value=1.0,
+            step=1e-8,
+            format="%.1e",
+        )
 
 
 def _schedule_section(cfg: dict, disabled: bool) -> None:
     c1, c2 = st.columns(2)
-    _select(cfg, "schedule", "Schedule", SCHEDULES, disabled=disabled, col=c1,
-            help="How the learning rate changes over the epochs.")
-    _num(cfg, "warmup_epochs", "Warm-up epochs", "Ramp the learning rate up linearly over "
-         "this many epochs (0 = off).", disabled, col=c2, min_value=0.0, max_value=100.0,
-         step=0.5)
+    _select(
+        cfg,
+        "schedule",
+        "Schedule",
+        SCHEDULES,
+        disabled=disabled,
+        col=c1,
+        help="How the learning rate changes over the epochs.",
+    )
+    _num(
+        cfg,
+        "warmup_epochs",
+        "Warm-up epochs",
+        "Ramp the learning rate up linearly over this many epochs (0 = off).",
+        disabled,
+        col=c2,
+        min_value=0.0,
+        max_value=100.0,
+        step=0.5,
+    )
     sched = cfg["schedule"]
     c1, c2 = st.columns(2)
     if sched == "inverse_time":
-        _num(cfg, "lr_decay", "Decay", "lr = lr0 / (1 + decay x epoch).", disabled, col=c1,
-             min_value=0.0, max_value=10.0, step=0.01, format="%.4f")
+        _num(
+            cfg,
+            "lr_decay",
+            "Decay",
+            "lr = lr0 / (1 + decay x epoch).",
+            disabled,
+            col=c1,
+            min_value=0.0,
+            max_value=10.0,
+            step=0.01,
+            format="%.4f",
+        )
     if sched == "step":
-        _num(cfg, "step_size", "Step size (epochs)", "Multiply by gamma every this many epochs.",
-             disabled, col=c1, min_value=0, max_value=1000, step=1)
+        _num(
+            cfg,
+            "step_size",
+            "Step size (epochs)",
+            "Multiply by gamma every this many epochs.",
+            disabled,
+            col=c1,
+            min_value=0,
+            max_value=1000,
+            step=1,
+        )
     if sched in ("step", "exponential"):
-        _num(cfg, "gamma", "Gamma", "Factor applied at each step (in (0, 1]).", disabled,
-             col=c2, min_value=0.0, max_value=1.0, step=0.05)
+        _num(
+            cfg,
+            "gamma",
+            "Gamma",
+            "Factor applied at each step (in (0, 1]).",
+            disabled,
+            col=c2,
+            min_value=0.0,
+            max_value=1.0,
+            step=0.05,
+        )
     if sched == "cosine":
-        _num(cfg, "min_lr", "Minimum learning rate", "Where the cosine ends (<= learning rate).",
-             disabled, col=c1, min_value=0.0, max_value=10.0, step=1e-5, format="%.6f")
+        _num(
+            cfg,
+            "min_lr",
+            "Minimum learning rate",
+            "Where the cosine ends (<= learning rate).",
+            disabled,
+            col=c1,
+            min_value=0.0,
+            max_value=10.0,
+            step=1e-5,
+            format="%.6f",
+        )
 
 
 def _training_section(cfg: dict, disabled: bool) -> None:
     c1, c2, c3 = st.columns(3)
-    _num(cfg, "batch_size", "Batch size", "Images per gradient step.", disabled, col=c1,
-         min_value=0, max_value=70_000, step=16)
-    _num(cfg, "epochs", "Epochs", "Passes over the training images.", disabled, col=c2,
-         min_value=0, max_value=1000, step=1)
-    _num(cfg, "random_state", "Seed", "Seeds initialisation, shuffling, dropout and "
-         "augmentation: the same seed repeats a run.", disabled, col=c3, min_value=0,
-         max_value=2**31 - 1, step=1)
+    _num(
+        cfg,
+        "batch_size",
+        "Batch size",
+        "Images per gradient step.",
+        disabled,
+        col=c1,
+        min_value=0,
+        max_value=70_000,
+        step=16,
+    )
+    _num(
+        cfg,
+        "epochs",
+        "Epochs",
+        "Passes over the training images.",
+        disabled,
+        col=c2,
+        min_value=0,
+        max_value=1000,
+        step=1,
+    )
+    _num(
+        cfg,
+        "random_state",
+        "Seed",
+        "Seeds initialisation, shuffling, dropout and augmentation: the same seed repeats a run.",
+        disabled,
+        col=c3,
+        min_value=0,
+        max_value=2**31 - 1,
+        step=1,
+    )
 
 
 def _regularisation_section(cfg: dict, disabled: bool) -> None:
     c1, c2 = st.columns(2)
-    _num(cfg, "l2", "L2 penalty", "Weight decay: adds l2/2 x sum(W^2) to the loss (0 = off).",
-         disabled, col=c1, min_value=0.0, max_value=1.0, step=1e-5, format="%.6f")
-    _num(cfg, "input_dropout", "Input dropout", "Probability of dropping each input pixel "
-         "while training (0 = off).", disabled, col=c2, min_value=0.0, max_value=0.95,
-         step=0.05)
+    _num(
+        cfg,
+        "l2",
+        "L2 penalty",
+        "Weight decay: adds l2/2 x sum(W^2) to the loss (0 = off).",
+        disabled,
+        col=c1,
+        min_value=0.0,
+        max_value=1.0,
+        step=1e-5,
+        format="%.6f",
+    )
+    _num(
+        cfg,
+        "input_dropout",
+        "Input dropout",
+        "Probability of dropping each input pixel while training (0 = off).",
+        disabled,
+        col=c2,
+        min_value=0.0,
+        max_value=0.95,
+        step=0.05,
+    )
     c1, c2 = st.columns(2)
-    cfg["clip"] = c1.toggle("Gradient clipping", key="tf_clip",
-                            **_initial("tf_clip", value=cfg["clip"]),
-                            disabled=disabled,
-                            help="Rescale the gradient when its global L2 norm is too large.")
+    cfg["clip"] = c1.toggle(
+        "Gradient clipping",
+        key="tf_clip",
+        **_initial("tf_clip", value=cfg["clip"]),
+        disabled=disabled,
+        help="Rescale the gradient when its global L2 norm is too large.",
+    )
     if cfg["clip"]:
-        _num(cfg, "clip_norm", "Max gradient norm", "Clip the gradient to this L2 norm (> 0).",
-             disabled, col=c2, min_value=0.0, max_value=1000.0, step=0.5)
+        _num(
+            cfg,
+            "clip_norm",
+            "Max gradient norm",
+            "Clip the gradient to this L2 norm (> 0).",
+            disabled,
+            col=c2,
+            min_value=0.0,
+            max_value=1000.0,
+            step=0.5,
+        )
     c1, c2, c3 = st.columns(3)
-    cfg["early_stopping"] = c1.toggle("Early stopping", key="tf_early_stopping",
-                                      **_initial("tf_early_stopping",
-                                                 value=cfg["early_stopping"]), disabled=disabled,
-                                      help="Stop when the validation metric stops improving "
-                                           "and keep the best weights.")
+    cfg["early_stopping"] = c1.toggle(
+        "Early stopping",
+        key="tf_early_stopping",
+        **_initial("tf_early_stopping", value=cfg["early_stopping"]),
+        disabled=disabled,
+        help="Stop when the validation metric stops improving and keep the best weights.",
+    )
     if cfg["early_stopping"]:
-        _num(cfg, "patience", "Patience", "Epochs without improvement before stopping.",
-             disabled, col=c2, min_value=0, max_value=100, step=1)
-        _select(cfg, "monitor", "Monitor", MONITORS, disabled=disabled, col=c3,
-                help="The validation metric that must improve.")
+        _num(
+            cfg,
+            "patience",
+            "Patience",
+            "Epochs without improvement before stopping.",
+            disabled,
+            col=c2,
+            min_value=0,
+            max_value=100,
+            step=1,
+        )
+        _select(
+            cfg,
+            "monitor",
+            "Monitor",
+            MONITORS,
+            disabled=disabled,
+            col=c3,
+            help="The validation metric that must improve.",
+        )
 
 
 def _augmentation_section(cfg: dict, disabled: bool) -> None:
-    cfg["augment"] = st.toggle("Augment training images", key="tf_augment",
-                               **_initial("tf_augment", value=cfg["augment"]), disabled=disabled,
-                               help="Randomly shift, rotate, scale and warp each training batch.")
+    cfg["augment"] = st.toggle(
+        "Augment training images",
+        key="tf_augment",
+        **_initial("tf_augment", value=cfg["augment"]),
+        disabled=disabled,
+        help="Randomly shift, rotate, scale and warp each training batch.",
+    )
     if not cfg["augment"]:
         return
     c1, c2, c3 = st.columns(3)
-    _num(cfg, "shift", "Shift (px)", "Maximum shift in pixels.", disabled, col=c1,
-         min_value=0.0, max_value=14.0, step=0.5)
-    _num(cfg, "rotation", "Rotation (°)", "Maximum rotation in degrees.", disabled, col=c2,
-         min_value=0.0, max_value=180.0, step=1.0)
-    _num(cfg, "scale", "Scale", "Maximum relative zoom (0.1 = ±10%).", disabled, col=c3,
-         min_value=0.0, max_value=0.9, step=0.05)
+    _num(
+        cfg,
+        "shift",
+        "Shift (px)",
+        "Maximum shift in pixels.",
+        disabled,
+        col=c1,
+        min_value=0.0,
+        max_value=14.0,
+        step=0.5,
+    )
+    _num(
+        cfg,
+        "rotation",
+        "Rotation (°)",
+        "Maximum rotation in degrees.",
+        disabled,
+        col=c2,
+        min_value=0.0,
+        max_value=180.0,
+        step=1.0,
+    )
+    _num(
+        cfg,
+        "scale",
+        "Scale",
+        "Maximum relative zoom (0.1 = ±10%).",
+        disabled,
+        col=c3,
+        min_value=0.0,
+        max_value=0.9,
+        step=0.05,
+    )
     c1, c2 = st.columns(2)
-    _num(cfg, "elastic_alpha", "Elastic alpha", "Strength of the elastic distortion in pixels "
-         "(0 = off).", disabled, col=c1, min_value=0.0, max_value=200.0, step=1.0)
-    _num(cfg, "elastic_sigma", "Elastic sigma", "Smoothness of the elastic distortion "
-         "(Gaussian std in pixels).", disabled, col=c2, min_value=0.0, max_value=28.0, step=0.5)
+    _num(
+        cfg,
+        "elastic_alpha",
+        "Elastic alpha",
+        "Strength of the elastic distortion in pixels (0 = off).",
+        disabled,
+        col=c1,
+        min_value=0.0,
+        max_value=200.0,
+        step=1.0,
+    )
+    _num(
+        cfg,
+        "elastic_sigma",
+        "Elastic sigma",
+        "Smoothness of the elastic distortion (Gaussian std in pixels).",
+        disabled,
+        col=c2,
+        min_value=0.0,
+        max_value=28.0,
+        step=0.5,
+    )
 
 
 def _data_section(cfg: dict, disabled: bool, train_limit: int | None) -> None:
     c1, c2 = st.columns(2)
-    _select(cfg, "split", "Split", SPLITS, disabled=disabled, col=c1,
-            help="standard: official test set, 10,000 validation images from the training set; "
-                 "80:10:10 or custom fractions: all 70,000 images pooled.")
-    _num(cfg, "data_seed", "Split seed", "Seeds which images go to which part.", disabled,
-         col=c2, min_value=0, max_value=2**31 - 1, step=1)
+    _select(
+        cfg,
+        "split",
+        "Split",
+        SPLITS,
+        disabled=disabled,
+        col=c1,
+        help="standard: official test set, 10,000 validation images from the training set; "
+        "80:10:10 or custom fractions: all 70,000 images pooled.",
+    )
+    _num(
+        cfg,
+        "data_seed",
+        "Split seed",
+        "Seeds which images go to which part.",
+        disabled,
+        col=c2,
+        min_value=0,
+        max_value=2**31 - 1,
+        step=1,
+    )
     if cfg["split"] == "custom":
         c1, c2 = st.columns(2)
-        _num(cfg, "val_fraction", "Validation fraction", "Share of all images for validation.",
-             disabled, col=c1, min_value=0.0, max_value=0.9, step=0.05)
-        _num(cfg, "test_fraction", "Test fraction", "Share of all images for the test.",
-             disabled, col=c2, min_value=0.0, max_value=0.9, step=0.05)
-    _num(cfg, "train_size", "Training-set size", "Use a stratified subset of this many "
-         "training images (0 = all of the training part).", disabled, min_value=0,
-         max_value=70_000, step=1000)
+        _num(
+            cfg,
+            "val_fraction",
+            "Validation fraction",
+            "Share of all images for validation.",
+            disabled,
+            col=c1,
+            min_value=0.0,
+            max_value=0.9,
+            step=0.05,
+        )
+        _num(
+            cfg,
+            "test_fraction",
+            "Test fraction",
+            "Share of all images for the test.",
+            disabled,
+            col=c2,
+            min_value=0.0,
+            max_value=0.9,
+            step=0.05,
+        )
+    _num(
+        cfg,
+        "train_size",
+        "Training-set size",
+        "Use a stratified subset of this many training images (0 = all of the training part).",
+        disabled,
+        min_value=0,
+        max_value=70_000,
+        step=1000,
+    )
     n = effective_train_size(cfg, train_limit) if not validate_split_only(cfg) else 0
     note = f"Training on **{n:,}** images."
     if train_limit:
@@ -424,8 +847,9 @@ def validate_split_only(cfg: dict) -> bool:
     return not (0 < v < 1 and 0 < t < 1 and v + t < 1)
 
 
-def render_form(cfg: dict, disabled: bool = False, train_limit: int | None = None
-                ) -> dict[str, list[str]]:
+def render_form(
+    cfg: dict, disabled: bool = False, train_limit: int | None = None
+) -> dict[str, list[str]]:
     """Draw every setting (in tabs), write the values into ``cfg``; return the validation
     errors (each also shown under its section)."""
     # short names: with longer ones the six tabs overflowed and the scroll arrow covered them
@@ -444,9 +868,17 @@ def render_form(cfg: dict, disabled: bool = False, train_limit: int | None = Non
         _training_section(cfg, disabled)
         _data_section(cfg, disabled, train_limit)
     errors = validate(cfg, train_limit)
-    for tab, sections in zip(tabs, (("layers",), ("optimizer",), ("schedule",),
-                                    ("regularisation",), ("augmentation",),
-                                    ("training", "data"))):
+    for tab, sections in zip(
+        tabs,
+        (
+            ("layers",),
+            ("optimizer",),
+            ("schedule",),
+            ("regularisation",),
+            ("augmentation",),
+            ("training", "data"),
+        ),
+    ):
         with tab:
             for section in sections:
                 _show_errors(errors, section)

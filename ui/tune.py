@@ -37,26 +37,74 @@ FINAL = ("finished", "cancelled", "timeout", "failed")
 # The hyperparameters the Tune page offers: kind "log" (log-uniform range typed as text),
 # "range" (uniform), "layers" (choices typed as "128 | 256,128"), "choices" (multiselect).
 PARAMS: dict[str, dict[str, Any]] = {
-    "learning_rate": {"label": "Learning rate", "kind": "log", "low": "1e-4", "high": "1e-1",
-                      "on": True, "help": "Log-uniform: every decade is as likely."},
-    "hidden_layers": {"label": "Hidden layers", "kind": "layers", "text": "64 | 128 | 256,128",
-                      "on": True, "help": "Choices separated by |, each a comma-separated list "
-                                          "of layer widths, e.g. 128 | 256,128."},
-    "batch_size": {"label": "Batch size", "kind": "choices", "options": [16, 32, 64, 128, 256, 512],
-                   "choices": [32, 64, 128], "on": True, "help": "Mini-batch sizes to try."},
-    "dropout": {"label": "Dropout", "kind": "range", "low": 0.0, "high": 0.3, "on": False,
-                "help": "Uniform drop probability of every hidden layer."},
-    "optimizer": {"label": "Optimizer", "kind": "choices", "options": list(OPTIMIZERS),
-                  "choices": ["adam", "momentum"], "on": False, "help": "Optimizers to try."},
-    "activation": {"label": "Activation", "kind": "choices", "options": list(ACTIVATIONS),
-                   "choices": ["relu", "tanh"], "on": False, "help": "Activations to try."},
-    "l2": {"label": "L2 penalty", "kind": "log", "low": "1e-6", "high": "1e-2", "on": False,
-           "help": "Log-uniform weight penalty."},
+    "learning_rate": {
+        "label": "Learning rate",
+        "kind": "log",
+        "low": "1e-4",
+        "high": "1e-1",
+        "on": True,
+        "help": "Log-uniform: every decade is as likely.",
+    },
+    "hidden_layers": {
+        "label": "Hidden layers",
+        "kind": "layers",
+        "text": "64 | 128 | 256,128",
+        "on": True,
+        "help": "Choices separated by |, each a comma-separated list "
+        "of layer widths, e.g. 128 | 256,128.",
+    },
+    "batch_size": {
+        "label": "Batch size",
+        "kind": "choices",
+        "options": [16, 32, 64, 128, 256, 512],
+        "choices": [32, 64, 128],
+        "on": True,
+        "help": "Mini-batch sizes to try.",
+    },
+    "dropout": {
+        "label": "Dropout",
+        "kind": "range",
+        "low": 0.0,
+        "high": 0.3,
+        "on": False,
+        "help": "Uniform drop probability of every hidden layer.",
+    },
+    "optimizer": {
+        "label": "Optimizer",
+        "kind": "choices",
+        "options": list(OPTIMIZERS),
+        "choices": ["adam", "momentum"],
+        "on": False,
+        "help": "Optimizers to try.",
+    },
+    "activation": {
+        "label": "Activation",
+        "kind": "choices",
+        "options": list(ACTIVATIONS),
+        "choices": ["relu", "tanh"],
+        "on": False,
+        "help": "Activations to try.",
+    },
+    "l2": {
+        "label": "L2 penalty",
+        "kind": "log",
+        "low": "1e-6",
+        "high": "1e-2",
+        "on": False,
+        "help": "Log-uniform weight penalty.",
+    },
 }
 
 BUDGET_DEFAULTS: dict[str, Any] = {
-    "strategy": "random", "trials": 9, "grid_points": 3, "epochs_per_trial": 3, "halving": True,
-    "train_size": 5000, "val_size": 2000, "n_jobs": 1, "seed": 0,
+    "strategy": "random",
+    "trials": 9,
+    "grid_points": 3,
+    "epochs_per_trial": 3,
+    "halving": True,
+    "train_size": 5000,
+    "val_size": 2000,
+    "n_jobs": 1,
+    "seed": 0,
 }
 
 
@@ -100,8 +148,9 @@ def parse_layers(text: str) -> list[list[int]]:
         try:
             widths = [int(w) for w in part.replace("-", ",").replace(" ", ",").split(",") if w]
         except ValueError:
-            raise ValueError(f"{part!r} is not a list of whole numbers (write e.g. 256,128)") \
-                from None
+            raise ValueError(
+                f"{part!r} is not a list of whole numbers (write e.g. 256,128)"
+            ) from None
         if not widths or any(w < 1 for w in widths):
             raise ValueError(f"{part!r}: every layer needs at least 1 neuron")
         choices.append(widths)
@@ -157,8 +206,10 @@ def build_space(settings: Mapping[str, Any], base: Mapping[str, Any] | None = No
         return None, errors
     space = SearchSpace(dims)
     if settings["strategy"] == "grid" and space.grid_size(int(settings["grid_points"])) > 500:
-        return None, {"budget": f"The grid has {space.grid_size(int(settings['grid_points']))} "
-                                "points: fewer choices or grid points, please (at most 500)."}
+        return None, {
+            "budget": f"The grid has {space.grid_size(int(settings['grid_points']))} "
+            "points: fewer choices or grid points, please (at most 500)."
+        }
     return space, {}
 
 
@@ -189,13 +240,17 @@ def run_settings(config: Mapping[str, Any] | None) -> tuple[dict[str, Any], dict
     model = {k: copy.deepcopy(v) for k, v in model.items() if k in known}
     model.pop("warm_start", None)
     data = config.get("data") if isinstance(config.get("data"), dict) else {}
-    data = {k: v for k, v in data.items() if k in ("split", "seed", "train_size", "val_fraction",
-                                                   "test_fraction")}
+    data = {
+        k: v
+        for k, v in data.items()
+        if k in ("split", "seed", "train_size", "val_fraction", "test_fraction")
+    }
     return model, data
 
 
-def to_train_config(model_kwargs: Mapping[str, Any],
-                    data_kwargs: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def to_train_config(
+    model_kwargs: Mapping[str, Any], data_kwargs: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
     """The Train page's ``train_config`` dict for these settings (``ui.train_form`` shape)."""
     try:
         from ui.train_form import config_from_preset
@@ -207,8 +262,9 @@ def to_train_config(model_kwargs: Mapping[str, Any],
 TRAIN_DATA_FIELDS = ("split", "val_fraction", "test_fraction", "train_size", "data_seed")
 
 
-def load_into_train(model_kwargs: Mapping[str, Any],
-                    data_kwargs: Mapping[str, Any] | None = None) -> None:
+def load_into_train(
+    model_kwargs: Mapping[str, Any], data_kwargs: Mapping[str, Any] | None = None
+) -> None:
     """Put these settings in the Train page's form (its widgets pick them up). With
     ``data_kwargs=None`` the form keeps its current data settings (split, training size)."""
     new = to_train_config(model_kwargs, data_kwargs)
@@ -234,9 +290,18 @@ class SearchWorker(threading.Thread):
     ``failed``.
     """
 
-    def __init__(self, base_config: Mapping[str, Any], space: Any, data: Any,
-                 data_kwargs: Mapping[str, Any], budget: Mapping[str, Any], *,
-                 runs_path: str | None = None, record: bool = True, name: str | None = None):
+    def __init__(
+        self,
+        base_config: Mapping[str, Any],
+        space: Any,
+        data: Any,
+        data_kwargs: Mapping[str, Any],
+        budget: Mapping[str, Any],
+        *,
+        runs_path: str | None = None,
+        record: bool = True,
+        name: str | None = None,
+    ):
         super().__init__(name="nn-search", daemon=True)
         self.base_config = dict(base_config)
         self.space = space
@@ -250,10 +315,22 @@ class SearchWorker(threading.Thread):
         self._cancel = threading.Event()
         self._lock = threading.Lock()
         self._state: dict[str, Any] = {
-            "status": "preparing", "trials": [], "rung": 0, "n_rungs": 1, "n_trials": 0,
-            "best_val_accuracy": None, "best_trial": None, "best_config": None,
-            "search_id": None, "error": None, "traceback": None, "message": "",
-            "started": time.time(), "elapsed": 0.0, "n_train": None, "n_val": None,
+            "status": "preparing",
+            "trials": [],
+            "rung": 0,
+            "n_rungs": 1,
+            "n_trials": 0,
+            "best_val_accuracy": None,
+            "best_trial": None,
+            "best_config": None,
+            "search_id": None,
+            "error": None,
+            "traceback": None,
+            "message": "",
+            "started": time.time(),
+            "elapsed": 0.0,
+            "n_train": None,
+            "n_val": None,
             "current": None,
         }
 
@@ -279,8 +356,13 @@ class SearchWorker(threading.Thread):
             self._state.update(values)
 
     def _on_event(self, event) -> bool:
-        values = {"trials": event.trials, "rung": event.rung, "n_rungs": event.n_rungs,
-                  "n_trials": event.n_trials, "best_val_accuracy": event.best_val_accuracy}
+        values = {
+            "trials": event.trials,
+            "rung": event.rung,
+            "n_rungs": event.n_rungs,
+            "n_trials": event.n_trials,
+            "best_val_accuracy": event.best_val_accuracy,
+        }
         if event.kind == "trial_started" and event.trial is not None:
             values["current"] = {"index": event.trial["index"], "epoch": None}
         elif event.kind == "trial_epoch" and event.trial is not None:
@@ -310,23 +392,46 @@ class SearchWorker(threading.Thread):
                 recorded["val_size"] = val_size
             b = self.budget
             result = run_search(
-                self.base_config, self.space, split.x_train, split.y_train, x_val, y_val,
+                self.base_config,
+                self.space,
+                split.x_train,
+                split.y_train,
+                x_val,
+                y_val,
                 strategy=b.get("strategy", "random"),
                 n_trials=int(b["trials"]) if b.get("trials") else None,
                 epochs_per_trial=int(b.get("epochs_per_trial", 3)),
-                halving=bool(b.get("halving", True)), grid_points=int(b.get("grid_points", 3)),
-                n_jobs=int(b.get("n_jobs", 1)), backend=b.get("backend"),
-                seed=int(b.get("seed", 0)), store=store, name=self.search_name,
-                data_config=recorded, callback=self._on_event, timeout=b.get("timeout"))
+                halving=bool(b.get("halving", True)),
+                grid_points=int(b.get("grid_points", 3)),
+                n_jobs=int(b.get("n_jobs", 1)),
+                backend=b.get("backend"),
+                seed=int(b.get("seed", 0)),
+                store=store,
+                name=self.search_name,
+                data_config=recorded,
+                callback=self._on_event,
+                timeout=b.get("timeout"),
+            )
             self.result = result
-            self._set(status=result.status, trials=[t.to_dict() for t in result.trials],
-                      best_val_accuracy=result.best_val_accuracy, best_trial=result.best_trial,
-                      best_config=result.best_config, search_id=result.search_id,
-                      message=result.message, elapsed=result.seconds, current=None)
+            self._set(
+                status=result.status,
+                trials=[t.to_dict() for t in result.trials],
+                best_val_accuracy=result.best_val_accuracy,
+                best_trial=result.best_trial,
+                best_config=result.best_config,
+                search_id=result.search_id,
+                message=result.message,
+                elapsed=result.seconds,
+                current=None,
+            )
         except BaseException as exc:  # noqa: BLE001 - shown on the page, never lost
-            self._set(status="failed", error=f"{type(exc).__name__}: {exc}",
-                      traceback=traceback.format_exc(), current=None,
-                      elapsed=time.time() - self._state["started"])
+            self._set(
+                status="failed",
+                error=f"{type(exc).__name__}: {exc}",
+                traceback=traceback.format_exc(),
+                current=None,
+                elapsed=time.time() - self._state["started"],
+            )
 
 
 class TuneSlot:
@@ -364,17 +469,23 @@ def trials_frame(trials: list[Mapping[str, Any]]):
 
     rows = []
     for t in trials:
-        row = {"trial": t["index"], "status": t["status"], "epochs": t["epochs"],
-               "val_accuracy": t["val_accuracy"], "seconds": round(float(t["seconds"]), 1),
-               "run": t.get("run_id")}
+        row = {
+            "trial": t["index"],
+            "status": t["status"],
+            "epochs": t["epochs"],
+            "val_accuracy": t["val_accuracy"],
+            "seconds": round(float(t["seconds"]), 1),
+            "run": t.get("run_id"),
+        }
         for name, value in t["params"].items():
             row[name] = _short(value)
         rows.append(row)
     return pd.DataFrame(rows)
 
 
-def parallel_coordinates_figure(trials: list[Mapping[str, Any]],
-                                space: Mapping[str, Mapping[str, Any]] | None = None):
+def parallel_coordinates_figure(
+    trials: list[Mapping[str, Any]], space: Mapping[str, Mapping[str, Any]] | None = None
+):
     """Plotly parallel coordinates: one axis per searched parameter (log10 for log ranges,
     categories for choices) and validation accuracy last; lines coloured by accuracy."""
     import plotly.graph_objects as go
@@ -383,8 +494,15 @@ def parallel_coordinates_figure(trials: list[Mapping[str, Any]],
     names = list(space) if space else (list(scored[0]["params"]) if scored else [])
     fig = go.Figure()
     if not scored:
-        fig.add_annotation(text="no scored trials yet", showarrow=False, xref="paper",
-                           yref="paper", x=0.5, y=0.5, font=dict(color="gray"))
+        fig.add_annotation(
+            text="no scored trials yet",
+            showarrow=False,
+            xref="paper",
+            yref="paper",
+            x=0.5,
+            y=0.5,
+            font=dict(color="gray"),
+        )
         fig.update_layout(height=360, margin=dict(l=40, r=40, t=40, b=20))
         return fig
     dims = []
@@ -393,8 +511,10 @@ def parallel_coordinates_figure(trials: list[Mapping[str, Any]],
         values = [t["params"].get(name) for t in scored]
         if kind == "loguniform" or (kind == "int" and space[name].get("log")):
             dims.append(dict(label=f"log10 {name}", values=[math.log10(float(v)) for v in values]))
-        elif kind in ("uniform", "int") or (kind is None and all(
-                isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)):
+        elif kind in ("uniform", "int") or (
+            kind is None
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+        ):
             dims.append(dict(label=name, values=[float(v) for v in values]))
         else:
             options = (space or {}).get(name, {}).get("values") or []
@@ -403,17 +523,30 @@ def parallel_coordinates_figure(trials: list[Mapping[str, Any]],
                 if json.dumps(v) not in labels:
                     labels.append(json.dumps(v))
             codes = [labels.index(json.dumps(v)) for v in values]
-            dims.append(dict(label=name, values=codes, tickvals=list(range(len(labels))),
-                             ticktext=[s.strip('"') for s in labels],
-                             range=[-0.5, len(labels) - 0.5] if len(labels) > 1 else [-1, 1]))
+            dims.append(
+                dict(
+                    label=name,
+                    values=codes,
+                    tickvals=list(range(len(labels))),
+                    ticktext=[s.strip('"') for s in labels],
+                    range=[-0.5, len(labels) - 0.5] if len(labels) > 1 else [-1, 1],
+                )
+            )
     accs = [float(t["val_accuracy"]) for t in scored]
     dims.append(dict(label="val accuracy", values=accs))
-    fig.add_trace(go.Parcoords(
-        line=dict(color=accs, colorscale="Viridis", showscale=True,
-                  colorbar=dict(title="val acc")),
-        dimensions=dims))
-    fig.update_layout(height=400, margin=dict(l=70, r=70, t=90, b=30),
-                      title=dict(text="Settings against validation accuracy", y=0.98))
+    fig.add_trace(
+        go.Parcoords(
+            line=dict(
+                color=accs, colorscale="Viridis", showscale=True, colorbar=dict(title="val acc")
+            ),
+            dimensions=dims,
+        )
+    )
+    fig.update_layout(
+        height=400,
+        margin=dict(l=70, r=70, t=90, b=30),
+        title=dict(text="Settings against validation accuracy", y=0.98),
+    )
     return fig
 
 
@@ -426,26 +559,47 @@ def runs_frame(runs: list[Any]):
     for run in runs:
         model, data = run_settings(run.config)
         hidden = model.get("hidden_layers")
-        rows.append({
-            "id": run.id, "name": run.name or "", "source": run.source, "status": run.status,
-            "val_accuracy": run.metrics.get("val_accuracy"),
-            "test_accuracy": run.metrics.get("test_accuracy"),
-            "epochs": run.epochs_done,
-            "hidden_layers": "-".join(str(h) for h in hidden) if isinstance(hidden, list)
-            else (str(hidden) if hidden is not None else ""),
-            "optimizer": model.get("optimizer", ""),
-            "learning_rate": model.get("learning_rate"),
-            "batch_size": model.get("batch_size"),
-            # 0 or missing = every training image (a table cell showed "None")
-            "train_size": f"{data['train_size']:,}" if data.get("train_size") else "all",
-            "search": run.search_id,
-            "started": pd.Timestamp(run.started_at, unit="s").floor("s"),
-            "seconds": None if run.duration_seconds is None else round(run.duration_seconds, 1),
-            "message": run.message or "",
-        })
-    columns = ["id", "name", "source", "status", "val_accuracy", "test_accuracy", "epochs",
-               "hidden_layers", "optimizer", "learning_rate", "batch_size", "train_size",
-               "search", "started", "seconds", "message"]
+        rows.append(
+            {
+                "id": run.id,
+                "name": run.name or "",
+                "source": run.source,
+                "status": run.status,
+                "val_accuracy": run.metrics.get("val_accuracy"),
+                "test_accuracy": run.metrics.get("test_accuracy"),
+                "epochs": run.epochs_done,
+                "hidden_layers": "-".join(str(h) for h in hidden)
+                if isinstance(hidden, list)
+                else (str(hidden) if hidden is not None else ""),
+                "optimizer": model.get("optimizer", ""),
+                "learning_rate": model.get("learning_rate"),
+                "batch_size": model.get("batch_size"),
+                # 0 or missing = every training image (a table cell showed "None")
+                "train_size": f"{data['train_size']:,}" if data.get("train_size") else "all",
+                "search": run.search_id,
+                "started": pd.Timestamp(run.started_at, unit="s").floor("s"),
+                "seconds": None if run.duration_seconds is None else round(run.duration_seconds, 1),
+                "message": run.message or "",
+            }
+        )
+    columns = [
+        "id",
+        "name",
+        "source",
+        "status",
+        "val_accuracy",
+        "test_accuracy",
+        "epochs",
+        "hidden_layers",
+        "optimizer",
+        "learning_rate",
+        "batch_size",
+        "train_size",
+        "search",
+        "started",
+        "seconds",
+        "message",
+    ]
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -461,14 +615,21 @@ def status_text(snap: Mapping[str, Any]) -> str:
         parts.append(f"best val accuracy {best:.2%}")
     cur = snap.get("current")
     if cur and snap["status"] == "running":
-        parts.append(f"training trial {cur['index']}" +
-                     (f" (epoch {cur['epoch']})" if cur.get("epoch") else ""))
+        parts.append(
+            f"training trial {cur['index']}"
+            + (f" (epoch {cur['epoch']})" if cur.get("epoch") else "")
+        )
     parts.append(f"{snap.get('elapsed', 0.0):.0f}s")
     return " · ".join(parts)
 
 
-def start_search(settings: Mapping[str, Any], space: Any, base: Mapping[str, Any],
-                 data: Any | Callable[[], Any], train_limit: int | None = None) -> SearchWorker:
+def start_search(
+    settings: Mapping[str, Any],
+    space: Any,
+    base: Mapping[str, Any],
+    data: Any | Callable[[], Any],
+    train_limit: int | None = None,
+) -> SearchWorker:
     """Start a worker for the form's settings in the session's slot (stops an older one)."""
     train_size = int(settings["train_size"]) or None
     if train_limit:

@@ -30,10 +30,21 @@ import numpy as np
 MAX_BATCH_POINTS = 800
 EMA_SMOOTHING = 0.98
 FINAL_STATUSES = ("finished", "stopped", "diverged", "failed")
-_STATUS_OF_STOP_REASON = {"completed": "finished", "early_stopping": "finished",
-                          "callback": "stopped", "diverged": "diverged"}
-_HISTORY_KEYS = ("epoch", "loss", "train_accuracy", "val_loss", "val_accuracy", "learning_rate",
-                 "seconds")
+_STATUS_OF_STOP_REASON = {
+    "completed": "finished",
+    "early_stopping": "finished",
+    "callback": "stopped",
+    "diverged": "diverged",
+}
+_HISTORY_KEYS = (
+    "epoch",
+    "loss",
+    "train_accuracy",
+    "val_loss",
+    "val_accuracy",
+    "learning_rate",
+    "seconds",
+)
 
 
 class TrainingWorker(threading.Thread):
@@ -53,9 +64,18 @@ class TrainingWorker(threading.Thread):
         run_name: the name recorded with the run.
     """
 
-    def __init__(self, model_kwargs: dict, data_kwargs: dict | None, data: Any, *,
-                 train_limit: int | None = None, model: Any = None, record_run: bool = True,
-                 runs_path: str | None = None, run_name: str | None = None):
+    def __init__(
+        self,
+        model_kwargs: dict,
+        data_kwargs: dict | None,
+        data: Any,
+        *,
+        train_limit: int | None = None,
+        model: Any = None,
+        record_run: bool = True,
+        runs_path: str | None = None,
+        run_name: str | None = None,
+    ):
         super().__init__(name="nn-training", daemon=True)
         self.model_kwargs = dict(model_kwargs)
         self.data_kwargs = dict(data_kwargs or {})
@@ -75,14 +95,34 @@ class TrainingWorker(threading.Thread):
         self._first_epoch = 0
         self._n_epochs = int(self.model_kwargs.get("epochs", 1) or 1)
         self._state: dict[str, Any] = {
-            "status": "preparing", "paused": False, "epoch": 0, "epochs": 0, "batch": 0,
-            "n_batches": 0, "progress": 0.0, "loss": None, "learning_rate": None,
-            "images_per_second": None, "eta_seconds": None, "elapsed": 0.0,
+            "status": "preparing",
+            "paused": False,
+            "epoch": 0,
+            "epochs": 0,
+            "batch": 0,
+            "n_batches": 0,
+            "progress": 0.0,
+            "loss": None,
+            "learning_rate": None,
+            "images_per_second": None,
+            "eta_seconds": None,
+            "elapsed": 0.0,
             "history": {k: [] for k in _HISTORY_KEYS},
-            "batch_steps": [], "batch_loss": [], "batch_ema": [],
-            "error": None, "traceback": None, "stop_reason": None, "stop_message": "",
-            "test_accuracy": None, "val_accuracy": None, "run_id": None, "run_errors": [],
-            "n_train": None, "n_val": None, "n_test": None, "message": "",
+            "batch_steps": [],
+            "batch_loss": [],
+            "batch_ema": [],
+            "error": None,
+            "traceback": None,
+            "stop_reason": None,
+            "stop_message": "",
+            "test_accuracy": None,
+            "val_accuracy": None,
+            "run_id": None,
+            "run_errors": [],
+            "n_train": None,
+            "n_val": None,
+            "n_test": None,
+            "message": "",
         }
         self._ema = 0.0
         self._ema_weight = 0.0
@@ -153,38 +193,61 @@ class TrainingWorker(threading.Thread):
             if self.record_run:
                 store, run_id = self._start_run(model)
             if self._stop_event.is_set():
-                self._set(status="stopped", stop_reason="callback",
-                          stop_message="Stopped before training started.")
+                self._set(
+                    status="stopped",
+                    stop_reason="callback",
+                    stop_message="Stopped before training started.",
+                )
                 self._finish_run(store, run_id, "stopped", "Stopped before training started.")
                 return
-            self._first_epoch = int(getattr(model, "n_iter_", 0) or 0) if \
-                self.model is not None else 0
+            self._first_epoch = (
+                int(getattr(model, "n_iter_", 0) or 0) if self.model is not None else 0
+            )
             self._started_at = time.perf_counter()
-            self._set(status="running", epochs=self._first_epoch + self._n_epochs,
-                      epoch=self._first_epoch)
+            self._set(
+                status="running", epochs=self._first_epoch + self._n_epochs, epoch=self._first_epoch
+            )
             recorder = self._epoch_logger(store, run_id)
-            model.fit(split.x_train, split.y_train, split.x_val, split.y_val,
-                      callback=lambda event: self._callback(event, recorder))
+            model.fit(
+                split.x_train,
+                split.y_train,
+                split.x_val,
+                split.y_val,
+                callback=lambda event: self._callback(event, recorder),
+            )
             self.model = model
-            test_acc = float(model.score(split.x_test, split.y_test)) if len(split.y_test) \
-                else None
+            test_acc = float(model.score(split.x_test, split.y_test)) if len(split.y_test) else None
             hist = getattr(model, "history_", {}) or {}
             vals = [v for v in hist.get("val_accuracy", []) if v is not None]
             val_acc = float(vals[-1]) if vals else None
             if model.early_stopping and getattr(model, "best_val_accuracy_", None) is not None:
                 val_acc = float(model.best_val_accuracy_)
             status = _STATUS_OF_STOP_REASON.get(model.stop_reason_ or "completed", "finished")
-            self._set(status=status, stop_reason=model.stop_reason_,
-                      stop_message=model.stop_message_ or "", test_accuracy=test_acc,
-                      val_accuracy=val_acc, paused=False,
-                      history={k: list(hist.get(k, [])) for k in _HISTORY_KEYS},
-                      progress=1.0 if status == "finished" else self._state["progress"],
-                      eta_seconds=0.0)
-            self._finish_run(store, run_id, status, model.stop_message_ or None,
-                             {"test_accuracy": test_acc, "val_accuracy": val_acc})
+            self._set(
+                status=status,
+                stop_reason=model.stop_reason_,
+                stop_message=model.stop_message_ or "",
+                test_accuracy=test_acc,
+                val_accuracy=val_acc,
+                paused=False,
+                history={k: list(hist.get(k, [])) for k in _HISTORY_KEYS},
+                progress=1.0 if status == "finished" else self._state["progress"],
+                eta_seconds=0.0,
+            )
+            self._finish_run(
+                store,
+                run_id,
+                status,
+                model.stop_message_ or None,
+                {"test_accuracy": test_acc, "val_accuracy": val_acc},
+            )
         except BaseException as exc:  # noqa: BLE001 - captured and shown, never lost
-            self._set(status="failed", error=f"{type(exc).__name__}: {exc}",
-                      traceback=traceback.format_exc(), paused=False)
+            self._set(
+                status="failed",
+                error=f"{type(exc).__name__}: {exc}",
+                traceback=traceback.format_exc(),
+                paused=False,
+            )
             self._finish_run(store, run_id, "failed", f"{type(exc).__name__}: {exc}")
 
     def _split(self):
@@ -198,8 +261,9 @@ class TrainingWorker(threading.Thread):
         kwargs = dict(self.data_kwargs)
         if self.train_limit:
             size = kwargs.get("train_size")
-            kwargs["train_size"] = min(int(size), self.train_limit) if size else \
-                int(self.train_limit)
+            kwargs["train_size"] = (
+                min(int(size), self.train_limit) if size else int(self.train_limit)
+            )
         try:
             split = make_split(kwargs, mnist=data)
         except ValueError as exc:
@@ -207,8 +271,11 @@ class TrainingWorker(threading.Thread):
                 split = make_split({**kwargs, "train_size": None}, mnist=data)
             else:
                 raise
-        self._set(n_train=int(len(split.y_train)), n_val=int(len(split.y_val)),
-                  n_test=int(len(split.y_test)))
+        self._set(
+            n_train=int(len(split.y_train)),
+            n_val=int(len(split.y_val)),
+            n_test=int(len(split.y_test)),
+        )
         return split
 
     def _make_model(self):
@@ -225,15 +292,20 @@ class TrainingWorker(threading.Thread):
         now_active = self._active_seconds()
         with self._lock:
             st = self._state
-            done_epochs = (event.epoch - 1 - self._first_epoch) + event.batch / max(event.n_batches, 1)
+            done_epochs = (event.epoch - 1 - self._first_epoch) + event.batch / max(
+                event.n_batches, 1
+            )
             if event.kind == "epoch":
                 done_epochs = event.epoch - self._first_epoch
                 hist = st["history"]
-                for key, value in (("epoch", event.epoch), ("loss", event.loss),
-                                   ("train_accuracy", event.train_accuracy),
-                                   ("val_loss", event.val_loss),
-                                   ("val_accuracy", event.val_accuracy),
-                                   ("learning_rate", event.learning_rate)):
+                for key, value in (
+                    ("epoch", event.epoch),
+                    ("loss", event.loss),
+                    ("train_accuracy", event.train_accuracy),
+                    ("val_loss", event.val_loss),
+                    ("val_accuracy", event.val_accuracy),
+                    ("learning_rate", event.learning_rate),
+                ):
                     hist[key].append(value)
                 hist["seconds"].append(None)
             else:
@@ -243,20 +315,27 @@ class TrainingWorker(threading.Thread):
                     self._ema = EMA_SMOOTHING * self._ema + (1 - EMA_SMOOTHING) * loss
                     self._ema_weight = EMA_SMOOTHING * self._ema_weight + (1 - EMA_SMOOTHING)
                 if self._batch_counter % self._stride == 0:
-                    st["batch_steps"].append(round(event.epoch - 1 + event.batch /
-                                                   max(event.n_batches, 1), 5))
+                    st["batch_steps"].append(
+                        round(event.epoch - 1 + event.batch / max(event.n_batches, 1), 5)
+                    )
                     st["batch_loss"].append(loss)
-                    st["batch_ema"].append(self._ema / self._ema_weight
-                                           if self._ema_weight else None)
+                    st["batch_ema"].append(
+                        self._ema / self._ema_weight if self._ema_weight else None
+                    )
                     if len(st["batch_loss"]) > MAX_BATCH_POINTS:
                         for key in ("batch_steps", "batch_loss", "batch_ema"):
                             st[key] = st[key][1::2]
                         self._stride *= 2
             progress = min(1.0, max(0.0, done_epochs / self._n_epochs))
-            st.update(epoch=event.epoch,
-                      epochs=event.epochs, batch=event.batch, n_batches=event.n_batches,
-                      loss=float(event.loss), learning_rate=float(event.learning_rate),
-                      progress=progress)
+            st.update(
+                epoch=event.epoch,
+                epochs=event.epochs,
+                batch=event.batch,
+                n_batches=event.n_batches,
+                loss=float(event.loss),
+                learning_rate=float(event.learning_rate),
+                progress=progress,
+            )
             if now_active > 0 and progress > 0:
                 n_train = st["n_train"] or 0
                 st["images_per_second"] = done_epochs * n_train / now_active
@@ -277,11 +356,18 @@ class TrainingWorker(threading.Thread):
             return None, None
         try:
             store = RunStore(self.runs_path) if self.runs_path else RunStore()
-            config = {"model": model.get_params(), "data": self.data_kwargs,
-                      "train_limit": self.train_limit,
-                      "continued": self.model is not None}
-            run_id = store.start_run(config, name=self.run_name, source="dashboard",
-                                     seed=self.model_kwargs.get("random_state"))
+            config = {
+                "model": model.get_params(),
+                "data": self.data_kwargs,
+                "train_limit": self.train_limit,
+                "continued": self.model is not None,
+            }
+            run_id = store.start_run(
+                config,
+                name=self.run_name,
+                source="dashboard",
+                seed=self.model_kwargs.get("random_state"),
+            )
             self._set(run_id=run_id)
             return store, run_id
         except Exception as exc:  # noqa: BLE001 - a database problem never stops training
@@ -308,13 +394,18 @@ class TrainingWorker(threading.Thread):
 
         return log
 
-    def _finish_run(self, store, run_id, status: str, message: str | None,
-                    metrics: dict | None = None) -> None:
+    def _finish_run(
+        self, store, run_id, status: str, message: str | None, metrics: dict | None = None
+    ) -> None:
         if store is None or run_id is None:
             return
         try:
-            store.finish_run(run_id, status, metrics={k: v for k, v in (metrics or {}).items()
-                                                      if v is not None}, message=message)
+            store.finish_run(
+                run_id,
+                status,
+                metrics={k: v for k, v in (metrics or {}).items() if v is not None},
+                message=message,
+            )
         except Exception as exc:  # noqa: BLE001
             self._note_run_error(exc)
 

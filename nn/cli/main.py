@@ -48,9 +48,21 @@ from typing import Any, Callable, Sequence, TextIO
 
 from nn.core.network import NeuralNetwork
 
-__all__ = ["main", "build_parser", "register_command", "COMMANDS", "Command", "UsageError",
-           "EXIT_OK", "EXIT_ERROR", "EXIT_USAGE", "EXIT_DIVERGED", "EXIT_INTERRUPTED",
-           "models_dir", "resolve_model_path"]
+__all__ = [
+    "main",
+    "build_parser",
+    "register_command",
+    "COMMANDS",
+    "Command",
+    "UsageError",
+    "EXIT_OK",
+    "EXIT_ERROR",
+    "EXIT_USAGE",
+    "EXIT_DIVERGED",
+    "EXIT_INTERRUPTED",
+    "models_dir",
+    "resolve_model_path",
+]
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -79,8 +91,9 @@ class Command:
 COMMANDS: dict[str, Command] = {}
 
 
-def register_command(name: str, help: str, add_arguments: Callable, handler: Callable,
-                     description: str = "") -> None:
+def register_command(
+    name: str, help: str, add_arguments: Callable, handler: Callable, description: str = ""
+) -> None:
     """Add (or replace) a subcommand of ``python -m nn``."""
     COMMANDS[name] = Command(help, add_arguments, handler, description or help)
 
@@ -111,8 +124,9 @@ def resolve_model_path(spec: str, folder: str | os.PathLike | None = None) -> Pa
                 return candidate
     except ValueError:  # not a valid model name: it was meant as a path
         pass
-    raise FileNotFoundError(f"{spec}: no such model file, and no saved model of that name in "
-                            f"{folder}")
+    raise FileNotFoundError(
+        f"{spec}: no such model file, and no saved model of that name in {folder}"
+    )
 
 
 def _fmt_pct(value: Any, digits: int = 2) -> str:
@@ -195,20 +209,35 @@ class _Out:
             print(text, file=self.stream, flush=True)
 
 
-def _add_common(parser: argparse.ArgumentParser, *, models: bool = False,
-                runs_db: bool = False, quiet: bool = False) -> None:
-    parser.add_argument("--json", action="store_true",
-                        help="print one JSON object as the last line of stdout")
+def _add_common(
+    parser: argparse.ArgumentParser,
+    *,
+    models: bool = False,
+    runs_db: bool = False,
+    quiet: bool = False,
+) -> None:
+    parser.add_argument(
+        "--json", action="store_true", help="print one JSON object as the last line of stdout"
+    )
     if quiet:
-        parser.add_argument("-q", "--quiet", action="store_true",
-                            help="no progress bar or summary (errors are still printed)")
+        parser.add_argument(
+            "-q",
+            "--quiet",
+            action="store_true",
+            help="no progress bar or summary (errors are still printed)",
+        )
     if models:
-        parser.add_argument("--models-dir", metavar="DIR",
-                            help=f"folder of saved models (default: ${MODELS_DIR_ENV} or "
-                                 "saved_models/)")
+        parser.add_argument(
+            "--models-dir",
+            metavar="DIR",
+            help=f"folder of saved models (default: ${MODELS_DIR_ENV} or saved_models/)",
+        )
     if runs_db:
-        parser.add_argument("--runs-db", metavar="PATH",
-                            help="run database file (default: $NN_RUNS_DB or ./runs.sqlite)")
+        parser.add_argument(
+            "--runs-db",
+            metavar="PATH",
+            help="run database file (default: $NN_RUNS_DB or ./runs.sqlite)",
+        )
 
 
 # ============================================================================ hyperparameter flags
@@ -274,9 +303,14 @@ def _model_choices() -> dict[str, Sequence[str]]:
     from nn.core.optimizers import OPTIMIZERS
     from nn.core.schedules import SCHEDULES
 
-    return {"activation": list(ACTIVATIONS), "init": list(INIT_CHOICES),
-            "optimizer": list(OPTIMIZERS), "schedule": list(SCHEDULES),
-            "monitor": list(MONITORS), "dtype": list(DTYPES)}
+    return {
+        "activation": list(ACTIVATIONS),
+        "init": list(INIT_CHOICES),
+        "optimizer": list(OPTIMIZERS),
+        "schedule": list(SCHEDULES),
+        "monitor": list(MONITORS),
+        "dtype": list(DTYPES),
+    }
 
 
 # Short help per hyperparameter; a parameter added to NeuralNetwork later still gets a flag, with
@@ -325,7 +359,8 @@ def _add_model_flags(parser: argparse.ArgumentParser) -> list[_Flag]:
     """One flag per NeuralNetwork.__init__ parameter, typed from its annotation and default.
     Defaults are suppressed so that only the flags given override the preset."""
     group = parser.add_argument_group(
-        "hyperparameters (each overrides the preset; defaults are NeuralNetwork's)")
+        "hyperparameters (each overrides the preset; defaults are NeuralNetwork's)"
+    )
     docs = _param_docs()
     choices = _model_choices()
     flags: list[_Flag] = []
@@ -333,8 +368,11 @@ def _add_model_flags(parser: argparse.ArgumentParser) -> list[_Flag]:
     for name, p in sig.parameters.items():
         if name == "self" or name in _MODEL_SKIP:
             continue
-        ann = p.annotation if isinstance(p.annotation, str) else getattr(
-            p.annotation, "__name__", str(p.annotation))
+        ann = (
+            p.annotation
+            if isinstance(p.annotation, str)
+            else getattr(p.annotation, "__name__", str(p.annotation))
+        )
         default = p.default
         option = "--" + name.replace("_", "-")
         names = [option, *_MODEL_ALIASES.get(name, [])]
@@ -355,16 +393,22 @@ def _add_model_flags(parser: argparse.ArgumentParser) -> list[_Flag]:
             shown = " ".join(map(str, default)) if isinstance(default, (list, tuple)) else default
             help_text += f" (default: {shown})"
         else:
-            base = type(default) if default is not None and default is not inspect.Parameter.empty \
+            base = (
+                type(default)
+                if default is not None and default is not inspect.Parameter.empty
                 else None
+            )
             if base is None:
                 m = re.match(r"^\s*(int|float|str)\s*\|\s*None\s*$", ann)
                 base = _SCALAR_TYPES[m.group(1)] if m else None
             conv = base if base in (int, float, str) else _json_value
             if default is None or "None" in ann:
                 conv = _none_or(conv)
-                help_text += ("; 'none' for an unseeded run" if name == "random_state"
-                              else "; 'none' to switch off")
+                help_text += (
+                    "; 'none' for an unseeded run"
+                    if name == "random_state"
+                    else "; 'none' to switch off"
+                )
             kw["type"] = conv
             kw["metavar"] = {int: "N", float: "X"}.get(base, "VALUE")
             help_text += f" (default: {default})"
@@ -382,8 +426,11 @@ def _augment_params() -> list[tuple[str, Any, str]]:
 
     meanings = {k: v[-1] for k, v in getattr(augment, "_PARAMS", {}).items()}
     sig = inspect.signature(augment.Augmenter.__init__)
-    return [(n, p.default, meanings.get(n, n.replace("_", " "))) for n, p in
-            sig.parameters.items() if n not in ("self", "random_state")]
+    return [
+        (n, p.default, meanings.get(n, n.replace("_", " ")))
+        for n, p in sig.parameters.items()
+        if n not in ("self", "random_state")
+    ]
 
 
 _AUGMENT_OFF = {"shift": 0.0, "rotation": 0.0, "scale": 0.0, "elastic_alpha": 0.0}
@@ -395,14 +442,25 @@ def _add_augment_flags(parser: argparse.ArgumentParser) -> list[str]:
         "--augment switches on the Augmenter defaults (shift 2, rotation 10, scale 0.1); each "
         "--augment-* flag sets one transform, the others stay as the preset has them (off if "
         "the preset has no augmentation, unless --augment is given). --no-augment switches "
-        "augmentation off.")
-    group.add_argument("--augment", dest="augment__on", action=argparse.BooleanOptionalAction,
-                       default=argparse.SUPPRESS, help="augment the training batches")
+        "augmentation off.",
+    )
+    group.add_argument(
+        "--augment",
+        dest="augment__on",
+        action=argparse.BooleanOptionalAction,
+        default=argparse.SUPPRESS,
+        help="augment the training batches",
+    )
     names = []
     for name, default, meaning in _augment_params():
-        group.add_argument("--augment-" + name.replace("_", "-"), dest=f"augment__{name}",
-                           type=float, metavar="X", default=argparse.SUPPRESS,
-                           help=f"{meaning} (Augmenter default: {default})")
+        group.add_argument(
+            "--augment-" + name.replace("_", "-"),
+            dest=f"augment__{name}",
+            type=float,
+            metavar="X",
+            default=argparse.SUPPRESS,
+            help=f"{meaning} (Augmenter default: {default})",
+        )
         names.append(name)
     return names
 
@@ -411,27 +469,59 @@ def _add_data_flags(parser: argparse.ArgumentParser) -> None:
     from nn.data.datasets import SPLITS
 
     group = parser.add_argument_group("data")
-    group.add_argument("--data", dest="data__path", metavar="PATH", default=argparse.SUPPRESS,
-                       help="a dataset file or folder (IDX, .npz, .npy, Kaggle .csv; see "
-                            "nn.data.load_dataset); default: the bundled MNIST")
-    group.add_argument("--split", dest="data__split", choices=SPLITS, default=argparse.SUPPRESS,
-                       help="standard: official test set, 10,000 validation images from the "
-                            "training set; 80:10:10 or custom: everything pooled and split")
-    group.add_argument("--val-fraction", dest="data__val_fraction", type=float, metavar="F",
-                       default=argparse.SUPPRESS, help="validation fraction for --split custom")
-    group.add_argument("--test-fraction", dest="data__test_fraction", type=float, metavar="F",
-                       default=argparse.SUPPRESS, help="test fraction for --split custom")
-    group.add_argument("--train-size", dest="data__train_size", type=_none_or(int), metavar="N",
-                       default=argparse.SUPPRESS,
-                       help="train on a stratified subset of N images ('none': all)")
-    group.add_argument("--split-seed", dest="data__seed", type=_none_or(int), metavar="S",
-                       default=argparse.SUPPRESS,
-                       help="seed of the split (default 0; kept apart from --seed so runs with "
-                            "different model seeds are scored on the same images)")
+    group.add_argument(
+        "--data",
+        dest="data__path",
+        metavar="PATH",
+        default=argparse.SUPPRESS,
+        help="a dataset file or folder (IDX, .npz, .npy, Kaggle .csv; see "
+        "nn.data.load_dataset); default: the bundled MNIST",
+    )
+    group.add_argument(
+        "--split",
+        dest="data__split",
+        choices=SPLITS,
+        default=argparse.SUPPRESS,
+        help="standard: official test set, 10,000 validation images from the "
+        "training set; 80:10:10 or custom: everything pooled and split",
+    )
+    group.add_argument(
+        "--val-fraction",
+        dest="data__val_fraction",
+        type=float,
+        metavar="F",
+        default=argparse.SUPPRESS,
+        help="validation fraction for --split custom",
+    )
+    group.add_argument(
+        "--test-fraction",
+        dest="data__test_fraction",
+        type=float,
+        metavar="F",
+        default=argparse.SUPPRESS,
+        help="test fraction for --split custom",
+    )
+    group.add_argument(
+        "--train-size",
+        dest="data__train_size",
+        type=_none_or(int),
+        metavar="N",
+        default=argparse.SUPPRESS,
+        help="train on a stratified subset of N images ('none': all)",
+    )
+    group.add_argument(
+        "--split-seed",
+        dest="data__seed",
+        type=_none_or(int),
+        metavar="S",
+        default=argparse.SUPPRESS,
+        help="seed of the split (default 0; kept apart from --seed so runs with "
+        "different model seeds are scored on the same images)",
+    )
 
 
 def _overrides(args: argparse.Namespace, prefix: str) -> dict[str, Any]:
-    return {k[len(prefix):]: v for k, v in vars(args).items() if k.startswith(prefix)}
+    return {k[len(prefix) :]: v for k, v in vars(args).items() if k.startswith(prefix)}
 
 
 def _model_overrides(args: argparse.Namespace, base_augment: dict | None) -> dict[str, Any]:
@@ -467,8 +557,15 @@ class Progress:
 
     BAR = 20
 
-    def __init__(self, stream: TextIO, n_train: int, batch_size: int, *, live: bool | None = None,
-                 min_interval: float = 0.1):
+    def __init__(
+        self,
+        stream: TextIO,
+        n_train: int,
+        batch_size: int,
+        *,
+        live: bool | None = None,
+        min_interval: float = 0.1,
+    ):
         self.stream = stream
         self.n_train = int(n_train)
         self.batch_size = int(batch_size)
@@ -518,11 +615,13 @@ class Progress:
         filled = int(self.BAR * event.batch / max(event.n_batches, 1))
         bar = "#" * filled + "." * (self.BAR - filled)
         width = len(str(event.epochs))
-        line = (f"epoch {event.epoch:>{width}}/{event.epochs} [{bar}] "
-                f"{event.batch}/{event.n_batches}  loss {self._loss_sum / self._loss_n:.4f}  "
-                f"acc {_fmt_pct(event.train_accuracy)}  val {_fmt_pct(self._last_val)}  "
-                f"{event.samples_per_second:,.0f} img/s  "
-                f"ETA {_fmt_duration(self._eta(event, done))}")
+        line = (
+            f"epoch {event.epoch:>{width}}/{event.epochs} [{bar}] "
+            f"{event.batch}/{event.n_batches}  loss {self._loss_sum / self._loss_n:.4f}  "
+            f"acc {_fmt_pct(event.train_accuracy)}  val {_fmt_pct(self._last_val)}  "
+            f"{event.samples_per_second:,.0f} img/s  "
+            f"ETA {_fmt_duration(self._eta(event, done))}"
+        )
         self._draw(line)
 
     def _draw(self, line: str) -> None:
@@ -543,13 +642,21 @@ class Progress:
         seconds = event.elapsed - self._last_elapsed
         self._last_elapsed = event.elapsed
         width = len(str(event.epochs))
-        parts = [f"epoch {event.epoch:>{width}}/{event.epochs}", f"loss {event.loss:.4f}",
-                 f"acc {_fmt_pct(event.train_accuracy)}"]
+        parts = [
+            f"epoch {event.epoch:>{width}}/{event.epochs}",
+            f"loss {event.loss:.4f}",
+            f"acc {_fmt_pct(event.train_accuracy)}",
+        ]
         if event.val_accuracy is not None:
-            parts += [f"val_loss {_fmt_num(event.val_loss)}",
-                      f"val_acc {_fmt_pct(event.val_accuracy)}"]
-        parts += [f"lr {event.learning_rate:.3g}", f"{seconds:.1f}s",
-                  f"{event.samples_per_second:,.0f} img/s"]
+            parts += [
+                f"val_loss {_fmt_num(event.val_loss)}",
+                f"val_acc {_fmt_pct(event.val_accuracy)}",
+            ]
+        parts += [
+            f"lr {event.learning_rate:.3g}",
+            f"{seconds:.1f}s",
+            f"{event.samples_per_second:,.0f} img/s",
+        ]
         eta = self._eta(event, 0)
         if eta and event.epoch < event.epochs:
             parts.append(f"ETA {_fmt_duration(eta)}")
@@ -609,13 +716,19 @@ class _suppress_db_errors:
 def _train_arguments(parser: argparse.ArgumentParser) -> None:
     from nn.services.presets import DEFAULT_PRESET, PRESETS
 
-    parser.add_argument("--preset", default=DEFAULT_PRESET, choices=list(PRESETS),
-                        metavar="NAME",
-                        help=f"start from this configuration (default: {DEFAULT_PRESET}; "
-                             f"one of {', '.join(PRESETS)}; see 'python -m nn presets')")
+    parser.add_argument(
+        "--preset",
+        default=DEFAULT_PRESET,
+        choices=list(PRESETS),
+        metavar="NAME",
+        help=f"start from this configuration (default: {DEFAULT_PRESET}; "
+        f"one of {', '.join(PRESETS)}; see 'python -m nn presets')",
+    )
     out = parser.add_argument_group("output")
-    out.add_argument("--name", help="model name; saved as <models-dir>/NAME.npz (default: "
-                                    "<preset>-<date>-<time>)")
+    out.add_argument(
+        "--name",
+        help="model name; saved as <models-dir>/NAME.npz (default: <preset>-<date>-<time>)",
+    )
     out.add_argument("--out", metavar="PATH", help="save the model to this file (.npz or .pkl)")
     out.add_argument("--no-save", action="store_true", help="do not save the model")
     _add_common(out, models=True, runs_db=True, quiet=True)
@@ -659,8 +772,14 @@ def _train_plan(args: argparse.Namespace) -> dict[str, Any]:
     else:
         path = model_path(models_dir(args.models_dir), args.name or default_name)
         name = path.stem
-    return {"preset": preset, "model": model, "model_kwargs": model.get_params(),
-            "data_kwargs": data_kwargs, "path": path, "name": name}
+    return {
+        "preset": preset,
+        "model": model,
+        "model_kwargs": model.get_params(),
+        "data_kwargs": data_kwargs,
+        "path": path,
+        "name": name,
+    }
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -673,8 +792,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
     source = data_kwargs["path"] or "the bundled MNIST"
     out(f"loading {source} ...")
     data = load_data(data_kwargs)
-    if data_kwargs["split"] == "standard" and not hasattr(data, "x_test") \
-            and not hasattr(args, "data__split"):
+    if (
+        data_kwargs["split"] == "standard"
+        and not hasattr(data, "x_test")
+        and not hasattr(args, "data__split")
+    ):
         data_kwargs["split"] = "80:10:10"  # "standard" needs separate train and test parts
         out(f"{source} has no separate test part: using the 80:10:10 split")
     split = make_split(data_kwargs, data)
@@ -683,14 +805,24 @@ def _cmd_train(args: argparse.Namespace) -> int:
         store.mark_interrupted()
     n_train = int(split.x_train.shape[0])
     if model_kwargs["batch_size"] > n_train:
-        raise UsageError(f"--batch-size {model_kwargs['batch_size']} is larger than the "
-                         f"{n_train} training images")
-    layers = "-".join(str(s) for s in [split.x_train.shape[1], *model_kwargs["hidden_layers"],
-                                       len(set(split.y_train.tolist()))])
-    out(f"preset {plan['preset'].name}: {layers}, {model_kwargs['optimizer']} "
+        raise UsageError(
+            f"--batch-size {model_kwargs['batch_size']} is larger than the "
+            f"{n_train} training images"
+        )
+    layers = "-".join(
+        str(s)
+        for s in [
+            split.x_train.shape[1],
+            *model_kwargs["hidden_layers"],
+            len(set(split.y_train.tolist())),
+        ]
+    )
+    out(
+        f"preset {plan['preset'].name}: {layers}, {model_kwargs['optimizer']} "
         f"lr {model_kwargs['learning_rate']:g}, {model_kwargs['epochs']} epochs, batch "
         f"{model_kwargs['batch_size']}; {n_train:,} training, {split.x_val.shape[0]:,} "
-        f"validation, {split.x_test.shape[0]:,} test images ({data_kwargs['split']} split)")
+        f"validation, {split.x_test.shape[0]:,} test images ({data_kwargs['split']} split)"
+    )
 
     config = {"preset": plan["preset"].name, "model": model_kwargs, "data": data_kwargs}
     seed = model_kwargs.get("random_state")
@@ -700,6 +832,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     status, message, model_path, result, replaced = "failed", None, None, None, False
     try:
         with _StopOnInterrupt(None if out.quiet else sys.stderr) as stop:
+
             def callback(event):
                 if progress is not None:
                     progress(event)
@@ -721,11 +854,14 @@ def _cmd_train(args: argparse.Namespace) -> int:
             status, message = "finished", model.stop_message_ or None
             if plan["path"] is not None:
                 replaced = Path(plan["path"]).exists()
-                notes = (f"python -m nn train: preset {plan['preset'].name}, "
-                         f"{data_kwargs['split']} split (seed {data_kwargs['seed']}), "
-                         f"{n_train} training images")
-                model_path = model.save(plan["path"], name=plan["name"],
-                                        metrics=result.metrics(), notes=notes)
+                notes = (
+                    f"python -m nn train: preset {plan['preset'].name}, "
+                    f"{data_kwargs['split']} split (seed {data_kwargs['seed']}), "
+                    f"{n_train} training images"
+                )
+                model_path = model.save(
+                    plan["path"], name=plan["name"], metrics=result.metrics(), notes=notes
+                )
     except KeyboardInterrupt:
         status, message = "stopped", "aborted with Ctrl-C"
         raise
@@ -735,11 +871,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
     finally:
         metrics = result.metrics() if result is not None else {}
         if result is not None:
-            metrics.update(n_parameters=result.model.n_parameters_,
-                           stop_reason=result.model.stop_reason_)
+            metrics.update(
+                n_parameters=result.model.n_parameters_, stop_reason=result.model.stop_reason_
+            )
         try:
-            store.finish_run(run_id, status, metrics=metrics, model_path=model_path,
-                             message=message)
+            store.finish_run(
+                run_id, status, metrics=metrics, model_path=model_path, message=message
+            )
         except (sqlite3.Error, OSError) as db_error:
             print(f"warning: could not record run {run_id}: {db_error}", file=sys.stderr)
 
@@ -767,18 +905,26 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if status == "diverged":
         print(f"error: {model.stop_message_}", file=sys.stderr)
     elif status == "stopped":
-        print(f"stopped after {model.n_iter_} epoch(s); the model was not saved "
-              f"(run #{run_id} recorded as stopped)", file=sys.stderr)
+        print(
+            f"stopped after {model.n_iter_} epoch(s); the model was not saved "
+            f"(run #{run_id} recorded as stopped)",
+            file=sys.stderr,
+        )
     if status == "finished":
         speed = n_train * model.n_iter_ / max(result.train_seconds, 1e-9)
-        out(f"test accuracy {_fmt_pct(result.test_accuracy)}  validation "
+        out(
+            f"test accuracy {_fmt_pct(result.test_accuracy)}  validation "
             f"{_fmt_pct(result.val_accuracy)}  ({model.n_iter_} epochs in "
             f"{_fmt_duration(result.train_seconds)}, {speed:,.0f} img/s, "
-            f"{model.n_parameters_:,} parameters)")
+            f"{model.n_parameters_:,} parameters)"
+        )
         if model.stop_reason_ == "early_stopping":
             out(model.stop_message_)
-        out(f"saved {model_path}{' (replaced the previous file)' if replaced else ''}"
-            if model_path else "not saved (--no-save)")
+        out(
+            f"saved {model_path}{' (replaced the previous file)' if replaced else ''}"
+            if model_path
+            else "not saved (--no-save)"
+        )
         out(f"run #{run_id} recorded in {store.path}")
     if args.json:
         _print_json(summary)
@@ -790,15 +936,22 @@ def _evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     from nn.data.datasets import SPLITS
 
     parser.add_argument("model", metavar="MODEL", help="model file or saved model name")
-    parser.add_argument("--data", metavar="PATH",
-                        help="evaluate on this dataset (its test part if it has one, else all "
-                             "of it); default: the official MNIST test set")
-    parser.add_argument("--split", choices=SPLITS,
-                        help="evaluate on the test part of this split instead (use the split "
-                             "the model was trained with: 80:10:10 pools the official test set "
-                             "into training)")
-    parser.add_argument("--split-seed", type=int, default=0, metavar="S",
-                        help="seed of --split (default 0)")
+    parser.add_argument(
+        "--data",
+        metavar="PATH",
+        help="evaluate on this dataset (its test part if it has one, else all "
+        "of it); default: the official MNIST test set",
+    )
+    parser.add_argument(
+        "--split",
+        choices=SPLITS,
+        help="evaluate on the test part of this split instead (use the split "
+        "the model was trained with: 80:10:10 pools the official test set "
+        "into training)",
+    )
+    parser.add_argument(
+        "--split-seed", type=int, default=0, metavar="S", help="seed of --split (default 0)"
+    )
     parser.add_argument("--val-fraction", type=float, default=0.1, metavar="F")
     parser.add_argument("--test-fraction", type=float, default=0.1, metavar="F")
     _add_common(parser, models=True)
@@ -810,8 +963,13 @@ def _evaluation_set(args: argparse.Namespace) -> tuple[Any, Any, str]:
     data = load_dataset(args.data) if args.data else load_mnist()
     source = args.data or "MNIST"
     if args.split:
-        split = split_dataset(data, scheme=args.split, seed=args.split_seed,
-                              val_fraction=args.val_fraction, test_fraction=args.test_fraction)
+        split = split_dataset(
+            data,
+            scheme=args.split,
+            seed=args.split_seed,
+            val_fraction=args.val_fraction,
+            test_fraction=args.test_fraction,
+        )
         return split.x_test, split.y_test, f"{source} test part of the {args.split} split"
     if isinstance(data, MNIST):
         return data.x_test, data.y_test, f"{source} test set"
@@ -833,8 +991,9 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     if x.shape[0] == 0:
         raise UsageError("the evaluation set is empty")
     if x.shape[1] != model.n_features_in_:
-        raise UsageError(f"the model takes {model.n_features_in_} inputs, the data has "
-                         f"{x.shape[1]}")
+        raise UsageError(
+            f"the model takes {model.n_features_in_} inputs, the data has {x.shape[1]}"
+        )
     start = time.perf_counter()
     pred = model.predict(x)
     seconds = time.perf_counter() - start
@@ -843,42 +1002,84 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     cm = confusion_matrix(y, pred, n_classes)
     name = (getattr(model, "metadata_", None) or {}).get("name") or path.stem
     out(f"model {name} ({path}) on {described}: {x.shape[0]:,} images")
-    out(f"accuracy {_fmt_pct(report['accuracy'])}  ({int(np.trace(cm)):,} of {x.shape[0]:,} "
-        f"correct, {x.shape[0] - int(np.trace(cm)):,} errors; {seconds:.2f} s)")
+    out(
+        f"accuracy {_fmt_pct(report['accuracy'])}  ({int(np.trace(cm)):,} of {x.shape[0]:,} "
+        f"correct, {x.shape[0] - int(np.trace(cm)):,} errors; {seconds:.2f} s)"
+    )
     out()
-    rows = [[c, f"{p:.4f}", f"{r:.4f}", f"{f:.4f}", s] for c, p, r, f, s in
-            zip(report["classes"], report["precision"], report["recall"], report["f1"],
-                report["support"])]
+    rows = [
+        [c, f"{p:.4f}", f"{r:.4f}", f"{f:.4f}", s]
+        for c, p, r, f, s in zip(
+            report["classes"],
+            report["precision"],
+            report["recall"],
+            report["f1"],
+            report["support"],
+        )
+    ]
     for label in ("macro", "weighted"):
         avg = report[label]
-        rows.append([label, f"{avg['precision']:.4f}", f"{avg['recall']:.4f}",
-                     f"{avg['f1']:.4f}", report["n"]])
+        rows.append(
+            [
+                label,
+                f"{avg['precision']:.4f}",
+                f"{avg['recall']:.4f}",
+                f"{avg['f1']:.4f}",
+                report["n"],
+            ]
+        )
     out(_table(["class", "precision", "recall", "f1", "support"], rows, "rrrrr"))
     out()
     out("confusion matrix (rows: true digit, columns: predicted digit)")
-    out(_table(["true\\pred", *range(n_classes)],
-               [[i, *row] for i, row in enumerate(cm.tolist())], "r" * (n_classes + 1)))
+    out(
+        _table(
+            ["true\\pred", *range(n_classes)],
+            [[i, *row] for i, row in enumerate(cm.tolist())],
+            "r" * (n_classes + 1),
+        )
+    )
     if args.json:
-        _print_json({
-            "model": name, "path": str(path), "data": described, "n": int(x.shape[0]),
-            "accuracy": report["accuracy"],
-            "per_class": [{"class": c, "precision": p, "recall": r, "f1": f, "support": s}
-                          for c, p, r, f, s in zip(report["classes"], report["precision"],
-                                                   report["recall"], report["f1"],
-                                                   report["support"])],
-            "macro": report["macro"], "weighted": report["weighted"],
-            "confusion_matrix": cm.tolist(),
-        })
+        _print_json(
+            {
+                "model": name,
+                "path": str(path),
+                "data": described,
+                "n": int(x.shape[0]),
+                "accuracy": report["accuracy"],
+                "per_class": [
+                    {"class": c, "precision": p, "recall": r, "f1": f, "support": s}
+                    for c, p, r, f, s in zip(
+                        report["classes"],
+                        report["precision"],
+                        report["recall"],
+                        report["f1"],
+                        report["support"],
+                    )
+                ],
+                "macro": report["macro"],
+                "weighted": report["weighted"],
+                "confusion_matrix": cm.tolist(),
+            }
+        )
     return EXIT_OK
 
 
 # ============================================================================ predict
 def _predict_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", metavar="MODEL", help="model file or saved model name")
-    parser.add_argument("images", metavar="IMAGE", nargs="+",
-                        help="PNG/JPEG files, one digit each (dark on light or light on dark)")
-    parser.add_argument("--top", type=int, default=3, metavar="K",
-                        help="how many of the most likely digits to show (default 3)")
+    parser.add_argument(
+        "images",
+        metavar="IMAGE",
+        nargs="+",
+        help="PNG/JPEG files, one digit each (dark on light or light on dark)",
+    )
+    parser.add_argument(
+        "--top",
+        type=int,
+        default=3,
+        metavar="K",
+        help="how many of the most likely digits to show (default 3)",
+    )
     _add_common(parser, models=True)
 
 
@@ -894,12 +1095,17 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     path = resolve_model_path(args.model, args.models_dir)
     model = load_model(path)
     if model.n_features_in_ != 784:
-        raise UsageError(f"{path}: the model takes {model.n_features_in_} inputs, not 28x28 "
-                         "images")
+        raise UsageError(f"{path}: the model takes {model.n_features_in_} inputs, not 28x28 images")
     results, failed = [], 0
     for image in args.images:
-        row: dict[str, Any] = {"file": image, "blank": False, "digit": None, "confidence": None,
-                               "top": [], "error": None}
+        row: dict[str, Any] = {
+            "file": image,
+            "blank": False,
+            "digit": None,
+            "confidence": None,
+            "top": [],
+            "error": None,
+        }
         try:
             drawing = load_image_file(image)
         except (ValueError, OSError) as exc:
@@ -914,8 +1120,9 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         else:
             proba = model.predict_proba(drawing.x[None, :])[0]
             order = np.argsort(-proba, kind="stable")[: args.top]
-            row["top"] = [{"digit": int(model.classes_[i]), "probability": float(proba[i])}
-                          for i in order]
+            row["top"] = [
+                {"digit": int(model.classes_[i]), "probability": float(proba[i])} for i in order
+            ]
             row["digit"] = row["top"][0]["digit"]
             row["confidence"] = row["top"][0]["probability"]
         results.append(row)
@@ -938,8 +1145,9 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 # ============================================================================ info
 def _info_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", metavar="MODEL", help="model file or saved model name")
-    parser.add_argument("--history", action="store_true",
-                        help="also show the per-epoch training history")
+    parser.add_argument(
+        "--history", action="store_true", help="also show the per-epoch training history"
+    )
     _add_common(parser, models=True)
 
 
@@ -977,8 +1185,11 @@ def _cmd_info(args: argparse.Namespace) -> int:
     out(f"{info['name']}  ({path}, {_fmt_bytes(info['size_bytes'])})")
     out(f"  layers       {'-'.join(map(str, layers)) or '?'}")
     out(f"  activations  {', '.join(info['activations'] or []) or '?'}")
-    out(f"  parameters   {info['parameters']:,}" if isinstance(info["parameters"], int)
-        else "  parameters   ?")
+    out(
+        f"  parameters   {info['parameters']:,}"
+        if isinstance(info["parameters"], int)
+        else "  parameters   ?"
+    )
     out(f"  epochs       {info['epochs']}  (stop reason: {info['stop_reason'] or '-'})")
     if metrics:
         shown = []
@@ -1001,8 +1212,19 @@ def _cmd_info(args: argparse.Namespace) -> int:
             mark = "*" if key in defaults and defaults[key] != value else " "
             out(f"   {mark} {key:<20} {json.dumps(_jsonable(value))}")
     if args.history and history.get("epoch"):
-        keys = [k for k in ("epoch", "loss", "train_accuracy", "val_loss", "val_accuracy",
-                            "learning_rate", "seconds") if k in history]
+        keys = [
+            k
+            for k in (
+                "epoch",
+                "loss",
+                "train_accuracy",
+                "val_loss",
+                "val_accuracy",
+                "learning_rate",
+                "seconds",
+            )
+            if k in history
+        ]
         rows = []
         for i in range(len(history["epoch"])):
             row = []
@@ -1050,8 +1272,14 @@ def _cmd_presets(args: argparse.Namespace) -> int:
         rows = []
         for p in chosen:
             layers = "-".join(str(s) for s in [784, *p.model.get("hidden_layers", [128]), 10])
-            rows.append([p.name + (" (default)" if p.name == DEFAULT_PRESET else ""), layers,
-                         p.model.get("epochs", 10), p.description])
+            rows.append(
+                [
+                    p.name + (" (default)" if p.name == DEFAULT_PRESET else ""),
+                    layers,
+                    p.model.get("epochs", 10),
+                    p.description,
+                ]
+            )
         out(_table(["preset", "layers", "epochs", "description"], rows, "llrl"))
         refs = [p for p in chosen if p.reference]
         if refs:
@@ -1061,9 +1289,19 @@ def _cmd_presets(args: argparse.Namespace) -> int:
         out()
         out("train one with: python -m nn train --preset NAME  (any flag overrides it)")
     if args.json:
-        _print_json([{"name": p.name, "description": p.description, "model": p.model,
-                      "data": p.data, "reference": p.reference,
-                      "default": p.name == DEFAULT_PRESET} for p in chosen])
+        _print_json(
+            [
+                {
+                    "name": p.name,
+                    "description": p.description,
+                    "model": p.model,
+                    "data": p.data,
+                    "reference": p.reference,
+                    "default": p.name == DEFAULT_PRESET,
+                }
+                for p in chosen
+            ]
+        )
     return EXIT_OK
 
 
@@ -1073,8 +1311,13 @@ def _runs_arguments(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument("--status", choices=STATUSES, help="only runs with this status")
     parser.add_argument("--source", choices=SOURCES, help="only runs started from here")
-    parser.add_argument("--limit", type=int, default=20, metavar="N",
-                        help="show the N most recent runs (default 20; 0 for all)")
+    parser.add_argument(
+        "--limit",
+        type=int,
+        default=20,
+        metavar="N",
+        help="show the N most recent runs (default 20; 0 for all)",
+    )
     _add_common(parser, runs_db=True)
 
 
@@ -1091,13 +1334,27 @@ def _cmd_runs(args: argparse.Namespace) -> int:
     rows = []
     for r in runs:
         started = datetime.fromtimestamp(r.started_at).strftime("%Y-%m-%d %H:%M")
-        rows.append([r.id, started, r.source, r.status, r.epochs_done,
-                     _fmt_pct(r.metrics.get("val_accuracy")),
-                     _fmt_pct(r.metrics.get("test_accuracy")),
-                     _fmt_duration(r.duration_seconds), r.name or ""])
+        rows.append(
+            [
+                r.id,
+                started,
+                r.source,
+                r.status,
+                r.epochs_done,
+                _fmt_pct(r.metrics.get("val_accuracy")),
+                _fmt_pct(r.metrics.get("test_accuracy")),
+                _fmt_duration(r.duration_seconds),
+                r.name or "",
+            ]
+        )
     if rows:
-        out(_table(["id", "started", "source", "status", "epochs", "val", "test", "duration",
-                    "name"], rows, "rlllrrrrl"))
+        out(
+            _table(
+                ["id", "started", "source", "status", "epochs", "val", "test", "duration", "name"],
+                rows,
+                "rlllrrrrl",
+            )
+        )
     else:
         out(f"no runs recorded in {store.path}")
     if args.json:
@@ -1112,18 +1369,29 @@ def _cmd_runs(args: argparse.Namespace) -> int:
 
 
 # ============================================================================ registry and main
-register_command("train", "train a network and save it", _train_arguments, _cmd_train,
-                 "Train a network from a preset, with any hyperparameter overridden by a flag. "
-                 "The run is recorded in the run database; the model is saved to "
-                 "<models-dir>/NAME.npz (or --out). Exit codes: 0 done, 2 bad arguments, "
-                 "3 diverged, 130 Ctrl-C.")
-register_command("evaluate", "accuracy, per-class precision/recall and confusion matrix",
-                 _evaluate_arguments, _cmd_evaluate)
-register_command("predict", "classify images of handwritten digits", _predict_arguments,
-                 _cmd_predict)
+register_command(
+    "train",
+    "train a network and save it",
+    _train_arguments,
+    _cmd_train,
+    "Train a network from a preset, with any hyperparameter overridden by a flag. "
+    "The run is recorded in the run database; the model is saved to "
+    "<models-dir>/NAME.npz (or --out). Exit codes: 0 done, 2 bad arguments, "
+    "3 diverged, 130 Ctrl-C.",
+)
+register_command(
+    "evaluate",
+    "accuracy, per-class precision/recall and confusion matrix",
+    _evaluate_arguments,
+    _cmd_evaluate,
+)
+register_command(
+    "predict", "classify images of handwritten digits", _predict_arguments, _cmd_predict
+)
 register_command("info", "describe a saved model", _info_arguments, _cmd_info)
-register_command("presets", "list the named training configurations", _presets_arguments,
-                 _cmd_presets)
+register_command(
+    "presets", "list the named training configurations", _presets_arguments, _cmd_presets
+)
 register_command("runs", "list the recorded training runs", _runs_arguments, _cmd_runs)
 
 
@@ -1133,8 +1401,12 @@ def _register_tune() -> None:
         from nn.cli.tune import add_tune_arguments, run_tune
     except ImportError:  # pragma: no cover - a checkout without the search module
         return
-    register_command("tune", "search hyperparameters (grid/random + successive halving)",
-                     add_tune_arguments, run_tune)
+    register_command(
+        "tune",
+        "search hyperparameters (grid/random + successive halving)",
+        add_tune_arguments,
+        run_tune,
+    )
 
 
 _register_tune()
@@ -1142,9 +1414,11 @@ _register_tune()
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog=PROG, description="A from-scratch NumPy neural network for MNIST.",
+        prog=PROG,
+        description="A from-scratch NumPy neural network for MNIST.",
         epilog="Exit codes: 0 success, 1 internal error, 2 bad arguments or input, "
-               "3 training diverged, 130 interrupted. 'python -m nn COMMAND --help' for more.")
+        "3 training diverged, 130 interrupted. 'python -m nn COMMAND --help' for more.",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, cmd in COMMANDS.items():
         p = sub.add_parser(name, help=cmd.help, description=cmd.description)

@@ -29,8 +29,14 @@ from typing import Any
 
 from nn.search.engine import STRATEGIES, SearchEvent, SearchSpace, parse_dimension
 
-__all__ = ["DEFAULT_SPACE", "add_tune_arguments", "parse_param", "parse_set", "build_space",
-           "run_tune"]
+__all__ = [
+    "DEFAULT_SPACE",
+    "add_tune_arguments",
+    "parse_param",
+    "parse_set",
+    "build_space",
+    "run_tune",
+]
 
 # what the second reference design tunes: learning rate, hidden size, batch size
 DEFAULT_SPACE: dict[str, Any] = {
@@ -42,60 +48,130 @@ DEFAULT_SPACE: dict[str, Any] = {
 
 def add_tune_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Add the ``tune`` options to ``parser`` (a sub-parser)."""
-    space = parser.add_argument_group("search space (default: learning rate, hidden size, "
-                                      "batch size)")
-    space.add_argument("--param", action="append", default=[], metavar="NAME=SPEC",
-                       help="a searched hyperparameter, repeatable. SPEC: loguniform:LOW:HIGH, "
-                            "uniform:LOW:HIGH, int:LOW:HIGH[:log], choice:A|B|... (values in "
-                            "JSON, e.g. choice:[128]|[256,128] or choice:adam|sgd) or JSON")
-    space.add_argument("--space", metavar="FILE.json",
-                       help="a JSON object {name: dimension} (as recorded with a search); "
-                            "--param entries are added to it")
-    space.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
-                       dest="fixed",
-                       help="a fixed NeuralNetwork setting for every trial (VALUE in JSON, "
-                            "e.g. --set optimizer=adam --set dropout=0.1), repeatable")
+    space = parser.add_argument_group(
+        "search space (default: learning rate, hidden size, batch size)"
+    )
+    space.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="NAME=SPEC",
+        help="a searched hyperparameter, repeatable. SPEC: loguniform:LOW:HIGH, "
+        "uniform:LOW:HIGH, int:LOW:HIGH[:log], choice:A|B|... (values in "
+        "JSON, e.g. choice:[128]|[256,128] or choice:adam|sgd) or JSON",
+    )
+    space.add_argument(
+        "--space",
+        metavar="FILE.json",
+        help="a JSON object {name: dimension} (as recorded with a search); "
+        "--param entries are added to it",
+    )
+    space.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        dest="fixed",
+        help="a fixed NeuralNetwork setting for every trial (VALUE in JSON, "
+        "e.g. --set optimizer=adam --set dropout=0.1), repeatable",
+    )
     budget = parser.add_argument_group("strategy and budget")
-    budget.add_argument("--strategy", choices=STRATEGIES, default="random",
-                        help="random sampling or a grid (default: random)")
-    budget.add_argument("--trials", type=int, default=None,
-                        help="number of trials (random: default 10; grid: all grid points)")
-    budget.add_argument("--grid-points", type=int, default=3,
-                        help="points per range for --strategy grid (default: 3)")
-    budget.add_argument("--epochs-per-trial", type=int, default=3,
-                        help="epochs of a trial that is never pruned (default: 3)")
-    budget.add_argument("--no-halving", dest="halving", action="store_false",
-                        help="train every trial for the whole budget (no successive halving)")
-    budget.add_argument("--eta", type=int, default=3,
-                        help="successive halving keeps the best 1/eta per rung (default: 3)")
-    budget.add_argument("--timeout", type=float, default=None,
-                        help="stop launching trials after this many seconds")
-    budget.add_argument("--n-jobs", type=int, default=1,
-                        help="trials trained at once (joblib; -1 = all cores; default: 1)")
-    budget.add_argument("--backend", default=None,
-                        help="joblib backend: loky (default), threading, dask or ray")
-    budget.add_argument("--seed", type=int, default=0,
-                        help="seed of the trial configurations and of the trials (default: 0)")
+    budget.add_argument(
+        "--strategy",
+        choices=STRATEGIES,
+        default="random",
+        help="random sampling or a grid (default: random)",
+    )
+    budget.add_argument(
+        "--trials",
+        type=int,
+        default=None,
+        help="number of trials (random: default 10; grid: all grid points)",
+    )
+    budget.add_argument(
+        "--grid-points",
+        type=int,
+        default=3,
+        help="points per range for --strategy grid (default: 3)",
+    )
+    budget.add_argument(
+        "--epochs-per-trial",
+        type=int,
+        default=3,
+        help="epochs of a trial that is never pruned (default: 3)",
+    )
+    budget.add_argument(
+        "--no-halving",
+        dest="halving",
+        action="store_false",
+        help="train every trial for the whole budget (no successive halving)",
+    )
+    budget.add_argument(
+        "--eta",
+        type=int,
+        default=3,
+        help="successive halving keeps the best 1/eta per rung (default: 3)",
+    )
+    budget.add_argument(
+        "--timeout", type=float, default=None, help="stop launching trials after this many seconds"
+    )
+    budget.add_argument(
+        "--n-jobs",
+        type=int,
+        default=1,
+        help="trials trained at once (joblib; -1 = all cores; default: 1)",
+    )
+    budget.add_argument(
+        "--backend", default=None, help="joblib backend: loky (default), threading, dask or ray"
+    )
+    budget.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of the trial configurations and of the trials (default: 0)",
+    )
     data = parser.add_argument_group("data")
-    data.add_argument("--train-size", type=int, default=10_000,
-                      help="training images per trial, a stratified subset (0 = all; "
-                           "default: 10000)")
-    data.add_argument("--val-size", type=int, default=0,
-                      help="validation images used for scoring (0 = the whole validation "
-                           "part; default: 0)")
-    data.add_argument("--split", default="standard",
-                      help="split scheme: standard, 80:10:10 or custom (default: standard)")
+    data.add_argument(
+        "--train-size",
+        type=int,
+        default=10_000,
+        help="training images per trial, a stratified subset (0 = all; default: 10000)",
+    )
+    data.add_argument(
+        "--val-size",
+        type=int,
+        default=0,
+        help="validation images used for scoring (0 = the whole validation part; default: 0)",
+    )
+    data.add_argument(
+        "--split",
+        default="standard",
+        help="split scheme: standard, 80:10:10 or custom (default: standard)",
+    )
     data.add_argument("--data-seed", type=int, default=0, help="seed of the split (default: 0)")
-    data.add_argument("--data", default=None, metavar="PATH",
-                      help="a dataset for nn.data.load_dataset instead of the bundled MNIST")
+    data.add_argument(
+        "--data",
+        default=None,
+        metavar="PATH",
+        help="a dataset for nn.data.load_dataset instead of the bundled MNIST",
+    )
     out = parser.add_argument_group("recording and output")
     out.add_argument("--name", default=None, help="name of the search in the run store")
-    out.add_argument("--runs-db", default=None, metavar="PATH",
-                     help="run database (default: $NN_RUNS_DB or ./runs.sqlite)")
-    out.add_argument("--no-record", dest="record", action="store_false",
-                     help="do not record the search and its trials in the run store")
-    out.add_argument("--json", action="store_true",
-                     help="print the result as JSON on the last line")
+    out.add_argument(
+        "--runs-db",
+        default=None,
+        metavar="PATH",
+        help="run database (default: $NN_RUNS_DB or ./runs.sqlite)",
+    )
+    out.add_argument(
+        "--no-record",
+        dest="record",
+        action="store_false",
+        help="do not record the search and its trials in the run store",
+    )
+    out.add_argument(
+        "--json", action="store_true", help="print the result as JSON on the last line"
+    )
     out.add_argument("--quiet", action="store_true", help="no progress lines")
     return parser
 
@@ -105,8 +181,9 @@ def parse_param(text: str):
     name, sep, spec = str(text).partition("=")
     name = name.strip()
     if not sep or not name:
-        raise ValueError(f"--param {text!r}: write NAME=SPEC, e.g. "
-                         "learning_rate=loguniform:1e-4:1e-1")
+        raise ValueError(
+            f"--param {text!r}: write NAME=SPEC, e.g. learning_rate=loguniform:1e-4:1e-1"
+        )
     return name, parse_dimension(spec, name)
 
 
@@ -130,8 +207,9 @@ def build_space(args: argparse.Namespace) -> SearchSpace:
         try:
             text = path.read_text(encoding="utf-8")
         except OSError as exc:
-            raise ValueError(f"--space {args.space}: cannot read the file ({exc.strerror})") \
-                from None
+            raise ValueError(
+                f"--space {args.space}: cannot read the file ({exc.strerror})"
+            ) from None
         try:
             data = json.loads(text)
         except ValueError as exc:
@@ -165,8 +243,11 @@ def _progress(args):
             acc = "-" if t["val_accuracy"] is None else f"{t['val_accuracy']:.4f}"
             params = ", ".join(f"{k}={_fmt(v)}" for k, v in t["params"].items())
             state = t["status"] if t["status"] != "running" else f"rung {event.rung + 1} done"
-            _say(args, f"trial {t['index']:>3}  {state:<14} epochs {t['epochs']:>3}  "
-                       f"val acc {acc}  {t['seconds']:6.1f}s  {params}")
+            _say(
+                args,
+                f"trial {t['index']:>3}  {state:<14} epochs {t['epochs']:>3}  "
+                f"val acc {acc}  {t['seconds']:6.1f}s  {params}",
+            )
         elif event.kind == "rung_finished":
             _say(args, f"-- rung {event.rung + 1}/{event.n_rungs} done: {event.message}")
         return None
@@ -196,21 +277,29 @@ def _run(args: argparse.Namespace) -> int:
     if args.trials is not None and args.trials < 1:
         raise ValueError(f"--trials must be at least 1, got {args.trials}")
     if args.epochs_per_trial < 1:
-        raise ValueError(f"--epochs-per-trial (the budget) must be at least 1, got "
-                         f"{args.epochs_per_trial}")
+        raise ValueError(
+            f"--epochs-per-trial (the budget) must be at least 1, got {args.epochs_per_trial}"
+        )
     if args.train_size < 0 or args.val_size < 0:
         raise ValueError("--train-size and --val-size must be >= 0 (0 = all)")
-    n_trials = args.trials if args.trials is not None else (10 if args.strategy == "random"
-                                                            else None)
-    data_kwargs = check_data_kwargs({"split": args.split, "seed": args.data_seed,
-                                     "train_size": args.train_size or None, "path": args.data})
+    n_trials = (
+        args.trials if args.trials is not None else (10 if args.strategy == "random" else None)
+    )
+    data_kwargs = check_data_kwargs(
+        {
+            "split": args.split,
+            "seed": args.data_seed,
+            "train_size": args.train_size or None,
+            "path": args.data,
+        }
+    )
     # validate everything that does not need the data before loading it
     space.check(base)
     t0 = time.perf_counter()
     split = make_split(data_kwargs, load_data(data_kwargs))
     x_val, y_val = split.x_val, split.y_val
     if args.val_size:
-        x_val, y_val = x_val[:args.val_size], y_val[:args.val_size]
+        x_val, y_val = x_val[: args.val_size], y_val[: args.val_size]
     store = None
     if args.record:
         from nn.services.runs import RunStore
@@ -221,26 +310,51 @@ def _run(args: argparse.Namespace) -> int:
     if args.val_size:
         recorded["val_size"] = args.val_size
     _say(args, f"searching {', '.join(f'{k} ({d.describe()})' for k, d in space)}")
-    _say(args, f"{args.strategy} search, {n_trials or 'all grid'} trials, "
-               f"{args.epochs_per_trial} epochs per trial, halving "
-               f"{'on' if args.halving else 'off'}, n_jobs {args.n_jobs}; "
-               f"{len(split.y_train)} training / {len(y_val)} validation images "
-               f"(loaded in {time.perf_counter() - t0:.1f}s)")
-    result = run_search(base, space, split.x_train, split.y_train, x_val, y_val,
-                        strategy=args.strategy, n_trials=n_trials,
-                        epochs_per_trial=args.epochs_per_trial, halving=args.halving,
-                        eta=args.eta, grid_points=args.grid_points, n_jobs=args.n_jobs,
-                        backend=args.backend, seed=args.seed, store=store, name=args.name,
-                        data_config=recorded, callback=_progress(args), timeout=args.timeout)
+    _say(
+        args,
+        f"{args.strategy} search, {n_trials or 'all grid'} trials, "
+        f"{args.epochs_per_trial} epochs per trial, halving "
+        f"{'on' if args.halving else 'off'}, n_jobs {args.n_jobs}; "
+        f"{len(split.y_train)} training / {len(y_val)} validation images "
+        f"(loaded in {time.perf_counter() - t0:.1f}s)",
+    )
+    result = run_search(
+        base,
+        space,
+        split.x_train,
+        split.y_train,
+        x_val,
+        y_val,
+        strategy=args.strategy,
+        n_trials=n_trials,
+        epochs_per_trial=args.epochs_per_trial,
+        halving=args.halving,
+        eta=args.eta,
+        grid_points=args.grid_points,
+        n_jobs=args.n_jobs,
+        backend=args.backend,
+        seed=args.seed,
+        store=store,
+        name=args.name,
+        data_config=recorded,
+        callback=_progress(args),
+        timeout=args.timeout,
+    )
     counts: dict[str, int] = {}
     for t in result.trials:
         counts[t.status] = counts.get(t.status, 0) + 1
-    _say(args, f"search {result.status} in {result.seconds:.1f}s: "
-               + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
+    _say(
+        args,
+        f"search {result.status} in {result.seconds:.1f}s: "
+        + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())),
+    )
     if result.best_config is not None:
-        _say(args, f"best: trial {result.best_trial}, val accuracy "
-                   f"{result.best_val_accuracy:.4f}, "
-                   + ", ".join(f"{k}={_fmt(v)}" for k, v in result.best_params.items()))
+        _say(
+            args,
+            f"best: trial {result.best_trial}, val accuracy "
+            f"{result.best_val_accuracy:.4f}, "
+            + ", ".join(f"{k}={_fmt(v)}" for k, v in result.best_params.items()),
+        )
         _say(args, "train it: " + json.dumps(result.best_config))
     if result.search_id is not None and store is not None:
         _say(args, f"recorded as search {result.search_id} in {store.path}")

@@ -23,8 +23,12 @@ from typing import Iterator
 import numpy as np
 
 # (name pattern, integer type) in the order they are tried; {} is "saxpy", "daxpby", ...
-_SYMBOLS = (("scipy_cblas_{}64_", ctypes.c_int64), ("scipy_cblas_{}", ctypes.c_int32),
-            ("cblas_{}64_", ctypes.c_int64), ("cblas_{}", ctypes.c_int32))
+_SYMBOLS = (
+    ("scipy_cblas_{}64_", ctypes.c_int64),
+    ("scipy_cblas_{}", ctypes.c_int32),
+    ("cblas_{}64_", ctypes.c_int64),
+    ("cblas_{}", ctypes.c_int32),
+)
 
 
 def _candidates() -> list[str]:
@@ -131,8 +135,7 @@ def _routine(x: np.ndarray, y: np.ndarray, which: int):
     if not _use_blas or x.dtype != y.dtype or x.shape != y.shape or x.ndim != 1:
         return None
     funcs = _ROUTINES.funcs.get(x.dtype)
-    if funcs is None or not (x.flags.c_contiguous and y.flags.c_contiguous
-                             and y.flags.writeable):
+    if funcs is None or not (x.flags.c_contiguous and y.flags.c_contiguous and y.flags.writeable):
         return None
     return funcs[which]
 
@@ -164,9 +167,13 @@ def _thread_functions():
     """(get, set) of OpenBLAS's thread count, or None."""
     for lib in _LIBRARIES:
         for get_name, set_name, int_t in (
-                ("scipy_openblas_get_num_threads64_", "scipy_openblas_set_num_threads64_",
-                 ctypes.c_int),
-                ("openblas_get_num_threads", "openblas_set_num_threads", ctypes.c_int)):
+            (
+                "scipy_openblas_get_num_threads64_",
+                "scipy_openblas_set_num_threads64_",
+                ctypes.c_int,
+            ),
+            ("openblas_get_num_threads", "openblas_set_num_threads", ctypes.c_int),
+        ):
             try:
                 get, set_ = getattr(lib, get_name), getattr(lib, set_name)
             except AttributeError:

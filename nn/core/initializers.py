@@ -51,8 +51,13 @@ INITIALIZERS: dict[str, Initializer] = {
 }
 INIT_CHOICES = ("auto", *INITIALIZERS)
 
-_DEFAULT = {"relu": "he_normal", "leaky_relu": "he_normal", "sigmoid": "xavier_uniform",
-            "tanh": "xavier_uniform", "softmax": "xavier_uniform"}
+_DEFAULT = {
+    "relu": "he_normal",
+    "leaky_relu": "he_normal",
+    "sigmoid": "xavier_uniform",
+    "tanh": "xavier_uniform",
+    "softmax": "xavier_uniform",
+}
 
 
 def default_init(activation_name: str) -> str:
@@ -60,8 +65,9 @@ def default_init(activation_name: str) -> str:
     return _DEFAULT.get(activation_name, "xavier_uniform")
 
 
-def initialize(name: str, fan_in: int, fan_out: int, rng: np.random.Generator,
-               dtype=np.float32) -> np.ndarray:
+def initialize(
+    name: str, fan_in: int, fan_out: int, rng: np.random.Generator, dtype=np.float32
+) -> np.ndarray:
     if name not in INITIALIZERS:
         raise ValueError(f"init={name!r} is not allowed: choose one of {', '.join(INIT_CHOICES)}.")
     return np.ascontiguousarray(INITIALIZERS[name](fan_in, fan_out, rng), dtype=dtype)

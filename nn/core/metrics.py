@@ -63,9 +63,7 @@ def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
     return np.divide(num, den, out=np.zeros_like(num), where=den != 0)
 
 
-def classification_report(
-    y_true: Any, y_pred: Any, n_classes: int | None = None
-) -> dict[str, Any]:
+def classification_report(y_true: Any, y_pred: Any, n_classes: int | None = None) -> dict[str, Any]:
     """Per-class precision, recall, f1 and support, with macro and support-weighted averages.
 
     Returns ``{"classes", "precision", "recall", "f1", "support"}`` (lists indexed by class),

@@ -188,8 +188,10 @@ class NeuralNetwork:
         valid = set(self._param_names())
         for key, value in params.items():
             if key not in valid:
-                raise ValueError(f"{key!r} is not a parameter of NeuralNetwork: use one of "
-                                 f"{', '.join(sorted(valid))}.")
+                raise ValueError(
+                    f"{key!r} is not a parameter of NeuralNetwork: use one of "
+                    f"{', '.join(sorted(valid))}."
+                )
             setattr(self, key, value)
         return self
 
@@ -204,10 +206,13 @@ class NeuralNetwork:
         if isinstance(layers, (int, np.integer)):
             layers = (layers,)
         if not isinstance(layers, (list, tuple)) or not all(
-                isinstance(w, (int, np.integer)) and not isinstance(w, bool) and w > 0
-                for w in layers):
-            raise _bad("hidden_layers", self.hidden_layers,
-                       "give a list of positive whole numbers of neurons, e.g. [256, 128]")
+            isinstance(w, (int, np.integer)) and not isinstance(w, bool) and w > 0 for w in layers
+        ):
+            raise _bad(
+                "hidden_layers",
+                self.hidden_layers,
+                "give a list of positive whole numbers of neurons, e.g. [256, 128]",
+            )
         layers = [int(w) for w in layers]
         n_hidden = len(layers)
         acts = _per_layer("activation", self.activation, n_hidden)
@@ -216,8 +221,10 @@ class NeuralNetwork:
                 raise _bad("activation", a, f"choose one of {', '.join(ACTIVATIONS)}")
         if not (isinstance(self.leaky_slope, (int, float)) and 0 <= self.leaky_slope < 1):
             raise _bad("leaky_slope", self.leaky_slope, "use a number in [0, 1)")
-        activations = [get_activation(a, slope=self.leaky_slope) if a == "leaky_relu"
-                       else get_activation(a) for a in acts]
+        activations = [
+            get_activation(a, slope=self.leaky_slope) if a == "leaky_relu" else get_activation(a)
+            for a in acts
+        ]
         if self.init not in INIT_CHOICES:
             raise _bad("init", self.init, f"choose one of {', '.join(INIT_CHOICES)}")
         if self.optimizer not in OPTIMIZERS:
@@ -263,8 +270,13 @@ class NeuralNetwork:
             from nn.data.augment import Augmenter
 
             augmenter = Augmenter(**self.augment)
-        return {"layers": layers, "activations": activations, "dropouts": dropouts,
-                "augmenter": augmenter, "dtype": np.dtype(self.dtype)}
+        return {
+            "layers": layers,
+            "activations": activations,
+            "dropouts": dropouts,
+            "augmenter": augmenter,
+            "dtype": np.dtype(self.dtype),
+        }
 
     # ------------------------------------------------------------------ state
     @property
@@ -294,17 +306,33 @@ class NeuralNetwork:
             self.coefs_.append(initialize(init, fan_in, fan_out, rng, cfg["dtype"]))
             self.intercepts_.append(np.zeros(fan_out, dtype=cfg["dtype"]))
         self.n_iter_ = 0
-        self.history_ = {k: [] for k in ("epoch", "loss", "train_accuracy", "val_loss",
-                                         "val_accuracy", "learning_rate", "seconds",
-                                         "batch_loss")}
+        self.history_ = {
+            k: []
+            for k in (
+                "epoch",
+                "loss",
+                "train_accuracy",
+                "val_loss",
+                "val_accuracy",
+                "learning_rate",
+                "seconds",
+                "batch_loss",
+            )
+        }
         self.optimizer_ = self._make_optimizer()
         self.best_val_accuracy_ = None
         self.stop_reason_ = None
         self.stop_message_ = ""
 
     def _make_optimizer(self) -> Optimizer:
-        return make_optimizer(self.optimizer, momentum=self.momentum, beta1=self.beta1,
-                              beta2=self.beta2, rho=self.rho, epsilon=self.epsilon)
+        return make_optimizer(
+            self.optimizer,
+            momentum=self.momentum,
+            beta1=self.beta1,
+            beta2=self.beta2,
+            rho=self.rho,
+            epsilon=self.epsilon,
+        )
 
     def _params(self) -> list[np.ndarray]:
         return [p for pair in zip(self.coefs_, self.intercepts_) for p in pair]
@@ -314,12 +342,17 @@ class NeuralNetwork:
         that the optimizer updates all of them in a few long passes; returns the flat array."""
         params = self._params()
         flat = getattr(self, "_flat_params", None)
-        if flat is not None and flat.size == sum(p.size for p in params) and \
-                flat.dtype == params[0].dtype:
+        if (
+            flat is not None
+            and flat.size == sum(p.size for p in params)
+            and flat.dtype == params[0].dtype
+        ):
             offsets = np.cumsum([0] + [p.size for p in params[:-1]]) * flat.itemsize
             base = flat.__array_interface__["data"][0]
-            if all(p.base is flat and p.__array_interface__["data"][0] == base + int(o)
-                   for p, o in zip(params, offsets)):
+            if all(
+                p.base is flat and p.__array_interface__["data"][0] == base + int(o)
+                for p, o in zip(params, offsets)
+            ):
                 return flat
         flat, views = flat_like(params)
         for view, p in zip(views, params):
@@ -339,7 +372,9 @@ class NeuralNetwork:
     def _check_X(self, X: Any, name: str = "X") -> np.ndarray:
         X = np.asarray(X)
         if X.ndim != 2:
-            raise ValueError(f"{name} must be a 2-D array (samples x features); got shape {X.shape}.")
+            raise ValueError(
+                f"{name} must be a 2-D array (samples x features); got shape {X.shape}."
+            )
         if X.shape[0] == 0:
             raise ValueError(f"{name} has no rows.")
         if X.dtype.kind not in "uif" or X.dtype == np.bool_:
@@ -347,8 +382,9 @@ class NeuralNetwork:
         if X.dtype.kind == "f" and not np.isfinite(X).all():
             raise ValueError(f"{name} contains NaN or infinite values.")
         if self._is_fitted() and X.shape[1] != self.n_features_in_:
-            raise ValueError(f"{name} has {X.shape[1]} features but the model expects "
-                             f"{self.n_features_in_}.")
+            raise ValueError(
+                f"{name} has {X.shape[1]} features but the model expects {self.n_features_in_}."
+            )
         return X
 
     def _to_float(self, X: np.ndarray, out: np.ndarray) -> np.ndarray:
@@ -367,9 +403,11 @@ class NeuralNetwork:
         idx = np.clip(idx, 0, len(self.classes_) - 1)
         unknown = self.classes_[idx] != y
         if unknown.any():
-            raise ValueError(f"{name} has labels the model does not know: "
-                             f"{np.unique(y[unknown])[:10].tolist()}; known: "
-                             f"{self.classes_.tolist()}.")
+            raise ValueError(
+                f"{name} has labels the model does not know: "
+                f"{np.unique(y[unknown])[:10].tolist()}; known: "
+                f"{self.classes_.tolist()}."
+            )
         return idx.astype(np.intp)
 
     # ------------------------------------------------------------------ forward / backward
@@ -395,8 +433,9 @@ class NeuralNetwork:
         out *= out.dtype.type(1.0 / (1.0 - p))
         return out
 
-    def _loss_and_grads(self, x: np.ndarray, y: np.ndarray, training: bool
-                        ) -> tuple[float, int, list[np.ndarray]]:
+    def _loss_and_grads(
+        self, x: np.ndarray, y: np.ndarray, training: bool
+    ) -> tuple[float, int, list[np.ndarray]]:
         """Forward and backward pass on one batch (``x`` float, ``y`` class indices).
 
         Returns the objective (mean cross-entropy plus the L2 term), the number of correct
@@ -467,12 +506,14 @@ class NeuralNetwork:
         """Yield ``(slice, float batch)`` over ``X`` in chunks, converting uint8 per chunk."""
         dtype = self.coefs_[0].dtype
         for start in range(0, X.shape[0], _EVAL_CHUNK):
-            part = X[start:start + _EVAL_CHUNK]
+            part = X[start : start + _EVAL_CHUNK]
             buf = self._buffers(part.shape[0])["x"][0]
             yield slice(start, start + part.shape[0]), self._to_float(part, buf)
 
     # ------------------------------------------------------------------ training
-    def fit(self, X, y, X_val=None, y_val=None, callback: Callback | None = None) -> "NeuralNetwork":
+    def fit(
+        self, X, y, X_val=None, y_val=None, callback: Callback | None = None
+    ) -> "NeuralNetwork":
         """Train on ``X`` (2-D; uint8 images are scaled to [0, 1] per batch) and labels ``y``.
 
         ``callback(event)`` is called after every batch and epoch; a truthy return stops training.
@@ -484,8 +525,9 @@ class NeuralNetwork:
         X = self._check_X(X)
         y = np.asarray(y)
         if y.ndim != 1 or y.shape[0] != X.shape[0]:
-            raise ValueError(f"y must be 1-D with one label per row of X ({X.shape[0]}); "
-                             f"got shape {y.shape}.")
+            raise ValueError(
+                f"y must be 1-D with one label per row of X ({X.shape[0]}); got shape {y.shape}."
+            )
         if not continuing:
             classes = np.unique(y)
             if classes.size < 2:
@@ -496,12 +538,15 @@ class NeuralNetwork:
         else:
             layers = [w.shape[1] for w in self.coefs_[:-1]]
             if layers != cfg["layers"] or self.coefs_[0].dtype != cfg["dtype"]:
-                raise ValueError(f"warm_start needs the same hidden_layers and dtype as the fitted "
-                                 f"model ({layers}, {self.coefs_[0].dtype}); got "
-                                 f"{cfg['layers']}, {cfg['dtype']}.")
+                raise ValueError(
+                    f"warm_start needs the same hidden_layers and dtype as the fitted "
+                    f"model ({layers}, {self.coefs_[0].dtype}); got "
+                    f"{cfg['layers']}, {cfg['dtype']}."
+                )
             if not hasattr(self, "_rng"):
                 self._rng = np.random.default_rng(
-                    None if self.random_state is None else [self.random_state, self.n_iter_])
+                    None if self.random_state is None else [self.random_state, self.n_iter_]
+                )
             if self.optimizer_.name != self.optimizer:
                 self.optimizer_ = self._make_optimizer()
             self._cfg = cfg
@@ -516,8 +561,11 @@ class NeuralNetwork:
             if yv_idx.shape[0] != X_val.shape[0]:
                 raise ValueError(f"y_val has {yv_idx.shape[0]} labels for {X_val.shape[0]} rows.")
         if self.batch_size > X.shape[0]:
-            raise _bad("batch_size", self.batch_size,
-                       f"use at most the number of training samples ({X.shape[0]})")
+            raise _bad(
+                "batch_size",
+                self.batch_size,
+                f"use at most the number of training samples ({X.shape[0]})",
+            )
         self._work: dict[int, dict] = {}
         self._pack_parameters()
         self._flat_grads, self._grads = flat_like(self._params())
@@ -564,7 +612,7 @@ class NeuralNetwork:
             lr = self.learning_rate
             stop = False
             for b in range(n_batches):
-                idx = order[b * bs:(b + 1) * bs]
+                idx = order[b * bs : (b + 1) * bs]
                 if augmenter is not None:
                     xb = augmenter(X[idx], rng=self._rng)
                     if xb.dtype != dtype:
@@ -587,10 +635,22 @@ class NeuralNetwork:
                 hist["batch_loss"].append(loss)
                 if callback is not None:
                     elapsed = time.perf_counter() - epoch_start
-                    if callback(TrainingEvent(
-                            "batch", epoch + 1, last_epoch, b + 1, n_batches, loss,
-                            correct / seen, None, None, lr, seen / max(elapsed, 1e-9),
-                            time.perf_counter() - start)):
+                    if callback(
+                        TrainingEvent(
+                            "batch",
+                            epoch + 1,
+                            last_epoch,
+                            b + 1,
+                            n_batches,
+                            loss,
+                            correct / seen,
+                            None,
+                            None,
+                            lr,
+                            seen / max(elapsed, 1e-9),
+                            time.perf_counter() - start,
+                        )
+                    ):
                         self.stop_reason_ = "callback"
                         self.stop_message_ = f"Stopped on request in epoch {epoch + 1}."
                         stop = True
@@ -602,10 +662,15 @@ class NeuralNetwork:
             if X_val is not None:
                 val_loss, val_acc = self._evaluate(X_val, yv_idx)
             self.n_iter_ = epoch + 1
-            for key, value in (("epoch", epoch + 1), ("loss", loss_sum / seen),
-                               ("train_accuracy", correct / seen), ("val_loss", val_loss),
-                               ("val_accuracy", val_acc), ("learning_rate", lr),
-                               ("seconds", seconds)):
+            for key, value in (
+                ("epoch", epoch + 1),
+                ("loss", loss_sum / seen),
+                ("train_accuracy", correct / seen),
+                ("val_loss", val_loss),
+                ("val_accuracy", val_acc),
+                ("learning_rate", lr),
+                ("seconds", seconds),
+            ):
                 hist[key].append(value)
             if val_acc is not None:
                 self.best_val_accuracy_ = max(val_acc, self.best_val_accuracy_ or 0.0)
@@ -616,10 +681,22 @@ class NeuralNetwork:
                 self._diverged(epoch, n_batches - 1, end_loss, lr)
                 break
             safe = self._snapshot()
-            if callback is not None and callback(TrainingEvent(
-                    "epoch", epoch + 1, last_epoch, n_batches, n_batches, loss_sum / seen,
-                    correct / seen, val_loss, val_acc, lr, seen / max(seconds, 1e-9),
-                    time.perf_counter() - start)):
+            if callback is not None and callback(
+                TrainingEvent(
+                    "epoch",
+                    epoch + 1,
+                    last_epoch,
+                    n_batches,
+                    n_batches,
+                    loss_sum / seen,
+                    correct / seen,
+                    val_loss,
+                    val_acc,
+                    lr,
+                    seen / max(seconds, 1e-9),
+                    time.perf_counter() - start,
+                )
+            ):
                 self.stop_reason_ = "callback"
                 self.stop_message_ = f"Stopped on request after epoch {epoch + 1}."
                 stop = True
@@ -634,7 +711,8 @@ class NeuralNetwork:
                         self.stop_message_ = (
                             f"Early stopping after epoch {epoch + 1}: {self.monitor} did not "
                             f"improve for {self.patience} epochs; restored the best weights "
-                            f"(epoch {epoch + 1 - waited}).")
+                            f"(epoch {epoch + 1 - waited})."
+                        )
                         stop = True
             if stop:
                 break
@@ -644,24 +722,39 @@ class NeuralNetwork:
         del self._flat_grads, self._grads
 
     def _lr(self, epoch: int, total: int, progress: float) -> float:
-        return learning_rate(self.schedule, self.learning_rate, epoch, total, progress,
-                             decay=self.lr_decay, step_size=self.step_size, gamma=self.gamma,
-                             warmup_epochs=self.warmup_epochs, min_lr=self.min_lr)
+        return learning_rate(
+            self.schedule,
+            self.learning_rate,
+            epoch,
+            total,
+            progress,
+            decay=self.lr_decay,
+            step_size=self.step_size,
+            gamma=self.gamma,
+            warmup_epochs=self.warmup_epochs,
+            min_lr=self.min_lr,
+        )
 
     def _diverged(self, epoch: int, batch: int, loss: float, lr: float) -> None:
         self.stop_reason_ = "diverged"
-        kept = (f"the weights from the end of epoch {self.n_iter_} were kept" if self.n_iter_
-                else "the initial weights were kept")
+        kept = (
+            f"the weights from the end of epoch {self.n_iter_} were kept"
+            if self.n_iter_
+            else "the initial weights were kept"
+        )
         self.stop_message_ = (
             f"Training diverged in epoch {epoch + 1}, batch {batch + 1}: the loss became {loss} "
             f"at learning rate {lr:.3g}; {kept}. Try a lower learning rate (for example "
             f"{self.learning_rate / 10:.3g}), gradient clipping (clip_norm), or a different "
-            f"initialisation.")
+            f"initialisation."
+        )
 
     def _snapshot(self) -> tuple[list[np.ndarray], tuple]:
         scalars, arrays = self.optimizer_.state_dict()
-        return [p.copy() for p in self._params()], (scalars, {k: v.copy() for k, v in
-                                                              arrays.items()})
+        return [p.copy() for p in self._params()], (
+            scalars,
+            {k: v.copy() for k, v in arrays.items()},
+        )
 
     def _restore(self, snap) -> None:
         values, (scalars, arrays) = snap
@@ -774,22 +867,25 @@ class NeuralNetwork:
             raise ValueError(f"layer sizes {sizes} disagree with hidden_layers {cfg['layers']}.")
         model.coefs_, model.intercepts_ = [], []
         for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
-            for name, shape, store in ((f"coef_{i}", (fan_in, fan_out), model.coefs_),
-                                       (f"intercept_{i}", (fan_out,), model.intercepts_)):
+            for name, shape, store in (
+                (f"coef_{i}", (fan_in, fan_out), model.coefs_),
+                (f"intercept_{i}", (fan_out,), model.intercepts_),
+            ):
                 if name not in arrays:
                     raise ValueError(f"the array {name!r} is missing.")
                 arr = np.asarray(arrays[name])
                 if arr.shape != shape:
-                    raise ValueError(f"the array {name!r} has shape {arr.shape}, "
-                                     f"expected {shape}.")
+                    raise ValueError(f"the array {name!r} has shape {arr.shape}, expected {shape}.")
                 store.append(np.array(arr, dtype=cfg["dtype"]))
         model.classes_ = np.asarray(meta["classes"])
         dtype = meta.get("classes_dtype")
         if dtype and np.dtype(dtype).kind in "iub" and model.classes_.dtype.kind in "iu":
             model.classes_ = model.classes_.astype(dtype)
         if int(meta["n_features_in"]) != sizes[0]:
-            raise ValueError(f"n_features_in {meta['n_features_in']} disagrees with the input "
-                             f"layer of {sizes[0]}.")
+            raise ValueError(
+                f"n_features_in {meta['n_features_in']} disagrees with the input "
+                f"layer of {sizes[0]}."
+            )
         if model.classes_.size != sizes[-1]:
             raise ValueError(f"{model.classes_.size} classes but an output layer of {sizes[-1]}.")
         model.n_features_in_ = int(meta["n_features_in"])
@@ -812,8 +908,11 @@ class NeuralNetwork:
 
 
 def _is_number(v: Any) -> bool:
-    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool) \
+    return (
+        isinstance(v, (int, float, np.integer, np.floating))
+        and not isinstance(v, bool)
         and math.isfinite(v)
+    )
 
 
 def _positive(name: str, v: Any) -> None:

@@ -25,7 +25,7 @@ def flat_like(arrays: list[np.ndarray], dtype=None) -> tuple[np.ndarray, list[np
     flat = np.empty(sum(a.size for a in arrays), dtype or arrays[0].dtype)
     views, start = [], 0
     for a in arrays:
-        views.append(flat[start:start + a.size].reshape(a.shape))
+        views.append(flat[start : start + a.size].reshape(a.shape))
         start += a.size
     return flat, views
 
@@ -57,10 +57,16 @@ class Optimizer:
         dtype = params[0].dtype
         shapes = [p.shape for p in params]
         current = self.state.get(self.slots[0]) if self.slots else None
-        if self.slots and (current is None or [a.shape for a in current] != shapes
-                           or current[0].dtype != dtype or not self._flat):
-            self._adopt({s: self.state.get(s) or [np.zeros_like(p) for p in params]
-                         for s in self.slots}, dtype)
+        if self.slots and (
+            current is None
+            or [a.shape for a in current] != shapes
+            or current[0].dtype != dtype
+            or not self._flat
+        ):
+            self._adopt(
+                {s: self.state.get(s) or [np.zeros_like(p) for p in params] for s in self.slots},
+                dtype,
+            )
         if self._tmp is None or self._tmp.dtype != dtype:
             self._tmp = np.empty(min(CHUNK, sum(p.size for p in params)), dtype)
 
@@ -70,8 +76,13 @@ class Optimizer:
         # back in read-only shared memory, so they could not be updated in place anyway.)
         return {**self.__dict__, "_flat": {}, "_tmp": None}
 
-    def step(self, params: list[np.ndarray], grads: list[np.ndarray], lr: float,
-             flat: tuple[np.ndarray, np.ndarray] | None = None) -> None:
+    def step(
+        self,
+        params: list[np.ndarray],
+        grads: list[np.ndarray],
+        lr: float,
+        flat: tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> None:
         """One update of every parameter array, in place, chunk by chunk.
 
         ``flat``: optionally ``(flat_params, flat_grads)``, 1-D arrays of which ``params`` and
@@ -83,15 +94,17 @@ class Optimizer:
         if flat is not None:
             segments = [(flat[0], flat[1], [self._flat[s] for s in self.slots])]
         else:
-            segments = [(p.reshape(-1), g.reshape(-1),
-                         [self.state[s][i].reshape(-1) for s in self.slots])
-                        for i, (p, g) in enumerate(zip(params, grads))]
+            segments = [
+                (p.reshape(-1), g.reshape(-1), [self.state[s][i].reshape(-1) for s in self.slots])
+                for i, (p, g) in enumerate(zip(params, grads))
+            ]
         for flat_p, flat_g, flat_s in segments:
             for start in range(0, flat_p.size, CHUNK):
                 part = slice(start, start + CHUNK)
                 chunk = flat_p[part]
-                self._update(chunk, flat_g[part], [s[part] for s in flat_s],
-                             self._tmp[:chunk.size], coef)
+                self._update(
+                    chunk, flat_g[part], [s[part] for s in flat_s], self._tmp[: chunk.size], coef
+                )
 
     def _coefficients(self, lr: float) -> tuple:
         return (lr,)
@@ -111,8 +124,10 @@ class Optimizer:
         self.t = int(scalars.get("t", 0))
         state: dict[str, list[np.ndarray]] = {}
         for slot in self.slots:
-            keys = sorted((k for k in arrays if k.startswith(slot + ".")),
-                          key=lambda k: int(k.rsplit(".", 1)[1]))
+            keys = sorted(
+                (k for k in arrays if k.startswith(slot + ".")),
+                key=lambda k: int(k.rsplit(".", 1)[1]),
+            )
             if keys:
                 state[slot] = [np.asarray(arrays[k]) for k in keys]
         if len(state) == len(self.slots) and state:
@@ -213,8 +228,12 @@ class Adam(Optimizer):
         blas.axpy(-lr_t, tmp, p, tmp)
 
     def get_config(self):
-        return {"name": self.name, "beta1": self.beta1, "beta2": self.beta2,
-                "epsilon": self.epsilon}
+        return {
+            "name": self.name,
+            "beta1": self.beta1,
+            "beta2": self.beta2,
+            "epsilon": self.epsilon,
+        }
 
 
 OPTIMIZERS: dict[str, type[Optimizer]] = {
@@ -225,7 +244,9 @@ OPTIMIZERS: dict[str, type[Optimizer]] = {
 def make_optimizer(name: str, **params: Any) -> Optimizer:
     """Build an optimizer by name, passing only the parameters it takes."""
     if name not in OPTIMIZERS:
-        raise ValueError(f"optimizer={name!r} is not allowed: choose one of {', '.join(OPTIMIZERS)}.")
+        raise ValueError(
+            f"optimizer={name!r} is not allowed: choose one of {', '.join(OPTIMIZERS)}."
+        )
     cls = OPTIMIZERS[name]
     import inspect
 

@@ -12,9 +12,19 @@ import math
 SCHEDULES = ("constant", "step", "exponential", "inverse_time", "cosine")
 
 
-def learning_rate(schedule: str, lr0: float, epoch: int, total_epochs: int,
-                  progress: float = 0.0, *, decay: float = 0.0, step_size: int = 10,
-                  gamma: float = 0.5, warmup_epochs: float = 0.0, min_lr: float = 0.0) -> float:
+def learning_rate(
+    schedule: str,
+    lr0: float,
+    epoch: int,
+    total_epochs: int,
+    progress: float = 0.0,
+    *,
+    decay: float = 0.0,
+    step_size: int = 10,
+    gamma: float = 0.5,
+    warmup_epochs: float = 0.0,
+    min_lr: float = 0.0,
+) -> float:
     """The learning rate in epoch ``epoch`` (0-based) of ``total_epochs``.
 
     ``progress`` in (0, 1] is the fraction of the current epoch done once this batch is applied; it

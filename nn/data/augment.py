@@ -29,7 +29,9 @@ _PADDED = SIDE + 2 * _PAD
 _CENTRE = (SIDE - 1) / 2.0
 
 # Homogeneous output pixel coordinates (x = column, y = row, 1), flattened row-major: (3, 784).
-_GRID = np.stack([*np.mgrid[0:SIDE, 0:SIDE][::-1].reshape(2, -1), np.ones(N_PIXELS)]).astype(np.float32)
+_GRID = np.stack([*np.mgrid[0:SIDE, 0:SIDE][::-1].reshape(2, -1), np.ones(N_PIXELS)]).astype(
+    np.float32
+)
 
 # name -> (low, high, low_inclusive, default, meaning)
 _PARAMS: dict[str, tuple[float, float, bool, float, str]] = {
@@ -166,7 +168,7 @@ def _bilinear(x: np.ndarray, is_uint8: bool, q: np.ndarray) -> np.ndarray:
     v00 = flat.take(idx)
     v01 = flat[1:].take(idx)
     v10 = flat[_PADDED:].take(idx)
-    v11 = flat[_PADDED + 1:].take(idx)
+    v11 = flat[_PADDED + 1 :].take(idx)
     v01 -= v00
     v01 *= fx
     v01 += v00  # top row interpolated
@@ -203,17 +205,29 @@ class Augmenter:
         probability: float = 1.0,
         random_state: int | None = None,
     ) -> None:
-        values = dict(shift=shift, rotation=rotation, scale=scale, elastic_alpha=elastic_alpha,
-                      elastic_sigma=elastic_sigma, probability=probability)
+        values = dict(
+            shift=shift,
+            rotation=rotation,
+            scale=scale,
+            elastic_alpha=elastic_alpha,
+            elastic_sigma=elastic_sigma,
+            probability=probability,
+        )
         for name, value in values.items():
             setattr(self, name, self._check(name, value))
         if random_state is not None and (
-            isinstance(random_state, bool) or not isinstance(random_state, (int, np.integer)) or random_state < 0
+            isinstance(random_state, bool)
+            or not isinstance(random_state, (int, np.integer))
+            or random_state < 0
         ):
-            raise ValueError(f"random_state={random_state!r} must be a non-negative integer or None")
+            raise ValueError(
+                f"random_state={random_state!r} must be a non-negative integer or None"
+            )
         self.random_state = None if random_state is None else int(random_state)
         self._rng = np.random.default_rng(self.random_state)
-        self._smoother = gaussian_smoothing_matrix(self.elastic_sigma) if self.elastic_alpha > 0 else None
+        self._smoother = (
+            gaussian_smoothing_matrix(self.elastic_sigma) if self.elastic_alpha > 0 else None
+        )
 
     @staticmethod
     def _check(name: str, value: Any) -> float:
@@ -235,7 +249,9 @@ class Augmenter:
     @property
     def is_identity(self) -> bool:
         """True when every transform is switched off (the output is just ``x`` in [0, 1])."""
-        return self.probability == 0 or not (self.shift or self.rotation or self.scale or self.elastic_alpha)
+        return self.probability == 0 or not (
+            self.shift or self.rotation or self.scale or self.elastic_alpha
+        )
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
@@ -250,7 +266,11 @@ class Augmenter:
             out = xb * np.float32(1 / 255) if is_uint8 else xb.copy()
             return out.reshape(np.shape(x))
 
-        active = np.ones(n, np.float32) if self.probability >= 1 else (rng.random(n) < self.probability).astype(np.float32)
+        active = (
+            np.ones(n, np.float32)
+            if self.probability >= 1
+            else (rng.random(n) < self.probability).astype(np.float32)
+        )
 
         def uniform(limit: float) -> np.ndarray:
             return rng.uniform(-limit, limit, n).astype(np.float32) * active
@@ -266,7 +286,11 @@ class Augmenter:
             g_t = self._smoother.T
             # Separable Gaussian blur: along rows, transpose each field, along rows again.
             rows = _blur_rows(noise, g_t).reshape(n * 2, SIDE, SIDE).transpose(0, 2, 1)
-            smooth = _blur_rows(rows.reshape(-1, SIDE), g_t).reshape(n, 2, SIDE, SIDE).transpose(0, 1, 3, 2)
+            smooth = (
+                _blur_rows(rows.reshape(-1, SIDE), g_t)
+                .reshape(n, 2, SIDE, SIDE)
+                .transpose(0, 1, 3, 2)
+            )
             smooth = smooth * (np.float32(self.elastic_alpha) * active)[:, None, None, None]
             displacement = smooth.reshape(n, 2, N_PIXELS)
         return _warp(xb, is_uint8, dx, dy, angle, zoom, displacement).reshape(np.shape(x))

@@ -61,7 +61,10 @@ N_CLASSES = 10
 
 _IDX_LABELS = 2049  # 0x00000801: unsigned bytes, 1 dimension
 _IDX_IMAGES = 2051  # 0x00000803: unsigned bytes, 3 dimensions
-_IDX_KIND = {"labels": (_IDX_LABELS, "an IDX label file"), "images": (_IDX_IMAGES, "an IDX image file")}
+_IDX_KIND = {
+    "labels": (_IDX_LABELS, "an IDX label file"),
+    "images": (_IDX_IMAGES, "an IDX image file"),
+}
 _MAX_IDX_BYTES = 1 << 32  # refuse headers that promise more than 4 GiB
 _GZIP_MAGIC = b"\x1f\x8b"
 
@@ -150,7 +153,9 @@ def _read_idx(
         ndim = magic & 0xFF
         dims_raw = _read_exactly(f, 4 * ndim, path, hasher)
         if len(dims_raw) < 4 * ndim:
-            raise DataError(f"{path}: truncated IDX header ({4 + len(dims_raw)} of {4 + 4 * ndim} bytes)")
+            raise DataError(
+                f"{path}: truncated IDX header ({4 + len(dims_raw)} of {4 + 4 * ndim} bytes)"
+            )
         dims = tuple(int(d) for d in np.frombuffer(dims_raw, dtype=">u4"))
         if ndim == 3 and (dims[1] == 0 or dims[2] == 0):
             raise DataError(f"{path}: image size {dims[1]}x{dims[2]} in the IDX header is empty")
@@ -235,7 +240,9 @@ def _as_images(x: np.ndarray, source: str) -> np.ndarray:
     (scaled by 255 and rounded) or integral in [0, 255].
     """
     x = np.asarray(x)
-    if x.dtype == object or not (np.issubdtype(x.dtype, np.integer) or np.issubdtype(x.dtype, np.floating)):
+    if x.dtype == object or not (
+        np.issubdtype(x.dtype, np.integer) or np.issubdtype(x.dtype, np.floating)
+    ):
         raise DataError(f"{source}: images have dtype {x.dtype}, expected integers 0-255 or floats")
     if x.ndim == 3 and x.shape[1:] == (IMAGE_SIDE, IMAGE_SIDE):
         x = x.reshape(len(x), N_PIXELS)
@@ -273,7 +280,9 @@ def _as_labels(y: np.ndarray, source: str) -> np.ndarray:
     if y.ndim == 2 and y.shape[1] == 1:
         y = y[:, 0]
     if y.ndim != 1:
-        raise DataError(f"{source}: labels must be 1-D (one class index per image), got shape {y.shape}")
+        raise DataError(
+            f"{source}: labels must be 1-D (one class index per image), got shape {y.shape}"
+        )
     if np.issubdtype(y.dtype, np.floating):
         if not np.isfinite(y).all() or not np.all(y == np.rint(y)):
             raise DataError(f"{source}: labels must be whole numbers 0-9")
@@ -435,7 +444,9 @@ def _load_csv(path: Path) -> ImageSet:
     if table.shape[0] == 0:
         raise DataError(f"{path}: CSV has a header but no data rows")
     if table.shape[1] != n_cols:
-        raise DataError(f"{path}: rows have {table.shape[1]} columns but the first line has {n_cols}")
+        raise DataError(
+            f"{path}: rows have {table.shape[1]} columns but the first line has {n_cols}"
+        )
     if n_cols == N_PIXELS:
         return _pair(table, None, str(path), str(path))
     return _pair(table[:, 1:], table[:, 0], f"{path} (pixel columns)", f"{path} (label column)")
@@ -449,8 +460,10 @@ def _load_folder(folder: Path) -> MNIST | ImageSet:
         except DataError:
             continue
         parts[kind] = _pair(
-            _read_idx(images_path, "images"), _read_idx(labels_path, "labels"),
-            str(images_path), str(labels_path),
+            _read_idx(images_path, "images"),
+            _read_idx(labels_path, "labels"),
+            str(images_path),
+            str(labels_path),
         )
     if not parts:
         for suffix in ("train", "test"):
@@ -491,7 +504,9 @@ def load_dataset(path: PathLike | tuple[PathLike, PathLike]) -> MNIST | ImageSet
         if len(path) != 2:
             raise DataError(f"{path!r}: expected a pair (images_path, labels_path)")
         xp, yp = Path(path[0]), Path(path[1])
-        return _pair(_load_array_file(xp, "images"), _load_array_file(yp, "labels"), str(xp), str(yp))
+        return _pair(
+            _load_array_file(xp, "images"), _load_array_file(yp, "labels"), str(xp), str(yp)
+        )
     p = Path(path)
     if p.is_dir():
         return _load_folder(p)
@@ -580,7 +595,9 @@ def _stratified_counts(class_counts: np.ndarray, part_sizes: Sequence[int]) -> n
     return alloc + extra
 
 
-def _stratified_parts(y: np.ndarray, sizes: Sequence[int], rng: np.random.Generator) -> list[np.ndarray]:
+def _stratified_parts(
+    y: np.ndarray, sizes: Sequence[int], rng: np.random.Generator
+) -> list[np.ndarray]:
     """Random disjoint index arrays of the given sizes, each stratified by ``y``, each shuffled."""
     classes, inverse, counts = np.unique(y, return_inverse=True, return_counts=True)
     table = _stratified_counts(counts, sizes)
@@ -621,7 +638,9 @@ def split_dataset(
     """
     if scheme not in SPLITS:
         raise ValueError(f"scheme={scheme!r} is not allowed; choose one of {SPLITS}")
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
+    if seed is not None and (
+        isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0
+    ):
         raise ValueError(f"seed={seed!r} must be a non-negative integer or None")
     rng = np.random.default_rng(seed)
 
@@ -631,8 +650,10 @@ def split_dataset(
         if data.y is None:
             raise ValueError("cannot split unlabeled data (y is None)")
         if scheme == "standard":
-            raise ValueError("scheme='standard' needs separate train and test parts (an MNIST); "
-                             "use '80:10:10' or 'custom' for a single-part dataset")
+            raise ValueError(
+                "scheme='standard' needs separate train and test parts (an MNIST); "
+                "use '80:10:10' or 'custom' for a single-part dataset"
+            )
         x_pool_parts, y_pool_parts = [data.x], [data.y]
     else:
         raise TypeError(f"data must be an MNIST or ImageSet, not {type(data).__name__}")
@@ -659,15 +680,21 @@ def split_dataset(
         n_val, n_test = int(np.floor(n * val_f + 0.5)), int(np.floor(n * test_f + 0.5))
         sizes = [n - n_val - n_test, n_val, n_test]
         if sizes[0] < 1:
-            raise ValueError(f"no training images left: {n} images, {n_val} for validation, {n_test} for test")
+            raise ValueError(
+                f"no training images left: {n} images, {n_val} for validation, {n_test} for test"
+            )
 
     train_idx, val_idx, test_idx = _stratified_parts(y_pool, sizes, rng)
     if train_size is not None:
         if isinstance(train_size, bool) or not isinstance(train_size, (int, np.integer)):
             raise ValueError(f"train_size={train_size!r} must be an integer or None")
         if not 1 <= train_size <= len(train_idx):
-            raise ValueError(f"train_size={train_size} is outside the allowed range 1..{len(train_idx)}")
-        keep, _ = _stratified_parts(y_pool[train_idx], [int(train_size), len(train_idx) - int(train_size)], rng)
+            raise ValueError(
+                f"train_size={train_size} is outside the allowed range 1..{len(train_idx)}"
+            )
+        keep, _ = _stratified_parts(
+            y_pool[train_idx], [int(train_size), len(train_idx) - int(train_size)], rng
+        )
         train_idx = train_idx[keep]
 
     def take(a: np.ndarray, idx: np.ndarray) -> np.ndarray:
@@ -678,7 +705,10 @@ def split_dataset(
     else:
         x_test, y_test = take(x_pool, test_idx), take(y_pool, test_idx)
     return Split(
-        take(x_pool, train_idx), take(y_pool, train_idx),
-        take(x_pool, val_idx), take(y_pool, val_idx),
-        x_test, y_test,
+        take(x_pool, train_idx),
+        take(y_pool, train_idx),
+        take(x_pool, val_idx),
+        take(y_pool, val_idx),
+        x_test,
+        y_test,
     )

@@ -202,9 +202,7 @@ def _n_parameters(model: Any, arrays: dict[str, np.ndarray]) -> int:
     n = getattr(model, "n_parameters_", None)
     if isinstance(n, (int, np.integer)):
         return int(n)
-    return int(
-        sum(a.size for k, a in arrays.items() if re.fullmatch(r"(coef|intercept)_\d+", k))
-    )
+    return int(sum(a.size for k, a in arrays.items() if re.fullmatch(r"(coef|intercept)_\d+", k)))
 
 
 def _collect_state(model: Any) -> tuple[dict, dict[str, np.ndarray]]:
@@ -958,8 +956,11 @@ def list_models(folder: str | os.PathLike) -> list[dict]:
         try:
             meta = read_metadata(path)
         except Exception as exc:  # one bad file must not break the whole table
-            row["error"] = str(exc) if isinstance(exc, (ModelFileError, OSError)) else (
-                f"{path}: {type(exc).__name__}: {exc}")
+            row["error"] = (
+                str(exc)
+                if isinstance(exc, (ModelFileError, OSError))
+                else (f"{path}: {type(exc).__name__}: {exc}")
+            )
         else:
             arch = meta.get("architecture") or {}
             metrics = meta.get("metrics") if isinstance(meta.get("metrics"), dict) else {}
@@ -976,8 +977,11 @@ def list_models(folder: str | os.PathLike) -> list[dict]:
                 n_iter=meta.get("n_iter"),
             )
         saved_ts = _parse_time(row["saved"])
-        row["_sort"] = (row["error"] is None, saved_ts if saved_ts is not None else -math.inf,
-                        stat.st_mtime)
+        row["_sort"] = (
+            row["error"] is None,
+            saved_ts if saved_ts is not None else -math.inf,
+            stat.st_mtime,
+        )
         rows.append(row)
     rows.sort(key=lambda r: r["_sort"], reverse=True)
     for row in rows:

@@ -179,8 +179,11 @@ class LogUniform(_Range):
         return float(math.exp(rng.uniform(math.log(self.low), math.log(self.high))))
 
     def grid(self, n):
-        return [float(v) for v in np.geomspace(self.low, self.high, max(1, n))] if n > 1 \
+        return (
+            [float(v) for v in np.geomspace(self.low, self.high, max(1, n))]
+            if n > 1
             else [float(math.sqrt(self.low * self.high))]
+        )
 
     def to_dict(self):
         return {"type": self.kind, "low": self.low, "high": self.high}
@@ -198,8 +201,11 @@ class Uniform(_Range):
         return float(rng.uniform(self.low, self.high))
 
     def grid(self, n):
-        return [float(v) for v in np.linspace(self.low, self.high, n)] if n > 1 \
+        return (
+            [float(v) for v in np.linspace(self.low, self.high, n)]
+            if n > 1
             else [(self.low + self.high) / 2]
+        )
 
     def to_dict(self):
         return {"type": self.kind, "low": self.low, "high": self.high}
@@ -231,9 +237,15 @@ class IntRange(_Range):
         return int(rng.integers(self.low, self.high + 1))
 
     def grid(self, n):
-        points = (np.geomspace(self.low, self.high, n) if self.log else
-                  np.linspace(self.low, self.high, n)) if n > 1 else \
-            [math.sqrt(self.low * self.high) if self.log else (self.low + self.high) / 2]
+        points = (
+            (
+                np.geomspace(self.low, self.high, n)
+                if self.log
+                else np.linspace(self.low, self.high, n)
+            )
+            if n > 1
+            else [math.sqrt(self.low * self.high) if self.log else (self.low + self.high) / 2]
+        )
         out: list[int] = []
         for p in points:
             v = int(round(float(p)))
@@ -255,8 +267,9 @@ class Choice(Dimension):
 
     def __init__(self, values: Sequence[Any], name: str | None = None):
         if isinstance(values, (str, bytes)) or not isinstance(values, Iterable):
-            raise ValueError(f"{name or self.name}: choices must be a list of values, "
-                             f"got {values!r}")
+            raise ValueError(
+                f"{name or self.name}: choices must be a list of values, got {values!r}"
+            )
         self.values = [_plain(v) for v in values]
         if name:
             self.name = name
@@ -294,25 +307,34 @@ def dimension_from_dict(data: Mapping[str, Any] | Sequence, name: str = "paramet
     if isinstance(data, (list, tuple)):
         return Choice(data, name=name)
     if not isinstance(data, Mapping):
-        raise ValueError(f"{name}: a dimension is a dict like {{\"type\": \"loguniform\", "
-                         f"\"low\": 1e-4, \"high\": 0.1}} or a list of choices; got {data!r}")
+        raise ValueError(
+            f'{name}: a dimension is a dict like {{"type": "loguniform", '
+            f'"low": 1e-4, "high": 0.1}} or a list of choices; got {data!r}'
+        )
     kind = str(data.get("type", "")).lower()
-    aliases = {"log_uniform": "loguniform", "log": "loguniform", "intrange": "int",
-               "integer": "int", "int_range": "int", "intlog": "int"}
+    aliases = {
+        "log_uniform": "loguniform",
+        "log": "loguniform",
+        "intrange": "int",
+        "integer": "int",
+        "int_range": "int",
+        "intlog": "int",
+    }
     kind = aliases.get(kind, kind)
     if kind not in _KINDS:
-        raise ValueError(f"{name}: unknown dimension type {data.get('type')!r}; use one of "
-                         f"{', '.join(_KINDS)}")
+        raise ValueError(
+            f"{name}: unknown dimension type {data.get('type')!r}; use one of {', '.join(_KINDS)}"
+        )
     extra = set(data) - {"type", "low", "high", "log", "values"}
     if extra:
         raise ValueError(f"{name}: unknown key(s) {', '.join(sorted(extra))} in {data!r}")
     if kind == "choice":
         if "values" not in data:
-            raise ValueError(f"{name}: a choice needs \"values\": [...]")
+            raise ValueError(f'{name}: a choice needs "values": [...]')
         return Choice(data["values"], name=name)
     for key in ("low", "high"):
         if key not in data:
-            raise ValueError(f"{name}: a {kind} range needs \"low\" and \"high\"")
+            raise ValueError(f'{name}: a {kind} range needs "low" and "high"')
     if kind == "int":
         log = bool(data.get("log", False)) or str(data.get("type")).lower() == "intlog"
         return IntRange(data["low"], data["high"], log=log, name=name)
@@ -364,8 +386,10 @@ def parse_dimension(spec: str, name: str = "parameter") -> Dimension:
         if kind in ("int", "intlog"):
             return IntRange(low, high, log=log, name=name)
         return (Uniform if kind == "uniform" else LogUniform)(low, high, name=name)
-    raise ValueError(f"{name}: unknown specification {spec!r}; use loguniform:LOW:HIGH, "
-                     "uniform:LOW:HIGH, int:LOW:HIGH[:log], choice:A|B|... or JSON")
+    raise ValueError(
+        f"{name}: unknown specification {spec!r}; use loguniform:LOW:HIGH, "
+        "uniform:LOW:HIGH, int:LOW:HIGH[:log], choice:A|B|... or JSON"
+    )
 
 
 # --------------------------------------------------------------------------------- the space
@@ -380,14 +404,17 @@ class SearchSpace:
         dims = dict(dimensions or {})
         dims.update(more)
         if not dims:
-            raise ValueError("the search space is empty: give at least one hyperparameter to "
-                             "search")
+            raise ValueError(
+                "the search space is empty: give at least one hyperparameter to search"
+            )
         known = set(_param_names())
         self.dimensions: dict[str, Dimension] = {}
         for name, dim in dims.items():
             if name not in known:
-                raise ValueError(f"{name!r} is not a hyperparameter of NeuralNetwork; use one of "
-                                 f"{', '.join(sorted(known - set(FORBIDDEN_PARAMS)))}")
+                raise ValueError(
+                    f"{name!r} is not a hyperparameter of NeuralNetwork; use one of "
+                    f"{', '.join(sorted(known - set(FORBIDDEN_PARAMS)))}"
+                )
             if name in FORBIDDEN_PARAMS:
                 raise ValueError(f"{name!r} cannot be searched: {FORBIDDEN_PARAMS[name]}")
             if isinstance(dim, Dimension):
@@ -421,8 +448,9 @@ class SearchSpace:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "SearchSpace":
         if not isinstance(data, Mapping):
-            raise ValueError(f"a search space is a JSON object {{name: dimension}}, got "
-                             f"{type(data).__name__}")
+            raise ValueError(
+                f"a search space is a JSON object {{name: dimension}}, got {type(data).__name__}"
+            )
         return cls(data)
 
     def to_json(self) -> str:
@@ -461,8 +489,9 @@ class SearchSpace:
                 try:
                     NeuralNetwork(**{**base, name: value})._validated()
                 except ValueError as exc:
-                    raise ValueError(f"{name}: the value {value!r} is not accepted by the "
-                                     f"network ({exc})") from None
+                    raise ValueError(
+                        f"{name}: the value {value!r} is not accepted by the network ({exc})"
+                    ) from None
 
 
 def _check_base(base_config: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -470,8 +499,10 @@ def _check_base(base_config: Mapping[str, Any] | None) -> dict[str, Any]:
     known = set(_param_names())
     unknown = sorted(set(base) - known)
     if unknown:
-        raise ValueError(f"unknown setting(s) {', '.join(map(repr, unknown))} in the base config; "
-                         f"NeuralNetwork takes {', '.join(sorted(known))}")
+        raise ValueError(
+            f"unknown setting(s) {', '.join(map(repr, unknown))} in the base config; "
+            f"NeuralNetwork takes {', '.join(sorted(known))}"
+        )
     return {k: _plain(v) for k, v in base.items()}
 
 
@@ -491,8 +522,9 @@ def grid_search(space: SearchSpace | Mapping[str, Any], n: int = 3) -> list[dict
     return _as_space(space).grid(n)
 
 
-def random_search(space: SearchSpace | Mapping[str, Any], n_trials: int,
-                  seed: int | None = 0) -> list[dict[str, Any]]:
+def random_search(
+    space: SearchSpace | Mapping[str, Any], n_trials: int, seed: int | None = 0
+) -> list[dict[str, Any]]:
     """``n_trials`` configurations drawn from ``space`` with ``np.random.default_rng(seed)``."""
     space = _as_space(space)
     n_trials = _positive_int("n_trials", n_trials)
@@ -503,7 +535,7 @@ def random_search(space: SearchSpace | Mapping[str, Any], n_trials: int,
 def trial_seed(seed: int | None, index: int) -> int:
     """The ``random_state`` of trial ``index`` of a search seeded with ``seed``."""
     entropy = [0 if seed is None else int(seed), int(index)]
-    return int(np.random.SeedSequence(entropy).generate_state(1)[0] % (2 ** 31 - 1))
+    return int(np.random.SeedSequence(entropy).generate_state(1)[0] % (2**31 - 1))
 
 
 def halving_schedule(n_trials: int, epochs: int, eta: int = 3) -> list[tuple[int, int]]:
@@ -519,13 +551,13 @@ def halving_schedule(n_trials: int, epochs: int, eta: int = 3) -> list[tuple[int
     while eta ** (by_trials + 1) <= n_trials:
         by_trials += 1
     by_epochs = 0
-    while eta ** by_epochs < epochs:
+    while eta**by_epochs < epochs:
         by_epochs += 1
     rungs = min(by_trials, by_epochs)
     schedule: list[tuple[int, int]] = []
     n = n_trials
     for k in range(rungs, -1, -1):
-        total = max(1, int(round(epochs / eta ** k)))
+        total = max(1, int(round(epochs / eta**k)))
         if schedule and total <= schedule[-1][1]:
             continue
         schedule.append((n, total))
@@ -580,11 +612,19 @@ class SearchResult:
         return None if self.best_trial is None else dict(self.trials[self.best_trial].params)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"status": self.status, "search_id": self.search_id, "strategy": self.strategy,
-                "space": self.space, "seconds": round(self.seconds, 3),
-                "best_trial": self.best_trial, "best_val_accuracy": self.best_val_accuracy,
-                "best_params": self.best_params, "best_config": self.best_config,
-                "message": self.message, "trials": [t.to_dict() for t in self.trials]}
+        return {
+            "status": self.status,
+            "search_id": self.search_id,
+            "strategy": self.strategy,
+            "space": self.space,
+            "seconds": round(self.seconds, 3),
+            "best_trial": self.best_trial,
+            "best_val_accuracy": self.best_val_accuracy,
+            "best_params": self.best_params,
+            "best_config": self.best_config,
+            "message": self.message,
+            "trials": [t.to_dict() for t in self.trials],
+        }
 
 
 @dataclasses.dataclass
@@ -621,8 +661,17 @@ def _limit_threads(n: int | None):
     return threadpool_limits(limits=n)
 
 
-def _train_trial(config: dict, model: Any, epochs: int, X_train, y_train, X_val, y_val,
-                 max_threads: int | None = None, callback: Callable | None = None) -> dict:
+def _train_trial(
+    config: dict,
+    model: Any,
+    epochs: int,
+    X_train,
+    y_train,
+    X_val,
+    y_val,
+    max_threads: int | None = None,
+    callback: Callable | None = None,
+) -> dict:
     """Train one trial for ``epochs`` more epochs (a new model, or ``model`` continued).
     Runs in a joblib worker: returns plain values and the model; never raises."""
     start = time.perf_counter()
@@ -634,18 +683,40 @@ def _train_trial(config: dict, model: Any, epochs: int, X_train, y_train, X_val,
         first = len(model.history_["epoch"]) if hasattr(model, "history_") else 0
         model.fit(X_train, y_train, X_val, y_val, callback=callback)
         hist = model.history_
-        new = {k: list(hist.get(k, []))[first:] for k in
-               ("epoch", "loss", "train_accuracy", "val_loss", "val_accuracy", "learning_rate",
-                "seconds")}
+        new = {
+            k: list(hist.get(k, []))[first:]
+            for k in (
+                "epoch",
+                "loss",
+                "train_accuracy",
+                "val_loss",
+                "val_accuracy",
+                "learning_rate",
+                "seconds",
+            )
+        }
         vals = [v for v in hist.get("val_accuracy", []) if v is not None]
-        return {"ok": True, "model": model, "history": new,
-                "val_accuracy": float(vals[-1]) if vals else None,
-                "epochs": int(model.n_iter_), "stop_reason": model.stop_reason_,
-                "message": model.stop_message_ or "", "seconds": time.perf_counter() - start}
+        return {
+            "ok": True,
+            "model": model,
+            "history": new,
+            "val_accuracy": float(vals[-1]) if vals else None,
+            "epochs": int(model.n_iter_),
+            "stop_reason": model.stop_reason_,
+            "message": model.stop_message_ or "",
+            "seconds": time.perf_counter() - start,
+        }
     except Exception as exc:  # noqa: BLE001 - a failed trial is a result, not a crash
-        return {"ok": False, "model": None, "history": {}, "val_accuracy": None,
-                "epochs": int(getattr(model, "n_iter_", 0) or 0), "stop_reason": None,
-                "message": f"{type(exc).__name__}: {exc}", "seconds": time.perf_counter() - start}
+        return {
+            "ok": False,
+            "model": None,
+            "history": {},
+            "val_accuracy": None,
+            "epochs": int(getattr(model, "n_iter_", 0) or 0),
+            "stop_reason": None,
+            "message": f"{type(exc).__name__}: {exc}",
+            "seconds": time.perf_counter() - start,
+        }
     finally:
         if limiter is not None:
             limiter.restore_original_limits()
@@ -656,14 +727,17 @@ def _check_backend(backend: str | None) -> None:
         return
     if backend == "dask":
         if importlib.util.find_spec("distributed") is None:
-            raise ValueError("backend='dask' needs dask.distributed (pip install "
-                             "'dask[distributed]') and a connected Client, e.g. "
-                             "Client('tcp://scheduler:8786')")
+            raise ValueError(
+                "backend='dask' needs dask.distributed (pip install "
+                "'dask[distributed]') and a connected Client, e.g. "
+                "Client('tcp://scheduler:8786')"
+            )
         return
     if backend == "ray":
         if importlib.util.find_spec("ray") is None:
-            raise ValueError("backend='ray' needs ray (pip install 'ray[default]') and "
-                             "ray.init(address='auto')")
+            raise ValueError(
+                "backend='ray' needs ray (pip install 'ray[default]') and ray.init(address='auto')"
+            )
         from joblib.parallel import BACKENDS
 
         if "ray" not in BACKENDS:
@@ -674,8 +748,10 @@ def _check_backend(backend: str | None) -> None:
     from joblib.parallel import BACKENDS
 
     if backend not in BACKENDS:
-        raise ValueError(f"backend={backend!r} is not a joblib backend; use loky (default), "
-                         f"threading, dask or ray")
+        raise ValueError(
+            f"backend={backend!r} is not a joblib backend; use loky (default), "
+            f"threading, dask or ray"
+        )
 
 
 # --------------------------------------------------------------------------------- the search
@@ -704,15 +780,23 @@ class _Recorder:
 
     def run_config(self, trial: Trial) -> dict:
         model = NeuralNetwork(**trial.config).get_params()
-        return {"model": model, "data": self.data_config,
-                "search": {"search_id": self.search_id, "trial": trial.index,
-                           "params": trial.params}}
+        return {
+            "model": model,
+            "data": self.data_config,
+            "search": {"search_id": self.search_id, "trial": trial.index, "params": trial.params},
+        }
 
     def start_trial(self, trial: Trial, name: str) -> None:
         if trial.run_id is None:
-            trial.run_id = self._do(lambda: self.store.start_run(
-                self.run_config(trial), name=name, source="tune",
-                seed=trial.config.get("random_state"), search_id=self.search_id))
+            trial.run_id = self._do(
+                lambda: self.store.start_run(
+                    self.run_config(trial),
+                    name=name,
+                    source="tune",
+                    seed=trial.config.get("random_state"),
+                    search_id=self.search_id,
+                )
+            )
 
     def log(self, trial: Trial, history: dict) -> None:
         if trial.run_id is None:
@@ -725,21 +809,30 @@ class _Recorder:
     def finish_trial(self, trial: Trial) -> None:
         if trial.run_id is None:
             return
-        status = {"finished": "finished", "pruned": "stopped", "cancelled": "stopped",
-                  "failed": "failed"}.get(trial.status, "finished")
+        status = {
+            "finished": "finished",
+            "pruned": "stopped",
+            "cancelled": "stopped",
+            "failed": "failed",
+        }.get(trial.status, "finished")
         if trial.status == "finished" and trial.stop_reason == "diverged":
             status = "diverged"
-        metrics = {"train_accuracy": (trial.history.get("train_accuracy") or [None])[-1],
-                   "loss": (trial.history.get("loss") or [None])[-1],
-                   "val_loss": (trial.history.get("val_loss") or [None])[-1],
-                   "val_accuracy": trial.val_accuracy, "epochs": trial.epochs,
-                   "trial": trial.index, "train_seconds": round(trial.seconds, 3)}
+        metrics = {
+            "train_accuracy": (trial.history.get("train_accuracy") or [None])[-1],
+            "loss": (trial.history.get("loss") or [None])[-1],
+            "val_loss": (trial.history.get("val_loss") or [None])[-1],
+            "val_accuracy": trial.val_accuracy,
+            "epochs": trial.epochs,
+            "trial": trial.index,
+            "train_seconds": round(trial.seconds, 3),
+        }
         metrics = {k: v for k, v in metrics.items() if v is not None}
         message = trial.message or None
         if trial.status == "pruned":
             message = f"pruned by successive halving after {trial.epochs} epoch(s)"
-        self._do(lambda: self.store.finish_run(trial.run_id, status, metrics=metrics,
-                                               message=message))
+        self._do(
+            lambda: self.store.finish_run(trial.run_id, status, metrics=metrics, message=message)
+        )
 
 
 def run_search(
@@ -804,8 +897,9 @@ def run_search(
     if strategy == "grid":
         params_list = space.grid(grid_points)
         if n_trials is not None and n_trials < len(params_list):
-            keep = np.sort(np.random.default_rng(seed).choice(len(params_list), n_trials,
-                                                              replace=False))
+            keep = np.sort(
+                np.random.default_rng(seed).choice(len(params_list), n_trials, replace=False)
+            )
             params_list = [params_list[i] for i in keep]
     else:
         params_list = random_search(space, n_trials, seed)
@@ -815,15 +909,29 @@ def run_search(
         if "random_state" not in params and base.get("random_state") is None:
             config["random_state"] = trial_seed(seed, i)
         trials.append(Trial(index=i, params=params, config=config))
-    schedule = halving_schedule(len(trials), epochs_per_trial, eta) if halving \
+    schedule = (
+        halving_schedule(len(trials), epochs_per_trial, eta)
+        if halving
         else [(len(trials), epochs_per_trial)]
+    )
     n_rungs = len(schedule)
 
-    record = {"space": space.to_dict(), "strategy": strategy, "n_trials": len(trials),
-              "epochs_per_trial": epochs_per_trial, "halving": halving, "eta": eta,
-              "schedule": schedule, "seed": seed, "n_jobs": int(n_jobs), "backend": backend,
-              "base_config": base, "data": dict(data_config or {}),
-              "n_train": int(X_train.shape[0]), "n_val": int(X_val.shape[0])}
+    record = {
+        "space": space.to_dict(),
+        "strategy": strategy,
+        "n_trials": len(trials),
+        "epochs_per_trial": epochs_per_trial,
+        "halving": halving,
+        "eta": eta,
+        "schedule": schedule,
+        "seed": seed,
+        "n_jobs": int(n_jobs),
+        "backend": backend,
+        "base_config": base,
+        "data": dict(data_config or {}),
+        "n_train": int(X_train.shape[0]),
+        "n_val": int(X_val.shape[0]),
+    }
     rec = _Recorder(store, dict(data_config or {}))
     search_id = rec.start_search(record, name)
     cancelled = False
@@ -837,10 +945,17 @@ def run_search(
     def emit(kind: str, rung: int, trial: Trial | None = None, **extra) -> bool:
         if callback is None:
             return False
-        event = SearchEvent(kind=kind, trial=None if trial is None else trial.to_dict(),
-                            trials=[t.to_dict() for t in trials], rung=rung, n_rungs=n_rungs,
-                            n_trials=len(trials), elapsed=time.perf_counter() - started,
-                            best_val_accuracy=best_so_far(), **extra)
+        event = SearchEvent(
+            kind=kind,
+            trial=None if trial is None else trial.to_dict(),
+            trials=[t.to_dict() for t in trials],
+            rung=rung,
+            n_rungs=n_rungs,
+            n_trials=len(trials),
+            elapsed=time.perf_counter() - started,
+            best_val_accuracy=best_so_far(),
+            **extra,
+        )
         return bool(callback(event))
 
     if emit("search_started", 0):
@@ -854,8 +969,9 @@ def run_search(
             from joblib.parallel import BACKENDS
 
             backend_cls = BACKENDS.get(cfg_kwargs["backend"])
-            if backend_cls is not None and getattr(backend_cls, "supports_inner_max_num_threads",
-                                                   False):
+            if backend_cls is not None and getattr(
+                backend_cls, "supports_inner_max_num_threads", False
+            ):
                 cfg_kwargs["inner_max_num_threads"] = 1
             context = joblib.parallel_config(**cfg_kwargs)
         else:
@@ -863,7 +979,7 @@ def run_search(
         with context:
             batch_size = max(1, joblib.effective_n_jobs(n_jobs)) if parallel else 1
             pool = joblib.Parallel(n_jobs=n_jobs) if parallel else None
-            with (pool if pool is not None else _nullcontext()):
+            with pool if pool is not None else _nullcontext():
                 alive = list(trials)
                 done_epochs = 0
                 for rung, (_, total) in enumerate(schedule):
@@ -887,9 +1003,19 @@ def run_search(
                         if cancelled:
                             break
                         if parallel:
-                            outs = pool(joblib.delayed(_train_trial)(
-                                t.config, models.get(t.index), step, X_train, y_train, X_val,
-                                y_val, 1) for t in batch)
+                            outs = pool(
+                                joblib.delayed(_train_trial)(
+                                    t.config,
+                                    models.get(t.index),
+                                    step,
+                                    X_train,
+                                    y_train,
+                                    X_val,
+                                    y_val,
+                                    1,
+                                )
+                                for t in batch
+                            )
                         else:
                             t = batch[0]
                             holder = {"stop": False}
@@ -897,14 +1023,29 @@ def run_search(
                             def fit_callback(event, t=t, rung=rung):
                                 if event.kind != "epoch":
                                     return holder["stop"]
-                                if emit("trial_epoch", rung, t, epoch=event.epoch,
-                                        val_accuracy=event.val_accuracy):
+                                if emit(
+                                    "trial_epoch",
+                                    rung,
+                                    t,
+                                    epoch=event.epoch,
+                                    val_accuracy=event.val_accuracy,
+                                ):
                                     holder["stop"] = True
                                 return holder["stop"]
 
-                            outs = [_train_trial(t.config, models.get(t.index), step, X_train,
-                                                 y_train, X_val, y_val, None,
-                                                 fit_callback if callback else None)]
+                            outs = [
+                                _train_trial(
+                                    t.config,
+                                    models.get(t.index),
+                                    step,
+                                    X_train,
+                                    y_train,
+                                    X_val,
+                                    y_val,
+                                    None,
+                                    fit_callback if callback else None,
+                                )
+                            ]
                             if holder["stop"]:
                                 cancelled = True
                         for t, out in zip(batch, outs):
@@ -926,16 +1067,19 @@ def run_search(
                     done_epochs = total
                     # promote the best 1/eta to the next rung; prune the rest
                     if rung < n_rungs - 1:
-                        ranked = sorted((t for t in alive if t.status == "running"),
-                                        key=lambda t: (-(t.val_accuracy or 0.0), t.index))
-                        keep = ranked[:schedule[rung + 1][0]]
-                        for t in ranked[len(keep):]:
+                        ranked = sorted(
+                            (t for t in alive if t.status == "running"),
+                            key=lambda t: (-(t.val_accuracy or 0.0), t.index),
+                        )
+                        keep = ranked[: schedule[rung + 1][0]]
+                        for t in ranked[len(keep) :]:
                             t.status = "pruned"
                             models.pop(t.index, None)
                             rec.finish_trial(t)
                         alive = keep
-                        if emit("rung_finished", rung,
-                                message=f"kept trials {[t.index for t in keep]}"):
+                        if emit(
+                            "rung_finished", rung, message=f"kept trials {[t.index for t in keep]}"
+                        ):
                             cancelled = True
     except BaseException:
         for t in trials:
@@ -944,8 +1088,11 @@ def run_search(
                 t.message = t.message or "the search failed"
                 rec.finish_trial(t)
         if search_id is not None:
-            rec._do(lambda: rec.store.finish_search(search_id, "failed",
-                                                    message="the search raised an error"))
+            rec._do(
+                lambda: rec.store.finish_search(
+                    search_id, "failed", message="the search raised an error"
+                )
+            )
         raise
     if cancelled and stop_status == "finished":
         stop_status, stop_message = "cancelled", "cancelled on request"
@@ -966,17 +1113,28 @@ def run_search(
     seconds = time.perf_counter() - started
     if search_id is not None:
         status = {"finished": "finished"}.get(stop_status, "stopped")
-        text = stop_message or (f"best trial {best.index}: val accuracy "
-                                f"{best.val_accuracy:.4f}" if best is not None and
-                                best.val_accuracy is not None else "no trial finished")
-        rec._do(lambda: rec.store.finish_search(
-            search_id, status, best_run_id=None if best is None else best.run_id, message=text))
-    result = SearchResult(trials=trials, best_config=best_config,
-                          best_val_accuracy=None if best is None else best.val_accuracy,
-                          best_trial=None if best is None else best.index, status=stop_status,
-                          search_id=search_id, space=space.to_dict(), strategy=strategy,
-                          seconds=seconds, message="; ".join(filter(None, [stop_message,
-                                                                          *rec.errors])))
+        text = stop_message or (
+            f"best trial {best.index}: val accuracy {best.val_accuracy:.4f}"
+            if best is not None and best.val_accuracy is not None
+            else "no trial finished"
+        )
+        rec._do(
+            lambda: rec.store.finish_search(
+                search_id, status, best_run_id=None if best is None else best.run_id, message=text
+            )
+        )
+    result = SearchResult(
+        trials=trials,
+        best_config=best_config,
+        best_val_accuracy=None if best is None else best.val_accuracy,
+        best_trial=None if best is None else best.index,
+        status=stop_status,
+        search_id=search_id,
+        space=space.to_dict(),
+        strategy=strategy,
+        seconds=seconds,
+        message="; ".join(filter(None, [stop_message, *rec.errors])),
+    )
     emit("search_finished", n_rungs - 1, message=stop_status)
     return result
 

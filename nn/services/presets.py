@@ -29,8 +29,9 @@ class Preset:
     name: str
     description: str
     model: dict[str, Any]
-    data: dict[str, Any] = field(default_factory=lambda: {"split": "standard", "seed": 0,
-                                                          "train_size": None})
+    data: dict[str, Any] = field(
+        default_factory=lambda: {"split": "standard", "seed": 0, "train_size": None}
+    )
     reference: str = ""
 
     def model_kwargs(self, **overrides: Any) -> dict[str, Any]:
@@ -57,7 +58,7 @@ def _data(split: str = "standard", seed: int = 0, train_size: int | None = None)
 FAST = Preset(
     name="fast",
     description="784-256-128-10 ReLU, Adam with cosine decay, light dropout: >= 98% in about a "
-                "minute",
+    "minute",
     model=dict(
         hidden_layers=[256, 128],
         activation="relu",
@@ -76,7 +77,7 @@ FAST = Preset(
 BEST = Preset(
     name="best",
     description="784-800-800-10 ReLU, momentum SGD with warm-up and cosine decay, dropout, "
-                "shift/rotation/scale and elastic augmentation: >= 99% in under 15 minutes",
+    "shift/rotation/scale and elastic augmentation: >= 99% in under 15 minutes",
     # After Simard et al. (2003: a 2x800 MLP with elastic distortions) and Srivastava et al.
     # (2014: dropout), cut to a 40-epoch budget. Measured: 99.33% test accuracy (README).
     model=dict(
@@ -91,8 +92,13 @@ BEST = Preset(
         epochs=40,
         dropout=0.2,
         l2=0.0,
-        augment={"shift": 2.0, "rotation": 10.0, "scale": 0.1,
-                 "elastic_alpha": 20.0, "elastic_sigma": 4.0},
+        augment={
+            "shift": 2.0,
+            "rotation": 10.0,
+            "scale": 0.1,
+            "elastic_alpha": 20.0,
+            "elastic_sigma": 4.0,
+        },
         random_state=0,
     ),
     data=_data("standard"),
@@ -101,7 +107,7 @@ BEST = Preset(
 REFERENCE_256_128 = Preset(
     name="reference-256-128",
     description="First reference design: 784-256-128-10 ReLU with Adam, L2, dropout and "
-                "inverse-time decay on an 80:10:10 split",
+    "inverse-time decay on an 80:10:10 split",
     model=dict(
         hidden_layers=[256, 128],
         activation="relu",
@@ -122,7 +128,7 @@ REFERENCE_256_128 = Preset(
 REFERENCE_500_300_100 = Preset(
     name="reference-500-300-100",
     description="784-500-300-100-10 leaky ReLU, Xavier init, plain SGD (batch 60) with "
-                "inverse-time decay",
+    "inverse-time decay",
     model=dict(
         hidden_layers=[500, 300, 100],
         activation="leaky_relu",
@@ -141,8 +147,7 @@ REFERENCE_500_300_100 = Preset(
 
 REFERENCE_HE_RELU = Preset(
     name="reference-he-relu",
-    description="784-128-10: one hidden ReLU layer, He initialisation, SGD with gradient "
-                "clipping",
+    description="784-128-10: one hidden ReLU layer, He initialisation, SGD with gradient clipping",
     model=dict(
         hidden_layers=[128],
         activation="relu",

@@ -532,8 +532,16 @@ class RunStore:
             cursor = conn.execute(
                 "INSERT INTO runs (name, source, status, config, seed, started_at, search_id, "
                 "pid, hostname) VALUES (?, ?, 'running', ?, ?, ?, ?, ?, ?)",
-                (name, source, config_json, seed, time.time(), search_id, os.getpid(),
-                 self.hostname),
+                (
+                    name,
+                    source,
+                    config_json,
+                    seed,
+                    time.time(),
+                    search_id,
+                    os.getpid(),
+                    self.hostname,
+                ),
             )
             return int(cursor.lastrowid)
 
@@ -592,8 +600,15 @@ class RunStore:
                 "UPDATE runs SET status = ?, finished_at = ?, duration_seconds = ?, "
                 "metrics = ?, model_path = COALESCE(?, model_path), "
                 "message = COALESCE(?, message) WHERE id = ?",
-                (status, now, max(0.0, now - row["started_at"]), _dumps(merged),
-                 None if model_path is None else os.fspath(model_path), message, run_id),
+                (
+                    status,
+                    now,
+                    max(0.0, now - row["started_at"]),
+                    _dumps(merged),
+                    None if model_path is None else os.fspath(model_path),
+                    message,
+                    run_id,
+                ),
             )
 
     def update_run(
@@ -614,15 +629,21 @@ class RunStore:
                 "UPDATE runs SET name = COALESCE(?, name), metrics = ?, "
                 "model_path = COALESCE(?, model_path), message = COALESCE(?, message) "
                 "WHERE id = ?",
-                (name, _dumps(merged), None if model_path is None else os.fspath(model_path),
-                 message, run_id),
+                (
+                    name,
+                    _dumps(merged),
+                    None if model_path is None else os.fspath(model_path),
+                    message,
+                    run_id,
+                ),
             )
 
     def get_run(self, run_id: int) -> Run:
         """The run with its full history; ``KeyError`` if there is none with that id."""
         with self._read() as conn:
-            row = conn.execute(f"SELECT {_RUN_COLUMNS} FROM runs WHERE id = ?",
-                               (run_id,)).fetchone()
+            row = conn.execute(
+                f"SELECT {_RUN_COLUMNS} FROM runs WHERE id = ?", (run_id,)
+            ).fetchone()
             if row is None:
                 raise KeyError(f"no run with id {run_id} in {self.path}")
             run = _run_from_row(row)
@@ -692,8 +713,7 @@ class RunStore:
         """Delete a run and its epochs; returns whether it existed. The model file is kept."""
         with self._write() as conn:
             conn.execute("DELETE FROM epochs WHERE run_id = ?", (run_id,))
-            conn.execute("UPDATE searches SET best_run_id = NULL WHERE best_run_id = ?",
-                         (run_id,))
+            conn.execute("UPDATE searches SET best_run_id = NULL WHERE best_run_id = ?", (run_id,))
             return conn.execute("DELETE FROM runs WHERE id = ?", (run_id,)).rowcount > 0
 
     def mark_interrupted(self) -> list[int]:
@@ -715,8 +735,10 @@ class RunStore:
                 ]
                 for table in ("runs", "searches")
             }
-        dead = {table: [(i, pid) for i, pid in rows if not _pid_alive(pid)]
-                for table, rows in candidates.items()}
+        dead = {
+            table: [(i, pid) for i, pid in rows if not _pid_alive(pid)]
+            for table, rows in candidates.items()
+        }
         if not any(dead.values()):
             return []
         marked: list[int] = []
@@ -727,8 +749,11 @@ class RunStore:
                     cursor = conn.execute(
                         f"UPDATE {table} SET status = 'interrupted', message = ? "
                         "WHERE id = ? AND status = 'running'",
-                        (f"process {pid} on {self.hostname} ended without finishing the "
-                         f"{table[:-1]} (found at {stamp})", item_id),
+                        (
+                            f"process {pid} on {self.hostname} ended without finishing the "
+                            f"{table[:-1]} (found at {stamp})",
+                            item_id,
+                        ),
                     )
                     if table == "runs" and cursor.rowcount:
                         marked.append(item_id)
@@ -761,8 +786,11 @@ class RunStore:
             try:
                 recorder._finish(status, message)
             except Exception as db_error:  # never hide the original exception
-                warnings.warn(f"could not record run {recorder.run_id} as {status}: {db_error}",
-                              RuntimeWarning, stacklevel=3)
+                warnings.warn(
+                    f"could not record run {recorder.run_id} as {status}: {db_error}",
+                    RuntimeWarning,
+                    stacklevel=3,
+                )
             raise
         else:
             recorder._finish(recorder.status or "finished", recorder.message)
@@ -801,8 +829,9 @@ class RunStore:
 
     def get_search(self, search_id: int) -> Search:
         with self._connect() as conn:
-            row = conn.execute(f"SELECT {_SEARCH_COLUMNS} FROM searches WHERE id = ?",
-                               (search_id,)).fetchone()
+            row = conn.execute(
+                f"SELECT {_SEARCH_COLUMNS} FROM searches WHERE id = ?", (search_id,)
+            ).fetchone()
         if row is None:
             raise KeyError(f"no search with id {search_id} in {self.path}")
         return _search_from_row(row)
@@ -824,8 +853,9 @@ class RunStore:
     # -- helpers --------------------------------------------------------------------------------
 
     def _require_run(self, conn: sqlite3.Connection, run_id: int) -> sqlite3.Row:
-        row = conn.execute("SELECT id, started_at, metrics FROM runs WHERE id = ?",
-                           (run_id,)).fetchone()
+        row = conn.execute(
+            "SELECT id, started_at, metrics FROM runs WHERE id = ?", (run_id,)
+        ).fetchone()
         if row is None:
             raise KeyError(f"no run with id {run_id} in {self.path}")
         return row
@@ -836,12 +866,14 @@ class RunStore:
         columns = ", ".join(HISTORY_KEYS)
         rows: list[sqlite3.Row] = []
         for start in range(0, len(run_ids), 500):  # stay well under the bound-parameter limit
-            chunk = run_ids[start:start + 500]
-            rows.extend(conn.execute(
-                f"SELECT run_id, {columns} FROM epochs "
-                f"WHERE run_id IN ({', '.join('?' * len(chunk))}) ORDER BY run_id, epoch",
-                chunk,
-            ))
+            chunk = run_ids[start : start + 500]
+            rows.extend(
+                conn.execute(
+                    f"SELECT run_id, {columns} FROM epochs "
+                    f"WHERE run_id IN ({', '.join('?' * len(chunk))}) ORDER BY run_id, epoch",
+                    chunk,
+                )
+            )
         for row in rows:
             history = histories.get(row["run_id"])
             if history is not None:
@@ -915,8 +947,9 @@ class RunRecorder:
             )
         except sqlite3.Error as exc:
             self.errors.append(exc)
-            warnings.warn(f"run {self.run_id}: could not record epoch: {exc}", RuntimeWarning,
-                          stacklevel=2)
+            warnings.warn(
+                f"run {self.run_id}: could not record epoch: {exc}", RuntimeWarning, stacklevel=2
+            )
         return None
 
     def log_epoch(self, epoch: int, **metrics: Any) -> None:
@@ -948,8 +981,9 @@ class RunRecorder:
         self.model_path = None if path is None else os.fspath(path)
 
     def _finish(self, status: str, message: str | None) -> None:
-        self.store.finish_run(self.run_id, status, metrics=self.metrics,
-                              model_path=self.model_path, message=message)
+        self.store.finish_run(
+            self.run_id, status, metrics=self.metrics, model_path=self.model_path, message=message
+        )
 
 
 def compare_histories(

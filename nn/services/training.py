@@ -26,8 +26,15 @@ import numpy as np
 
 from nn.core.network import NeuralNetwork
 
-__all__ = ["DATA_DEFAULTS", "TrainResult", "check_model_kwargs", "check_data_kwargs",
-           "load_data", "make_split", "run_training"]
+__all__ = [
+    "DATA_DEFAULTS",
+    "TrainResult",
+    "check_model_kwargs",
+    "check_data_kwargs",
+    "load_data",
+    "make_split",
+    "run_training",
+]
 
 DATA_DEFAULTS: dict[str, Any] = {
     "split": "standard",
@@ -81,8 +88,10 @@ def check_model_kwargs(model_kwargs: Mapping[str, Any]) -> NeuralNetwork:
     known = set(NeuralNetwork._param_names())
     unknown = sorted(set(model_kwargs) - known)
     if unknown:
-        raise ValueError(f"unknown model setting(s) {', '.join(map(repr, unknown))}; "
-                         f"NeuralNetwork takes {', '.join(sorted(known))}")
+        raise ValueError(
+            f"unknown model setting(s) {', '.join(map(repr, unknown))}; "
+            f"NeuralNetwork takes {', '.join(sorted(known))}"
+        )
     model = NeuralNetwork(**dict(model_kwargs))
     model._validated()
     return model
@@ -93,8 +102,10 @@ def check_data_kwargs(data_kwargs: Mapping[str, Any] | None) -> dict[str, Any]:
     data_kwargs = dict(data_kwargs or {})
     unknown = sorted(set(data_kwargs) - set(DATA_DEFAULTS))
     if unknown:
-        raise ValueError(f"unknown data setting(s) {', '.join(map(repr, unknown))}; "
-                         f"use {', '.join(DATA_DEFAULTS)}")
+        raise ValueError(
+            f"unknown data setting(s) {', '.join(map(repr, unknown))}; "
+            f"use {', '.join(DATA_DEFAULTS)}"
+        )
     return {**DATA_DEFAULTS, **data_kwargs}
 
 
@@ -114,9 +125,14 @@ def make_split(data_kwargs: Mapping[str, Any] | None = None, mnist: Any = None):
 
     cfg = check_data_kwargs(data_kwargs)
     data = mnist if mnist is not None else load_data(cfg)
-    return split_dataset(data, scheme=cfg["split"], seed=cfg["seed"],
-                         val_fraction=cfg["val_fraction"], test_fraction=cfg["test_fraction"],
-                         train_size=cfg["train_size"])
+    return split_dataset(
+        data,
+        scheme=cfg["split"],
+        seed=cfg["seed"],
+        val_fraction=cfg["val_fraction"],
+        test_fraction=cfg["test_fraction"],
+        train_size=cfg["train_size"],
+    )
 
 
 def run_training(
@@ -141,9 +157,13 @@ def run_training(
         split = make_split(data_kwargs, mnist)
     has_val = split.x_val.shape[0] > 0
     start = time.perf_counter()
-    model.fit(split.x_train, split.y_train,
-              split.x_val if has_val else None, split.y_val if has_val else None,
-              callback=callback)
+    model.fit(
+        split.x_train,
+        split.y_train,
+        split.x_val if has_val else None,
+        split.y_val if has_val else None,
+        callback=callback,
+    )
     seconds = time.perf_counter() - start
     test_acc = val_acc = None
     if model.n_iter_ > 0 or model.stop_reason_ != "diverged":

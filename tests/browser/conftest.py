@@ -27,9 +27,16 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 VIEWPORT = {"width": 1400, "height": 900}
 TRAIN_LIMIT = 3000
 SERVER_START_SECONDS = 60
@@ -68,8 +75,12 @@ def _seed_model(folder: Path) -> Path:
 
     data = load_mnist()
     model = NeuralNetwork(hidden_layers=(64,), epochs=10, batch_size=32, random_state=0)
-    model.fit(data.x_train[:10_000], data.y_train[:10_000],
-              data.x_train[50_000:52_000], data.y_train[50_000:52_000])
+    model.fit(
+        data.x_train[:10_000],
+        data.y_train[:10_000],
+        data.x_train[50_000:52_000],
+        data.y_train[50_000:52_000],
+    )
     acc = float(model.score(data.x_test, data.y_test))
     assert acc > 0.92, f"seed model too weak for the drawing test: {acc:.2%}"
     save_model(model, target, name="default", metrics={"test_accuracy": acc})
@@ -124,11 +135,29 @@ def start_server(models_dir: Path, workdir: Path) -> Server:
     port = _free_port()
     runs_db = workdir / "runs.sqlite"
     log = workdir / f"streamlit-{port}.log"
-    env = dict(os.environ, NN_MODELS_DIR=str(models_dir), NN_TRAIN_LIMIT=str(TRAIN_LIMIT),
-               NN_RUNS_DB=str(runs_db), OPENBLAS_NUM_THREADS="1", PYTHONUNBUFFERED="1")
-    cmd = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-           "--server.address", "127.0.0.1", "--server.port", str(port),
-           "--browser.gatherUsageStats", "false"]
+    env = dict(
+        os.environ,
+        NN_MODELS_DIR=str(models_dir),
+        NN_TRAIN_LIMIT=str(TRAIN_LIMIT),
+        NN_RUNS_DB=str(runs_db),
+        OPENBLAS_NUM_THREADS="1",
+        PYTHONUNBUFFERED="1",
+    )
+    cmd = [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        "app.py",
+        "--server.headless",
+        "true",
+        "--server.address",
+        "127.0.0.1",
+        "--server.port",
+        str(port),
+        "--browser.gatherUsageStats",
+        "false",
+    ]
     with open(log, "wb") as out:
         proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
     server = Server(f"http://127.0.0.1:{port}", models_dir, runs_db, log, proc)
@@ -144,8 +173,9 @@ def start_server(models_dir: Path, workdir: Path) -> Server:
             pass
         time.sleep(0.1)
     stop_server(server)
-    raise RuntimeError(f"streamlit not healthy after {SERVER_START_SECONDS} s:\n"
-                       f"{server.log_tail()}")
+    raise RuntimeError(
+        f"streamlit not healthy after {SERVER_START_SECONDS} s:\n{server.log_tail()}"
+    )
 
 
 def stop_server(server: Server) -> None:

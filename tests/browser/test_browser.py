@@ -93,8 +93,9 @@ def _stroke(page, points, steps: int = 30) -> None:
     page.mouse.down()
     for (xa, ya), (xb, yb) in zip(points, points[1:]):
         for i in range(1, steps + 1):
-            page.mouse.move(box["x"] + xa + (xb - xa) * i / steps,
-                            box["y"] + ya + (yb - ya) * i / steps)
+            page.mouse.move(
+                box["x"] + xa + (xb - xa) * i / steps, box["y"] + ya + (yb - ya) * i / steps
+            )
     page.mouse.up()
 
 
@@ -104,16 +105,22 @@ def _prediction_text(page) -> str:
 
 def _predicted_digit(page) -> int:
     """Wait until the prediction container shows a number; return the first one."""
-    text = wait_until(lambda: re.search(r"\d+", _prediction_text(page)) and _prediction_text(page),
-                      20, "a prediction")
+    text = wait_until(
+        lambda: re.search(r"\d+", _prediction_text(page)) and _prediction_text(page),
+        20,
+        "a prediction",
+    )
     settle(page)
     text = _prediction_text(page)
     return int(re.search(r"\d+", text).group())
 
 
 def _wait_invitation(page) -> str:
-    return wait_until(lambda: (lambda t: not re.search(r"\d", t) and t)(_prediction_text(page)),
-                      20, "the invitation to draw")
+    return wait_until(
+        lambda: (lambda t: not re.search(r"\d", t) and t)(_prediction_text(page)),
+        20,
+        "the invitation to draw",
+    )
 
 
 def test_draw_predicts_the_drawn_digit(app_server, new_page, shots):
@@ -206,7 +213,7 @@ def _blank_charts(rects, png: bytes) -> list[str]:
         if bottom - top < 100:  # (mostly) below the fold: not judged
             ink[name] = 1.0
             continue
-        area = grey[int(top):int(bottom), int(left):int(right)]
+        area = grey[int(top) : int(bottom), int(left) : int(right)]
         ink[name] = max(ink.get(name, 0.0), float((area < 200).mean()))
     return [name for name in ("curves", "batch") if ink.get(name, 0.0) <= 0.005]
 
@@ -227,8 +234,9 @@ def _screenshot_charts(page, shots) -> None:
             kept = True
         page.wait_for_timeout(100)
     assert kept, "no frame with the live charts drawn"
-    assert len(blank) <= FLICKER_MAX_BLANK, f"blank live charts in {len(blank)} of " \
-        f"{FLICKER_FRAMES} frames: {blank}"
+    assert len(blank) <= FLICKER_MAX_BLANK, (
+        f"blank live charts in {len(blank)} of {FLICKER_FRAMES} frames: {blank}"
+    )
 
 
 def _click_nav(page, title: str) -> None:
@@ -250,14 +258,26 @@ def test_train_live_pause_resume_page_switch_stop(app_server, new_page, shots):
     assert page.get_by_text(f"Training on {3000:,} images").is_visible()
 
     page.locator(".st-key-start_training button").click()
-    first = wait_until(lambda: (lambda s: s["label"] == "Training" and s["batch"] > 0 and s)(
-        _live(page)), 30, "the training to start")
+    first = wait_until(
+        lambda: (lambda s: s["label"] == "Training" and s["batch"] > 0 and s)(_live(page)),
+        30,
+        "the training to start",
+    )
     assert first["texts"][0].startswith("Training — epoch ")
     assert first["texts"][0].count("/1000")
     # the charts move on
-    later = wait_until(lambda: (lambda s: s["batch"] > first["batch"] and s["epochs"] >= 2
-                                and s["epoch"] > first["epoch"] and s)(_live(page)),
-                       30, "the charts and the progress to advance")
+    later = wait_until(
+        lambda: (
+            lambda s: (
+                s["batch"] > first["batch"]
+                and s["epochs"] >= 2
+                and s["epoch"] > first["epoch"]
+                and s
+            )
+        )(_live(page)),
+        30,
+        "the charts and the progress to advance",
+    )
     assert later["epochs"] > first["epochs"] or later["epochs"] >= 2
 
     # the screenshot shows the buttons, the progress and the curves
@@ -276,8 +296,11 @@ def test_train_live_pause_resume_page_switch_stop(app_server, new_page, shots):
     # another page: the sidebar shows the status, and it keeps moving
     _click_nav(page, "Overview")
     page.locator(TITLE, has_text="neural network").first.wait_for()
-    away = wait_until(lambda: _sidebar_epoch(page) > 0 and _sidebar_epoch(page), 15,
-                      "the sidebar's training status")
+    away = wait_until(
+        lambda: _sidebar_epoch(page) > 0 and _sidebar_epoch(page),
+        15,
+        "the sidebar's training status",
+    )
     assert re.search(r"Training: epoch \d+/1000", _sidebar_status(page))
     wait_until(lambda: _sidebar_epoch(page) > away, 20, "the sidebar's epoch to advance")
     no_exception(page)
@@ -285,8 +308,11 @@ def test_train_live_pause_resume_page_switch_stop(app_server, new_page, shots):
     # back on Train: still training, further on than before
     _click_nav(page, "Train")
     page.locator(TITLE, has_text="Train a network").first.wait_for()
-    back = wait_until(lambda: (lambda s: s["label"] == "Training" and s["batch"] > 0 and s)(
-        _live(page)), 20, "the live panel after coming back")
+    back = wait_until(
+        lambda: (lambda s: s["label"] == "Training" and s["batch"] > 0 and s)(_live(page)),
+        20,
+        "the live panel after coming back",
+    )
     assert back["epoch"] >= later["epoch"] and back["batch"] > later["batch"]
     assert page.locator(".st-key-start_training button").is_disabled()
 
@@ -307,8 +333,13 @@ def test_train_live_pause_resume_page_switch_stop(app_server, new_page, shots):
 
     # resume: it moves again
     resume.click()
-    wait_until(lambda: (lambda s: s["label"] == "Training" and s["batch"] > p2["batch"] and s)(
-        _live(page)), 20, "the training to advance after Resume")
+    wait_until(
+        lambda: (lambda s: s["label"] == "Training" and s["batch"] > p2["batch"] and s)(
+            _live(page)
+        ),
+        20,
+        "the training to advance after Resume",
+    )
     # stop
     stop = page.locator(".st-key-stop_training button")
     wait_until(stop.is_enabled, 10, "Stop to be enabled")
@@ -342,8 +373,9 @@ def test_models_upload_good_and_corrupt(app_server, new_page, upload_file):
 
     # corrupt: the first bytes of a real .npz (a truncated zip) -> refused, nothing written
     corrupt = upload_file.read_bytes()[:2000]
-    file_input.set_input_files(files=[{"name": "broken.npz", "mimeType":
-                                       "application/octet-stream", "buffer": corrupt}])
+    file_input.set_input_files(
+        files=[{"name": "broken.npz", "mimeType": "application/octet-stream", "buffer": corrupt}]
+    )
     error = page.locator("[data-testid=stAlert]", has_text="This file was refused")
     error.first.wait_for(timeout=20_000)
     settle(page)
@@ -367,14 +399,17 @@ def test_models_upload_good_and_corrupt(app_server, new_page, upload_file):
 
 
 # ------------------------------------------------------------------------------ 5. screenshots
-@pytest.mark.parametrize("path, name, title", [
-    ("", "overview", "neural network"),
-    ("predictions", "predictions", "Predictions"),
-    ("evaluate", "evaluate", "Evaluate"),
-    ("models", "models", "Models"),
-    ("runs", "runs", "Runs"),
-    ("tune", "tune", "Tune"),
-])
+@pytest.mark.parametrize(
+    "path, name, title",
+    [
+        ("", "overview", "neural network"),
+        ("predictions", "predictions", "Predictions"),
+        ("evaluate", "evaluate", "Evaluate"),
+        ("models", "models", "Models"),
+        ("runs", "runs", "Runs"),
+        ("tune", "tune", "Tune"),
+    ],
+)
 def test_page_screenshot(app_server, new_page, shots, path, name, title):
     """Every page loads without an exception; its screenshot (1400x900) is written. Train and
     Draw are taken by their tests above (while training, with a drawn digit)."""
