@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from nn.data import load_mnist
 from nn.core.network import NeuralNetwork
+from nn.data import load_mnist
 from nn.io.model_files import save_model
 
 

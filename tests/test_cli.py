@@ -23,8 +23,8 @@ from PIL import Image
 
 import nn.cli.main as cli
 from nn.cli.main import EXIT_DIVERGED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, Progress, main
-from nn.data import load_mnist
 from nn.core.network import NeuralNetwork
+from nn.data import load_mnist
 from nn.services.presets import PRESETS
 from nn.services.runs import RunStore
 

@@ -14,8 +14,8 @@ from PIL import Image, ImageDraw
 from streamlit.testing.v1 import AppTest
 
 from nn.core.network import NeuralNetwork
-from nn.io.model_files import save_model
 from nn.data.preprocess import preprocess_drawing
+from nn.io.model_files import save_model
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
 CANVAS_KEY = "draw_canvas_0"

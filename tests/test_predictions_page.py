@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
 
 

@@ -64,7 +64,7 @@ def test_result_structure():
     r = preprocess_drawing(np.asarray(draw_digit("7", LARGE)))
     assert isinstance(r, DrawingResult) and not r.blank and r.message == ""
     assert r.x.shape == (784,) and r.x.dtype == np.float32
-    assert 0.0 <= r.x.min() and r.x.max() <= 1.0 and r.x.max() == 1.0
+    assert r.x.min() >= 0.0 and r.x.max() <= 1.0 and r.x.max() == 1.0
     assert r.image28.shape == (28, 28) and r.image28.dtype == np.uint8
     np.testing.assert_array_equal(r.x, r.image28.reshape(-1) / np.float32(255))
     assert list(r.steps) == ["input", "cropped", "scaled", "centred"]

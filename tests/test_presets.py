@@ -9,8 +9,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from nn.data import MNIST, SPLITS, load_mnist
 from nn.core.network import NeuralNetwork
+from nn.data import MNIST, SPLITS, load_mnist
 from nn.services.presets import DEFAULT_PRESET, PRESETS, Preset, get_preset, resolve_config, train
 from nn.services.training import (
     DATA_DEFAULTS,

@@ -333,10 +333,9 @@ def test_track_marks_finished_and_records_epochs(store):
 
 
 def test_track_marks_failed_and_reraises(store):
-    with pytest.raises(RuntimeError, match="boom"):
-        with store.track({}) as rec:
-            rec.callback(_event(epoch=1))
-            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError, match="boom"), store.track({}) as rec:
+        rec.callback(_event(epoch=1))
+        raise RuntimeError("boom")
     run = store.get_run(rec.run_id)
     assert run.status == "failed" and "boom" in run.message and run.epochs_done == 1
     assert run.finished_at is not None
@@ -352,22 +351,19 @@ def test_track_explicit_statuses(store):
         rec.set_stop_reason("diverged", "loss is nan")
     assert store.get_run(rec.run_id).status == "diverged"
 
-    with store.track({}) as rec:
-        with pytest.raises(ValueError):
-            rec.set_status("running")
+    with store.track({}) as rec, pytest.raises(ValueError):
+        rec.set_status("running")
     assert store.get_run(rec.run_id).status == "finished"
 
     class TrainingDiverged(ArithmeticError):
         pass
 
-    with pytest.raises(TrainingDiverged):
-        with store.track({}) as rec:
-            raise TrainingDiverged("loss became inf at epoch 2")
+    with pytest.raises(TrainingDiverged), store.track({}) as rec:
+        raise TrainingDiverged("loss became inf at epoch 2")
     assert store.get_run(rec.run_id).status == "diverged"
 
-    with pytest.raises(KeyboardInterrupt):
-        with store.track({}) as rec:
-            raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt), store.track({}) as rec:
+        raise KeyboardInterrupt
     assert store.get_run(rec.run_id).status == "stopped"
 
     assert status_from_stop_reason("early_stopping") == "finished"

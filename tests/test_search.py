@@ -11,8 +11,8 @@ import types
 import numpy as np
 import pytest
 
+from nn.cli.tune import add_tune_arguments, build_space, parse_param, run_tune
 from nn.core.network import NeuralNetwork
-from nn.services.runs import RunStore
 from nn.search import (
     Choice,
     IntRange,
@@ -27,7 +27,7 @@ from nn.search import (
     run_search,
     trial_seed,
 )
-from nn.cli.tune import add_tune_arguments, build_space, parse_param, run_tune
+from nn.services.runs import RunStore
 
 BASE = {"hidden_layers": [16], "batch_size": 64}
 

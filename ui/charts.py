@@ -15,7 +15,7 @@ and return ``plotly.graph_objects.Figure``; they never call Streamlit, so pages 
 from __future__ import annotations
 
 import math
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots

@@ -15,7 +15,7 @@ call Streamlit. Pages render them with ``st.plotly_chart(fig, width="stretch")``
 from __future__ import annotations
 
 import math
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import plotly.graph_objects as go

@@ -8,9 +8,9 @@ Everything here is a pure function of NumPy arrays (no Streamlit), so it is test
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont

@@ -41,10 +41,11 @@ import signal
 import sqlite3
 import sys
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable, Sequence, TextIO
+from typing import Any, TextIO
 
 from nn.core.network import NeuralNetwork
 
@@ -686,7 +687,7 @@ class _StopOnInterrupt:
             self.stream.write("\nstopping after this batch (press Ctrl-C again to abort)\n")
             self.stream.flush()
 
-    def __enter__(self) -> "_StopOnInterrupt":
+    def __enter__(self) -> _StopOnInterrupt:
         try:
             self._previous = signal.signal(signal.SIGINT, self._handle)
             self._installed = True
@@ -1086,8 +1087,8 @@ def _predict_arguments(parser: argparse.ArgumentParser) -> None:
 def _cmd_predict(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from nn.io.model_files import load_model
     from nn.data.preprocess import load_image_file
+    from nn.io.model_files import load_model
 
     if args.top < 1:
         raise UsageError(f"--top {args.top}: use 1 or more")

@@ -18,7 +18,7 @@ import contextlib
 import ctypes
 import glob
 import os
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 

@@ -8,7 +8,7 @@ Xavier/Glorot exist). He scales by ``fan_in`` for ReLU-like units, Xavier/Glorot
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 

@@ -16,12 +16,13 @@ import copy
 import inspect
 import math
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
-from nn.core.activations import ACTIVATIONS, Activation, get_activation
+from nn.core.activations import ACTIVATIONS, get_activation
 from nn.core.initializers import INIT_CHOICES, default_init, initialize
 from nn.core.losses import softmax, softmax_cross_entropy
 from nn.core.optimizers import OPTIMIZERS, Optimizer, flat_like, make_optimizer
@@ -184,7 +185,7 @@ class NeuralNetwork:
             out[name] = copy.deepcopy(value)
         return out
 
-    def set_params(self, **params: Any) -> "NeuralNetwork":
+    def set_params(self, **params: Any) -> NeuralNetwork:
         valid = set(self._param_names())
         for key, value in params.items():
             if key not in valid:
@@ -511,9 +512,7 @@ class NeuralNetwork:
             yield slice(start, start + part.shape[0]), self._to_float(part, buf)
 
     # ------------------------------------------------------------------ training
-    def fit(
-        self, X, y, X_val=None, y_val=None, callback: Callback | None = None
-    ) -> "NeuralNetwork":
+    def fit(self, X, y, X_val=None, y_val=None, callback: Callback | None = None) -> NeuralNetwork:
         """Train on ``X`` (2-D; uint8 images are scaled to [0, 1] per batch) and labels ``y``.
 
         ``callback(event)`` is called after every batch and epoch; a truthy return stops training.
@@ -857,7 +856,7 @@ class NeuralNetwork:
         return meta, arrays
 
     @classmethod
-    def from_state(cls, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> "NeuralNetwork":
+    def from_state(cls, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> NeuralNetwork:
         """Rebuild a fitted model from ``to_state``'s output; checks names and shapes."""
         known = set(cls._param_names())
         model = cls(**{k: v for k, v in meta["params"].items() if k in known})

@@ -20,8 +20,9 @@ import os
 import warnings
 import zlib
 from collections import deque
+from collections.abc import Sequence
 from pathlib import Path
-from typing import IO, Literal, NamedTuple, Sequence, Union
+from typing import IO, Literal, NamedTuple, Union
 
 import numpy as np
 
@@ -118,7 +119,7 @@ def _open_binary(path: Path) -> IO[bytes]:
     return gzip.open(path, "rb") if is_gzip else open(path, "rb")  # type: ignore[return-value]
 
 
-def _read_exactly(f: IO[bytes], n: int, path: Path, hasher: "hashlib._Hash | None") -> bytes:
+def _read_exactly(f: IO[bytes], n: int, path: Path, hasher: hashlib._Hash | None) -> bytes:
     """Read up to ``n`` bytes, turning gzip corruption into a DataError."""
     try:
         data = f.read(n)
@@ -132,7 +133,7 @@ def _read_exactly(f: IO[bytes], n: int, path: Path, hasher: "hashlib._Hash | Non
 def _read_idx(
     path: Path,
     kind: Literal["images", "labels"] | None = None,
-    hasher: "hashlib._Hash | None" = None,
+    hasher: hashlib._Hash | None = None,
 ) -> np.ndarray:
     with _open_binary(path) as f:
         head = _read_exactly(f, 4, path, hasher)

@@ -48,7 +48,8 @@ import importlib.util
 import json
 import math
 import time
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -132,7 +133,7 @@ class Dimension:
     def describe(self) -> str:
         raise NotImplementedError
 
-    def _named(self, name: str) -> "Dimension":
+    def _named(self, name: str) -> Dimension:
         self.name = name
         self._check()
         return self
@@ -446,7 +447,7 @@ class SearchSpace:
         return {name: dim.to_dict() for name, dim in self.dimensions.items()}
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "SearchSpace":
+    def from_dict(cls, data: Mapping[str, Any]) -> SearchSpace:
         if not isinstance(data, Mapping):
             raise ValueError(
                 f"a search space is a JSON object {{name: dimension}}, got {type(data).__name__}"
@@ -457,7 +458,7 @@ class SearchSpace:
         return json.dumps(self.to_dict())
 
     @classmethod
-    def from_json(cls, text: str) -> "SearchSpace":
+    def from_json(cls, text: str) -> SearchSpace:
         try:
             data = json.loads(text)
         except ValueError as exc:

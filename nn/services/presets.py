@@ -15,8 +15,9 @@ preset chooses; everything else is a NeuralNetwork default.
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any
 
 __all__ = ["Preset", "PRESETS", "DEFAULT_PRESET", "get_preset", "resolve_config", "train"]
 

@@ -19,8 +19,9 @@ Data settings (all optional, see :data:`DATA_DEFAULTS`):
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import numpy as np
 

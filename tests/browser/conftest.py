@@ -69,8 +69,8 @@ def _seed_model(folder: Path) -> Path:
     if existing.is_file():
         shutil.copy2(existing, target)
         return target
-    from nn.data import load_mnist
     from nn.core.network import NeuralNetwork
+    from nn.data import load_mnist
     from nn.io.model_files import save_model
 
     data = load_mnist()
@@ -97,8 +97,8 @@ def models_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def upload_file(tmp_path_factory) -> Path:
     """A small valid model file for the upload test (784-16-10, not in the models folder)."""
-    from nn.data import load_mnist
     from nn.core.network import NeuralNetwork
+    from nn.data import load_mnist
     from nn.io.model_files import save_model
 
     data = load_mnist()
