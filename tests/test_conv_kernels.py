@@ -27,7 +27,7 @@ def _reference_conv(x, weight, bias, stride, pads):
     for b in range(x.shape[0]):
         for r in range(out_h):
             for s in range(out_w):
-                patch = xp[b, r * stride:r * stride + k, s * stride:s * stride + k, :]
+                patch = xp[b, r * stride : r * stride + k, s * stride : s * stride + k, :]
                 for g in range(f):
                     out[b, r, s, g] = np.sum(patch * weight[..., g]) + bias[g]
     return out
@@ -40,7 +40,7 @@ def _reference_pool(x, size, stride, mode):
     reduce = np.max if mode == "max" else np.mean
     for r in range(out.shape[1]):
         for s in range(out.shape[2]):
-            window = x[:, r * stride:r * stride + size, s * stride:s * stride + size, :]
+            window = x[:, r * stride : r * stride + size, s * stride : s * stride + size, :]
             out[:, r, s, :] = reduce(window, axis=(1, 2))
     return out
 
@@ -114,12 +114,15 @@ def _numeric_gradient(loss, array, eps=1e-6):
     return grad
 
 
-@pytest.mark.parametrize("shape, filters, kernel, stride, padding", [
-    ((6, 5, 2), 3, 3, 1, "valid"),
-    ((7, 6, 3), 2, 3, 2, "same"),
-    ((6, 8, 2), 3, 4, 2, "same"),
-    ((7, 7, 2), 2, 3, 2, "valid"),
-])
+@pytest.mark.parametrize(
+    "shape, filters, kernel, stride, padding",
+    [
+        ((6, 5, 2), 3, 3, 1, "valid"),
+        ((7, 6, 3), 2, 3, 2, "same"),
+        ((6, 8, 2), 3, 4, 2, "same"),
+        ((7, 7, 2), 2, 3, 2, "valid"),
+    ],
+)
 def test_conv_gradients_match_central_differences(shape, filters, kernel, stride, padding):
     conv, x, weight, bias = _conv_case(shape, filters, kernel, stride, padding, seed=1)
     upstream = np.random.default_rng(2).normal(size=(x.shape[0], *conv.output_shape))
@@ -152,8 +155,9 @@ def test_conv_backward_needs_a_kept_forward():
     conv, x, weight, bias = _conv_case((6, 6, 1), 3, 3, 1, "valid")
     conv.forward(x, weight, bias, keep=False)
     with pytest.raises(RuntimeError, match="keep=True"):
-        conv.backward(np.ones((2, *conv.output_shape)), weight, np.zeros(conv.weight_shape),
-                      np.zeros(3))
+        conv.backward(
+            np.ones((2, *conv.output_shape)), weight, np.zeros(conv.weight_shape), np.zeros(3)
+        )
 
 
 def test_conv_reuses_buffers_per_batch_size():
@@ -255,14 +259,17 @@ def test_pooling_that_leaves_nothing_is_a_clear_error():
         Pool2DKernel((2, 5, 4), 3)
 
 
-@pytest.mark.parametrize("make, message", [
-    (lambda: Conv2DKernel((4, 4), 2, 3), "input_shape must be"),
-    (lambda: Conv2DKernel((4, 4, 1), 0, 3), "filters must be a positive integer"),
-    (lambda: Conv2DKernel((4, 4, 1), 2, 3, stride=0), "stride must be a positive integer"),
-    (lambda: Conv2DKernel((4, 4, 1), 2, 3, padding="full"), "padding must be one of"),
-    (lambda: Pool2DKernel((4, 4, 1), 2, mode="sum"), "mode must be one of"),
-    (lambda: Pool2DKernel((4, 4, 1), 0), "size must be a positive integer"),
-])
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda: Conv2DKernel((4, 4), 2, 3), "input_shape must be"),
+        (lambda: Conv2DKernel((4, 4, 1), 0, 3), "filters must be a positive integer"),
+        (lambda: Conv2DKernel((4, 4, 1), 2, 3, stride=0), "stride must be a positive integer"),
+        (lambda: Conv2DKernel((4, 4, 1), 2, 3, padding="full"), "padding must be one of"),
+        (lambda: Pool2DKernel((4, 4, 1), 2, mode="sum"), "mode must be one of"),
+        (lambda: Pool2DKernel((4, 4, 1), 0), "size must be a positive integer"),
+    ],
+)
 def test_invalid_arguments_are_clear_errors(make, message):
     with pytest.raises(ValueError, match=message):
         make()

@@ -81,8 +81,10 @@ def window_view(x: np.ndarray, kernel: int, stride: int, out_h: int, out_w: int)
 def _check_shape(input_shape) -> tuple[int, int, int]:
     shape = tuple(int(s) for s in input_shape)
     if len(shape) != 3 or min(shape) < 1:
-        raise ValueError(f"input_shape must be (height, width, channels) of positive sizes, "
-                         f"got {tuple(input_shape)}")
+        raise ValueError(
+            f"input_shape must be (height, width, channels) of positive sizes, "
+            f"got {tuple(input_shape)}"
+        )
     return shape  # type: ignore[return-value]
 
 
@@ -94,8 +96,9 @@ def _check_positive(**values: int) -> None:
 
 def _check_batch(x: np.ndarray, input_shape: tuple[int, ...], what: str) -> None:
     if x.ndim != 4 or x.shape[1:] != tuple(input_shape):
-        raise ValueError(f"{what} must have shape (batch, {', '.join(map(str, input_shape))}), "
-                         f"got {x.shape}")
+        raise ValueError(
+            f"{what} must have shape (batch, {', '.join(map(str, input_shape))}), got {x.shape}"
+        )
 
 
 class Conv2DKernel:
@@ -107,8 +110,15 @@ class Conv2DKernel:
     dx by one product ``dy @ W.T`` scattered back by kernel offset.
     """
 
-    def __init__(self, input_shape: tuple[int, int, int], filters: int, kernel: int,
-                 stride: int = 1, padding: str = "valid", dtype=np.float32):
+    def __init__(
+        self,
+        input_shape: tuple[int, int, int],
+        filters: int,
+        kernel: int,
+        stride: int = 1,
+        padding: str = "valid",
+        dtype=np.float32,
+    ):
         self.input_shape = _check_shape(input_shape)
         _check_positive(filters=filters, kernel=kernel, stride=stride)
         if padding not in PADDINGS:
@@ -120,8 +130,11 @@ class Conv2DKernel:
         out_w, self.pad_left, self.pad_right = self._plan(w, "width")
         self.output_shape = (out_h, out_w, filters)
         self.weight_shape = (kernel, kernel, c, filters)
-        self.padded_shape = (h + self.pad_top + self.pad_bottom,
-                             w + self.pad_left + self.pad_right, c)
+        self.padded_shape = (
+            h + self.pad_top + self.pad_bottom,
+            w + self.pad_left + self.pad_right,
+            c,
+        )
         self._buffers = BatchBuffers()
         self._kept_batch: int | None = None
 
@@ -130,9 +143,11 @@ class Conv2DKernel:
         if self.padding == "same":
             return same_padding(size, self.kernel, self.stride)
         if self.kernel > size:
-            raise ValueError(f"kernel {self.kernel} is larger than the input {axis} {size} with "
-                             f"padding 'valid': the kernel must be at most {size}, or use "
-                             f"padding 'same'")
+            raise ValueError(
+                f"kernel {self.kernel} is larger than the input {axis} {size} with "
+                f"padding 'valid': the kernel must be at most {size}, or use "
+                f"padding 'same'"
+            )
         return (size - self.kernel) // self.stride + 1, 0, 0
 
     @property
@@ -147,7 +162,7 @@ class Conv2DKernel:
         n = x.shape[0]
         xp = self._buffers.get(n, "padded", lambda: np.zeros((n, *self.padded_shape), self.dtype))
         h, w, _ = self.input_shape
-        xp[:, self.pad_top:self.pad_top + h, self.pad_left:self.pad_left + w, :] = x
+        xp[:, self.pad_top : self.pad_top + h, self.pad_left : self.pad_left + w, :] = x
         return xp
 
     def _columns(self, n: int) -> np.ndarray:
@@ -165,11 +180,14 @@ class Conv2DKernel:
         out_h, out_w, f = self.output_shape
         cols = self._columns(n)
         xp = self._padded_input(x)
-        np.copyto(cols.reshape(n, out_h, out_w, self.kernel, self.kernel, self.input_shape[2]),
-                  window_view(xp, self.kernel, self.stride, out_h, out_w))
+        np.copyto(
+            cols.reshape(n, out_h, out_w, self.kernel, self.kernel, self.input_shape[2]),
+            window_view(xp, self.kernel, self.stride, out_h, out_w),
+        )
         if out is None:
-            out = self._buffers.get(n, "output", lambda: np.empty((n, *self.output_shape),
-                                                                   self.dtype))
+            out = self._buffers.get(
+                n, "output", lambda: np.empty((n, *self.output_shape), self.dtype)
+            )
         flat = out.reshape(n * out_h * out_w, f)
         np.matmul(cols, weight.reshape(-1, f), out=flat)
         flat += bias
@@ -219,7 +237,7 @@ class Conv2DKernel:
         if not self.padded:
             return dxp
         h, w, _ = self.input_shape
-        return dxp[:, self.pad_top:self.pad_top + h, self.pad_left:self.pad_left + w, :]
+        return dxp[:, self.pad_top : self.pad_top + h, self.pad_left : self.pad_left + w, :]
 
 
 def _write(target: np.ndarray, value: np.ndarray) -> None:
@@ -237,8 +255,9 @@ class Pool2DKernel:
     by the winning offset or scaled by ``1 / size**2``, into the same slices of dx.
     """
 
-    def __init__(self, input_shape, size: int, stride: int | None = None, mode: str = "max",
-                 dtype=np.float32):
+    def __init__(
+        self, input_shape, size: int, stride: int | None = None, mode: str = "max", dtype=np.float32
+    ):
         self.input_shape = _check_shape(input_shape)
         stride = size if stride is None else stride
         _check_positive(size=size, stride=stride)
@@ -246,8 +265,10 @@ class Pool2DKernel:
             raise ValueError(f"mode must be one of {POOL_MODES}, got {mode!r}")
         h, w, c = self.input_shape
         if size > min(h, w):
-            raise ValueError(f"pool size {size} is larger than the input {h}x{w}: the size must be "
-                             f"at most {min(h, w)}")
+            raise ValueError(
+                f"pool size {size} is larger than the input {h}x{w}: the size must be "
+                f"at most {min(h, w)}"
+            )
         self.size, self.stride, self.mode = size, stride, mode
         self.dtype = np.dtype(dtype)
         self.output_shape = ((h - size) // stride + 1, (w - size) // stride + 1, c)
@@ -270,8 +291,9 @@ class Pool2DKernel:
         _check_batch(x, self.input_shape, "x")
         n = x.shape[0]
         if out is None:
-            out = self._buffers.get(n, "output", lambda: np.empty((n, *self.output_shape),
-                                                                   self.dtype))
+            out = self._buffers.get(
+                n, "output", lambda: np.empty((n, *self.output_shape), self.dtype)
+            )
         if self.mode == "max":
             self._max_forward(x, out, keep)
         else:
