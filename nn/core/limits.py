@@ -1,0 +1,14 @@
+"""Bounds on what this product trains, loads and records, in one place.
+
+Every path that makes, reads or records a model checks against these numbers before it allocates:
+the estimator's validation, the model-file readers (``.npz`` and ``.pkl``), the command line and
+the dashboard's forms. The largest preset has about 1.3 million parameters; the bounds leave room
+for far larger experiments while refusing what would exhaust the machine.
+"""
+
+MAX_PARAMETERS = 20_000_000
+"""Trained parameters of one model (80 MB in float32; Adam's state and the gradient triple it)."""
+
+MAX_SEED = 2**32 - 1
+"""Largest seed accepted anywhere (``random_state``, ``--seed``, the forms): the run database
+stores seeds as 64-bit integers and NumPy's generators take any non-negative int."""
