@@ -21,8 +21,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import nn.cli.main as cli
-from nn.cli.main import EXIT_DIVERGED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, Progress, main
+from nn.cli.common import EXIT_DIVERGED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
+from nn.cli.main import build_parser, main
+from nn.cli.progress import Progress
+from nn.cli.train import MODEL_FLAGS, train_plan
 from nn.core.network import NeuralNetwork
 from nn.data import load_mnist
 from nn.services.presets import PRESETS
@@ -332,13 +334,14 @@ def _tiny_model(mnist, tmp_path) -> Path:
 
 
 def test_flags_cover_every_hyperparameter():
-    parser = cli.build_parser()
+    parser = build_parser()
     train = parser._subparsers._group_actions[0].choices["train"]
     options = {s for action in train._actions for s in action.option_strings}
     for name in NeuralNetwork._param_names():
         if name in ("warm_start", "augment"):
             continue
         assert "--" + name.replace("_", "-") in options, name
+    assert {flag.param for flag in MODEL_FLAGS} <= set(NeuralNetwork._param_names())
     for extra in (
         "--preset",
         "--seed",
@@ -363,9 +366,9 @@ def test_flags_cover_every_hyperparameter():
 
 
 def _plan(*args: str) -> dict:
-    parser = cli.build_parser()
+    parser = build_parser()
     ns = parser.parse_args(["train", "--no-save", *args])
-    return cli._train_plan(ns)
+    return train_plan(ns)
 
 
 def test_flags_override_the_preset():

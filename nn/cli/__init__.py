@@ -1,1 +1,1 @@
-"""The command line, ``python -m nn``: one module per command group."""
+"""Command line ``python -m nn``: :mod:`nn.cli.main` builds the parser, one module per command."""

@@ -1,12 +1,5 @@
 """``python -m nn tune``: hyperparameter search from the command line (see :mod:`nn.search`).
 
-Registered by ``nn/cli.py``::
-
-    from nn.cli.tune import add_tune_arguments, run_tune
-    tune = subparsers.add_parser("tune", help="search hyperparameters (grid/random + halving)")
-    add_tune_arguments(tune)
-    tune.set_defaults(func=run_tune)      # run_tune(args) -> exit code
-
 Examples::
 
     python -m nn tune --trials 12 --epochs-per-trial 3 --train-size 10000 \\
@@ -29,6 +22,8 @@ from typing import Any
 
 from nn.search.engine import STRATEGIES, SearchEvent, SearchSpace, parse_dimension
 
+HELP = "search hyperparameters (grid/random + successive halving)"
+
 __all__ = [
     "DEFAULT_SPACE",
     "add_tune_arguments",
@@ -38,7 +33,7 @@ __all__ = [
     "run_tune",
 ]
 
-# what the second reference design tunes: learning rate, hidden size, batch size
+# searched when neither --space nor --param is given
 DEFAULT_SPACE: dict[str, Any] = {
     "learning_rate": {"type": "loguniform", "low": 1e-4, "high": 1e-1},
     "hidden_layers": {"type": "choice", "values": [[64], [128], [256], [256, 128]]},

@@ -1,0 +1,223 @@
+"""What every command shares: exit codes, the usage error, the common flags, the models folder,
+and the plain-text and JSON output helpers."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sqlite3
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_DIVERGED = 3
+EXIT_INTERRUPTED = 130
+
+PROG = "python -m nn"
+REPO_DIR = Path(__file__).resolve().parents[2]
+MODELS_DIR_ENV = "NN_MODELS_DIR"
+
+
+class UsageError(ValueError):
+    """A bad command-line value: reported with the command's usage line, exit code 2."""
+
+
+@dataclass(frozen=True)
+class Command:
+    """A subcommand: its help line, how it adds its flags, and the handler returning the exit
+    code."""
+
+    help: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    handler: Callable[[argparse.Namespace], int]
+    description: str = ""
+
+
+# ----------------------------------------------------------------------------- models folder
+def models_dir(override: str | os.PathLike | None = None) -> Path:
+    """``override``, else ``$NN_MODELS_DIR``, else ``saved_models/`` in the repository."""
+    if override:
+        return Path(override).expanduser()
+    value = os.environ.get(MODELS_DIR_ENV, "").strip()
+    return Path(value).expanduser() if value else REPO_DIR / "saved_models"
+
+
+def resolve_model_path(spec: str, folder: str | os.PathLike | None = None) -> Path:
+    """A model file from a path or a saved model's name; ``FileNotFoundError`` if neither."""
+    from nn.io.model_files import SUPPORTED_FORMATS, model_path
+
+    path = Path(spec).expanduser()
+    if path.is_file():
+        return path
+    if path.is_dir():
+        raise IsADirectoryError(f"{spec}: is a folder, not a model file")
+    folder = models_dir(folder)
+    try:
+        for ext in SUPPORTED_FORMATS:
+            candidate = model_path(folder, spec, ext[1:])
+            if candidate.is_file():
+                return candidate
+    except ValueError:  # not a valid model name: it was meant as a path
+        pass
+    raise FileNotFoundError(
+        f"{spec}: no such model file, and no saved model of that name in {folder}"
+    )
+
+
+# ----------------------------------------------------------------------------- common flags
+def add_common(
+    parser: argparse.ArgumentParser | argparse._ArgumentGroup,
+    *,
+    models: bool = False,
+    runs_db: bool = False,
+    quiet: bool = False,
+) -> None:
+    """``--json`` always; ``--quiet``, ``--models-dir`` and ``--runs-db`` on request."""
+    parser.add_argument(
+        "--json", action="store_true", help="print one JSON object as the last line of stdout"
+    )
+    if quiet:
+        parser.add_argument(
+            "-q",
+            "--quiet",
+            action="store_true",
+            help="no progress bar or summary (errors are still printed)",
+        )
+    if models:
+        parser.add_argument(
+            "--models-dir",
+            metavar="DIR",
+            help=f"folder of saved models (default: ${MODELS_DIR_ENV} or saved_models/)",
+        )
+    if runs_db:
+        parser.add_argument(
+            "--runs-db",
+            metavar="PATH",
+            help="run database file (default: $NN_RUNS_DB or ./runs.sqlite)",
+        )
+
+
+def none_or(conv: Callable[[str], Any]) -> Callable[[str], Any]:
+    """An argparse type that reads ``none``/``null``/``off`` as None and anything else with
+    ``conv``."""
+
+    def parse(text: str) -> Any:
+        if text.strip().lower() in ("none", "null", "off"):
+            return None
+        return conv(text)
+
+    parse.__name__ = conv.__name__  # argparse names the type in "invalid float value"
+    return parse
+
+
+def open_run_store(path: str | None):
+    """The run database at ``path``, else the default one."""
+    from nn.services.runs import RunStore
+
+    return RunStore(path) if path else RunStore()
+
+
+class suppress_db_errors:
+    """Housekeeping writes (marking dead runs interrupted) warn instead of stopping a command."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        if exc_type is not None and issubclass(exc_type, (sqlite3.Error, OSError)):
+            print(f"warning: run database: {exc}", file=sys.stderr)
+            return True
+        return False
+
+
+# ----------------------------------------------------------------------------- output
+def fmt_pct(value: Any, digits: int = 2) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "-"
+    return f"{100 * float(value):.{digits}f}%"
+
+
+def fmt_num(value: Any, fmt: str = ".4f") -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "-"
+    return format(value, fmt)
+
+
+def fmt_duration(seconds: float | None) -> str:
+    if seconds is None or not math.isfinite(seconds):
+        return "-"
+    seconds = int(round(seconds))
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+def fmt_bytes(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KB", "MB"):
+        if size < 1024:
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} GB"
+
+
+def text_table(
+    headers: Sequence[str], rows: Sequence[Sequence[Any]], align: str | None = None
+) -> str:
+    """A plain text table; ``align`` has one character per column, ``l`` or ``r``."""
+    cells = [[str(h) for h in headers]] + [[str(c) for c in row] for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    align = align or "l" * len(headers)
+    lines = []
+    for k, row in enumerate(cells):
+        parts = [
+            c.rjust(w) if a == "r" else c.ljust(w)
+            for c, w, a in zip(row, widths, align, strict=True)
+        ]
+        lines.append("  ".join(parts).rstrip())
+        if k == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def jsonable(obj: Any) -> Any:
+    """Strict-JSON values: NumPy scalars/arrays to Python, paths to str, NaN/inf to None."""
+    import numpy as np
+
+    if isinstance(obj, dict):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return jsonable(obj.tolist())
+    if isinstance(obj, np.generic):
+        return jsonable(obj.item())
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def print_json(obj: Any) -> None:
+    print(json.dumps(jsonable(obj), allow_nan=False), flush=True)
+
+
+class Out:
+    """Human-readable output: stdout normally, stderr under ``--json``, nothing under
+    ``--quiet``."""
+
+    def __init__(self, args: argparse.Namespace):
+        self.quiet = getattr(args, "quiet", False)
+        self.stream = sys.stderr if getattr(args, "json", False) else sys.stdout
+
+    def __call__(self, text: str = "") -> None:
+        if not self.quiet:
+            print(text, file=self.stream, flush=True)

@@ -1,0 +1,136 @@
+"""``python -m nn info``: what a saved model is: layers, parameters, hyperparameters, metrics,
+dates."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from nn.cli.common import (
+    EXIT_OK,
+    Out,
+    add_common,
+    fmt_bytes,
+    fmt_num,
+    fmt_pct,
+    jsonable,
+    print_json,
+    resolve_model_path,
+    text_table,
+)
+from nn.core.network import NeuralNetwork
+
+HELP = "describe a saved model"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", metavar="MODEL", help="model file or saved model name")
+    parser.add_argument(
+        "--history", action="store_true", help="also show the per-epoch training history"
+    )
+    add_common(parser, models=True)
+
+
+_HISTORY_COLUMNS = (
+    "epoch",
+    "loss",
+    "train_accuracy",
+    "val_loss",
+    "val_accuracy",
+    "learning_rate",
+    "seconds",
+)
+
+
+def _metrics_line(metrics: dict[str, Any]) -> str:
+    shown = []
+    for key, value in metrics.items():
+        if key.endswith("accuracy") and isinstance(value, (int, float)):
+            shown.append(f"{key} {fmt_pct(value)}")
+        elif isinstance(value, float):
+            shown.append(f"{key} {value:.4g}")
+        else:
+            shown.append(f"{key} {value}")
+    return ", ".join(shown)
+
+
+def _history_cell(key: str, value: Any) -> Any:
+    if key == "epoch":
+        return value
+    if key.endswith("accuracy"):
+        return fmt_pct(value)
+    if key == "learning_rate":
+        return fmt_num(value, ".3g")
+    if key == "seconds":
+        return fmt_num(value, ".1f")
+    return fmt_num(value)
+
+
+def _history_table(history: dict[str, list]) -> str:
+    keys = [k for k in _HISTORY_COLUMNS if k in history]
+    rows = [
+        [_history_cell(k, history[k][i] if i < len(history[k]) else None) for k in keys]
+        for i in range(len(history["epoch"]))
+    ]
+    return text_table(keys, rows, "r" * len(keys))
+
+
+def run(args: argparse.Namespace) -> int:
+    from nn.io.model_files import read_metadata
+
+    out = Out(args)
+    path = resolve_model_path(args.model, args.models_dir)
+    meta = read_metadata(path)
+    arch = meta.get("architecture") or {}
+    params = meta.get("params") or {}
+    history = {k: v for k, v in (meta.get("history") or {}).items() if k != "batch_loss"}
+    metrics = meta.get("metrics") if isinstance(meta.get("metrics"), dict) else {}
+    info = {
+        "name": meta.get("name") or path.stem,
+        "path": str(path),
+        "format": "pkl" if path.suffix.lower() == ".pkl" else "npz",
+        "size_bytes": path.stat().st_size,
+        "layers": arch.get("layer_sizes"),
+        "activations": arch.get("activations"),
+        "parameters": meta.get("n_parameters"),
+        "hyperparameters": params,
+        "epochs": meta.get("n_iter", (meta.get("state_shadowed") or {}).get("n_iter")),
+        "stop_reason": meta.get("stop_reason"),
+        "stop_message": meta.get("stop_message"),
+        "best_val_accuracy": meta.get("best_val_accuracy"),
+        "metrics": metrics,
+        "notes": meta.get("notes"),
+        "created": meta.get("created"),
+        "saved": meta.get("saved"),
+        "format_version": meta.get("format_version"),
+        "history": history,
+    }
+    layers = info["layers"] or []
+    out(f"{info['name']}  ({path}, {fmt_bytes(info['size_bytes'])})")
+    out(f"  layers       {'-'.join(map(str, layers)) or '?'}")
+    out(f"  activations  {', '.join(info['activations'] or []) or '?'}")
+    out(
+        f"  parameters   {info['parameters']:,}"
+        if isinstance(info["parameters"], int)
+        else "  parameters   ?"
+    )
+    out(f"  epochs       {info['epochs']}  (stop reason: {info['stop_reason'] or '-'})")
+    if metrics:
+        out(f"  metrics      {_metrics_line(metrics)}")
+    out(f"  created      {info['created'] or '-'}")
+    out(f"  saved        {info['saved'] or '-'}")
+    if info["notes"]:
+        out(f"  notes        {info['notes']}")
+    if params:
+        defaults = NeuralNetwork().get_params()
+        out("  hyperparameters (* = not the default)")
+        for key, value in params.items():
+            mark = "*" if key in defaults and defaults[key] != value else " "
+            out(f"   {mark} {key:<20} {json.dumps(jsonable(value))}")
+    if args.history and history.get("epoch"):
+        out()
+        out(_history_table(history))
+    if args.json:
+        print_json(info)
+    return EXIT_OK
