@@ -45,6 +45,8 @@ from typing import Any
 
 import numpy as np
 
+from nn.core.limits import MAX_PARAMETERS
+
 try:  # NumPy >= 2
     from numpy._core.multiarray import _reconstruct as _np_reconstruct
     from numpy._core.multiarray import scalar as _np_scalar
@@ -76,8 +78,18 @@ LIBRARY = "nn"
 SUPPORTED_FORMATS = (".npz", ".pkl")
 PICKLE_PROTOCOL = 4  # protocol 4 arrays need only _reconstruct/ndarray/dtype (no _frombuffer)
 MAX_UPLOAD_BYTES = 50 * 1024 * 1024
-MAX_UNCOMPRESSED_BYTES = 1 << 30  # guard against zip bombs / absurd headers
+MAX_OPTIMIZER_SLOTS = 2
+"""Most per-parameter state arrays an optimizer keeps (Adam's ``m`` and ``v``)."""
+MAX_ARRAY_ELEMENTS = MAX_PARAMETERS * (1 + MAX_OPTIMIZER_SLOTS)
+"""Elements of all arrays in one model file: the weights and the optimizer's state."""
+MAX_ARRAY_BYTES = MAX_ARRAY_ELEMENTS * 8
+"""Bytes of all arrays in one model file (every element in float64)."""
+MAX_META_BYTES = 64 << 20
+"""Bytes of the metadata document (UTF-32 in ``.npz``; a long per-batch history is ~1 MB)."""
+MAX_UNCOMPRESSED_BYTES = MAX_ARRAY_BYTES + MAX_META_BYTES
+"""Largest model file, on disk or expanded from an archive: what a model of MAX_PARAMETERS is."""
 MAX_ARCHIVE_MEMBERS = 10_000
+MAX_NPY_HEADER_BYTES = 10_000
 MAX_NAME_LENGTH = 64
 
 META_KEY = "__meta__"
@@ -416,22 +428,75 @@ def _check_dtype_state(dt: np.dtype, state: Any, label: Any) -> None:
         raise ModelFileError(label, f"pickle refuses a tampered state for dtype {dt}")
 
 
-def _check_array_state(state: Any, label: Any) -> None:
-    """ndarray BUILD state: (version, shape, dtype, is_fortran, raw bytes) of a plain dtype."""
+def _shape_elements(shape: Any, label: Any) -> int:
+    """Number of elements of ``shape``, refusing anything but a tuple of non-negative ints."""
+    if not isinstance(shape, tuple) or not all(
+        isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape
+    ):
+        raise ModelFileError(label, f"pickle refuses array shape {shape!r} (not whole numbers)")
+    return math.prod(shape)
+
+
+class _ArrayBudget:
+    """What the arrays of one file may take, charged before NumPy allocates each one."""
+
+    def __init__(self, label: Any):
+        self.label = label
+        self.elements = 0
+        self.bytes = 0
+
+    def charge(self, shape: tuple, dtype: np.dtype, what: str = "array") -> None:
+        n = _shape_elements(shape, self.label)
+        self.elements += n
+        self.bytes += n * dtype.itemsize
+        if self.elements > MAX_ARRAY_ELEMENTS or self.bytes > MAX_ARRAY_BYTES:
+            raise ModelFileError(
+                self.label,
+                f"{what} of shape {shape} and dtype {dtype} takes the file's arrays to "
+                f"{self.elements:,} elements ({self.bytes:,} bytes); a model of this product has "
+                f"at most {MAX_PARAMETERS:,} parameters ({MAX_ARRAY_ELEMENTS:,} elements with "
+                f"its optimizer state, {MAX_ARRAY_BYTES:,} bytes)",
+            )
+
+
+def _check_array_state(state: Any, label: Any, budget: _ArrayBudget) -> None:
+    """ndarray BUILD state: (version, shape, dtype, is_fortran, raw bytes) of a plain dtype,
+    whose raw bytes are exactly what the shape needs (charged to the file's budget)."""
     if isinstance(state, tuple) and len(state) == 5:
         state = state[1:]
     ok = (
         isinstance(state, tuple)
         and len(state) == 4
         and isinstance(state[0], tuple)
-        and all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in state[0])
         and isinstance(state[1], np.dtype)
         and isinstance(state[2], bool)
         and isinstance(state[3], (bytes, bytearray))
     )
     if not ok:
         raise ModelFileError(label, "pickle refuses an array state that is not plain raw data")
-    _check_dtype(state[1], label)
+    shape, dtype, raw = state[0], _check_dtype(state[1], label), state[3]
+    n = _shape_elements(shape, label)
+    if n * dtype.itemsize != len(raw):
+        raise ModelFileError(
+            label,
+            f"pickle array of shape {shape} and dtype {dtype} needs {n * dtype.itemsize} "
+            f"bytes but holds {len(raw)}",
+        )
+    budget.charge(shape, dtype)
+
+
+class _RefusedConstructor:
+    """Stands for ``numpy.ndarray`` in a pickle: usable as ``_reconstruct``'s subtype (that is
+    how NumPy pickles arrays), refused when called (``ndarray(shape, dtype)`` allocates
+    whatever the file asks for)."""
+
+    def __init__(self, label: Any):
+        self.label = label
+
+    def __call__(self, *args, **kwargs):
+        raise ModelFileError(
+            self.label, "pickle refuses to call numpy.ndarray directly (NumPy never writes that)"
+        )
 
 
 class RestrictedUnpickler(pickle._Unpickler):
@@ -452,6 +517,8 @@ class RestrictedUnpickler(pickle._Unpickler):
         super().__init__(file)
         self._label = label
         label_ = label
+        self._budget = budget = _ArrayBudget(label)
+        ndarray_token = _RefusedConstructor(label)
 
         def safe_dtype(obj, align=False, copy=False):
             if not isinstance(obj, str):
@@ -459,9 +526,17 @@ class RestrictedUnpickler(pickle._Unpickler):
             return _check_dtype(np.dtype(obj, align=bool(align), copy=bool(copy)), label_)
 
         def safe_reconstruct(subtype, shape, typecode):
-            if subtype is not np.ndarray:
+            if subtype is not ndarray_token:
                 raise ModelFileError(label_, f"pickle refuses array subtype {subtype!r}")
-            return _np_reconstruct(np.ndarray, shape, typecode)
+            if not isinstance(typecode, (str, bytes)):
+                raise ModelFileError(label_, f"pickle refuses array typecode {typecode!r}")
+            try:
+                dtype = np.dtype(typecode)
+            except TypeError as exc:
+                raise ModelFileError(label_, f"pickle refuses array typecode {typecode!r}") from exc
+            shape = shape if isinstance(shape, tuple) else (shape,)
+            budget.charge(shape, _check_dtype(dtype, label_))
+            return _np_reconstruct(np.ndarray, shape, dtype)
 
         def safe_scalar(dtype, *args):
             if not isinstance(dtype, np.dtype):
@@ -475,6 +550,9 @@ class RestrictedUnpickler(pickle._Unpickler):
             if not isinstance(buf, (bytes, bytearray)) or not isinstance(dtype, np.dtype):
                 raise ModelFileError(label_, "pickle refuses _frombuffer with non-bytes data")
             _check_dtype(dtype, label_)
+            if _shape_elements(shape, label_) * dtype.itemsize != len(buf):
+                raise ModelFileError(label_, "pickle refuses _frombuffer of the wrong size")
+            budget.charge(shape, dtype)
             return np.array(_np_frombuffer(buf, dtype, shape, order, axis_order))
 
         self._allowed = {}
@@ -482,7 +560,7 @@ class RestrictedUnpickler(pickle._Unpickler):
             self._allowed[(f"{core}.multiarray", "_reconstruct")] = safe_reconstruct
             self._allowed[(f"{core}.multiarray", "scalar")] = safe_scalar
             self._allowed[(f"{core}.numeric", "_frombuffer")] = safe_frombuffer
-        self._allowed[("numpy", "ndarray")] = np.ndarray
+        self._allowed[("numpy", "ndarray")] = ndarray_token
         self._allowed[("numpy", "dtype")] = safe_dtype
 
     def find_class(self, module, name):
@@ -503,7 +581,7 @@ class RestrictedUnpickler(pickle._Unpickler):
         if type(inst) is np.dtype or isinstance(inst, np.dtype):
             _check_dtype_state(inst, state, self._label)
         elif type(inst) is np.ndarray:
-            _check_array_state(state, self._label)
+            _check_array_state(state, self._label, self._budget)
         else:
             raise ModelFileError(
                 self._label, f"pickle refuses to set the state of a {type(inst).__name__}"
@@ -594,44 +672,93 @@ _NPZ_ERRORS = (
 )
 
 
+def _read_npy_header(member, label: Any, key: str) -> tuple[tuple, np.dtype]:
+    """Shape and dtype from one archive member's ``.npy`` header (a few hundred bytes read)."""
+    fmt = np.lib.format
+    try:
+        version = fmt.read_magic(member)
+        if version == (1, 0):
+            shape, _fortran, dtype = fmt.read_array_header_1_0(
+                member, max_header_size=MAX_NPY_HEADER_BYTES
+            )
+        elif version == (2, 0):
+            shape, _fortran, dtype = fmt.read_array_header_2_0(
+                member, max_header_size=MAX_NPY_HEADER_BYTES
+            )
+        else:
+            raise ModelFileError(label, f"array {key!r} has an unsupported .npy version {version}")
+    except ModelFileError:
+        raise
+    except (ValueError, TypeError, SyntaxError) as exc:
+        raise ModelFileError(label, f"array {key!r} has an unreadable .npy header ({exc})") from exc
+    if dtype.hasobject:
+        raise ModelFileError(
+            label, f"array {key!r} holds pickled Python objects (object dtype); refused for safety"
+        )
+    if dtype.kind not in _ALLOWED_ARRAY_KINDS or dtype.fields is not None:
+        raise ModelFileError(label, f"array {key!r} has unsupported dtype {dtype}")
+    return tuple(shape), dtype
+
+
+def _npz_members(zf: zipfile.ZipFile, label: Any, max_uncompressed: int) -> dict[str, tuple]:
+    """``{array name: (zip member name, shape, dtype)}`` read from the members' headers only,
+    with the sizes those headers promise checked against the limits before any array is read."""
+    infos = zf.infolist()
+    if len(infos) > MAX_ARCHIVE_MEMBERS:
+        raise ModelFileError(label, f"archive has too many members ({len(infos)})")
+    total = sum(i.file_size for i in infos)
+    if total > max_uncompressed:
+        raise ModelFileError(
+            label,
+            f"archive expands to {total:,} bytes; a model file of this product is at most "
+            f"{max_uncompressed:,} bytes",
+        )
+    members: dict[str, tuple] = {}
+    budget = _ArrayBudget(label)
+    for info in infos:
+        if info.is_dir():
+            continue
+        key = info.filename[:-4] if info.filename.endswith(".npy") else info.filename
+        with zf.open(info) as member:
+            shape, dtype = _read_npy_header(member, label, key)
+        if key == META_KEY:
+            if math.prod(shape) != 1 or dtype.kind not in "US" or dtype.itemsize > MAX_META_BYTES:
+                raise ModelFileError(
+                    label,
+                    f"'{META_KEY}' is not a single JSON string of at most {MAX_META_BYTES:,} bytes",
+                )
+        else:
+            budget.charge(shape, dtype, what=f"array {key!r}")
+        members[key] = (info.filename, shape, dtype)
+    return members
+
+
 def _load_npz_payload(
     fileobj, label: Any, *, meta_only: bool, max_uncompressed: int = MAX_UNCOMPRESSED_BYTES
-) -> tuple[dict, dict[str, np.ndarray] | None]:
+) -> tuple[dict, dict[str, tuple | np.ndarray]]:
+    """The metadata and the arrays of an ``.npz`` model; with ``meta_only``, the arrays'
+    ``(shape, dtype)`` from their headers instead of their data."""
     try:
         with zipfile.ZipFile(fileobj) as zf:
-            infos = zf.infolist()
-            if len(infos) > MAX_ARCHIVE_MEMBERS:
-                raise ModelFileError(label, f"archive has too many members ({len(infos)})")
-            total = sum(i.file_size for i in infos)
-            if total > max_uncompressed:
-                raise ModelFileError(
-                    label, f"archive expands to {total} bytes (limit {max_uncompressed})"
-                )
-        fileobj.seek(0)
-        with np.load(fileobj, allow_pickle=False) as npz:
-            if META_KEY not in npz.files:
+            members = _npz_members(zf, label, max_uncompressed)
+            if META_KEY not in members:
                 raise ModelFileError(
                     label, f"npz archive has no '{META_KEY}' entry (not a model saved by nn)"
                 )
-            meta = _decode_meta(npz[META_KEY], label)
+
+            def read(key: str) -> np.ndarray:
+                with zf.open(members[key][0]) as member:
+                    return np.lib.format.read_array(
+                        member, allow_pickle=False, max_header_size=MAX_NPY_HEADER_BYTES
+                    )
+
+            meta = _decode_meta(read(META_KEY), label)
             _check_version(meta.get("format_version"), label)
+            specs = {k: v[1:] for k, v in members.items() if k != META_KEY}
+            _check_manifest(meta, specs, label)
             if meta_only:
-                _check_manifest(meta, set(npz.files) - {META_KEY}, None, label)
-                return meta, None
-            arrays: dict[str, np.ndarray] = {}
-            for key in npz.files:
-                if key == META_KEY:
-                    continue
-                try:
-                    arrays[key] = npz[key]
-                except ValueError as exc:
-                    if "allow_pickle" in str(exc):
-                        raise ModelFileError(
-                            label,
-                            f"array {key!r} holds pickled Python objects (object dtype); "
-                            "refused for safety",
-                        ) from exc
-                    raise
+                return meta, specs
+            arrays = {key: read(key) for key in specs}
     except ModelFileError:
         raise
     except _NPZ_ERRORS as exc:
@@ -660,36 +787,126 @@ def _check_version(version: Any, label: Any) -> None:
         raise ModelFileError(label, f"unsupported format_version {version}")
 
 
-def _check_manifest(
-    meta: dict, present: set[str], arrays: dict[str, np.ndarray] | None, label: Any
-) -> None:
+def _check_manifest(meta: dict, specs: dict[str, tuple], label: Any) -> None:
+    """The manifest in the metadata agrees with the arrays present: ``specs`` maps each array
+    name to its ``(shape, dtype)`` (from the ``.npy`` headers, or from the loaded arrays)."""
     if meta.get("library", LIBRARY) != LIBRARY:
         raise ModelFileError(label, f"made by library {meta.get('library')!r}, not {LIBRARY!r}")
     manifest = meta.get("array_manifest")
     if not isinstance(manifest, dict):
         raise ModelFileError(label, "metadata has no array_manifest")
-    missing = sorted(set(manifest) - present)
+    missing = sorted(set(manifest) - set(specs))
     if missing:
         raise ModelFileError(label, f"missing arrays: {', '.join(missing)}")
-    if arrays is None:
-        return
     for key, spec in manifest.items():
-        arr = arrays[key]
+        shape, dtype = specs[key]
         try:
-            shape = tuple(int(s) for s in spec["shape"])
-            dtype = np.dtype(spec["dtype"])
-        except (KeyError, TypeError, ValueError) as exc:
+            want_shape = tuple(int(s) for s in spec["shape"])
+            want_dtype = np.dtype(spec["dtype"])
+        except (KeyError, TypeError, ValueError, OverflowError) as exc:
             raise ModelFileError(label, f"bad manifest entry for array {key!r}") from exc
-        if arr.shape != shape:
+        if tuple(shape) != want_shape:
             raise ModelFileError(
-                label, f"array {key!r} has shape {arr.shape}, metadata says {shape}"
+                label, f"array {key!r} has shape {tuple(shape)}, metadata says {want_shape}"
             )
-        if arr.dtype != dtype:
+        if dtype != want_dtype:
             raise ModelFileError(
-                label, f"array {key!r} has dtype {arr.dtype}, metadata says {dtype}"
+                label, f"array {key!r} has dtype {dtype}, metadata says {want_dtype}"
             )
-        if arr.dtype.kind not in _ALLOWED_ARRAY_KINDS:
-            raise ModelFileError(label, f"array {key!r} has unsupported dtype {arr.dtype}")
+        if dtype.kind not in _ALLOWED_ARRAY_KINDS:
+            raise ModelFileError(label, f"array {key!r} has unsupported dtype {dtype}")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_real(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _check_type(label: Any, key: str, value: Any, ok: bool, allowed: str) -> None:
+    if not ok:
+        raise ModelFileError(
+            label, f"metadata field {key!r} is {json.dumps(value, default=repr)[:80]}; {allowed}"
+        )
+
+
+_OPTIONAL_TEXT_FIELDS = (
+    "name",
+    "created",
+    "saved",
+    "notes",
+    "stop_reason",
+    "stop_message",
+    "classes_dtype",
+)
+
+
+def _check_field_types(meta: dict, state: dict, label: Any) -> None:
+    """Every metadata value the loaders, ``info`` and the pages read has the type they expect:
+    a wrong type is the file's fault (ModelFileError), not a crash further on."""
+    merged = {**meta, **state}
+    for key in _OPTIONAL_TEXT_FIELDS:
+        value = merged.get(key)
+        _check_type(label, key, value, value is None or isinstance(value, str), "expected text")
+    for key in ("metrics", "architecture", "optimizer", "history"):
+        value = merged.get(key)
+        _check_type(
+            label, key, value, value is None or isinstance(value, dict), "expected an object"
+        )
+    history = merged.get("history") or {}
+    for key, value in history.items():
+        _check_type(label, f"history.{key}", value, isinstance(value, list), "expected a list")
+    for key in ("n_parameters", "n_iter"):
+        value = merged.get(key)
+        ok = value is None or (_is_int(value) and value >= 0)
+        _check_type(label, key, value, ok, "expected a whole number >= 0")
+    value = merged.get("best_val_accuracy")
+    _check_type(
+        label, "best_val_accuracy", value, value is None or _is_real(value), "expected a number"
+    )
+    params = state.get("params")
+    _check_type(label, "params", params, isinstance(params, dict), "expected an object")
+    sizes = state.get("layer_sizes")
+    ok = isinstance(sizes, list) and len(sizes) >= 2 and all(_is_int(n) and n >= 1 for n in sizes)
+    _check_type(label, "layer_sizes", sizes, ok, "expected a list of 2 or more sizes >= 1")
+    n_weights = sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:], strict=True))
+    if n_weights > MAX_PARAMETERS:
+        raise ModelFileError(
+            label,
+            f"layers {'-'.join(map(str, sizes))} have {n_weights:,} parameters; a model of this "
+            f"product has at most {MAX_PARAMETERS:,}",
+        )
+    n_features = state.get("n_features_in")
+    _check_type(label, "n_features_in", n_features, _is_int(n_features), "expected a whole number")
+    classes = state.get("classes")
+    ok = isinstance(classes, list) and all(
+        isinstance(c, (int, float, str)) and not isinstance(c, bool) for c in classes
+    )
+    _check_type(label, "classes", classes, ok, "expected a list of labels")
+    if len(classes) < 2 or len(set(classes)) != len(classes):
+        raise ModelFileError(
+            label,
+            f"the model has {len(classes)} classes ({len(set(classes))} distinct); "
+            "a classifier needs 2 or more distinct classes",
+        )
+
+
+_WEIGHT_NAME_RE = re.compile(r"(coef|intercept)_\d+|opt\..+")
+
+
+def _check_weights(arrays: dict[str, np.ndarray], label: Any) -> None:
+    """Weights and optimizer state are finite float32/float64 numbers."""
+    for key, arr in arrays.items():
+        if not _WEIGHT_NAME_RE.fullmatch(key):
+            continue
+        if arr.dtype not in (np.float32, np.float64):
+            raise ModelFileError(
+                label, f"array {key!r} holds {arr.dtype} values; weights are float32 or float64"
+            )
+        if not np.isfinite(arr).all():
+            raise ModelFileError(label, f"array {key!r} holds NaN or infinite values")
 
 
 def _state_meta(meta: dict, label: Any) -> dict:
@@ -708,15 +925,22 @@ def _state_meta(meta: dict, label: Any) -> dict:
     return state
 
 
-def _build_model(meta: dict, arrays: dict[str, np.ndarray], label: Any, path: Any, fmt: str):
-    _check_manifest(meta, set(arrays), arrays, label)
-    manifest = meta["array_manifest"]
-    arrays = {k: arrays[k] for k in manifest}
+def _checked_state(meta: dict, specs: dict[str, tuple], label: Any) -> dict:
+    """The model's fields from the metadata, once the manifest and every type are checked."""
+    _check_manifest(meta, specs, label)
     state = _state_meta(meta, label)
+    _check_field_types(meta, state, label)
+    return state
+
+
+def _build_model(meta: dict, arrays: dict[str, np.ndarray], label: Any, path: Any, fmt: str):
+    state = _checked_state(meta, {k: (a.shape, a.dtype) for k, a in arrays.items()}, label)
+    arrays = {k: arrays[k] for k in meta["array_manifest"]}
+    _check_weights(arrays, label)
     cls = _model_class()
     try:
         model = cls.from_state(state, arrays)
-    except (ValueError, KeyError, TypeError, IndexError) as exc:
+    except (ValueError, KeyError, TypeError, IndexError, AttributeError, OverflowError) as exc:
         raise ModelFileError(
             label, f"model state is inconsistent: {type(exc).__name__}: {exc}"
         ) from exc
@@ -775,6 +999,13 @@ def _load(path: str | os.PathLike, *, meta_only: bool):
     path = Path(path)
     with _read_source(path) as f:
         kind = _check_kind(path, path.suffix, f.read(8))
+        size = os.fstat(f.fileno()).st_size
+        if size > MAX_UNCOMPRESSED_BYTES:
+            raise ModelFileError(
+                path,
+                f"file is {size:,} bytes; a model file of this product is at most "
+                f"{MAX_UNCOMPRESSED_BYTES:,} bytes ({MAX_PARAMETERS:,} parameters)",
+            )
         f.seek(0)
         if kind == "npz":
             meta, arrays = _load_npz_payload(f, path, meta_only=meta_only)
@@ -800,13 +1031,21 @@ def load_model(path: str | os.PathLike):
     return _build_model(meta, arrays, path, path, kind)
 
 
-def read_metadata(path: str | os.PathLike) -> dict:
-    """The file's metadata document without building the model (cheap for .npz: only the
-    ``__meta__`` member is read). Same errors as :func:`load_model`."""
+def read_metadata(path: str | os.PathLike, *, check_arrays: bool = False) -> dict:
+    """The file's metadata document, its types and its arrays' shapes and dtypes checked.
+
+    Cheap for ``.npz``: only ``__meta__`` and the arrays' headers are read. With
+    ``check_arrays`` the arrays' values are read and checked too, and the model is built, so
+    that the document is returned exactly when :func:`load_model` would load the file.
+    Same errors as :func:`load_model`.
+    """
     path = Path(path)
-    kind, meta, arrays = _load(path, meta_only=True)
-    if arrays is not None:
-        _check_manifest(meta, set(arrays), arrays, path)
+    kind, meta, arrays = _load(path, meta_only=not check_arrays)
+    if check_arrays:
+        _build_model(meta, arrays, path, path, kind)
+        return meta
+    specs = {k: (a.shape, a.dtype) if isinstance(a, np.ndarray) else a for k, a in arrays.items()}
+    _checked_state(meta, specs, path)
     return meta
 
 
