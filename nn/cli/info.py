@@ -81,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
 
     out = Out(args)
     path = resolve_model_path(args.model, args.models_dir)
-    meta = read_metadata(path)
+    meta = read_metadata(path, check_arrays=True)
     arch = meta.get("architecture") or {}
     params = meta.get("params") or {}
     history = {k: v for k, v in (meta.get("history") or {}).items() if k != "batch_loss"}

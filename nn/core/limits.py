@@ -12,3 +12,7 @@ MAX_PARAMETERS = 20_000_000
 MAX_SEED = 2**32 - 1
 """Largest seed accepted anywhere (``random_state``, ``--seed``, the forms): the run database
 stores seeds as 64-bit integers and NumPy's generators take any non-negative int."""
+
+MAX_DATASET_IMAGES = 300_000
+"""Images in one dataset file a user trains or evaluates on (MNIST has 70,000): 235 MB of
+28x28 uint8 pixels, checked against the file's header before it is read or decompressed."""

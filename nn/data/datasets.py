@@ -16,15 +16,19 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+import math
 import os
 import warnings
+import zipfile
 import zlib
 from collections import deque
 from collections.abc import Sequence
 from pathlib import Path
-from typing import IO, Literal, NamedTuple, Union
+from typing import IO, Any, Literal, NamedTuple, Union
 
 import numpy as np
+
+from nn.core.limits import MAX_DATASET_IMAGES
 
 __all__ = [
     "MNIST_DIR",
@@ -66,7 +70,13 @@ _IDX_KIND = {
     "labels": (_IDX_LABELS, "an IDX label file"),
     "images": (_IDX_IMAGES, "an IDX image file"),
 }
-_MAX_IDX_BYTES = 1 << 32  # refuse headers that promise more than 4 GiB
+MAX_DATASET_ELEMENTS = MAX_DATASET_IMAGES * 28 * 28
+"""Pixels of one dataset file; an array or IDX header promising more is refused unread."""
+MAX_DATASET_BYTES = MAX_DATASET_ELEMENTS * 4
+"""Bytes of one dataset array (float32 pixels; float64 data sets hold half as many images)."""
+MAX_CSV_BYTES = 256 << 20
+"""Decompressed text of one CSV dataset (about 100,000 rows of 785 values)."""
+_READ_CHUNK = 16 << 20
 _GZIP_MAGIC = b"\x1f\x8b"
 
 
@@ -120,14 +130,36 @@ def _open_binary(path: Path) -> IO[bytes]:
 
 
 def _read_exactly(f: IO[bytes], n: int, path: Path, hasher: hashlib._Hash | None) -> bytes:
-    """Read up to ``n`` bytes, turning gzip corruption into a DataError."""
+    """Read up to ``n`` bytes in chunks, turning gzip corruption into a DataError.
+
+    ``n`` has been checked against the limits; reading in chunks stops at the end of the data,
+    so a short (or short-decompressing) file never costs more than what it holds."""
+    parts = []
+    got = 0
     try:
-        data = f.read(n)
+        while got < n:
+            chunk = f.read(min(_READ_CHUNK, n - got))
+            if not chunk:
+                break
+            parts.append(chunk)
+            got += len(chunk)
     except (OSError, EOFError, zlib.error) as exc:
         raise DataError(f"{path}: corrupt or truncated gzip data ({exc})") from None
+    data = b"".join(parts)
     if hasher is not None:
         hasher.update(data)
     return data
+
+
+def _check_size(source: Any, shape: tuple, itemsize: int) -> None:
+    """Refuse an array the header promises before it is read: more than a dataset can be."""
+    n = math.prod(int(d) for d in shape)
+    if n > MAX_DATASET_ELEMENTS or n * itemsize > MAX_DATASET_BYTES:
+        raise DataError(
+            f"{source}: the header promises shape {tuple(shape)} ({n * itemsize:,} bytes); a "
+            f"dataset file holds at most {MAX_DATASET_IMAGES:,} images of 28x28 "
+            f"({MAX_DATASET_BYTES:,} bytes)"
+        )
 
 
 def _read_idx(
@@ -160,9 +192,8 @@ def _read_idx(
         dims = tuple(int(d) for d in np.frombuffer(dims_raw, dtype=">u4"))
         if ndim == 3 and (dims[1] == 0 or dims[2] == 0):
             raise DataError(f"{path}: image size {dims[1]}x{dims[2]} in the IDX header is empty")
-        expected = int(np.prod(dims, dtype=np.int64))
-        if expected > _MAX_IDX_BYTES:
-            raise DataError(f"{path}: implausible IDX dimensions {dims} ({expected} bytes)")
+        _check_size(path, dims, 1)
+        expected = math.prod(dims)
         payload = _read_exactly(f, expected, path, hasher)
         if len(payload) < expected:
             raise DataError(
@@ -353,9 +384,34 @@ def load_mnist(data_dir: PathLike | None = None, verify: bool = True) -> MNIST:
 # --------------------------------------------------------------------------------------------
 
 
+def _npy_header(f: IO[bytes], source: Any) -> tuple[tuple, np.dtype]:
+    """Shape and dtype from a ``.npy`` header, checked against the limits (data not read)."""
+    fmt = np.lib.format
+    try:
+        version = fmt.read_magic(f)
+        if version == (1, 0):
+            shape, _fortran, dtype = fmt.read_array_header_1_0(f)
+        elif version == (2, 0):
+            shape, _fortran, dtype = fmt.read_array_header_2_0(f)
+        else:
+            raise DataError(f"{source}: unsupported .npy version {version}")
+    except DataError:
+        raise
+    except (ValueError, TypeError, SyntaxError, EOFError) as exc:
+        raise DataError(f"{source}: not a plain numeric .npy array ({exc})") from None
+    if dtype.hasobject or dtype.kind not in "biuf" or dtype.fields is not None:
+        raise DataError(f"{source}: holds {dtype} values; a dataset holds plain integers or floats")
+    _check_size(source, shape, dtype.itemsize)
+    return shape, dtype
+
+
 def _load_npy(path: Path) -> np.ndarray:
     try:
+        with open(path, "rb") as f:
+            _npy_header(f, path)
         return np.load(path, allow_pickle=False)
+    except DataError:
+        raise
     except FileNotFoundError:
         raise DataError(f"{path}: no such file") from None
     except ValueError as exc:  # object arrays, bad headers, truncated payloads
@@ -377,17 +433,22 @@ _NPZ_FULL = ("x_train", "y_train", "x_test", "y_test")
 def _load_npz(path: Path) -> MNIST | ImageSet:
     try:
         archive = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, zlib.error) as exc:
+    except (ValueError, OSError, zlib.error, EOFError, zipfile.BadZipFile) as exc:
+        if "allow_pickle" in str(exc):  # np.load's reply to content that is no archive at all
+            raise DataError(f"{path}: not an .npz (zip) archive: unrecognised content") from None
         raise DataError(f"{path}: not a readable .npz archive ({exc})") from None
     with archive:
         keys = set(archive.files)
 
         def get(key: str) -> np.ndarray:
             try:
+                names = archive.zip.namelist()
+                with archive.zip.open(f"{key}.npy" if f"{key}.npy" in names else key) as f:
+                    _npy_header(f, f"{path}[{key}]")
                 return archive[key]
             except ValueError as exc:
                 raise DataError(f"{path}[{key}]: not a plain numeric array ({exc})") from None
-            except (OSError, zlib.error, EOFError) as exc:
+            except (OSError, zlib.error, EOFError, zipfile.BadZipFile) as exc:
                 raise DataError(f"{path}[{key}]: corrupt array data ({exc})") from None
 
         if set(_NPZ_FULL) <= keys:
@@ -408,7 +469,13 @@ def _load_csv(path: Path) -> ImageSet:
     """Kaggle digit-recognizer CSV: ``label,pixel0..pixel783`` or ``pixel0..pixel783``."""
     with _open_binary(path) as fb:
         try:
-            text = fb.read().decode("utf-8").replace("\r\n", "\n")
+            raw = _read_exactly(fb, MAX_CSV_BYTES + 1, path, None)
+            if len(raw) > MAX_CSV_BYTES:
+                raise DataError(
+                    f"{path}: the CSV holds more than {MAX_CSV_BYTES:,} bytes of text; "
+                    f"split it, or store the images as .npz or IDX files"
+                )
+            text = raw.decode("utf-8").replace("\r\n", "\n")
         except UnicodeDecodeError as exc:
             raise DataError(f"{path}: not a UTF-8 text CSV ({exc})") from None
         except (OSError, EOFError, zlib.error) as exc:

@@ -40,6 +40,7 @@ Only uint8 work touches the full-size image; float32 starts after the crop.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -232,6 +233,29 @@ def preprocess_drawing(
     return DrawingResult(blank=False, x=x, image28=image28, steps=steps, message="")
 
 
+MAX_IMAGE_PIXELS = 40_000_000
+"""Largest image read (a 40-megapixel photo); its size comes from the header, before decoding.
+Pillow's own bomb check (``Image.MAX_IMAGE_PIXELS``) is turned into the same refusal."""
+
+
+def _open_image(path: Path) -> Image.Image:
+    """The decoded image, its pixel count checked against MAX_IMAGE_PIXELS before decoding."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            with Image.open(path) as img:
+                width, height = img.size
+                if width * height > MAX_IMAGE_PIXELS:
+                    raise ValueError(
+                        f"it is {width}x{height} pixels; images of at most "
+                        f"{MAX_IMAGE_PIXELS:,} pixels are read"
+                    )
+                img.load()
+                return ImageOps.exif_transpose(img)
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+            raise ValueError(f"too many pixels to decode safely ({exc})") from None
+
+
 def load_image_file(path: str | Path, **kwargs: Any) -> DrawingResult:
     """Read a PNG/JPEG (or any format Pillow reads) and preprocess it like a drawing.
 
@@ -241,9 +265,7 @@ def load_image_file(path: str | Path, **kwargs: Any) -> DrawingResult:
     """
     path = Path(path)
     try:
-        with Image.open(path) as img:
-            img.load()
-            img = ImageOps.exif_transpose(img)
+        img = _open_image(path)
     except FileNotFoundError:
         raise ValueError(f"cannot read image {str(path)!r}: file not found") from None
     except IsADirectoryError:

@@ -1,0 +1,204 @@
+"""Hostile and clumsy input through the data loaders, the image reader and the command line:
+a clear message and exit 2, nothing allocated before a size was checked, the rest still done."""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import io
+import json
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import nn.data.datasets as D
+import nn.data.preprocess as PP
+import nn.io.model_files as P
+from nn.cli.main import main
+from nn.core.network import NeuralNetwork
+from nn.data.datasets import DataError, load_dataset, read_idx
+from nn.data.preprocess import load_image_file
+
+EXIT_USAGE = 2
+
+
+def call(*args: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(list(args))
+    return code, out.getvalue(), err.getvalue()
+
+
+@pytest.fixture(autouse=True)
+def _isolated(tmp_path, monkeypatch):
+    monkeypatch.setenv("NN_MODELS_DIR", str(tmp_path / "models"))
+    monkeypatch.setenv("NN_RUNS_DB", str(tmp_path / "runs.sqlite"))
+
+
+@pytest.fixture(scope="module")
+def model_file(tmp_path_factory) -> Path:
+    """A tiny 784-input model, saved."""
+    rng = np.random.default_rng(0)
+    X = rng.integers(0, 256, size=(60, 784), dtype=np.uint8)
+    y = rng.integers(0, 10, size=60)
+    y[:10] = np.arange(10)
+    model = NeuralNetwork(hidden_layers=(8,), epochs=1, batch_size=20, random_state=0).fit(X, y)
+    return P.save_model(model, tmp_path_factory.mktemp("m") / "tiny.npz")
+
+
+def _edited(src: Path, dst: Path, meta=None, replace=None) -> Path:
+    with np.load(src, allow_pickle=False) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    m = json.loads(str(arrays.pop("__meta__")))
+    if meta:
+        meta(m)
+    arrays.update(replace or {})
+    np.savez(dst, __meta__=np.array(json.dumps(m)), **arrays)
+    return dst
+
+
+# ------------------------------------------------------------------ CLI: bad model files
+@pytest.mark.parametrize("command", ["info", "evaluate"])
+def test_bad_metadata_value_exits_2_with_a_message(model_file, tmp_path, command):
+    bad = _edited(model_file, tmp_path / "params.npz", meta=lambda m: m.update(params="x"))
+    code, out, err = call(command, str(bad))
+    assert code == EXIT_USAGE, err
+    assert "params.npz: metadata field 'params'" in err and "Traceback" not in err
+
+
+def test_info_refuses_what_load_model_refuses(model_file, tmp_path):
+    with np.load(model_file) as npz:
+        coef = npz["coef_0"]
+    nan = _edited(model_file, tmp_path / "nan.npz", replace={"coef_0": np.full_like(coef, np.nan)})
+    code, out, err = call("info", str(nan))
+    assert code == EXIT_USAGE and "NaN or infinite" in err
+    code, out, err = call("info", str(model_file))
+    assert code == 0 and "tiny" in out
+
+
+# ------------------------------------------------------------------ images
+def _png(path: Path, size=(56, 56), value=0) -> Path:
+    Image.new("L", size, value).save(path)
+    return path
+
+
+def test_decompression_bomb_is_refused_per_file_and_the_others_are_processed(
+    model_file, tmp_path, monkeypatch
+):
+    bomb = _png(tmp_path / "bomb.png", size=(400, 400))
+    digit = Image.new("L", (56, 56), 0)
+    digit.paste(255, (24, 8, 32, 48))
+    digit.save(tmp_path / "one.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 50_000)  # Pillow's error at 2x: 100,000
+    code, out, err = call("predict", str(model_file), str(bomb), str(tmp_path / "one.png"))
+    assert code == EXIT_USAGE
+    assert "bomb.png" in err and "too many pixels" in err and "Traceback" not in err
+    assert "one.png" in out and "error" not in out.split("one.png")[1].splitlines()[0]
+
+
+def test_pillow_bomb_warning_is_a_refusal_too(tmp_path, monkeypatch):
+    path = _png(tmp_path / "warn.png", size=(300, 300))  # 90,000 px: above 1x, below 2x
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 60_000)
+    with pytest.raises(ValueError, match="warn.png.*too many pixels"):
+        load_image_file(path)
+
+
+def test_image_above_the_product_limit_is_refused_from_its_header(tmp_path, monkeypatch):
+    path = _png(tmp_path / "big.png", size=(200, 100))
+    monkeypatch.setattr(PP, "MAX_IMAGE_PIXELS", 19_999)
+    with pytest.raises(ValueError, match=r"big.png.*200x100 pixels; images of at most 19,999"):
+        load_image_file(path)
+    monkeypatch.setattr(PP, "MAX_IMAGE_PIXELS", 20_000)
+    assert load_image_file(path).blank
+
+
+# ------------------------------------------------------------------ datasets
+def _idx_header(n: int, rows=28, cols=28) -> bytes:
+    return (2051).to_bytes(4, "big") + b"".join(d.to_bytes(4, "big") for d in (n, rows, cols))
+
+
+def test_gzip_idx_promising_more_than_a_dataset_is_refused_before_decompressing(
+    tmp_path, monkeypatch
+):
+    path = tmp_path / "train-images-idx3-ubyte.gz"
+    with gzip.open(path, "wb") as f:
+        f.write(_idx_header(3_000_000))  # 2.3 GB promised
+        f.write(b"\0" * 1000)
+    reads = []
+    real = D._read_exactly
+    monkeypatch.setattr(D, "_read_exactly", lambda f, n, *a: reads.append(n) or real(f, n, *a))
+    with pytest.raises(DataError, match=r"promises shape \(3000000, 28, 28\).*at most 300,000"):
+        read_idx(path)
+    assert max(reads) <= 12  # only the header was read
+
+
+def test_gzip_idx_is_streamed_within_the_promised_size(tmp_path, monkeypatch):
+    monkeypatch.setattr(D, "_READ_CHUNK", 4096)
+    path = tmp_path / "x-idx3-ubyte.gz"
+    with gzip.open(path, "wb") as f:
+        f.write(_idx_header(100) + b"\1" * (100 * 784))
+    assert read_idx(path).shape == (100, 28, 28)
+    with gzip.open(path, "wb") as f:
+        f.write(_idx_header(100) + b"\1" * (50 * 784))
+    with pytest.raises(DataError, match="truncated"):
+        read_idx(path)
+
+
+def test_npy_whose_header_promises_too_much_is_refused_unread(tmp_path):
+    path = tmp_path / "x.npy"
+    with open(path, "wb") as f:
+        np.lib.format.write_array_header_1_0(
+            f, {"descr": "<f8", "fortran_order": False, "shape": (10**10,)}
+        )
+        f.write(b"\0" * 64)
+    with pytest.raises(DataError, match=r"x.npy: the header promises shape \(10000000000,\)"):
+        load_dataset(path)
+
+
+def test_npz_dataset_member_is_checked_from_its_header(tmp_path):
+    path = tmp_path / "bomb.npz"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        head = io.BytesIO()
+        np.lib.format.write_array_header_1_0(
+            head, {"descr": "|u1", "fortran_order": False, "shape": (5_000_000, 784)}
+        )
+        zf.writestr("x.npy", head.getvalue() + b"\0" * 100)
+    with pytest.raises(DataError, match=r"bomb.npz\[x\]: the header promises"):
+        load_dataset(path)
+
+
+@pytest.mark.parametrize(
+    "content", [b"", b"random bytes, no zip", b"PK\x03\x04" + bytes(range(256)) * 4]
+)
+def test_bad_npz_dataset_never_suggests_allow_pickle(tmp_path, content):
+    path = tmp_path / "data.npz"
+    path.write_bytes(content)
+    with pytest.raises(DataError) as err:
+        load_dataset(path)
+    assert "allow_pickle" not in str(err.value) and "data.npz" in str(err.value)
+
+
+def test_csv_larger_than_the_cap_is_refused_while_streaming(tmp_path, monkeypatch):
+    monkeypatch.setattr(D, "MAX_CSV_BYTES", 10_000)
+    path = tmp_path / "big.csv.gz"
+    with gzip.open(path, "wt") as f:
+        f.write(",".join(["0"] * 785) + "\n")
+        f.write("1" * 1_000_000)
+    with pytest.raises(DataError, match="big.csv.gz: the CSV holds more than 10,000 bytes"):
+        load_dataset(path)
+
+
+def test_train_refuses_a_gzip_bomb_dataset(tmp_path):
+    folder = tmp_path / "data"
+    folder.mkdir()
+    for name, header in (
+        ("train-images-idx3-ubyte.gz", _idx_header(3_000_000)),
+        ("train-labels-idx1-ubyte.gz", (2049).to_bytes(4, "big") + (3_000_000).to_bytes(4, "big")),
+    ):
+        with gzip.open(folder / name, "wb") as f:
+            f.write(header)
+    code, out, err = call("train", "--data", str(folder), "--no-save", "--epochs", "1")
+    assert code == EXIT_USAGE and "promises shape" in err and "Traceback" not in err
