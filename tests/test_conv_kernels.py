@@ -121,6 +121,10 @@ def _numeric_gradient(loss, array, eps=1e-6):
         ((7, 6, 3), 2, 3, 2, "same"),
         ((6, 8, 2), 3, 4, 2, "same"),
         ((7, 7, 2), 2, 3, 2, "valid"),
+        ((7, 7, 1), 2, 3, 2, "same"),
+        ((9, 8, 1), 2, 5, 3, "same"),
+        ((8, 9, 2), 2, 2, 3, "valid"),
+        ((8, 8, 3), 2, 4, 4, "valid"),
     ],
 )
 def test_conv_gradients_match_central_differences(shape, filters, kernel, stride, padding):
@@ -235,6 +239,14 @@ def test_max_pool_sends_the_gradient_to_the_first_maximum_on_ties():
     pool.forward(x)
     dx = pool.backward(np.ones((1, 1, 1, 1)))
     np.testing.assert_array_equal(dx[0, :, :, 0], [[1, 0], [0, 0]])
+
+
+def test_max_pool_of_more_than_256_offsets_finds_the_maximum():
+    x = np.random.default_rng(6).permutation(17 * 17 * 2).reshape(1, 17, 17, 2).astype(float)
+    pool = Pool2DKernel((17, 17, 2), 17, dtype=np.float64)
+    np.testing.assert_array_equal(pool.forward(x)[0, 0, 0], x[0].max(axis=(0, 1)))
+    dx = pool.backward(np.ones((1, 1, 1, 2)))
+    np.testing.assert_array_equal(dx, x == x[0].max(axis=(0, 1)))
 
 
 def test_max_pool_crops_the_remainder_with_zero_gradient():

@@ -2,9 +2,11 @@
 
 Arrays are ``(batch, height, width, channels)``. The convolution is a cross-correlation (as
 PyTorch's ``conv2d``) computed by im2col: a strided view of the input's windows is copied into a
-preallocated column matrix, and one matrix product per layer and direction does the arithmetic.
-The backward scatter (col2im) adds one strided slice per kernel offset, so each pass is a plain
-vectorised add over the batch.
+preallocated column matrix, and one matrix product per direction does the arithmetic. The column
+matrix carries a row (or column) of ones, so the bias rides in the forward product and its gradient
+comes out of the weight-gradient product. The backward scatter (col2im) adds strided slices of the
+column gradients into dx: windows whose columns lie a kernel width apart do not overlap, so one add
+covers a whole kernel row for every ``kernel``-th window.
 
 Pooling works on the ``size * size`` strided slices of the input, one per offset inside the
 window: max pooling keeps a running maximum and the offset it came from (the first maximum wins on
@@ -26,9 +28,9 @@ from numpy.lib.stride_tricks import as_strided
 
 PADDINGS = ("valid", "same")
 POOL_MODES = ("max", "avg")
-NEEDS_KEPT_FORWARD = "backward needs a forward with keep=True on a batch of the same size"
 BATCH_SIZES_KEPT = 3
 """How many batch sizes keep their buffers (training batch, a last partial batch, inference)."""
+NEEDS_KEPT_FORWARD = "backward needs a forward with keep=True on a batch of the same size"
 
 
 class BatchBuffers:
@@ -52,6 +54,10 @@ class BatchBuffers:
             array = buffers[name] = make()
         return array
 
+    def nbytes(self) -> int:
+        """Bytes held by all buffers."""
+        return sum(a.nbytes for buffers in self._by_batch.values() for a in buffers.values())
+
     def clear(self) -> None:
         """Drop every buffer."""
         self._by_batch.clear()
@@ -70,11 +76,28 @@ def offset_slice(offset: int, stride: int, count: int) -> slice:
     return slice(offset, offset + stride * (count - 1) + 1, stride)
 
 
+def split_view(array: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """``array`` reshaped to ``shape`` as a view; ValueError if that would need a copy (writes
+    into a copy would be lost)."""
+    return np.reshape(array, shape, copy=False)
+
+
 def window_view(x: np.ndarray, kernel: int, stride: int, out_h: int, out_w: int) -> np.ndarray:
     """Read-only view ``(n, out_h, out_w, kernel, kernel, c)`` of the windows of ``x``."""
     sn, sh, sw, sc = x.strides
     shape = (x.shape[0], out_h, out_w, kernel, kernel, x.shape[3])
     strides = (sn, sh * stride, sw * stride, sh, sw, sc)
+    return as_strided(x, shape=shape, strides=strides, writeable=False)
+
+
+def offset_major_window_view(
+    x: np.ndarray, kernel: int, stride: int, out_h: int, out_w: int
+) -> np.ndarray:
+    """Read-only view ``(kernel, kernel, c, n, out_h, out_w)`` of the windows of ``x``: for one
+    channel, each kernel offset is a copy of whole image rows."""
+    sn, sh, sw, sc = x.strides
+    shape = (kernel, kernel, x.shape[3], x.shape[0], out_h, out_w)
+    strides = (sh, sw, sc, sn, sh * stride, sw * stride)
     return as_strided(x, shape=shape, strides=strides, writeable=False)
 
 
@@ -104,10 +127,12 @@ def _check_batch(x: np.ndarray, input_shape: tuple[int, ...], what: str) -> None
 class Conv2DKernel:
     """Channels-last 2-D convolution (cross-correlation, as PyTorch's conv2d) by im2col.
 
-    ``forward`` copies the windows of the (padded) input into a column matrix
-    ``(n * oh * ow, k * k * c)`` and multiplies it by the weights seen as ``(k * k * c, filters)``.
-    ``backward`` gets dW from the kept column matrix and dy, db as dy summed over positions, and
-    dx by one product ``dy @ W.T`` scattered back by kernel offset.
+    ``forward`` copies the windows of the (padded) input into a column matrix with one row per
+    output position, ``(n * oh * ow, k * k * c + 1)``, whose last column is ones, and multiplies
+    it by the weights with the bias as their last row. For one input channel the matrix is kept
+    transposed, ``(k * k + 1, n * oh * ow)``: each kernel offset is then a copy of whole image
+    rows instead of ``k`` values at a time. ``backward`` gets dW and db from one product of the
+    kept matrix with dy, and dx from one product ``dy @ W.T`` scattered back into the input.
     """
 
     def __init__(
@@ -130,11 +155,17 @@ class Conv2DKernel:
         out_w, self.pad_left, self.pad_right = self._plan(w, "width")
         self.output_shape = (out_h, out_w, filters)
         self.weight_shape = (kernel, kernel, c, filters)
+        self.window_size = kernel * kernel * c
         self.padded_shape = (
             h + self.pad_top + self.pad_bottom,
             w + self.pad_left + self.pad_right,
             c,
         )
+        self.offset_major = c == 1
+        self._scatter_width = _scatter_width(self.padded_shape[1], kernel, stride, out_w)
+        self._weight_and_bias = np.empty((self.window_size + 1, filters), self.dtype)
+        self._weight_t = np.empty((filters, self.window_size), self.dtype)
+        self._gradients = np.empty((self.window_size + 1, filters), self.dtype)
         self._buffers = BatchBuffers()
         self._kept_batch: int | None = None
 
@@ -144,9 +175,8 @@ class Conv2DKernel:
             return same_padding(size, self.kernel, self.stride)
         if self.kernel > size:
             raise ValueError(
-                f"kernel {self.kernel} is larger than the input {axis} {size} with "
-                f"padding 'valid': the kernel must be at most {size}, or use "
-                f"padding 'same'"
+                f"kernel {self.kernel} is larger than the input {axis} {size} with padding "
+                f"'valid': the kernel must be at most {size}, or use padding 'same'"
             )
         return (size - self.kernel) // self.stride + 1, 0, 0
 
@@ -154,6 +184,10 @@ class Conv2DKernel:
     def padded(self) -> bool:
         """Whether the input is copied into a zero-bordered buffer before im2col."""
         return self.padded_shape != self.input_shape
+
+    def buffer_bytes(self) -> int:
+        """Bytes held by the per-batch buffers."""
+        return self._buffers.nbytes()
 
     def _padded_input(self, x: np.ndarray) -> np.ndarray:
         """``x`` itself, or its copy inside a zero border kept per batch size."""
@@ -165,10 +199,34 @@ class Conv2DKernel:
         xp[:, self.pad_top : self.pad_top + h, self.pad_left : self.pad_left + w, :] = x
         return xp
 
-    def _columns(self, n: int) -> np.ndarray:
+    def _make_columns(self, n: int) -> np.ndarray:
         out_h, out_w, _ = self.output_shape
-        rows, width = n * out_h * out_w, self.kernel * self.kernel * self.input_shape[2]
-        return self._buffers.get(n, "columns", lambda: np.empty((rows, width), self.dtype))
+        positions = n * out_h * out_w
+        if self.offset_major:
+            cols = np.empty((self.window_size + 1, positions), self.dtype)
+            cols[-1] = 1
+        else:
+            cols = np.empty((positions, self.window_size + 1), self.dtype)
+            cols[:, -1] = 1
+        return cols
+
+    def _columns(self, n: int) -> np.ndarray:
+        """The column matrix for batch size ``n``, its ones already in place."""
+        return self._buffers.get(n, "columns", lambda: self._make_columns(n))
+
+    def _im2col(self, xp: np.ndarray) -> np.ndarray:
+        """Copies the windows of the padded input ``xp`` into the column matrix."""
+        n = xp.shape[0]
+        out_h, out_w, _ = self.output_shape
+        k, c = self.kernel, self.input_shape[2]
+        cols = self._columns(n)
+        if self.offset_major:
+            target = split_view(cols[:-1], (k, k, c, n, out_h, out_w))
+            np.copyto(target, offset_major_window_view(xp, k, self.stride, out_h, out_w))
+        else:
+            target = split_view(cols[:, :-1], (n, out_h, out_w, k, k, c))
+            np.copyto(target, window_view(xp, k, self.stride, out_h, out_w))
+        return cols
 
     def forward(self, x, weight, bias, out=None, keep=True) -> np.ndarray:
         """``(n, oh, ow, filters)`` = conv(x, weight) + bias; ``keep`` keeps the column matrix
@@ -177,20 +235,16 @@ class Conv2DKernel:
         _check_batch(x, self.input_shape, "x")
         self._check_parameters(weight, bias)
         n = x.shape[0]
-        out_h, out_w, f = self.output_shape
-        cols = self._columns(n)
-        xp = self._padded_input(x)
-        np.copyto(
-            cols.reshape(n, out_h, out_w, self.kernel, self.kernel, self.input_shape[2]),
-            window_view(xp, self.kernel, self.stride, out_h, out_w),
-        )
+        cols = self._im2col(self._padded_input(x))
+        np.copyto(self._weight_and_bias[:-1], weight.reshape(self.window_size, self.filters))
+        self._weight_and_bias[-1] = bias
         if out is None:
             out = self._buffers.get(
                 n, "output", lambda: np.empty((n, *self.output_shape), self.dtype)
             )
-        flat = out.reshape(n * out_h * out_w, f)
-        np.matmul(cols, weight.reshape(-1, f), out=flat)
-        flat += bias
+        flat = out.reshape(-1, self.filters)
+        rows = cols.T if self.offset_major else cols
+        np.matmul(rows, self._weight_and_bias, out=flat)
         if not np.shares_memory(flat, out):
             out[...] = flat.reshape(out.shape)
         self._kept_batch = n if keep else None
@@ -205,7 +259,7 @@ class Conv2DKernel:
     def backward(self, dy, weight, dweight, dbias, need_dx=True) -> np.ndarray | None:
         """Writes dL/dW into ``dweight`` and dL/db into ``dbias`` (overwriting them) and returns
         dL/dx ``(n, h, w, c)``, or None when ``need_dx`` is False."""
-        dy = np.ascontiguousarray(dy)
+        dy = np.ascontiguousarray(dy, dtype=self.dtype)
         n = dy.shape[0]
         if self._kept_batch != n:
             raise RuntimeError(NEEDS_KEPT_FORWARD)
@@ -215,34 +269,55 @@ class Conv2DKernel:
             raise ValueError(f"dweight must have shape {self.weight_shape}, got {dweight.shape}")
         cols = self._columns(n)
         dy_flat = dy.reshape(-1, self.filters)
-        _write(dweight, cols.T @ dy_flat)
-        np.sum(dy_flat, axis=0, out=dbias)
+        np.matmul(cols if self.offset_major else cols.T, dy_flat, out=self._gradients)
+        dweight[...] = self._gradients[:-1].reshape(self.weight_shape)
+        dbias[...] = self._gradients[-1]
         if not need_dx:
             return None
-        dcols = self._buffers.get(n, "dcolumns", lambda: np.empty_like(cols))
-        np.matmul(dy_flat, weight.reshape(-1, self.filters).T, out=dcols)
-        return self._col2im(dcols, n)
+        dcols = self._buffers.get(
+            n, "dcolumns", lambda: np.empty((dy_flat.shape[0], self.window_size), self.dtype)
+        )
+        np.copyto(self._weight_t, weight.reshape(self.window_size, self.filters).T)
+        np.matmul(dy_flat, self._weight_t, out=dcols)
+        return self._col2im(dcols)
 
-    def _col2im(self, dcols: np.ndarray, n: int) -> np.ndarray:
-        """dL/dx from the column gradients: each kernel offset adds its strided slice."""
+    def _col2im(self, dcols: np.ndarray) -> np.ndarray:
+        """dL/dx from the column gradients ``(n * oh * ow, k * k * c)``.
+
+        For one kernel row ``i`` and every ``g``-th window along the width (``g * stride >=
+        kernel``), the windows' columns do not overlap, so their ``k * c`` gradients are added
+        in one strided slice; ``k * g`` adds in all, each over long contiguous runs.
+        """
         out_h, out_w, _ = self.output_shape
-        k, c = self.kernel, self.input_shape[2]
-        dxp = self._buffers.get(n, "dpadded", lambda: np.empty((n, *self.padded_shape), self.dtype))
+        k, s, c = self.kernel, self.stride, self.input_shape[2]
+        hp, _, _ = self.padded_shape
+        n = dcols.shape[0] // (out_h * out_w)
+        dxp = self._buffers.get(
+            n, "dpadded", lambda: np.empty((n, hp, self._scatter_width, c), self.dtype)
+        )
         dxp.fill(0)
         windows = dcols.reshape(n, out_h, out_w, k, k, c)
+        group = -(-k // s)
         for i in range(k):
-            rows = offset_slice(i, self.stride, out_h)
-            for j in range(k):
-                dxp[:, rows, offset_slice(j, self.stride, out_w), :] += windows[:, :, :, i, j, :]
-        if not self.padded:
-            return dxp
+            rows = dxp[:, offset_slice(i, s, out_h)]
+            for first in range(min(group, out_w)):
+                count = -(-(out_w - first) // group)
+                start = first * s
+                span = rows[:, :, start : start + count * group * s]
+                target = split_view(span, (n, out_h, count, group * s, c))[:, :, :, :k]
+                target += windows[:, :, first::group, i]
         h, w, _ = self.input_shape
         return dxp[:, self.pad_top : self.pad_top + h, self.pad_left : self.pad_left + w, :]
 
 
-def _write(target: np.ndarray, value: np.ndarray) -> None:
-    """Copies ``value`` into ``target`` of the same size (reshaped to its shape)."""
-    target[...] = value.reshape(target.shape)
+def _scatter_width(padded_width: int, kernel: int, stride: int, out_w: int) -> int:
+    """Width of the dx buffer that col2im's grouped slices fit in (at least the padded width)."""
+    group = -(-kernel // stride)
+    widths = [
+        first * stride + -(-(out_w - first) // group) * group * stride
+        for first in range(min(group, out_w))
+    ]
+    return max(padded_width, *widths)
 
 
 class Pool2DKernel:
@@ -251,8 +326,8 @@ class Pool2DKernel:
     The input is read as ``size * size`` strided slices, one per offset inside the window, each of
     the output's shape: max pooling keeps a running maximum and the index of the offset that holds
     it (a later offset wins only if strictly greater, so the first maximum wins on ties); average
-    pooling sums the slices. The backward pass writes (or, where windows overlap, adds) dy, masked
-    by the winning offset or scaled by ``1 / size**2``, into the same slices of dx.
+    pooling sums the slices. The backward pass writes dy, masked by the winning offset or scaled by
+    ``1 / size**2``, into the same slices of dx; where windows overlap (stride < size) it adds.
     """
 
     def __init__(
@@ -266,24 +341,28 @@ class Pool2DKernel:
         h, w, c = self.input_shape
         if size > min(h, w):
             raise ValueError(
-                f"pool size {size} is larger than the input {h}x{w}: the size must be "
-                f"at most {min(h, w)}"
+                f"pool size {size} is larger than the input {h}x{w}: the size must be at most "
+                f"{min(h, w)}"
             )
         self.size, self.stride, self.mode = size, stride, mode
         self.dtype = np.dtype(dtype)
         self.output_shape = ((h - size) // stride + 1, (w - size) // stride + 1, c)
+        self.offsets = [(i, j) for i in range(size) for j in range(size)]
+        self._index_dtype = np.uint8 if len(self.offsets) <= 256 else np.int32
         self._buffers = BatchBuffers()
         self._kept_batch: int | None = None
 
-    @property
-    def offsets(self) -> list[tuple[int, int]]:
-        """The ``(row, column)`` offsets inside a window, in row-major order."""
-        return [(i, j) for i in range(self.size) for j in range(self.size)]
+    def buffer_bytes(self) -> int:
+        """Bytes held by the per-batch buffers."""
+        return self._buffers.nbytes()
 
     def _slice(self, array: np.ndarray, i: int, j: int) -> np.ndarray:
         """The view of ``array`` (n, h, w, c) read by offset ``(i, j)`` of every window."""
         out_h, out_w, _ = self.output_shape
-        return array[:, offset_slice(i, self.stride, out_h), offset_slice(j, self.stride, out_w), :]
+        return array[:, offset_slice(i, self.stride, out_h), offset_slice(j, self.stride, out_w)]
+
+    def _output_buffer(self, n: int, name: str, dtype) -> np.ndarray:
+        return self._buffers.get(n, name, lambda: np.empty((n, *self.output_shape), dtype))
 
     def forward(self, x, out=None, keep=True) -> np.ndarray:
         """``(n, oh, ow, c)`` pooled ``x``; ``keep`` keeps what ``backward`` needs."""
@@ -291,38 +370,38 @@ class Pool2DKernel:
         _check_batch(x, self.input_shape, "x")
         n = x.shape[0]
         if out is None:
-            out = self._buffers.get(
-                n, "output", lambda: np.empty((n, *self.output_shape), self.dtype)
-            )
-        if self.mode == "max":
-            self._max_forward(x, out, keep)
-        else:
+            out = self._output_buffer(n, "output", self.dtype)
+        if self.mode == "avg":
             self._avg_forward(x, out)
+        elif keep:
+            self._max_forward_keeping_winners(x, out)
+        else:
+            np.copyto(out, self._slice(x, 0, 0))
+            for i, j in self.offsets[1:]:
+                np.maximum(out, self._slice(x, i, j), out=out)
         self._kept_batch = n if keep else None
         return out
 
-    def _max_forward(self, x: np.ndarray, out: np.ndarray, keep: bool) -> None:
+    def _max_forward_keeping_winners(self, x: np.ndarray, out: np.ndarray) -> None:
+        """Running maximum into ``out`` and, per output, the index of the offset holding it."""
         n = x.shape[0]
-        winner = None
-        if keep:
-            winner = self._buffers.get(n, "winner", lambda: np.empty(out.shape, np.uint8))
-            winner.fill(0)
-            greater = self._buffers.get(n, "greater", lambda: np.empty(out.shape, bool))
+        winner = self._output_buffer(n, "winner", self._index_dtype)
+        code = self._output_buffer(n, "code", self._index_dtype)
+        greater = self._output_buffer(n, "mask", bool)
         np.copyto(out, self._slice(x, 0, 0))
+        winner.fill(0)
         for index, (i, j) in enumerate(self.offsets[1:], start=1):
             candidate = self._slice(x, i, j)
-            if winner is None:
-                np.maximum(out, candidate, out=out)
-                continue
             np.greater(candidate, out, out=greater)
-            np.copyto(out, candidate, where=greater)
-            winner[greater] = index
+            np.maximum(out, candidate, out=out)
+            np.multiply(greater.view(np.uint8), index, out=code, dtype=code.dtype)
+            np.maximum(winner, code, out=winner)  # offsets come in increasing index
 
     def _avg_forward(self, x: np.ndarray, out: np.ndarray) -> None:
         np.copyto(out, self._slice(x, 0, 0))
         for i, j in self.offsets[1:]:
-            out += self._slice(x, i, j)
-        out *= 1.0 / (self.size * self.size)
+            np.add(out, self._slice(x, i, j), out=out)
+        out *= 1.0 / len(self.offsets)
 
     def backward(self, dy) -> np.ndarray:
         """dL/dx ``(n, h, w, c)`` for the output gradient ``dy`` of the last kept forward."""
@@ -332,13 +411,44 @@ class Pool2DKernel:
             raise RuntimeError(NEEDS_KEPT_FORWARD)
         _check_batch(dy, self.output_shape, "dy")
         dx = self._buffers.get(n, "dx", lambda: np.empty((n, *self.input_shape), self.dtype))
-        dx.fill(0)
+        self._clear_uncovered(dx)
         if self.mode == "max":
-            winner = self._buffers.get(n, "winner", lambda: np.empty(dy.shape, np.uint8))
+            winner = self._output_buffer(n, "winner", self._index_dtype)
+            mask = self._output_buffer(n, "mask", bool)
             for index, (i, j) in enumerate(self.offsets):
-                self._slice(dx, i, j)[...] += np.where(winner == index, dy, 0)
+                np.equal(winner, index, out=mask)
+                self._write(self._slice(dx, i, j), dy, mask)
         else:
-            share = dy * (1.0 / (self.size * self.size))
+            share = self._output_buffer(n, "share", self.dtype)
+            np.multiply(dy, 1.0 / len(self.offsets), out=share)
             for i, j in self.offsets:
-                self._slice(dx, i, j)[...] += share
+                self._write(self._slice(dx, i, j), share)
         return dx
+
+    @property
+    def overlapping(self) -> bool:
+        """Whether windows share inputs (stride < size), so that backward adds."""
+        return self.stride < self.size
+
+    def _clear_uncovered(self, dx: np.ndarray) -> None:
+        """Zeroes what backward's slices will not overwrite: all of dx if windows overlap or
+        leave gaps, else only the cropped rows and columns past the last window."""
+        if self.stride != self.size:
+            dx.fill(0)
+            return
+        out_h, out_w, _ = self.output_shape
+        dx[:, out_h * self.size :] = 0
+        dx[:, :, out_w * self.size :] = 0
+
+    def _write(self, target: np.ndarray, value: np.ndarray, mask=None) -> None:
+        """``target = value * mask``, or ``+=`` where windows overlap."""
+        n = value.shape[0]
+        if not self.overlapping:
+            if mask is None:
+                np.copyto(target, value)
+            else:
+                np.multiply(value, mask, out=target)
+            return
+        if mask is not None:
+            value = np.multiply(value, mask, out=self._output_buffer(n, "masked", self.dtype))
+        np.add(target, value, out=target)
