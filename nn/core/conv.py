@@ -274,12 +274,46 @@ class Conv2DKernel:
         dbias[...] = self._gradients[-1]
         if not need_dx:
             return None
+        if self.offset_major:
+            return self._col2im_offset_major(dy_flat, weight)
         dcols = self._buffers.get(
             n, "dcolumns", lambda: np.empty((dy_flat.shape[0], self.window_size), self.dtype)
         )
         np.copyto(self._weight_t, weight.reshape(self.window_size, self.filters).T)
         np.matmul(dy_flat, self._weight_t, out=dcols)
         return self._col2im(dcols)
+
+    def _dx_buffer(self, n: int) -> np.ndarray:
+        """The zeroed padded dx, as wide as col2im's grouped slices need."""
+        hp, _, c = self.padded_shape
+        dxp = self._buffers.get(
+            n, "dpadded", lambda: np.empty((n, hp, self._scatter_width, c), self.dtype)
+        )
+        dxp.fill(0)
+        return dxp
+
+    def _unpadded(self, dxp: np.ndarray) -> np.ndarray:
+        h, w, _ = self.input_shape
+        return dxp[:, self.pad_top : self.pad_top + h, self.pad_left : self.pad_left + w, :]
+
+    def _col2im_offset_major(self, dy_flat: np.ndarray, weight: np.ndarray) -> np.ndarray:
+        """dL/dx through offset-major column gradients ``W @ dy.T`` ``(k * k * c, n * oh * ow)``:
+        each kernel offset adds whole image rows, as its im2col copied them."""
+        out_h, out_w, _ = self.output_shape
+        k, s, c = self.kernel, self.stride, self.input_shape[2]
+        positions = dy_flat.shape[0]
+        n = positions // (out_h * out_w)
+        dcols = self._buffers.get(
+            n, "dcolumns", lambda: np.empty((self.window_size, positions), self.dtype)
+        )
+        np.matmul(weight.reshape(self.window_size, self.filters), dy_flat.T, out=dcols)
+        by_offset = dcols.reshape(k, k, c, n, out_h, out_w).transpose(0, 1, 3, 4, 5, 2)
+        dxp = self._dx_buffer(n)
+        for i in range(k):
+            rows = dxp[:, offset_slice(i, s, out_h)]
+            for j in range(k):
+                rows[:, :, offset_slice(j, s, out_w)] += by_offset[i, j]
+        return self._unpadded(dxp)
 
     def _col2im(self, dcols: np.ndarray) -> np.ndarray:
         """dL/dx from the column gradients ``(n * oh * ow, k * k * c)``.
@@ -290,12 +324,8 @@ class Conv2DKernel:
         """
         out_h, out_w, _ = self.output_shape
         k, s, c = self.kernel, self.stride, self.input_shape[2]
-        hp, _, _ = self.padded_shape
         n = dcols.shape[0] // (out_h * out_w)
-        dxp = self._buffers.get(
-            n, "dpadded", lambda: np.empty((n, hp, self._scatter_width, c), self.dtype)
-        )
-        dxp.fill(0)
+        dxp = self._dx_buffer(n)
         windows = dcols.reshape(n, out_h, out_w, k, k, c)
         group = -(-k // s)
         for i in range(k):
@@ -306,8 +336,7 @@ class Conv2DKernel:
                 span = rows[:, :, start : start + count * group * s]
                 target = split_view(span, (n, out_h, count, group * s, c))[:, :, :, :k]
                 target += windows[:, :, first::group, i]
-        h, w, _ = self.input_shape
-        return dxp[:, self.pad_top : self.pad_top + h, self.pad_left : self.pad_left + w, :]
+        return self._unpadded(dxp)
 
 
 def _scatter_width(padded_width: int, kernel: int, stride: int, out_w: int) -> int:
