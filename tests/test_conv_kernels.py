@@ -181,6 +181,26 @@ def test_conv_writes_into_a_given_output():
     np.testing.assert_allclose(out, _reference_conv(x, weight, bias, 1, (0, 0, 0, 0)))
 
 
+def test_buffers_are_made_once_and_bounded_by_the_batch():
+    conv, x, weight, bias = _conv_case((8, 8, 2), 3, 3, 1, "same", n=4)
+    pool = Pool2DKernel(conv.output_shape, 2, dtype=np.float64)
+    dweight, dbias = np.empty(conv.weight_shape), np.empty(3)
+
+    def step(batch):
+        pooled = pool.forward(conv.forward(batch, weight, bias))
+        conv.backward(pool.backward(np.ones_like(pooled)), weight, dweight, dbias)
+
+    step(x)
+    conv_bytes, pool_bytes = conv.buffer_bytes(), pool.buffer_bytes()
+    step(x)
+    assert (conv.buffer_bytes(), pool.buffer_bytes()) == (conv_bytes, pool_bytes)
+    many = np.concatenate([x] * 4)
+    for n in (1, 2, 3, 5, 6, 7, 8, 16):
+        step(many[:n])
+    assert conv.buffer_bytes() <= conv_bytes * (16 + 8 + 7) / 4
+    assert len(conv._buffers._by_batch) == len(pool._buffers._by_batch) == 3
+
+
 def test_batch_buffers_keep_only_the_latest_sizes():
     buffers = BatchBuffers(limit=2)
     for n in (1, 2, 3):
