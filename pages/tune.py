@@ -178,7 +178,7 @@ c2.button(
     "Cancel",
     key="cancel_search",
     disabled=not running,
-    on_click=worker.cancel if worker is not None else None,
+    on_click=worker.stop if worker is not None else None,
     icon=":material/stop:",
 )
 
@@ -215,7 +215,7 @@ def live() -> None:
         done = sum(1 for t in snap["trials"] if t["status"] in ("finished", "pruned", "failed"))
         if snap["status"] in ("preparing", "running") and n:
             st.progress(min(1.0, done / n))
-        if snap["cancel_requested"] and snap["status"] not in tn.FINAL:
+        if snap["stop_requested"] and snap["status"] not in tn.FINAL:
             st.caption("Cancelling: the running trials finish their current step…")
     if snap["trials"]:
         st.dataframe(

@@ -365,7 +365,7 @@ def test_flags_cover_every_hyperparameter():
         assert extra in options, extra
 
 
-def _plan(*args: str) -> dict:
+def _plan(*args: str):
     parser = build_parser()
     ns = parser.parse_args(["train", "--no-save", *args])
     return train_plan(ns)
@@ -395,32 +395,29 @@ def test_flags_override_the_preset():
         "--split-seed",
         "3",
     )
-    m, d = plan["model_kwargs"], plan["data_kwargs"]
+    m, d = plan.model, plan.data
     assert m["hidden_layers"] == [8, 8] and m["activation"] == ["relu", "tanh"]
     assert m["dropout"] == 0.2 and m["random_state"] == 5 and m["clip_norm"] == 2.5
     assert m["early_stopping"] is True
     assert m["epochs"] == 12 and m["schedule"] == "cosine"  # kept from the preset
     assert d["train_size"] == 300 and d["split"] == "80:10:10" and d["seed"] == 3
     # no hidden layer at all: softmax regression
-    assert _plan("--hidden-layers")["model_kwargs"]["hidden_layers"] == []
+    assert _plan("--hidden-layers").model["hidden_layers"] == []
     # 'none' switches an optional setting off
-    assert (
-        _plan("--preset", "reference-he-relu", "--clip-norm", "none")["model_kwargs"]["clip_norm"]
-        is None
-    )
+    assert _plan("--preset", "reference-he-relu", "--clip-norm", "none").model["clip_norm"] is None
 
 
 def test_augment_flags():
-    assert _plan("--augment-shift", "1")["model_kwargs"]["augment"] == {
+    assert _plan("--augment-shift", "1").model["augment"] == {
         "shift": 1.0,
         "rotation": 0.0,
         "scale": 0.0,
         "elastic_alpha": 0.0,
     }
-    assert _plan("--augment")["model_kwargs"]["augment"] == {}
-    best = _plan("--preset", "best", "--augment-rotation", "5")["model_kwargs"]["augment"]
+    assert _plan("--augment").model["augment"] == {}
+    best = _plan("--preset", "best", "--augment-rotation", "5").model["augment"]
     assert best == {**PRESETS["best"].model["augment"], "rotation": 5.0}
-    assert _plan("--preset", "best", "--no-augment")["model_kwargs"]["augment"] is None
+    assert _plan("--preset", "best", "--no-augment").model["augment"] is None
     assert PRESETS["best"].model["augment"]["rotation"] == 10.0  # the preset is unchanged
 
 

@@ -1,4 +1,4 @@
-"""Tests for nn/runs.py: the SQLite run store."""
+"""The SQLite run store (nn.services.runs)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import subprocess
 import sys
 import textwrap
 import threading
-import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -22,11 +21,11 @@ from nn.services.runs import (
     ORDER_BY_FIELDS,
     SCHEMA_VERSION,
     STATUSES,
+    RunRecorder,
     RunStore,
     RunStoreError,
-    compare_histories,
     default_runs_path,
-    status_from_stop_reason,
+    run_status,
 )
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -293,82 +292,34 @@ def test_searches(store):
         store.finish_search(search_id, "bogus")
 
 
-def test_compare_histories(store):
-    r1 = store.start_run({}, name="one")
-    r2 = store.start_run({})
-    for epoch in (1, 2):
-        store.log_epoch(r1, epoch, loss=1.0 / epoch, val_accuracy=0.5 + 0.1 * epoch)
-        store.log_epoch(r2, epoch, loss=2.0 / epoch)
-    runs = store.list_runs(with_history=True, descending=False)
-    result = compare_histories(runs, metrics=("loss", "val_accuracy"))
-    assert result["loss"] == {"#1 one": {1: 1.0, 2: 0.5}, "#2": {1: 2.0, 2: 1.0}}
-    assert result["val_accuracy"]["#2"] == {}
-    with pytest.raises(ValueError):
-        compare_histories(runs, metrics=("accuracy",))
+# --- recorder and status -----------------------------------------------------------------------
 
 
-# --- recorder -----------------------------------------------------------------------------------
-
-
-def test_track_marks_finished_and_records_epochs(store):
-    with store.track({"lr": 0.1}, name="t", seed=1) as rec:
-        for epoch in (1, 2, 3):
-            for batch in range(5):
-                assert rec.callback(_event("batch", epoch=epoch, batch=batch)) is None
-            assert (
-                rec.callback(_event("epoch", epoch=epoch, elapsed=2.0 * epoch, loss=1.0 / epoch))
-                is None
-            )
-        assert store.get_run(rec.run_id).status == "running"
-        rec.set_metrics(test_accuracy=np.float64(0.93))
-        rec.set_model_path(Path("saved_models/t.npz"))
-    run = store.get_run(rec.run_id)
+def test_recorder_writes_epochs_only(store):
+    run_id = store.start_run({"lr": 0.1}, name="t", seed=1)
+    rec = RunRecorder(store, run_id)
+    for epoch in (1, 2, 3):
+        for batch in range(5):
+            assert rec.callback(_event("batch", epoch=epoch, batch=batch)) is None
+        rec.callback(_event("epoch", epoch=epoch, elapsed=2.0 * epoch, loss=1.0 / epoch))
+    assert store.get_run(run_id).status == "running"
+    store.finish_run(run_id, "finished", metrics={"test_accuracy": np.float64(0.93)})
+    run = store.get_run(run_id)
     assert run.status == "finished" and run.epochs_done == 3
     assert run.history["epoch"] == [1, 2, 3]
     assert run.history["loss"] == [1.0, 0.5, 1.0 / 3]
     assert run.history["seconds"] == [2.0, 2.0, 2.0]  # per-epoch, from cumulative elapsed
     assert run.metrics == {"test_accuracy": 0.93}
-    assert run.model_path == os.path.join("saved_models", "t.npz")
     assert rec.errors == []
 
 
-def test_track_marks_failed_and_reraises(store):
-    with pytest.raises(RuntimeError, match="boom"), store.track({}) as rec:
-        rec.callback(_event(epoch=1))
-        raise RuntimeError("boom")
-    run = store.get_run(rec.run_id)
-    assert run.status == "failed" and "boom" in run.message and run.epochs_done == 1
-    assert run.finished_at is not None
-
-
-def test_track_explicit_statuses(store):
-    with store.track({}) as rec:
-        rec.stop("user pressed stop")
-    run = store.get_run(rec.run_id)
-    assert (run.status, run.message) == ("stopped", "user pressed stop")
-
-    with store.track({}) as rec:
-        rec.set_stop_reason("diverged", "loss is nan")
-    assert store.get_run(rec.run_id).status == "diverged"
-
-    with store.track({}) as rec, pytest.raises(ValueError):
-        rec.set_status("running")
-    assert store.get_run(rec.run_id).status == "finished"
-
-    class TrainingDiverged(ArithmeticError):
-        pass
-
-    with pytest.raises(TrainingDiverged), store.track({}) as rec:
-        raise TrainingDiverged("loss became inf at epoch 2")
-    assert store.get_run(rec.run_id).status == "diverged"
-
-    with pytest.raises(KeyboardInterrupt), store.track({}) as rec:
-        raise KeyboardInterrupt
-    assert store.get_run(rec.run_id).status == "stopped"
-
-    assert status_from_stop_reason("early_stopping") == "finished"
-    assert status_from_stop_reason("callback") == "stopped"
-    assert status_from_stop_reason(None) == "finished"
+def test_run_status():
+    assert run_status("completed") == run_status("early_stopping") == "finished"
+    assert run_status(None) == "finished"
+    assert run_status("callback") == "stopped"
+    assert run_status("diverged") == "diverged"
+    assert run_status("completed", stop_requested=True) == "stopped"
+    assert run_status("completed", failed=True) == "failed"
 
 
 # --- crashes ------------------------------------------------------------------------------------
@@ -427,6 +378,8 @@ def test_sigkill_inside_write_loop(tmp_path):
         while True:
             store.log_epoch(run_id, epoch, loss=0.5, val_accuracy=0.7)
             store.update_run(run_id, metrics={"last_epoch": epoch})
+            if epoch == 20:
+                print("looping", flush=True)
             epoch += 1
     """)
     proc = subprocess.Popen(
@@ -439,7 +392,7 @@ def test_sigkill_inside_write_loop(tmp_path):
     )
     try:
         run_id = int(proc.stdout.readline().split()[0])
-        time.sleep(0.3)  # let it loop through many write transactions
+        assert proc.stdout.readline().strip() == "looping"  # many write transactions done
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
@@ -496,10 +449,12 @@ def test_concurrent_writer_and_reader_threads(store):
 
     def writer():
         try:
-            with store.track({"worker": True}, source="dashboard") as rec:
-                for epoch in range(1, n_epochs + 1):
-                    rec.callback(_event("batch", epoch=epoch))
-                    rec.callback(_event("epoch", epoch=epoch, elapsed=float(epoch)))
+            run_id = store.start_run({"worker": True}, source="dashboard")
+            rec = RunRecorder(store, run_id)
+            for epoch in range(1, n_epochs + 1):
+                rec.callback(_event("batch", epoch=epoch))
+                rec.callback(_event("epoch", epoch=epoch, elapsed=float(epoch)))
+            store.finish_run(run_id, "finished")
         except BaseException as exc:  # pragma: no cover - reported below
             errors.append(exc)
         finally:
@@ -544,9 +499,10 @@ def test_concurrent_writer_threads(store):
     def work(i):
         try:
             for _ in range(3):
-                with store.track({"i": i}) as rec:
-                    for epoch in range(1, 6):
-                        rec.log_epoch(epoch, loss=float(i))
+                run_id = store.start_run({"i": i})
+                for epoch in range(1, 6):
+                    store.log_epoch(run_id, epoch, loss=float(i))
+                store.finish_run(run_id, "finished")
         except BaseException as exc:  # pragma: no cover
             errors.append(exc)
 

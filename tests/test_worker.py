@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import time
+import threading
 
 import numpy as np
 import pytest
@@ -28,13 +28,31 @@ def tiny_mnist():
     return MNIST(x_tr, y_tr, x_te, y_te)
 
 
-def _wait(cond, timeout=30.0):
-    end = time.time() + timeout
-    while time.time() < end:
-        if cond():
-            return True
-        time.sleep(0.02)
-    return False
+class BatchCounter:
+    """Counts a worker's batch events; ``wait_for(n)`` blocks until n batches have run."""
+
+    def __init__(self, worker):
+        self._seen = 0
+        self._changed = threading.Condition()
+        forward = worker._on_event
+
+        def on_event(event):
+            forward(event)
+            if event.kind == "batch":
+                with self._changed:
+                    self._seen += 1
+                    self._changed.notify_all()
+
+        worker._on_event = on_event
+
+    @property
+    def seen(self) -> int:
+        with self._changed:
+            return self._seen
+
+    def wait_for(self, n: int, timeout: float = 30.0) -> bool:
+        with self._changed:
+            return self._changed.wait_for(lambda: self._seen >= n, timeout)
 
 
 def _worker(data, tmp_path, **model):
@@ -85,19 +103,18 @@ def test_database_errors_are_noted_and_training_goes_on(tiny_mnist, tmp_path, mo
 
 def test_pause_blocks_resume_continues_stop_stops(tiny_mnist, tmp_path):
     w = _worker(tiny_mnist, tmp_path, epochs=200)
+    batches = BatchCounter(w)
     w.start()
-    assert _wait(lambda: w.snapshot()["batch"] >= 2)
+    assert batches.wait_for(2)
     w.pause()
-    time.sleep(0.3)  # let the current batch finish and block
-    before = w.snapshot()
-    time.sleep(0.5)
+    assert w.wait_until_paused(30)  # blocked between two batches
+    before, seen = w.snapshot(), batches.seen
+    assert w.wait_until_paused(0)  # still blocked
     after = w.snapshot()
-    assert after["paused"] and w.is_alive()
+    assert after["paused"] and w.is_alive() and batches.seen == seen
     assert (after["epoch"], after["batch"]) == (before["epoch"], before["batch"])
     w.resume()
-    assert _wait(
-        lambda: (w.snapshot()["epoch"], w.snapshot()["batch"]) != (after["epoch"], after["batch"])
-    )
+    assert batches.wait_for(seen + 1)
     w.stop()
     w.join(30)
     snap = w.snapshot()
@@ -108,25 +125,42 @@ def test_pause_blocks_resume_continues_stop_stops(tiny_mnist, tmp_path):
 
 def test_stop_while_paused(tiny_mnist, tmp_path):
     w = _worker(tiny_mnist, tmp_path, epochs=200)
+    batches = BatchCounter(w)
     w.start()
-    assert _wait(lambda: w.snapshot()["batch"] >= 1)
+    assert batches.wait_for(1)
     w.pause()
-    time.sleep(0.2)
+    assert w.wait_until_paused(30)
     w.stop()
     w.join(10)
     assert not w.is_alive() and w.snapshot()["status"] == "stopped"
 
 
-def test_exception_is_captured(tiny_mnist, tmp_path):
+def test_bad_settings_are_captured_before_a_run_is_recorded(tiny_mnist, tmp_path):
     w = _worker(tiny_mnist, tmp_path, batch_size=100_000)  # larger than the data
     w.start()
     w.join(30)
     snap = w.snapshot()
-    assert snap["status"] == "failed"
+    assert snap["status"] == "failed" and snap["run_id"] is None
     assert "batch_size" in snap["error"] and "Traceback" in snap["traceback"]
+    assert not (tmp_path / "runs.sqlite").exists()
+
+
+def test_exception_during_training_is_captured_and_recorded(tiny_mnist, tmp_path):
+    w = _worker(tiny_mnist, tmp_path)
+
+    def broken(event):
+        raise RuntimeError("boom")
+
+    w._on_event = broken
+    w.start()
+    w.join(30)
+    snap = w.snapshot()
+    assert snap["status"] == "failed"
+    assert "boom" in snap["error"] and "Traceback" in snap["traceback"]
     from nn.services.runs import RunStore
 
-    assert RunStore(tmp_path / "runs.sqlite").get_run(snap["run_id"]).status == "failed"
+    run = RunStore(tmp_path / "runs.sqlite").get_run(snap["run_id"])
+    assert run.status == "failed" and "boom" in run.message
 
 
 def test_diverging_config_reports_diverged(tiny_mnist, tmp_path):

@@ -54,23 +54,16 @@ from typing import Any
 import numpy as np
 import streamlit as st
 
-REPO_DIR = Path(__file__).resolve().parent.parent
-DEFAULT_MODELS_DIR = REPO_DIR / "saved_models"
+from nn.services import storage
+
 DEFAULT_MODEL_NAME = "default"
-MODELS_DIR_ENV = "NN_MODELS_DIR"
 TRAIN_LIMIT_ENV = "NN_TRAIN_LIMIT"
 
 
 # ------------------------------------------------------------------------------ environment
 def models_dir() -> Path:
-    """Folder of saved models: ``$NN_MODELS_DIR`` or ``saved_models/`` (created if missing)."""
-    value = os.environ.get(MODELS_DIR_ENV, "").strip()
-    folder = Path(value).expanduser() if value else DEFAULT_MODELS_DIR
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError:
-        pass
-    return folder
+    """Folder of saved models (``nn.services.storage.models_dir``), created if missing."""
+    return storage.models_dir(create=True)
 
 
 def train_limit() -> int | None:

@@ -218,14 +218,16 @@ def to_data_kwargs(cfg: dict) -> dict[str, Any]:
 
 
 def training_part_size(cfg: dict) -> int:
-    """Images in the training part of the chosen split, before ``train_size``."""
-    total = MNIST_TRAIN + MNIST_TEST
-    if cfg["split"] == "standard":
-        return MNIST_TRAIN - round(MNIST_TRAIN / 6)
-    if cfg["split"] == "80:10:10":
-        return total - 2 * int(total * 0.1 + 0.5)
-    v, t = float(cfg["val_fraction"]), float(cfg["test_fraction"])
-    return total - int(total * v + 0.5) - int(total * t + 0.5)
+    """Images in the training part of the chosen split of MNIST, before ``train_size``."""
+    from nn.services.training import part_sizes
+
+    return part_sizes(
+        cfg["split"],
+        MNIST_TRAIN,
+        MNIST_TEST,
+        float(cfg.get("val_fraction", 0.1)),
+        float(cfg.get("test_fraction", 0.1)),
+    )[0]
 
 
 def effective_train_size(cfg: dict, train_limit: int | None = None) -> int:

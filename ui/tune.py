@@ -7,7 +7,7 @@ Contract
     ``build_space(settings, base)``         -> ``(SearchSpace | None, {param or "budget": msg})``
                                             (pure; no Streamlit).
     ``SearchWorker``                        a thread running ``nn.search.run_search``; never calls
-                                            Streamlit. ``cancel()`` only sets an Event;
+                                            Streamlit. ``stop()`` only sets an Event;
                                             ``snapshot()`` is a consistent copy for the page.
     ``tune_slot()``                         one per browser session (``cache_resource(scope=
                                             "session")``): ``slot.worker``.
@@ -20,9 +20,6 @@ from __future__ import annotations
 import copy
 import json
 import math
-import threading
-import time
-import traceback
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -31,6 +28,8 @@ import streamlit as st
 from nn.core.activations import ACTIVATIONS
 from nn.core.network import NeuralNetwork
 from nn.core.optimizers import OPTIMIZERS
+from nn.services.tuning import SearchJob, run_search_job
+from ui.jobs import BackgroundJob
 
 SETTINGS_KEY = "tune_settings"
 FINAL = ("finished", "cancelled", "timeout", "failed")
@@ -280,16 +279,20 @@ def load_into_train(
 
 
 # ------------------------------------------------------------------------------ the worker
-class SearchWorker(threading.Thread):
-    """Runs ``nn.search.run_search`` in a daemon thread; never calls Streamlit.
+class SearchWorker(BackgroundJob):
+    """Runs ``nn.services.tuning``'s search job (the one ``python -m nn tune`` runs) in a daemon
+    thread; never calls Streamlit.
 
     ``data`` is an ``nn.data.MNIST`` (or a zero-argument callable returning one).
-    ``data_kwargs`` are ``nn.training`` split settings (``split``, ``seed``, ``train_size``).
+    ``data_kwargs`` are split settings (``split``, ``seed``, ``train_size``).
     ``budget``: ``strategy``, ``trials``, ``grid_points``, ``epochs_per_trial``, ``halving``,
     ``n_jobs``, ``seed``, ``val_size`` (0 = whole validation part), optional ``timeout``.
+    ``stop()`` launches no new trials and stops a trial in this process.
     Statuses: ``preparing`` -> ``running`` -> ``finished`` | ``cancelled`` | ``timeout`` |
     ``failed``.
     """
+
+    FINAL_STATUSES = FINAL
 
     def __init__(
         self,
@@ -303,60 +306,48 @@ class SearchWorker(threading.Thread):
         record: bool = True,
         name: str | None = None,
     ):
-        super().__init__(name="nn-search", daemon=True)
-        self.base_config = dict(base_config)
+        super().__init__(
+            "nn-search",
+            {
+                "trials": [],
+                "rung": 0,
+                "n_rungs": 1,
+                "n_trials": 0,
+                "best_val_accuracy": None,
+                "best_trial": None,
+                "best_config": None,
+                "search_id": None,
+                "message": "",
+                "elapsed": 0.0,
+                "n_train": None,
+                "n_val": None,
+                "current": None,
+            },
+        )
         self.space = space
         self._data = data
-        self.data_kwargs = dict(data_kwargs)
-        self.budget = dict(budget)
-        self.runs_path = runs_path
-        self.record = record
-        self.search_name = name
         self.result = None
-        self._cancel = threading.Event()
-        self._lock = threading.Lock()
-        self._state: dict[str, Any] = {
-            "status": "preparing",
-            "trials": [],
-            "rung": 0,
-            "n_rungs": 1,
-            "n_trials": 0,
-            "best_val_accuracy": None,
-            "best_trial": None,
-            "best_config": None,
-            "search_id": None,
-            "error": None,
-            "traceback": None,
-            "message": "",
-            "started": time.time(),
-            "elapsed": 0.0,
-            "n_train": None,
-            "n_val": None,
-            "current": None,
-        }
+        b = dict(budget)
+        self.job = SearchJob(
+            base=dict(base_config),
+            space=space.to_dict(),
+            data=dict(data_kwargs),
+            val_size=int(b.get("val_size") or 0),
+            strategy=b.get("strategy", "random"),
+            trials=int(b["trials"]) if b.get("trials") else None,
+            grid_points=int(b.get("grid_points", 3)),
+            epochs_per_trial=int(b.get("epochs_per_trial", 3)),
+            halving=bool(b.get("halving", True)),
+            n_jobs=int(b.get("n_jobs", 1)),
+            backend=b.get("backend"),
+            seed=int(b.get("seed", 0)),
+            timeout=b.get("timeout"),
+            record=record,
+            runs_db=runs_path,
+            name=name,
+        )
 
-    def cancel(self) -> None:
-        """Ask the search to stop (no new trials; a trial in this process stops too)."""
-        self._cancel.set()
-
-    @property
-    def cancel_requested(self) -> bool:
-        return self._cancel.is_set()
-
-    def snapshot(self) -> dict[str, Any]:
-        with self._lock:
-            snap = copy.deepcopy(self._state)
-        snap["alive"] = self.is_alive()
-        snap["cancel_requested"] = self._cancel.is_set()
-        if snap["status"] not in FINAL:
-            snap["elapsed"] = time.time() - snap["started"]
-        return snap
-
-    def _set(self, **values: Any) -> None:
-        with self._lock:
-            self._state.update(values)
-
-    def _on_event(self, event) -> bool:
+    def _on_event(self, event) -> None:
         values = {
             "trials": event.trials,
             "rung": event.rung,
@@ -369,70 +360,33 @@ class SearchWorker(threading.Thread):
         elif event.kind == "trial_epoch" and event.trial is not None:
             values["current"] = {"index": event.trial["index"], "epoch": event.epoch}
         self._set(**values)
-        return self._cancel.is_set()
 
-    def run(self) -> None:
-        try:
-            from nn.search import run_search
-            from nn.services.training import make_split
+    def _listen(self, stage: str, info: dict[str, Any]) -> None:
+        if stage == "prepared":
+            self._set(status="running", n_train=info["n_train"], n_val=info["n_val"])
 
-            data = self._data() if callable(self._data) else self._data
-            split = make_split(self.data_kwargs, data)
-            x_val, y_val = split.x_val, split.y_val
-            val_size = int(self.budget.get("val_size") or 0)
-            if val_size:
-                x_val, y_val = x_val[:val_size], y_val[:val_size]
-            store = None
-            if self.record:
-                from nn.services.runs import RunStore
-
-                store = RunStore(self.runs_path) if self.runs_path else RunStore()
-            self._set(status="running", n_train=int(len(split.y_train)), n_val=int(len(y_val)))
-            recorded = {k: v for k, v in self.data_kwargs.items() if v is not None}
-            if val_size:
-                recorded["val_size"] = val_size
-            b = self.budget
-            result = run_search(
-                self.base_config,
-                self.space,
-                split.x_train,
-                split.y_train,
-                x_val,
-                y_val,
-                strategy=b.get("strategy", "random"),
-                n_trials=int(b["trials"]) if b.get("trials") else None,
-                epochs_per_trial=int(b.get("epochs_per_trial", 3)),
-                halving=bool(b.get("halving", True)),
-                grid_points=int(b.get("grid_points", 3)),
-                n_jobs=int(b.get("n_jobs", 1)),
-                backend=b.get("backend"),
-                seed=int(b.get("seed", 0)),
-                store=store,
-                name=self.search_name,
-                data_config=recorded,
-                callback=self._on_event,
-                timeout=b.get("timeout"),
-            )
-            self.result = result
-            self._set(
-                status=result.status,
-                trials=[t.to_dict() for t in result.trials],
-                best_val_accuracy=result.best_val_accuracy,
-                best_trial=result.best_trial,
-                best_config=result.best_config,
-                search_id=result.search_id,
-                message=result.message,
-                elapsed=result.seconds,
-                current=None,
-            )
-        except BaseException as exc:  # noqa: BLE001 - shown on the page, never lost
-            self._set(
-                status="failed",
-                error=f"{type(exc).__name__}: {exc}",
-                traceback=traceback.format_exc(),
-                current=None,
-                elapsed=time.time() - self._state["started"],
-            )
+    def work(self) -> None:
+        self._mark_started()
+        data = self._data() if callable(self._data) else self._data
+        result = run_search_job(
+            self.job,
+            data=data,
+            on_event=self._on_event,
+            listener=self._listen,
+            control=self.control,
+        )
+        self.result = result
+        self._set(
+            status=result.status,
+            trials=[t.to_dict() for t in result.trials],
+            best_val_accuracy=result.best_val_accuracy,
+            best_trial=result.best_trial,
+            best_config=result.best_config,
+            search_id=result.search_id,
+            message=result.message,
+            elapsed=result.seconds,
+            current=None,
+        )
 
 
 class TuneSlot:
@@ -447,7 +401,7 @@ class TuneSlot:
 
 def _release(slot: TuneSlot) -> None:
     if slot.worker is not None:
-        slot.worker.cancel()
+        slot.worker.stop()
 
 
 @st.cache_resource(scope="session", on_release=_release, show_spinner=False)
@@ -639,7 +593,7 @@ def start_search(
     budget = {k: settings[k] for k in BUDGET_DEFAULTS}
     slot = tune_slot()
     if slot.worker is not None and slot.worker.is_alive():
-        slot.worker.cancel()
+        slot.worker.stop()
     worker = SearchWorker(base, space, data, data_kwargs, budget)
     slot.worker = worker
     worker.start()

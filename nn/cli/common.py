@@ -6,13 +6,28 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import sqlite3
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from nn.services.storage import MODELS_DIR_ENV, models_dir, resolve_model_path
+
+__all__ = [
+    "EXIT_DIVERGED",
+    "EXIT_ERROR",
+    "EXIT_INTERRUPTED",
+    "EXIT_OK",
+    "EXIT_USAGE",
+    "Command",
+    "Out",
+    "UsageError",
+    "add_common",
+    "models_dir",
+    "resolve_model_path",
+]
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -21,8 +36,6 @@ EXIT_DIVERGED = 3
 EXIT_INTERRUPTED = 130
 
 PROG = "python -m nn"
-REPO_DIR = Path(__file__).resolve().parents[2]
-MODELS_DIR_ENV = "NN_MODELS_DIR"
 
 
 class UsageError(ValueError):
@@ -38,37 +51,6 @@ class Command:
     add_arguments: Callable[[argparse.ArgumentParser], None]
     handler: Callable[[argparse.Namespace], int]
     description: str = ""
-
-
-# ----------------------------------------------------------------------------- models folder
-def models_dir(override: str | os.PathLike | None = None) -> Path:
-    """``override``, else ``$NN_MODELS_DIR``, else ``saved_models/`` in the repository."""
-    if override:
-        return Path(override).expanduser()
-    value = os.environ.get(MODELS_DIR_ENV, "").strip()
-    return Path(value).expanduser() if value else REPO_DIR / "saved_models"
-
-
-def resolve_model_path(spec: str, folder: str | os.PathLike | None = None) -> Path:
-    """A model file from a path or a saved model's name; ``FileNotFoundError`` if neither."""
-    from nn.io.model_files import SUPPORTED_FORMATS, model_path
-
-    path = Path(spec).expanduser()
-    if path.is_file():
-        return path
-    if path.is_dir():
-        raise IsADirectoryError(f"{spec}: is a folder, not a model file")
-    folder = models_dir(folder)
-    try:
-        for ext in SUPPORTED_FORMATS:
-            candidate = model_path(folder, spec, ext[1:])
-            if candidate.is_file():
-                return candidate
-    except ValueError:  # not a valid model name: it was meant as a path
-        pass
-    raise FileNotFoundError(
-        f"{spec}: no such model file, and no saved model of that name in {folder}"
-    )
 
 
 # ----------------------------------------------------------------------------- common flags

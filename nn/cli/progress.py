@@ -8,6 +8,7 @@ import time
 from typing import Any, TextIO
 
 from nn.cli.common import fmt_duration, fmt_num, fmt_pct
+from nn.services.control import JobControl
 
 
 class Progress:
@@ -134,18 +135,19 @@ class Progress:
 
 
 class StopOnInterrupt:
-    """First Ctrl-C: ask training to stop after the current batch. Second: KeyboardInterrupt."""
+    """First Ctrl-C: ask the job to stop after the current batch (``control.stop``). Second:
+    KeyboardInterrupt."""
 
-    def __init__(self, stream: TextIO | None):
-        self.requested = False
+    def __init__(self, stream: TextIO | None, control: JobControl):
+        self.control = control
         self.stream = stream
         self._previous: Any = None
         self._installed = False
 
     def _handle(self, signum, frame) -> None:
-        if self.requested:
+        if self.control.stop_requested:
             raise KeyboardInterrupt
-        self.requested = True
+        self.control.stop("stopped with Ctrl-C")
         if self.stream is not None:
             self.stream.write("\nstopping after this batch (press Ctrl-C again to abort)\n")
             self.stream.flush()

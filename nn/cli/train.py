@@ -4,7 +4,6 @@ flag; record the run; save the model."""
 from __future__ import annotations
 
 import argparse
-import sqlite3
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -23,9 +22,7 @@ from nn.cli.common import (
     fmt_pct,
     models_dir,
     none_or,
-    open_run_store,
     print_json,
-    suppress_db_errors,
 )
 from nn.cli.progress import Progress, StopOnInterrupt
 from nn.core.activations import ACTIVATIONS
@@ -33,6 +30,14 @@ from nn.core.initializers import INIT_CHOICES
 from nn.core.network import DTYPES, MONITORS, NeuralNetwork
 from nn.core.optimizers import OPTIMIZERS
 from nn.core.schedules import SCHEDULES
+from nn.services.control import JobControl
+from nn.services.training import (
+    TrainingJob,
+    TrainingOutcome,
+    check_data_kwargs,
+    check_model_kwargs,
+    run_training_job,
+)
 
 HELP = "train a network and save it"
 DESCRIPTION = (
@@ -332,11 +337,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     _add_data_flags(parser)
 
 
-def train_plan(args: argparse.Namespace) -> dict[str, Any]:
-    """Everything the run needs, validated before any data is loaded."""
+def _save_target(args: argparse.Namespace, default_name: str) -> tuple[Path | None, str]:
+    """Where the model is saved (None with --no-save) and the model's name."""
     from nn.io.model_files import SUPPORTED_FORMATS, model_path, sanitize_model_name
+
+    if args.no_save:
+        if args.out:
+            raise UsageError("--no-save and --out contradict each other")
+        return None, sanitize_model_name(args.name or default_name)
+    if args.out:
+        path = Path(args.out).expanduser()
+        if path.suffix.lower() not in ("", *SUPPORTED_FORMATS):
+            raise UsageError(f"--out {args.out}: use a .npz or .pkl file name")
+        if path.suffix == "":
+            path = path.with_suffix(".npz")
+        if path.is_dir():
+            raise UsageError(f"--out {args.out}: is a folder")
+        return path, sanitize_model_name(args.name) if args.name else path.stem
+    path = model_path(models_dir(args.models_dir), args.name or default_name)
+    return path, path.stem
+
+
+def train_plan(args: argparse.Namespace) -> TrainingJob:
+    """The training job of these flags, validated before any data is loaded."""
     from nn.services.presets import get_preset, resolve_config
-    from nn.services.training import check_data_kwargs, check_model_kwargs
 
     preset = get_preset(args.preset)
     overrides = _model_overrides(args, preset.model.get("augment"))
@@ -349,136 +373,66 @@ def train_plan(args: argparse.Namespace) -> dict[str, Any]:
     ts = data_kwargs["train_size"]
     if ts is not None and ts < 1:
         raise UsageError(f"--train-size {ts}: use a positive number of images")
-    default_name = f"{preset.name}-{datetime.now():%Y%m%d-%H%M%S}"
-    if args.no_save:
-        if args.out:
-            raise UsageError("--no-save and --out contradict each other")
-        path = None
-        name = sanitize_model_name(args.name or default_name)
-    elif args.out:
-        path = Path(args.out).expanduser()
-        if path.suffix.lower() not in ("", *SUPPORTED_FORMATS):
-            raise UsageError(f"--out {args.out}: use a .npz or .pkl file name")
-        if path.suffix == "":
-            path = path.with_suffix(".npz")
-        if path.is_dir():
-            raise UsageError(f"--out {args.out}: is a folder")
-        name = sanitize_model_name(args.name) if args.name else path.stem
-    else:
-        path = model_path(models_dir(args.models_dir), args.name or default_name)
-        name = path.stem
-    return {
-        "preset": preset,
-        "model": model,
-        "model_kwargs": model.get_params(),
-        "data_kwargs": data_kwargs,
-        "path": path,
-        "name": name,
-    }
+    path, name = _save_target(args, f"{preset.name}-{datetime.now():%Y%m%d-%H%M%S}")
+    return TrainingJob(
+        model=model.get_params(),
+        data=data_kwargs,
+        name=name,
+        preset=preset.name,
+        source="cli",
+        save_path=None if path is None else str(path),
+        strict_record=True,
+        runs_db=args.runs_db,
+        keep_split=hasattr(args, "data__split"),
+    )
 
 
-def run(args: argparse.Namespace) -> int:
-    from nn.services.runs import RunRecorder
-    from nn.services.training import load_data, make_split, run_training
+class _Console:
+    """The job's stages as lines of text, its events as the progress display."""
 
-    out = Out(args)
-    plan = train_plan(args)
-    model_kwargs, data_kwargs = plan["model_kwargs"], plan["data_kwargs"]
-    source = data_kwargs["path"] or "the bundled MNIST"
-    out(f"loading {source} ...")
-    data = load_data(data_kwargs)
-    if (
-        data_kwargs["split"] == "standard"
-        and not hasattr(data, "x_test")
-        and not hasattr(args, "data__split")
-    ):
-        data_kwargs["split"] = "80:10:10"  # "standard" needs separate train and test parts
-        out(f"{source} has no separate test part: using the 80:10:10 split")
-    split = make_split(data_kwargs, data)
-    store = open_run_store(args.runs_db)
-    with suppress_db_errors():
-        store.mark_interrupted()
-    n_train = int(split.x_train.shape[0])
-    if model_kwargs["batch_size"] > n_train:
-        raise UsageError(
-            f"--batch-size {model_kwargs['batch_size']} is larger than the "
-            f"{n_train} training images"
+    def __init__(self, out: Out, job: TrainingJob):
+        self.out = out
+        self.job = job
+        self.source = job.data["path"] or "the bundled MNIST"
+        self.progress: Progress | None = None
+
+    def listen(self, stage: str, info: dict[str, Any]) -> None:
+        if stage == "loading":
+            self.out(f"loading {self.source} ...")
+        elif stage == "split_changed":
+            self.out(f"{self.source} has no separate test part: using the {info['split']} split")
+        elif stage == "run_error":
+            print(f"warning: run database: {info['message']}", file=sys.stderr)
+        elif stage == "prepared":
+            self._prepared(info)
+
+    def _prepared(self, info: dict[str, Any]) -> None:
+        m = info["model"]
+        layers = "-".join(
+            str(s) for s in [info["n_features"], *m["hidden_layers"], info["n_classes"]]
         )
-    layers = "-".join(
-        str(s)
-        for s in [
-            split.x_train.shape[1],
-            *model_kwargs["hidden_layers"],
-            len(set(split.y_train.tolist())),
-        ]
-    )
-    out(
-        f"preset {plan['preset'].name}: {layers}, {model_kwargs['optimizer']} "
-        f"lr {model_kwargs['learning_rate']:g}, {model_kwargs['epochs']} epochs, batch "
-        f"{model_kwargs['batch_size']}; {n_train:,} training, {split.x_val.shape[0]:,} "
-        f"validation, {split.x_test.shape[0]:,} test images ({data_kwargs['split']} split)"
-    )
+        self.out(
+            f"preset {self.job.preset}: {layers}, {m['optimizer']} "
+            f"lr {m['learning_rate']:g}, {m['epochs']} epochs, batch "
+            f"{m['batch_size']}; {info['n_train']:,} training, {info['n_val']:,} "
+            f"validation, {info['n_test']:,} test images ({info['split']} split)"
+        )
+        if not self.out.quiet:
+            self.progress = Progress(sys.stderr, info["n_train"], m["batch_size"])
 
-    config = {"preset": plan["preset"].name, "model": model_kwargs, "data": data_kwargs}
-    seed = model_kwargs.get("random_state")
-    run_id = store.start_run(config, name=plan["name"], source="cli", seed=seed)
-    recorder = RunRecorder(store, run_id)
-    progress = None if out.quiet else Progress(sys.stderr, n_train, model_kwargs["batch_size"])
-    status, message, model_path, result, replaced = "failed", None, None, None, False
-    try:
-        with StopOnInterrupt(None if out.quiet else sys.stderr) as stop:
+    def on_event(self, event: Any) -> None:
+        if self.progress is not None:
+            self.progress(event)
 
-            def callback(event):
-                if progress is not None:
-                    progress(event)
-                if event.kind == "epoch":
-                    recorder.callback(event)
-                return stop.requested
+    def close(self) -> None:
+        if self.progress is not None:
+            self.progress.close()
 
-            try:
-                result = run_training(model_kwargs, split=split, callback=callback)
-            finally:
-                if progress is not None:
-                    progress.close()
-        model = result.model
-        if stop.requested:
-            status, message = "stopped", f"stopped with Ctrl-C; {model.stop_message_}"
-        elif model.stop_reason_ == "diverged":
-            status, message = "diverged", model.stop_message_
-        else:
-            status, message = "finished", model.stop_message_ or None
-            if plan["path"] is not None:
-                replaced = Path(plan["path"]).exists()
-                notes = (
-                    f"python -m nn train: preset {plan['preset'].name}, "
-                    f"{data_kwargs['split']} split (seed {data_kwargs['seed']}), "
-                    f"{n_train} training images"
-                )
-                model_path = model.save(
-                    plan["path"], name=plan["name"], metrics=result.metrics(), notes=notes
-                )
-    except KeyboardInterrupt:
-        status, message = "stopped", "aborted with Ctrl-C"
-        raise
-    except BaseException as exc:
-        status, message = "failed", f"{type(exc).__name__}: {exc}"
-        raise
-    finally:
-        metrics = result.metrics() if result is not None else {}
-        if result is not None:
-            metrics.update(
-                n_parameters=result.model.n_parameters_, stop_reason=result.model.stop_reason_
-            )
-        try:
-            store.finish_run(
-                run_id, status, metrics=metrics, model_path=model_path, message=message
-            )
-        except (sqlite3.Error, OSError) as db_error:
-            print(f"warning: could not record run {run_id}: {db_error}", file=sys.stderr)
 
-    model = result.model
-    summary = {
-        "status": status,
+def _summary(job: TrainingJob, outcome: TrainingOutcome) -> dict[str, Any]:
+    result, model = outcome.result, outcome.result.model
+    return {
+        "status": outcome.status,
         "test_accuracy": result.test_accuracy,
         "val_accuracy": result.val_accuracy,
         "train_accuracy": (model.history_["train_accuracy"] or [None])[-1],
@@ -486,41 +440,65 @@ def run(args: argparse.Namespace) -> int:
         "epochs": int(model.n_iter_),
         "parameters": int(model.n_parameters_),
         "layers": model.layer_sizes_,
-        "model_path": str(model_path) if model_path is not None else None,
-        "name": plan["name"],
-        "preset": plan["preset"].name,
-        "seed": seed,
-        "split": data_kwargs["split"],
-        "train_size": n_train,
+        "model_path": str(outcome.model_path) if outcome.model_path is not None else None,
+        "name": job.name,
+        "preset": job.preset,
+        "seed": job.model.get("random_state"),
+        "split": outcome.data["split"],
+        "train_size": int(result.split.x_train.shape[0]),
         "stop_reason": model.stop_reason_,
         "stop_message": model.stop_message_,
-        "run_id": run_id,
-        "runs_db": str(store.path),
+        "run_id": outcome.run_id,
+        "runs_db": outcome.runs_db,
     }
-    if status == "diverged":
+
+
+def _report(out: Out, outcome: TrainingOutcome) -> None:
+    result, model = outcome.result, outcome.result.model
+    if outcome.status == "diverged":
         print(f"error: {model.stop_message_}", file=sys.stderr)
-    elif status == "stopped":
+    elif outcome.status == "stopped":
         print(
             f"stopped after {model.n_iter_} epoch(s); the model was not saved "
-            f"(run #{run_id} recorded as stopped)",
+            f"(run #{outcome.run_id} recorded as stopped)",
             file=sys.stderr,
         )
-    if status == "finished":
-        speed = n_train * model.n_iter_ / max(result.train_seconds, 1e-9)
-        out(
-            f"test accuracy {fmt_pct(result.test_accuracy)}  validation "
-            f"{fmt_pct(result.val_accuracy)}  ({model.n_iter_} epochs in "
-            f"{fmt_duration(result.train_seconds)}, {speed:,.0f} img/s, "
-            f"{model.n_parameters_:,} parameters)"
-        )
-        if model.stop_reason_ == "early_stopping":
-            out(model.stop_message_)
-        out(
-            f"saved {model_path}{' (replaced the previous file)' if replaced else ''}"
-            if model_path
-            else "not saved (--no-save)"
-        )
-        out(f"run #{run_id} recorded in {store.path}")
+    if outcome.status != "finished":
+        return
+    n_train = int(result.split.x_train.shape[0])
+    speed = n_train * model.n_iter_ / max(result.train_seconds, 1e-9)
+    out(
+        f"test accuracy {fmt_pct(result.test_accuracy)}  validation "
+        f"{fmt_pct(result.val_accuracy)}  ({model.n_iter_} epochs in "
+        f"{fmt_duration(result.train_seconds)}, {speed:,.0f} img/s, "
+        f"{model.n_parameters_:,} parameters)"
+    )
+    if model.stop_reason_ == "early_stopping":
+        out(model.stop_message_)
+    if outcome.model_path:
+        replaced = " (replaced the previous file)" if outcome.replaced else ""
+        out(f"saved {outcome.model_path}{replaced}")
+    else:
+        out("not saved (--no-save)")
+    out(f"run #{outcome.run_id} recorded in {outcome.runs_db}")
+
+
+def run(args: argparse.Namespace) -> int:
+    out = Out(args)
+    job = train_plan(args)
+    console = _Console(out, job)
+    control = JobControl()
+    try:
+        with StopOnInterrupt(None if out.quiet else sys.stderr, control):
+            outcome = run_training_job(
+                job, on_event=console.on_event, listener=console.listen, control=control
+            )
+    finally:
+        console.close()
+    if outcome.result is None:  # Ctrl-C before the first batch
+        print(f"{outcome.message} (run #{outcome.run_id} recorded as stopped)", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    _report(out, outcome)
     if args.json:
-        print_json(summary)
-    return {"finished": EXIT_OK, "diverged": EXIT_DIVERGED}.get(status, EXIT_INTERRUPTED)
+        print_json(_summary(job, outcome))
+    return {"finished": EXIT_OK, "diverged": EXIT_DIVERGED}.get(outcome.status, EXIT_INTERRUPTED)

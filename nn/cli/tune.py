@@ -16,11 +16,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 from nn.search.engine import STRATEGIES, SearchEvent, SearchSpace, parse_dimension
+from nn.services.tuning import SearchJob, run_search_job
 
 HELP = "search hyperparameters (grid/random + successive halving)"
 
@@ -263,10 +263,8 @@ def run_tune(args: argparse.Namespace) -> int:
         return 2
 
 
-def _run(args: argparse.Namespace) -> int:
-    from nn.search.engine import run_search
-    from nn.services.training import check_data_kwargs, load_data, make_split
-
+def _job(args: argparse.Namespace) -> SearchJob:
+    """The search job of these flags; bad flags raise ``ValueError``."""
     space = build_space(args)
     base = dict(parse_set(t) for t in getattr(args, "fixed", None) or [])
     if args.trials is not None and args.trials < 1:
@@ -280,61 +278,51 @@ def _run(args: argparse.Namespace) -> int:
     n_trials = (
         args.trials if args.trials is not None else (10 if args.strategy == "random" else None)
     )
-    data_kwargs = check_data_kwargs(
-        {
-            "split": args.split,
-            "seed": args.data_seed,
-            "train_size": args.train_size or None,
-            "path": args.data,
-        }
-    )
-    # validate everything that does not need the data before loading it
-    space.check(base)
-    t0 = time.perf_counter()
-    split = make_split(data_kwargs, load_data(data_kwargs))
-    x_val, y_val = split.x_val, split.y_val
-    if args.val_size:
-        x_val, y_val = x_val[: args.val_size], y_val[: args.val_size]
-    store = None
-    if args.record:
-        from nn.services.runs import RunStore
-
-        store = RunStore(args.runs_db) if args.runs_db else RunStore()
-        store.mark_interrupted()
-    recorded = {k: v for k, v in data_kwargs.items() if v is not None}
-    if args.val_size:
-        recorded["val_size"] = args.val_size
-    _say(args, f"searching {', '.join(f'{k} ({d.describe()})' for k, d in space)}")
-    _say(
-        args,
-        f"{args.strategy} search, {n_trials or 'all grid'} trials, "
-        f"{args.epochs_per_trial} epochs per trial, halving "
-        f"{'on' if args.halving else 'off'}, n_jobs {args.n_jobs}; "
-        f"{len(split.y_train)} training / {len(y_val)} validation images "
-        f"(loaded in {time.perf_counter() - t0:.1f}s)",
-    )
-    result = run_search(
-        base,
-        space,
-        split.x_train,
-        split.y_train,
-        x_val,
-        y_val,
+    data = {
+        "split": args.split,
+        "seed": args.data_seed,
+        "train_size": args.train_size or None,
+        "path": args.data,
+    }
+    return SearchJob(
+        base=base,
+        space=space.to_dict(),
+        data=data,
+        val_size=args.val_size,
         strategy=args.strategy,
-        n_trials=n_trials,
+        trials=n_trials,
+        grid_points=args.grid_points,
         epochs_per_trial=args.epochs_per_trial,
         halving=args.halving,
         eta=args.eta,
-        grid_points=args.grid_points,
         n_jobs=args.n_jobs,
         backend=args.backend,
         seed=args.seed,
-        store=store,
-        name=args.name,
-        data_config=recorded,
-        callback=_progress(args),
         timeout=args.timeout,
+        record=args.record,
+        runs_db=args.runs_db,
+        name=args.name,
     )
+
+
+def _run(args: argparse.Namespace) -> int:
+    job = _job(args)
+    space = SearchSpace.from_dict(job.space)
+    where: dict[str, Any] = {}
+
+    def prepared(stage: str, info: dict[str, Any]) -> None:
+        where["runs_db"] = info["runs_db"]
+        _say(args, f"searching {', '.join(f'{k} ({d.describe()})' for k, d in space)}")
+        _say(
+            args,
+            f"{job.strategy} search, {job.trials or 'all grid'} trials, "
+            f"{job.epochs_per_trial} epochs per trial, halving "
+            f"{'on' if job.halving else 'off'}, n_jobs {job.n_jobs}; "
+            f"{info['n_train']} training / {info['n_val']} validation images "
+            f"(loaded in {info['load_seconds']:.1f}s)",
+        )
+
+    result = run_search_job(job, on_event=_progress(args), listener=prepared)
     counts: dict[str, int] = {}
     for t in result.trials:
         counts[t.status] = counts.get(t.status, 0) + 1
@@ -351,8 +339,8 @@ def _run(args: argparse.Namespace) -> int:
             + ", ".join(f"{k}={_fmt(v)}" for k, v in result.best_params.items()),
         )
         _say(args, "train it: " + json.dumps(result.best_config))
-    if result.search_id is not None and store is not None:
-        _say(args, f"recorded as search {result.search_id} in {store.path}")
+    if result.search_id is not None:
+        _say(args, f"recorded as search {result.search_id} in {where['runs_db']}")
     if args.json:
         print(json.dumps(result.to_dict()), flush=True)
     return 0 if result.best_config is not None else 1

@@ -67,9 +67,8 @@ __all__ = [
     "RunStore",
     "RunStoreError",
     "Search",
-    "compare_histories",
     "default_runs_path",
-    "status_from_stop_reason",
+    "run_status",
 ]
 
 ENV_VAR = "NN_RUNS_DB"
@@ -187,8 +186,16 @@ DEFAULT_RUNS_PATH: Path = default_runs_path()
 """The default database path as chosen at import time (see :func:`default_runs_path`)."""
 
 
-def status_from_stop_reason(stop_reason: str | None) -> str:
-    """Map ``NeuralNetwork.stop_reason_`` to a run status (unknown/None -> ``"finished"``)."""
+def run_status(
+    stop_reason: str | None, *, stop_requested: bool = False, failed: bool = False
+) -> str:
+    """The status of a run that ended: ``failed`` if it raised, ``stopped`` if a stop was asked
+    for, else from ``NeuralNetwork.stop_reason_`` (completed and early_stopping -> finished,
+    callback -> stopped, diverged -> diverged)."""
+    if failed:
+        return "failed"
+    if stop_requested:
+        return "stopped"
     return _STOP_REASON_STATUS.get(stop_reason or "completed", "finished")
 
 
@@ -269,17 +276,6 @@ def _pid_alive(pid: int | None) -> bool:
         return False
     if pid == os.getpid():
         return True
-    if os.name == "nt":  # pragma: no cover - os.kill(pid, 0) would terminate the process there
-        import ctypes
-
-        kernel32 = ctypes.windll.kernel32
-        handle = kernel32.OpenProcess(0x1000, False, pid)  # PROCESS_QUERY_LIMITED_INFORMATION
-        if not handle:
-            return False
-        code = ctypes.c_ulong()
-        ok = kernel32.GetExitCodeProcess(handle, ctypes.byref(code))
-        kernel32.CloseHandle(handle)
-        return bool(ok) and code.value == 259  # STILL_ACTIVE
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -759,42 +755,6 @@ class RunStore:
                         marked.append(item_id)
         return marked
 
-    @contextlib.contextmanager
-    def track(
-        self,
-        config: Mapping[str, Any] | None,
-        *,
-        name: str | None = None,
-        source: str = "cli",
-        seed: int | None = None,
-        search_id: int | None = None,
-    ) -> Iterator[RunRecorder]:
-        """Start a run and yield a :class:`RunRecorder` for it.
-
-        On normal exit the run is finished with the recorder's status (``"finished"`` unless
-        the caller set ``stopped``/``diverged``/...). On an exception it is marked ``failed``
-        (``stopped`` for ``KeyboardInterrupt``, ``diverged`` for ``TrainingDiverged``) and the
-        exception is re-raised.
-        """
-        recorder = RunRecorder(
-            self, self.start_run(config, name=name, source=source, seed=seed, search_id=search_id)
-        )
-        try:
-            yield recorder
-        except BaseException as exc:
-            status, message = _status_for_exception(exc)
-            try:
-                recorder._finish(status, message)
-            except Exception as db_error:  # never hide the original exception
-                warnings.warn(
-                    f"could not record run {recorder.run_id} as {status}: {db_error}",
-                    RuntimeWarning,
-                    stacklevel=3,
-                )
-            raise
-        else:
-            recorder._finish(recorder.status or "finished", recorder.message)
-
     # -- searches -------------------------------------------------------------------------------
 
     def start_search(self, space: Mapping[str, Any] | None, *, name: str | None = None) -> int:
@@ -882,37 +842,17 @@ class RunStore:
         return histories
 
 
-def _status_for_exception(exc: BaseException) -> tuple[str, str]:
-    text = f"{type(exc).__name__}: {exc}"[:2000]
-    if isinstance(exc, KeyboardInterrupt):
-        return "stopped", "stopped by KeyboardInterrupt"
-    # nn.network.TrainingDiverged, matched by name so this module need not import the network
-    if any(cls.__name__ == "TrainingDiverged" for cls in type(exc).__mro__):
-        return "diverged", text
-    return "failed", text
-
-
 class RunRecorder:
-    """Records one run while it trains; get it from :meth:`RunStore.track`.
+    """Writes one run's epochs to the store while it trains.
 
-    Pass :meth:`callback` to ``NeuralNetwork.fit(callback=...)`` (directly, or call it from your
-    own callback). Only ``kind == "epoch"`` events are written; batch events return at once.
-    The callback never asks training to stop (returns ``None``). A database error while
-    logging an epoch is kept in :attr:`errors` and reported with a ``RuntimeWarning`` instead of
-    interrupting training.
-
-    Before the ``with`` block ends, the caller may set the outcome: :meth:`set_status`
-    (``stopped``/``diverged``/... ), :meth:`set_stop_reason` (from ``model.stop_reason_``),
-    :meth:`set_metrics`, :meth:`set_model_path`.
+    Call :meth:`callback` from a ``NeuralNetwork.fit`` callback: only ``kind == "epoch"`` events
+    are written. A database error is kept in :attr:`errors` and reported with a
+    ``RuntimeWarning``; it never interrupts training.
     """
 
     def __init__(self, store: RunStore, run_id: int):
         self.store = store
         self.run_id = run_id
-        self.status: str | None = None
-        self.message: str | None = None
-        self.metrics: dict[str, Any] = {}
-        self.model_path: str | None = None
         self.errors: list[Exception] = []
         self._last_elapsed: float | None = None
 
@@ -951,62 +891,3 @@ class RunRecorder:
                 f"run {self.run_id}: could not record epoch: {exc}", RuntimeWarning, stacklevel=2
             )
         return None
-
-    def log_epoch(self, epoch: int, **metrics: Any) -> None:
-        """Log an epoch by hand (same as :meth:`RunStore.log_epoch` for this run)."""
-        self.store.log_epoch(self.run_id, epoch, **metrics)
-
-    def set_status(self, status: str, message: str | None = None) -> None:
-        """The status to record when the ``with`` block exits normally."""
-        self.status = _check_status(status, FINAL_STATUSES)
-        if message is not None:
-            self.message = message
-
-    def stop(self, message: str | None = None) -> None:
-        self.set_status("stopped", message)
-
-    def diverged(self, message: str | None = None) -> None:
-        self.set_status("diverged", message)
-
-    def set_stop_reason(self, stop_reason: str | None, message: str | None = None) -> None:
-        """Use ``model.stop_reason_`` / ``model.stop_message_``: completed/early_stopping ->
-        finished, callback -> stopped, diverged -> diverged."""
-        self.set_status(status_from_stop_reason(stop_reason), message)
-
-    def set_metrics(self, **metrics: Any) -> None:
-        """Final metrics (test_accuracy, val_accuracy, ...), written when the block exits."""
-        self.metrics.update(metrics)
-
-    def set_model_path(self, path: str | os.PathLike | None) -> None:
-        self.model_path = None if path is None else os.fspath(path)
-
-    def _finish(self, status: str, message: str | None) -> None:
-        self.store.finish_run(
-            self.run_id, status, metrics=self.metrics, model_path=self.model_path, message=message
-        )
-
-
-def compare_histories(
-    runs: Iterable[Run],
-    metrics: Sequence[str] = ("loss", "train_accuracy", "val_loss", "val_accuracy"),
-) -> dict[str, dict[str, dict[int, float]]]:
-    """Histories of several runs side by side: ``{metric: {run.label: {epoch: value}}}``.
-
-    Missing values are skipped, so ``pandas.DataFrame(result["val_accuracy"])`` is a frame
-    indexed by epoch with one column per run, ready for ``st.line_chart``. The runs need their
-    history loaded (``get_run`` or ``list_runs(with_history=True)``).
-    """
-    for metric in metrics:
-        if metric not in EPOCH_FIELDS:
-            raise ValueError(f"metric must be one of {', '.join(EPOCH_FIELDS)}; got {metric!r}")
-    result: dict[str, dict[str, dict[int, float]]] = {metric: {} for metric in metrics}
-    for run in runs:
-        history = run.history or {}
-        epochs = history.get("epoch", [])
-        for metric in metrics:
-            result[metric][run.label] = {
-                epoch: value
-                for epoch, value in zip(epochs, history.get(metric, []))
-                if value is not None
-            }
-    return result

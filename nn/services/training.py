@@ -1,4 +1,9 @@
-"""Load, split, train and score in one call: what ``python -m nn train`` and the dashboard share.
+"""The training job shared by ``python -m nn train`` and the dashboard's training thread.
+
+:func:`run_training_job` takes a :class:`TrainingJob` (plain, JSON-able settings): it loads and
+splits the data, builds the model, fits it with a callback (progress as ``TrainingEvent``s, pause
+and stop through a :class:`~nn.services.control.JobControl`), scores it, records the run and
+saves the model if asked. :func:`run_training` is the fit-and-score step on its own:
 
     from nn.services.training import run_training
     result = run_training({"hidden_layers": [256, 128], "epochs": 5},
@@ -18,18 +23,25 @@ Data settings (all optional, see :data:`DATA_DEFAULTS`):
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from nn.core.network import NeuralNetwork
+from nn.services.control import JobControl
 
 __all__ = [
     "DATA_DEFAULTS",
+    "TrainingJob",
+    "TrainingOutcome",
     "TrainResult",
+    "part_sizes",
+    "run_training_job",
     "check_model_kwargs",
     "check_data_kwargs",
     "load_data",
@@ -136,6 +148,26 @@ def make_split(data_kwargs: Mapping[str, Any] | None = None, mnist: Any = None):
     )
 
 
+def part_sizes(
+    split: str,
+    n_images: int,
+    n_test_images: int = 0,
+    val_fraction: float = 0.1,
+    test_fraction: float = 0.1,
+) -> tuple[int, int, int]:
+    """``(train, validation, test)`` sizes of ``nn.data.split_dataset``'s parts before
+    ``train_size``: ``n_images`` training images (all images for a dataset of one part) and
+    ``n_test_images`` in a separate test part."""
+    if split == "standard":
+        n_val = round(n_images * 10_000 / 60_000)
+        return n_images - n_val, n_val, n_test_images
+    if split == "80:10:10":
+        val_fraction = test_fraction = 0.1
+    n = n_images + n_test_images
+    n_val, n_test = int(np.floor(n * val_fraction + 0.5)), int(np.floor(n * test_fraction + 0.5))
+    return n - n_val - n_test, n_val, n_test
+
+
 def run_training(
     model_kwargs: Mapping[str, Any],
     data_kwargs: Mapping[str, Any] | None = None,
@@ -156,6 +188,200 @@ def run_training(
     model = check_model_kwargs(model_kwargs)
     if split is None:
         split = make_split(data_kwargs, mnist)
+    return _fit_and_score(model, split, callback)
+
+
+def _score(model: NeuralNetwork, x: np.ndarray, y: np.ndarray) -> float:
+    return float(model.score(x, y))
+
+
+# ----------------------------------------------------------------------------- the training job
+STOPPED_BEFORE_START = "Stopped before training started."
+SOURCE_LABELS = {"cli": "python -m nn train", "dashboard": "dashboard", "tune": "tune"}
+
+
+@dataclass
+class TrainingJob:
+    """Everything one training run needs, as plain values (:meth:`to_dict` is JSON-able).
+
+    ``model``: ``NeuralNetwork`` settings; ``data``: :data:`DATA_DEFAULTS` keys. ``save_path``:
+    save a finished model there. ``record`` the run in the run store at ``runs_db`` (default
+    store if None); with ``strict_record`` a database that cannot be opened is an error,
+    otherwise it is noted and training goes on. ``train_limit`` caps the training images on
+    top of ``train_size``. ``keep_split`` False lets a ``standard`` split of a dataset without
+    a test part fall back to ``80:10:10``.
+    """
+
+    model: dict[str, Any]
+    data: dict[str, Any] = field(default_factory=dict)
+    name: str | None = None
+    preset: str | None = None
+    source: str = "cli"
+    save_path: str | None = None
+    record: bool = True
+    strict_record: bool = False
+    runs_db: str | None = None
+    train_limit: int | None = None
+    keep_split: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> TrainingJob:
+        return cls(**dict(values))
+
+
+@dataclass
+class TrainingOutcome:
+    """How a training job ended. ``status`` is a run status (``finished``, ``stopped``,
+    ``diverged``); ``result`` holds the model and its scores (None when stopped before the
+    first batch)."""
+
+    status: str
+    message: str | None
+    result: TrainResult | None
+    data: dict[str, Any]
+    run_id: int | None = None
+    runs_db: str | None = None
+    model_path: Path | None = None
+    replaced: bool = False
+    run_errors: list[str] = field(default_factory=list)
+
+    def metrics(self) -> dict[str, Any]:
+        """What the run store records as the run's final metrics."""
+        if self.result is None:
+            return {}
+        model = self.result.model
+        return {
+            **self.result.metrics(),
+            "n_parameters": model.n_parameters_,
+            "stop_reason": model.stop_reason_,
+        }
+
+
+Listener = Callable[[str, dict[str, Any]], Any]
+
+
+class _Record:
+    """The run's row in the store. Database problems are kept in ``errors`` and passed to the
+    listener; they never stop training (unless ``strict`` when the store is opened)."""
+
+    def __init__(self, job: TrainingJob, listener: Listener):
+        self.job = job
+        self.listener = listener
+        self.errors: list[str] = []
+        self.store: Any = None
+        self.run_id: int | None = None
+        self.recorder: Any = None
+
+    @property
+    def path(self) -> str | None:
+        return None if self.store is None else str(self.store.path)
+
+    def note(self, exc: BaseException) -> None:
+        text = f"{type(exc).__name__}: {exc}"
+        self.errors.append(text)
+        self.listener("run_error", {"message": text})
+
+    def open(self) -> None:
+        import sqlite3
+
+        from nn.services.runs import RunStore, RunStoreError
+
+        if not self.job.record:
+            return
+        try:
+            self.store = RunStore(self.job.runs_db) if self.job.runs_db else RunStore()
+        except (sqlite3.Error, OSError, RunStoreError) as exc:
+            if self.job.strict_record:
+                raise
+            self.note(exc)
+            return
+        try:  # runs of processes that are gone
+            self.store.mark_interrupted()
+        except (sqlite3.Error, OSError) as exc:
+            self.note(exc)
+
+    def start(self, config: dict[str, Any]) -> None:
+        from nn.services.runs import RunRecorder
+
+        if self.store is None:
+            return
+        seed = self.job.model.get("random_state")
+        try:
+            self.run_id = self.store.start_run(
+                config, name=self.job.name, source=self.job.source, seed=seed
+            )
+        except Exception as exc:  # noqa: BLE001 - a database problem never stops training
+            if self.job.strict_record:
+                raise
+            self.note(exc)
+            return
+        self.recorder = RunRecorder(self.store, self.run_id)
+
+    def epoch(self, event: Any) -> None:
+        if self.recorder is None:
+            return
+        seen = len(self.recorder.errors)
+        self.recorder.callback(event)
+        for exc in self.recorder.errors[seen:]:
+            self.note(exc)
+
+    def finish(self, status: str, message: str | None, metrics: dict, model_path=None) -> None:
+        if self.store is None or self.run_id is None:
+            return
+        try:
+            self.store.finish_run(
+                self.run_id,
+                status,
+                metrics={k: v for k, v in metrics.items() if v is not None},
+                model_path=model_path,
+                message=message,
+            )
+        except Exception as exc:  # noqa: BLE001
+            self.note(exc)
+
+
+def _capped_data(job: TrainingJob, data: Any, listener: Listener) -> dict[str, Any]:
+    """The data settings to split with: the split fallback and ``train_limit`` applied."""
+    cfg = check_data_kwargs(job.data)
+    has_test = hasattr(data, "x_test")
+    if cfg["split"] == "standard" and not has_test and not job.keep_split:
+        cfg["split"] = "80:10:10"  # "standard" needs separate train and test parts
+        listener("split_changed", {"split": cfg["split"]})
+    if job.train_limit:
+        n_images = len(data.y_train) if has_test else len(data.y)
+        n_test = len(data.y_test) if has_test else 0
+        part = part_sizes(
+            cfg["split"], n_images, n_test, cfg["val_fraction"], cfg["test_fraction"]
+        )[0]
+        limit = min(int(job.train_limit), part)
+        cfg["train_size"] = min(int(cfg["train_size"]), limit) if cfg["train_size"] else limit
+    return cfg
+
+
+def _job_model(job: TrainingJob, model: NeuralNetwork | None) -> NeuralNetwork:
+    if model is None:
+        return check_model_kwargs(job.model)
+    model.set_params(warm_start=True, epochs=int(job.model.get("epochs", model.epochs)))
+    return model
+
+
+def _fit_callback(
+    record: _Record, on_event: Callable[[Any], Any] | None, control: JobControl
+) -> Callable[[Any], bool]:
+    def callback(event: Any) -> bool:
+        if on_event is not None:
+            on_event(event)
+        if event.kind == "epoch":
+            record.epoch(event)
+        return control.checkpoint()
+
+    return callback
+
+
+def _fit_and_score(model: NeuralNetwork, split: Any, callback: Callable) -> TrainResult:
     has_val = split.x_val.shape[0] > 0
     start = time.perf_counter()
     model.fit(
@@ -175,5 +401,113 @@ def run_training(
     return TrainResult(model, split, test_acc, val_acc, seconds)
 
 
-def _score(model: NeuralNetwork, x: np.ndarray, y: np.ndarray) -> float:
-    return float(model.score(x, y))
+def _save(job: TrainingJob, outcome: TrainingOutcome) -> None:
+    path = Path(job.save_path)
+    outcome.replaced = path.exists()
+    cfg, n_train = outcome.data, int(outcome.result.split.x_train.shape[0])
+    notes = (
+        f"{SOURCE_LABELS.get(job.source, job.source)}: preset {job.preset}, "
+        f"{cfg['split']} split (seed {cfg['seed']}), {n_train} training images"
+    )
+    outcome.model_path = outcome.result.model.save(
+        path, name=job.name, metrics=outcome.result.metrics(), notes=notes
+    )
+
+
+def run_training_job(
+    job: TrainingJob,
+    *,
+    data: Any = None,
+    model: NeuralNetwork | None = None,
+    on_event: Callable[[Any], Any] | None = None,
+    listener: Listener | None = None,
+    control: JobControl | None = None,
+) -> TrainingOutcome:
+    """Run ``job``: split, model, fit, score, record, save (if ``job.save_path``).
+
+    ``data``: an ``MNIST``/``ImageSet`` already loaded (else loaded from ``job.data["path"]``).
+    ``model``: continue training this fitted model. ``on_event`` receives every
+    ``TrainingEvent``; ``listener(stage, info)`` hears ``loading``, ``split_changed``,
+    ``prepared`` (part sizes), ``started`` (run id, epochs) and ``run_error``. Bad settings raise
+    ``ValueError`` before anything is recorded. An exception during training is recorded as a
+    failed run and re-raised.
+    """
+    listener = listener or (lambda stage, info: None)
+    control = control or JobControl()
+    trained = _job_model(job, model)  # settings checked before any data is loaded
+    if data is None:
+        listener("loading", {"source": job.data.get("path") or "the bundled MNIST"})
+        data = load_data(job.data)
+    cfg = _capped_data(job, data, listener)
+    split = make_split(cfg, data)
+    n_train = int(split.x_train.shape[0])
+    if trained.batch_size > n_train:
+        raise ValueError(
+            f"batch_size={trained.batch_size} is larger than the {n_train} training images: "
+            "use a smaller batch"
+        )
+    listener(
+        "prepared",
+        {
+            "n_train": n_train,
+            "n_val": len(split.y_val),
+            "n_test": len(split.y_test),
+            "n_features": int(split.x_train.shape[1]),
+            "n_classes": len(set(split.y_train.tolist())),
+            "split": cfg["split"],
+            "model": trained.get_params(),
+        },
+    )
+    record = _Record(job, listener)
+    record.open()
+    config = {"model": trained.get_params(), "data": cfg}
+    if job.preset is not None:
+        config["preset"] = job.preset
+    if job.train_limit:
+        config["train_limit"] = job.train_limit
+    if model is not None:
+        config["continued"] = True
+    record.start(config)
+    first_epoch = int(getattr(trained, "n_iter_", 0) or 0) if model is not None else 0
+    listener(
+        "started",
+        {"run_id": record.run_id, "first_epoch": first_epoch, "epochs": int(trained.epochs)},
+    )
+    if control.stop_requested:
+        record.finish("stopped", STOPPED_BEFORE_START, {})
+        return TrainingOutcome(
+            "stopped",
+            STOPPED_BEFORE_START,
+            None,
+            cfg,
+            record.run_id,
+            record.path,
+            run_errors=record.errors,
+        )
+    try:
+        result = _fit_and_score(trained, split, _fit_callback(record, on_event, control))
+        outcome = _outcome(result, cfg, record, control)
+        if outcome.status == "finished" and job.save_path:
+            _save(job, outcome)
+    except BaseException as exc:
+        status = "stopped" if isinstance(exc, KeyboardInterrupt) else "failed"
+        message = "aborted with Ctrl-C" if status == "stopped" else f"{type(exc).__name__}: {exc}"
+        record.finish(status, message, {})
+        raise
+    record.finish(outcome.status, outcome.message, outcome.metrics(), outcome.model_path)
+    return outcome
+
+
+def _outcome(
+    result: TrainResult, cfg: dict, record: _Record, control: JobControl
+) -> TrainingOutcome:
+    from nn.services.runs import run_status
+
+    model = result.model
+    status = run_status(model.stop_reason_, stop_requested=control.stop_requested)
+    message = model.stop_message_ or None
+    if status == "stopped" and control.stop_note:
+        message = f"{control.stop_note}; {model.stop_message_}"
+    return TrainingOutcome(
+        status, message, result, cfg, record.run_id, record.path, run_errors=record.errors
+    )
