@@ -9,6 +9,8 @@ Commands
     presets    the named configurations
     runs       the recorded training runs
     tune       hyperparameter search
+    mine       the digits the user drew and kept: list, export to .npz, import
+    finetune   continue training a saved model on MNIST plus the user's drawings
 
 Every command takes ``--json`` (one JSON object as the last line of stdout; the human text then
 goes to stderr or is left out). MODEL arguments are a file path or the name of a model in the
@@ -36,7 +38,7 @@ import sqlite3
 import sys
 from collections.abc import Sequence
 
-from nn.cli import evaluate, info, predict, presets, runs, train, tune
+from nn.cli import evaluate, finetune, info, mine, predict, presets, runs, train, tune
 from nn.cli.common import (
     EXIT_DIVERGED,
     EXIT_ERROR,
@@ -49,6 +51,7 @@ from nn.cli.common import (
     models_dir,
     resolve_model_path,
 )
+from nn.services.mine import MineStoreError
 from nn.services.runs import RunStoreError
 
 __all__ = [
@@ -74,6 +77,8 @@ COMMANDS: dict[str, Command] = {
     "presets": Command(presets.HELP, presets.add_arguments, presets.run),
     "runs": Command(runs.HELP, runs.add_arguments, runs.run),
     "tune": Command(tune.HELP, tune.add_tune_arguments, tune.run_tune),
+    "mine": Command(mine.HELP, mine.add_arguments, mine.run, mine.DESCRIPTION),
+    "finetune": Command(finetune.HELP, finetune.add_arguments, finetune.run, finetune.DESCRIPTION),
 }
 
 
@@ -93,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # DataError and ModelFileError are ValueErrors
-_INPUT_ERRORS = (ValueError, OSError, sqlite3.Error, RunStoreError)
+_INPUT_ERRORS = (ValueError, OSError, sqlite3.Error, RunStoreError, MineStoreError)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -84,7 +84,7 @@ STATUSES: tuple[str, ...] = ("running", "finished", "stopped", "diverged", "fail
 FINAL_STATUSES: tuple[str, ...] = tuple(s for s in STATUSES if s != "running")
 """Statuses accepted by :meth:`RunStore.finish_run`."""
 
-SOURCES: tuple[str, ...] = ("cli", "dashboard", "tune")
+SOURCES: tuple[str, ...] = ("cli", "dashboard", "tune", "finetune")
 
 EPOCH_FIELDS: tuple[str, ...] = (
     "loss",
