@@ -21,6 +21,7 @@ from nn.io.model_files import (
 )
 from ui import state
 from ui.charts import compare_figure
+from ui.text import markdown_escape
 
 state.init_state()
 folder = state.models_dir()
@@ -94,7 +95,9 @@ else:
     for r in rows:
         if r.get("error"):
             st.warning(
-                f"{Path(r['path']).name} cannot be read: {r['error']}", icon=":material/warning:"
+                f"{markdown_escape(Path(r['path']).name)} cannot be read: "
+                f"{markdown_escape(r['error'])}",
+                icon=":material/warning:",
             )
 
 # ------------------------------------------------------------------ actions on one model
@@ -148,7 +151,7 @@ if stems:
                     help="Compatibility pickle (plain containers only).",
                 )
             except (OSError, ValueError) as exc:
-                st.error(f"Cannot prepare the download: {exc}")
+                st.error(f"Cannot prepare the download: {markdown_escape(exc)}")
         confirm = st.checkbox(
             f"Yes, delete **{pick}**",
             key="confirm_delete",
@@ -158,7 +161,7 @@ if stems:
             try:
                 delete_model(folder, pick)
             except (OSError, ValueError) as exc:
-                st.error(f"Could not delete {pick}: {exc}")
+                st.error(f"Could not delete {pick}: {markdown_escape(exc)}")
             else:
                 if st.session_state.get("active_model_name") == pick:
                     state.set_active_model(None)
@@ -190,7 +193,7 @@ if stems:
             try:
                 histories[name] = state.get_model_metadata(p).get("history") or {}
             except (OSError, ValueError) as exc:
-                st.error(f"Cannot read {name}: {exc}")
+                st.error(f"Cannot read {name}: {markdown_escape(exc)}")
         fig = compare_figure(histories, metric or "val_accuracy")
         if fig.data:
             st.plotly_chart(fig, width="stretch", key="compare_chart")
@@ -210,7 +213,9 @@ st.subheader("Upload a model")
 st.session_state.setdefault("upload_counter", 0)
 upload = st.container(key="model_upload").file_uploader(
     "A model saved by this project (.npz, or the compatibility .pkl)",
-    type=["npz", "pkl"],
+    # No ``type=``: Streamlit's own extension check raises inside the widget on a name with a
+    # NUL byte (the page's exception screen, the uploader gone); load_model_bytes checks the
+    # name and the extension with a message instead.
     key=f"model_upload_{st.session_state['upload_counter']}",
     help=f"At most {MAX_UPLOAD_BYTES // 2**20} MB. The file is checked in memory; nothing is "
     "written until you save it.",
@@ -220,20 +225,35 @@ if upload is not None:
     try:
         model = load_model_bytes(data, upload.name)
     except (ModelFileError, ValueError, TypeError) as exc:
-        st.error(f"This file was refused and nothing was saved: {exc}", icon=":material/block:")
+        st.error(
+            f"This file was refused and nothing was saved: {markdown_escape(exc)}",
+            icon=":material/block:",
+        )
     except Exception as exc:  # noqa: BLE001 - any other fault in a foreign file
         st.error(
-            f"This file was refused and nothing was saved: {type(exc).__name__}: {exc}",
+            "This file was refused and nothing was saved: "
+            + markdown_escape(f"{type(exc).__name__}: {exc}"),
             icon=":material/block:",
         )
     else:
         meta = getattr(model, "metadata_", {}) or {}
-        acc = (meta.get("metrics") or {}).get("test_accuracy")
+        claimed = (meta.get("metrics") or {}).get("test_accuracy")
+        measured = state.measured_test_accuracy(model, data)
+        if measured is not None:
+            accuracy = f", test accuracy {measured:.2%} (measured here on the MNIST test set"
+            if isinstance(claimed, (int, float)) and abs(claimed - measured) > 5e-5:
+                accuracy += f"; the file claims {claimed:.2%}"
+            accuracy += ")"
+        elif isinstance(claimed, (int, float)):
+            accuracy = (
+                f", test accuracy {claimed:.2%} as the file claims (not measured: the model "
+                "does not take MNIST's 784 pixels and 10 digits)"
+            )
+        else:
+            accuracy = ""
         st.success(
             f"Valid model: {state.layers_text(model.layer_sizes_)}, "
-            f"{model.n_parameters_:,} parameters"
-            + (f", test accuracy {acc:.2%}" if isinstance(acc, float) else "")
-            + ".",
+            f"{model.n_parameters_:,} parameters{accuracy}.",
             icon=":material/verified:",
         )
         try:
@@ -246,7 +266,7 @@ if upload is not None:
         try:
             target = model_path(folder, name)
         except ValueError as exc:
-            st.error(str(exc))
+            st.error(markdown_escape(exc))
         overwrite = False
         if target is not None and target.exists():
             overwrite = st.checkbox(
@@ -266,7 +286,7 @@ if upload is not None:
                 try:
                     save_model(model, target, name=target.stem)
                 except (OSError, ValueError) as exc:
-                    st.error(f"Could not save: {exc}")
+                    st.error(f"Could not save: {markdown_escape(exc)}")
                 else:
                     state.set_active_model(target.stem)
                     st.session_state["upload_counter"] += 1  # a new, empty uploader

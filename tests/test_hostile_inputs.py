@@ -202,3 +202,40 @@ def test_train_refuses_a_gzip_bomb_dataset(tmp_path):
             f.write(header)
     code, out, err = call("train", "--data", str(folder), "--no-save", "--epochs", "1")
     assert code == EXIT_USAGE and "promises shape" in err and "Traceback" not in err
+
+
+# ------------------------------------------------------------------ run database
+def test_database_errors_name_the_database_file(tmp_path):
+    import sqlite3
+
+    from nn.services.runs import RunStore
+
+    path = tmp_path / "not-a-db.sqlite"
+    path.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(sqlite3.DatabaseError, match=r"not-a-db.sqlite: file is not a database"):
+        RunStore(path)
+    code, out, err = call("runs", "--runs-db", str(path))
+    assert code == EXIT_USAGE and "not-a-db.sqlite" in err and "Traceback" not in err
+
+
+def test_run_seed_is_bounded_by_max_seed(tmp_path):
+    from nn.core.limits import MAX_SEED
+    from nn.services.runs import RunStore
+
+    store = RunStore(tmp_path / "r.sqlite")
+    assert store.get_run(store.start_run({}, seed=MAX_SEED)).seed == MAX_SEED
+    for seed in (MAX_SEED + 1, 10**23, -1):
+        with pytest.raises(ValueError, match=f"seed must be a whole number from 0 to {MAX_SEED}"):
+            store.start_run({}, seed=seed)
+
+
+def test_interrupted_search_message_says_search(tmp_path, monkeypatch):
+    from nn.services.runs import RunStore
+
+    store = RunStore(tmp_path / "r.sqlite")
+    search_id = store.start_search({}, name="s")
+    with store._write() as conn:
+        conn.execute("UPDATE searches SET pid = 999999999 WHERE id = ?", (search_id,))
+    store.mark_interrupted()
+    message = store.get_search(search_id).message
+    assert "without finishing the search " in message and "searche" not in message

@@ -580,7 +580,9 @@ def test_load_model_bytes(tmp_path, fitted, fmt):
     with pytest.raises(ModelFileError, match=r"upload.\w+: upload is \d+ bytes, larger than"):
         P.load_model_bytes(data, f"upload.{fmt}", max_bytes=len(data) - 1)
     with pytest.raises(ModelFileError, match="x.npz: file is empty"):
-        P.load_model_bytes(b"", "../../x.npz")
+        P.load_model_bytes(b"", "x.npz")
+    with pytest.raises(ModelFileError, match="upload's name contains '/'"):
+        P.load_model_bytes(data, "../../x.npz")
     with pytest.raises(ModelFileError, match="truncated or corrupt"):
         P.load_model_bytes(data[: len(data) // 2], f"half.{fmt}")
 

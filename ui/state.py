@@ -46,6 +46,7 @@ Training slot
 
 from __future__ import annotations
 
+import hashlib
 import os
 import threading
 from pathlib import Path
@@ -158,6 +159,23 @@ def get_test_predictions(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarra
     official MNIST test set; computed once per (path, mtime). Read-only arrays."""
     path = Path(path)
     return _test_predictions_cached(str(path.resolve()), _mtime(path))
+
+
+@st.cache_data(max_entries=16, show_spinner="Measuring on the test set…")
+def _measured_accuracy_cached(digest: str, _model) -> float | None:
+    data = get_mnist()
+    if getattr(_model, "n_features_in_", None) != data.x_test.shape[1]:
+        return None
+    if not set(np.unique(data.y_test).tolist()) <= set(np.asarray(_model.classes_).tolist()):
+        return None
+    return float(_model.score(data.x_test, data.y_test))
+
+
+def measured_test_accuracy(model, data: bytes) -> float | None:
+    """Accuracy of ``model`` (loaded from the file bytes ``data``) on the official MNIST test
+    set, measured once per file content; None if the model does not take MNIST's images and
+    classes."""
+    return _measured_accuracy_cached(hashlib.sha256(data).hexdigest(), model)
 
 
 @st.cache_data(max_entries=64, show_spinner=False)

@@ -1049,12 +1049,30 @@ def read_metadata(path: str | os.PathLike, *, check_arrays: bool = False) -> dic
     return meta
 
 
+_UNSAFE_NAME_CHARS = re.compile(r"[\x00-\x1f\x7f/\\]")
+
+
+def _upload_label(filename: Any) -> str:
+    """The upload's name for messages, refused if it holds a control character or a path
+    separator (a browser sends a bare file name; anything else is forged or broken)."""
+    name = str(filename)
+    bad = sorted(set(_UNSAFE_NAME_CHARS.findall(name)))
+    if bad:
+        shown = ", ".join(repr(c) if c in "/\\" else f"U+{ord(c):04X}" for c in bad)
+        raise ModelFileError(
+            name.encode("unicode_escape").decode("ascii"),
+            f"the upload's name contains {shown}; a file name may not contain control "
+            "characters or path separators: rename the file and upload it again",
+        )
+    return name or "<upload>"
+
+
 def load_model_bytes(data: bytes, filename: str, *, max_bytes: int = MAX_UPLOAD_BYTES):
     """Load an uploaded model from memory (nothing is written to disk).
 
     ``filename`` decides the expected format (.npz / .pkl) and names the upload in errors.
     """
-    label = Path(str(filename)).name or "<upload>"
+    label = _upload_label(filename)
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise TypeError("data must be bytes")
     data = bytes(data)

@@ -53,6 +53,8 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from nn.core.limits import MAX_SEED
+
 __all__ = [
     "DEFAULT_RUNS_PATH",
     "ENV_VAR",
@@ -170,6 +172,9 @@ CREATE INDEX IF NOT EXISTS runs_status ON runs(status);
 CREATE INDEX IF NOT EXISTS runs_started_at ON runs(started_at);
 CREATE INDEX IF NOT EXISTS runs_search_id ON runs(search_id);
 """
+
+
+_ITEM_NAMES = {"runs": "run", "searches": "search"}
 
 
 class RunStoreError(RuntimeError):
@@ -453,15 +458,30 @@ class RunStore:
     @contextlib.contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
         # isolation_level=None: no implicit transactions; writes use explicit BEGIN IMMEDIATE.
-        conn = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None)
+        # A database error names the database file: the same exception class, the path first.
+        try:
+            conn = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None)
+        except sqlite3.Error as exc:
+            self._raise_naming_file(exc)
         try:
             conn.row_factory = sqlite3.Row
             conn.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
             conn.execute("PRAGMA foreign_keys = ON")
             conn.execute("PRAGMA synchronous = NORMAL")  # safe (no corruption) in WAL mode
             yield conn
+        except sqlite3.Error as exc:
+            self._raise_naming_file(exc)
         finally:
             conn.close()
+
+    def _raise_naming_file(self, exc: sqlite3.Error) -> None:
+        if str(exc).startswith(str(self.path)):
+            raise exc
+        named = type(exc)(f"{self.path}: {exc}")
+        for attr in ("sqlite_errorcode", "sqlite_errorname"):
+            with contextlib.suppress(AttributeError):
+                setattr(named, attr, getattr(exc, attr))
+        raise named from exc
 
     @contextlib.contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:
@@ -523,6 +543,8 @@ class RunStore:
         _check_status(source, SOURCES, "source")
         config_json = _dumps(dict(config or {}))
         seed = _integer(seed, "seed")
+        if seed is not None and not 0 <= seed <= MAX_SEED:
+            raise ValueError(f"seed must be a whole number from 0 to {MAX_SEED}, got {seed}")
         search_id = _integer(search_id, "search_id")
         with self._write() as conn:
             cursor = conn.execute(
@@ -747,7 +769,7 @@ class RunStore:
                         "WHERE id = ? AND status = 'running'",
                         (
                             f"process {pid} on {self.hostname} ended without finishing the "
-                            f"{table[:-1]} (found at {stamp})",
+                            f"{_ITEM_NAMES[table]} (found at {stamp})",
                             item_id,
                         ),
                     )
