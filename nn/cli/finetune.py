@@ -108,6 +108,7 @@ def _epoch_size(source, y_user, settings: dict) -> tuple[int, int]:
 
 def run(args: argparse.Namespace) -> int:
     from nn.io.model_files import model_path, sanitize_model_name
+    from nn.services.control import JobControl
     from nn.services.finetune import check_settings, check_user_set, run_finetune
     from nn.services.mine import load_drawings
 
@@ -136,13 +137,8 @@ def run(args: argparse.Namespace) -> int:
     out(f"fine-tuning {source.stem} on {len(y_user)} drawings and MNIST ...")
     n_train, batch_size = _epoch_size(source, y_user, settings)
     progress = None if out.quiet else Progress(sys.stderr, n_train, batch_size)
-    with StopOnInterrupt(None if out.quiet else sys.stderr) as stop:
-
-        def callback(event):
-            if progress is not None:
-                progress(event)
-            return stop.requested
-
+    control = JobControl()
+    with StopOnInterrupt(None if out.quiet else sys.stderr, control):
         try:
             result, saved, run_id = run_finetune(
                 source,
@@ -152,7 +148,8 @@ def run(args: argparse.Namespace) -> int:
                 models_dir=folder,
                 settings=settings,
                 runs_path=store.path,
-                callback=callback,
+                on_event=progress,
+                control=control,
                 overwrite=True,
             )
         finally:
@@ -172,6 +169,6 @@ def run(args: argparse.Namespace) -> int:
                 "warnings": result.warnings,
             }
         )
-    if stop.requested:
+    if control.stop_requested:
         return EXIT_INTERRUPTED
     return EXIT_DIVERGED if result.stop_reason == "diverged" else EXIT_OK

@@ -306,21 +306,26 @@ def run_finetune(
     mnist: Any = None,
     settings: Mapping[str, Any] | None = None,
     runs_path: str | os.PathLike | None = None,
-    callback: Callable[[Any], Any] | None = None,
+    on_event: Callable[[Any], Any] | None = None,
+    control: Any = None,
     overwrite: bool = False,
-) -> tuple[FinetuneResult, Path, int]:
+) -> tuple[FinetuneResult, Path | None, int]:
     """Load the model at ``model_path``, fine-tune it, save it as ``new_name`` in ``models_dir``
     and record the run (source ``"finetune"``). Returns ``(result, saved path, run id)``.
 
-    Everything that can be checked is checked before training starts: the settings, the
-    drawings, the new name (``ValueError`` if a model of that name exists, unless
-    ``overwrite``). A run that diverges or is stopped is recorded as such and not saved (the
-    path is then ``None``)."""
+    ``on_event`` receives every ``TrainingEvent``; ``control`` (an
+    ``nn.services.control.JobControl``) pauses and stops it between batches. Everything that
+    can be checked is checked before training starts: the settings, the drawings, the new name
+    (``ValueError`` if a model of that name exists, unless ``overwrite``). A run that diverges
+    or is stopped is recorded as such and not saved (the path is then ``None``); one that
+    raises is recorded as failed and the exception re-raised."""
     from nn.data.datasets import load_mnist
     from nn.io.model_files import load_model, save_model
     from nn.io.model_files import model_path as saved_path
-    from nn.services.runs import RunStore
+    from nn.services.control import JobControl
+    from nn.services.runs import RunRecorder, RunStore, run_status
 
+    control = control or JobControl()
     cfg = check_settings(settings)
     check_user_set(np.asarray(x_user), np.asarray(y_user))
     target = saved_path(models_dir, new_name, "npz")
@@ -331,32 +336,47 @@ def run_finetune(
     data = mnist if mnist is not None else load_mnist()
     store = RunStore(runs_path) if runs_path is not None else RunStore()
     config = {
-        **model.get_params(),
+        "model": model.get_params(),
         "finetune_of": base,
         "finetune": cfg,
         "augment": dict(AUGMENT),
         "mine_drawings": int(len(y_user)),
     }
+    run_id = store.start_run(config, name=new_name, source="finetune", seed=cfg["seed"])
+    recorder = RunRecorder(store, run_id)
+
+    def callback(event):
+        recorder.callback(event)
+        if on_event is not None:
+            on_event(event)
+        return control.checkpoint()
+
+    try:
+        result = finetune(model, x_user, y_user, data, cfg, callback=callback)
+    except BaseException as exc:
+        store.finish_run(run_id, "failed", message=f"{type(exc).__name__}: {exc}"[:2000])
+        raise
+    status = run_status(result.stop_reason, stop_requested=control.stop_requested)
     saved: Path | None = None
-    with store.track(config, name=new_name, source="finetune", seed=cfg["seed"]) as recorder:
-
-        def both(event):
-            recorder.callback(event)
-            return callback(event) if callback is not None else None
-
-        result = finetune(model, x_user, y_user, data, cfg, callback=both)
-        recorder.set_stop_reason(result.stop_reason, getattr(result.model, "stop_message_", None))
-        recorder.set_metrics(**result.metrics())
-        if result.stop_reason in ("completed", "early_stopping"):
-            saved = save_model(
-                result.model,
-                target,
-                name=new_name,
-                metrics=result.metrics(),
-                notes=(
-                    f"fine-tuned from {base} on {result.n_user_train} of the user's drawings "
-                    f"(x{result.repeats}) and {result.n_mnist_train} MNIST images"
-                ),
-            )
-            recorder.set_model_path(saved)
-    return result, saved, recorder.run_id
+    if status == "finished":
+        saved = save_model(
+            result.model,
+            target,
+            name=new_name,
+            metrics=result.metrics(),
+            notes=(
+                f"fine-tuned from {base} on {result.n_user_train} of the user's drawings "
+                f"(x{result.repeats}) and {result.n_mnist_train} MNIST images"
+            ),
+        )
+    message = "; ".join(result.warnings) or getattr(result.model, "stop_message_", None) or None
+    if status == "stopped" and control.stop_note:
+        message = control.stop_note
+    store.finish_run(
+        run_id,
+        status,
+        metrics=result.metrics(),
+        model_path=None if saved is None else str(saved),
+        message=message,
+    )
+    return result, saved, run_id
