@@ -7,6 +7,7 @@ import contextlib
 import gzip
 import io
 import json
+import re
 import zipfile
 from pathlib import Path
 
@@ -239,3 +240,56 @@ def test_interrupted_search_message_says_search(tmp_path, monkeypatch):
     store.mark_interrupted()
     message = store.get_search(search_id).message
     assert "without finishing the search " in message and "searche" not in message
+
+
+# ------------------------------------------------------------------ train: refused before training
+@pytest.fixture
+def no_training(monkeypatch):
+    """Training must not start: the refusal comes from the plan."""
+    import nn.cli.train as T
+
+    def refuse(*a, **k):
+        raise AssertionError("training started")
+
+    monkeypatch.setattr(T, "run_training_job", refuse)
+
+
+@pytest.mark.parametrize(
+    "flags,match",
+    [
+        (["--hidden-layers", "1000000000"], r"795,000,000,010 parameters \(about [\d,.]+ GiB"),
+        (["--hidden-layers", "100000", "100000"], r"10,079,600,010 parameters"),
+        (["--seed", "-1"], r"--seed -1: use a whole number from 0 to 4294967295"),
+        (["--seed", "99999999999999999999999"], r"--seed 99999999999999999999999: use"),
+        (["--out", "/dev/null"], r"--out /dev/null: is not a regular file"),
+        (["--models-dir", "/proc"], r"--models-dir /proc: cannot save models there"),
+    ],
+    ids=["huge-layer", "two-huge-layers", "seed-negative", "seed-huge", "dev-null", "proc"],
+)
+def test_train_refuses_before_training(tmp_path, no_training, flags, match):
+    code, out, err = call("train", "--runs-db", str(tmp_path / "r.sqlite"), *flags)
+    assert code == EXIT_USAGE, err
+    assert "Traceback" not in err
+    assert re.search(match, err), err
+    assert not (tmp_path / "r.sqlite").exists()
+
+
+def test_train_refuses_a_plain_file_as_models_dir(tmp_path, no_training):
+    plain = tmp_path / "plain"
+    plain.write_text("x")
+    code, out, err = call("train", "--models-dir", str(plain), "--runs-db", str(tmp_path / "r"))
+    assert code == EXIT_USAGE and "it is a file, not a folder" in err
+
+
+def test_out_folder_receives_the_model_inside_it(tmp_path, monkeypatch):
+    from nn.cli.train import add_arguments, train_plan
+
+    folder = tmp_path / "existing"
+    folder.mkdir()
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    job = train_plan(parser.parse_args(["--out", str(folder), "--name", "mine"]))
+    assert job.save_path == str(folder.resolve() / "mine.npz")
+    assert not (tmp_path / "existing.npz").exists()

@@ -27,6 +27,7 @@ from nn.cli.common import (
 from nn.cli.progress import Progress, StopOnInterrupt
 from nn.core.activations import ACTIVATIONS
 from nn.core.initializers import INIT_CHOICES
+from nn.core.limits import MAX_SEED
 from nn.core.network import DTYPES, MONITORS, NeuralNetwork
 from nn.core.optimizers import OPTIMIZERS
 from nn.core.schedules import SCHEDULES
@@ -329,7 +330,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--name",
         help="model name; saved as <models-dir>/NAME.npz (default: <preset>-<date>-<time>)",
     )
-    out.add_argument("--out", metavar="PATH", help="save the model to this file (.npz or .pkl)")
+    out.add_argument(
+        "--out",
+        metavar="PATH",
+        help="save the model to this file (.npz or .pkl), or into this existing folder "
+        "(as NAME.npz)",
+    )
     out.add_argument("--no-save", action="store_true", help="do not save the model")
     add_common(out, models=True, runs_db=True, quiet=True)
     _add_model_flags(parser)
@@ -347,15 +353,38 @@ def _save_target(args: argparse.Namespace, default_name: str) -> tuple[Path | No
         return None, sanitize_model_name(args.name or default_name)
     if args.out:
         path = Path(args.out).expanduser()
+        if path.is_dir():  # like cp and mv: a folder receives the file, named as without --out
+            path = model_path(_writable(path, "--out"), args.name or default_name)
+            return path, path.stem
+        if path.exists() and not path.is_file():
+            raise UsageError(
+                f"--out {args.out}: is not a regular file (a device, a socket or a pipe); "
+                "give a .npz or .pkl file name, or a folder to save into"
+            )
         if path.suffix.lower() not in ("", *SUPPORTED_FORMATS):
-            raise UsageError(f"--out {args.out}: use a .npz or .pkl file name")
+            raise UsageError(f"--out {args.out}: use a .npz or .pkl file name, or a folder")
         if path.suffix == "":
             path = path.with_suffix(".npz")
-        if path.is_dir():
-            raise UsageError(f"--out {args.out}: is a folder")
+            if path.exists() and not path.is_file():
+                raise UsageError(f"--out {args.out}: {path} exists and is not a regular file")
+        _writable(path.parent, "--out")
         return path, sanitize_model_name(args.name) if args.name else path.stem
-    path = model_path(models_dir(args.models_dir), args.name or default_name)
+    folder = _writable(models_dir(args.models_dir), "--models-dir")
+    path = model_path(folder, args.name or default_name)
     return path, path.stem
+
+
+def _writable(folder: Path, flag: str) -> Path:
+    """``folder``, created if missing, after a test file was written and removed there: an
+    unusable folder is found before the training, not after it."""
+    from nn.io.model_files import check_writable_folder
+
+    try:
+        return check_writable_folder(folder)
+    except OSError as exc:
+        raise UsageError(
+            f"{flag} {folder}: cannot save models there ({exc.strerror or exc})"
+        ) from None
 
 
 def train_plan(args: argparse.Namespace) -> TrainingJob:
@@ -365,6 +394,9 @@ def train_plan(args: argparse.Namespace) -> TrainingJob:
     preset = get_preset(args.preset)
     overrides = _model_overrides(args, preset.model.get("augment"))
     model_kwargs, data_kwargs = resolve_config(preset, overrides, _overrides(args, "data__"))
+    seed = model_kwargs.get("random_state")
+    if isinstance(seed, int) and not 0 <= seed <= MAX_SEED:
+        raise UsageError(f"--seed {seed}: use a whole number from 0 to {MAX_SEED}, or 'none'")
     try:
         model = check_model_kwargs(model_kwargs)
         data_kwargs = check_data_kwargs(data_kwargs)

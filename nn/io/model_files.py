@@ -71,6 +71,7 @@ __all__ = [
     "list_models",
     "delete_model",
     "load_model_bytes",
+    "check_writable_folder",
 ]
 
 FORMAT_VERSION = 1
@@ -1160,6 +1161,21 @@ def model_path(folder: str | os.PathLike, name: str, fmt: str = "npz") -> Path:
     if resolved.parent != base:
         raise ValueError(f"model path for {name!r} escapes the folder {base}")
     return path
+
+
+def check_writable_folder(folder: str | os.PathLike) -> Path:
+    """``folder``, created if missing, once a temporary file was written and removed in it.
+
+    Raises OSError (with ``strerror`` saying why) when models cannot be saved there: a plain
+    file, a read-only or virtual file system such as ``/proc``, no permission."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise NotADirectoryError(20, "it is a file, not a folder", str(folder))
+    folder.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test.", suffix=".tmp") as f:
+        f.write(b"\0")
+        f.flush()
+    return folder
 
 
 def _parse_time(value: Any) -> float | None:

@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from nn.core.limits import MAX_PARAMETERS, MAX_SEED
 from nn.core.network import NeuralNetwork
 from nn.services.control import JobControl
 
@@ -106,8 +107,34 @@ def check_model_kwargs(model_kwargs: Mapping[str, Any]) -> NeuralNetwork:
             f"NeuralNetwork takes {', '.join(sorted(known))}"
         )
     model = NeuralNetwork(**dict(model_kwargs))
-    model._validated()
+    cfg = model._validated()
+    check_network_size(cfg["layers"])
+    seed = model.random_state
+    if seed is not None and not 0 <= int(seed) <= MAX_SEED:
+        raise ValueError(
+            f"random_state {seed}: use a whole number from 0 to {MAX_SEED}, or None (unseeded)"
+        )
     return model
+
+
+MNIST_FEATURES = 784
+MNIST_CLASSES = 10
+
+
+def check_network_size(hidden_layers: Any, n_features: int = MNIST_FEATURES) -> int:
+    """The parameter count of ``n_features``-``hidden_layers``-10; ``ValueError`` with the
+    count and the memory it would take when above ``MAX_PARAMETERS`` (nothing allocated)."""
+    sizes = [int(n_features), *(int(n) for n in hidden_layers), MNIST_CLASSES]
+    n = sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:], strict=True))
+    if n > MAX_PARAMETERS:
+        # weights, gradients and up to two optimizer slots in float32
+        gib = n * 4 * 4 / 2**30
+        raise ValueError(
+            f"hidden_layers {sizes[1:-1]}: a {'-'.join(map(str, sizes))} network has {n:,} "
+            f"parameters (about {gib:,.1f} GiB to train); this product trains at most "
+            f"{MAX_PARAMETERS:,} parameters"
+        )
+    return n
 
 
 def check_data_kwargs(data_kwargs: Mapping[str, Any] | None) -> dict[str, Any]:
