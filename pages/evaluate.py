@@ -107,7 +107,7 @@ with cell_col:
         conf = proba[shown, pred[shown]]
         tiles = [
             GridTile((f"#{i}", f"{c:.0%} sure"), GREEN if true_d == pred_d else RED)
-            for i, c in zip(shown, conf)
+            for i, c in zip(shown, conf, strict=True)
         ]
         st.image(
             labelled_grid(data.x_test[shown], tiles, ncols=6, scale=2, border=2, font_size=11),

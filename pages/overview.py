@@ -83,7 +83,7 @@ GUIDE = [
         "Save, load, compare, upload and download trained networks.",
     ),
 ]
-for col, (page, label, icon, text) in zip(st.columns(len(GUIDE)), GUIDE):
+for col, (page, label, icon, text) in zip(st.columns(len(GUIDE)), GUIDE, strict=True):
     with col.container(border=True, height="stretch"):
         st.page_link(page, label=f"**{label}**", icon=icon)
         st.caption(text)

@@ -6,6 +6,7 @@ import time
 
 import streamlit as st
 
+from nn.services.presets import PRESETS
 from ui import state, train_form
 from ui.charts import batch_loss_figure, training_curves_figure
 from ui.worker import TrainingWorker
@@ -24,14 +25,10 @@ st.caption(
 )
 
 # ------------------------------------------------------------------ presets
-try:
-    from nn.services.presets import PRESETS
-except ImportError:  # pragma: no cover - presets land separately
-    PRESETS = {}
 if PRESETS:
     st.markdown("**Presets** (one click fills the form)")
     cols = st.columns(len(PRESETS))
-    for col, (name, preset) in zip(cols, PRESETS.items()):
+    for col, (name, preset) in zip(cols, PRESETS.items(), strict=True):
         col.button(
             name,
             key=f"preset_{name}",

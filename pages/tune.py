@@ -183,16 +183,16 @@ c2.button(
 )
 
 snap_now = worker.snapshot() if worker is not None else None
-if snap_now is not None and snap_now["status"] in tn.FINAL and snap_now.get("best_config"):
-    if c3.button(
-        "Train the best",
-        key="train_best",
-        type="primary",
-        icon=":material/model_training:",
-        help="Open the Train page with the best trial's settings.",
-    ):
-        tn.load_into_train(snap_now["best_config"])  # keeps the Train page's data settings
-        st.switch_page("pages/train.py")
+best_ready = snap_now is not None and snap_now["status"] in tn.FINAL and snap_now.get("best_config")
+if best_ready and c3.button(
+    "Train the best",
+    key="train_best",
+    type="primary",
+    icon=":material/model_training:",
+    help="Open the Train page with the best trial's settings.",
+):
+    tn.load_into_train(snap_now["best_config"])  # keeps the Train page's data settings
+    st.switch_page("pages/train.py")
 
 
 # ------------------------------------------------------------------ live progress

@@ -1,4 +1,5 @@
-"""nn.blas: the OpenBLAS routines agree with their NumPy fallbacks; optimizers agree on both paths."""
+"""nn.blas: the OpenBLAS routines agree with their NumPy fallbacks; optimizers agree on both
+paths."""
 
 import numpy as np
 import pytest
@@ -61,7 +62,7 @@ def test_flat_update_equals_per_parameter_update_and_numpy_path(name):
 
     def flat_copy(arrays):
         flat, views = flat_like(arrays)
-        for view, a in zip(views, arrays):
+        for view, a in zip(views, arrays, strict=True):
             view[...] = a
         return flat, views
 
@@ -83,7 +84,7 @@ def test_flat_update_equals_per_parameter_update_and_numpy_path(name):
         np.testing.assert_allclose(got, reference, rtol=1e-5, atol=1e-7)
         for slot, arrays in opt.state.items():
             assert [a.shape for a in arrays] == shapes  # saved per parameter, as before
-            for a, b in zip(arrays, ref_opt.state[slot]):
+            for a, b in zip(arrays, ref_opt.state[slot], strict=True):
                 np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
 
 
@@ -105,5 +106,5 @@ def test_network_parameters_share_one_flat_array_and_survive_reloading(tmp_path)
     model.fit(X, y)
     loaded.fit(X, y)
     assert all(p.base is loaded._flat_params for p in loaded._params())
-    for a, b in zip(model._params(), loaded._params()):
+    for a, b in zip(model._params(), loaded._params(), strict=True):
         np.testing.assert_array_equal(a, b)

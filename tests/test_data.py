@@ -379,7 +379,7 @@ def test_split_seeds(mnist: MNIST) -> None:
     a = split_dataset(mnist, "80:10:10", seed=7, train_size=500)
     b = split_dataset(mnist, "80:10:10", seed=7, train_size=500)
     c = split_dataset(mnist, "80:10:10", seed=8, train_size=500)
-    for u, v in zip(a, b):
+    for u, v in zip(a, b, strict=True):
         np.testing.assert_array_equal(u, v)
     assert not np.array_equal(a.y_val, c.y_val)
     assert not np.array_equal(a.x_train, c.x_train)

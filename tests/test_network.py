@@ -51,7 +51,7 @@ def _fitted(X, y, **kw):
 def _check_gradients(model, X, y):
     _, analytic = model.loss_and_gradients(X, y)
     numeric = _numeric_grads(model, X, y)
-    for a, n in zip(analytic, numeric):
+    for a, n in zip(analytic, numeric, strict=True):
         assert _rel_error(a, n) < 1e-6
 
 
@@ -170,7 +170,7 @@ def test_seeded_runs_repeat_exactly_and_seeds_differ():
     a = NeuralNetwork(**kw).fit(X, y)
     b = NeuralNetwork(**kw).fit(X, y)
     c = NeuralNetwork(**{**kw, "random_state": 8}).fit(X, y)
-    for wa, wb, wc in zip(a.coefs_, b.coefs_, c.coefs_):
+    for wa, wb in zip(a.coefs_, b.coefs_, strict=True):
         np.testing.assert_array_equal(wa, wb)
     assert not np.array_equal(a.coefs_[0], c.coefs_[0])
     assert {k: v for k, v in a.history_.items() if k != "seconds"} == {
@@ -215,7 +215,7 @@ def test_early_stopping_restores_best_weights():
     assert model.stop_reason_ == "early_stopping"
     best_epoch = min(seen, key=lambda e: seen[e][1])
     assert model.n_iter_ == best_epoch + 3
-    for w, best in zip(model.coefs_, seen[best_epoch][0]):
+    for w, best in zip(model.coefs_, seen[best_epoch][0], strict=True):
         np.testing.assert_array_equal(w, best)
 
 
@@ -273,7 +273,7 @@ def test_warm_start_continues_training():
     assert part.n_iter_ == 3
     part.fit(X, y)
     assert part.n_iter_ == 6 and len(part.history_["loss"]) == 6
-    for a, b in zip(full.coefs_, part.coefs_):
+    for a, b in zip(full.coefs_, part.coefs_, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
@@ -371,7 +371,9 @@ def test_warm_start_after_unpickling_into_read_only_buffers(optimizer):
     want = model.optimizer_.state_dict()[1]
     for other in (shipped, plain):
         assert other.n_iter_ == 4
-        for a, b in zip(other.coefs_ + other.intercepts_, model.coefs_ + model.intercepts_):
+        for a, b in zip(
+            other.coefs_ + other.intercepts_, model.coefs_ + model.intercepts_, strict=True
+        ):
             np.testing.assert_array_equal(a, b)
         got = other.optimizer_.state_dict()[1]
         assert got.keys() == want.keys()

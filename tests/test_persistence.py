@@ -82,7 +82,9 @@ def test_round_trip_is_exact(tmp_path, fmt, classes):
     assert loaded.history_ == model.history_
     assert loaded.n_iter_ == model.n_iter_ and loaded.stop_reason_ == model.stop_reason_
     assert loaded.n_features_in_ == model.n_features_in_
-    for a, b in zip(model.coefs_ + model.intercepts_, loaded.coefs_ + loaded.intercepts_):
+    for a, b in zip(
+        model.coefs_ + model.intercepts_, loaded.coefs_ + loaded.intercepts_, strict=True
+    ):
         assert a.dtype == b.dtype and np.array_equal(a, b)
     # optimizer state survives, so warm-started training can continue
     s1, a1 = model.optimizer_.state_dict()

@@ -300,7 +300,7 @@ def test_trials_and_search_are_recorded_in_the_store(tiny, tmp_path):
     assert {r.source for r in runs} == {"tune"}
     best_run = next(t.run_id for t in result.trials if t.index == result.best_trial)
     assert search.best_run_id == best_run
-    for run, trial in zip(runs, result.trials):
+    for run, trial in zip(runs, result.trials, strict=True):
         full = store.get_run(run.id)
         assert full.epochs_done == trial.epochs
         assert full.history["val_accuracy"][-1] == pytest.approx(trial.val_accuracy)

@@ -136,7 +136,7 @@ def frame(image: np.ndarray, pad: int = STEP_PADDING) -> np.ndarray:
 def render_steps(result: DrawingResult) -> None:
     """The preprocessing steps side by side."""
     cols = st.columns(len(STEP_TITLES))
-    for col, (step, title) in zip(cols, STEP_TITLES.items()):
+    for col, (step, title) in zip(cols, STEP_TITLES.items(), strict=True):
         image = result.steps.get(step)
         if image is None:
             continue

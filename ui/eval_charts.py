@@ -316,7 +316,7 @@ def activations_figure(
     height = int(sum(rows) * row_height + len(layers) * (title_px + gap_px) + 20)
     traces, layout, annotations = [], {}, []
     top = 1.0
-    for i, (a, n_rows) in enumerate(zip(layers, rows), start=1):
+    for i, (a, n_rows) in enumerate(zip(layers, rows, strict=True), start=1):
         width = min(a.size, max_width)
         grid = np.full(n_rows * width, np.nan)
         grid[: a.size] = a

@@ -103,12 +103,9 @@ def init_state() -> None:
     ss = st.session_state
     ss.setdefault("active_model_name", None)
     if "train_config" not in ss:
-        try:
-            from ui.train_form import default_config
+        from ui.train_form import default_config
 
-            ss["train_config"] = default_config()
-        except Exception:  # the form module is optional for other pages
-            ss["train_config"] = {}
+        ss["train_config"] = default_config()
     ss.setdefault("train_result", None)
 
 
@@ -293,10 +290,7 @@ def _release_slot(slot: TrainingSlot) -> None:
     """Called ~0.2 s after the browser session ends: stop its training."""
     worker = getattr(slot, "worker", None)
     if worker is not None:
-        try:
-            worker.stop()
-        except Exception:
-            pass
+        worker.stop()
 
 
 @st.cache_resource(scope="session", on_release=_release_slot, show_spinner=False)

@@ -79,13 +79,10 @@ def _layer(units: int = 128, activation: str = "relu", dropout: float = 0.0) -> 
 
 
 def default_config() -> dict[str, Any]:
-    """The "fast" preset if available, else NeuralNetwork's defaults."""
-    try:
-        from nn.services.presets import DEFAULT_PRESET, PRESETS
+    """The default preset's settings."""
+    from nn.services.presets import DEFAULT_PRESET, PRESETS
 
-        return config_from_preset(PRESETS[DEFAULT_PRESET])
-    except Exception:  # noqa: BLE001 - presets are optional
-        return config_from_preset(None)
+    return config_from_preset(PRESETS[DEFAULT_PRESET])
 
 
 def config_from_preset(preset: Any) -> dict[str, Any]:
@@ -108,7 +105,7 @@ def config_from_preset(preset: Any) -> dict[str, Any]:
     aug = p["augment"] or {}
     return {
         "preset": getattr(preset, "name", "") if preset is not None else "",
-        "layers": [_layer(u, a, d) for u, a, d in zip(layers, acts, drops)],
+        "layers": [_layer(u, a, d) for u, a, d in zip(layers, acts, drops, strict=True)],
         "init": p["init"],
         "leaky_slope": float(p["leaky_slope"]),
         "optimizer": p["optimizer"],
@@ -834,19 +831,20 @@ def _data_section(cfg: dict, disabled: bool, train_limit: int | None) -> None:
         max_value=70_000,
         step=1000,
     )
-    n = effective_train_size(cfg, train_limit) if not validate_split_only(cfg) else 0
+    n = effective_train_size(cfg, train_limit) if split_fractions_usable(cfg) else 0
     note = f"Training on **{n:,}** images."
     if train_limit:
         note += f" (capped by `NN_TRAIN_LIMIT={train_limit}`)"
     st.caption(note)
 
 
-def validate_split_only(cfg: dict) -> bool:
-    """True if the custom fractions are unusable (used to avoid showing a size)."""
+def split_fractions_usable(cfg: dict) -> bool:
+    """Whether the split's fractions leave a training part (always, except a custom split
+    with bad fractions)."""
     if cfg["split"] != "custom":
-        return False
+        return True
     v, t = float(cfg["val_fraction"]), float(cfg["test_fraction"])
-    return not (0 < v < 1 and 0 < t < 1 and v + t < 1)
+    return 0 < v < 1 and 0 < t < 1 and v + t < 1
 
 
 def render_form(
@@ -854,7 +852,7 @@ def render_form(
 ) -> dict[str, list[str]]:
     """Draw every setting (in tabs), write the values into ``cfg``; return the validation
     errors (each also shown under its section)."""
-    # short names: with longer ones the six tabs overflowed and the scroll arrow covered them
+    # short names: longer ones overflow the six tabs and the scroll arrow covers them
     tabs = st.tabs(["Layers", "Optimizer", "Schedule", "Regularise", "Augment", "Data"])
     with tabs[0]:
         _layers_section(cfg, disabled)
@@ -880,6 +878,7 @@ def render_form(
             ("augmentation",),
             ("training", "data"),
         ),
+        strict=True,
     ):
         with tab:
             for section in sections:

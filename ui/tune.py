@@ -30,6 +30,7 @@ from nn.core.network import NeuralNetwork
 from nn.core.optimizers import OPTIMIZERS
 from nn.services.tuning import SearchJob, run_search_job
 from ui.jobs import BackgroundJob
+from ui.train_form import config_from_preset, to_model_kwargs
 
 SETTINGS_KEY = "tune_settings"
 FINAL = ("finished", "cancelled", "timeout", "failed")
@@ -220,10 +221,8 @@ def base_config_from_train(train_config: Mapping[str, Any] | None) -> dict[str, 
     cfg = dict(train_config or {})
     kwargs: dict[str, Any] = {}
     try:
-        from ui.train_form import to_model_kwargs
-
         kwargs = to_model_kwargs(cfg)
-    except Exception:  # noqa: BLE001 - unknown or partial form: use the network defaults
+    except (KeyError, TypeError, ValueError):  # a partial form: keep the settings it names
         known = set(NeuralNetwork._param_names())
         kwargs = {k: v for k, v in (cfg.get("model") or cfg).items() if k in known}
     kwargs.pop("random_state", None)
@@ -252,10 +251,6 @@ def to_train_config(
     model_kwargs: Mapping[str, Any], data_kwargs: Mapping[str, Any] | None = None
 ) -> dict[str, Any]:
     """The Train page's ``train_config`` dict for these settings (``ui.train_form`` shape)."""
-    try:
-        from ui.train_form import config_from_preset
-    except ImportError:  # pragma: no cover - the Train form is absent
-        return {"model": dict(model_kwargs), "data": dict(data_kwargs or {})}
     return config_from_preset({"model": dict(model_kwargs), "data": dict(data_kwargs or {})})
 
 

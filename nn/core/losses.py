@@ -18,9 +18,9 @@ def softmax_cross_entropy(
 ) -> tuple[float, np.ndarray]:
     """Mean cross-entropy of logits ``z`` against class indices ``y``, and dL/dz.
 
-    Returns ``(loss, grad)`` where ``grad = (softmax(z) - onehot(y)) / n``; before the division it is
-    the probability matrix with 1 subtracted at the true class. ``grad_out`` (which may be ``z``)
-    receives the gradient, so the hot loop allocates nothing of the batch's size.
+    Returns ``(loss, grad)`` where ``grad = (softmax(z) - onehot(y)) / n``; before the division
+    it is the probability matrix with 1 subtracted at the true class. ``grad_out`` (which may be
+    ``z``) receives the gradient, so the hot loop allocates nothing of the batch's size.
     """
     n = z.shape[0]
     rows = np.arange(n)

@@ -116,4 +116,4 @@ def top_confusions(cm: Any, k: int = 10) -> list[tuple[int, int, int]]:
     flat = np.flatnonzero(off > 0)
     order = flat[np.lexsort((flat, -off.ravel()[flat]))][:k]
     rows, cols = np.divmod(order, cm.shape[1])
-    return [(int(r), int(c), int(off[r, c])) for r, c in zip(rows, cols)]
+    return [(int(r), int(c), int(off[r, c])) for r, c in zip(rows, cols, strict=True)]

@@ -49,7 +49,7 @@ class Optimizer:
         self._flat, self.state = {}, {}
         for slot, lst in arrays.items():
             flat, views = flat_like(lst, dtype)
-            for view, a in zip(views, lst):
+            for view, a in zip(views, lst, strict=True):
                 view[...] = a
             self._flat[slot], self.state[slot] = flat, views
 
@@ -96,7 +96,7 @@ class Optimizer:
         else:
             segments = [
                 (p.reshape(-1), g.reshape(-1), [self.state[s][i].reshape(-1) for s in self.slots])
-                for i, (p, g) in enumerate(zip(params, grads))
+                for i, (p, g) in enumerate(zip(params, grads, strict=True))
             ]
         for flat_p, flat_g, flat_s in segments:
             for start in range(0, flat_p.size, CHUNK):

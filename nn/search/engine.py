@@ -42,6 +42,7 @@ trial's ``random_state``; ``NeuralNetwork(**result.best_config)`` trains it agai
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import importlib.util
@@ -805,7 +806,7 @@ class _Recorder:
         keys = ("loss", "train_accuracy", "val_loss", "val_accuracy", "learning_rate", "seconds")
         for i, epoch in enumerate(history.get("epoch", [])):
             values = {k: history[k][i] for k in keys if i < len(history.get(k, []))}
-            self._do(lambda: self.store.log_epoch(trial.run_id, int(epoch), **values))
+            self._do(self.store.log_epoch, trial.run_id, int(epoch), **values)
 
     def finish_trial(self, trial: Trial) -> None:
         if trial.run_id is None:
@@ -874,19 +875,8 @@ def run_search(
     space = _as_space(space)
     base = _check_base(base_config)
     base.pop("warm_start", None)
-    if strategy not in STRATEGIES:
-        raise ValueError(f"strategy={strategy!r}: use one of {', '.join(STRATEGIES)}")
+    n_trials = _check_budget(strategy, n_trials, n_jobs, timeout, halving)
     epochs_per_trial = _positive_int("epochs_per_trial (budget)", epochs_per_trial)
-    if n_trials is not None:
-        n_trials = _positive_int("n_trials", n_trials)
-    elif strategy == "random":
-        raise ValueError("n_trials must be a whole number >= 1 for a random search")
-    if isinstance(n_jobs, bool) or not isinstance(n_jobs, (int, np.integer)) or n_jobs == 0:
-        raise ValueError(f"n_jobs must be a non-zero whole number (-1: all cores), got {n_jobs!r}")
-    if timeout is not None and (not isinstance(timeout, (int, float)) or timeout <= 0):
-        raise ValueError(f"timeout must be a positive number of seconds or None, got {timeout!r}")
-    if not isinstance(halving, bool):
-        raise ValueError(f"halving must be True or False, got {halving!r}")
     _check_backend(backend)
     space.check(base)
     X_train, y_train = np.asarray(X_train), np.asarray(y_train)
@@ -894,29 +884,14 @@ def run_search(
     if X_val.shape[0] == 0:
         raise ValueError("the validation set is empty: a search scores trials on it")
 
-    # the trial configurations, all decided here in the parent
-    if strategy == "grid":
-        params_list = space.grid(grid_points)
-        if n_trials is not None and n_trials < len(params_list):
-            keep = np.sort(
-                np.random.default_rng(seed).choice(len(params_list), n_trials, replace=False)
-            )
-            params_list = [params_list[i] for i in keep]
-    else:
-        params_list = random_search(space, n_trials, seed)
-    trials: list[Trial] = []
-    for i, params in enumerate(params_list):
-        config = {**copy.deepcopy(base), **copy.deepcopy(params), "epochs": epochs_per_trial}
-        if "random_state" not in params and base.get("random_state") is None:
-            config["random_state"] = trial_seed(seed, i)
-        trials.append(Trial(index=i, params=params, config=config))
+    trials = _make_trials(
+        base, _trial_params(space, strategy, n_trials, grid_points, seed), epochs_per_trial, seed
+    )
     schedule = (
         halving_schedule(len(trials), epochs_per_trial, eta)
         if halving
         else [(len(trials), epochs_per_trial)]
     )
-    n_rungs = len(schedule)
-
     record = {
         "space": space.to_dict(),
         "strategy": strategy,
@@ -933,211 +908,305 @@ def run_search(
         "n_train": int(X_train.shape[0]),
         "n_val": int(X_val.shape[0]),
     }
-    rec = _Recorder(store, dict(data_config or {}))
-    search_id = rec.start_search(record, name)
-    cancelled = False
-    stop_status, stop_message = "finished", ""
-    models: dict[int, Any] = {}
+    search = _Search(
+        trials,
+        schedule,
+        _Recorder(store, dict(data_config or {})),
+        (X_train, y_train, X_val, y_val),
+        callback,
+        started,
+        timeout,
+    )
+    search.rec.start_search(record, name)
+    search.run(n_jobs, backend)
+    best = _pick_best(trials)
+    search.close(best)
+    result = SearchResult(
+        trials=trials,
+        best_config=_best_config(base, best, epochs_per_trial),
+        best_val_accuracy=None if best is None else best.val_accuracy,
+        best_trial=None if best is None else best.index,
+        status=search.stop_status,
+        search_id=search.rec.search_id,
+        space=space.to_dict(),
+        strategy=strategy,
+        seconds=time.perf_counter() - started,
+        message="; ".join(filter(None, [search.stop_message, *search.rec.errors])),
+    )
+    search.emit("search_finished", len(schedule) - 1, message=search.stop_status)
+    return result
 
-    def best_so_far() -> float | None:
-        vals = [t.val_accuracy for t in trials if t.val_accuracy is not None]
+
+def _check_budget(
+    strategy: str, n_trials: int | None, n_jobs: Any, timeout: Any, halving: Any
+) -> int | None:
+    """The checked ``n_trials``; ``ValueError`` for a bad strategy or budget setting."""
+    if strategy not in STRATEGIES:
+        raise ValueError(f"strategy={strategy!r}: use one of {', '.join(STRATEGIES)}")
+    if n_trials is not None:
+        n_trials = _positive_int("n_trials", n_trials)
+    elif strategy == "random":
+        raise ValueError("n_trials must be a whole number >= 1 for a random search")
+    if isinstance(n_jobs, bool) or not isinstance(n_jobs, (int, np.integer)) or n_jobs == 0:
+        raise ValueError(f"n_jobs must be a non-zero whole number (-1: all cores), got {n_jobs!r}")
+    if timeout is not None and (not isinstance(timeout, (int, float)) or timeout <= 0):
+        raise ValueError(f"timeout must be a positive number of seconds or None, got {timeout!r}")
+    if not isinstance(halving, bool):
+        raise ValueError(f"halving must be True or False, got {halving!r}")
+    return n_trials
+
+
+def _trial_params(
+    space: SearchSpace, strategy: str, n_trials: int | None, grid_points: int, seed: int | None
+) -> list[dict]:
+    """The trial configurations, all decided in the parent."""
+    if strategy != "grid":
+        return random_search(space, n_trials, seed)
+    params_list = space.grid(grid_points)
+    if n_trials is not None and n_trials < len(params_list):
+        keep = np.sort(
+            np.random.default_rng(seed).choice(len(params_list), n_trials, replace=False)
+        )
+        params_list = [params_list[i] for i in keep]
+    return params_list
+
+
+def _make_trials(
+    base: dict, params_list: list[dict], epochs_per_trial: int, seed: int | None
+) -> list[Trial]:
+    trials = []
+    for i, params in enumerate(params_list):
+        config = {**copy.deepcopy(base), **copy.deepcopy(params), "epochs": epochs_per_trial}
+        if "random_state" not in params and base.get("random_state") is None:
+            config["random_state"] = trial_seed(seed, i)
+        trials.append(Trial(index=i, params=params, config=config))
+    return trials
+
+
+def _best_config(base: dict, best: Trial | None, epochs_per_trial: int) -> dict | None:
+    if best is None:
+        return None
+    config = {**copy.deepcopy(base), **copy.deepcopy(best.params)}
+    config.setdefault("epochs", epochs_per_trial)
+    if config.get("random_state") is None:
+        config["random_state"] = best.config.get("random_state")
+    return config
+
+
+def _parallel_context(n_jobs: int, backend: str | None):
+    """joblib's configuration for ``n_jobs`` (one BLAS thread per worker where the backend
+    allows it), or a null context for a sequential search."""
+    if n_jobs == 1:
+        return contextlib.nullcontext()
+    import joblib
+    from joblib.parallel import BACKENDS
+
+    cfg_kwargs: dict[str, Any] = {"backend": backend or "loky"}
+    backend_cls = BACKENDS.get(cfg_kwargs["backend"])
+    if backend_cls is not None and getattr(backend_cls, "supports_inner_max_num_threads", False):
+        cfg_kwargs["inner_max_num_threads"] = 1
+    return joblib.parallel_config(**cfg_kwargs)
+
+
+class _Search:
+    """One search's rungs: launches trials in batches, settles their outcomes, promotes the best
+    1/eta to the next rung, and keeps the stop status."""
+
+    def __init__(self, trials, schedule, rec, data, callback, started, timeout):
+        self.trials: list[Trial] = trials
+        self.schedule = schedule
+        self.n_rungs = len(schedule)
+        self.rec: _Recorder = rec
+        self.data = data
+        self.callback = callback
+        self.started = started
+        self.timeout = timeout
+        self.models: dict[int, Any] = {}
+        self.cancelled = False
+        self.stop_status, self.stop_message = "finished", ""
+
+    # -- events
+    def best_so_far(self) -> float | None:
+        vals = [t.val_accuracy for t in self.trials if t.val_accuracy is not None]
         return max(vals) if vals else None
 
-    def emit(kind: str, rung: int, trial: Trial | None = None, **extra) -> bool:
-        if callback is None:
+    def emit(self, kind: str, rung: int, trial: Trial | None = None, **extra) -> bool:
+        if self.callback is None:
             return False
         event = SearchEvent(
             kind=kind,
             trial=None if trial is None else trial.to_dict(),
-            trials=[t.to_dict() for t in trials],
+            trials=[t.to_dict() for t in self.trials],
             rung=rung,
-            n_rungs=n_rungs,
-            n_trials=len(trials),
-            elapsed=time.perf_counter() - started,
-            best_val_accuracy=best_so_far(),
+            n_rungs=self.n_rungs,
+            n_trials=len(self.trials),
+            elapsed=time.perf_counter() - self.started,
+            best_val_accuracy=self.best_so_far(),
             **extra,
         )
-        return bool(callback(event))
+        return bool(self.callback(event))
 
-    if emit("search_started", 0):
-        cancelled = True
-    parallel = n_jobs != 1
-    try:
+    def _note(self, cancel: bool) -> None:
+        if cancel:
+            self.cancelled = True
+
+    # -- the rungs
+    def run(self, n_jobs: int, backend: str | None) -> None:
+        self._note(self.emit("search_started", 0))
+        try:
+            with _parallel_context(n_jobs, backend):
+                if n_jobs == 1:
+                    self._rungs(None, 1)
+                else:
+                    import joblib
+
+                    with joblib.Parallel(n_jobs=n_jobs) as pool:
+                        self._rungs(pool, max(1, joblib.effective_n_jobs(n_jobs)))
+        except BaseException:
+            self._abort()
+            raise
+        if self.cancelled and self.stop_status == "finished":
+            self.stop_status, self.stop_message = "cancelled", "cancelled on request"
+        for t in self.trials:
+            if t.status == "running":  # never launched, or waiting for a rung that did not come
+                t.status = "cancelled"
+                if t.run_id is not None:
+                    t.message = t.message or self.stop_message
+                    self.rec.finish_trial(t)
+
+    def _rungs(self, pool, batch_size: int) -> None:
+        alive = list(self.trials)
+        done_epochs = 0
+        for rung, (_, total) in enumerate(self.schedule):
+            if self.cancelled:
+                return
+            queue = list(alive)
+            while queue and not self.cancelled:
+                if self._timed_out():
+                    return
+                batch, queue = queue[:batch_size], queue[batch_size:]
+                self._run_batch(pool, rung, total - done_epochs, batch)
+            if self.cancelled:
+                return
+            done_epochs = total
+            if rung < self.n_rungs - 1:
+                alive = self._promote(rung, alive)
+
+    def _timed_out(self) -> bool:
+        if self.timeout is None or time.perf_counter() - self.started <= self.timeout:
+            return False
+        self.cancelled = True
+        self.stop_status = "timeout"
+        self.stop_message = f"timed out after {self.timeout:g} s"
+        return True
+
+    def _run_batch(self, pool, rung: int, step: int, batch: list[Trial]) -> None:
+        search_id = self.rec.search_id
+        for t in batch:
+            t.rung = rung
+            t.status = "running"
+            self.rec.start_trial(t, f"search {search_id or ''} trial {t.index}".strip())
+            self._note(self.emit("trial_started", rung, t))
+        if self.cancelled:
+            return
+        if pool is not None:
+            outs = self._train_parallel(pool, step, batch)
+        else:
+            outs = self._train_one(rung, step, batch[0])
+        for t, out in zip(batch, outs, strict=True):
+            self._settle(rung, t, out)
+
+    def _train_parallel(self, pool, step: int, batch: list[Trial]) -> list[dict]:
         import joblib
 
-        if parallel:
-            cfg_kwargs = {"backend": backend or "loky"}
-            from joblib.parallel import BACKENDS
+        return pool(
+            joblib.delayed(_train_trial)(t.config, self.models.get(t.index), step, *self.data, 1)
+            for t in batch
+        )
 
-            backend_cls = BACKENDS.get(cfg_kwargs["backend"])
-            if backend_cls is not None and getattr(
-                backend_cls, "supports_inner_max_num_threads", False
+    def _train_one(self, rung: int, step: int, trial: Trial) -> list[dict]:
+        stop = {"requested": False}
+
+        def fit_callback(event):
+            if event.kind == "epoch" and self.emit(
+                "trial_epoch", rung, trial, epoch=event.epoch, val_accuracy=event.val_accuracy
             ):
-                cfg_kwargs["inner_max_num_threads"] = 1
-            context = joblib.parallel_config(**cfg_kwargs)
-        else:
-            context = _nullcontext()
-        with context:
-            batch_size = max(1, joblib.effective_n_jobs(n_jobs)) if parallel else 1
-            pool = joblib.Parallel(n_jobs=n_jobs) if parallel else None
-            with pool if pool is not None else _nullcontext():
-                alive = list(trials)
-                done_epochs = 0
-                for rung, (_, total) in enumerate(schedule):
-                    if cancelled:
-                        break
-                    step = total - done_epochs
-                    queue = list(alive)
-                    while queue and not cancelled:
-                        if timeout is not None and time.perf_counter() - started > timeout:
-                            cancelled = True
-                            stop_status = "timeout"
-                            stop_message = f"timed out after {timeout:g} s"
-                            break
-                        batch, queue = queue[:batch_size], queue[batch_size:]
-                        for t in batch:
-                            t.rung = rung
-                            t.status = "running"
-                            rec.start_trial(t, f"search {search_id or ''} trial {t.index}".strip())
-                            if emit("trial_started", rung, t):
-                                cancelled = True
-                        if cancelled:
-                            break
-                        if parallel:
-                            outs = pool(
-                                joblib.delayed(_train_trial)(
-                                    t.config,
-                                    models.get(t.index),
-                                    step,
-                                    X_train,
-                                    y_train,
-                                    X_val,
-                                    y_val,
-                                    1,
-                                )
-                                for t in batch
-                            )
-                        else:
-                            t = batch[0]
-                            holder = {"stop": False}
+                stop["requested"] = True
+            return stop["requested"]
 
-                            def fit_callback(event, t=t, rung=rung):
-                                if event.kind != "epoch":
-                                    return holder["stop"]
-                                if emit(
-                                    "trial_epoch",
-                                    rung,
-                                    t,
-                                    epoch=event.epoch,
-                                    val_accuracy=event.val_accuracy,
-                                ):
-                                    holder["stop"] = True
-                                return holder["stop"]
+        out = _train_trial(
+            trial.config,
+            self.models.get(trial.index),
+            step,
+            *self.data,
+            None,
+            fit_callback if self.callback else None,
+        )
+        self._note(stop["requested"])
+        return [out]
 
-                            outs = [
-                                _train_trial(
-                                    t.config,
-                                    models.get(t.index),
-                                    step,
-                                    X_train,
-                                    y_train,
-                                    X_val,
-                                    y_val,
-                                    None,
-                                    fit_callback if callback else None,
-                                )
-                            ]
-                            if holder["stop"]:
-                                cancelled = True
-                        for t, out in zip(batch, outs):
-                            _apply(t, out, models)
-                            rec.log(t, out["history"])
-                            if not out["ok"]:
-                                t.status = "failed"
-                            elif cancelled and out["stop_reason"] == "callback":
-                                t.status = "cancelled"
-                            elif out["stop_reason"] == "diverged" or rung == n_rungs - 1:
-                                t.status = "finished"
-                            if t.status != "running":
-                                models.pop(t.index, None)
-                                rec.finish_trial(t)
-                            if emit("trial_finished", rung, t):
-                                cancelled = True
-                    if cancelled:
-                        break
-                    done_epochs = total
-                    # promote the best 1/eta to the next rung; prune the rest
-                    if rung < n_rungs - 1:
-                        ranked = sorted(
-                            (t for t in alive if t.status == "running"),
-                            key=lambda t: (-(t.val_accuracy or 0.0), t.index),
-                        )
-                        keep = ranked[: schedule[rung + 1][0]]
-                        for t in ranked[len(keep) :]:
-                            t.status = "pruned"
-                            models.pop(t.index, None)
-                            rec.finish_trial(t)
-                        alive = keep
-                        if emit(
-                            "rung_finished", rung, message=f"kept trials {[t.index for t in keep]}"
-                        ):
-                            cancelled = True
-    except BaseException:
-        for t in trials:
+    def _settle(self, rung: int, t: Trial, out: dict) -> None:
+        _apply(t, out, self.models)
+        self.rec.log(t, out["history"])
+        if not out["ok"]:
+            t.status = "failed"
+        elif self.cancelled and out["stop_reason"] == "callback":
+            t.status = "cancelled"
+        elif out["stop_reason"] == "diverged" or rung == self.n_rungs - 1:
+            t.status = "finished"
+        if t.status != "running":
+            self.models.pop(t.index, None)
+            self.rec.finish_trial(t)
+        self._note(self.emit("trial_finished", rung, t))
+
+    def _promote(self, rung: int, alive: list[Trial]) -> list[Trial]:
+        """The best 1/eta go on to the next rung; the rest are pruned."""
+        ranked = sorted(
+            (t for t in alive if t.status == "running"),
+            key=lambda t: (-(t.val_accuracy or 0.0), t.index),
+        )
+        keep = ranked[: self.schedule[rung + 1][0]]
+        for t in ranked[len(keep) :]:
+            t.status = "pruned"
+            self.models.pop(t.index, None)
+            self.rec.finish_trial(t)
+        self._note(
+            self.emit("rung_finished", rung, message=f"kept trials {[t.index for t in keep]}")
+        )
+        return keep
+
+    # -- the end
+    def _abort(self) -> None:
+        for t in self.trials:
             if t.status == "running":
                 t.status = "cancelled"
                 t.message = t.message or "the search failed"
-                rec.finish_trial(t)
-        if search_id is not None:
-            rec._do(
-                lambda: rec.store.finish_search(
-                    search_id, "failed", message="the search raised an error"
-                )
+                self.rec.finish_trial(t)
+        if self.rec.search_id is not None:
+            self.rec._do(
+                self.rec.store.finish_search,
+                self.rec.search_id,
+                "failed",
+                message="the search raised an error",
             )
-        raise
-    if cancelled and stop_status == "finished":
-        stop_status, stop_message = "cancelled", "cancelled on request"
-    for t in trials:
-        if t.status == "running":  # never launched, or waiting for a rung that did not come
-            t.status = "cancelled"
-            if t.run_id is not None:
-                t.message = t.message or stop_message
-                rec.finish_trial(t)
 
-    best = _pick_best(trials)
-    best_config = None
-    if best is not None:
-        best_config = {**copy.deepcopy(base), **copy.deepcopy(best.params)}
-        best_config.setdefault("epochs", epochs_per_trial)
-        if best_config.get("random_state") is None:
-            best_config["random_state"] = best.config.get("random_state")
-    seconds = time.perf_counter() - started
-    if search_id is not None:
-        status = {"finished": "finished"}.get(stop_status, "stopped")
-        text = stop_message or (
+    def close(self, best: Trial | None) -> None:
+        """Record the search's status, best run and message."""
+        if self.rec.search_id is None:
+            return
+        status = {"finished": "finished"}.get(self.stop_status, "stopped")
+        text = self.stop_message or (
             f"best trial {best.index}: val accuracy {best.val_accuracy:.4f}"
             if best is not None and best.val_accuracy is not None
             else "no trial finished"
         )
-        rec._do(
-            lambda: rec.store.finish_search(
-                search_id, status, best_run_id=None if best is None else best.run_id, message=text
-            )
+        self.rec._do(
+            self.rec.store.finish_search,
+            self.rec.search_id,
+            status,
+            best_run_id=None if best is None else best.run_id,
+            message=text,
         )
-    result = SearchResult(
-        trials=trials,
-        best_config=best_config,
-        best_val_accuracy=None if best is None else best.val_accuracy,
-        best_trial=None if best is None else best.index,
-        status=stop_status,
-        search_id=search_id,
-        space=space.to_dict(),
-        strategy=strategy,
-        seconds=seconds,
-        message="; ".join(filter(None, [stop_message, *rec.errors])),
-    )
-    emit("search_finished", n_rungs - 1, message=stop_status)
-    return result
 
 
 def _apply(t: Trial, out: dict, models: dict) -> None:
@@ -1162,11 +1231,3 @@ def _pick_best(trials: list[Trial]) -> Trial | None:
     if not pool:
         return None
     return min(pool, key=lambda t: (-t.val_accuracy, t.index))
-
-
-class _nullcontext:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return False

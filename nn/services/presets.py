@@ -2,7 +2,7 @@
 
 A :class:`Preset` is NeuralNetwork keyword arguments (``model``) plus data settings (``data``:
 split scheme, split seed, training subset; see :data:`nn.training.DATA_DEFAULTS`), a one-line
-description and, for configurations taken from a reference design, what its authors reported.
+description and, for a published configuration, the result reported with it.
 
 Every preset is one block below: edit the numbers there. ``model`` lists only the settings the
 preset chooses; everything else is a NeuralNetwork default.
@@ -107,8 +107,8 @@ BEST = Preset(
 
 REFERENCE_256_128 = Preset(
     name="reference-256-128",
-    description="First reference design: 784-256-128-10 ReLU with Adam, L2, dropout and "
-    "inverse-time decay on an 80:10:10 split",
+    description="784-256-128-10 ReLU with Adam, L2, dropout and inverse-time decay on an "
+    "80:10:10 split",
     model=dict(
         hidden_layers=[256, 128],
         activation="relu",
@@ -123,7 +123,7 @@ REFERENCE_256_128 = Preset(
         random_state=0,
     ),
     data=_data("80:10:10"),
-    reference="about 97.9% validation accuracy (first reference design)",
+    reference="about 97.9% validation accuracy",
 )
 
 REFERENCE_500_300_100 = Preset(
