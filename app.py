@@ -28,6 +28,7 @@ PAGES = [
     # -- pages of other engineers go below (they exist once their files land) --
     ("pages/runs.py", "Runs", "runs", ":material/history:"),
     ("pages/tune.py", "Tune", "tune", ":material/tune:"),
+    ("pages/mine.py", "My digits", "mine", ":material/gesture:"),
 ]
 
 st.set_page_config(

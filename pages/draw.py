@@ -7,7 +7,15 @@ from pathlib import Path
 import streamlit as st
 
 from ui import state
-from ui.drawing import analyse_drawing, clear_canvas, render_canvas, render_prediction, render_steps
+from ui.drawing import (
+    analyse_drawing,
+    clear_canvas,
+    render_canvas,
+    render_keep,
+    render_prediction,
+    render_steps,
+    show_kept_confirmation,
+)
 from ui.eval_charts import activations_figure, probability_figure
 
 MODEL_SELECT_KEY = "draw_model_select"
@@ -43,8 +51,9 @@ except (OSError, ValueError, TypeError) as exc:
 
 
 @st.fragment
-def drawing_area(model) -> None:
+def drawing_area(model, model_name: str) -> None:
     """Canvas and everything computed from it; drawing reruns only this fragment."""
+    show_kept_confirmation()
     left, right = st.columns([1, 1.6], gap="large")
     with left:
         image = render_canvas()
@@ -53,6 +62,7 @@ def drawing_area(model) -> None:
     with right:
         render_prediction(analysis)
         if not analysis.blank:
+            render_keep(analysis, image, model_name)
             st.plotly_chart(
                 probability_figure(analysis.proba, model.classes_),
                 width="stretch",
@@ -75,4 +85,4 @@ def drawing_area(model) -> None:
         st.caption("This model has no hidden layers (softmax regression): no activations to show.")
 
 
-drawing_area(model)
+drawing_area(model, model_name)

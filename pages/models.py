@@ -21,6 +21,7 @@ from nn.io.model_files import (
 )
 from ui import state
 from ui.charts import compare_figure
+from ui.mine import accuracy_text as mine_accuracy_text
 from ui.text import markdown_escape
 
 state.init_state()
@@ -74,6 +75,7 @@ else:
             "name": Path(r["path"]).stem,
             "layers": state.layers_text(r.get("layers")) if not r.get("error") else "unreadable",
             "test accuracy": _dash(r.get("test_accuracy"), "{:.2%}"),
+            "my digits": "—" if r.get("error") else mine_accuracy_text(r["path"]),
             "epochs": _dash(r.get("n_iter")),
             "parameters": _dash(r.get("n_parameters"), "{:,}"),
             "saved": _when(r.get("saved")),
@@ -90,6 +92,10 @@ else:
         column_config={
             "": st.column_config.TextColumn(width="small", help="the active model"),
             "size (MB)": st.column_config.NumberColumn(format="%.2f"),
+            "my digits": st.column_config.TextColumn(
+                help="accuracy on the digits you drew and kept (My digits); a dash when there "
+                "are none"
+            ),
         },
     )
     for r in rows:

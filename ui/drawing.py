@@ -5,7 +5,11 @@ image, one ``predict_proba`` and one ``activations`` call, about a millisecond i
 ``render_*`` functions draw its result.
 
 Session keys owned here: ``draw_canvas_counter`` (int, part of the canvas key; bumping it clears
-the canvas) and ``draw_model`` (name of the model picked on the Draw page).
+the canvas), ``draw_model`` (name of the model picked on the Draw page) and ``draw_kept`` (the
+confirmation to show after a drawing was kept, until the fragment's next run shows it).
+
+``render_keep`` offers "Keep this drawing" with its true digit (a 0-9 choice defaulting to the
+prediction) and writes to the drawings store (``ui.mine``) only when the button is pressed.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ from PIL import Image
 from nn.data.preprocess import DrawingResult, preprocess_drawing
 
 COUNTER_KEY = "draw_canvas_counter"
+KEPT_KEY = "draw_kept"
+KEEP_BUTTON_KEY = "draw_keep"
 CANVAS_SIZE = 280
 STROKE_WIDTH = 20
 STEP_PADDING = 8  # black pixels around each preprocessing step image
@@ -144,3 +150,71 @@ def render_steps(result: DrawingResult) -> None:
         # a black frame: st.image rounds its corners, which clipped ink at the crop's edge
         big = frame(enlarge(image))
         col.image(big, caption=f"{title} ({w}x{h})", width=int(big.shape[1]), output_format="PNG")
+
+
+# ------------------------------------------------------------------ keeping a drawing
+def show_kept_confirmation() -> None:
+    """The toast (or the error) of a drawing kept by the button's callback just before."""
+    message = st.session_state.pop(KEPT_KEY, None)
+    if message is None:
+        return
+    ok, text = message
+    if ok:
+        st.toast(text, icon=":material/bookmark_added:")
+    else:
+        st.error(text, icon=":material/error:")
+
+
+def _keep(image28: np.ndarray, image: np.ndarray, model_name: str, predicted: int, key: str):
+    """Button callback: store the drawing with the digit chosen under ``key``, then clear the
+    canvas for the next one (the callback runs before the rerun, so the new canvas shows)."""
+    from nn.services.mine import MineStoreError, png_bytes
+    from ui.mine import store
+
+    digit = st.session_state.get(key)
+    if digit is None:
+        return
+    try:
+        drawing_id = store().add(
+            image28,
+            int(digit),
+            canvas_png=png_bytes(image),
+            model_name=model_name,
+            predicted=predicted,
+        )
+    except (MineStoreError, ValueError) as exc:
+        st.session_state[KEPT_KEY] = (False, f"The drawing could not be kept: {exc}")
+        return
+    said = "" if int(digit) == predicted else f" (the model said {predicted})"
+    st.session_state[KEPT_KEY] = (
+        True,
+        f"Kept drawing #{drawing_id} as a {digit}{said}. See it on My digits.",
+    )
+    clear_canvas()
+
+
+def render_keep(analysis: DrawingAnalysis, image: np.ndarray, model_name: str) -> None:
+    """ "Keep this drawing": its true digit (defaulting to the prediction) and the button. A click
+    stores the canvas PNG, the 28x28 input, the label, the model and its prediction (nothing is
+    written otherwise), clears the canvas for the next drawing and a toast confirms."""
+    predicted = int(analysis.label)
+    # the key holds the prediction: a new drawing read differently gets its own default
+    choice_key = f"draw_true_digit_{st.session_state.get(COUNTER_KEY, 0)}_{predicted}"
+    with st.container(key="keep", border=True):
+        digit = st.segmented_control(
+            "True digit",
+            options=list(range(10)),
+            default=predicted,
+            key=choice_key,
+            help="What you meant to draw: the network's guess is picked; one click corrects it.",
+        )
+        st.button(
+            "Keep this drawing",
+            key=KEEP_BUTTON_KEY,
+            icon=":material/bookmark_add:",
+            disabled=digit is None,
+            on_click=_keep,
+            args=(analysis.result.image28, image, model_name, predicted, choice_key),
+            help="Save it to My digits, to see how every model reads your handwriting and to "
+            "fine-tune on it.",
+        )

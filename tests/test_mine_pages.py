@@ -1,0 +1,165 @@
+"""AppTest of the Draw page's "Keep this drawing" and of the My digits page (/mine)."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+from nn.data import load_dataset
+from nn.data.drawn import drawn_digits, drawn_inputs
+from nn.services.mine import MineStore
+from tests.test_draw_page import inject
+
+APP = str(Path(__file__).resolve().parent.parent / "app.py")
+
+
+@pytest.fixture
+def env(small_model_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("NN_MODELS_DIR", str(small_model_dir))
+    monkeypatch.setenv("NN_MINE_DB", str(tmp_path / "mine.sqlite"))
+    monkeypatch.setenv("NN_RUNS_DB", str(tmp_path / "runs.sqlite"))
+    return tmp_path
+
+
+def _page(path: str) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    assert not at.exception
+    at.switch_page(path).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def _canvas(i: int) -> Image.Image:
+    canvases, _ = drawn_digits(1)
+    return Image.fromarray(canvases[i])
+
+
+def test_keep_stores_the_drawing_with_the_corrected_label(env, small_model):
+    at = _page("pages/draw.py")
+    assert not [b for b in at.button if b.key == "draw_keep"]  # nothing drawn: no button
+    inject(at, _canvas(3))
+    choice = at.segmented_control[0]
+    predicted = int(choice.value)
+    corrected = (predicted + 1) % 10
+    choice.set_value(corrected).run()
+    assert not at.exception
+    assert MineStore(env / "mine.sqlite").count() == 0  # choosing writes nothing
+    at.button(key="draw_keep").click().run()
+    assert not at.exception
+    (kept,) = MineStore(env / "mine.sqlite").list()
+    full = MineStore(env / "mine.sqlite").get(kept.id)
+    assert kept.label == corrected and kept.predicted == predicted
+    assert kept.model_name == "small" and kept.source == "draw"
+    assert kept.image.shape == (28, 28) and kept.image.max() > 0
+    canvas = np.asarray(Image.open(io.BytesIO(full.canvas_png)))
+    assert canvas.shape == (280, 280, 4)
+    # the canvas is cleared for the next drawing and the toast confirms
+    assert at.session_state["draw_canvas_counter"] == 1
+    assert any("Kept drawing" in t.value for t in at.toast)
+
+
+def _fill(env, per_class: int = 2) -> MineStore:
+    store = MineStore(env / "mine.sqlite")
+    x, y = drawn_inputs(per_class)
+    store.add_many(x, y, source="import")
+    return store
+
+
+def test_mine_page_without_drawings_points_to_draw(env):
+    at = _page("pages/mine.py")
+    assert at.title[0].value.endswith("My digits")
+    assert any("Draw" in i.value for i in at.info)
+
+
+def test_mine_page_gallery_counts_and_scores(env):
+    store = _fill(env)
+    at = _page("pages/mine.py")
+    assert [m.value for m in at.metric][:10] == ["2"] * 10
+    assert sum(len(i.proto.imgs) for i in at.image) >= 20  # every drawing in the gallery
+    (frame,) = at.dataframe
+    scores = frame.value
+    assert list(scores["model"]) == ["small"]
+    assert scores["drawings"].iloc[0] == 20
+    assert store.count() == 20
+
+
+def test_relabel_and_delete_with_confirmation(env):
+    store = _fill(env, 1)
+    first = store.list()[0]
+    at = _page("pages/mine.py")
+    at.selectbox(key="mine_pick").set_value(first.id).run()
+    at.segmented_control(key="mine_relabel_digit").set_value(9).run()
+    at.button(key="mine_relabel").click().run()
+    assert not at.exception
+    assert store.get(first.id).label == 9
+    at.button(key="mine_delete").click().run()
+    assert store.count() == 10  # asked, not yet deleted
+    at.button(key="mine_delete_confirm").click().run()
+    assert not at.exception
+    assert store.count() == 9
+    with pytest.raises(KeyError):
+        store.get(first.id)
+
+
+def test_export_button_is_offered_once_there_are_drawings(env):
+    at = _page("pages/mine.py")
+    assert at.get("download_button")[0].proto.disabled
+    _fill(env, 1)
+    at.run()
+    button = at.get("download_button")[0]
+    assert button.proto.label == "Download my digits (.npz)" and not button.proto.disabled
+
+
+def test_import_refuses_a_bad_file_and_takes_a_good_one(env, tmp_path):
+    store = _fill(env, 1)
+    at = _page("pages/mine.py")
+    buf = io.BytesIO()
+    np.savez(buf, x=np.zeros((2, 784), np.uint8), y=np.array([3, 11]))
+    at.file_uploader(key="mine_import_file").set_value(
+        ("bad.npz", buf.getvalue(), "application/octet-stream")
+    )
+    at.run()
+    at.button(key="mine_import").click().run()
+    assert not at.exception
+    assert any("bad.npz" in e.value and "outside 0-9" in e.value for e in at.error)
+    assert store.count() == 10
+    good = io.BytesIO()
+    np.savez(good, x=np.full((3, 784), 200, np.uint8), y=np.array([1, 2, 3]))
+    at.file_uploader(key="mine_import_file").set_value(
+        ("good.npz", good.getvalue(), "application/octet-stream")
+    )
+    at.run()
+    at.button(key="mine_import").click().run()
+    assert not at.exception
+    assert store.count() == 13
+    exported = tmp_path / "round.npz"
+    store.export_npz(exported)
+    assert len(load_dataset(exported).y) == 13
+
+
+def test_wrong_drawings_show_what_the_model_said(env, small_model):
+    store = _fill(env, 2)
+    model, _ = small_model
+    first = store.list()[0]
+    said = int(model.predict(first.x[None])[0])
+    store.relabel(first.id, (said + 1) % 10)  # now the model is wrong on it
+    at = _page("pages/mine.py")
+    captions = [img.caption for i in at.image for img in i.proto.imgs]
+    assert f"#{first.id}: is {(said + 1) % 10}, said {said}" in captions, captions
+
+
+def test_models_page_has_a_my_digits_column(env, small_model):
+    at = _page("pages/models.py")
+    table = at.dataframe[0].value
+    assert list(table["my digits"]) == ["—"]
+    store = _fill(env, 1)
+    model, _ = small_model
+    x, y, _ = store.arrays()
+    expected = f"{np.mean(model.predict(x) == y):.1%}"
+    at.run()
+    assert list(at.dataframe[0].value["my digits"]) == [expected]
