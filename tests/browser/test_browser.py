@@ -11,6 +11,7 @@ training run of ``test_train_...`` shows up later on the Runs page, the model up
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import time
@@ -91,7 +92,7 @@ def _stroke(page, points, steps: int = 30) -> None:
     x0, y0 = points[0]
     page.mouse.move(box["x"] + x0, box["y"] + y0)
     page.mouse.down()
-    for (xa, ya), (xb, yb) in zip(points, points[1:], strict=True):
+    for (xa, ya), (xb, yb) in itertools.pairwise(points):
         for i in range(1, steps + 1):
             page.mouse.move(
                 box["x"] + xa + (xb - xa) * i / steps, box["y"] + ya + (yb - ya) * i / steps
