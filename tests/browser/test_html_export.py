@@ -1,0 +1,131 @@
+"""The exported HTML digit reader in Chromium, opened from a file:// URL with the network blocked:
+``predictPixels`` against ``predict_proba`` on 1,000 test images, and digits drawn with mouse
+strokes against the Python preprocessing plus model."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+
+from nn.core.network import NeuralNetwork
+from nn.data import load_mnist
+from nn.data.preprocess import preprocess_drawing
+from nn.io.export import export_model
+
+pytestmark = pytest.mark.browser
+
+# Mouse strokes on the 280x280 canvas, in canvas pixels: a list of strokes, each a polyline.
+DRAWINGS = {
+    "one": [[(140, 40), (142, 120), (143, 240)]],
+    "seven": [[(70, 60), (210, 60), (170, 140), (130, 240)]],
+    "zero": [[(140 + 60 * np.sin(t), 140 - 95 * np.cos(t)) for t in np.linspace(0, 2 * np.pi, 40)]],
+    "four": [[(170, 40), (80, 170), (220, 170)], [(180, 100), (180, 250)]],
+    "two": [
+        [(80, 90), (110, 55), (160, 50), (195, 85), (185, 130), (90, 230), (210, 230)],
+    ],
+}
+
+
+@pytest.fixture(scope="module")
+def mnist():
+    return load_mnist()
+
+
+@pytest.fixture(scope="module")
+def model(mnist):
+    net = NeuralNetwork(hidden_layers=(64,), epochs=3, random_state=0)
+    return net.fit(mnist.x_train[:10_000], mnist.y_train[:10_000])
+
+
+@pytest.fixture
+def reader(chromium, model, tmp_path):
+    """The exported page opened from disk; every non-file request is aborted and recorded."""
+    path = export_model(model, tmp_path / "reader.html")
+    context = chromium.new_context(viewport={"width": 900, "height": 700})
+    context.set_default_timeout(30_000)
+    attempted: list[str] = []
+
+    def block(route):
+        if route.request.url.startswith("file://"):
+            route.continue_()
+        else:
+            attempted.append(route.request.url)
+            route.abort()
+
+    context.route("**/*", block)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(path.as_uri())
+    page.wait_for_function("typeof window.predictPixels === 'function'")
+    yield page
+    assert errors == [], errors
+    assert attempted == [], f"the page tried to fetch {attempted}"
+    context.close()
+
+
+def test_predict_pixels_agrees_with_predict_proba(reader, model, mnist):
+    pixels = mnist.x_test[:1000].astype(np.float32) / np.float32(255.0)
+    expected = model.predict_proba(pixels)
+    got = np.array(reader.evaluate("rows => rows.map(predictPixels)", pixels.tolist()))
+    assert got.shape == (1000, 10)
+    assert np.abs(got - expected).max() < 1e-4
+    assert (got.argmax(axis=1) == expected.argmax(axis=1)).all()
+
+
+def _draw(page, strokes) -> None:
+    box = page.locator("#canvas").bounding_box()
+    for stroke in strokes:
+        x0, y0 = stroke[0]
+        page.mouse.move(box["x"] + x0, box["y"] + y0)
+        page.mouse.down()
+        for x, y in stroke[1:]:
+            page.mouse.move(box["x"] + x, box["y"] + y, steps=4)
+        page.mouse.up()
+
+
+def _canvas_rgba(page) -> np.ndarray:
+    data = page.evaluate(
+        """() => { const c = document.getElementById('canvas');
+        return Array.from(c.getContext('2d').getImageData(0, 0, c.width, c.height).data); }"""
+    )
+    return np.array(data, dtype=np.uint8).reshape(280, 280, 4)
+
+
+@pytest.mark.parametrize("name", list(DRAWINGS))
+def test_drawn_digit_is_read_as_python_reads_it(reader, model, name):
+    strokes = DRAWINGS[name]
+    _draw(reader, strokes)
+    reader.wait_for_function(
+        f"document.getElementById('canvas').dataset.strokes === '{len(strokes)}'"
+    )
+    rgba = _canvas_rgba(reader)
+    result = preprocess_drawing(rgba)
+    assert not result.blank
+    shown = reader.locator("#prediction").inner_text()
+    digit = int(re.search(r"\d+", shown).group())
+    assert digit == int(model.predict(result.x[None, :])[0]), shown
+
+    # The page's own preprocessing of those pixels is the Python one, pixel for pixel.
+    js_pixels = reader.evaluate(
+        """() => { const c = document.getElementById('canvas');
+        const d = c.getContext('2d').getImageData(0, 0, c.width, c.height);
+        return Array.from(preprocessImageData(d.data, d.width, d.height).pixels); }"""
+    )
+    np.testing.assert_array_equal(np.array(js_pixels, dtype=np.float32), result.x)
+    bars = reader.locator("#bars .bar")
+    assert bars.count() == 10
+    proba = model.predict_proba(result.x[None, :])[0]
+    best_bar = bars.nth(int(proba.argmax())).locator(".value").inner_text()
+    assert float(best_bar.rstrip("%")) == pytest.approx(100 * proba.max(), abs=0.051)
+
+
+def test_clear_empties_the_canvas_and_the_prediction(reader):
+    _draw(reader, DRAWINGS["one"])
+    reader.wait_for_function("document.getElementById('canvas').dataset.strokes === '1'")
+    assert re.search(r"\d", reader.locator("#prediction").inner_text())
+    reader.locator("#clear").click()
+    assert not _canvas_rgba(reader)[..., :3].any()
+    assert not re.search(r"\d", reader.locator("#prediction").inner_text())
