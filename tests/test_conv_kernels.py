@@ -6,7 +6,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from nn.core.conv import BatchBuffers, Conv2DKernel, Pool2DKernel, same_padding
+from nn.core import conv as conv_module
+from nn.core.conv import (
+    BATCH_SIZES_KEPT,
+    BatchBuffers,
+    Conv2DKernel,
+    Pool2DKernel,
+    same_padding,
+)
 
 GRADIENT_TOLERANCE = 1e-6
 
@@ -157,7 +164,8 @@ def test_conv_backward_without_dx_still_writes_parameter_gradients():
 
 def test_conv_backward_needs_a_kept_forward():
     conv, x, weight, bias = _conv_case((6, 6, 1), 3, 3, 1, "valid")
-    conv.forward(x, weight, bias, keep=False)
+    conv.forward(x, weight, bias)
+    conv.forward(x, weight, bias, keep=False)  # overwrites the kept columns of this batch size
     with pytest.raises(RuntimeError, match="keep=True"):
         conv.backward(
             np.ones((2, *conv.output_shape)), weight, np.zeros(conv.weight_shape), np.zeros(3)
@@ -197,8 +205,38 @@ def test_buffers_are_made_once_and_bounded_by_the_batch():
     many = np.concatenate([x] * 4)
     for n in (1, 2, 3, 5, 6, 7, 8, 16):
         step(many[:n])
-    assert conv.buffer_bytes() <= conv_bytes * (16 + 8 + 7) / 4
-    assert len(conv._buffers._by_batch) == len(pool._buffers._by_batch) == 3
+    assert conv.buffer_bytes() <= conv_bytes * (16 + 8 + 7 + 6) / 4
+    assert len(conv._buffers._by_batch) == len(pool._buffers._by_batch) == BATCH_SIZES_KEPT
+
+
+def test_forward_without_keep_goes_through_large_batches_in_chunks(monkeypatch):
+    monkeypatch.setattr(conv_module, "INFERENCE_CHUNK", 3)
+    conv, x, weight, bias = _conv_case((7, 7, 2), 3, 3, 2, "same", n=8)
+    pool = Pool2DKernel(conv.output_shape, 2, dtype=np.float64)
+    expected = _reference_conv(x, weight, bias, 2, (1, 1, 1, 1))
+    got = conv.forward(x, weight, bias, keep=False)
+    np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(pool.forward(got, keep=False), _reference_pool(got, 2, 2, "max"))
+    assert conv.forward(x, weight, bias, keep=False) is not got  # a new array, not a buffer
+    assert set(conv._buffers._by_batch) == {3, 2}
+
+
+def test_forward_without_keep_leaves_a_kept_batch_of_another_size_alone():
+    conv, x, weight, bias = _conv_case((6, 6, 2), 3, 3, 1, "valid", n=4)
+    pool = Pool2DKernel(conv.output_shape, 2, dtype=np.float64)
+    upstream = np.random.default_rng(7).normal(size=(4, *pool.output_shape))
+    dweight, dbias = np.empty(conv.weight_shape), np.empty(3)
+    y = conv.forward(x, weight, bias).copy()
+    pool.forward(y)
+    expected_pool = pool.backward(upstream).copy()
+    expected_dx = conv.backward(expected_pool, weight, dweight, dbias).copy()
+    conv.forward(x, weight, bias)
+    pool.forward(y)
+    for n in [1, 2, 3, *range(5, 6 + BATCH_SIZES_KEPT)]:  # evicts batch 4's buffers from the LRU
+        conv.forward(np.resize(x, (n, *x.shape[1:])), weight, bias, keep=False)
+        pool.forward(np.resize(y, (n, *y.shape[1:])), keep=False)
+    np.testing.assert_array_equal(pool.backward(upstream), expected_pool)
+    np.testing.assert_array_equal(conv.backward(expected_pool, weight, dweight, dbias), expected_dx)
 
 
 def test_batch_buffers_keep_only_the_latest_sizes():

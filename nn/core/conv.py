@@ -28,8 +28,12 @@ from numpy.lib.stride_tricks import as_strided
 
 PADDINGS = ("valid", "same")
 POOL_MODES = ("max", "avg")
-BATCH_SIZES_KEPT = 3
-"""How many batch sizes keep their buffers (training batch, a last partial batch, inference)."""
+BATCH_SIZES_KEPT = 4
+"""How many batch sizes keep their buffers: a training batch, a last partial one, and a forward
+without keep's chunk and remainder."""
+INFERENCE_CHUNK = 256
+"""Samples a forward without ``keep`` works through at a time, so that its buffers stay this size
+however large a batch it is given (the output itself is then a new array, not a kept buffer)."""
 NEEDS_KEPT_FORWARD = "backward needs a forward with keep=True on a batch of the same size"
 
 
@@ -167,7 +171,8 @@ class Conv2DKernel:
         self._weight_t = np.empty((filters, self.window_size), self.dtype)
         self._gradients = np.empty((self.window_size + 1, filters), self.dtype)
         self._buffers = BatchBuffers()
-        self._kept_batch: int | None = None
+        self._kept_columns: np.ndarray | None = None
+        self._kept_batch = 0
 
     def _plan(self, size: int, axis: str) -> tuple[int, int, int]:
         """``(output, pad before, pad after)`` along one spatial axis; ValueError if none fits."""
@@ -230,25 +235,42 @@ class Conv2DKernel:
 
     def forward(self, x, weight, bias, out=None, keep=True) -> np.ndarray:
         """``(n, oh, ow, filters)`` = conv(x, weight) + bias; ``keep`` keeps the column matrix
-        for ``backward``. ``out``, if given, receives the result."""
+        for ``backward``. ``out``, if given, receives the result. Without ``keep``, a batch larger
+        than ``INFERENCE_CHUNK`` goes through in chunks of that size."""
         x = np.asarray(x)
         _check_batch(x, self.input_shape, "x")
         self._check_parameters(weight, bias)
-        n = x.shape[0]
-        cols = self._im2col(self._padded_input(x))
         np.copyto(self._weight_and_bias[:-1], weight.reshape(self.window_size, self.filters))
         self._weight_and_bias[-1] = bias
+        n = x.shape[0]
+        whole = keep or n <= INFERENCE_CHUNK
         if out is None:
-            out = self._buffers.get(
-                n, "output", lambda: np.empty((n, *self.output_shape), self.dtype)
-            )
+            out = self._output(n) if whole else np.empty((n, *self.output_shape), self.dtype)
+        if whole:
+            cols = self._forward_chunk(x, out, keep)
+            if keep:
+                self._kept_columns, self._kept_batch = cols, n
+            return out
+        for start in range(0, n, INFERENCE_CHUNK):
+            stop = start + INFERENCE_CHUNK
+            self._forward_chunk(x[start:stop], out[start:stop], keep=False)
+        return out
+
+    def _output(self, n: int) -> np.ndarray:
+        return self._buffers.get(n, "output", lambda: np.empty((n, *self.output_shape), self.dtype))
+
+    def _forward_chunk(self, x: np.ndarray, out: np.ndarray, keep: bool) -> np.ndarray:
+        """Writes the convolution of ``x`` into ``out``; returns the column matrix used (a kept
+        one is forgotten if a forward without ``keep`` overwrites it)."""
+        cols = self._columns(x.shape[0])
+        if not keep and cols is self._kept_columns:
+            self._kept_columns = None
+        self._im2col(self._padded_input(x))
         flat = out.reshape(-1, self.filters)
-        rows = cols.T if self.offset_major else cols
-        np.matmul(rows, self._weight_and_bias, out=flat)
+        np.matmul(cols.T if self.offset_major else cols, self._weight_and_bias, out=flat)
         if not np.shares_memory(flat, out):
             out[...] = flat.reshape(out.shape)
-        self._kept_batch = n if keep else None
-        return out
+        return cols
 
     def _check_parameters(self, weight: np.ndarray, bias: np.ndarray) -> None:
         if weight.shape != self.weight_shape:
@@ -261,13 +283,13 @@ class Conv2DKernel:
         dL/dx ``(n, h, w, c)``, or None when ``need_dx`` is False."""
         dy = np.ascontiguousarray(dy, dtype=self.dtype)
         n = dy.shape[0]
-        if self._kept_batch != n:
+        cols = self._kept_columns
+        if cols is None or self._kept_batch != n:
             raise RuntimeError(NEEDS_KEPT_FORWARD)
         _check_batch(dy, self.output_shape, "dy")
         self._check_parameters(weight, dbias)
         if dweight.shape != self.weight_shape:
             raise ValueError(f"dweight must have shape {self.weight_shape}, got {dweight.shape}")
-        cols = self._columns(n)
         dy_flat = dy.reshape(-1, self.filters)
         np.matmul(cols if self.offset_major else cols.T, dy_flat, out=self._gradients)
         dweight[...] = self._gradients[:-1].reshape(self.weight_shape)
@@ -379,7 +401,8 @@ class Pool2DKernel:
         self.offsets = [(i, j) for i in range(size) for j in range(size)]
         self._index_dtype = np.uint8 if len(self.offsets) <= 256 else np.int32
         self._buffers = BatchBuffers()
-        self._kept_batch: int | None = None
+        self._kept_winner: np.ndarray | None = None
+        self._kept_batch = 0
 
     def buffer_bytes(self) -> int:
         """Bytes held by the per-batch buffers."""
@@ -398,21 +421,25 @@ class Pool2DKernel:
         x = np.asarray(x)
         _check_batch(x, self.input_shape, "x")
         n = x.shape[0]
-        if out is None:
+        if out is None and (keep or n <= INFERENCE_CHUNK):
             out = self._output_buffer(n, "output", self.dtype)
+        elif out is None:
+            out = np.empty((n, *self.output_shape), self.dtype)
         if self.mode == "avg":
             self._avg_forward(x, out)
         elif keep:
-            self._max_forward_keeping_winners(x, out)
+            self._kept_winner = self._max_forward_keeping_winners(x, out)
         else:
             np.copyto(out, self._slice(x, 0, 0))
             for i, j in self.offsets[1:]:
                 np.maximum(out, self._slice(x, i, j), out=out)
-        self._kept_batch = n if keep else None
+        if keep:
+            self._kept_batch = n
         return out
 
-    def _max_forward_keeping_winners(self, x: np.ndarray, out: np.ndarray) -> None:
-        """Running maximum into ``out`` and, per output, the index of the offset holding it."""
+    def _max_forward_keeping_winners(self, x: np.ndarray, out: np.ndarray) -> np.ndarray:
+        """Running maximum into ``out``; returns, per output, the index of the offset holding
+        it."""
         n = x.shape[0]
         winner = self._output_buffer(n, "winner", self._index_dtype)
         code = self._output_buffer(n, "code", self._index_dtype)
@@ -425,6 +452,7 @@ class Pool2DKernel:
             np.maximum(out, candidate, out=out)
             np.multiply(greater.view(np.uint8), index, out=code, dtype=code.dtype)
             np.maximum(winner, code, out=winner)  # offsets come in increasing index
+        return winner
 
     def _avg_forward(self, x: np.ndarray, out: np.ndarray) -> None:
         np.copyto(out, self._slice(x, 0, 0))
@@ -442,7 +470,7 @@ class Pool2DKernel:
         dx = self._buffers.get(n, "dx", lambda: np.empty((n, *self.input_shape), self.dtype))
         self._clear_uncovered(dx)
         if self.mode == "max":
-            winner = self._output_buffer(n, "winner", self._index_dtype)
+            winner = self._kept_winner
             mask = self._output_buffer(n, "mask", bool)
             for index, (i, j) in enumerate(self.offsets):
                 np.equal(winner, index, out=mask)
