@@ -9,6 +9,7 @@ import pytest
 from nn.core import conv as conv_module
 from nn.core.conv import (
     BATCH_SIZES_KEPT,
+    DX_METHODS,
     BatchBuffers,
     Conv2DKernel,
     Pool2DKernel,
@@ -141,13 +142,25 @@ def test_conv_gradients_match_central_differences(shape, filters, kernel, stride
     def loss():
         return float(np.sum(conv.forward(x, weight, bias, keep=False) * upstream))
 
-    conv.forward(x, weight, bias)
-    dweight, dbias = np.full(conv.weight_shape, np.nan), np.full(filters, np.nan)
-    dx = conv.backward(upstream, weight, dweight, dbias).copy()
-    assert dx.shape == x.shape
-    assert _rel_error(dx, _numeric_gradient(loss, x)) < GRADIENT_TOLERANCE
-    assert _rel_error(dweight, _numeric_gradient(loss, weight)) < GRADIENT_TOLERANCE
-    assert _rel_error(dbias, _numeric_gradient(loss, bias)) < GRADIENT_TOLERANCE
+    numeric_dx = _numeric_gradient(loss, x)
+    numeric_dweight, numeric_dbias = _numeric_gradient(loss, weight), _numeric_gradient(loss, bias)
+    for method in DX_METHODS:
+        conv.dx_method = method
+        conv.forward(x, weight, bias)
+        dweight, dbias = np.full(conv.weight_shape, np.nan), np.full(filters, np.nan)
+        dx = conv.backward(upstream, weight, dweight, dbias)
+        assert dx.shape == x.shape
+        assert _rel_error(dx, numeric_dx) < GRADIENT_TOLERANCE, method
+        assert _rel_error(dweight, numeric_dweight) < GRADIENT_TOLERANCE
+        assert _rel_error(dbias, numeric_dbias) < GRADIENT_TOLERANCE
+
+
+@pytest.mark.parametrize(
+    "shape, kernel, method",
+    [((12, 12, 16), 5, "banded"), ((28, 28, 1), 5, "offset-major"), ((28, 28, 8), 3, "columns")],
+)
+def test_dx_method_follows_the_input_width_and_channels(shape, kernel, method):
+    assert Conv2DKernel(shape, 4, kernel).dx_method == method
 
 
 def test_conv_backward_without_dx_still_writes_parameter_gradients():

@@ -34,6 +34,10 @@ without keep's chunk and remainder."""
 INFERENCE_CHUNK = 256
 """Samples a forward without ``keep`` works through at a time, so that its buffers stay this size
 however large a batch it is given (the output itself is then a new array, not a kept buffer)."""
+DX_METHODS = ("banded", "columns", "offset-major")
+BANDED_MAX_WIDTH_RATIO = 3.0
+"""The banded dx product does ``padded width / kernel`` times the multiply-adds of the column
+product; up to this ratio its few long adds beat col2im's many short ones."""
 NEEDS_KEPT_FORWARD = "backward needs a forward with keep=True on a batch of the same size"
 
 
@@ -136,7 +140,13 @@ class Conv2DKernel:
     it by the weights with the bias as their last row. For one input channel the matrix is kept
     transposed, ``(k * k + 1, n * oh * ow)``: each kernel offset is then a copy of whole image
     rows instead of ``k`` values at a time. ``backward`` gets dW and db from one product of the
-    kept matrix with dy, and dx from one product ``dy @ W.T`` scattered back into the input.
+    kept matrix with dy, and dx from one more product, by ``dx_method``:
+
+    - 'columns': ``dy @ W.T`` gives each window's gradient, scattered back (col2im) by slices;
+    - 'offset-major': ``W @ dy.T`` gives each kernel offset's gradient as whole image rows;
+    - 'banded': each row of dy times a banded matrix holding W gives the gradient of ``k`` whole
+      input rows, added back by ``k`` slices. It does more multiply-adds (the band is mostly
+      zeros) but hands the scatter to the matrix product, which is faster for small images.
     """
 
     def __init__(
@@ -166,13 +176,22 @@ class Conv2DKernel:
             c,
         )
         self.offset_major = c == 1
+        self.dx_method = self._pick_dx_method()
         self._scatter_width = _scatter_width(self.padded_shape[1], kernel, stride, out_w)
+        self._banded: np.ndarray | None = None
         self._weight_and_bias = np.empty((self.window_size + 1, filters), self.dtype)
         self._weight_t = np.empty((filters, self.window_size), self.dtype)
         self._gradients = np.empty((self.window_size + 1, filters), self.dtype)
         self._buffers = BatchBuffers()
         self._kept_columns: np.ndarray | None = None
         self._kept_batch = 0
+
+    def _pick_dx_method(self) -> str:
+        """'banded' for inputs at most ``BANDED_MAX_WIDTH_RATIO`` kernels wide, else
+        'offset-major' for one channel, else 'columns' (any of the three is exact)."""
+        if self.padded_shape[1] <= BANDED_MAX_WIDTH_RATIO * self.kernel:
+            return "banded"
+        return "offset-major" if self.offset_major else "columns"
 
     def _plan(self, size: int, axis: str) -> tuple[int, int, int]:
         """``(output, pad before, pad after)`` along one spatial axis; ValueError if none fits."""
@@ -296,7 +315,9 @@ class Conv2DKernel:
         dbias[...] = self._gradients[-1]
         if not need_dx:
             return None
-        if self.offset_major:
+        if self.dx_method == "banded":
+            return self._dx_by_banded_product(dy, weight)
+        if self.dx_method == "offset-major":
             return self._col2im_offset_major(dy_flat, weight)
         dcols = self._buffers.get(
             n, "dcolumns", lambda: np.empty((dy_flat.shape[0], self.window_size), self.dtype)
@@ -314,6 +335,36 @@ class Conv2DKernel:
         dxp.fill(0)
         return dxp
 
+    def _banded_weight(self, weight: np.ndarray) -> np.ndarray:
+        """``(ow * f, k * wp * c)``: row ``(x, f)`` holds ``W[i, j, :, f]`` at column
+        ``(i, x * stride + j, :)`` and zeros elsewhere, so that a row of dy times it is the
+        gradient of the ``k`` padded input rows that row of outputs read."""
+        _, out_w, f = self.output_shape
+        k, s, c = self.kernel, self.stride, self.input_shape[2]
+        wp = self.padded_shape[1]
+        if self._banded is None:
+            self._banded = np.zeros((out_w, f, k, wp, c), self.dtype)
+        b0, b1, b2, b3, b4 = self._banded.strides
+        band = as_strided(self._banded, (out_w, f, k, k, c), (b0 + s * b3, b1, b2, b3, b4))
+        np.copyto(band, weight.transpose(3, 0, 1, 2)[None])
+        return self._banded.reshape(out_w * f, k * wp * c)
+
+    def _dx_by_banded_product(self, dy: np.ndarray, weight: np.ndarray) -> np.ndarray:
+        """dL/dx from one product of dy's rows ``(n * oh, ow * f)`` with the banded weight: each
+        output row's gradient for ``k`` padded input rows, added back one kernel row at a time."""
+        n = dy.shape[0]
+        out_h, out_w, f = self.output_shape
+        k, s, c = self.kernel, self.stride, self.input_shape[2]
+        wp = self.padded_shape[1]
+        rows = self._buffers.get(n, "drows", lambda: np.empty((n * out_h, k * wp * c), self.dtype))
+        np.matmul(dy.reshape(n * out_h, out_w * f), self._banded_weight(weight), out=rows)
+        by_kernel_row = rows.reshape(n, out_h, k, wp, c)
+        dxp = self._dx_buffer(n)
+        for i in range(k):
+            target = dxp[:, offset_slice(i, s, out_h), :wp]
+            target += by_kernel_row[:, :, i]
+        return self._unpadded(dxp)
+
     def _unpadded(self, dxp: np.ndarray) -> np.ndarray:
         h, w, _ = self.input_shape
         return dxp[:, self.pad_top : self.pad_top + h, self.pad_left : self.pad_left + w, :]
@@ -326,7 +377,7 @@ class Conv2DKernel:
         positions = dy_flat.shape[0]
         n = positions // (out_h * out_w)
         dcols = self._buffers.get(
-            n, "dcolumns", lambda: np.empty((self.window_size, positions), self.dtype)
+            n, "offset-major dcolumns", lambda: np.empty((self.window_size, positions), self.dtype)
         )
         np.matmul(weight.reshape(self.window_size, self.filters), dy_flat.T, out=dcols)
         by_offset = dcols.reshape(k, k, c, n, out_h, out_w).transpose(0, 1, 3, 4, 5, 2)
