@@ -4,9 +4,11 @@ Arrays are ``(batch, height, width, channels)``. The convolution is a cross-corr
 PyTorch's ``conv2d``) computed by im2col: a strided view of the input's windows is copied into a
 preallocated column matrix, and one matrix product per direction does the arithmetic. The column
 matrix carries a row (or column) of ones, so the bias rides in the forward product and its gradient
-comes out of the weight-gradient product. The backward scatter (col2im) adds strided slices of the
-column gradients into dx: windows whose columns lie a kernel width apart do not overlap, so one add
-covers a whole kernel row for every ``kernel``-th window.
+comes out of the weight-gradient product. dx comes from one more product: for small images, dy's
+rows times a banded matrix holding the weights, which leaves only ``kernel`` long adds; otherwise
+the column gradients ``dy @ W.T`` scattered back (col2im) by strided slices, never by
+``np.add.at``: windows whose columns lie a kernel width apart do not overlap, so one add covers a
+whole kernel row for every ``kernel``-th window.
 
 Pooling works on the ``size * size`` strided slices of the input, one per offset inside the
 window: max pooling keeps a running maximum and the offset it came from (the first maximum wins on
