@@ -2,6 +2,7 @@
 
     python bench/conv_kernels.py                  # 50 interleaved rounds, ~30 s on 2 cores
     python bench/conv_kernels.py --repeats 100 --dtype float64
+    python bench/conv_kernels.py --threads 1 --cpu-time   # one thread each, CPU time (busy machine)
 
 The workload: batch 128 of MNIST-sized inputs (28x28x1), conv5x5x16 (valid) - maxpool2 -
 conv5x5x32 (valid) - maxpool2, float32; the ReLUs and the dense layer of the project's CNN are not
@@ -26,6 +27,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from nn.core import blas  # noqa: E402
 from nn.core.conv import Conv2DKernel, Pool2DKernel  # noqa: E402
 
 try:
@@ -115,7 +117,7 @@ def _no_grad(call: Op) -> Op:
 
 
 def time_interleaved(
-    sides: list[list[tuple[str, Op]]], repeats: int, pause: float
+    sides: list[list[tuple[str, Op]]], repeats: int, pause: float, clock=time.perf_counter
 ) -> list[list[float]]:
     """Median milliseconds of every op of every side.
 
@@ -127,10 +129,10 @@ def time_interleaved(
         for side, ops in enumerate(sides):
             time.sleep(pause)
             for index, (_, call) in enumerate(ops):
-                start = time.perf_counter()
+                start = clock()
                 call()
                 if repeat >= 2:
-                    samples[side][index].append((time.perf_counter() - start) * 1e3)
+                    samples[side][index].append((clock() - start) * 1e3)
     return [[statistics.median(s) for s in side] for side in samples]
 
 
@@ -152,7 +154,24 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     parser.add_argument("--pause", type=float, default=0.2, help="seconds between sides")
+    parser.add_argument(
+        "--threads", type=int, help="threads for OpenBLAS and PyTorch (default: as they start)"
+    )
+    parser.add_argument(
+        "--cpu-time",
+        action="store_true",
+        help="time the calling thread's CPU time, not wall time: with --threads 1, less "
+        "sensitive to other processes on the machine",
+    )
     args = parser.parse_args(argv)
+    with blas.limit_threads(args.threads):
+        run(args)
+
+
+def run(args: argparse.Namespace) -> None:
+    """Builds both sides' ops, times them and prints the table."""
+    if torch is not None and args.threads:
+        torch.set_num_threads(args.threads)
     ours = numpy_ops(args.batch, args.dtype)
     sides, headers = [ours], ["nn"]
     if torch is not None:
@@ -161,10 +180,13 @@ def main(argv: list[str] | None = None) -> None:
         sides.append(theirs)
         headers.append("torch")
         print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
-    print(f"numpy {np.__version__}, batch {args.batch}, {args.dtype}, {args.repeats} repeats")
-    print_table(
-        [name for name, _ in ours], time_interleaved(sides, args.repeats, args.pause), headers
+    print(
+        f"numpy {np.__version__}, OpenBLAS {blas.get_threads()} threads, batch {args.batch}, "
+        f"{args.dtype}, {args.repeats} rounds"
     )
+    clock = time.thread_time if args.cpu_time else time.perf_counter
+    medians = time_interleaved(sides, args.repeats, args.pause, clock)
+    print_table([name for name, _ in ours], medians, headers)
 
 
 if __name__ == "__main__":
