@@ -11,7 +11,9 @@ import streamlit as st
 from nn.data import DataError
 from nn.services.mine import MAX_IMPORT_BYTES, MineStoreError
 from ui import state
+from ui.charts import batch_loss_figure
 from ui.drawing import enlarge
+from ui.finetune_job import FinetuneJob, finetune_slot
 from ui.mine import drawings_arrays, mine_score, store
 from ui.text import markdown_escape
 
@@ -75,8 +77,8 @@ if len(y) == 0:
     )
     st.page_link("pages/draw.py", label="Go to Draw", icon=":material/draw:")
 
-gallery, scores_tab, edit_tab, files_tab = st.tabs(
-    ["Gallery", "Models on my digits", "Relabel or delete", "Export and import"]
+gallery, scores_tab, edit_tab, files_tab, tune_tab = st.tabs(
+    ["Gallery", "Models on my digits", "Relabel or delete", "Export and import", "Fine-tune"]
 )
 
 with gallery:
@@ -243,3 +245,157 @@ with files_tab:
             )
         else:
             _done(f"Imported {len(added)} drawings from {upload.name}.")
+
+
+# ------------------------------------------------------------------ fine-tune on the drawings
+def _start_finetune(base: str, new_name: str, epochs: int) -> str | None:
+    """Start the session's fine-tuning job; an error message instead when it cannot start."""
+    from nn.io.model_files import model_path, sanitize_model_name
+    from nn.services.finetune import check_settings, check_user_set
+
+    try:
+        name = sanitize_model_name(new_name)
+        if model_path(state.models_dir(), name).exists():
+            return f"A model called {name} exists already: pick another name."
+        check_user_set(x, y)
+        limit = state.train_limit()
+        settings = check_settings(
+            {"epochs": int(epochs), "train_limit": None if limit is None else max(100, limit)}
+        )
+    except ValueError as exc:
+        return str(exc)
+    base_path = state.model_path_for(base)
+    if base_path is None:
+        return f"The model {base} is gone."
+    job = FinetuneJob(
+        base_path,
+        name,
+        np.array(x),
+        np.array(y),
+        state.get_mnist(),
+        models_dir=state.models_dir(),
+        settings=settings,
+    )
+    finetune_slot().job = job
+    job.start()
+    return None
+
+
+def _pct(value) -> str:
+    return "—" if value is None else f"{value:.1%}"
+
+
+with tune_tab:
+    slot = finetune_slot()
+    running = slot.running()
+    st.caption(
+        "Continue training a saved model on MNIST plus your drawings: they are repeated to be "
+        "about 8% of each epoch, augmentation is on, and a seeded part of them is held out to "
+        "measure the gain. The result is saved as a new model and recorded as a run."
+    )
+    if not names:
+        state.no_model_message()
+    else:
+        c1, c2, c3 = st.columns([2, 2, 1], vertical_alignment="bottom")
+        active = state.active_model_name()
+        base = c1.selectbox(
+            "Model to fine-tune",
+            names,
+            index=names.index(active) if active in names else 0,
+            key="mine_ft_base",
+            disabled=running,
+        )
+        new_name = c2.text_input(
+            "Save as", value=f"{base}-mine", key=f"mine_ft_name_{base}", disabled=running
+        )
+        epochs = c3.number_input(
+            "Epochs", min_value=1, max_value=5, value=1, key="mine_ft_epochs", disabled=running
+        )
+        b1, b2, _ = st.columns([1, 1, 3])
+        if b1.button(
+            "Fine-tune",
+            key="mine_ft_start",
+            type="primary",
+            icon=":material/play_arrow:",
+            disabled=running,
+        ):
+            problem = _start_finetune(base, new_name, int(epochs))
+            if problem:
+                st.error(markdown_escape(problem), icon=":material/block:")
+            else:
+                st.rerun()
+        b2.button(
+            "Stop",
+            key="mine_ft_stop",
+            icon=":material/stop:",
+            disabled=not running,
+            on_click=slot.job.stop if slot.job is not None else None,
+        )
+
+
+@st.fragment(run_every=1.0 if running else None)
+def finetune_status() -> None:
+    job = finetune_slot().job
+    if job is None:
+        return
+    snap = job.snapshot()
+    status = snap["status"]
+    label = {
+        "preparing": "Preparing…",
+        "running": "Fine-tuning",
+        "finished": "Finished",
+        "stopped": "Stopped",
+        "diverged": "Diverged",
+        "failed": "Failed",
+    }.get(status, status)
+    epoch_text = f" — epoch {snap['epoch']}/{snap['epochs']}" if snap["epochs"] else ""
+    st.progress(min(1.0, float(snap["progress"])), text=f"{label}{epoch_text}")
+    st.plotly_chart(
+        batch_loss_figure(
+            snap["batch_loss"],
+            steps=snap["batch_steps"],
+            smoothed=snap["batch_ema"],
+            uirevision="finetune",
+        ),
+        width="stretch",
+        key="mine_ft_loss",
+        config={"displayModeBar": False},
+    )
+    if status == "failed":
+        st.error(f"Fine-tuning failed: {markdown_escape(snap['error'] or '')}")
+    result = snap["result"]
+    if result is not None:
+        st.dataframe(
+            [
+                {
+                    "measured on": f"your held-out drawings ({result['n_user_held_out']})",
+                    "before": _pct(result["held_out_before"]),
+                    "after": _pct(result["held_out_after"]),
+                },
+                {
+                    "measured on": "MNIST test set (10,000)",
+                    "before": _pct(result["mnist_before"]),
+                    "after": _pct(result["mnist_after"]),
+                },
+            ],
+            hide_index=True,
+            key="mine_ft_result",
+        )
+        st.caption(
+            f"Fine-tuned on {result['n_user_train']} of your drawings, each repeated "
+            f"{result['repeats']} times, and {result['n_mnist_train']:,} MNIST images."
+        )
+        for warning in result["warnings"]:
+            st.warning(markdown_escape(warning), icon=":material/warning:")
+        if snap["saved"]:
+            st.success(
+                f"Saved as **{markdown_escape(Path(snap['saved']).stem)}** (run "
+                f"{snap['run_id']}); pick it in the sidebar to use it.",
+                icon=":material/check_circle:",
+            )
+    if running and not snap["alive"]:
+        st.rerun()  # finished while polling: one full rerun enables the buttons again
+
+
+with tune_tab:
+    finetune_status()

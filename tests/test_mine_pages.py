@@ -13,6 +13,7 @@ from streamlit.testing.v1 import AppTest
 from nn.data import load_dataset
 from nn.data.drawn import drawn_digits, drawn_inputs
 from nn.services.mine import MineStore
+from nn.services.runs import RunStore
 from tests.test_draw_page import inject
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
@@ -163,3 +164,35 @@ def test_models_page_has_a_my_digits_column(env, small_model):
     expected = f"{np.mean(model.predict(x) == y):.1%}"
     at.run()
     assert list(at.dataframe[0].value["my digits"]) == [expected]
+
+
+def _join_finetune_thread() -> None:
+    import threading
+
+    for thread in threading.enumerate():
+        if thread.name == "nn-finetune":
+            thread.join(timeout=120)
+            assert not thread.is_alive()
+
+
+def test_finetune_from_the_page_saves_a_new_model(env, small_model_dir, monkeypatch):
+    monkeypatch.setenv("NN_TRAIN_LIMIT", "500")
+    _fill(env, 1)
+    at = _page("pages/mine.py")
+    at.button(key="mine_ft_start").click().run()
+    assert not at.exception
+    assert any("two drawings" in e.value for e in at.error)  # none can be held out
+    store = MineStore(env / "mine.sqlite")
+    x, y = drawn_inputs(1, seed=5)
+    store.add_many(x, y)
+    at.run()
+    at.button(key="mine_ft_start").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    _join_finetune_thread()
+    at.run()
+    assert not at.exception
+    assert any("Saved as" in s.value for s in at.success), [s.value for s in at.success]
+    assert (small_model_dir / "small-mine.npz").is_file()
+    (run,) = RunStore(env / "runs.sqlite").list_runs(source="finetune")
+    assert run.status == "finished" and run.name == "small-mine"
+    (small_model_dir / "small-mine.npz").unlink()
