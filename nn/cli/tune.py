@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
+from nn.core.limits import MAX_GRID_POINTS, MAX_TRIALS
 from nn.search.engine import STRATEGIES, SearchEvent, SearchSpace, parse_dimension
 from nn.services.tuning import SearchJob, run_search_job
 
@@ -217,7 +219,18 @@ def build_space(args: argparse.Namespace) -> SearchSpace:
     for text in getattr(args, "param", None) or []:
         name, dim = parse_param(text)
         dims[name] = dim
-    return SearchSpace(dims or DEFAULT_SPACE)
+    fixed = [parse_set(t)[0] for t in getattr(args, "fixed", None) or []]
+    if not dims:  # a --set parameter is fixed, so the default space leaves it out
+        dims = {k: v for k, v in DEFAULT_SPACE.items() if k not in fixed}
+        if not dims:
+            raise ValueError("--set fixes every parameter of the default space: add --param")
+    both = sorted(set(fixed) & set(dims))
+    if both:
+        raise ValueError(
+            f"--set {both[0]}: {both[0]} is searched too (--param or --space); fix it or "
+            "search it, not both"
+        )
+    return SearchSpace(dims)
 
 
 def _say(args, text: str) -> None:
@@ -267,8 +280,25 @@ def _job(args: argparse.Namespace) -> SearchJob:
     """The search job of these flags; bad flags raise ``ValueError``."""
     space = build_space(args)
     base = dict(parse_set(t) for t in getattr(args, "fixed", None) or [])
-    if args.trials is not None and args.trials < 1:
-        raise ValueError(f"--trials must be at least 1, got {args.trials}")
+    space.check(base)  # before any data is loaded
+    if args.trials is not None and not 1 <= args.trials <= MAX_TRIALS:
+        raise ValueError(f"--trials {args.trials}: use 1 to {MAX_TRIALS:,} trials")
+    cores = os.cpu_count() or 1
+    if args.n_jobs == 0 or args.n_jobs > cores or args.n_jobs < -1:
+        raise ValueError(
+            f"--n-jobs {args.n_jobs}: this machine has {cores} core(s); use 1 to {cores}, "
+            "or -1 for all"
+        )
+    if args.strategy == "grid":
+        if not 1 <= args.grid_points <= MAX_GRID_POINTS:
+            raise ValueError(f"--grid-points {args.grid_points}: use 1 to {MAX_GRID_POINTS:,}")
+        size = space.grid_size(args.grid_points)
+        if args.trials is None and size > MAX_TRIALS:
+            raise ValueError(
+                f"--grid-points {args.grid_points}: the grid has {size:,} points, more than "
+                f"the {MAX_TRIALS:,} trials a search runs; use fewer grid points, or --trials N "
+                "to sample N of them"
+            )
     if args.epochs_per_trial < 1:
         raise ValueError(
             f"--epochs-per-trial (the budget) must be at least 1, got {args.epochs_per_trial}"

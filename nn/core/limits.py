@@ -16,3 +16,10 @@ stores seeds as 64-bit integers and NumPy's generators take any non-negative int
 MAX_DATASET_IMAGES = 300_000
 """Images in one dataset file a user trains or evaluates on (MNIST has 70,000): 235 MB of
 28x28 uint8 pixels, checked against the file's header before it is read or decompressed."""
+
+MAX_TRIALS = 10_000
+"""Trials of one hyperparameter search (each trains at least one epoch): ``--trials``, a grid's
+size, the Tune page."""
+
+MAX_GRID_POINTS = 1_000
+"""Points per range of a grid search."""

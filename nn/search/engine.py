@@ -48,12 +48,14 @@ import dataclasses
 import importlib.util
 import json
 import math
+import os
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
+from nn.core.limits import MAX_GRID_POINTS, MAX_TRIALS
 from nn.core.network import NeuralNetwork
 
 __all__ = [
@@ -471,25 +473,56 @@ class SearchSpace:
 
     def grid(self, n: int = 3) -> list[dict[str, Any]]:
         """Every combination of the choices and ``n`` points per range (first name varies
-        slowest)."""
+        slowest); refused above MAX_TRIALS combinations (see :meth:`iter_grid`)."""
+        size = self.grid_size(n)
+        if size > MAX_TRIALS:
+            raise ValueError(
+                f"the grid has {size:,} points; a search runs at most {MAX_TRIALS:,} trials "
+                "(use fewer grid points, or sample the grid with a number of trials)"
+            )
+        return list(self.iter_grid(n))
+
+    def _axes(self, n: Any) -> list[tuple[str, list]]:
         if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
             raise ValueError(f"grid points per range must be a whole number >= 1, got {n!r}")
-        combos: list[dict[str, Any]] = [{}]
-        for name, dim in self.dimensions.items():
-            combos = [{**c, name: copy.deepcopy(v)} for c in combos for v in dim.grid(int(n))]
-        return combos
+        if n > MAX_GRID_POINTS:
+            raise ValueError(
+                f"grid points per range: {n:,} is more than the {MAX_GRID_POINTS:,} allowed"
+            )
+        return [(name, dim.grid(int(n))) for name, dim in self.dimensions.items()]
 
     def grid_size(self, n: int = 3) -> int:
-        return int(np.prod([len(dim.grid(n)) for dim in self.dimensions.values()]))
+        """Number of grid combinations, counted without building them."""
+        return math.prod(len(values) for _, values in self._axes(n))
+
+    def grid_point(self, index: int, n: int = 3, axes: list | None = None) -> dict[str, Any]:
+        """Combination number ``index`` of :meth:`iter_grid`, built alone (mixed radix)."""
+        axes = self._axes(n) if axes is None else axes
+        point: dict[str, Any] = {}
+        for name, values in reversed(axes):
+            index, digit = divmod(int(index), len(values))
+            point[name] = copy.deepcopy(values[digit])
+        return {name: point[name] for name, _ in axes}
+
+    def iter_grid(self, n: int = 3, indices: Iterable[int] | None = None) -> Iterator[dict]:
+        """The grid's combinations one at a time (all of them, or those at ``indices``)."""
+        axes = self._axes(n)
+        for index in range(math.prod(len(v) for _, v in axes)) if indices is None else indices:
+            yield self.grid_point(index, n, axes)
 
     def check(self, base_config: Mapping[str, Any] | None = None) -> None:
         """Make sure NeuralNetwork accepts every choice and both ends of every range together
         with ``base_config`` (``ValueError`` naming the parameter otherwise)."""
         base = _check_base(base_config)
+        fixed = {k: v for k, v in base.items() if k not in self.dimensions}
+        try:  # the fixed settings alone first: a fault there is not the searched parameter's
+            NeuralNetwork(**fixed)._validated()
+        except ValueError as exc:
+            raise ValueError(f"a fixed setting is not accepted by the network: {exc}") from None
         for name, dim in self.dimensions.items():
             for value in dim.values_to_check():
-                try:
-                    NeuralNetwork(**{**base, name: value})._validated()
+                try:  # with the fixed settings only: the other searched values vary anyway
+                    NeuralNetwork(**{**fixed, name: value})._validated()
                 except ValueError as exc:
                     raise ValueError(
                         f"{name}: the value {value!r} is not accepted by the network ({exc})"
@@ -510,6 +543,18 @@ def _check_base(base_config: Mapping[str, Any] | None) -> dict[str, Any]:
 
 def _as_space(space: SearchSpace | Mapping[str, Any]) -> SearchSpace:
     return space if isinstance(space, SearchSpace) else SearchSpace(space)
+
+
+def _check_n_jobs(n_jobs: Any) -> int:
+    """``n_jobs`` as joblib takes it, bounded by this machine's cores (-1: all of them)."""
+    cores = os.cpu_count() or 1
+    if isinstance(n_jobs, bool) or not isinstance(n_jobs, (int, np.integer)) or n_jobs == 0:
+        raise ValueError(f"n_jobs must be a non-zero whole number (-1: all cores), got {n_jobs!r}")
+    if n_jobs > cores or n_jobs < -1:
+        raise ValueError(
+            f"n_jobs {n_jobs}: this machine has {cores} core(s); use 1 to {cores}, or -1 for all"
+        )
+    return int(n_jobs)
 
 
 def _positive_int(name: str, value: Any) -> int:
@@ -945,10 +990,11 @@ def _check_budget(
         raise ValueError(f"strategy={strategy!r}: use one of {', '.join(STRATEGIES)}")
     if n_trials is not None:
         n_trials = _positive_int("n_trials", n_trials)
+        if n_trials > MAX_TRIALS:
+            raise ValueError(f"n_trials {n_trials:,}: a search runs at most {MAX_TRIALS:,} trials")
     elif strategy == "random":
         raise ValueError("n_trials must be a whole number >= 1 for a random search")
-    if isinstance(n_jobs, bool) or not isinstance(n_jobs, (int, np.integer)) or n_jobs == 0:
-        raise ValueError(f"n_jobs must be a non-zero whole number (-1: all cores), got {n_jobs!r}")
+    _check_n_jobs(n_jobs)
     if timeout is not None and (not isinstance(timeout, (int, float)) or timeout <= 0):
         raise ValueError(f"timeout must be a positive number of seconds or None, got {timeout!r}")
     if not isinstance(halving, bool):
@@ -958,21 +1004,21 @@ def _check_budget(
 
 def _trial_params(
     space: SearchSpace, strategy: str, n_trials: int | None, grid_points: int, seed: int | None
-) -> list[dict]:
-    """The trial configurations, all decided in the parent."""
+) -> Iterable[dict]:
+    """The trial configurations, all decided in the parent. A grid is counted, not built:
+    sampled, only the ``n_trials`` points picked are made (Floyd's sampling of their indices
+    inside ``Generator.choice``); whole, it is refused above MAX_TRIALS points."""
     if strategy != "grid":
         return random_search(space, n_trials, seed)
-    params_list = space.grid(grid_points)
-    if n_trials is not None and n_trials < len(params_list):
-        keep = np.sort(
-            np.random.default_rng(seed).choice(len(params_list), n_trials, replace=False)
-        )
-        params_list = [params_list[i] for i in keep]
-    return params_list
+    size = space.grid_size(grid_points)
+    if n_trials is not None and n_trials < size:
+        keep = np.sort(np.random.default_rng(seed).choice(size, n_trials, replace=False))
+        return space.iter_grid(grid_points, (int(i) for i in keep))
+    return space.grid(grid_points)
 
 
 def _make_trials(
-    base: dict, params_list: list[dict], epochs_per_trial: int, seed: int | None
+    base: dict, params_list: Iterable[dict], epochs_per_trial: int, seed: int | None
 ) -> list[Trial]:
     trials = []
     for i, params in enumerate(params_list):
@@ -1128,6 +1174,8 @@ class _Search:
         stop = {"requested": False}
 
         def fit_callback(event):
+            if self.timeout is not None and time.perf_counter() - self.started > self.timeout:
+                stop["requested"] = stop["timeout"] = True  # within a trial too
             if event.kind == "epoch" and self.emit(
                 "trial_epoch", rung, trial, epoch=event.epoch, val_accuracy=event.val_accuracy
             ):
@@ -1140,9 +1188,11 @@ class _Search:
             step,
             *self.data,
             None,
-            fit_callback if self.callback else None,
+            fit_callback if self.callback or self.timeout is not None else None,
         )
         self._note(stop["requested"])
+        if stop.get("timeout"):
+            self._timed_out()
         return [out]
 
     def _settle(self, rung: int, t: Trial, out: dict) -> None:
