@@ -364,3 +364,34 @@ def test_conv_rejects_inputs_and_weights_of_the_wrong_shape():
         conv.forward(x[:, :5], weight, bias)
     with pytest.raises(ValueError, match=r"weight must have shape \(3, 3, 2, 3\)"):
         conv.forward(x, weight[:2], bias)
+
+
+@pytest.mark.parametrize("keep", [True, False])
+@pytest.mark.parametrize(
+    "shape, kernel, stride, padding, method",
+    [
+        ((8, 8, 2), 3, 1, "same", "banded"),
+        ((13, 11, 3), 2, 3, "valid", "columns"),
+        ((7, 7, 1), 3, 2, "same", "offset-major"),
+        ((10, 10, 2), 3, 1, "valid", None),
+    ],
+)
+def test_planned_bytes_are_the_buffers_made(
+    shape, kernel, stride, padding, method, keep, monkeypatch
+):
+    monkeypatch.setattr(conv_module, "INFERENCE_CHUNK", 3)
+    for n in (2, 7):
+        conv, x, weight, bias = _conv_case(shape, 2, kernel, stride, padding, n=n)
+        conv.dx_method = method or conv.dx_method
+        y = conv.forward(x, weight, bias, keep=keep)
+        if keep:
+            conv.backward(np.ones_like(y), weight, np.empty(conv.weight_shape), np.empty(2))
+        assert conv.buffer_bytes() == conv.planned_bytes(n, keep=keep)
+        for mode, size, pool_stride in (("max", 2, None), ("max", 2, 1), ("avg", 3, 1)):
+            pool = Pool2DKernel(conv.output_shape, size, pool_stride, mode, dtype=np.float64)
+            pooled = pool.forward(y, keep=keep)
+            if keep:
+                pool.backward(np.ones_like(pooled))
+            assert pool.buffer_bytes() == pool.planned_bytes(n, keep=keep)
+        conv.clear_buffers()
+        assert conv.buffer_bytes() == 0

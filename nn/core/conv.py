@@ -22,6 +22,7 @@ the data set. Returned arrays may be those buffers: a caller that keeps one acro
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 from collections.abc import Callable
 
@@ -214,6 +215,40 @@ class Conv2DKernel:
     def buffer_bytes(self) -> int:
         """Bytes held by the per-batch buffers."""
         return self._buffers.nbytes()
+
+    def clear_buffers(self) -> None:
+        """Drops every per-batch buffer and what a forward kept for backward."""
+        self._buffers.clear()
+        self._kept_columns, self._kept_batch = None, 0
+
+    def planned_bytes(self, n: int, keep: bool = True, need_dx: bool = True) -> int:
+        """Bytes of the per-batch buffers that a forward on ``n`` samples makes, with ``keep``
+        also those of its backward. Without ``keep``, a batch above ``INFERENCE_CHUNK`` counts
+        its chunks' buffers and not its output (a new array, the caller's)."""
+        if not keep:
+            if n <= INFERENCE_CHUNK:
+                return self._forward_bytes(n, output=True)
+            chunks = {INFERENCE_CHUNK, n % INFERENCE_CHUNK} - {0}
+            return sum(self._forward_bytes(m, output=False) for m in chunks)
+        return self._forward_bytes(n, output=True) + (self._dx_bytes(n) if need_dx else 0)
+
+    def _forward_bytes(self, n: int, output: bool) -> int:
+        out_h, out_w, f = self.output_shape
+        positions = n * out_h * out_w
+        count = positions * (self.window_size + 1) + (positions * f if output else 0)
+        if self.padded:
+            count += n * math.prod(self.padded_shape)
+        return count * self.dtype.itemsize
+
+    def _dx_bytes(self, n: int) -> int:
+        out_h, out_w, _ = self.output_shape
+        hp, wp, c = self.padded_shape
+        count = n * hp * self._scatter_width * c
+        if self.dx_method == "banded":
+            count += n * out_h * self.kernel * wp * c
+        else:
+            count += n * out_h * out_w * self.window_size
+        return count * self.dtype.itemsize
 
     def _padded_input(self, x: np.ndarray) -> np.ndarray:
         """``x`` itself, or its copy inside a zero border kept per batch size."""
@@ -460,6 +495,25 @@ class Pool2DKernel:
     def buffer_bytes(self) -> int:
         """Bytes held by the per-batch buffers."""
         return self._buffers.nbytes()
+
+    def clear_buffers(self) -> None:
+        """Drops every per-batch buffer and what a forward kept for backward."""
+        self._buffers.clear()
+        self._kept_winner, self._kept_batch = None, 0
+
+    def planned_bytes(self, n: int, keep: bool = True) -> int:
+        """Bytes of the per-batch buffers that a forward on ``n`` samples makes, with ``keep``
+        also those of its backward. Without ``keep``, a batch above ``INFERENCE_CHUNK`` gets a
+        new output array (the caller's) and no buffer."""
+        outputs, item = n * math.prod(self.output_shape), self.dtype.itemsize
+        if not keep:
+            return outputs * item if n <= INFERENCE_CHUNK else 0
+        total = (outputs + n * math.prod(self.input_shape)) * item  # output and dx
+        if self.mode == "avg":
+            return total + outputs * item  # the shared gradient
+        index_bytes = np.dtype(self._index_dtype).itemsize
+        total += outputs * (2 * index_bytes + 1)  # winner, its update and the comparison mask
+        return total + (outputs * item if self.overlapping else 0)  # masked dy to add
 
     def _slice(self, array: np.ndarray, i: int, j: int) -> np.ndarray:
         """The view of ``array`` (n, h, w, c) read by offset ``(i, j)`` of every window."""
