@@ -1,4 +1,5 @@
-"""Models page: the saved models as a table; load, delete, download, upload, compare."""
+"""Models page: the saved models as a table; load, delete, download (.npz, .pkl, ONNX, offline
+HTML), upload, compare."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from nn.io.export import INSTALL_HINT, ExportError, MissingExportExtraError, export_bytes
 from nn.io.model_files import (
     MAX_UPLOAD_BYTES,
     ModelFileError,
@@ -47,6 +49,60 @@ def _file_bytes(path: str, mtime: float, fmt: str) -> bytes:
         else:
             save_model(model, out)
         return out.read_bytes()
+
+
+@st.cache_resource(max_entries=4, show_spinner=False)
+def _export_bytes(path: str, mtime: float, fmt: str) -> bytes:
+    """The model at ``path`` exported as ONNX or as the offline HTML digit reader."""
+    return export_bytes(state.get_model(Path(path)), fmt, title=f"Digit reader: {Path(path).stem}")
+
+
+EXPORT_BUTTONS = {
+    "onnx": (
+        "Download .onnx",
+        "application/octet-stream",
+        "ONNX for onnxruntime, netron and other frameworks: input 'pixels' (n, 784) float32 in "
+        "[0, 1], output 'probabilities' (n, 10).",
+    ),
+    "html": (
+        "Download .html",
+        "text/html",
+        "One self-contained web page that reads digits drawn on it, offline, in any browser.",
+    ),
+}
+
+
+def _export_button(column, path: Path, pick: str, fmt: str) -> None:
+    """A download button for the model as ``fmt``; the install command when the extra is
+    missing, the reason when the model cannot be exported."""
+    label, mime, help_text = EXPORT_BUTTONS[fmt]
+    try:
+        data = _export_bytes(str(path), path.stat().st_mtime, fmt)
+    except MissingExportExtraError:
+        column.download_button(
+            label,
+            b"",
+            key=f"download_{fmt}",
+            icon=":material/download:",
+            width="stretch",
+            disabled=True,
+            help=f"Needs the optional packages onnx and onnxruntime: {INSTALL_HINT}",
+        )
+        column.caption(f"ONNX export needs the export extra: `{INSTALL_HINT}`")
+        return
+    except (ExportError, OSError, ValueError) as exc:
+        column.warning(f"Cannot export as {fmt.upper()}: {markdown_escape(exc)}")
+        return
+    column.download_button(
+        label,
+        data,
+        file_name=f"{pick}.{fmt}",
+        mime=mime,
+        key=f"download_{fmt}",
+        icon=":material/download:",
+        width="stretch",
+        help=help_text,
+    )
 
 
 def _dash(value, fmt: str = "{}") -> str:
@@ -158,6 +214,9 @@ if stems:
                 )
             except (OSError, ValueError) as exc:
                 st.error(f"Cannot prepare the download: {markdown_escape(exc)}")
+            b4, b5 = st.columns(2)
+            _export_button(b4, path, pick, "onnx")
+            _export_button(b5, path, pick, "html")
         confirm = st.checkbox(
             f"Yes, delete **{pick}**",
             key="confirm_delete",

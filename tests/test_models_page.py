@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -75,10 +76,58 @@ def test_table_and_widgets(two_models):
     for key in ("load_model", "delete_model"):
         assert at.button(key=key) is not None
     keys = [d.key for d in at.get("download_button")]
-    assert keys == ["download_npz", "download_pkl"]
+    assert keys == ["download_npz", "download_pkl", "download_onnx", "download_html"]
     assert at.multiselect(key="compare_models").value == ["default"]
     spec = json.loads(at.get("plotly_chart")[0].proto.spec)
     assert [t["name"] for t in spec["data"]] == ["default"]
+
+
+@pytest.fixture
+def downloads(monkeypatch):
+    """The bytes of every download button the page makes, by the file name it offers."""
+    from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
+
+    made: dict[str, bytes] = {}
+    original = MemoryMediaFileStorage.load_and_get_id
+
+    def record(self, path_or_data, mimetype, kind, filename=None):
+        if filename is not None and isinstance(path_or_data, bytes):
+            made[filename] = path_or_data
+        return original(self, path_or_data, mimetype, kind, filename)
+
+    monkeypatch.setattr(MemoryMediaFileStorage, "load_and_get_id", record)
+    return made
+
+
+def test_onnx_and_html_downloads_are_the_exports(two_models, downloads):
+    at = open_models()
+    onnx_button = at.get("download_button")[2]
+    html_button = at.get("download_button")[3]
+    assert (onnx_button.proto.label, html_button.proto.label) == (
+        "Download .onnx",
+        "Download .html",
+    )
+    assert not onnx_button.proto.disabled and not html_button.proto.disabled
+    model = load_model(two_models / "default.npz")
+    page = downloads["default.html"].decode("utf-8")
+    assert page.startswith("<!doctype html>") and "predictPixels" in page
+    ort = pytest.importorskip("onnxruntime")
+    session = ort.InferenceSession(downloads["default.onnx"])
+    x = np.random.default_rng(0).random((4, 784), dtype=np.float32)
+    np.testing.assert_allclose(
+        session.run(None, {"pixels": x})[0], model.predict_proba(x), atol=1e-5
+    )
+
+
+def test_onnx_button_says_how_to_install_the_extra(two_models, monkeypatch):
+    monkeypatch.setitem(sys.modules, "onnx", None)  # "import onnx" raises ImportError
+    at = open_models()
+    assert not at.exception
+    onnx_button = at.get("download_button")[2]
+    assert onnx_button.proto.disabled
+    assert "requirements-export.txt" in onnx_button.proto.help
+    assert "requirements-export.txt" in texts(at.caption)
+    assert not at.get("download_button")[3].proto.disabled  # HTML needs no extra
 
 
 def test_make_active_and_compare(two_models):
