@@ -156,11 +156,16 @@ def test_conv_gradients_match_central_differences(shape, filters, kernel, stride
 
 
 @pytest.mark.parametrize(
-    "shape, kernel, method",
-    [((12, 12, 16), 5, "banded"), ((28, 28, 1), 5, "offset-major"), ((28, 28, 8), 3, "columns")],
+    "shape, filters, kernel, method",
+    [
+        ((12, 12, 16), 32, 5, "banded"),
+        ((28, 28, 1), 16, 5, "banded"),
+        ((28, 28, 1), 32, 3, "offset-major"),
+        ((14, 14, 32), 64, 3, "columns"),
+    ],
 )
-def test_dx_method_follows_the_input_width_and_channels(shape, kernel, method):
-    assert Conv2DKernel(shape, 4, kernel).dx_method == method
+def test_dx_method_follows_the_width_kernel_and_filters(shape, filters, kernel, method):
+    assert Conv2DKernel(shape, filters, kernel).dx_method == method
 
 
 def test_conv_backward_without_dx_still_writes_parameter_gradients():

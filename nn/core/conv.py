@@ -38,9 +38,11 @@ INFERENCE_CHUNK = 256
 """Samples a forward without ``keep`` works through at a time, so that its buffers stay this size
 however large a batch it is given (the output itself is then a new array, not a kept buffer)."""
 DX_METHODS = ("banded", "columns", "offset-major")
-BANDED_MAX_WIDTH_RATIO = 3.0
-"""The banded dx product does ``padded width / kernel`` times the multiply-adds of the column
-product; up to this ratio its few long adds beat col2im's many short ones."""
+BANDED_COST_PER_SCATTERED_VALUE = 128
+"""What col2im costs per column-gradient value, in multiply-adds of the products (measured here
+between ~100 and ~200 for kernels 3 and 5, 8 to 32 channels). The banded dx product does
+``padded width / kernel`` times the column product's multiply-adds (``filters`` per value) and
+scatters little, so it is chosen while ``filters * (width / kernel - 1)`` stays below this."""
 NEEDS_KEPT_FORWARD = "backward needs a forward with keep=True on a batch of the same size"
 
 
@@ -190,9 +192,11 @@ class Conv2DKernel:
         self._kept_batch = 0
 
     def _pick_dx_method(self) -> str:
-        """'banded' for inputs at most ``BANDED_MAX_WIDTH_RATIO`` kernels wide, else
-        'offset-major' for one channel, else 'columns' (any of the three is exact)."""
-        if self.padded_shape[1] <= BANDED_MAX_WIDTH_RATIO * self.kernel:
+        """'banded' while its extra multiply-adds cost less than col2im's scatter (see
+        ``BANDED_COST_PER_SCATTERED_VALUE``), else 'offset-major' for one channel, else
+        'columns'. Any of the three is exact; this picks the fastest."""
+        extra = self.filters * (self.padded_shape[1] / self.kernel - 1)
+        if extra < BANDED_COST_PER_SCATTERED_VALUE:
             return "banded"
         return "offset-major" if self.offset_major else "columns"
 
