@@ -3,9 +3,16 @@
 from nn import NeuralNetwork, load_model, load_mnist
 """
 
-from nn.core.network import NeuralNetwork, TrainingEvent
+from nn.core.network import NeuralNetwork, ParameterError, TrainingEvent
 
-__all__ = ["NeuralNetwork", "TrainingEvent", "load_model", "load_mnist", "save_model"]
+__all__ = [
+    "NeuralNetwork",
+    "ParameterError",
+    "TrainingEvent",
+    "load_model",
+    "load_mnist",
+    "save_model",
+]
 __version__ = "0.1.0"
 
 

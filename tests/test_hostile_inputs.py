@@ -72,8 +72,12 @@ def test_bad_metadata_value_exits_2_with_a_message(model_file, tmp_path, command
 
 def test_info_refuses_what_load_model_refuses(model_file, tmp_path):
     with np.load(model_file) as npz:
-        coef = npz["coef_0"]
-    nan = _edited(model_file, tmp_path / "nan.npz", replace={"coef_0": np.full_like(coef, np.nan)})
+        coef = npz["layer0.dense.weight"]
+    nan = _edited(
+        model_file,
+        tmp_path / "nan.npz",
+        replace={"layer0.dense.weight": np.full_like(coef, np.nan)},
+    )
     code, out, err = call("info", str(nan))
     assert code == EXIT_USAGE and "NaN or infinite" in err
     code, out, err = call("info", str(model_file))

@@ -89,7 +89,7 @@ def _peak_bytes(func) -> int:
 )
 def test_pickle_sizes_are_refused_before_numpy_allocates(tmp_path, model, array, match):
     _path, payload = _export(model, tmp_path)
-    payload["arrays"]["coef_0"] = array
+    payload["arrays"]["layer0.dense.weight"] = array
     data = pickle.dumps(payload, protocol=4)
     assert len(data) < 10_000
     evil = tmp_path / "evil.pkl"
@@ -107,7 +107,7 @@ def test_pickle_sizes_are_refused_before_numpy_allocates(tmp_path, model, array,
 def test_pickle_build_state_must_match_its_bytes(tmp_path, model):
     _path, payload = _export(model, tmp_path)
     data = pickle.dumps(payload, protocol=4)
-    # coef_0 is (6, 4) float32: its BUILD state says shape (6, 4); claim (6, 4000000)
+    # layer0.dense.weight is (6, 4) float32: its BUILD state says shape (6, 4); claim (6, 4000000)
     assert b"K\x06K\x04\x86" in data
     evil = tmp_path / "build.pkl"
     evil.write_bytes(data.replace(b"K\x06K\x04\x86", b"K\x06J\x00\x09\x3d\x00\x86", 1))
@@ -116,14 +116,14 @@ def test_pickle_build_state_must_match_its_bytes(tmp_path, model):
 
 
 def _npz_with_header(tmp_path, model, shape, compress=False) -> Path:
-    """A saved model whose coef_0 member claims ``shape`` in its .npy header (data short)."""
+    """A saved model whose layer0.dense.weight member claims ``shape`` in its .npy header (data short)."""
     src = P.save_model(model, tmp_path / "src.npz")
     dst = tmp_path / "claims.npz"
     method = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
     with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w", method) as zout:
         for info in zin.infolist():
             data = zin.read(info)
-            if info.filename == "coef_0.npy":
+            if info.filename == "layer0.dense.weight.npy":
                 head = io.BytesIO()
                 header = {"descr": "<f4", "fortran_order": False, "shape": shape}
                 np.lib.format.write_array_header_1_0(head, header)
@@ -152,13 +152,13 @@ def test_npz_that_expands_past_the_limit_is_refused(tmp_path, model, monkeypatch
     monkeypatch.setattr(P, "MAX_ARRAY_BYTES", 1_600_000)
     src = P.save_model(model, tmp_path / "src.npz")
     big = np.zeros((6, 250_000), np.float32)
-    dst = _rewrite_npz(src, tmp_path / "expands.npz", replace={"coef_0": big})
+    dst = _rewrite_npz(src, tmp_path / "expands.npz", replace={"layer0.dense.weight": big})
     packed = tmp_path / "packed.npz"
     with zipfile.ZipFile(dst) as zin, zipfile.ZipFile(packed, "w", zipfile.ZIP_DEFLATED) as zout:
         for info in zin.infolist():
             zout.writestr(info.filename, zin.read(info))
     assert packed.stat().st_size < 100_000
-    with pytest.raises(ModelFileError, match="array 'coef_0' of shape"):
+    with pytest.raises(ModelFileError, match=r"array 'layer0\.dense\.weight' of shape"):
         P.load_model_bytes(packed.read_bytes(), "packed.npz")
 
 
@@ -260,15 +260,15 @@ BAD_WEIGHTS = {
 def test_weights_that_are_not_finite_floats_are_refused(tmp_path, model, kind, fmt):
     src = P.save_model(model, tmp_path / "src.npz")
     bad = BAD_WEIGHTS[kind](model.coefs_[0])
-    path = _rewrite_npz(src, tmp_path / "w.npz", replace={"coef_0": bad})
+    path = _rewrite_npz(src, tmp_path / "w.npz", replace={"layer0.dense.weight": bad})
     if fmt == "pkl":
         _p, payload = _export(model, tmp_path)
-        payload["arrays"]["coef_0"] = bad
-        payload["meta"]["array_manifest"]["coef_0"]["dtype"] = bad.dtype.str
+        payload["arrays"]["layer0.dense.weight"] = bad
+        payload["meta"]["array_manifest"]["layer0.dense.weight"]["dtype"] = bad.dtype.str
         path = tmp_path / "w.pkl"
         path.write_bytes(pickle.dumps(payload, protocol=4))
     match = "NaN or infinite" if kind in ("nan", "inf") else "weights are float32 or float64"
-    with pytest.raises(ModelFileError, match=f"array 'coef_0' .*{match}"):
+    with pytest.raises(ModelFileError, match=rf"array 'layer0\.dense\.weight' .*{match}"):
         P.load_model(path)
     with pytest.raises(ModelFileError, match=match):
         P.load_model_bytes(path.read_bytes(), path.name)
@@ -290,7 +290,9 @@ def test_read_metadata_with_check_arrays_agrees_with_load_model(tmp_path, model)
     good = P.save_model(model, tmp_path / "good.npz")
     assert P.read_metadata(good, check_arrays=True) == P.read_metadata(good)
     nan = _rewrite_npz(
-        good, tmp_path / "nan.npz", replace={"coef_0": np.full_like(model.coefs_[0], np.nan)}
+        good,
+        tmp_path / "nan.npz",
+        replace={"layer0.dense.weight": np.full_like(model.coefs_[0], np.nan)},
     )
     assert P.read_metadata(nan)["name"] == "good"  # the cheap read sees headers only
     with pytest.raises(ModelFileError, match="NaN"):

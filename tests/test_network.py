@@ -3,8 +3,9 @@
 import numpy as np
 import pytest
 
-from nn import NeuralNetwork
+from nn import NeuralNetwork, ParameterError
 from nn.core.activations import ACTIVATIONS, get_activation
+from nn.core.limits import MAX_SEED
 from nn.core.losses import softmax, softmax_cross_entropy
 
 
@@ -179,9 +180,12 @@ def test_seeded_runs_repeat_exactly_and_seeds_differ():
 
 
 def test_dropout_scaling_keeps_expectation_and_is_off_at_predict():
-    model = NeuralNetwork(hidden_layers=(4,), random_state=0)
-    model._rng = np.random.default_rng(0)
-    mask = model._dropout_mask(np.empty((2000, 500), np.float32), 0.25)
+    from nn.core.layers import Dropout
+
+    layer = Dropout(rate=0.25)
+    layer.build((500,), np.float32)
+    ones = np.ones((2000, 500), np.float32)
+    mask = layer.forward(ones, training=True, keep=True, rng=np.random.default_rng(0))
     kept = mask > 0
     assert abs(kept.mean() - 0.75) < 0.01
     np.testing.assert_allclose(mask[kept], 1 / 0.75, rtol=1e-6)
@@ -314,8 +318,71 @@ def test_float32_by_default_and_float64_available():
 )
 def test_bad_hyperparameters_name_parameter_and_allowed(params, fragment):
     X, y = _blobs(n=100)
-    with pytest.raises(ValueError, match=fragment.replace("[", r"\[")):
+    with pytest.raises(ParameterError, match=fragment.replace("[", r"\[")) as err:
         NeuralNetwork(**{"hidden_layers": (4,), **params}).fit(X, y)
+    assert err.value.param == next(iter(params))
+
+
+@pytest.mark.parametrize("seed", [-1, MAX_SEED + 1, 99999999999999999999999, 1.5, True])
+def test_random_state_is_bounded(seed):
+    with pytest.raises(ParameterError, match=f"random_state.*0..{MAX_SEED}") as err:
+        NeuralNetwork(random_state=seed)._validated()
+    assert err.value.param == "random_state"
+    NeuralNetwork(random_state=MAX_SEED)._validated()
+
+
+def test_too_many_parameters_refused_before_allocating():
+    with pytest.raises(ParameterError, match="10,079,600,010 parameters; the limit is") as err:
+        NeuralNetwork(hidden_layers=[100_000, 100_000]).estimate_memory(784, 10)
+    assert err.value.param == "hidden_layers"
+    model = NeuralNetwork(hidden_layers=[1_000_000_000])
+    with pytest.raises(ParameterError, match="795,000,000,010 parameters") as err:
+        model.estimate_memory(784, 10)
+    assert err.value.param == "hidden_layers"
+
+
+def test_estimate_memory_counts_parameters_state_and_buffers():
+    model = NeuralNetwork(hidden_layers=[256, 128], batch_size=128, optimizer="adam")
+    est = model.estimate_memory(784, 10)
+    n = 784 * 256 + 256 + 256 * 128 + 128 + 128 * 10 + 10
+    assert est["n_parameters"] == n
+    assert est["parameters"] == est["gradients"] == 4 * n
+    assert est["optimizer"] >= 2 * 4 * n
+    assert est["buffers"] > 4 * 128 * (784 + 256 + 128 + 10)
+    parts = ("parameters", "gradients", "optimizer", "snapshots", "buffers")
+    assert est["total"] == sum(est[k] for k in parts)
+    sgd = NeuralNetwork(hidden_layers=[256, 128], optimizer="sgd").estimate_memory(784, 10)
+    assert sgd["optimizer"] < est["optimizer"]
+    wide = NeuralNetwork(hidden_layers=[256, 128], dtype="float64").estimate_memory(784, 10)
+    assert wide["parameters"] == 2 * est["parameters"]
+
+
+def test_fit_refuses_what_needs_more_memory_than_the_limit(monkeypatch):
+    from nn.core import limits
+
+    monkeypatch.setattr(limits, "MAX_TRAINING_BYTES", 1_000_000)
+    X, y = _blobs(n=100, d=20)
+    model = NeuralNetwork(hidden_layers=[2000], epochs=1, batch_size=10)
+    with pytest.raises(ParameterError, match=r"needs about \d+\.\d MB") as err:
+        model.fit(X, y)
+    assert err.value.param == "hidden_layers" and "limit is 1.0 MB" in str(err.value)
+    assert not hasattr(model, "coefs_") or not model._is_fitted()
+
+
+def test_divergence_without_nan_stops_and_says_so():
+    X, y = _blobs(n=300, d=20, seed=3)
+    model = NeuralNetwork(
+        hidden_layers=[64, 64],
+        optimizer="sgd",
+        learning_rate=10.0,
+        epochs=5,
+        batch_size=16,
+        random_state=0,
+    ).fit(X, y)
+    assert model.stop_reason_ == "diverged"
+    assert "diverged" in model.stop_message_ and "lower learning rate" in model.stop_message_
+    assert all(np.isfinite(w).all() for w in model.coefs_)
+    assert max(model.history_["batch_loss"]) < 100 * max(np.log(3), model.history_["batch_loss"][0])
 
 
 def test_bad_inputs():
@@ -364,7 +431,8 @@ def test_warm_start_after_unpickling_into_read_only_buffers(optimizer):
     data = pickle.dumps(model, protocol=5, buffer_callback=buffers.append)
     assert buffers  # the arrays really travel out of band
     shipped = pickle.loads(data, buffers=[memoryview(bytes(b.raw())) for b in buffers])
-    assert not shipped.coefs_[0].flags.writeable
+    # unpickling builds the stack around fresh flat arrays, whatever memory the buffers were in
+    assert shipped.coefs_[0].flags.writeable and shipped.coefs_[0].base is shipped._flat_params
     plain = copy.deepcopy(model)
     for m in (model, shipped, plain):
         m.fit(X, y)

@@ -120,7 +120,12 @@ def test_meta_is_a_plain_unicode_array(tmp_path, fitted):
         meta = npz["__meta__"]
         assert meta.dtype.kind == "U" and meta.ndim == 0
         assert json.loads(str(meta))["name"] == "m"
-        assert {"coef_0", "intercept_0", "coef_1", "intercept_1"} <= set(npz.files)
+        assert {
+            "layer0.dense.weight",
+            "layer0.dense.bias",
+            "layer2.dense.weight",
+            "layer2.dense.bias",
+        } <= set(npz.files)
     with zipfile.ZipFile(path) as zf:  # uncompressed by design
         assert all(i.compress_type == zipfile.ZIP_STORED for i in zf.infolist())
 
@@ -358,7 +363,7 @@ def test_truncated_files(tmp_path, fitted):
 def test_corrupted_member_is_detected(tmp_path, fitted):
     path = _saved(fitted[0], tmp_path)
     data = bytearray(path.read_bytes())
-    i = data.index(b"coef_1.npy")
+    i = data.index(b"layer2.dense.weight.npy")
     data[i + 200] ^= 0xFF  # flip a byte inside the stored member: CRC check fails
     path.write_bytes(bytes(data))
     with pytest.raises(ModelFileError, match="m.npz"):
@@ -424,7 +429,7 @@ def test_npz_with_object_array_is_refused(tmp_path, fitted):
 @pytest.mark.parametrize(
     "edit,match",
     [
-        (lambda m: m.update(format_version=2), "made by a newer version"),
+        (lambda m: m.update(format_version=P.FORMAT_VERSION + 1), "made by a newer version"),
         (lambda m: m.pop("format_version"), "format_version"),
         (lambda m: m.update(library="sklearn"), "library 'sklearn'"),
         (lambda m: m.pop("array_manifest"), "array_manifest"),
@@ -451,22 +456,25 @@ def test_meta_not_json(tmp_path):
 
 def test_missing_array_and_shape_mismatch(tmp_path, fitted):
     src = _saved(fitted[0], tmp_path)
-    missing = _rewrite_npz(src, tmp_path / "missing.npz", drop=["coef_1"])
-    with pytest.raises(ModelFileError, match="missing.npz: missing arrays: coef_1"):
+    missing = _rewrite_npz(src, tmp_path / "missing.npz", drop=["layer2.dense.weight"])
+    with pytest.raises(ModelFileError, match="missing.npz: missing arrays: layer2.dense.weight"):
         P.load_model(missing)
     with pytest.raises(ModelFileError, match="missing arrays"):
         P.read_metadata(missing)
     wrong = _rewrite_npz(
-        src, tmp_path / "shape.npz", replace={"coef_0": np.zeros((3, 3), np.float32)}
+        src, tmp_path / "shape.npz", replace={"layer0.dense.weight": np.zeros((3, 3), np.float32)}
     )
-    with pytest.raises(ModelFileError, match=r"'coef_0' has shape \(3, 3\)"):
+    with pytest.raises(ModelFileError, match=r"'layer0.dense.weight' has shape \(3, 3\)"):
         P.load_model(wrong)
 
     def lie(m):  # manifest agrees with the bad array, so from_state must catch it
-        m["array_manifest"]["coef_0"]["shape"] = [3, 3]
+        m["array_manifest"]["layer0.dense.weight"]["shape"] = [3, 3]
 
     inconsistent = _rewrite_npz(
-        src, tmp_path / "lie.npz", meta=lie, replace={"coef_0": np.zeros((3, 3), np.float32)}
+        src,
+        tmp_path / "lie.npz",
+        meta=lie,
+        replace={"layer0.dense.weight": np.zeros((3, 3), np.float32)},
     )
     with pytest.raises(ModelFileError, match="lie.npz: model state is inconsistent"):
         P.load_model(inconsistent)

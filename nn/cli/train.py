@@ -27,6 +27,7 @@ from nn.cli.common import (
 from nn.cli.progress import Progress, StopOnInterrupt
 from nn.core.activations import ACTIVATIONS
 from nn.core.initializers import INIT_CHOICES
+from nn.core.layer_spec import parse_layers, parse_shape
 from nn.core.limits import MAX_SEED
 from nn.core.network import DTYPES, MONITORS, NeuralNetwork
 from nn.core.optimizers import OPTIMIZERS
@@ -77,6 +78,19 @@ class ModelFlag:
         return self.nargs == "+"
 
 
+def _argument(parse: Callable[[str], Any]) -> Callable[[str], Any]:
+    """An argparse type whose ``ValueError`` message is shown as it is."""
+
+    def convert(text: str) -> Any:
+        try:
+            return parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    convert.__name__ = parse.__name__
+    return convert
+
+
 # augment is set through the --augment-* flags; warm_start needs a loaded model, so has no flag
 MODEL_FLAGS: tuple[ModelFlag, ...] = (
     ModelFlag(
@@ -93,6 +107,24 @@ MODEL_FLAGS: tuple[ModelFlag, ...] = (
         nargs="+",
         choices=list(ACTIVATIONS),
         metavar="NAME",
+    ),
+    ModelFlag(
+        "layers",
+        "the hidden stack instead of --hidden-layers/--activation/--dropout: one line such as "
+        "conv32k3,relu,pool2,conv64k3,relu,pool2,flatten,dense128,relu,dropout0.3 (also "
+        "conv32k5s2same, avgpool2, bn, sigmoid, tanh, lrelu), or a JSON file of layer dicts; "
+        "'none' for the dense shorthand",
+        _argument(parse_layers),
+        optional=True,
+        metavar="SPEC",
+    ),
+    ModelFlag(
+        "input_shape",
+        "image shape HEIGHTxWIDTHxCHANNELS for --layers with convolutions; 'none' reads "
+        "square greyscale images (784 -> 28x28x1)",
+        _argument(parse_shape),
+        optional=True,
+        metavar="HxWxC",
     ),
     ModelFlag("leaky_slope", "slope of leaky_relu for negative inputs, in [0, 1)", float),
     ModelFlag(

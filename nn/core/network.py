@@ -1,13 +1,16 @@
-"""A fully connected network with a softmax output, as a scikit-learn style estimator.
+"""A neural network classifier with a softmax output, as a scikit-learn style estimator.
 
-Hyperparameters are stored as given in ``__init__`` and validated in ``fit``; learned state ends in
-``_``. One ``np.random.default_rng(random_state)`` drives initialisation, shuffling, dropout and
-augmentation, so a seeded run repeats exactly.
+The network is a stack of layers (``nn.core.layers``): either the dense shorthand
+(``hidden_layers``, ``activation``, ``dropout``, ``input_dropout``) or an explicit ``layers``
+stack of JSON-able dicts with convolutions, pooling and batch normalisation. The output dense
+layer to the classes is appended to either. Hyperparameters are stored as given in ``__init__``
+and validated in ``fit``; learned state ends in ``_``. One ``np.random.default_rng(random_state)``
+drives initialisation, shuffling, dropout and augmentation, so a seeded run repeats exactly.
 
-The hot loop allocates nothing of the batch's size that it can avoid: per-layer buffers are made once
-per batch size, uint8 images are gathered and scaled into a float buffer per batch, activations and
-parameter updates work in place, and the softmax/cross-entropy gradient is computed in the logits'
-own buffer.
+The hot loop allocates nothing of the batch's size that it can avoid: every layer's buffers are
+made once per batch size, uint8 images are gathered and scaled into a float buffer per batch,
+activations and parameter updates work in place, and the softmax/cross-entropy gradient is
+computed in the logits' own buffer.
 """
 
 from __future__ import annotations
@@ -17,21 +20,52 @@ import inspect
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from nn.core.activations import ACTIVATIONS, get_activation
-from nn.core.initializers import INIT_CHOICES, default_init, initialize
+from nn.core import limits
+from nn.core.activations import ACTIVATIONS
+from nn.core.initializers import INIT_CHOICES
+from nn.core.layers import (
+    IMAGE_LAYERS,
+    ActivationLayer,
+    Dense,
+    Sequential,
+    StackError,
+    make_layer,
+)
 from nn.core.losses import softmax, softmax_cross_entropy
-from nn.core.optimizers import OPTIMIZERS, Optimizer, flat_like, make_optimizer
+from nn.core.optimizers import CHUNK, OPTIMIZERS, Optimizer, make_optimizer
 from nn.core.schedules import SCHEDULES, learning_rate
 
 STOP_REASONS = ("completed", "early_stopping", "callback", "diverged")
 MONITORS = ("val_loss", "val_accuracy")
 DTYPES = ("float32", "float64")
 _EVAL_CHUNK = 4096
+_EVAL_BUFFER_BYTES = 256 * 1024**2
+"""Evaluation runs in chunks of up to ``_EVAL_CHUNK`` rows whose buffers stay within this."""
+DIVERGENCE_FACTOR = 100.0
+"""A batch loss above this many times max(ln(classes), the fit's first batch loss) diverged."""
+_HISTORY_KEYS = (
+    "epoch",
+    "loss",
+    "train_accuracy",
+    "val_loss",
+    "val_accuracy",
+    "learning_rate",
+    "seconds",
+    "batch_loss",
+)
+
+
+class ParameterError(ValueError):
+    """A hyperparameter fault; ``param`` names the hyperparameter (for forms to route it)."""
+
+    def __init__(self, param: str, message: str):
+        super().__init__(message)
+        self.param = param
 
 
 @dataclass(frozen=True)
@@ -57,8 +91,26 @@ class TrainingEvent:
 Callback = Callable[[TrainingEvent], Any]
 
 
-def _bad(name: str, value: Any, allowed: str) -> ValueError:
-    return ValueError(f"{name}={value!r} is not allowed: {allowed}.")
+@dataclass
+class _Run:
+    """The state of one call of ``fit``'s loop, shared by its named steps."""
+
+    first_epoch: int
+    last_epoch: int
+    n_batches: int
+    start: float
+    safe: tuple
+    best: tuple | None = None
+    best_score: float | None = None
+    waited: int = 0
+    stop: bool = False
+    loss_limit: float = math.inf
+    epoch_start: float = 0.0
+    extra: dict = field(default_factory=dict)
+
+
+def _bad(name: str, value: Any, allowed: str) -> ParameterError:
+    return ParameterError(name, f"{name}={value!r} is not allowed: {allowed}.")
 
 
 def _per_layer(name: str, value: Any, n: int) -> list:
@@ -70,13 +122,22 @@ def _per_layer(name: str, value: Any, n: int) -> list:
     return [value] * n
 
 
+def format_bytes(n: float) -> str:
+    """``n`` bytes as MB or GB (powers of 1024), for messages."""
+    if n >= 1024**3:
+        return f"{n / 1024**3:.1f} GB"
+    return f"{n / 1024**2:.1f} MB"
+
+
 class NeuralNetwork:
-    """Multi-layer perceptron classifier trained by mini-batch gradient descent.
+    """Neural network classifier (dense or convolutional) trained by mini-batch gradient descent.
 
     Parameters (all validated in ``fit``):
-        hidden_layers: widths of the hidden layers, e.g. ``(256, 128)``; ``()`` is softmax regression.
+        hidden_layers: widths of the hidden layers, e.g. ``(256, 128)``; ``()`` is softmax
+            regression.
         activation: one of ``sigmoid``, ``tanh``, ``relu``, ``leaky_relu`` or a list, one per layer.
-        leaky_slope: slope of leaky ReLU for negative inputs, in [0, 1).
+        leaky_slope: slope of leaky ReLU for negative inputs, in [0, 1) (also the slope of a
+            ``leaky_relu`` layer in ``layers`` that gives none).
         init: ``auto`` (He for ReLU-like layers, Xavier/Glorot otherwise) or one of ``zeros``,
             ``uniform`` (U(-1,1)), ``normal`` (N(0,1)), ``he_normal``, ``he_uniform``,
             ``xavier_normal``, ``xavier_uniform``.
@@ -85,7 +146,8 @@ class NeuralNetwork:
         learning_rate, schedule, lr_decay, step_size, gamma, warmup_epochs, min_lr: the learning
             rate and its schedule (see ``nn.schedules``).
         batch_size, epochs, shuffle: mini-batches; ``epochs`` is per call of ``fit``.
-        l2: weight penalty ``l2/2 * sum(W**2)`` added to the mean cross-entropy (biases are free).
+        l2: weight penalty ``l2/2 * sum(W**2)`` over dense and conv weights, added to the mean
+            cross-entropy (biases and batch-norm parameters are free).
         dropout: drop probability per hidden layer (a number or one per layer); inverted dropout,
             off at predict time. ``input_dropout`` drops input pixels the same way.
         clip_norm: clip the gradient to this global L2 norm (``None``: no clipping).
@@ -96,7 +158,17 @@ class NeuralNetwork:
             training batch.
         dtype: ``float32`` (fast) or ``float64`` (gradient checks).
         warm_start: when fitted already, ``fit`` continues from the current weights and optimizer.
-        random_state: ``None`` or an int seed.
+        random_state: ``None`` or an int seed in 0..``nn.core.limits.MAX_SEED``.
+        layers: ``None`` (the dense shorthand above) or the hidden stack as a list of dicts, e.g.
+            ``[{"type": "conv2d", "filters": 32, "kernel": 3, "padding": "same"},
+            {"type": "relu"}, {"type": "maxpool", "size": 2}, {"type": "flatten"},
+            {"type": "dense", "units": 128}, {"type": "relu"}, {"type": "dropout", "rate": 0.3}]``
+            (types in ``nn.core.layers.LAYERS``). It replaces ``hidden_layers``, ``activation``
+            and ``dropout``; ``input_dropout``, ``l2`` and ``init`` apply to it as well. A dense
+            layer reads an image input as its flattened vector.
+        input_shape: ``None`` or ``(height, width, channels)`` of the images. ``None`` takes it
+            from a 4-D ``X`` ``(n, height, width, channels)``; a 2-D ``X`` ``(n, d)`` with
+            convolution or pooling layers is read as square greyscale images (784 -> 28x28x1).
     """
 
     def __init__(
@@ -134,6 +206,8 @@ class NeuralNetwork:
         dtype: str = "float32",
         warm_start: bool = False,
         random_state: int | None = None,
+        layers: Sequence[dict] | None = None,
+        input_shape: Sequence[int] | None = None,
     ):
         self.hidden_layers = hidden_layers
         self.activation = activation
@@ -168,6 +242,8 @@ class NeuralNetwork:
         self.dtype = dtype
         self.warm_start = warm_start
         self.random_state = random_state
+        self.layers = layers
+        self.input_shape = input_shape
 
     # ------------------------------------------------------------------ parameters
     @classmethod
@@ -189,9 +265,10 @@ class NeuralNetwork:
         valid = set(self._param_names())
         for key, value in params.items():
             if key not in valid:
-                raise ValueError(
+                raise ParameterError(
+                    key,
                     f"{key!r} is not a parameter of NeuralNetwork: use one of "
-                    f"{', '.join(sorted(valid))}."
+                    f"{', '.join(sorted(valid))}.",
                 )
             setattr(self, key, value)
         return self
@@ -202,7 +279,121 @@ class NeuralNetwork:
         return f"NeuralNetwork({', '.join(f'{k}={v!r}' for k, v in changed.items())})"
 
     def _validated(self) -> dict[str, Any]:
-        """Check every hyperparameter; return the normalised settings used by training."""
+        """Check every hyperparameter (``ParameterError`` naming it otherwise); return the
+        normalised settings used by training."""
+        self._validate_optimizer()
+        self._validate_schedule()
+        self._validate_training()
+        self._validate_stopping()
+        if self.dtype not in DTYPES:
+            raise _bad("dtype", self.dtype, f"choose one of {', '.join(DTYPES)}")
+        self._validate_seed()
+        cfg = self._validated_stack()
+        cfg["augmenter"] = self._validated_augmenter()
+        cfg["dtype"] = np.dtype(self.dtype)
+        return cfg
+
+    def _validate_optimizer(self) -> None:
+        if self.init not in INIT_CHOICES:
+            raise _bad("init", self.init, f"choose one of {', '.join(INIT_CHOICES)}")
+        if self.optimizer not in OPTIMIZERS:
+            raise _bad("optimizer", self.optimizer, f"choose one of {', '.join(OPTIMIZERS)}")
+        _positive("learning_rate", self.learning_rate)
+        for name in ("momentum", "beta1", "beta2", "rho"):
+            _in_range(name, getattr(self, name), 0, 1, "a number in [0, 1)")
+        _positive("epsilon", self.epsilon)
+
+    def _validate_schedule(self) -> None:
+        if self.schedule not in SCHEDULES:
+            raise _bad("schedule", self.schedule, f"choose one of {', '.join(SCHEDULES)}")
+        _in_range("lr_decay", self.lr_decay, 0, math.inf, "a number >= 0")
+        _positive_int("step_size", self.step_size)
+        if not (_is_number(self.gamma) and 0 < self.gamma <= 1):
+            raise _bad("gamma", self.gamma, "use a number in (0, 1]")
+        _in_range("warmup_epochs", self.warmup_epochs, 0, math.inf, "a number >= 0")
+        if not (_is_number(self.min_lr) and 0 <= self.min_lr <= self.learning_rate):
+            raise _bad("min_lr", self.min_lr, "use a number in [0, learning_rate]")
+
+    def _validate_training(self) -> None:
+        _positive_int("batch_size", self.batch_size)
+        _positive_int("epochs", self.epochs)
+        _in_range("l2", self.l2, 0, math.inf, "a number >= 0")
+        _in_range("input_dropout", self.input_dropout, 0, 1, "a probability in [0, 1)")
+        if self.clip_norm is not None:
+            _positive("clip_norm", self.clip_norm)
+
+    def _validate_stopping(self) -> None:
+        _positive_int("patience", self.patience)
+        if self.monitor not in MONITORS:
+            raise _bad("monitor", self.monitor, f"choose one of {', '.join(MONITORS)}")
+        _in_range("min_delta", self.min_delta, 0, math.inf, "a number >= 0")
+        if not (_is_number(self.validation_fraction) and 0 < self.validation_fraction < 1):
+            raise _bad("validation_fraction", self.validation_fraction, "use a number in (0, 1)")
+
+    def _validate_seed(self) -> None:
+        seed = self.random_state
+        if seed is None:
+            return
+        if (
+            isinstance(seed, bool)
+            or not isinstance(seed, (int, np.integer))
+            or not 0 <= seed <= limits.MAX_SEED
+        ):
+            raise _bad("random_state", seed, f"use None or a whole number in 0..{limits.MAX_SEED}")
+
+    def _validated_augmenter(self):
+        if not self.augment:
+            return None
+        if not isinstance(self.augment, dict):
+            raise _bad("augment", self.augment, "use None or a dict of Augmenter settings")
+        from nn.data.augment import Augmenter
+
+        try:
+            return Augmenter(**self.augment)
+        except (TypeError, ValueError) as exc:
+            raise ParameterError(
+                "augment", f"augment={self.augment!r} is not allowed: {exc}"
+            ) from None
+
+    def _validated_stack(self) -> dict[str, Any]:
+        """The hidden stack as layer dicts (input dropout first), from ``layers`` or the dense
+        shorthand; every layer's type, keys and settings checked (shapes are checked in ``fit``,
+        or here when ``input_shape`` is given)."""
+        if not (_is_number(self.leaky_slope) and 0 <= self.leaky_slope < 1):
+            raise _bad("leaky_slope", self.leaky_slope, "use a number in [0, 1)")
+        input_shape = self._validated_input_shape()
+        if self.layers is None:
+            widths, specs = self._dense_shorthand()
+        else:
+            widths, specs = None, self._explicit_stack()
+        prefix = []
+        if self.input_dropout > 0:
+            prefix = [{"type": "dropout", "rate": float(self.input_dropout)}]
+        cfg = {"layers": widths, "specs": prefix + specs, "n_prefix": len(prefix)}
+        cfg["images"] = any(s["type"] in IMAGE_LAYERS for s in specs)
+        cfg["input_shape"] = input_shape
+        if input_shape is not None:
+            self._stack_for(cfg, input_shape if cfg["images"] else (math.prod(input_shape),), 2)
+        return cfg
+
+    def _validated_input_shape(self) -> tuple[int, ...] | None:
+        shape = self.input_shape
+        if shape is None:
+            return None
+        if not (
+            isinstance(shape, (list, tuple))
+            and len(shape) == 3
+            and all(isinstance(s, (int, np.integer)) and not isinstance(s, bool) for s in shape)
+            and min(shape) > 0
+        ):
+            raise _bad(
+                "input_shape",
+                shape,
+                "use None or [height, width, channels] of positive whole numbers, e.g. [28, 28, 1]",
+            )
+        return tuple(int(s) for s in shape)
+
+    def _dense_shorthand(self) -> tuple[list[int], list[dict]]:
         layers = self.hidden_layers
         if isinstance(layers, (int, np.integer)):
             layers = (layers,)
@@ -214,112 +405,215 @@ class NeuralNetwork:
                 self.hidden_layers,
                 "give a list of positive whole numbers of neurons, e.g. [256, 128]",
             )
-        layers = [int(w) for w in layers]
-        n_hidden = len(layers)
-        acts = _per_layer("activation", self.activation, n_hidden)
+        widths = [int(w) for w in layers]
+        acts = _per_layer("activation", self.activation, len(widths))
         for a in acts:
             if a not in ACTIVATIONS:
                 raise _bad("activation", a, f"choose one of {', '.join(ACTIVATIONS)}")
-        if not (isinstance(self.leaky_slope, (int, float)) and 0 <= self.leaky_slope < 1):
-            raise _bad("leaky_slope", self.leaky_slope, "use a number in [0, 1)")
-        activations = [
-            get_activation(a, slope=self.leaky_slope) if a == "leaky_relu" else get_activation(a)
-            for a in acts
-        ]
-        if self.init not in INIT_CHOICES:
-            raise _bad("init", self.init, f"choose one of {', '.join(INIT_CHOICES)}")
-        if self.optimizer not in OPTIMIZERS:
-            raise _bad("optimizer", self.optimizer, f"choose one of {', '.join(OPTIMIZERS)}")
-        if self.schedule not in SCHEDULES:
-            raise _bad("schedule", self.schedule, f"choose one of {', '.join(SCHEDULES)}")
-        _positive("learning_rate", self.learning_rate)
-        _in_range("momentum", self.momentum, 0, 1, "a number in [0, 1)")
-        _in_range("beta1", self.beta1, 0, 1, "a number in [0, 1)")
-        _in_range("beta2", self.beta2, 0, 1, "a number in [0, 1)")
-        _in_range("rho", self.rho, 0, 1, "a number in [0, 1)")
-        _positive("epsilon", self.epsilon)
-        _in_range("lr_decay", self.lr_decay, 0, math.inf, "a number >= 0")
-        _positive_int("step_size", self.step_size)
-        if not (_is_number(self.gamma) and 0 < self.gamma <= 1):
-            raise _bad("gamma", self.gamma, "use a number in (0, 1]")
-        _in_range("warmup_epochs", self.warmup_epochs, 0, math.inf, "a number >= 0")
-        if not (_is_number(self.min_lr) and 0 <= self.min_lr <= self.learning_rate):
-            raise _bad("min_lr", self.min_lr, "use a number in [0, learning_rate]")
-        _positive_int("batch_size", self.batch_size)
-        _positive_int("epochs", self.epochs)
-        _in_range("l2", self.l2, 0, math.inf, "a number >= 0")
-        dropouts = [float(p) for p in _per_layer("dropout", self.dropout, n_hidden)]
+        dropouts = [float(p) for p in _per_layer("dropout", self.dropout, len(widths))]
         for p in dropouts:
             _in_range("dropout", p, 0, 1, "a probability in [0, 1)")
-        _in_range("input_dropout", self.input_dropout, 0, 1, "a probability in [0, 1)")
-        if self.clip_norm is not None:
-            _positive("clip_norm", self.clip_norm)
-        _positive_int("patience", self.patience)
-        if self.monitor not in MONITORS:
-            raise _bad("monitor", self.monitor, f"choose one of {', '.join(MONITORS)}")
-        _in_range("min_delta", self.min_delta, 0, math.inf, "a number >= 0")
-        if not (_is_number(self.validation_fraction) and 0 < self.validation_fraction < 1):
-            raise _bad("validation_fraction", self.validation_fraction, "use a number in (0, 1)")
-        if self.dtype not in DTYPES:
-            raise _bad("dtype", self.dtype, f"choose one of {', '.join(DTYPES)}")
-        if self.random_state is not None and not isinstance(self.random_state, (int, np.integer)):
-            raise _bad("random_state", self.random_state, "use None or a whole number")
-        augmenter = None
-        if self.augment:
-            if not isinstance(self.augment, dict):
-                raise _bad("augment", self.augment, "use None or a dict of Augmenter settings")
-            from nn.data.augment import Augmenter
+        specs: list[dict] = []
+        for width, act, p in zip(widths, acts, dropouts, strict=True):
+            specs.append({"type": "dense", "units": width})
+            specs.append(self._activation_spec(act))
+            if p > 0:
+                specs.append({"type": "dropout", "rate": p})
+        return widths, specs
 
-            augmenter = Augmenter(**self.augment)
-        return {
-            "layers": layers,
-            "activations": activations,
-            "dropouts": dropouts,
-            "augmenter": augmenter,
-            "dtype": np.dtype(self.dtype),
+    def _activation_spec(self, name: str) -> dict:
+        if name == "leaky_relu":
+            return {"type": name, "slope": float(self.leaky_slope)}
+        return {"type": name}
+
+    def _explicit_stack(self) -> list[dict]:
+        stack = self.layers
+        if isinstance(stack, (str, bytes, dict)) or not isinstance(stack, (list, tuple)):
+            raise _bad(
+                "layers", stack, "use None or a list of layer dicts such as {'type': 'relu'}"
+            )
+        specs = []
+        for index, spec in enumerate(stack):
+            if isinstance(spec, dict) and spec.get("type") == "leaky_relu" and "slope" not in spec:
+                spec = {**spec, "slope": float(self.leaky_slope)}
+            try:
+                specs.append(make_layer(spec).spec())
+            except ValueError as exc:
+                kind = spec.get("type") if isinstance(spec, dict) else type(spec).__name__
+                raise ParameterError("layers", f"layers: layer {index} ({kind}): {exc}.") from None
+        return specs
+
+    def _too_many(self, param: str, count: int) -> ParameterError:
+        return ParameterError(
+            param,
+            f"{param}: the network would have {count:,} parameters; the limit is "
+            f"{limits.MAX_PARAMETERS:,} (nn.core.limits.MAX_PARAMETERS). Use fewer or "
+            f"narrower layers.",
+        )
+
+    @property
+    def _stack_param(self) -> str:
+        return "hidden_layers" if self.layers is None else "layers"
+
+    def _stack_for(self, cfg: dict, stack_input: tuple[int, ...], n_classes: int) -> Sequential:
+        """The stack for this input shape and number of classes, built (shapes checked, nothing
+        allocated); ``ParameterError`` naming the layer and the fault, or a too-large network."""
+        specs = [*cfg["specs"], {"type": "dense", "units": int(n_classes)}]
+        try:
+            net = Sequential(specs, stack_input, cfg.get("dtype", np.dtype(self.dtype)))
+        except StackError as exc:
+            index = exc.index - cfg["n_prefix"]
+            if exc.index == len(specs) - 1:
+                where = "the output layer (dense)"
+            elif index < 0:
+                where = "input_dropout"
+            else:
+                where = f"layer {index} ({exc.kind})"
+            raise ParameterError(
+                self._stack_param, f"{self._stack_param}: {where}: {exc.fault}."
+            ) from None
+        if net.n_parameters > limits.MAX_PARAMETERS:
+            raise self._too_many(self._stack_param, net.n_parameters)
+        return net
+
+    # ------------------------------------------------------------------ shapes and memory
+    def _resolve_input_shape(self, tail: tuple[int, ...], cfg: dict) -> tuple[int, ...]:
+        """The shape the stack sees for data rows of shape ``tail`` (``(d,)`` or ``(h, w, c)``)."""
+        given = cfg["input_shape"]
+        d = math.prod(tail)
+        if len(tail) == 3:
+            if given is not None and tuple(given) != tuple(tail):
+                raise _bad("input_shape", list(given), f"X holds images of shape {list(tail)}")
+            image = tuple(tail)
+        elif given is not None:
+            if math.prod(given) != d:
+                raise _bad("input_shape", list(given), f"X has {d} features per row")
+            image = tuple(given)
+        else:
+            side = math.isqrt(d)
+            image = (side, side, 1) if side * side == d else None
+        if not cfg["images"]:
+            return (d,)
+        if image is None:
+            raise ParameterError(
+                "input_shape",
+                f"input_shape: a convolution or pooling stack needs images, and {d} features "
+                f"are not a square greyscale image; give input_shape=[height, width, channels] "
+                f"or X of shape (n, height, width, channels).",
+            )
+        return image
+
+    def estimate_memory(self, n_features_or_input_shape, n_classes: int) -> dict[str, int]:
+        """Bytes training would need, from the shapes alone (nothing is allocated): parameters,
+        gradients, optimizer state, snapshots (the last good and the best weights), per-batch
+        buffers (every layer's, im2col included, for the training batch and an evaluation chunk)
+        and their total. ``n_features_or_input_shape`` is ``784`` or ``(28, 28, 1)``."""
+        cfg = self._validated()
+        tail = n_features_or_input_shape
+        tail = (int(tail),) if isinstance(tail, (int, np.integer)) else tuple(int(s) for s in tail)
+        net = self._stack_for(cfg, self._resolve_input_shape(tail, cfg), n_classes)
+        return self._memory(net, cfg)
+
+    def _memory(self, net: Sequential, cfg: dict) -> dict[str, int]:
+        itemsize = cfg["dtype"].itemsize
+        n_params = net.n_parameters
+        slots = len(OPTIMIZERS[self.optimizer].slots)
+        d = math.prod(net.input_shape)
+        bs = int(self.batch_size)
+        chunk = self._eval_chunk(net)
+        buffers = (bs + chunk) * d * itemsize
+        buffers += net.buffer_bytes(bs, keep=True) + net.buffer_bytes(chunk, keep=False)
+        state = sum(math.prod(s) for layer in net.layers for s in layer.state_shapes())
+        parameters = (n_params + state) * itemsize
+        optimizer = slots * n_params * itemsize + min(CHUNK, n_params) * itemsize
+        snapshots = 2 * (parameters + slots * n_params * itemsize)
+        out = {
+            "n_parameters": n_params,
+            "parameters": parameters,
+            "gradients": n_params * itemsize,
+            "optimizer": optimizer,
+            "snapshots": snapshots,
+            "buffers": int(buffers),
         }
+        out["total"] = int(sum(v for k, v in out.items() if k != "n_parameters"))
+        return out
+
+    def _eval_chunk(self, net: Sequential) -> int:
+        """Rows per evaluation chunk: ``_EVAL_CHUNK``, fewer when the stack's buffers per row
+        would pass ``_EVAL_BUFFER_BYTES`` (convolutions), never fewer than a batch."""
+        per_row = net.buffer_bytes(1, keep=False) + math.prod(net.input_shape) * net.dtype.itemsize
+        fits = max(_EVAL_BUFFER_BYTES // max(per_row, 1), 1)
+        return int(min(_EVAL_CHUNK, max(fits, min(int(self.batch_size), _EVAL_CHUNK))))
+
+    def _check_memory(self, net: Sequential, cfg: dict) -> None:
+        need = self._memory(net, cfg)
+        if need["total"] > limits.MAX_TRAINING_BYTES:
+            parts = ", ".join(
+                f"{k} {format_bytes(v)}"
+                for k, v in need.items()
+                if k not in ("total", "n_parameters")
+            )
+            raise ParameterError(
+                self._stack_param,
+                f"{self._stack_param}: training this network needs about "
+                f"{format_bytes(need['total'])} ({parts}); the limit is "
+                f"{format_bytes(limits.MAX_TRAINING_BYTES)} (NN_MAX_TRAINING_BYTES). Use fewer "
+                f"or smaller layers, or a smaller batch_size.",
+            )
 
     # ------------------------------------------------------------------ state
     @property
+    def layers_(self) -> list:
+        """The fitted stack's layers, the output dense layer last."""
+        return self._net.layers
+
+    @property
+    def coefs_(self) -> list[np.ndarray]:
+        """The dense layers' weight matrices ``(inputs, units)``, in order."""
+        return [layer.params[0] for layer in self._net.layers if isinstance(layer, Dense)]
+
+    @property
+    def intercepts_(self) -> list[np.ndarray]:
+        """The dense layers' biases, in order."""
+        return [layer.params[1] for layer in self._net.layers if isinstance(layer, Dense)]
+
+    @property
     def layer_sizes_(self) -> list[int]:
-        return [self.n_features_in_, *[w.shape[1] for w in self.coefs_[:-1]], len(self.classes_)]
+        """The input size, then every dense layer's width (the classes last)."""
+        return [self.n_features_in_, *[w.shape[1] for w in self.coefs_]]
 
     @property
     def n_parameters_(self) -> int:
-        return int(sum(w.size + b.size for w, b in zip(self.coefs_, self.intercepts_)))
+        return int(self._net.n_parameters)
+
+    @property
+    def _flat_params(self) -> np.ndarray:
+        return self._net.flat_params
 
     def _is_fitted(self) -> bool:
-        return hasattr(self, "coefs_")
+        return hasattr(self, "_net")
 
     def _check_fitted(self) -> None:
         if not self._is_fitted():
             raise RuntimeError("This NeuralNetwork is not fitted yet: call fit(X, y) first.")
 
-    def _initialize(self, n_features: int, classes: np.ndarray, cfg: dict) -> None:
-        rng = self._rng
-        sizes = [n_features, *cfg["layers"], len(classes)]
-        names = [a.name for a in cfg["activations"]] + ["softmax"]
+    def _params(self) -> list[np.ndarray]:
+        return self._net.params
+
+    def _initialize(self, tail: tuple[int, ...], classes: np.ndarray, cfg: dict) -> None:
+        """Build the stack for rows of shape ``tail``, check its size and memory, then allocate
+        and initialise it from the fit's generator."""
+        shape = self._resolve_input_shape(tail, cfg)
+        net = self._stack_for(cfg, shape, len(classes))
+        self._check_memory(net, cfg)
+        net.allocate()
+        net.initialize(self._rng, self.init)
+        self._net = net
         self.classes_ = classes
-        self.n_features_in_ = n_features
-        self.coefs_, self.intercepts_ = [], []
-        for fan_in, fan_out, act in zip(sizes[:-1], sizes[1:], names):
-            init = default_init(act) if self.init == "auto" else self.init
-            self.coefs_.append(initialize(init, fan_in, fan_out, rng, cfg["dtype"]))
-            self.intercepts_.append(np.zeros(fan_out, dtype=cfg["dtype"]))
+        self.input_shape_ = shape
+        self.n_features_in_ = math.prod(shape)
         self.n_iter_ = 0
-        self.history_ = {
-            k: []
-            for k in (
-                "epoch",
-                "loss",
-                "train_accuracy",
-                "val_loss",
-                "val_accuracy",
-                "learning_rate",
-                "seconds",
-                "batch_loss",
-            )
-        }
+        self.history_ = {k: [] for k in _HISTORY_KEYS}
         self.optimizer_ = self._make_optimizer()
         self.best_val_accuracy_ = None
         self.stop_reason_ = None
@@ -335,46 +629,43 @@ class NeuralNetwork:
             epsilon=self.epsilon,
         )
 
-    def _params(self) -> list[np.ndarray]:
-        return [p for pair in zip(self.coefs_, self.intercepts_) for p in pair]
-
-    def _pack_parameters(self) -> np.ndarray:
-        """Make ``coefs_`` and ``intercepts_`` views of one flat array, in ``_params()`` order, so
-        that the optimizer updates all of them in a few long passes; returns the flat array."""
-        params = self._params()
-        flat = getattr(self, "_flat_params", None)
-        if (
-            flat is not None
-            and flat.size == sum(p.size for p in params)
-            and flat.dtype == params[0].dtype
-        ):
-            offsets = np.cumsum([0] + [p.size for p in params[:-1]]) * flat.itemsize
-            base = flat.__array_interface__["data"][0]
-            if all(
-                p.base is flat and p.__array_interface__["data"][0] == base + int(o)
-                for p, o in zip(params, offsets)
-            ):
-                return flat
-        flat, views = flat_like(params)
-        for view, p in zip(views, params):
-            view[...] = p
-        self.coefs_, self.intercepts_ = list(views[0::2]), list(views[1::2])
-        self._flat_params = flat
-        return flat
-
     def __getstate__(self) -> dict[str, Any]:
-        # Pickle keeps no views: ship the weights once (coefs_, intercepts_); the next fit packs
-        # them into a fresh flat array.
+        # Pickle ships settings and named arrays, never the layer objects or their buffers;
+        # unpickling builds the stack again around fresh flat arrays.
         state = self.__dict__.copy()
-        state.pop("_flat_params", None)
+        state.pop("_work", None)
+        net = state.pop("_net", None)
+        if net is not None:
+            state["_net_arrays"] = (
+                net.specs(),
+                net.input_shape,
+                net.dtype.str,
+                [p for p in net.params],
+                dict(net.named_state()),
+            )
         return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        packed = state.pop("_net_arrays", None)
+        self.__dict__.update(state)
+        if packed is not None:
+            specs, shape, dtype, params, named_state = packed
+            net = Sequential(specs, shape, np.dtype(dtype))
+            net.allocate()
+            for p, value in zip(net.params, params, strict=True):
+                p[...] = value
+            net.load_state(named_state)
+            self._net = net
 
     # ------------------------------------------------------------------ input handling
     def _check_X(self, X: Any, name: str = "X") -> np.ndarray:
+        """``X`` as a 2-D array of rows (images ``(n, h, w, c)`` are read as their flattened
+        rows, a free view for contiguous data)."""
         X = np.asarray(X)
-        if X.ndim != 2:
+        if X.ndim not in (2, 4):
             raise ValueError(
-                f"{name} must be a 2-D array (samples x features); got shape {X.shape}."
+                f"{name} must be a 2-D array (samples x features) or 4-D images (samples x "
+                f"height x width x channels); got shape {X.shape}."
             )
         if X.shape[0] == 0:
             raise ValueError(f"{name} has no rows.")
@@ -382,14 +673,26 @@ class NeuralNetwork:
             raise ValueError(f"{name} must hold numbers; got dtype {X.dtype}.")
         if X.dtype.kind == "f" and not np.isfinite(X).all():
             raise ValueError(f"{name} contains NaN or infinite values.")
-        if self._is_fitted() and X.shape[1] != self.n_features_in_:
-            raise ValueError(
-                f"{name} has {X.shape[1]} features but the model expects {self.n_features_in_}."
-            )
+        if self._is_fitted():
+            shape = self.input_shape_
+            if X.ndim == 4 and len(shape) == 3 and X.shape[1:] != tuple(shape):
+                raise ValueError(
+                    f"{name} holds images of shape {X.shape[1:]} but the model expects {shape}."
+                )
+            features = math.prod(X.shape[1:])
+            if features != self.n_features_in_:
+                raise ValueError(
+                    f"{name} has {features} features but the model expects {self.n_features_in_}."
+                )
         return X
 
+    @staticmethod
+    def _rows(X: np.ndarray) -> np.ndarray:
+        return X.reshape(X.shape[0], -1) if X.ndim != 2 else X
+
     def _to_float(self, X: np.ndarray, out: np.ndarray) -> np.ndarray:
-        """Convert a slice of input to the model's float dtype in ``out``; uint8 is scaled to [0, 1]."""
+        """Convert a slice of input to the model's float dtype in ``out``; uint8 is scaled to
+        [0, 1]."""
         if X.dtype == np.uint8:
             np.multiply(X, out.dtype.type(1.0 / 255.0), out=out)
         else:
@@ -412,27 +715,24 @@ class NeuralNetwork:
         return idx.astype(np.intp)
 
     # ------------------------------------------------------------------ forward / backward
-    def _buffers(self, n: int) -> dict[str, list[np.ndarray]]:
-        """Per-layer work arrays for batches of ``n`` rows, made once per batch size."""
-        bufs = self._work.get(n)
-        if bufs is None:
-            dtype = self.coefs_[0].dtype
-            sizes = [w.shape[1] for w in self.coefs_]
-            bufs = {
-                "x": [np.empty((n, self.n_features_in_), dtype)],
-                "z": [np.empty((n, s), dtype) for s in sizes],  # pre-dropout outputs
-                "a": [np.empty((n, s), dtype) for s in sizes[:-1]],  # after dropout
-                "d": [np.empty((n, s), dtype) for s in sizes[:-1]],  # gradients wrt hidden
-                "m": [np.empty((n, s), dtype) for s in sizes[:-1]],  # dropout masks
-            }
-            self._work[n] = bufs
-        return bufs
+    def _input_buffer(self, n: int) -> np.ndarray:
+        """The float input rows for batches of ``n``, made once per batch size."""
+        buf = self._work.get(n)
+        if buf is None:
+            buf = self._work[n] = np.empty((n, self.n_features_in_), self._net.dtype)
+        return buf
 
-    def _dropout_mask(self, out: np.ndarray, p: float) -> np.ndarray:
-        self._rng.random(out.shape, dtype=out.dtype, out=out)
-        np.greater_equal(out, p, out=out)  # 1.0 where kept
-        out *= out.dtype.type(1.0 / (1.0 - p))
-        return out
+    def _release_buffers(self) -> None:
+        self._work = {}
+        self._net.clear_buffers()
+
+    def _decayed(self) -> list[tuple[np.ndarray, np.ndarray | None]]:
+        """(weight, its gradient) of every layer the L2 penalty applies to (dense and conv)."""
+        return [
+            (layer.params[0], layer.grads[0] if layer.grads else None)
+            for layer in self._net.layers
+            if layer.kind in ("dense", "conv2d")
+        ]
 
     def _loss_and_grads(
         self, x: np.ndarray, y: np.ndarray, training: bool
@@ -440,50 +740,20 @@ class NeuralNetwork:
         """Forward and backward pass on one batch (``x`` float, ``y`` class indices).
 
         Returns the objective (mean cross-entropy plus the L2 term), the number of correct
-        predictions, and the gradients in the order of ``_params()``. ``training`` turns dropout on.
+        predictions, and the gradients in the order of ``_params()``. ``training`` turns dropout
+        and batch statistics on.
         """
-        cfg = self._cfg
-        n = x.shape[0]
-        bufs = self._buffers(n)
-        n_layers = len(self.coefs_)
-        inputs = []  # the input of each weight layer
-        a = x
-        if training and self.input_dropout > 0:
-            mask = self._dropout_mask(np.empty_like(x), self.input_dropout)
-            a = x * mask
-        for layer in range(n_layers):
-            inputs.append(a)
-            z = np.matmul(a, self.coefs_[layer], out=bufs["z"][layer])
-            z += self.intercepts_[layer]
-            if layer == n_layers - 1:
-                break
-            cfg["activations"][layer].forward(z, out=z)
-            p = cfg["dropouts"][layer]
-            if training and p > 0:
-                mask = self._dropout_mask(bufs["m"][layer], p)
-                a = np.multiply(z, mask, out=bufs["a"][layer])
-            else:
-                a = z
-        logits = bufs["z"][-1]
+        net = self._net
+        logits = net.forward(x, training=training, keep=True, rng=self._rng)
         correct = int(np.count_nonzero(logits.argmax(axis=1) == y))
         loss, delta = softmax_cross_entropy(logits, y, grad_out=logits)
-        grads = self._grads
-        for layer in range(n_layers - 1, -1, -1):
-            gw, gb = grads[2 * layer], grads[2 * layer + 1]
-            np.matmul(inputs[layer].T, delta, out=gw)
-            np.sum(delta, axis=0, out=gb)
-            if self.l2 > 0:
-                gw += gw.dtype.type(self.l2) * self.coefs_[layer]
-            if layer == 0:
-                break
-            prev = np.matmul(delta, self.coefs_[layer].T, out=bufs["d"][layer - 1])
-            if training and cfg["dropouts"][layer - 1] > 0:
-                prev *= bufs["m"][layer - 1]
-            cfg["activations"][layer - 1].backward(prev, bufs["z"][layer - 1])
-            delta = prev
+        net.backward(delta)
         if self.l2 > 0:
-            loss += 0.5 * self.l2 * sum(float(np.vdot(w, w)) for w in self.coefs_)
-        return loss, correct, grads
+            decayed = self._decayed()
+            for w, gw in decayed:
+                gw += gw.dtype.type(self.l2) * w
+            loss += 0.5 * self.l2 * sum(float(np.vdot(w, w)) for w, _ in decayed)
+        return loss, correct, self._grads
 
     def _clip(self, grads: list[np.ndarray]) -> None:
         norm = math.sqrt(sum(float(np.vdot(g, g)) for g in grads))
@@ -494,30 +764,25 @@ class NeuralNetwork:
 
     def _forward_eval(self, x: np.ndarray) -> np.ndarray:
         """Logits of a float batch, without dropout, in the batch's own buffers."""
-        bufs = self._buffers(x.shape[0])
-        a = x
-        for layer, (w, b) in enumerate(zip(self.coefs_, self.intercepts_)):
-            a = np.matmul(a, w, out=bufs["z"][layer])
-            a += b
-            if layer < len(self.coefs_) - 1:
-                self._cfg["activations"][layer].forward(a, out=a)
-        return a
+        return self._net.forward(x)
 
     def _chunks(self, X: np.ndarray):
         """Yield ``(slice, float batch)`` over ``X`` in chunks, converting uint8 per chunk."""
-        dtype = self.coefs_[0].dtype
-        for start in range(0, X.shape[0], _EVAL_CHUNK):
-            part = X[start : start + _EVAL_CHUNK]
-            buf = self._buffers(part.shape[0])["x"][0]
+        step = self._eval_chunk(self._net)
+        for start in range(0, X.shape[0], step):
+            part = self._rows(X[start : start + step])
+            buf = self._input_buffer(part.shape[0])
             yield slice(start, start + part.shape[0]), self._to_float(part, buf)
 
     # ------------------------------------------------------------------ training
     def fit(self, X, y, X_val=None, y_val=None, callback: Callback | None = None) -> NeuralNetwork:
-        """Train on ``X`` (2-D; uint8 images are scaled to [0, 1] per batch) and labels ``y``.
+        """Train on ``X`` (rows or images; uint8 images are scaled to [0, 1] per batch) and
+        labels ``y``.
 
         ``callback(event)`` is called after every batch and epoch; a truthy return stops training.
-        A loss that becomes NaN or infinite stops training, keeps the weights of the last finished
-        epoch and sets ``stop_reason_ = "diverged"`` with an explanation in ``stop_message_``.
+        A loss that becomes NaN or infinite, or far above ln(number of classes), or weights that
+        stop being finite, stop training, keep the weights of the last finished epoch and set
+        ``stop_reason_ = "diverged"`` with an explanation in ``stop_message_``.
         """
         cfg = self._validated()
         continuing = self.warm_start and self._is_fitted()
@@ -527,51 +792,75 @@ class NeuralNetwork:
             raise ValueError(
                 f"y must be 1-D with one label per row of X ({X.shape[0]}); got shape {y.shape}."
             )
-        if not continuing:
+        if continuing:
+            self._continue(cfg, X.shape[1:])
+        else:
             classes = np.unique(y)
             if classes.size < 2:
                 raise ValueError(f"y has {classes.size} class; at least 2 are needed.")
             self._rng = np.random.default_rng(self.random_state)
             self._cfg = cfg
-            self._initialize(X.shape[1], classes, cfg)
-        else:
-            layers = [w.shape[1] for w in self.coefs_[:-1]]
-            if layers != cfg["layers"] or self.coefs_[0].dtype != cfg["dtype"]:
-                raise ValueError(
-                    f"warm_start needs the same hidden_layers and dtype as the fitted "
-                    f"model ({layers}, {self.coefs_[0].dtype}); got "
-                    f"{cfg['layers']}, {cfg['dtype']}."
-                )
-            if not hasattr(self, "_rng"):
-                self._rng = np.random.default_rng(
-                    None if self.random_state is None else [self.random_state, self.n_iter_]
-                )
-            if self.optimizer_.name != self.optimizer:
-                self.optimizer_ = self._make_optimizer()
-            self._cfg = cfg
-        y_idx = self._encode(y)
-        if X_val is None and y_val is None and self.early_stopping:
-            X, y_idx, X_val, yv_idx = self._hold_out(X, y_idx)
-        elif (X_val is None) != (y_val is None):
-            raise ValueError("Give both X_val and y_val, or neither.")
-        elif X_val is not None:
-            X_val = self._check_X(X_val, "X_val")
-            yv_idx = self._encode(y_val, "y_val")
-            if yv_idx.shape[0] != X_val.shape[0]:
-                raise ValueError(f"y_val has {yv_idx.shape[0]} labels for {X_val.shape[0]} rows.")
+            self._initialize(X.shape[1:], classes, cfg)
+        X = self._rows(X)
+        X, y_idx, X_val, yv_idx = self._training_sets(X, self._encode(y), X_val, y_val)
         if self.batch_size > X.shape[0]:
             raise _bad(
                 "batch_size",
                 self.batch_size,
                 f"use at most the number of training samples ({X.shape[0]})",
             )
-        self._work: dict[int, dict] = {}
-        self._pack_parameters()
-        self._flat_grads, self._grads = flat_like(self._params())
+        self._work: dict[int, np.ndarray] = {}
+        self._net.attach_gradients()
+        self._grads = self._net.grads
         # Overflow is detected and handled as divergence; NumPy need not warn about it too.
         with np.errstate(over="ignore", invalid="ignore"):
-            self._train_loop(X, y_idx, X_val, yv_idx if X_val is not None else None, callback)
+            self._train_loop(X, y_idx, X_val, yv_idx, callback)
         return self
+
+    def _continue(self, cfg: dict, tail: tuple[int, ...]) -> None:
+        """Check that ``warm_start`` continues the same network; keep its generator."""
+        shape = self._resolve_input_shape(tail, cfg)
+        specs = [*cfg["specs"], {"type": "dense", "units": len(self.classes_)}]
+        fitted = self._net.specs()
+        if (
+            Sequential(specs, shape, cfg["dtype"]).specs() != fitted
+            or tuple(shape) != tuple(self.input_shape_)
+            or self._net.dtype != cfg["dtype"]
+        ):
+            what = "hidden_layers" if self.layers is None else "layers"
+            raise ParameterError(
+                self._stack_param,
+                f"warm_start needs the same {what}, input and dtype as the fitted model "
+                f"({self._described(fitted)}, {self._net.dtype}); got "
+                f"{self._described(specs)}, {cfg['dtype']}.",
+            )
+        if not hasattr(self, "_rng"):
+            self._rng = np.random.default_rng(
+                None if self.random_state is None else [self.random_state, self.n_iter_]
+            )
+        if self.optimizer_.name != self.optimizer:
+            self.optimizer_ = self._make_optimizer()
+        self._cfg = cfg
+
+    def _described(self, specs: list[dict]) -> str:
+        if self.layers is None:
+            return str([s["units"] for s in specs if s["type"] == "dense"][:-1])
+        return str(specs[:-1])
+
+    def _training_sets(self, X, y_idx, X_val, y_val):
+        """Training and validation sets: ``X_val``/``y_val`` as given, a held-out part of ``X``
+        for early stopping without them, or no validation set."""
+        if X_val is None and y_val is None and self.early_stopping:
+            return self._hold_out(X, y_idx)
+        if (X_val is None) != (y_val is None):
+            raise ValueError("Give both X_val and y_val, or neither.")
+        if X_val is None:
+            return X, y_idx, None, None
+        X_val = self._rows(self._check_X(X_val, "X_val"))
+        yv_idx = self._encode(y_val, "y_val")
+        if yv_idx.shape[0] != X_val.shape[0]:
+            raise ValueError(f"y_val has {yv_idx.shape[0]} labels for {X_val.shape[0]} rows.")
+        return X, y_idx, X_val, yv_idx
 
     def _hold_out(self, X, y_idx):
         """Hold out ``validation_fraction`` of the data, stratified, for early stopping."""
@@ -588,137 +877,175 @@ class NeuralNetwork:
         return X[mask], y_idx[mask], X[val_idx], y_idx[val_idx]
 
     def _train_loop(self, X, y_idx, X_val, yv_idx, callback) -> None:
-        cfg = self._cfg
         n, bs = X.shape[0], int(self.batch_size)
-        n_batches = math.ceil(n / bs)
-        first_epoch = self.n_iter_
-        last_epoch = first_epoch + int(self.epochs)
-        params = self._params()
-        flat = (self._flat_params, self._flat_grads)
-        optimizer = self.optimizer_
-        augmenter = cfg["augmenter"]
-        dtype = params[0].dtype
-        best = self._snapshot() if self.early_stopping else None
-        best_score, waited = None, 0
-        safe = self._snapshot()
+        run = _Run(
+            first_epoch=self.n_iter_,
+            last_epoch=self.n_iter_ + int(self.epochs),
+            n_batches=math.ceil(n / bs),
+            start=time.perf_counter(),
+            safe=self._snapshot(),
+        )
+        run.best = self._snapshot() if self.early_stopping else None
         self.stop_reason_, self.stop_message_ = "completed", ""
-        start = time.perf_counter()
-        hist = self.history_
-        for epoch in range(first_epoch, last_epoch):
-            epoch_start = time.perf_counter()
+        for epoch in range(run.first_epoch, run.last_epoch):
+            run.epoch_start = time.perf_counter()
             order = self._rng.permutation(n) if self.shuffle else np.arange(n)
-            loss_sum, correct, seen = 0.0, 0, 0
-            lr = self.learning_rate
-            stop = False
-            for b in range(n_batches):
-                idx = order[b * bs : (b + 1) * bs]
-                if augmenter is not None:
-                    xb = augmenter(X[idx], rng=self._rng)
-                    if xb.dtype != dtype:
-                        xb = xb.astype(dtype)
-                else:
-                    xb = self._to_float(X[idx], self._buffers(idx.size)["x"][0])
-                lr = self._lr(epoch, last_epoch, (b + 1) / n_batches)
-                loss, ok, grads = self._loss_and_grads(xb, y_idx[idx], training=True)
-                if not math.isfinite(loss):
-                    self._restore(safe)
-                    self._diverged(epoch, b, loss, lr)
-                    stop = True
-                    break
-                if self.clip_norm is not None:
-                    self._clip(grads)
-                optimizer.step(params, grads, lr, flat=flat)
-                loss_sum += loss * idx.size
-                correct += ok
-                seen += idx.size
-                hist["batch_loss"].append(loss)
-                if callback is not None:
-                    elapsed = time.perf_counter() - epoch_start
-                    if callback(
-                        TrainingEvent(
-                            "batch",
-                            epoch + 1,
-                            last_epoch,
-                            b + 1,
-                            n_batches,
-                            loss,
-                            correct / seen,
-                            None,
-                            None,
-                            lr,
-                            seen / max(elapsed, 1e-9),
-                            time.perf_counter() - start,
-                        )
-                    ):
-                        self.stop_reason_ = "callback"
-                        self.stop_message_ = f"Stopped on request in epoch {epoch + 1}."
-                        stop = True
-                        break
-            if self.stop_reason_ == "diverged" or seen < n:
+            sums = self._run_batches(X, y_idx, order, epoch, run, callback)
+            if self.stop_reason_ == "diverged" or sums["seen"] < n:
                 break  # a partial epoch is not recorded as an epoch
-            seconds = time.perf_counter() - epoch_start
-            val_loss = val_acc = None
-            if X_val is not None:
-                val_loss, val_acc = self._evaluate(X_val, yv_idx)
-            self.n_iter_ = epoch + 1
-            for key, value in (
-                ("epoch", epoch + 1),
-                ("loss", loss_sum / seen),
-                ("train_accuracy", correct / seen),
-                ("val_loss", val_loss),
-                ("val_accuracy", val_acc),
-                ("learning_rate", lr),
-                ("seconds", seconds),
-            ):
-                hist[key].append(value)
-            if val_acc is not None:
-                self.best_val_accuracy_ = max(val_acc, self.best_val_accuracy_ or 0.0)
-            end_loss = val_loss if val_loss is not None else self._batch_loss(xb, y_idx[idx])
-            if not math.isfinite(end_loss):
-                self._restore(safe)
-                self.n_iter_ = epoch
-                self._diverged(epoch, n_batches - 1, end_loss, lr)
+            if not self._end_epoch(epoch, run, sums, X_val, yv_idx, y_idx, callback):
                 break
-            safe = self._snapshot()
-            if callback is not None and callback(
-                TrainingEvent(
-                    "epoch",
-                    epoch + 1,
-                    last_epoch,
-                    n_batches,
-                    n_batches,
-                    loss_sum / seen,
-                    correct / seen,
-                    val_loss,
-                    val_acc,
-                    lr,
-                    seen / max(seconds, 1e-9),
-                    time.perf_counter() - start,
-                )
-            ):
-                self.stop_reason_ = "callback"
-                self.stop_message_ = f"Stopped on request after epoch {epoch + 1}."
-                stop = True
-            if self.early_stopping and X_val is not None:
-                score = val_loss if self.monitor == "val_loss" else -val_acc
-                if best_score is None or score < best_score - self.min_delta:
-                    best_score, waited, best = score, 0, safe
-                else:
-                    waited += 1
-                    if waited >= self.patience and not stop:
-                        self.stop_reason_ = "early_stopping"
-                        self.stop_message_ = (
-                            f"Early stopping after epoch {epoch + 1}: {self.monitor} did not "
-                            f"improve for {self.patience} epochs; restored the best weights "
-                            f"(epoch {epoch + 1 - waited})."
-                        )
-                        stop = True
-            if stop:
+        if self.early_stopping and run.best is not None and run.best_score is not None:
+            self._restore(run.best)
+        self._release_buffers()
+        self._net.detach_gradients()
+        del self._grads
+
+    def _batch_input(self, X: np.ndarray, idx: np.ndarray, dtype) -> np.ndarray:
+        augmenter = self._cfg["augmenter"]
+        if augmenter is None:
+            return self._to_float(X[idx], self._input_buffer(idx.size))
+        xb = augmenter(X[idx], rng=self._rng)
+        return xb.astype(dtype) if xb.dtype != dtype else xb
+
+    def _run_batches(self, X, y_idx, order, epoch, run: _Run, callback) -> dict[str, Any]:
+        """One epoch's batches: forward, backward, clipping and the optimizer's step."""
+        bs, n_batches = int(self.batch_size), run.n_batches
+        params, flat = self._params(), (self._net.flat_params, self._net.flat_grads)
+        dtype, hist = self._net.dtype, self.history_
+        sums = {"loss": 0.0, "correct": 0, "seen": 0, "lr": self.learning_rate}
+        for b in range(n_batches):
+            idx = order[b * bs : (b + 1) * bs]
+            xb = self._batch_input(X, idx, dtype)
+            lr = self._lr(epoch, run.last_epoch, (b + 1) / n_batches)
+            sums["lr"], sums["xb"], sums["idx"] = lr, xb, idx
+            loss, ok, grads = self._loss_and_grads(xb, y_idx[idx], training=True)
+            if self._diverging(loss, run, epoch, b, lr):
                 break
-        if self.early_stopping and best is not None and best_score is not None:
-            self._restore(best)
-        self._work = {}
-        del self._flat_grads, self._grads
+            if self.clip_norm is not None:
+                self._clip(grads)
+            self.optimizer_.step(params, grads, lr, flat=flat)
+            sums["loss"] += loss * idx.size
+            sums["correct"] += ok
+            sums["seen"] += idx.size
+            hist["batch_loss"].append(loss)
+            if callback is not None and self._batch_callback(callback, epoch, b, run, sums, loss):
+                sums["stop"] = True
+                break
+        return sums
+
+    def _diverging(self, loss: float, run: _Run, epoch: int, batch: int, lr: float) -> bool:
+        """Whether the batch loss diverged (not finite, or beyond ``run.loss_limit``); if so,
+        restore the last good weights and explain."""
+        if run.loss_limit == math.inf and math.isfinite(loss):
+            base = max(math.log(len(self.classes_)), loss)
+            run.loss_limit = DIVERGENCE_FACTOR * base
+        if math.isfinite(loss) and loss <= run.loss_limit:
+            return False
+        self._restore(run.safe)
+        self._diverged(epoch, batch, loss, lr)
+        return True
+
+    def _batch_callback(self, callback, epoch, b, run: _Run, sums, loss) -> bool:
+        elapsed = time.perf_counter() - run.epoch_start
+        seen = sums["seen"]
+        event = TrainingEvent(
+            "batch",
+            epoch + 1,
+            run.last_epoch,
+            b + 1,
+            run.n_batches,
+            loss,
+            sums["correct"] / seen,
+            None,
+            None,
+            sums["lr"],
+            seen / max(elapsed, 1e-9),
+            time.perf_counter() - run.start,
+        )
+        if not callback(event):
+            return False
+        self.stop_reason_ = "callback"
+        self.stop_message_ = f"Stopped on request in epoch {epoch + 1}."
+        return True
+
+    def _end_epoch(self, epoch, run: _Run, sums, X_val, yv_idx, y_idx, callback) -> bool:
+        """Record a finished epoch, check it, call back, and decide on early stopping; returns
+        whether training goes on."""
+        seconds = time.perf_counter() - run.epoch_start
+        seen = sums["seen"]
+        val_loss = val_acc = None
+        if X_val is not None:
+            val_loss, val_acc = self._evaluate(X_val, yv_idx)
+        self.n_iter_ = epoch + 1
+        for key, value in (
+            ("epoch", epoch + 1),
+            ("loss", sums["loss"] / seen),
+            ("train_accuracy", sums["correct"] / seen),
+            ("val_loss", val_loss),
+            ("val_accuracy", val_acc),
+            ("learning_rate", sums["lr"]),
+            ("seconds", seconds),
+        ):
+            self.history_[key].append(value)
+        if val_acc is not None:
+            self.best_val_accuracy_ = max(val_acc, self.best_val_accuracy_ or 0.0)
+        if val_loss is not None:
+            end_loss = val_loss
+        else:
+            end_loss = self._batch_loss(sums["xb"], y_idx[sums["idx"]])
+        if not math.isfinite(end_loss) or not np.isfinite(self._net.flat_params).all():
+            self._restore(run.safe)
+            self.n_iter_ = epoch
+            self._diverged(epoch, run.n_batches - 1, end_loss, sums["lr"])
+            return False
+        run.safe = self._snapshot()
+        stop = bool(sums.get("stop"))
+        if callback is not None:
+            stop = (
+                self._epoch_callback(callback, epoch, run, sums, seconds, val_loss, val_acc) or stop
+            )
+        if self.early_stopping and X_val is not None:
+            stop = self._early_stop(epoch, run, val_loss, val_acc, stop) or stop
+        return not stop
+
+    def _epoch_callback(self, callback, epoch, run: _Run, sums, seconds, val_loss, val_acc):
+        seen = sums["seen"]
+        event = TrainingEvent(
+            "epoch",
+            epoch + 1,
+            run.last_epoch,
+            run.n_batches,
+            run.n_batches,
+            sums["loss"] / seen,
+            sums["correct"] / seen,
+            val_loss,
+            val_acc,
+            sums["lr"],
+            seen / max(seconds, 1e-9),
+            time.perf_counter() - run.start,
+        )
+        if not callback(event):
+            return False
+        self.stop_reason_ = "callback"
+        self.stop_message_ = f"Stopped on request after epoch {epoch + 1}."
+        return True
+
+    def _early_stop(self, epoch, run: _Run, val_loss, val_acc, stopping: bool) -> bool:
+        score = val_loss if self.monitor == "val_loss" else -val_acc
+        if run.best_score is None or score < run.best_score - self.min_delta:
+            run.best_score, run.waited, run.best = score, 0, run.safe
+            return False
+        run.waited += 1
+        if run.waited < self.patience or stopping:
+            return False
+        self.stop_reason_ = "early_stopping"
+        self.stop_message_ = (
+            f"Early stopping after epoch {epoch + 1}: {self.monitor} did not "
+            f"improve for {self.patience} epochs; restored the best weights "
+            f"(epoch {epoch + 1 - run.waited})."
+        )
+        return True
 
     def _lr(self, epoch: int, total: int, progress: float) -> float:
         return learning_rate(
@@ -748,18 +1075,20 @@ class NeuralNetwork:
             f"initialisation."
         )
 
-    def _snapshot(self) -> tuple[list[np.ndarray], tuple]:
+    def _snapshot(self) -> tuple:
         scalars, arrays = self.optimizer_.state_dict()
-        return [p.copy() for p in self._params()], (
-            scalars,
-            {k: v.copy() for k, v in arrays.items()},
+        return (
+            [p.copy() for p in self._params()],
+            (scalars, {k: v.copy() for k, v in arrays.items()}),
+            {k: v.copy() for k, v in self._net.named_state()},
         )
 
     def _restore(self, snap) -> None:
-        values, (scalars, arrays) = snap
-        for p, v in zip(self._params(), values):
+        values, (scalars, arrays), state = snap
+        for p, v in zip(self._params(), values, strict=True):
             p[...] = v
         self.optimizer_.load_state_dict(scalars, {k: v.copy() for k, v in arrays.items()})
+        self._net.load_state(state)
 
     def _batch_loss(self, x: np.ndarray, y_idx: np.ndarray) -> float:
         """Cross-entropy of the current weights on one float batch (a divergence check)."""
@@ -785,13 +1114,14 @@ class NeuralNetwork:
             self._work = {}
 
     def predict_proba(self, X) -> np.ndarray:
-        """Class probabilities, one row per sample (rows sum to 1), columns in ``classes_`` order."""
+        """Class probabilities, one row per sample (rows sum to 1), columns in ``classes_``
+        order."""
         self._ready()
         X = self._check_X(X)
-        out = np.empty((X.shape[0], len(self.classes_)), dtype=self.coefs_[0].dtype)
+        out = np.empty((X.shape[0], len(self.classes_)), dtype=self._net.dtype)
         for part, xb in self._chunks(X):
             softmax(self._forward_eval(xb), out=out[part])
-        self._work = {}
+        self._release_buffers()
         return out
 
     def predict(self, X) -> np.ndarray:
@@ -808,39 +1138,62 @@ class NeuralNetwork:
         return float(np.mean(proba.argmax(axis=1) == y_idx))
 
     def loss_and_gradients(self, X, y) -> tuple[float, list[np.ndarray]]:
-        """The training objective on ``(X, y)`` without dropout, and copies of its gradients in the
-        order ``[W0, b0, W1, b1, ...]`` (for gradient checks and teaching)."""
+        """The training objective on ``(X, y)`` without dropout (batch norm on its running
+        statistics), and copies of its gradients in ``_params()`` order (``[W0, b0, W1, b1,
+        ...]`` for a dense net), for gradient checks and teaching."""
         self._ready()
-        X = self._check_X(X)
-        xb = self._to_float(X, np.empty(X.shape, self.coefs_[0].dtype))
-        self._grads = [np.empty_like(p) for p in self._params()]
-        loss, _, grads = self._loss_and_grads(xb, self._encode(y), training=False)
-        self._work = {}
-        return loss, [g.copy() for g in grads]
+        X = self._rows(self._check_X(X))
+        xb = self._to_float(X, np.empty(X.shape, self._net.dtype))
+        self._net.attach_gradients()
+        self._grads = self._net.grads
+        try:
+            loss, _, grads = self._loss_and_grads(xb, self._encode(y), training=False)
+            copies = [g.copy() for g in grads]
+        finally:
+            self._release_buffers()
+            self._net.detach_gradients()
+            del self._grads
+        return loss, copies
+
+    def layer_outputs(self, X) -> list[tuple[str, np.ndarray]]:
+        """``(name, output)`` of every layer of the stack for ``X`` (no dropout), feature maps
+        ``(n, h, w, c)`` included, in order; names are ``"<index> <type>"``."""
+        self._ready()
+        X = self._rows(self._check_X(X))
+        x = self._to_float(X, np.empty(X.shape, self._net.dtype))
+        record: list[np.ndarray] = []
+        self._net.forward(x, record=record)
+        self._release_buffers()
+        return [
+            (f"{i} {layer.kind}", out)
+            for i, (layer, out) in enumerate(zip(self._net.layers, record, strict=True))
+        ]
 
     def activations(self, X) -> list[np.ndarray]:
-        """The output of every hidden layer for ``X`` (no dropout), for display."""
-        self._ready()
-        X = self._check_X(X)
-        out = []
-        a = self._to_float(X, np.empty(X.shape, self.coefs_[0].dtype))
-        for layer, (w, b) in enumerate(zip(self.coefs_[:-1], self.intercepts_[:-1])):
-            a = a @ w + b
-            self._cfg["activations"][layer].forward(a, out=a)
-            out.append(a)
-        return out
+        """The output of every activation layer for ``X`` (no dropout): the hidden layers'
+        outputs of a dense net, the activated feature maps of a convolutional one."""
+        return [
+            out
+            for layer, (_, out) in zip(self._net.layers, self.layer_outputs(X), strict=True)
+            if isinstance(layer, ActivationLayer)
+        ]
 
     # ------------------------------------------------------------------ persistence
     def to_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-        """JSON-able metadata and named arrays describing the fitted model (see nn.persistence)."""
+        """JSON-able metadata and arrays named by layer (``layer3.conv2d.weight``,
+        ``layer4.batchnorm.running_mean``, ``opt.m.layer3.conv2d.weight``) describing the fitted
+        model (see ``nn.io.model_files``)."""
         self._check_fitted()
         opt_scalars, opt_arrays = self.optimizer_.state_dict()
+        net = self._net
         meta = {
             "params": self.get_params(),
             "classes": self.classes_.tolist(),
             "classes_dtype": self.classes_.dtype.str,
             "n_features_in": int(self.n_features_in_),
+            "input_shape": [int(s) for s in self.input_shape_],
             "layer_sizes": self.layer_sizes_,
+            "stack": net.specs(),
             "n_iter": int(self.n_iter_),
             "history": {k: list(v) for k, v in self.history_.items()},
             "optimizer": opt_scalars,
@@ -848,51 +1201,53 @@ class NeuralNetwork:
             "stop_message": self.stop_message_,
             "best_val_accuracy": self.best_val_accuracy_,
         }
-        arrays = {}
-        for i, (w, b) in enumerate(zip(self.coefs_, self.intercepts_)):
-            arrays[f"coef_{i}"] = w
-            arrays[f"intercept_{i}"] = b
-        arrays.update({f"opt.{k}": v for k, v in opt_arrays.items()})
+        names = net.param_names()
+        arrays = dict(net.named_parameters())
+        arrays.update(net.named_state())
+        for key, value in opt_arrays.items():
+            slot, index = key.rsplit(".", 1)
+            arrays[f"opt.{slot}.{names[int(index)]}"] = value
         return meta, arrays
 
     @classmethod
     def from_state(cls, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> NeuralNetwork:
-        """Rebuild a fitted model from ``to_state``'s output; checks names and shapes."""
+        """Rebuild a fitted model from ``to_state``'s output, or from the arrays of the earlier
+        format (``coef_<i>``, ``intercept_<i>``, ``opt.<slot>.<i>``); checks names and shapes."""
         known = set(cls._param_names())
-        model = cls(**{k: v for k, v in meta["params"].items() if k in known})
+        params = meta["params"]
+        if not isinstance(params, dict):
+            raise ValueError(f"params must be a dict of hyperparameters, not {params!r}.")
+        model = cls(**{k: v for k, v in params.items() if k in known})
         cfg = model._validated()
-        sizes = [int(s) for s in meta["layer_sizes"]]
-        if sizes[1:-1] != cfg["layers"]:
+        model.classes_ = _classes(meta)
+        tail = meta.get("input_shape") or [meta["n_features_in"]]
+        shape = model._resolve_input_shape(tuple(int(s) for s in tail), cfg)
+        net = model._stack_for(cfg, shape, model.classes_.size)
+        legacy = any(k.startswith("coef_") for k in arrays)
+        sizes = meta.get("layer_sizes")
+        if legacy and sizes is not None and [int(s) for s in sizes[1:-1]] != cfg["layers"]:
             raise ValueError(f"layer sizes {sizes} disagree with hidden_layers {cfg['layers']}.")
-        model.coefs_, model.intercepts_ = [], []
-        for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
-            for name, shape, store in (
-                (f"coef_{i}", (fan_in, fan_out), model.coefs_),
-                (f"intercept_{i}", (fan_out,), model.intercepts_),
-            ):
-                if name not in arrays:
-                    raise ValueError(f"the array {name!r} is missing.")
-                arr = np.asarray(arrays[name])
-                if arr.shape != shape:
-                    raise ValueError(f"the array {name!r} has shape {arr.shape}, expected {shape}.")
-                store.append(np.array(arr, dtype=cfg["dtype"]))
-        model.classes_ = np.asarray(meta["classes"])
-        dtype = meta.get("classes_dtype")
-        if dtype and np.dtype(dtype).kind in "iub" and model.classes_.dtype.kind in "iu":
-            model.classes_ = model.classes_.astype(dtype)
-        if int(meta["n_features_in"]) != sizes[0]:
+        if int(meta["n_features_in"]) != math.prod(shape):
             raise ValueError(
                 f"n_features_in {meta['n_features_in']} disagrees with the input "
-                f"layer of {sizes[0]}."
+                f"shape {list(shape)}."
             )
-        if model.classes_.size != sizes[-1]:
-            raise ValueError(f"{model.classes_.size} classes but an output layer of {sizes[-1]}.")
-        model.n_features_in_ = int(meta["n_features_in"])
+        net.allocate()
+        names = _legacy_names(net) if legacy else net.param_names()
+        for name, p in zip(names, net.params, strict=True):
+            p[...] = _array(arrays, name, p.shape)
+        net.load_state(
+            {name: _array(arrays, name, value.shape) for name, value in net.named_state()}
+        )
+        model._net = net
+        model.input_shape_ = shape
+        model.n_features_in_ = math.prod(shape)
         model.n_iter_ = int(meta.get("n_iter", 0))
         model.history_ = {k: list(v) for k, v in meta.get("history", {}).items()}
         model.optimizer_ = model._make_optimizer()
-        opt_arrays = {k[4:]: np.asarray(v) for k, v in arrays.items() if k.startswith("opt.")}
-        model.optimizer_.load_state_dict(meta.get("optimizer", {}), opt_arrays)
+        model.optimizer_.load_state_dict(
+            meta.get("optimizer", {}), _optimizer_arrays(arrays, names, legacy)
+        )
         model.stop_reason_ = meta.get("stop_reason")
         model.stop_message_ = meta.get("stop_message", "")
         model.best_val_accuracy_ = meta.get("best_val_accuracy")
@@ -900,10 +1255,54 @@ class NeuralNetwork:
         return model
 
     def save(self, path, **kwargs: Any):
-        """Save to ``.npz`` (native) or ``.pkl``; see ``nn.persistence.save_model``."""
+        """Save to ``.npz`` (native) or ``.pkl``; see ``nn.io.model_files.save_model``."""
         from nn.io.model_files import save_model
 
         return save_model(self, path, **kwargs)
+
+
+def _classes(meta: dict[str, Any]) -> np.ndarray:
+    classes = np.asarray(meta["classes"])
+    dtype = meta.get("classes_dtype")
+    if dtype and np.dtype(dtype).kind in "iub" and classes.dtype.kind in "iu":
+        classes = classes.astype(dtype)
+    return classes
+
+
+def _legacy_names(net: Sequential) -> list[str]:
+    """``coef_<i>``/``intercept_<i>`` for the dense layers' weights and biases, in order."""
+    names, i = [], 0
+    for layer in net.layers:
+        if layer.param_names and not isinstance(layer, Dense):
+            raise ValueError(f"the earlier format holds dense layers only, not {layer.kind}.")
+        if isinstance(layer, Dense):
+            names += [f"coef_{i}", f"intercept_{i}"]
+            i += 1
+    return names
+
+
+def _array(arrays: dict[str, np.ndarray], name: str, shape: tuple[int, ...]) -> np.ndarray:
+    if name not in arrays:
+        raise ValueError(f"the array {name!r} is missing.")
+    arr = np.asarray(arrays[name])
+    if arr.shape != tuple(shape):
+        raise ValueError(f"the array {name!r} has shape {arr.shape}, expected {tuple(shape)}.")
+    return arr
+
+
+def _optimizer_arrays(arrays: dict, names: list[str], legacy: bool) -> dict[str, np.ndarray]:
+    """Optimizer slots as ``<slot>.<parameter index>`` from either naming of the file."""
+    opt = {k[4:]: np.asarray(v) for k, v in arrays.items() if k.startswith("opt.")}
+    if legacy:
+        return opt
+    index = {name: i for i, name in enumerate(names)}
+    out = {}
+    for key, value in opt.items():
+        slot, _, name = key.partition(".")
+        if name not in index:
+            raise ValueError(f"the optimizer array 'opt.{key}' names no parameter.")
+        out[f"{slot}.{index[name]}"] = value
+    return out
 
 
 def _is_number(v: Any) -> bool:

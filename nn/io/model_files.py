@@ -74,7 +74,10 @@ __all__ = [
     "check_writable_folder",
 ]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""2: arrays named by layer (``layer0.dense.weight``, ``layer3.batchnorm.running_mean``,
+``opt.m.layer0.dense.weight``) and the stack in the metadata; 1: a dense net's ``coef_<i>``,
+``intercept_<i>`` and ``opt.<slot>.<i>``. Both load."""
 LIBRARY = "nn"
 SUPPORTED_FORMATS = (".npz", ".pkl")
 PICKLE_PROTOCOL = 4  # protocol 4 arrays need only _reconstruct/ndarray/dtype (no _frombuffer)
@@ -894,7 +897,7 @@ def _check_field_types(meta: dict, state: dict, label: Any) -> None:
         )
 
 
-_WEIGHT_NAME_RE = re.compile(r"(coef|intercept)_\d+|opt\..+")
+_WEIGHT_NAME_RE = re.compile(r"(coef|intercept)_\d+|layer\d+\..+|opt\..+")
 
 
 def _check_weights(arrays: dict[str, np.ndarray], label: Any) -> None:

@@ -1,0 +1,164 @@
+"""The one-line syntax of a layer stack, and its compact rendering.
+
+``parse_layers("conv32k3,relu,pool2,conv64k3,relu,pool2,flatten,dense128,relu,dropout0.3")``
+gives the list of layer dicts ``NeuralNetwork(layers=...)`` takes. Each comma-separated token
+matches one pattern of ``TOKENS`` (a registry: pattern, the dict it builds, an example):
+
+    conv32k3  conv32k5s2same  conv16k5valid   conv2d: filters, kernel, stride, padding
+    pool2  pool3s2  maxpool2  avgpool2         max or average pooling: size, stride
+    dense128                                   dense: units
+    dropout0.3                                 dropout: rate
+    bn  batchnorm                              batch normalisation
+    flatten  relu  sigmoid  tanh  lrelu  lrelu0.1  leaky_relu
+
+``compact(stack)`` renders a stack back in short form for tables, e.g.
+``C32k3-P2-C64k3-P2-D128-D10``
+(activations, flatten and dropout left out).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+_NUMBER = r"(\d+(?:\.\d*)?|\.\d+)"
+
+
+def _conv(m: re.Match) -> dict:
+    spec = {"type": "conv2d", "filters": int(m["filters"]), "kernel": int(m["kernel"])}
+    if m["stride"]:
+        spec["stride"] = int(m["stride"])
+    if m["padding"]:
+        spec["padding"] = m["padding"]
+    return spec
+
+
+def _pool(kind: str) -> Callable[[re.Match], dict]:
+    def build(m: re.Match) -> dict:
+        spec = {"type": kind, "size": int(m["size"])}
+        if m["stride"]:
+            spec["stride"] = int(m["stride"])
+        return spec
+
+    return build
+
+
+def _leaky(m: re.Match) -> dict:
+    spec: dict[str, Any] = {"type": "leaky_relu"}
+    if m["slope"]:
+        spec["slope"] = float(m["slope"])
+    return spec
+
+
+TOKENS: tuple[tuple[re.Pattern, Callable[[re.Match], dict], str], ...] = tuple(
+    (re.compile(pattern), build, example)
+    for pattern, build, example in (
+        (
+            r"conv(?P<filters>\d+)k(?P<kernel>\d+)(?:s(?P<stride>\d+))?(?P<padding>same|valid)?",
+            _conv,
+            "conv32k3, conv32k5s2same",
+        ),
+        (r"(?:max)?pool(?P<size>\d+)(?:s(?P<stride>\d+))?", _pool("maxpool"), "pool2, pool3s2"),
+        (r"avgpool(?P<size>\d+)(?:s(?P<stride>\d+))?", _pool("avgpool"), "avgpool2"),
+        (r"dense(?P<units>\d+)", lambda m: {"type": "dense", "units": int(m["units"])}, "dense128"),
+        (
+            rf"dropout(?P<rate>{_NUMBER})",
+            lambda m: {"type": "dropout", "rate": float(m["rate"])},
+            "dropout0.3",
+        ),
+        (r"bn|batchnorm", lambda m: {"type": "batchnorm"}, "bn"),
+        (r"flatten", lambda m: {"type": "flatten"}, "flatten"),
+        (r"relu|sigmoid|tanh", lambda m: {"type": m[0]}, "relu, sigmoid, tanh"),
+        (rf"(?:lrelu|leaky_relu)(?P<slope>{_NUMBER})?", _leaky, "lrelu, lrelu0.1"),
+    )
+)
+
+
+def parse_token(token: str) -> dict:
+    """The layer dict of one token; ``ValueError`` listing the forms allowed."""
+    text = token.strip().lower()
+    for pattern, build, _ in TOKENS:
+        match = pattern.fullmatch(text)
+        if match:
+            return build(match)
+    examples = "; ".join(example for _, _, example in TOKENS)
+    raise ValueError(f"{token.strip()!r} is not a layer; write one of: {examples}")
+
+
+def parse_layers(text: str) -> list[dict]:
+    """A stack from its one-line syntax, or from a JSON file holding a list of layer dicts."""
+    text = str(text).strip()
+    if text.endswith(".json") or (text and Path(text).is_file()):
+        return _from_json(Path(text))
+    if not text:
+        raise ValueError("the stack is empty: give layers such as conv32k3,relu,pool2,dense128")
+    stack = []
+    for position, token in enumerate(text.split(","), start=1):
+        try:
+            stack.append(parse_token(token))
+        except ValueError as exc:
+            raise ValueError(f"layer {position} of {text!r}: {exc}") from None
+    return stack
+
+
+def _from_json(path: Path) -> list[dict]:
+    try:
+        if path.stat().st_size > 1_000_000:
+            raise ValueError(f"{path}: a stack file is at most 1 MB")
+        stack = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ValueError(f"cannot read the stack file {path}: {exc.strerror or exc}") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path} is not a JSON list of layer dicts: {exc}") from None
+    if not isinstance(stack, list) or not all(isinstance(s, dict) for s in stack):
+        raise ValueError(f"{path} must hold a JSON list of layer dicts such as {{'type': 'relu'}}")
+    return stack
+
+
+def _number(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+_COMPACT: dict[str, Callable[[dict], str]] = {
+    "conv2d": lambda s: (
+        f"C{s['filters']}k{s.get('kernel', 3)}"
+        + (f"s{s['stride']}" if s.get("stride", 1) != 1 else "")
+        + ("same" if s.get("padding") == "same" else "")
+    ),
+    "maxpool": lambda s: (
+        f"P{s.get('size', 2)}"
+        + (f"s{s['stride']}" if s.get("stride") not in (None, s.get("size", 2)) else "")
+    ),
+    "avgpool": lambda s: (
+        f"A{s.get('size', 2)}"
+        + (f"s{s['stride']}" if s.get("stride") not in (None, s.get("size", 2)) else "")
+    ),
+    "dense": lambda s: f"D{s['units']}",
+    "batchnorm": lambda s: "BN",
+}
+
+
+def compact(stack: Sequence[dict]) -> str:
+    """A stack in short form, e.g. ``C32k3-P2-C64k3-P2-D128-D10``: convolutions, pooling,
+    batch norm and dense layers; activations, flatten and dropout left out."""
+    parts = [
+        _COMPACT[s["type"]](s) for s in stack if isinstance(s, dict) and s.get("type") in _COMPACT
+    ]
+    return "-".join(parts)
+
+
+def parse_shape(text: str) -> list[int]:
+    """``28x28x1`` or ``28,28,1`` as ``[28, 28, 1]``."""
+    parts = re.split(r"[x,\s]+", str(text).strip().lower())
+    try:
+        shape = [int(p) for p in parts if p]
+    except ValueError:
+        shape = []
+    if len(shape) != 3 or min(shape) < 1:
+        raise ValueError(
+            f"{text!r} is not an image shape: write HEIGHTxWIDTHxCHANNELS, e.g. 28x28x1"
+        )
+    return shape
