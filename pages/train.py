@@ -251,8 +251,15 @@ with live_col:
             st.error(f"Training failed: {snap['error']}", icon=":material/error:")
             with st.expander("Details"):
                 st.code(snap.get("traceback") or "", language=None)
-        elif status == "diverged":
-            st.error(snap["stop_message"] or "Training diverged.", icon=":material/trending_up:")
+        elif status == "diverged" or (
+            status == "finished" and train_form.diverged_without_nan(snap)
+        ):
+            st.error(
+                snap["stop_message"]
+                if status == "diverged" and snap["stop_message"]
+                else train_form.diverged_without_nan(snap) or "Training diverged.",
+                icon=":material/trending_up:",
+            )
             st.warning(
                 f"Lower the learning rate (now {cfg['learning_rate']:g}; try "
                 f"{cfg['learning_rate'] / 10:g}) or turn on gradient clipping.",

@@ -21,15 +21,19 @@ them so the widgets pick up the new values).
 from __future__ import annotations
 
 import copy
+import math
+from collections.abc import Callable
 from typing import Any
 
 import streamlit as st
 
 from nn.core.activations import ACTIVATIONS
 from nn.core.initializers import INIT_CHOICES
+from nn.core.limits import MAX_SEED
 from nn.core.network import MONITORS, NeuralNetwork
 from nn.core.optimizers import OPTIMIZERS
 from nn.core.schedules import SCHEDULES
+from nn.services.training import check_network_size
 
 SPLITS = ("standard", "80:10:10", "custom")
 MNIST_TRAIN, MNIST_TEST = 60_000, 10_000
@@ -236,6 +240,46 @@ def effective_train_size(cfg: dict, train_limit: int | None = None) -> int:
     return n
 
 
+def _shown(value: float) -> str:
+    return f"{value:,}" if isinstance(value, int) else f"{value:g}"
+
+
+def _check_bounds(cfg: dict, add: Callable[[str, str], None]) -> None:
+    """The ranges the widgets do not enforce (see NUMBER_BOUNDS): the value shown is the value
+    checked, and one outside its range is refused with a message."""
+    units_lo, units_hi = LAYER_BOUNDS["units"]
+    drop_lo, drop_hi = LAYER_BOUNDS["dropout"]
+    for i, layer in enumerate(cfg["layers"]):
+        units = int(layer["units"])
+        if units < units_lo:
+            add("layers", f"Hidden layer {i + 1} has no neurons: give it at least 1.")
+        elif units > units_hi:
+            add(
+                "layers",
+                f"Hidden layer {i + 1} has {units:,} neurons: use at most {units_hi:,}.",
+            )
+        if not drop_lo <= float(layer["dropout"]) <= drop_hi:
+            add(
+                "layers",
+                f"Hidden layer {i + 1} dropout {float(layer['dropout']):g} is outside "
+                f"{drop_lo:g}-{drop_hi:g}.",
+            )
+    for field, (label, lo, hi) in NUMBER_BOUNDS.items():
+        value = cfg.get(field)
+        if not isinstance(value, (int, float)):
+            continue
+        if lo is not None and value < lo:
+            add(
+                _PARAM_SECTION.get(field, "training"),
+                f"{label}: {_shown(value)} is below {_shown(lo)}.",
+            )
+        elif hi is not None and value > hi:
+            add(
+                _PARAM_SECTION.get(field, "training"),
+                f"{label}: {_shown(value)} is above {_shown(hi)}.",
+            )
+
+
 def validate(cfg: dict, train_limit: int | None = None) -> dict[str, list[str]]:
     """Problems of the form, by section (empty dict: ready to train). Uses the engine's own
     checks (``NeuralNetwork(**kw)._validated()``) plus the split and batch checks."""
@@ -244,12 +288,18 @@ def validate(cfg: dict, train_limit: int | None = None) -> dict[str, list[str]]:
     def add(section: str, message: str) -> None:
         errors.setdefault(section, []).append(message)
 
-    for i, layer in enumerate(cfg["layers"]):
-        if int(layer["units"]) < 1:
-            add("layers", f"Hidden layer {i + 1} has no neurons: give it at least 1.")
+    if cfg.get("n_layers_typed") is not None:
+        lo, hi = LAYER_BOUNDS["n_layers"]
+        add("layers", f"Hidden layers: {cfg['n_layers_typed']} is outside {lo} to {hi}.")
+    _check_bounds(cfg, add)
     kwargs = to_model_kwargs(cfg)
     if "layers" in errors:  # check the other settings too (the engine stops at the first fault)
-        kwargs["hidden_layers"] = [max(1, int(u)) for u in kwargs["hidden_layers"]]
+        kwargs["hidden_layers"] = [max(1, min(4096, int(u))) for u in kwargs["hidden_layers"]]
+    else:
+        try:
+            check_network_size(kwargs["hidden_layers"])
+        except ValueError as exc:
+            add("layers", str(exc))
     try:
         NeuralNetwork(**kwargs)._validated()
     except (ValueError, TypeError) as exc:
@@ -281,6 +331,25 @@ def validate(cfg: dict, train_limit: int | None = None) -> dict[str, list[str]]:
             "images: use a smaller batch.",
         )
     return errors
+
+
+def diverged_without_nan(snap: dict, n_classes: int = 10) -> str | None:
+    """A message when a run that "finished" ended with a training loss above ln(classes), the
+    loss of a model that guesses uniformly: its weights blew up without becoming NaN. None for a
+    run that learned. (The engine stops such runs itself; this catches what reaches the page.)"""
+    if snap.get("stop_reason") == "diverged":
+        return snap.get("stop_message") or "Training diverged."
+    losses = [v for v in (snap.get("history") or {}).get("loss") or [] if v is not None]
+    if not losses:
+        return None
+    chance = math.log(n_classes)
+    if not losses[-1] > chance:
+        return None
+    return (
+        f"The training loss ended at {losses[-1]:.4g}, above ln({n_classes}) = {chance:.2f} (the "
+        "loss of guessing): the training diverged without reaching NaN, and the model is no "
+        "better than chance."
+    )
 
 
 # ------------------------------------------------------------------------------ widgets
@@ -316,8 +385,17 @@ def _show_errors(errors: dict, section: str) -> None:
         st.error(msg, icon=":material/error:")
 
 
+# The form's number ranges, checked by validate() instead of by the widgets: a number typed
+# outside a widget's min/max is never sent to the server, so the page would train with the
+# previous value while showing the typed one. Without bounds the widget sends what it shows.
+NUMBER_BOUNDS: dict[str, tuple[str, float, float]] = {}
+LAYER_BOUNDS = {"n_layers": (0, 8), "units": (1, 4096), "dropout": (0.0, 0.95)}
+
+
 def _num(cfg: dict, field: str, label: str, help: str, disabled: bool, col=None, **kw) -> None:
     target = col if col is not None else st
+    lo, hi = kw.pop("min_value", None), kw.pop("max_value", None)
+    NUMBER_BOUNDS[field] = (label, lo, hi)
     cfg[field] = target.number_input(
         label,
         key=f"tf_{field}",
@@ -349,13 +427,17 @@ def _layers_section(cfg: dict, disabled: bool) -> None:
     layers = cfg["layers"]
     n = st.number_input(
         "Hidden layers",
-        min_value=0,
-        max_value=8,
         key="tf_n_layers",
         **_initial("tf_n_layers", value=len(layers)),
         disabled=disabled,
         help="How many hidden layers (0 = softmax regression).",
     )
+    lo, hi = LAYER_BOUNDS["n_layers"]
+    if not lo <= n <= hi:  # refused by validate(); the form keeps at most `hi` layer rows
+        cfg["n_layers_typed"] = int(n)
+        n = max(lo, min(hi, int(n)))
+    else:
+        cfg.pop("n_layers_typed", None)
     while len(layers) < n:
         layers.append(
             _layer(
@@ -372,8 +454,6 @@ def _layers_section(cfg: dict, disabled: bool) -> None:
         c1, c2, c3 = st.columns([1.1, 1.2, 1])
         layer["units"] = c1.number_input(
             "Neurons",
-            min_value=0,
-            max_value=4096,
             **_initial(f"tf_units_{i}", value=int(layer["units"])),
             step=32,
             key=f"tf_units_{i}",
@@ -393,8 +473,6 @@ def _layers_section(cfg: dict, disabled: bool) -> None:
         )
         layer["dropout"] = c3.number_input(
             "Dropout",
-            min_value=0.0,
-            max_value=0.95,
             **_initial(f"tf_drop_{i}", value=float(layer["dropout"])),
             step=0.05,
             key=f"tf_drop_{i}",
@@ -624,7 +702,7 @@ def _training_section(cfg: dict, disabled: bool) -> None:
         disabled,
         col=c3,
         min_value=0,
-        max_value=2**31 - 1,
+        max_value=MAX_SEED,
         step=1,
     )
 
@@ -794,7 +872,7 @@ def _data_section(cfg: dict, disabled: bool, train_limit: int | None) -> None:
         disabled,
         col=c2,
         min_value=0,
-        max_value=2**31 - 1,
+        max_value=MAX_SEED,
         step=1,
     )
     if cfg["split"] == "custom":

@@ -1,0 +1,107 @@
+"""The Train form refuses what it shows (AppTest): a number typed beyond a widget's range is
+the number checked, a network above the parameter limit is refused, nothing starts training."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+APP = str(Path(__file__).resolve().parent.parent / "app.py")
+PAGE = "pages/train.py"
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch):
+    models = tmp_path / "models"
+    models.mkdir()
+    monkeypatch.setenv("NN_MODELS_DIR", str(models))
+    monkeypatch.setenv("NN_TRAIN_LIMIT", "1000")
+    monkeypatch.setenv("NN_RUNS_DB", str(tmp_path / "runs.sqlite"))
+    return models
+
+
+def open_train() -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    at.switch_page(PAGE).run()
+    assert not at.exception
+    return at
+
+
+def texts(elements) -> str:
+    return " ".join(str(e.value) for e in elements)
+
+
+def start_is_refused(at: AppTest, needle: str) -> None:
+    at.button(key="start_training").click().run()
+    assert not at.exception
+    message = texts(at.error)
+    assert "Fix the settings" in message and needle in message, message
+    assert at.button(key="stop_training").disabled  # nothing is training
+
+
+def test_neurons_beyond_the_range_are_shown_and_refused(env):
+    at = open_train()
+    at.number_input(key="tf_n_layers").set_value(1).run()
+    at.number_input(key="tf_units_0").set_value(100_000).run()
+    assert at.number_input(key="tf_units_0").value == 100_000  # the form shows the typed value
+    assert at.session_state["train_config"]["layers"][0]["units"] == 100_000
+    start_is_refused(at, "Hidden layer 1 has 100,000 neurons: use at most 4,096")
+
+
+def test_a_network_above_the_parameter_limit_is_refused(env):
+    at = open_train()
+    at.number_input(key="tf_n_layers").set_value(3).run()
+    for i in range(3):
+        at.number_input(key=f"tf_units_{i}").set_value(4096).run()
+    start_is_refused(at, "this product trains at most 20,000,000 parameters")
+
+
+@pytest.mark.parametrize(
+    "key,value,needle",
+    [
+        ("tf_random_state", 2**33, "Seed: 8,589,934,592 is above 4,294,967,295"),
+        ("tf_epochs", 5000, "Epochs: 5,000 is above 1,000"),
+        ("tf_n_layers", 50, "Hidden layers: 50 is outside 0 to 8"),
+        ("tf_drop_0", 2.0, "dropout 2 is outside 0-0.95"),
+    ],
+)
+def test_other_numbers_beyond_their_ranges_are_refused(env, key, value, needle):
+    at = open_train()
+    at.number_input(key=key).set_value(value).run()
+    assert not at.exception
+    start_is_refused(at, needle)
+
+
+def test_a_finished_run_whose_loss_is_worse_than_chance_is_called_diverged():
+    from ui.train_form import diverged_without_nan
+
+    assert diverged_without_nan({"history": {"loss": [0.9, 0.3]}}) is None
+    assert diverged_without_nan({"history": {}}) is None
+    message = diverged_without_nan({"history": {"loss": [2e11, 3e11]}})
+    assert "3e+11, above ln(10) = 2.30" in message and "diverged" in message
+    assert diverged_without_nan({"stop_reason": "diverged", "stop_message": "boom"}) == "boom"
+
+
+def test_train_page_shows_divergence_without_nan_as_an_error(env):
+    """SGD at learning rate 10 with tanh: the loss explodes (about 1e2) without NaN; the page
+    must not say "Training finished" (whether or not the engine stops the run itself)."""
+    at = open_train()
+    at.number_input(key="tf_n_layers").set_value(1).run()
+    at.number_input(key="tf_units_0").set_value(32).run()
+    at.selectbox(key="tf_act_0").set_value("tanh").run()
+    at.selectbox(key="tf_optimizer").set_value("sgd").run()
+    at.number_input(key="tf_learning_rate").set_value(10.0).run()
+    at.number_input(key="tf_epochs").set_value(2).run()
+    at.number_input(key="tf_batch_size").set_value(100).run()
+    at.button(key="start_training").click().run()
+    end = time.time() + 120
+    while time.time() < end:
+        at.run()
+        if not at.button(key="start_training").disabled:
+            break
+    shown = texts(at.success)
+    assert "Training finished." not in shown, (shown, texts(at.error))
+    assert "diverged" in texts(at.error)
