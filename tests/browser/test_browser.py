@@ -25,7 +25,17 @@ TITLE = "[data-testid='stMain'] h1"
 CANVAS = "[data-testid=stBidiComponentIsolated] canvas.upper-canvas"
 PREDICTION = ".st-key-prediction"
 NAV_LINK = "[data-testid=stSidebarNavLink]"
-PAGE_TITLES = ["Overview", "Train", "Draw", "Predictions", "Evaluate", "Models", "Runs", "Tune"]
+PAGE_TITLES = [
+    "Overview",
+    "Train",
+    "Draw",
+    "Predictions",
+    "Evaluate",
+    "Models",
+    "Runs",
+    "Tune",
+    "My digits",
+]
 
 
 # ------------------------------------------------------------------------------ helpers
@@ -409,6 +419,7 @@ def test_models_upload_good_and_corrupt(app_server, new_page, upload_file):
         ("models", "models", "Models"),
         ("runs", "runs", "Runs"),
         ("tune", "tune", "Tune"),
+        ("mine", "mine", "My digits"),
     ],
 )
 def test_page_screenshot(app_server, new_page, shots, path, name, title):
