@@ -392,7 +392,12 @@ def test_planned_bytes_are_the_buffers_made(
         if keep:
             conv.backward(np.ones_like(y), weight, np.empty(conv.weight_shape), np.empty(2))
         assert conv.buffer_bytes() == conv.planned_bytes(n, keep=keep)
-        for mode, size, pool_stride in (("max", 2, None), ("max", 2, 1), ("avg", 3, 1)):
+        for mode, size, pool_stride in (
+            ("max", 2, None),
+            ("max", 2, 1),
+            ("avg", 3, 1),
+            ("avg", 2, 2),
+        ):
             pool = Pool2DKernel(conv.output_shape, size, pool_stride, mode, dtype=np.float64)
             pooled = pool.forward(y, keep=keep)
             if keep:

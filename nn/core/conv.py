@@ -492,6 +492,9 @@ class Pool2DKernel:
         self.output_shape = ((h - size) // stride + 1, (w - size) // stride + 1, c)
         self.offsets = [(i, j) for i in range(size) for j in range(size)]
         self._index_dtype = np.uint8 if len(self.offsets) <= 256 else np.int32
+        self._offset_indices = np.arange(len(self.offsets), dtype=self._index_dtype).reshape(
+            -1, 1, 1, 1, 1
+        )
         self._buffers = BatchBuffers()
         self._kept_winner: np.ndarray | None = None
         self._kept_batch = 0
@@ -517,6 +520,8 @@ class Pool2DKernel:
             return total + outputs * item  # the shared gradient
         index_bytes = np.dtype(self._index_dtype).itemsize
         total += outputs * (2 * index_bytes + 1)  # winner, its update and the comparison mask
+        if self.tiling:
+            return total + len(self.offsets) * outputs * (1 + item)  # the stack and its mask
         return total + (outputs * item if self.overlapping else 0)  # masked dy to add
 
     def _slice(self, array: np.ndarray, i: int, j: int) -> np.ndarray:
@@ -580,7 +585,9 @@ class Pool2DKernel:
         _check_batch(dy, self.output_shape, "dy")
         dx = self._buffers.get(n, "dx", lambda: np.empty((n, *self.input_shape), self.dtype))
         self._clear_uncovered(dx)
-        if self.mode == "max":
+        if self.tiling:
+            self._tiled_backward(dy, dx)
+        elif self.mode == "max":
             winner = self._kept_winner
             mask = self._output_buffer(n, "mask", bool)
             for index, (i, j) in enumerate(self.offsets):
@@ -592,6 +599,31 @@ class Pool2DKernel:
             for i, j in self.offsets:
                 self._write(self._slice(dx, i, j), share)
         return dx
+
+    @property
+    def tiling(self) -> bool:
+        """Whether windows tile the input (stride == size), up to the cropped remainder."""
+        return self.stride == self.size
+
+    def _tiled_backward(self, dy: np.ndarray, dx: np.ndarray) -> None:
+        """dx for tiling windows in one copy into the windows' view ``(n, oh, s, ow, s, c)`` of
+        dx: of the gradient shared out (avg), or of the stack ``(s * s, n, oh, ow, c)`` holding,
+        per offset, dy where that offset won (max). Writing the products contiguously and
+        copying them once is faster than a strided product per offset."""
+        n = dy.shape[0]
+        (out_h, out_w, c), s = self.output_shape, self.size
+        windows = split_view(dx[:, : out_h * s, : out_w * s], (n, out_h, s, out_w, s, c))
+        if self.mode == "avg":
+            share = self._output_buffer(n, "share", self.dtype)
+            np.multiply(dy, 1.0 / len(self.offsets), out=share)
+            np.copyto(windows, share[:, :, None, :, None, :])
+            return
+        stacked = (len(self.offsets), *dy.shape)
+        won = self._buffers.get(n, "won", lambda: np.empty(stacked, bool))
+        stack = self._buffers.get(n, "stack", lambda: np.empty(stacked, self.dtype))
+        np.equal(self._kept_winner[None], self._offset_indices, out=won)
+        np.multiply(dy[None], won, out=stack)
+        np.copyto(windows, stack.reshape(s, s, n, out_h, out_w, c).transpose(2, 3, 0, 4, 1, 5))
 
     @property
     def overlapping(self) -> bool:
