@@ -26,3 +26,12 @@ def small_model_dir(small_model, tmp_path_factory):
     folder = tmp_path_factory.mktemp("models")
     save_model(small_model[0], folder / "small.npz")
     return folder
+
+
+@pytest.fixture(scope="session")
+def reference_cnn():
+    """A convolutional network of the engine's own kernels with seeded random weights, every
+    layer kind the exporters know (tests/export_reference.py)."""
+    from export_reference import ReferenceCNN
+
+    return ReferenceCNN()

@@ -157,3 +157,55 @@ def test_html_export_writes_atomically(dense_model, tmp_path):
     assert export_model(dense_model, target) == target
     assert target.read_text(encoding="utf-8").startswith("<!doctype html>")
     assert [p.name for p in tmp_path.iterdir()] == ["reader.html"]  # no temp file left
+
+
+# ------------------------------------------------------------------ convolutional networks
+def test_plan_of_a_convolutional_network(reference_cnn):
+    plan = inference_plan(reference_cnn)
+    kinds = [s.kind for s in plan.steps]
+    assert kinds == [
+        "reshape",
+        "conv2d",
+        "activation",
+        "pool",
+        "conv2d",
+        "batchnorm",
+        "activation",
+        "pool",
+        "flatten",  # the dense layer reads the 4x4x6 image as its flat vector
+        "dense",
+    ]
+    first_conv = plan.steps[1]
+    assert first_conv.attrs["pads"] == [0, 1, 0, 1]  # 'same', stride 2: the odd pixel after
+    assert first_conv.attrs["output_shape"] == [14, 14, 4]
+    assert plan.steps[3].attrs == {"mode": "max", "size": 3, "stride": 2}
+
+
+def test_onnx_of_a_convolutional_network_matches_on_the_test_set(reference_cnn, test_pixels):
+    onnx = pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+    data = export_bytes(reference_cnn, "onnx")
+    ops = [node.op_type for node in onnx.load_from_string(data).graph.node]
+    assert ops[:2] == ["Reshape", "Transpose"] and "Conv" in ops and "BatchNormalization" in ops
+    assert ops[ops.index("Flatten") - 1] == "Transpose"  # back to channels-last first
+    session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
+    (probabilities,) = session.run(None, {"pixels": test_pixels})
+    expected = reference_cnn.predict_proba(test_pixels)
+    assert np.abs(probabilities - expected).max() < 1e-5
+    assert (probabilities.argmax(axis=1) == expected.argmax(axis=1)).all()
+
+
+def test_an_unknown_layer_is_refused_naming_it(reference_cnn):
+    from types import SimpleNamespace
+
+    class Odd:
+        layers_ = [
+            *reference_cnn.layers_[:2],
+            SimpleNamespace(kind="attention", config={}, params=[]),
+        ]
+        input_shape_ = (28, 28, 1)
+        n_features_in_ = 784
+        classes_ = np.arange(10)
+
+    with pytest.raises(ExportError, match=r"layer 2: a 'attention' layer cannot be exported"):
+        inference_plan(Odd())

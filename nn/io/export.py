@@ -62,9 +62,11 @@ class Step:
     """One inference step: ``kind``, its float32 ``arrays`` and its scalar ``attrs``.
 
     Shapes are the engine's: dense weight ``(fan_in, fan_out)``; conv2d weight
-    ``(k, k, c_in, filters)`` on channels-last ``(h, w, c)`` activations; batchnorm ``scale`` and
-    ``shift`` per channel (the last axis), ``y = x * scale + shift`` with the running statistics
-    folded in (``mean``, ``var``, ``gamma``, ``beta`` and ``epsilon`` are kept for ONNX).
+    ``(k, k, c_in, filters)`` on channels-last ``(h, w, c)`` activations, with ``pads`` (top,
+    bottom, left, right), ``stride`` and ``output_shape``; pool ``mode``, ``size`` and ``stride``;
+    batchnorm ``gamma``, ``beta``, running ``mean`` and ``var`` per channel (the last axis) and
+    ``epsilon``: ``y = (x - mean) / sqrt(var + epsilon) * gamma + beta``; reshape ``shape``
+    (the image ``(h, w, c)`` the input rows are read as).
     """
 
     kind: str
@@ -117,11 +119,79 @@ def _dense_plan(model: Any) -> list[Step]:
     return steps
 
 
+SUPPORTED_LAYERS = (
+    "dense",
+    "conv2d",
+    "maxpool",
+    "avgpool",
+    "batchnorm",
+    "flatten",
+    "dropout",
+    *ACTIVATION_NAMES,
+)
+
+
+def _layer_step(layer: Any) -> Step | None:
+    """The step of one engine layer (``nn.core.layers``); None for dropout (the identity)."""
+    kind, cfg, params = layer.kind, layer.config, layer.params
+    if kind == "dense":
+        return Step("dense", {"weight": _float32(params[0]), "bias": _float32(params[1])})
+    if kind in ACTIVATION_NAMES:
+        return _activation_step(kind, cfg.get("slope", 0.0))
+    if kind == "conv2d":
+        kernel = layer.kernel
+        pads = [kernel.pad_top, kernel.pad_bottom, kernel.pad_left, kernel.pad_right]
+        attrs = {
+            "stride": int(cfg["stride"]),
+            "pads": [int(p) for p in pads],
+            "output_shape": [int(s) for s in layer.output_shape],
+        }
+        return Step("conv2d", {"weight": _float32(params[0]), "bias": _float32(params[1])}, attrs)
+    if kind in ("maxpool", "avgpool"):
+        attrs = {"mode": kind[:3], "size": int(cfg["size"]), "stride": int(cfg["stride"])}
+        return Step("pool", attrs=attrs)
+    if kind == "batchnorm":
+        arrays = {
+            "gamma": _float32(params[0]),
+            "beta": _float32(params[1]),
+            "mean": _float32(layer.state["running_mean"]),
+            "var": _float32(layer.state["running_var"]),
+        }
+        return Step("batchnorm", arrays, {"epsilon": float(cfg["epsilon"])})
+    if kind == "flatten":
+        return Step("flatten")
+    if kind == "dropout":
+        return None
+    raise ExportError(
+        f"a {kind!r} layer cannot be exported: supported are {', '.join(SUPPORTED_LAYERS)}"
+    )
+
+
+def _stack_plan(model: Any) -> list[Step]:
+    """Steps of a network built from ``nn.core.layers`` (``model.layers_``)."""
+    input_shape = tuple(int(s) for s in model.input_shape_)
+    steps = []
+    if len(input_shape) == 3:  # rows of pixels read as channels-last images
+        steps.append(Step("reshape", attrs={"shape": list(input_shape)}))
+    for index, layer in enumerate(model.layers_):
+        try:
+            step = _layer_step(layer)
+        except ExportError as exc:
+            raise ExportError(f"layer {index}: {exc}") from None
+        if step is None:
+            continue
+        if step.kind == "dense" and len(layer.input_shape) > 1:
+            steps.append(Step("flatten"))  # a dense layer reads an image as its flat vector
+        steps.append(step)
+    return steps
+
+
 def inference_plan(model: Any) -> InferencePlan:
     """The inference steps of a fitted model; :class:`ExportError` if it cannot be exported."""
-    if not hasattr(model, "classes_") or not hasattr(model, "coefs_"):
+    fitted = getattr(model, "_is_fitted", None)
+    if not hasattr(model, "classes_") or (callable(fitted) and not fitted()):
         raise ExportError("the model is not fitted: train it (or load a saved model) first")
-    steps = _dense_plan(model)
+    steps = _stack_plan(model) if hasattr(model, "layers_") else _dense_plan(model)
     return InferencePlan(int(model.n_features_in_), list(model.classes_.tolist()), steps)
 
 

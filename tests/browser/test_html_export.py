@@ -40,12 +40,12 @@ def model(mnist):
 
 
 @pytest.fixture
-def reader(chromium, model, tmp_path):
-    """The exported page opened from disk; every non-file request is aborted and recorded."""
-    path = export_model(model, tmp_path / "reader.html")
-    context = chromium.new_context(viewport={"width": 900, "height": 700})
-    context.set_default_timeout(30_000)
+def open_reader(chromium, tmp_path):
+    """``open_reader(model)``: the model's exported page opened from disk; every non-file
+    request is aborted and recorded, and none may have been attempted by the end."""
+    contexts = []
     attempted: list[str] = []
+    errors: list[str] = []
 
     def block(route):
         if route.request.url.startswith("file://"):
@@ -54,16 +54,28 @@ def reader(chromium, model, tmp_path):
             attempted.append(route.request.url)
             route.abort()
 
-    context.route("**/*", block)
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.goto(path.as_uri())
-    page.wait_for_function("typeof window.predictPixels === 'function'")
-    yield page
+    def open_page(model):
+        path = export_model(model, tmp_path / f"reader-{len(contexts)}.html")
+        context = chromium.new_context(viewport={"width": 900, "height": 700})
+        contexts.append(context)
+        context.set_default_timeout(30_000)
+        context.route("**/*", block)
+        page = context.new_page()
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.goto(path.as_uri())
+        page.wait_for_function("typeof window.predictPixels === 'function'")
+        return page
+
+    yield open_page
     assert errors == [], errors
     assert attempted == [], f"the page tried to fetch {attempted}"
-    context.close()
+    for context in contexts:
+        context.close()
+
+
+@pytest.fixture
+def reader(open_reader, model):
+    return open_reader(model)
 
 
 def test_predict_pixels_agrees_with_predict_proba(reader, model, mnist):
@@ -71,6 +83,15 @@ def test_predict_pixels_agrees_with_predict_proba(reader, model, mnist):
     expected = model.predict_proba(pixels)
     got = np.array(reader.evaluate("rows => rows.map(predictPixels)", pixels.tolist()))
     assert got.shape == (1000, 10)
+    assert np.abs(got - expected).max() < 1e-4
+    assert (got.argmax(axis=1) == expected.argmax(axis=1)).all()
+
+
+def test_predict_pixels_of_a_convolutional_network(open_reader, reference_cnn, mnist):
+    page = open_reader(reference_cnn)
+    pixels = mnist.x_test[:1000].astype(np.float32) / np.float32(255.0)
+    expected = reference_cnn.predict_proba(pixels)
+    got = np.array(page.evaluate("rows => rows.map(predictPixels)", pixels.tolist()))
     assert np.abs(got - expected).max() < 1e-4
     assert (got.argmax(axis=1) == expected.argmax(axis=1)).all()
 

@@ -124,11 +124,15 @@ function pool(x, step) {
 }
 
 function batchnorm(x, step) {
-  const scale = step.arrays.scale;
-  const shift = step.arrays.shift;
-  const c = scale.length;
+  // The engine's inference: (x - mean) * (1 / sqrt(var + epsilon)) * gamma + beta, in float32.
+  const { gamma, beta, mean } = step.arrays;
+  const c = gamma.length;
+  const invStd = step.arrays.var.map((v) => Math.fround(1 / Math.fround(Math.sqrt(Math.fround(v + step.attrs.epsilon)))));
   const out = new Float32Array(x.data.length);
-  for (let i = 0; i < out.length; i++) out[i] = x.data[i] * scale[i % c] + shift[i % c];
+  for (let i = 0; i < out.length; i++) {
+    const ch = i % c;
+    out[i] = Math.fround(Math.fround(x.data[i] - mean[ch]) * invStd[ch]) * gamma[ch] + beta[ch];
+  }
   return { data: out, shape: x.shape };
 }
 
