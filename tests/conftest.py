@@ -35,3 +35,28 @@ def reference_cnn():
     from export_reference import ReferenceCNN
 
     return ReferenceCNN()
+
+
+CNN_LAYERS = [
+    {"type": "conv2d", "filters": 6, "kernel": 3, "stride": 2, "padding": "same"},
+    {"type": "batchnorm"},
+    {"type": "relu"},
+    {"type": "maxpool", "size": 2},
+    {"type": "conv2d", "filters": 8, "kernel": 3},
+    {"type": "tanh"},
+    {"type": "avgpool", "size": 2, "stride": 1},
+    {"type": "dropout", "rate": 0.2},
+    {"type": "dense", "units": 16},  # on the 4x4x8 image: the implicit flatten
+    {"type": "batchnorm"},
+    {"type": "leaky_relu", "slope": 0.1},
+]
+
+
+@pytest.fixture(scope="session")
+def cnn_model(small_model):
+    """A small convolutional network trained by the engine (2 epochs on 3,000 images, ~3 s):
+    'same' and 'valid' convolutions, batch norm on images and on vectors, both poolings,
+    dropout and the implicit flatten before a dense layer."""
+    data = small_model[1]
+    model = NeuralNetwork(layers=CNN_LAYERS, epochs=2, random_state=0)
+    return model.fit(data.x_train[:3000], data.y_train[:3000])

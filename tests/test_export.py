@@ -209,3 +209,14 @@ def test_an_unknown_layer_is_refused_naming_it(reference_cnn):
 
     with pytest.raises(ExportError, match=r"layer 2: a 'attention' layer cannot be exported"):
         inference_plan(Odd())
+
+
+def test_onnx_of_a_trained_cnn_matches_predict_proba_on_the_test_set(cnn_model, test_pixels):
+    ort = pytest.importorskip("onnxruntime")
+    kinds = [s.kind for s in inference_plan(cnn_model).steps]
+    assert kinds[:2] == ["reshape", "conv2d"] and "flatten" in kinds and "dropout" not in kinds
+    session = ort.InferenceSession(export_bytes(cnn_model, "onnx"))
+    (probabilities,) = session.run(None, {"pixels": test_pixels})
+    expected = cnn_model.predict_proba(test_pixels)
+    assert np.abs(probabilities - expected).max() < 1e-5
+    assert (probabilities.argmax(axis=1) == expected.argmax(axis=1)).all()

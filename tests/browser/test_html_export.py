@@ -73,21 +73,27 @@ def open_reader(chromium, tmp_path):
         context.close()
 
 
+@pytest.fixture(params=["dense", "cnn"])
+def net(request, model, cnn_model):
+    """Each test runs on the dense network and on the convolutional one."""
+    return model if request.param == "dense" else cnn_model
+
+
 @pytest.fixture
-def reader(open_reader, model):
-    return open_reader(model)
+def reader(open_reader, net):
+    return open_reader(net)
 
 
-def test_predict_pixels_agrees_with_predict_proba(reader, model, mnist):
+def test_predict_pixels_agrees_with_predict_proba(reader, net, mnist):
     pixels = mnist.x_test[:1000].astype(np.float32) / np.float32(255.0)
-    expected = model.predict_proba(pixels)
+    expected = net.predict_proba(pixels)
     got = np.array(reader.evaluate("rows => rows.map(predictPixels)", pixels.tolist()))
     assert got.shape == (1000, 10)
     assert np.abs(got - expected).max() < 1e-4
     assert (got.argmax(axis=1) == expected.argmax(axis=1)).all()
 
 
-def test_predict_pixels_of_a_convolutional_network(open_reader, reference_cnn, mnist):
+def test_predict_pixels_of_the_reference_network(open_reader, reference_cnn, mnist):
     page = open_reader(reference_cnn)
     pixels = mnist.x_test[:1000].astype(np.float32) / np.float32(255.0)
     expected = reference_cnn.predict_proba(pixels)
@@ -116,7 +122,7 @@ def _canvas_rgba(page) -> np.ndarray:
 
 
 @pytest.mark.parametrize("name", list(DRAWINGS))
-def test_drawn_digit_is_read_as_python_reads_it(reader, model, name):
+def test_drawn_digit_is_read_as_python_reads_it(reader, net, name):
     strokes = DRAWINGS[name]
     _draw(reader, strokes)
     reader.wait_for_function(
@@ -127,7 +133,7 @@ def test_drawn_digit_is_read_as_python_reads_it(reader, model, name):
     assert not result.blank
     shown = reader.locator("#prediction").inner_text()
     digit = int(re.search(r"\d+", shown).group())
-    assert digit == int(model.predict(result.x[None, :])[0]), shown
+    assert digit == int(net.predict(result.x[None, :])[0]), shown
 
     # The page's own preprocessing of those pixels is the Python one, pixel for pixel.
     js_pixels = reader.evaluate(
@@ -138,12 +144,13 @@ def test_drawn_digit_is_read_as_python_reads_it(reader, model, name):
     np.testing.assert_array_equal(np.array(js_pixels, dtype=np.float32), result.x)
     bars = reader.locator("#bars .bar")
     assert bars.count() == 10
-    proba = model.predict_proba(result.x[None, :])[0]
+    proba = net.predict_proba(result.x[None, :])[0]
     best_bar = bars.nth(int(proba.argmax())).locator(".value").inner_text()
     assert float(best_bar.rstrip("%")) == pytest.approx(100 * proba.max(), abs=0.051)
 
 
-def test_clear_empties_the_canvas_and_the_prediction(reader):
+def test_clear_empties_the_canvas_and_the_prediction(open_reader, model):
+    reader = open_reader(model)
     _draw(reader, DRAWINGS["one"])
     reader.wait_for_function("document.getElementById('canvas').dataset.strokes === '1'")
     assert re.search(r"\d", reader.locator("#prediction").inner_text())
