@@ -15,11 +15,30 @@ How
        validation set of the live chart; nothing is selected on them.
     4. Before and after, the model is scored on the held-out drawings and on the MNIST test set.
 
-The defaults are chosen so that MNIST test accuracy falls by at most 0.3 points
-(:data:`MAX_MNIST_DROP`); :attr:`FinetuneResult.mnist_drop` reports what happened and
-:attr:`FinetuneResult.warnings` says so when it fell more. Measured on the bundled ``default``
-model (784-256-128-10) with ``nn.data.drawn.drawn_digits(6)`` as the user's set: see
-``tests/test_finetune.py`` and the module's report in README.
+The defaults are meant to keep the MNIST test accuracy within 0.3 points (:data:`MAX_MNIST_DROP`)
+of the model's own; :attr:`FinetuneResult.mnist_drop` reports what happened and
+:attr:`FinetuneResult.warnings` says so when it fell more, or when the held-out drawings did not
+gain. Measured on the bundled ``default`` model (784-256-128-10, 98.37 %, cosine schedule) with
+60 drawings (MNIST training digits redrawn with a broad pen and slanted by 28 degrees, as in
+``tests/test_finetune.py``; 40 to learn from, 20 held out), full MNIST, one epoch, on the
+shared 2-core machine:
+
+=============================  ==================  ================  =============
+settings                       held-out drawings   MNIST test        change
+=============================  ==================  ================  =============
+defaults (seed 0)              35 % -> 100 %       98.37 -> 98.09    -0.28 points
+defaults, seed 1               35 % -> 100 %       98.37 -> 98.13    -0.24 points
+learning_rate_factor 0.1       35 % -> 95 %        98.37 -> 97.92    -0.45 points
+learning_rate_factor 0.05      35 % -> 85 %        98.37 -> 97.97    -0.40 points
+factor 0.1, user_share 0.03    35 % -> 80 %        98.37 -> 98.05    -0.32 points
+augment "user"                 35 % -> 95 %        98.37 -> 97.99    -0.38 points
+=============================  ==================  ================  =============
+
+None of the smaller steps or shares made MNIST fall less, and all gained less on the drawings,
+so the defaults stay; the 0.3-point bound held in the measured runs, with little margin (two
+seeds of the defaults differ by 0.04 points). With
+``nn.data.drawn.drawn_digits(6)`` as the user's set the model already reads 95 % of the held-out
+drawings and stays there (-0.26 points on MNIST).
 
 :func:`run_finetune` does the whole job for the command line and the dashboard: load the model
 and the drawings, fine-tune, save the result as a new model and record it as a run (source
