@@ -11,6 +11,7 @@ Commands
     tune       hyperparameter search
     mine       the digits the user drew and kept: list, export to .npz, import
     finetune   continue training a saved model on MNIST plus the user's drawings
+    export     a saved model as ONNX or as a single offline HTML page that reads drawn digits
 
 Every command takes ``--json`` (one JSON object as the last line of stdout; the human text then
 goes to stderr or is left out). MODEL arguments are a file path or the name of a model in the
@@ -38,7 +39,7 @@ import sqlite3
 import sys
 from collections.abc import Sequence
 
-from nn.cli import evaluate, finetune, info, mine, predict, presets, runs, train, tune
+from nn.cli import evaluate, export, finetune, info, mine, predict, presets, runs, train, tune
 from nn.cli.common import (
     EXIT_DIVERGED,
     EXIT_ERROR,
@@ -79,6 +80,7 @@ COMMANDS: dict[str, Command] = {
     "tune": Command(tune.HELP, tune.add_tune_arguments, tune.run_tune),
     "mine": Command(mine.HELP, mine.add_arguments, mine.run, mine.DESCRIPTION),
     "finetune": Command(finetune.HELP, finetune.add_arguments, finetune.run, finetune.DESCRIPTION),
+    "export": Command(export.HELP, export.add_arguments, export.run, export.DESCRIPTION),
 }
 
 
