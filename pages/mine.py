@@ -23,6 +23,7 @@ RELABEL_KEY = "mine_relabel_digit"
 RELABEL_FOR_KEY = "mine_relabel_for"
 DELETE_PENDING_KEY = "mine_delete_pending"
 THUMB = 56  # gallery thumbnail side in pixels (28x28 doubled)
+GALLERY_PER_DIGIT = 60  # newest drawings shown per digit (each is a PNG sent on every run)
 
 state.init_state()
 st.title(":material/gesture: My digits")
@@ -86,7 +87,11 @@ with gallery:
         members = np.flatnonzero(y == digit)
         if not len(members):
             continue
-        st.markdown(f"**{digit}** · {len(members)} drawing{'s' if len(members) != 1 else ''}")
+        heading = f"**{digit}** · {len(members)} drawing{'s' if len(members) != 1 else ''}"
+        if len(members) > GALLERY_PER_DIGIT:
+            heading += f" (the newest {GALLERY_PER_DIGIT} shown)"
+            members = members[-GALLERY_PER_DIGIT:]
+        st.markdown(heading)
         st.image(
             [_thumb(x[i]) for i in members],
             caption=[f"#{ids[i]}" for i in members],

@@ -196,3 +196,12 @@ def test_finetune_from_the_page_saves_a_new_model(env, small_model_dir, monkeypa
     (run,) = RunStore(env / "runs.sqlite").list_runs(source="finetune")
     assert run.status == "finished" and run.name == "small-mine"
     (small_model_dir / "small-mine.npz").unlink()
+
+
+def test_a_broken_drawings_database_is_named_and_leaves_the_models_page_working(env):
+    (env / "mine.sqlite").write_bytes(b"this is no database" * 100)
+    at = _page("pages/mine.py")
+    assert any("mine.sqlite" in e.value for e in at.error)
+    at.switch_page("pages/models.py").run()
+    assert not at.exception
+    assert list(at.dataframe[0].value["my digits"]) == ["—"]

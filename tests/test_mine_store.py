@@ -249,3 +249,18 @@ def test_drawn_digits_are_deterministic_varied_and_readable():
     x, y = drawn_inputs(3, seed=1)
     assert x.shape == (30, 784) and x.dtype == np.uint8
     np.testing.assert_array_equal(y, labels)
+
+
+def test_a_gzip_csv_that_would_inflate_past_the_cap_is_refused(store, tmp_path, monkeypatch):
+    import gzip
+
+    import nn.services.mine as mine
+
+    path = tmp_path / "digits.csv.gz"
+    row = "3," + ",".join(["0"] * 784) + "\n"
+    path.write_bytes(gzip.compress((row * 50).encode()))
+    monkeypatch.setattr(mine, "MAX_IMPORT_BYTES", 20_000)
+    with pytest.raises(DataError, match="uncompressed"):
+        store.import_file(path)
+    monkeypatch.setattr(mine, "MAX_IMPORT_BYTES", 10**6)
+    assert len(store.import_file(path)) == 50

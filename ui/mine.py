@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
-from nn.services.mine import MineStore, default_mine_path
+from nn.services.mine import MineStore, MineStoreError, default_mine_path
 from ui import state
 
 
@@ -90,11 +90,12 @@ def mine_score(model_path: str | os.PathLike) -> MineScore:
 
 
 def accuracy_text(model_path: str | os.PathLike | None) -> str:
-    """``"87.5%"`` for the Models table, a dash when there are no drawings or no model."""
+    """``"87.5%"`` for the Models table; a dash when there are no drawings, no readable model or
+    no usable drawings database (the My digits page says what is wrong with it)."""
     if model_path is None:
         return "—"
     try:
         score = mine_score(model_path)
-    except (OSError, ValueError):
+    except (OSError, ValueError, MineStoreError):
         return "—"
     return "—" if score.accuracy is None else f"{score.accuracy:.1%}"

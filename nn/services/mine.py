@@ -196,6 +196,19 @@ def _check_npz_size(path: Path) -> None:
         )
 
 
+def _check_gzip_size(path: Path) -> None:
+    """Refuse a gzip file whose trailer says it holds more than :data:`MAX_IMPORT_BYTES` (the
+    trailer keeps the size modulo 4 GiB; the loaders stop at their own limits beyond that)."""
+    with open(path, "rb") as f:
+        f.seek(-4, os.SEEK_END)
+        size = int.from_bytes(f.read(4), "little")
+    if size > MAX_IMPORT_BYTES:
+        raise DataError(
+            f"{path}: holds {size / 2**20:.1f} MB uncompressed; at most "
+            f"{MAX_IMPORT_BYTES // 2**20} MB may be imported"
+        )
+
+
 def read_import_file(path: str | os.PathLike) -> ImageSet:
     """A labelled single-part data file, validated by :func:`nn.data.load_dataset` after its size
     is checked. Raises :class:`nn.data.DataError` naming the file and the fault."""
@@ -209,6 +222,8 @@ def read_import_file(path: str | os.PathLike) -> ImageSet:
         )
     if path.name.lower().endswith(".npz"):
         _check_npz_size(path)
+    elif path.name.lower().endswith(".gz"):
+        _check_gzip_size(path)
     data = load_dataset(path)
     if not isinstance(data, ImageSet):
         raise DataError(
