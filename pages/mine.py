@@ -316,7 +316,7 @@ with tune_tab:
         epochs = c3.number_input(
             "Epochs", min_value=1, max_value=5, value=1, key="mine_ft_epochs", disabled=running
         )
-        b1, b2, _ = st.columns([1, 1, 3])
+        b1, b2, b3, b4, _ = st.columns([1, 1, 1, 1, 2])
         if b1.button(
             "Fine-tune",
             key="mine_ft_start",
@@ -329,12 +329,27 @@ with tune_tab:
                 st.error(markdown_escape(problem), icon=":material/block:")
             else:
                 st.rerun()
+        job = slot.job
         b2.button(
+            "Pause",
+            key="mine_ft_pause",
+            icon=":material/pause:",
+            disabled=not running or job.paused,
+            on_click=job.pause if job is not None else None,
+        )
+        b3.button(
+            "Resume",
+            key="mine_ft_resume",
+            icon=":material/resume:",
+            disabled=not running or not job.paused,
+            on_click=job.resume if job is not None else None,
+        )
+        b4.button(
             "Stop",
             key="mine_ft_stop",
             icon=":material/stop:",
             disabled=not running,
-            on_click=slot.job.stop if slot.job is not None else None,
+            on_click=job.stop if job is not None else None,
         )
 
 
@@ -345,7 +360,10 @@ def finetune_status() -> None:
         return
     snap = job.snapshot()
     status = snap["status"]
+    if snap.get("paused") and status == "running":
+        status = "paused"
     label = {
+        "paused": "Paused",
         "preparing": "Preparing…",
         "running": "Fine-tuning",
         "finished": "Finished",

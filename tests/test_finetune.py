@@ -128,3 +128,34 @@ def test_run_finetune_saves_and_records(small_model, user_set, tmp_path):
     assert run.metrics["mine_held_out_before"] == result.held_out_before
     with pytest.raises(ValueError, match="exists already"):
         run_finetune(base, "tuned", x, y, models_dir=tmp_path, mnist=data)
+
+
+def test_a_stopped_finetuning_is_recorded_as_stopped_and_not_saved(small_model, user_set, tmp_path):
+    from nn.services.control import JobControl
+
+    model, data = small_model
+    base = model.save(tmp_path / "base.npz")
+    x, y = user_set
+    control = JobControl()
+    batches = []
+
+    def on_event(event):
+        batches.append(event)
+        control.stop("stopped from the test")
+
+    result, saved, run_id = run_finetune(
+        base,
+        "stopped",
+        x,
+        y,
+        models_dir=tmp_path,
+        mnist=data,
+        settings={"train_limit": 1000},
+        runs_path=tmp_path / "runs.sqlite",
+        on_event=on_event,
+        control=control,
+    )
+    assert saved is None and not (tmp_path / "stopped.npz").exists()
+    assert len(batches) == 1 and result.stop_reason == "callback"
+    run = RunStore(tmp_path / "runs.sqlite").get_run(run_id)
+    assert run.status == "stopped" and run.message == "stopped from the test"
