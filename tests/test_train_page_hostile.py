@@ -1,5 +1,9 @@
 """The Train form refuses what it shows (AppTest): a number typed beyond a widget's range is
-the number checked, a network above the parameter limit is refused, nothing starts training."""
+the number checked, a network above the parameter limit is refused, nothing starts training.
+
+AppTest sessions share the training slot, so a test here that trains leaves its worker to the
+tests after it: the training test is the last one, and this file sorts after test_train_page.py.
+"""
 
 from __future__ import annotations
 
