@@ -159,7 +159,7 @@ space, errors = tn.build_space(settings, base)
 for name, target in error_slots.items():
     if name in errors:
         target.error(errors[name], icon=":material/error:")
-for key in ("space", "budget"):
+for key in ("base", "space", "budget"):
     if key in errors:
         st.error(errors[key], icon=":material/error:")
 

@@ -261,7 +261,7 @@ def no_training(monkeypatch):
 @pytest.mark.parametrize(
     "flags,match",
     [
-        (["--hidden-layers", "1000000000"], r"795,000,000,010 parameters \(about [\d,.]+ GiB"),
+        (["--hidden-layers", "1000000000"], r"795,000,000,010 parameters; the limit is 20,000,000"),
         (["--hidden-layers", "100000", "100000"], r"10,079,600,010 parameters"),
         (["--seed", "-1"], r"--seed -1: use a whole number from 0 to 4294967295"),
         (["--seed", "99999999999999999999999"], r"--seed 99999999999999999999999: use"),
@@ -297,3 +297,14 @@ def test_out_folder_receives_the_model_inside_it(tmp_path, monkeypatch):
     job = train_plan(parser.parse_args(["--out", str(folder), "--name", "mine"]))
     assert job.save_path == str(folder.resolve() / "mine.npz")
     assert not (tmp_path / "existing.npz").exists()
+
+
+def test_train_refuses_a_network_whose_training_memory_is_above_the_limit(
+    tmp_path, no_training, monkeypatch
+):
+    from nn.core import limits
+
+    monkeypatch.setattr(limits, "MAX_TRAINING_BYTES", 1_000_000)
+    code, out, err = call("train", "--runs-db", str(tmp_path / "r"), "--hidden-layers", "512")
+    assert code == EXIT_USAGE
+    assert "hidden_layers: training this network needs about" in err and "the limit is" in err

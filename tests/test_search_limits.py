@@ -145,3 +145,34 @@ def test_the_timeout_stops_a_running_trial(tiny):
     )
     assert result.status == "timeout"
     assert not any(t.status == "finished" for t in result.trials)
+
+
+# ------------------------------------------------------------------ the Tune page's checks
+def _settings(**changes):
+    import ui.tune as tn
+
+    settings = tn.default_settings()
+    settings.update(changes)
+    return settings
+
+
+@pytest.mark.parametrize(
+    "changes,message",
+    [
+        ({"trials": 1_000_000_000}, "Trials must be 1 to 10,000"),
+        ({"n_jobs": 1000}, "this machine's cores"),
+        ({"strategy": "grid", "grid_points": 1_000_000}, "Grid points per range must be 1 to"),
+    ],
+)
+def test_tune_page_budget_is_bounded(changes, message):
+    import ui.tune as tn
+
+    space, errors = tn.build_space(_settings(**changes), {})
+    assert space is None and message in errors["budget"]
+
+
+def test_tune_page_refuses_a_base_network_above_the_limit():
+    import ui.tune as tn
+
+    space, errors = tn.build_space(_settings(), {"hidden_layers": [100_000, 100_000]})
+    assert space is None and "parameters; the limit is 20,000,000" in errors["base"]

@@ -60,7 +60,7 @@ def test_a_network_above_the_parameter_limit_is_refused(env):
     at.number_input(key="tf_n_layers").set_value(3).run()
     for i in range(3):
         at.number_input(key=f"tf_units_{i}").set_value(4096).run()
-    start_is_refused(at, "this product trains at most 20,000,000 parameters")
+    start_is_refused(at, "parameters; the limit is 20,000,000")
 
 
 @pytest.mark.parametrize(

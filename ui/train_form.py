@@ -295,16 +295,14 @@ def validate(cfg: dict, train_limit: int | None = None) -> dict[str, list[str]]:
     kwargs = to_model_kwargs(cfg)
     if "layers" in errors:  # check the other settings too (the engine stops at the first fault)
         kwargs["hidden_layers"] = [max(1, min(4096, int(u))) for u in kwargs["hidden_layers"]]
-    else:
-        try:
-            check_network_size(kwargs["hidden_layers"])
-        except ValueError as exc:
-            add("layers", str(exc))
     try:
-        NeuralNetwork(**kwargs)._validated()
+        model = NeuralNetwork(**kwargs)
+        model._validated()
+        if "layers" not in errors:
+            check_network_size(model)  # the estimate, before anything is allocated
     except (ValueError, TypeError) as exc:
         msg = str(exc)
-        name = msg.split("=", 1)[0].strip()
+        name = getattr(exc, "param", None) or msg.split("=", 1)[0].strip()
         add(_PARAM_SECTION.get(name, "training"), msg)
     # data
     if cfg["split"] == "custom":

@@ -20,14 +20,17 @@ from __future__ import annotations
 import copy
 import json
 import math
+import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import streamlit as st
 
 from nn.core.activations import ACTIVATIONS
+from nn.core.limits import MAX_GRID_POINTS, MAX_TRIALS
 from nn.core.network import NeuralNetwork
 from nn.core.optimizers import OPTIMIZERS
+from nn.services.training import check_network_size
 from nn.services.tuning import SearchJob, run_search_job
 from ui.jobs import BackgroundJob
 from ui.train_form import config_from_preset, to_model_kwargs
@@ -173,6 +176,23 @@ def _dimension(name: str, entry: Mapping[str, Any]):
     return Choice(list(entry.get("choices") or []), name=name)
 
 
+def _budget_problems(settings: Mapping[str, Any]) -> list[str]:
+    """What is wrong with the search's budget settings (trials, epochs, sizes, jobs, grid)."""
+    budget: list[str] = []
+    if not 1 <= int(settings["trials"]) <= MAX_TRIALS:
+        budget.append(f"Trials must be 1 to {MAX_TRIALS:,}.")
+    if int(settings["epochs_per_trial"]) < 1:
+        budget.append("Epochs per trial (the budget) must be at least 1.")
+    if int(settings["train_size"]) < 0 or int(settings["val_size"]) < 0:
+        budget.append("Training and validation sizes must be 0 (all) or more.")
+    cores = os.cpu_count() or 1
+    if int(settings["n_jobs"]) == 0 or not -1 <= int(settings["n_jobs"]) <= cores:
+        budget.append(f"Parallel jobs must be 1 to {cores} (this machine's cores), or -1 for all.")
+    if settings["strategy"] == "grid" and not 1 <= int(settings["grid_points"]) <= MAX_GRID_POINTS:
+        budget.append(f"Grid points per range must be 1 to {MAX_GRID_POINTS:,}.")
+    return budget
+
+
 def build_space(settings: Mapping[str, Any], base: Mapping[str, Any] | None = None):
     """``(SearchSpace or None, errors)``: ``errors`` maps a parameter name (or ``"budget"``,
     ``"space"``) to a message shown next to its inputs. Pure (no Streamlit)."""
@@ -186,27 +206,27 @@ def build_space(settings: Mapping[str, Any], base: Mapping[str, Any] | None = No
         try:
             dim = _dimension(name, entry)
             SearchSpace({name: dim}).check(base or {})
+            if name in ("hidden_layers", "layers", "batch_size"):  # sizes decide the memory
+                for value in dim.values_to_check():
+                    check_network_size(NeuralNetwork(**{**(base or {}), name: value}))
             dims[name] = dim
         except ValueError as exc:
             msg = str(exc)
             errors[name] = msg if msg.startswith(name) else f"{name}: {msg}"
     if not dims and not errors:
         errors["space"] = "Choose at least one hyperparameter to search."
-    budget = []
-    if int(settings["trials"]) < 1:
-        budget.append("Trials must be at least 1.")
-    if int(settings["epochs_per_trial"]) < 1:
-        budget.append("Epochs per trial (the budget) must be at least 1.")
-    if int(settings["train_size"]) < 0 or int(settings["val_size"]) < 0:
-        budget.append("Training and validation sizes must be 0 (all) or more.")
-    if int(settings["n_jobs"]) == 0:
-        budget.append("Parallel jobs must be at least 1 (or -1 for all cores).")
+    budget = _budget_problems(settings)
+    try:  # the Train page's network, sized before anything is allocated
+        check_network_size(NeuralNetwork(**(base or {})))
+    except (ValueError, TypeError) as exc:
+        errors["base"] = f"The Train page's settings cannot be searched: {exc}"
     if budget:
         errors["budget"] = " ".join(budget)
     if errors:
         return None, errors
     space = SearchSpace(dims)
     if settings["strategy"] == "grid" and space.grid_size(int(settings["grid_points"])) > 500:
+        # a page's grid is trained whole (no sampling): 500 points at most
         return None, {
             "budget": f"The grid has {space.grid_size(int(settings['grid_points']))} "
             "points: fewer choices or grid points, please (at most 500)."

@@ -32,8 +32,8 @@ from typing import Any
 
 import numpy as np
 
-from nn.core.limits import MAX_PARAMETERS, MAX_SEED
-from nn.core.network import NeuralNetwork
+from nn.core import limits
+from nn.core.network import NeuralNetwork, ParameterError, format_bytes
 from nn.services.control import JobControl
 
 __all__ = [
@@ -107,13 +107,8 @@ def check_model_kwargs(model_kwargs: Mapping[str, Any]) -> NeuralNetwork:
             f"NeuralNetwork takes {', '.join(sorted(known))}"
         )
     model = NeuralNetwork(**dict(model_kwargs))
-    cfg = model._validated()
-    check_network_size(cfg["layers"])
-    seed = model.random_state
-    if seed is not None and not 0 <= int(seed) <= MAX_SEED:
-        raise ValueError(
-            f"random_state {seed}: use a whole number from 0 to {MAX_SEED}, or None (unseeded)"
-        )
+    model._validated()  # random_state bounded by MAX_SEED there
+    check_network_size(model)
     return model
 
 
@@ -121,20 +116,24 @@ MNIST_FEATURES = 784
 MNIST_CLASSES = 10
 
 
-def check_network_size(hidden_layers: Any, n_features: int = MNIST_FEATURES) -> int:
-    """The parameter count of ``n_features``-``hidden_layers``-10; ``ValueError`` with the
-    count and the memory it would take when above ``MAX_PARAMETERS`` (nothing allocated)."""
-    sizes = [int(n_features), *(int(n) for n in hidden_layers), MNIST_CLASSES]
-    n = sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:], strict=True))
-    if n > MAX_PARAMETERS:
-        # weights, gradients and up to two optimizer slots in float32
-        gib = n * 4 * 4 / 2**30
-        raise ValueError(
-            f"hidden_layers {sizes[1:-1]}: a {'-'.join(map(str, sizes))} network has {n:,} "
-            f"parameters (about {gib:,.1f} GiB to train); this product trains at most "
-            f"{MAX_PARAMETERS:,} parameters"
+def check_network_size(
+    model: NeuralNetwork, n_features: int = MNIST_FEATURES, n_classes: int = MNIST_CLASSES
+) -> dict[str, int]:
+    """The bytes training ``model`` on ``n_features`` inputs and ``n_classes`` needs
+    (``NeuralNetwork.estimate_memory``: from the shapes, nothing allocated). ``ParameterError``
+    naming the layer parameter above ``MAX_PARAMETERS`` or ``MAX_TRAINING_BYTES``, with the
+    estimate, so a job is refused before its data is loaded."""
+    need = model.estimate_memory(n_features, n_classes)
+    if need["total"] > limits.MAX_TRAINING_BYTES:
+        param = "hidden_layers" if getattr(model, "layers", None) is None else "layers"
+        raise ParameterError(
+            param,
+            f"{param}: training this network needs about {format_bytes(need['total'])} "
+            f"({need['n_parameters']:,} parameters); the limit is "
+            f"{format_bytes(limits.MAX_TRAINING_BYTES)}. Use fewer or smaller layers, or a "
+            "smaller batch_size.",
         )
-    return n
+    return need
 
 
 def check_data_kwargs(data_kwargs: Mapping[str, Any] | None) -> dict[str, Any]:
