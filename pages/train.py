@@ -47,6 +47,7 @@ def _start(continue_model=None, epochs: int | None = None) -> None:
     model_kwargs = train_form.to_model_kwargs(cfg)
     if epochs is not None:
         model_kwargs["epochs"] = int(epochs)
+    old_snap = slot.worker.snapshot() if slot.worker is not None else None
     new = TrainingWorker(
         model_kwargs,
         train_form.to_data_kwargs(cfg),
@@ -54,6 +55,7 @@ def _start(continue_model=None, epochs: int | None = None) -> None:
         train_limit=limit,
         model=continue_model,
         run_name=cfg.get("preset") or None,
+        inside=None if continue_model is None else (old_snap or {}).get("inside"),
     )
     old = slot.worker
     if old is not None and old.is_alive():
@@ -85,7 +87,7 @@ def _save() -> None:
         return
     metrics = {k: snap[k] for k in ("test_accuracy", "val_accuracy") if snap.get(k) is not None}
     try:
-        save_model(w.model, path, name=name, metrics=metrics)
+        save_model(w.model, path, name=name, metrics=metrics, inside=snap.get("inside"))
     except (OSError, ValueError) as exc:
         st.session_state["save_feedback"] = ("error", f"Could not save: {exc}")
         return

@@ -72,7 +72,7 @@ def test_training_job_trains_records_and_saves(tiny, tmp_path):
         listener=lambda stage, info: stages.append(stage),
     )
     assert outcome.status == "finished" and outcome.run_errors == []
-    assert stages == ["prepared", "started"]
+    assert stages == ["prepared", "started", "inside_start", "inside_epoch", "inside_epoch"]
     assert [e.epoch for e in events if e.kind == "epoch"] == [1, 2]
     assert outcome.result.split.x_train.shape[0] == 600  # train_limit
     assert outcome.result.val_accuracy == outcome.result.model.score(

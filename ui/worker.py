@@ -10,16 +10,20 @@ The page reads ``snapshot()`` from a polling fragment; buttons call ``pause()``,
   the model keeps its weights and is scored on the test part.
 - The run is recorded in the run store; a database problem never stops training (it is kept in
   ``run_errors``).
+- ``inside`` holds the ``nn.core.probe`` record of the layers, one entry per epoch (continued
+  training appends to the record of the model it continues, when the layers are the same).
 
 Statuses: ``preparing`` -> ``running`` -> ``finished`` | ``stopped`` | ``diverged`` | ``failed``.
 """
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import numpy as np
 
+from nn.core.probe import append_epoch, empty_record
 from nn.services.training import TrainingJob, run_training_job
 from ui.jobs import BackgroundJob
 
@@ -53,6 +57,7 @@ class TrainingWorker(BackgroundJob):
             split is rebuilt from ``data_kwargs`` so use the same settings.
         record_run: record in the run store (path ``runs_path`` or the default).
         run_name: the name recorded with the run.
+        inside: the probe record of ``model`` (continued training appends to it).
     """
 
     FINAL_STATUSES = FINAL_STATUSES
@@ -68,6 +73,7 @@ class TrainingWorker(BackgroundJob):
         record_run: bool = True,
         runs_path: str | None = None,
         run_name: str | None = None,
+        inside: dict | None = None,
     ):
         super().__init__(
             "nn-training",
@@ -96,8 +102,10 @@ class TrainingWorker(BackgroundJob):
                 "n_val": None,
                 "n_test": None,
                 "message": "",
+                "inside": None,
             },
         )
+        self._previous_inside = copy.deepcopy(inside) if inside else None
         self.job = TrainingJob(
             model=dict(model_kwargs),
             data=dict(data_kwargs or {}),
@@ -171,6 +179,14 @@ class TrainingWorker(BackgroundJob):
         elif stage == "run_error":
             with self._lock:
                 self._state["run_errors"].append(info["message"])
+        elif stage == "inside_start":
+            previous = self._previous_inside
+            same = previous is not None and previous.get("layers") == info.get("layers")
+            self._set(inside=previous if same else empty_record(info))
+        elif stage == "inside_epoch":
+            with self._lock:
+                if self._state["inside"] is not None:
+                    append_epoch(self._state["inside"], info)
 
     # ------------------------------------------------------------------ the callback
     def _on_event(self, event) -> None:

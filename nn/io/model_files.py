@@ -14,6 +14,7 @@ The file-level metadata document looks like::
     {"format_version": 1, "library": "nn", "name": ..., "created": ISO-UTC, "saved": ISO-UTC,
      "architecture": {"layer_sizes": [...], "activations": [...]},
      "metrics": {...}, "notes": ..., "n_parameters": int,
+     "inside": {...} or None,        # per-layer statistics recorded in training (nn.core.probe)
      "array_manifest": {name: {"shape": [...], "dtype": "float32"}},
      "state_keys": [...],            # which top-level keys came from model.to_state()
      "state_shadowed": {...},        # to_state() keys that collide with file-level keys
@@ -112,6 +113,7 @@ _FILE_KEYS = (
     "metrics",
     "notes",
     "n_parameters",
+    "inside",
     "array_manifest",
     "state_keys",
     "state_shadowed",
@@ -249,6 +251,7 @@ def _build_meta(
     name: str | None,
     metrics: dict | None,
     notes: str | None,
+    inside: dict | None = None,
 ) -> dict:
     state_meta = _to_json_compatible(state_meta, "the model metadata (to_state)")
     previous = getattr(model, "metadata_", None)
@@ -260,6 +263,8 @@ def _build_meta(
         metrics = previous.get("metrics") if same_weights else None
     if notes is None:
         notes = previous.get("notes")
+    if inside is None:
+        inside = previous.get("inside") if same_weights else None
     if name is None:  # the file stem, so list_models rows and delete_model agree by default
         name = path.stem
     now = _utcnow()
@@ -273,6 +278,7 @@ def _build_meta(
         "metrics": _to_json_compatible(dict(metrics or {}), "metrics"),
         "notes": None if notes is None else str(notes),
         "n_parameters": _n_parameters(model, arrays),
+        "inside": None if inside is None else _to_json_compatible(dict(inside), "inside"),
         "array_manifest": {
             k: {"shape": [int(s) for s in a.shape], "dtype": a.dtype.str} for k, a in arrays.items()
         },
@@ -336,20 +342,22 @@ def save_model(
     name: str | None = None,
     metrics: dict | None = None,
     notes: str | None = None,
+    inside: dict | None = None,
 ) -> Path:
     """Save a fitted model atomically; returns the path written.
 
     ``.npz`` (or no extension, which gets ``.npz``) writes the native format, ``.pkl`` the
     plain-container pickle (see :func:`export_pickle`). ``name`` defaults to the file stem;
     ``created`` is kept from the model's ``metadata_`` (set by load_model and by save_model);
-    ``metrics`` and ``notes`` default to those in ``metadata_`` -- metrics only if the model was
-    not trained further since. Sets ``model.metadata_`` to the new file's metadata.
+    ``metrics``, ``notes`` and ``inside`` (the training's ``nn.core.probe`` record) default to
+    those in ``metadata_`` -- metrics and inside only if the model was not trained further
+    since. Sets ``model.metadata_`` to the new file's metadata.
     """
     path = _normalise_suffix(Path(path))
     if path.suffix.lower() == ".pkl":
-        return export_pickle(model, path, name=name, metrics=metrics, notes=notes)
+        return export_pickle(model, path, name=name, metrics=metrics, notes=notes, inside=inside)
     state_meta, arrays = _collect_state(model)
-    meta = _build_meta(model, path, state_meta, arrays, name, metrics, notes)
+    meta = _build_meta(model, path, state_meta, arrays, name, metrics, notes, inside)
     meta_array = np.array(json.dumps(meta, ensure_ascii=False))  # 0-d '<U..' array
 
     def write(f):
@@ -367,6 +375,7 @@ def export_pickle(
     name: str | None = None,
     metrics: dict | None = None,
     notes: str | None = None,
+    inside: dict | None = None,
 ) -> Path:
     """Write the compatibility pickle: ``{"format_version", "meta", "arrays"}`` of plain
     containers and ndarrays only (protocol 4), atomically. Never pickles the model object."""
@@ -374,7 +383,7 @@ def export_pickle(
     if path.suffix.lower() != ".pkl":
         raise ValueError(f"cannot export pickle to {path}: the file name must end with .pkl")
     state_meta, arrays = _collect_state(model)
-    meta = _build_meta(model, path, state_meta, arrays, name, metrics, notes)
+    meta = _build_meta(model, path, state_meta, arrays, name, metrics, notes, inside)
     payload = {
         "format_version": FORMAT_VERSION,
         "meta": meta,
@@ -854,7 +863,7 @@ def _check_field_types(meta: dict, state: dict, label: Any) -> None:
     for key in _OPTIONAL_TEXT_FIELDS:
         value = merged.get(key)
         _check_type(label, key, value, value is None or isinstance(value, str), "expected text")
-    for key in ("metrics", "architecture", "optimizer", "history"):
+    for key in ("metrics", "architecture", "optimizer", "history", "inside"):
         value = merged.get(key)
         _check_type(
             label, key, value, value is None or isinstance(value, dict), "expected an object"

@@ -891,6 +891,7 @@ def train_job(ctx: JobContext) -> tuple[dict[str, Any], dict[str, Any] | None]:
         "run_errors": list(outcome.run_errors),
         "metrics": outcome.metrics(),
         "model": None,
+        "inside": outcome.inside,
     }
     if outcome.result is None:
         return value, None

@@ -235,7 +235,9 @@ class TrainingJob:
     store if None); with ``strict_record`` a database that cannot be opened is an error,
     otherwise it is noted and training goes on. ``train_limit`` caps the training images on
     top of ``train_size``. ``keep_split`` False lets a ``standard`` split of a dataset without
-    a test part fall back to ``80:10:10``.
+    a test part fall back to ``80:10:10``. ``inside`` records the layers' statistics every epoch
+    on a probe batch of validation images (``nn.core.probe``), sent to the listener as
+    ``inside_start``/``inside_epoch`` and saved with the model.
     """
 
     model: dict[str, Any]
@@ -249,6 +251,7 @@ class TrainingJob:
     runs_db: str | None = None
     train_limit: int | None = None
     keep_split: bool = True
+    inside: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -273,6 +276,7 @@ class TrainingOutcome:
     model_path: Path | None = None
     replaced: bool = False
     run_errors: list[str] = field(default_factory=list)
+    inside: dict[str, Any] | None = None
 
     def metrics(self) -> dict[str, Any]:
         """What the run store records as the run's final metrics."""
@@ -395,9 +399,14 @@ def _job_model(job: TrainingJob, model: NeuralNetwork | None) -> NeuralNetwork:
 
 
 def _fit_callback(
-    record: _Record, on_event: Callable[[Any], Any] | None, control: JobControl
+    record: _Record,
+    on_event: Callable[[Any], Any] | None,
+    control: JobControl,
+    observe: Callable[[Any], Any] | None = None,
 ) -> Callable[[Any], bool]:
     def callback(event: Any) -> bool:
+        if observe is not None:
+            observe(event)
         if on_event is not None:
             on_event(event)
         if event.kind == "epoch":
@@ -405,6 +414,23 @@ def _fit_callback(
         return control.checkpoint()
 
     return callback
+
+
+def inside_recorder(split: Any):
+    """An ``nn.core.probe.InsideRecorder`` on the split's first validation images (training
+    images when there is no validation part) and a grid of test images (validation images
+    when there is no test part)."""
+    from nn.core.probe import PROBE_SIZE, InsideRecorder, grid_indices
+
+    if split.x_val.shape[0]:
+        probe_x, probe_y = split.x_val[:PROBE_SIZE], split.y_val[:PROBE_SIZE]
+    else:
+        probe_x, probe_y = split.x_train[:PROBE_SIZE], split.y_train[:PROBE_SIZE]
+    grid_x, grid_y = (
+        (split.x_test, split.y_test) if split.x_test.shape[0] else (split.x_val, split.y_val)
+    )
+    picks = grid_indices(grid_y)
+    return InsideRecorder(probe_x, probe_y, grid_x[picks], grid_y[picks])
 
 
 def _fit_and_score(model: NeuralNetwork, split: Any, callback: Callable) -> TrainResult:
@@ -436,7 +462,7 @@ def _save(job: TrainingJob, outcome: TrainingOutcome) -> None:
         f"{cfg['split']} split (seed {cfg['seed']}), {n_train} training images"
     )
     outcome.model_path = outcome.result.model.save(
-        path, name=job.name, metrics=outcome.result.metrics(), notes=notes
+        path, name=job.name, metrics=outcome.result.metrics(), notes=notes, inside=outcome.inside
     )
 
 
@@ -454,9 +480,10 @@ def run_training_job(
     ``data``: an ``MNIST``/``ImageSet`` already loaded (else loaded from ``job.data["path"]``).
     ``model``: continue training this fitted model. ``on_event`` receives every
     ``TrainingEvent``; ``listener(stage, info)`` hears ``loading``, ``split_changed``,
-    ``prepared`` (part sizes), ``started`` (run id, epochs) and ``run_error``. Bad settings raise
-    ``ValueError`` before anything is recorded. An exception during training is recorded as a
-    failed run and re-raised.
+    ``prepared`` (part sizes), ``started`` (run id, epochs), ``run_error`` and, with
+    ``job.inside``, ``inside_start`` and ``inside_epoch`` (see :func:`inside_recorder`). Bad
+    settings raise ``ValueError`` before anything is recorded. An exception during training is
+    recorded as a failed run and re-raised.
     """
     listener = listener or (lambda stage, info: None)
     control = control or JobControl()
@@ -510,9 +537,17 @@ def run_training_job(
             record.path,
             run_errors=record.errors,
         )
+    recorder = inside_recorder(split) if job.inside else None
+
+    def observe(event: Any) -> None:
+        for stage, payload in recorder.observe(trained, event):
+            listener(stage, payload)
+
     try:
-        result = _fit_and_score(trained, split, _fit_callback(record, on_event, control))
+        callback = _fit_callback(record, on_event, control, observe if recorder else None)
+        result = _fit_and_score(trained, split, callback)
         outcome = _outcome(result, cfg, record, control)
+        outcome.inside = None if recorder is None else recorder.record
         if outcome.status == "finished" and job.save_path:
             _save(job, outcome)
     except BaseException as exc:
