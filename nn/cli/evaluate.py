@@ -27,9 +27,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", metavar="MODEL", help="model file or saved model name")
     parser.add_argument(
         "--data",
-        metavar="PATH",
-        help="evaluate on this dataset (its test part if it has one, else all "
-        "of it); default: the official MNIST test set",
+        metavar="PATH|NAME",
+        help="evaluate on this data file or folder, or this data set (python -m nn data "
+        "list): its test part if it has one, else all of it; default: the official MNIST "
+        "test set",
     )
     parser.add_argument(
         "--split",
@@ -46,11 +47,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_common(parser, models=True)
 
 
-def _evaluation_set(args: argparse.Namespace) -> tuple[Any, Any, str]:
-    from nn.data.datasets import MNIST, load_dataset, load_mnist, split_dataset
+def _evaluation_set(args: argparse.Namespace, model: Any, label: str) -> tuple[Any, Any, str]:
+    """The images, labels and their description; the model must fit the data set."""
+    from nn.data.datasets import MNIST, split_dataset
+    from nn.data.registry import check_model_fits
+    from nn.services.training import data_set_info, load_data, resolve_data_source
 
-    data = load_dataset(args.data) if args.data else load_mnist()
-    source = args.data or "MNIST"
+    cfg = resolve_data_source({"path": args.data})
+    info = data_set_info(cfg)
+    check_model_fits(model, info, f"model {label}")
+    data = load_data(cfg)
+    source = info.name if cfg["set"] else (args.data or "MNIST")
     if args.split:
         split = split_dataset(
             data,
@@ -84,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
     out = Out(args)
     path = resolve_model_path(args.model, args.models_dir)
     model = load_model(path)
-    x, y, described = _evaluation_set(args)
+    x, y, described = _evaluation_set(args, model, path.stem)
     if x.shape[0] == 0:
         raise UsageError("the evaluation set is empty")
     if x.shape[1] != model.n_features_in_:
@@ -128,7 +135,7 @@ def run(args: argparse.Namespace) -> int:
         )
     out(text_table(["class", "precision", "recall", "f1", "support"], rows, "rrrrr"))
     out()
-    out("confusion matrix (rows: true digit, columns: predicted digit)")
+    out("confusion matrix (rows: true class, columns: predicted class)")
     out(
         text_table(
             ["true\\pred", *range(n_classes)],

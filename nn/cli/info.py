@@ -101,6 +101,7 @@ def run(args: argparse.Namespace) -> int:
         "best_val_accuracy": meta.get("best_val_accuracy"),
         "metrics": metrics,
         "notes": meta.get("notes"),
+        "dataset": meta.get("dataset"),
         "created": meta.get("created"),
         "saved": meta.get("saved"),
         "format_version": meta.get("format_version"),
@@ -120,6 +121,10 @@ def run(args: argparse.Namespace) -> int:
         out(f"  metrics      {_metrics_line(metrics)}")
     out(f"  created      {info['created'] or '-'}")
     out(f"  saved        {info['saved'] or '-'}")
+    record = info["dataset"] or {"name": "mnist", "image_shape": [28, 28, 1], "class_names": []}
+    shape = "x".join(str(d) for d in record["image_shape"])
+    classes = len(record["class_names"]) or 10
+    out(f"  data set     {record['name']} ({shape}, {classes} classes)")
     if info["notes"]:
         out(f"  notes        {info['notes']}")
     if params:

@@ -12,11 +12,13 @@ Commands
     mine       the digits the user drew and kept: list, export to .npz, import
     finetune   continue training a saved model on MNIST plus the user's drawings
     export     a saved model as ONNX or as a single offline HTML page that reads drawn digits
+    data       the data sets beside MNIST: add (validated, stored in $NN_DATA_DIR), list, remove
 
 Every command takes ``--json`` (one JSON object as the last line of stdout; the human text then
 goes to stderr or is left out). MODEL arguments are a file path or the name of a model in the
 models folder (``$NN_MODELS_DIR`` or ``saved_models/`` next to the ``nn`` package;
-``--models-dir`` overrides).
+``--models-dir`` overrides). ``--data`` takes a data file or folder, or the name of a data set
+(``python -m nn data list``).
 
 Exit codes
     0    success
@@ -39,7 +41,19 @@ import sqlite3
 import sys
 from collections.abc import Sequence
 
-from nn.cli import evaluate, export, finetune, info, mine, predict, presets, runs, train, tune
+from nn.cli import (
+    data,
+    evaluate,
+    export,
+    finetune,
+    info,
+    mine,
+    predict,
+    presets,
+    runs,
+    train,
+    tune,
+)
 from nn.cli.common import (
     EXIT_DIVERGED,
     EXIT_ERROR,
@@ -81,6 +95,7 @@ COMMANDS: dict[str, Command] = {
     "mine": Command(mine.HELP, mine.add_arguments, mine.run, mine.DESCRIPTION),
     "finetune": Command(finetune.HELP, finetune.add_arguments, finetune.run, finetune.DESCRIPTION),
     "export": Command(export.HELP, export.add_arguments, export.run, export.DESCRIPTION),
+    "data": Command(data.HELP, data.add_arguments, data.run, data.DESCRIPTION),
 }
 
 

@@ -38,6 +38,7 @@ from nn.services.training import (
     TrainingOutcome,
     check_data_kwargs,
     check_model_kwargs,
+    resolve_data_source,
     run_training_job,
 )
 
@@ -273,10 +274,11 @@ def _add_data_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--data",
         dest="data__path",
-        metavar="PATH",
+        metavar="PATH|NAME",
         default=argparse.SUPPRESS,
         help="a dataset file or folder (IDX, .npz, .npy, Kaggle .csv; see "
-        "nn.data.load_dataset); default: the bundled MNIST",
+        "nn.data.load_dataset) or the name of a data set (python -m nn data list); default: "
+        "the bundled MNIST",
     )
     group.add_argument(
         "--split",
@@ -431,7 +433,7 @@ def train_plan(args: argparse.Namespace) -> TrainingJob:
         raise UsageError(f"--seed {seed}: use a whole number from 0 to {MAX_SEED}, or 'none'")
     try:
         model = check_model_kwargs(model_kwargs)
-        data_kwargs = check_data_kwargs(data_kwargs)
+        data_kwargs = resolve_data_source(check_data_kwargs(data_kwargs))
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     ts = data_kwargs["train_size"]
@@ -457,7 +459,7 @@ class _Console:
     def __init__(self, out: Out, job: TrainingJob):
         self.out = out
         self.job = job
-        self.source = job.data["path"] or "the bundled MNIST"
+        self.source = job.data["path"] or job.data.get("set") or "the bundled MNIST"
         self.progress: Progress | None = None
 
     def listen(self, stage: str, info: dict[str, Any]) -> None:

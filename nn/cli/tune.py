@@ -149,8 +149,9 @@ def add_tune_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPars
     data.add_argument(
         "--data",
         default=None,
-        metavar="PATH",
-        help="a dataset for nn.data.load_dataset instead of the bundled MNIST",
+        metavar="PATH|NAME",
+        help="a dataset for nn.data.load_dataset, or the name of a data set (python -m nn data "
+        "list), instead of the bundled MNIST",
     )
     out = parser.add_argument_group("recording and output")
     out.add_argument("--name", default=None, help="name of the search in the run store")

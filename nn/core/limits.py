@@ -17,6 +17,9 @@ MAX_DATASET_IMAGES = 300_000
 """Images in one dataset file a user trains or evaluates on (MNIST has 70,000): 235 MB of
 28x28 uint8 pixels, checked against the file's header before it is read or decompressed."""
 
+MAX_DATASET_CLASSES = 1_000
+"""Classes of one data set a user adds (MNIST and CIFAR-10 have 10, EMNIST-letters 26)."""
+
 MAX_TRIALS = 10_000
 """Trials of one hyperparameter search (each trains at least one epoch): ``--trials``, a grid's
 size, the Tune page."""

@@ -28,7 +28,7 @@ from typing import IO, Any, Literal, NamedTuple, Union
 
 import numpy as np
 
-from nn.core.limits import MAX_DATASET_IMAGES
+from nn.core.limits import MAX_DATASET_CLASSES, MAX_DATASET_IMAGES
 
 __all__ = [
     "MNIST_DIR",
@@ -265,18 +265,36 @@ def _readonly(a: np.ndarray) -> np.ndarray:
     return a
 
 
-def _as_images(x: np.ndarray, source: str) -> np.ndarray:
+def _any_image_layout(x: np.ndarray, source: str) -> np.ndarray:
+    """Images of any size: ``(n, h, w)`` becomes ``(n, h, w, 1)``; ``(n, h, w, c)`` with c 1 or 3
+    and flat rows ``(n, d)`` stay as they are."""
+    if x.ndim == 3:
+        x = x[..., None]
+    if x.ndim not in (2, 4) or (x.ndim == 4 and x.shape[3] not in (1, 3)):
+        raise DataError(
+            f"{source}: images have shape {x.shape}; expected (n, height, width), "
+            f"(n, height, width, channels) with 1 or 3 channels, or rows of pixels (n, d)"
+        )
+    if 0 in x.shape[1:]:
+        raise DataError(f"{source}: images of shape {x.shape[1:]} are empty")
+    return x
+
+
+def _as_images(x: np.ndarray, source: str, any_shape: bool = False) -> np.ndarray:
     """Validate and convert to read-only, C-contiguous uint8 ``(n, 784)``.
 
     Accepts ``(n, 784)`` or ``(n, 28, 28)``; integers 0-255; floats either in [0, 1]
-    (scaled by 255 and rounded) or integral in [0, 255].
+    (scaled by 255 and rounded) or integral in [0, 255]. With ``any_shape`` images of any size
+    pass (see :func:`_any_image_layout`) and keep their shape.
     """
     x = np.asarray(x)
     if x.dtype == object or not (
         np.issubdtype(x.dtype, np.integer) or np.issubdtype(x.dtype, np.floating)
     ):
         raise DataError(f"{source}: images have dtype {x.dtype}, expected integers 0-255 or floats")
-    if x.ndim == 3 and x.shape[1:] == (IMAGE_SIDE, IMAGE_SIDE):
+    if any_shape:
+        x = _any_image_layout(x, source)
+    elif x.ndim == 3 and x.shape[1:] == (IMAGE_SIDE, IMAGE_SIDE):
         x = x.reshape(len(x), N_PIXELS)
     elif x.ndim != 2 or x.shape[1] != N_PIXELS:
         got = "x".join(map(str, x.shape[1:])) if x.ndim >= 2 else "a 1-D array"
@@ -306,8 +324,9 @@ def _as_images(x: np.ndarray, source: str) -> np.ndarray:
     return _readonly(x.astype(np.uint8))
 
 
-def _as_labels(y: np.ndarray, source: str) -> np.ndarray:
-    """Validate and convert to read-only int64 ``(n,)`` with values 0-9."""
+def _as_labels(y: np.ndarray, source: str, n_classes: int = N_CLASSES) -> np.ndarray:
+    """Validate and convert to read-only int64 ``(n,)`` with values ``0..n_classes-1``."""
+    top = n_classes - 1
     y = np.asarray(y)
     if y.ndim == 2 and y.shape[1] == 1:
         y = y[:, 0]
@@ -317,24 +336,27 @@ def _as_labels(y: np.ndarray, source: str) -> np.ndarray:
         )
     if np.issubdtype(y.dtype, np.floating):
         if not np.isfinite(y).all() or not np.all(y == np.rint(y)):
-            raise DataError(f"{source}: labels must be whole numbers 0-9")
+            raise DataError(f"{source}: labels must be whole numbers 0-{top}")
     elif not np.issubdtype(y.dtype, np.integer) or y.dtype == np.bool_:
-        raise DataError(f"{source}: labels have dtype {y.dtype}, expected integers 0-9")
+        raise DataError(f"{source}: labels have dtype {y.dtype}, expected integers 0-{top}")
     if len(y):
-        bad = (y < 0) | (y >= N_CLASSES)
+        bad = (y < 0) | (y >= n_classes)
         if bad.any():
             i = int(np.argmax(bad))
             raise DataError(
-                f"{source}: label {y[i]:g} at index {i} is outside 0-9 ({int(bad.sum())} bad labels)"
+                f"{source}: label {y[i]:g} at index {i} is outside 0-{top} "
+                f"({int(bad.sum())} bad labels)"
             )
     return _readonly(y.astype(np.int64))
 
 
-def _pair(x: np.ndarray, y: np.ndarray | None, x_src: str, y_src: str) -> ImageSet:
-    xs = _as_images(x, x_src)
+def _pair(
+    x: np.ndarray, y: np.ndarray | None, x_src: str, y_src: str, any_shape: bool = False
+) -> ImageSet:
+    xs = _as_images(x, x_src, any_shape)
     if y is None:
         return ImageSet(xs, None)
-    ys = _as_labels(y, y_src)
+    ys = _as_labels(y, y_src, MAX_DATASET_CLASSES if any_shape else N_CLASSES)
     if len(xs) != len(ys):
         where = x_src if x_src == y_src else f"{x_src} / {y_src}"
         raise DataError(f"{where}: {len(xs)} images but {len(ys)} labels")
@@ -430,7 +452,7 @@ def _load_array_file(path: Path, role: str) -> np.ndarray:
 _NPZ_FULL = ("x_train", "y_train", "x_test", "y_test")
 
 
-def _load_npz(path: Path) -> MNIST | ImageSet:
+def _load_npz(path: Path, any_shape: bool = False) -> MNIST | ImageSet:
     try:
         archive = np.load(path, allow_pickle=False)
     except (ValueError, OSError, zlib.error, EOFError, zipfile.BadZipFile) as exc:
@@ -452,11 +474,16 @@ def _load_npz(path: Path) -> MNIST | ImageSet:
                 raise DataError(f"{path}[{key}]: corrupt array data ({exc})") from None
 
         if set(_NPZ_FULL) <= keys:
-            train = _pair(get("x_train"), get("y_train"), f"{path}[x_train]", f"{path}[y_train]")
-            test = _pair(get("x_test"), get("y_test"), f"{path}[x_test]", f"{path}[y_test]")
+            train = _pair(
+                get("x_train"), get("y_train"), f"{path}[x_train]", f"{path}[y_train]", any_shape
+            )
+            test = _pair(
+                get("x_test"), get("y_test"), f"{path}[x_test]", f"{path}[y_test]", any_shape
+            )
             return MNIST(train.x, train.y, test.x, test.y)  # type: ignore[arg-type]
         if "x" in keys:
-            return _pair(get("x"), get("y") if "y" in keys else None, f"{path}[x]", f"{path}[y]")
+            y = get("y") if "y" in keys else None
+            return _pair(get("x"), y, f"{path}[x]", f"{path}[y]", any_shape)
         missing = ", ".join(k for k in _NPZ_FULL if k not in keys)
         found = ", ".join(sorted(keys)) or "none"
         raise DataError(
@@ -465,8 +492,9 @@ def _load_npz(path: Path) -> MNIST | ImageSet:
         )
 
 
-def _load_csv(path: Path) -> ImageSet:
-    """Kaggle digit-recognizer CSV: ``label,pixel0..pixel783`` or ``pixel0..pixel783``."""
+def _load_csv(path: Path, any_shape: bool = False) -> ImageSet:
+    """Kaggle digit-recognizer CSV: ``label,pixel0..pixel783`` or ``pixel0..pixel783``; with
+    ``any_shape`` a label column and any number of pixel columns."""
     with _open_binary(path) as fb:
         try:
             raw = _read_exactly(fb, MAX_CSV_BYTES + 1, path, None)
@@ -490,7 +518,12 @@ def _load_csv(path: Path) -> ImageSet:
     except ValueError:
         header = True
     n_cols = len(fields)
-    if n_cols not in (N_PIXELS, N_PIXELS + 1):
+    if any_shape and n_cols < 2:
+        raise DataError(
+            f"{path}: {'the header' if header else 'row 1'} has {n_cols} column; a labelled CSV "
+            f"holds the label, then the pixels of one image per row"
+        )
+    if not any_shape and n_cols not in (N_PIXELS, N_PIXELS + 1):
         raise DataError(
             f"{path}: {'the header' if header else 'row 1'} has {n_cols} columns; expected 785 "
             f"(label + 784 pixels) or 784 (pixels only)"
@@ -515,12 +548,14 @@ def _load_csv(path: Path) -> ImageSet:
         raise DataError(
             f"{path}: rows have {table.shape[1]} columns but the first line has {n_cols}"
         )
-    if n_cols == N_PIXELS:
+    if n_cols == N_PIXELS and not any_shape:
         return _pair(table, None, str(path), str(path))
-    return _pair(table[:, 1:], table[:, 0], f"{path} (pixel columns)", f"{path} (label column)")
+    return _pair(
+        table[:, 1:], table[:, 0], f"{path} (pixel columns)", f"{path} (label column)", any_shape
+    )
 
 
-def _load_folder(folder: Path) -> MNIST | ImageSet:
+def _load_folder(folder: Path, any_shape: bool = False) -> MNIST | ImageSet:
     parts: dict[str, ImageSet] = {}
     for kind in ("train", "t10k"):
         try:
@@ -532,25 +567,53 @@ def _load_folder(folder: Path) -> MNIST | ImageSet:
             _read_idx(labels_path, "labels"),
             str(images_path),
             str(labels_path),
+            any_shape,
         )
     if not parts:
         for suffix in ("train", "test"):
             xp, yp = folder / f"x_{suffix}.npy", folder / f"y_{suffix}.npy"
             if xp.is_file() and yp.is_file():
                 parts["train" if suffix == "train" else "t10k"] = _pair(
-                    _load_npy(xp), _load_npy(yp), str(xp), str(yp)
+                    _load_npy(xp), _load_npy(yp), str(xp), str(yp), any_shape
                 )
     if "train" in parts and "t10k" in parts:
         return MNIST(parts["train"].x, parts["train"].y, parts["t10k"].x, parts["t10k"].y)  # type: ignore[arg-type]
     if parts:
         return next(iter(parts.values()))
+    if any_shape:
+        return _load_folder_files(folder)
     raise DataError(
         f"{folder}: no dataset found; expected IDX files (train-images-idx3-ubyte[.gz] and "
         f"train-labels-idx1-ubyte[.gz], optionally t10k-*) or x_train.npy + y_train.npy"
     )
 
 
-def load_dataset(path: PathLike | tuple[PathLike, PathLike]) -> MNIST | ImageSet:
+def _load_folder_files(folder: Path) -> MNIST | ImageSet:
+    """A folder holding one ``.npz``, one ``.csv`` or a ``train*.csv`` and a ``test*.csv``."""
+    files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+    npz = [p for p in files if p.name.lower().endswith(".npz")]
+    csv = [p for p in files if p.name.lower().endswith((".csv", ".csv.gz"))]
+    if len(npz) == 1 and not csv:
+        return _load_npz(npz[0], True)
+    if len(csv) == 1 and not npz:
+        return _load_csv(csv[0], True)
+    train = [p for p in csv if p.name.lower().startswith("train")]
+    test = [p for p in csv if p.name.lower().startswith(("test", "t10k"))]
+    if len(csv) == 2 and len(train) == 1 and len(test) == 1 and not npz:
+        a, b = _load_csv(train[0], True), _load_csv(test[0], True)
+        return MNIST(a.x, a.y, b.x, b.y)  # type: ignore[arg-type]
+    found = ", ".join(p.name for p in files[:10]) or "nothing"
+    raise DataError(
+        f"{folder}: no dataset found; expected IDX files (train-images-idx3-ubyte[.gz] and "
+        f"train-labels-idx1-ubyte[.gz], optionally t10k-*), x_train.npy + y_train.npy "
+        f"(optionally x_test.npy + y_test.npy), one .npz, one .csv, or train*.csv + test*.csv; "
+        f"found: {found}"
+    )
+
+
+def load_dataset(
+    path: PathLike | tuple[PathLike, PathLike], *, any_shape: bool = False
+) -> MNIST | ImageSet:
     """Load a user-supplied dataset, validated, as read-only uint8 images and int64 labels.
 
     Returns :class:`MNIST` when the source has separate train and test parts, otherwise an
@@ -567,31 +630,41 @@ def load_dataset(path: PathLike | tuple[PathLike, PathLike]) -> MNIST | ImageSet
 
     Images may be ``(n, 784)`` or ``(n, 28, 28)``, integers 0-255 or floats in [0, 1].
     Anything else raises :class:`DataError` naming the file and the fault.
+
+    ``any_shape`` reads image sets of any size and class count (what ``nn.data.registry`` adds):
+    images ``(n, h, w)`` (returned as ``(n, h, w, 1)``), ``(n, h, w, c)`` with 1 or 3 channels, or
+    flat rows ``(n, d)`` (returned 2-D: the caller says their shape); labels
+    ``0..MAX_DATASET_CLASSES-1``; a CSV's first column is its label; a folder may also hold one
+    ``.npz``, one ``.csv`` or ``train*.csv`` + ``test*.csv``.
     """
     if isinstance(path, (tuple, list)):
         if len(path) != 2:
             raise DataError(f"{path!r}: expected a pair (images_path, labels_path)")
         xp, yp = Path(path[0]), Path(path[1])
         return _pair(
-            _load_array_file(xp, "images"), _load_array_file(yp, "labels"), str(xp), str(yp)
+            _load_array_file(xp, "images"),
+            _load_array_file(yp, "labels"),
+            str(xp),
+            str(yp),
+            any_shape,
         )
     p = Path(path)
     if p.is_dir():
-        return _load_folder(p)
+        return _load_folder(p, any_shape)
     if not p.exists():
         raise DataError(f"{p}: no such file or folder")
     name = p.name.lower()
     if name.endswith((".csv", ".csv.gz")):
-        return _load_csv(p)
+        return _load_csv(p, any_shape)
     if name.endswith(".npz"):
-        return _load_npz(p)
+        return _load_npz(p, any_shape)
     if name.endswith(".npy"):
-        return _pair(_load_npy(p), None, str(p), str(p))
+        return _pair(_load_npy(p), None, str(p), str(p), any_shape)
     if "idx" in name or "ubyte" in name:
         data = _read_idx(p)
         if data.ndim == 1:
             raise DataError(f"{p}: holds labels only; pass (images_path, labels_path) instead")
-        return _pair(data, None, str(p), str(p))
+        return _pair(data, None, str(p), str(p), any_shape)
     raise DataError(f"{p}: unsupported file type; expected a folder, .csv, .npz, .npy or IDX file")
 
 

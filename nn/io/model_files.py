@@ -15,6 +15,7 @@ The file-level metadata document looks like::
      "architecture": {"layer_sizes": [...], "activations": [...]},
      "metrics": {...}, "notes": ..., "n_parameters": int,
      "inside": {...} or None,        # per-layer statistics recorded in training (nn.core.probe)
+     "dataset": {"name", "sha256", "image_shape": [h, w, c], "class_names": [...]},  # or absent
      "array_manifest": {name: {"shape": [...], "dtype": "float32"}},
      "state_keys": [...],            # which top-level keys came from model.to_state()
      "state_shadowed": {...},        # to_state() keys that collide with file-level keys
@@ -114,6 +115,7 @@ _FILE_KEYS = (
     "notes",
     "n_parameters",
     "inside",
+    "dataset",
     "array_manifest",
     "state_keys",
     "state_shadowed",
@@ -252,6 +254,7 @@ def _build_meta(
     metrics: dict | None,
     notes: str | None,
     inside: dict | None = None,
+    dataset: dict | None = None,
 ) -> dict:
     state_meta = _to_json_compatible(state_meta, "the model metadata (to_state)")
     previous = getattr(model, "metadata_", None)
@@ -265,6 +268,8 @@ def _build_meta(
         notes = previous.get("notes")
     if inside is None:
         inside = previous.get("inside") if same_weights else None
+    if dataset is None:
+        dataset = previous.get("dataset")
     if name is None:  # the file stem, so list_models rows and delete_model agree by default
         name = path.stem
     now = _utcnow()
@@ -279,6 +284,7 @@ def _build_meta(
         "notes": None if notes is None else str(notes),
         "n_parameters": _n_parameters(model, arrays),
         "inside": None if inside is None else _to_json_compatible(dict(inside), "inside"),
+        "dataset": _to_json_compatible(dataset, "dataset") if dataset else None,
         "array_manifest": {
             k: {"shape": [int(s) for s in a.shape], "dtype": a.dtype.str} for k, a in arrays.items()
         },
@@ -343,6 +349,7 @@ def save_model(
     metrics: dict | None = None,
     notes: str | None = None,
     inside: dict | None = None,
+    dataset: dict | None = None,
 ) -> Path:
     """Save a fitted model atomically; returns the path written.
 
@@ -351,13 +358,23 @@ def save_model(
     ``created`` is kept from the model's ``metadata_`` (set by load_model and by save_model);
     ``metrics``, ``notes`` and ``inside`` (the training's ``nn.core.probe`` record) default to
     those in ``metadata_`` -- metrics and inside only if the model was not trained further
-    since. Sets ``model.metadata_`` to the new file's metadata.
+    since. ``dataset`` (``nn.data.registry.DataSetInfo.record()``: name, SHA-256, image shape,
+    class names) says what the model was trained on, default the one in ``metadata_``; a file
+    without it holds an MNIST model. Sets ``model.metadata_`` to the new file's metadata.
     """
     path = _normalise_suffix(Path(path))
     if path.suffix.lower() == ".pkl":
-        return export_pickle(model, path, name=name, metrics=metrics, notes=notes, inside=inside)
+        return export_pickle(
+            model,
+            path,
+            name=name,
+            metrics=metrics,
+            notes=notes,
+            inside=inside,
+            dataset=dataset,
+        )
     state_meta, arrays = _collect_state(model)
-    meta = _build_meta(model, path, state_meta, arrays, name, metrics, notes, inside)
+    meta = _build_meta(model, path, state_meta, arrays, name, metrics, notes, inside, dataset)
     meta_array = np.array(json.dumps(meta, ensure_ascii=False))  # 0-d '<U..' array
 
     def write(f):
@@ -376,6 +393,7 @@ def export_pickle(
     metrics: dict | None = None,
     notes: str | None = None,
     inside: dict | None = None,
+    dataset: dict | None = None,
 ) -> Path:
     """Write the compatibility pickle: ``{"format_version", "meta", "arrays"}`` of plain
     containers and ndarrays only (protocol 4), atomically. Never pickles the model object."""
@@ -383,7 +401,7 @@ def export_pickle(
     if path.suffix.lower() != ".pkl":
         raise ValueError(f"cannot export pickle to {path}: the file name must end with .pkl")
     state_meta, arrays = _collect_state(model)
-    meta = _build_meta(model, path, state_meta, arrays, name, metrics, notes, inside)
+    meta = _build_meta(model, path, state_meta, arrays, name, metrics, notes, inside, dataset)
     payload = {
         "format_version": FORMAT_VERSION,
         "meta": meta,
@@ -879,6 +897,7 @@ def _check_field_types(meta: dict, state: dict, label: Any) -> None:
     _check_type(
         label, "best_val_accuracy", value, value is None or _is_real(value), "expected a number"
     )
+    _check_dataset(meta.get("dataset"), label)
     params = state.get("params")
     _check_type(label, "params", params, isinstance(params, dict), "expected an object")
     sizes = state.get("layer_sizes")
@@ -904,6 +923,35 @@ def _check_field_types(meta: dict, state: dict, label: Any) -> None:
             f"the model has {len(classes)} classes ({len(set(classes))} distinct); "
             "a classifier needs 2 or more distinct classes",
         )
+
+
+def _check_dataset(record: Any, label: Any) -> None:
+    """The data set record is absent (an MNIST model) or names a set, its SHA-256, an image
+    shape ``[h, w, 1 or 3]`` and 2 or more distinct class names."""
+    if record is None:
+        return
+    _check_type(label, "dataset", record, isinstance(record, dict), "expected an object")
+    for key in ("name", "sha256"):
+        value = record.get(key)
+        _check_type(
+            label, f"dataset.{key}", value, value is None or isinstance(value, str), "expected text"
+        )
+    shape = record.get("image_shape")
+    ok = (
+        isinstance(shape, list)
+        and len(shape) == 3
+        and all(_is_int(s) and s >= 1 for s in shape)
+        and shape[2] in (1, 3)
+    )
+    _check_type(label, "dataset.image_shape", shape, ok, "expected [height, width, 1 or 3]")
+    names = record.get("class_names")
+    ok = (
+        isinstance(names, list)
+        and len(names) >= 2
+        and all(isinstance(c, str) for c in names)
+        and len(set(names)) == len(names)
+    )
+    _check_type(label, "dataset.class_names", names, ok, "expected 2 or more distinct names")
 
 
 _WEIGHT_NAME_RE = re.compile(r"(coef|intercept)_\d+|layer\d+\..+|opt\..+")
@@ -1207,7 +1255,8 @@ def list_models(folder: str | os.PathLike) -> list[dict]:
     skipped), newest ``saved`` first. Unreadable files get a row with ``error`` set instead of
     raising. ``stem`` is the file stem to pass to delete_model/model_path (``name`` is the
     display name stored in the file). Row keys: name, stem, path, format, size_bytes, layers, activations, n_parameters,
-    test_accuracy, metrics, notes, created, saved, n_iter, error."""
+    test_accuracy, metrics, notes, created, saved, n_iter, dataset (the set's record or None for
+    an MNIST model), error."""
     folder = Path(folder)
     if not folder.is_dir():
         return []
@@ -1236,6 +1285,7 @@ def list_models(folder: str | os.PathLike) -> list[dict]:
             "created": None,
             "saved": None,
             "n_iter": None,
+            "dataset": None,
             "error": None,
         }
         try:
@@ -1260,6 +1310,7 @@ def list_models(folder: str | os.PathLike) -> list[dict]:
                 created=meta.get("created"),
                 saved=meta.get("saved"),
                 n_iter=meta.get("n_iter"),
+                dataset=meta.get("dataset"),
             )
         saved_ts = _parse_time(row["saved"])
         row["_sort"] = (

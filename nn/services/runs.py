@@ -28,14 +28,19 @@ Values
     of a diverged run) to ``null``. In the ``epochs`` table NaN is stored as NULL too (SQLite has
     no NaN), so it reads back as ``None``. Timestamps are Unix seconds (``time.time()``).
 
-Schema version 1 (``PRAGMA user_version``)::
+Schema version 2 (``PRAGMA user_version``)::
 
     searches(id, name, status, space JSON, started_at, finished_at, best_run_id, message,
              pid, hostname)
     runs(id, name, source, status, config JSON, seed, started_at, finished_at, duration_seconds,
-         epochs_done, metrics JSON, model_path, message, search_id, pid, hostname)
+         epochs_done, metrics JSON, model_path, message, search_id, pid, hostname, dataset)
     epochs(run_id, epoch, loss, train_accuracy, val_loss, val_accuracy, learning_rate, seconds,
            PRIMARY KEY (run_id, epoch))
+
+``runs.dataset`` names the data set a run trained on (a set of ``nn.data.registry``, ``mnist``
+for the bundled MNIST, or the path of a data file). Version 1 lacks the column: opening such a
+database adds it (``ALTER TABLE``; its runs read back as ``mnist``, the only set they could use)
+and sets the version to 2.
 """
 
 from __future__ import annotations
@@ -78,7 +83,10 @@ ENV_VAR = "NN_RUNS_DB"
 
 DEFAULT_FILENAME = "runs.sqlite"
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+
+MNIST_DATASET = "mnist"
+"""``runs.dataset`` of a run on the bundled MNIST (and of every run recorded before version 2)."""
 
 STATUSES: tuple[str, ...] = ("running", "finished", "stopped", "diverged", "failed", "interrupted")
 """Every status a run (or search) can have."""
@@ -113,6 +121,7 @@ _ORDER_COLUMNS: dict[str, str] = {
     "finished_at": "finished_at",
     "duration_seconds": "duration_seconds",
     "epochs_done": "epochs_done",
+    "dataset": f"COALESCE(dataset, '{MNIST_DATASET}')",
     **{key: f"json_extract(metrics, '$.{key}')" for key in _METRIC_KEYS},
 }
 ORDER_BY_FIELDS: tuple[str, ...] = tuple(_ORDER_COLUMNS)
@@ -155,7 +164,8 @@ CREATE TABLE IF NOT EXISTS runs (
     message          TEXT,
     search_id        INTEGER REFERENCES searches(id) ON DELETE SET NULL,
     pid              INTEGER,
-    hostname         TEXT
+    hostname         TEXT,
+    dataset          TEXT
 );
 CREATE TABLE IF NOT EXISTS epochs (
     run_id         INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
@@ -172,6 +182,11 @@ CREATE INDEX IF NOT EXISTS runs_status ON runs(status);
 CREATE INDEX IF NOT EXISTS runs_started_at ON runs(started_at);
 CREATE INDEX IF NOT EXISTS runs_search_id ON runs(search_id);
 """
+
+# version -> the statements taking a database of that version to the next one
+_MIGRATIONS: dict[int, tuple[str, ...]] = {
+    1: ("ALTER TABLE runs ADD COLUMN dataset TEXT",),
+}
 
 
 _ITEM_NAMES = {"runs": "run", "searches": "search"}
@@ -328,6 +343,7 @@ class Run:
     pid: int | None
     hostname: str | None
     history: dict[str, list] = dataclasses.field(default_factory=dict)
+    dataset: str = MNIST_DATASET
 
     @property
     def label(self) -> str:
@@ -349,6 +365,7 @@ class Run:
             "started_at": self.started_at,
             "duration_seconds": self.duration_seconds,
             "epochs_done": self.epochs_done,
+            "dataset": self.dataset,
         }
         for key, value in self.metrics.items():
             row.setdefault(key, value)
@@ -376,7 +393,7 @@ class Search:
 
 _RUN_COLUMNS = (
     "id, name, source, status, config, seed, started_at, finished_at, duration_seconds, "
-    "epochs_done, metrics, model_path, message, search_id, pid, hostname"
+    "epochs_done, metrics, model_path, message, search_id, pid, hostname, dataset"
 )
 _SEARCH_COLUMNS = (
     "id, name, status, space, started_at, finished_at, best_run_id, message, pid, hostname"
@@ -401,7 +418,20 @@ def _run_from_row(row: sqlite3.Row) -> Run:
         search_id=row["search_id"],
         pid=row["pid"],
         hostname=row["hostname"],
+        dataset=row["dataset"] or MNIST_DATASET,
     )
+
+
+def _run_dataset(config: Mapping[str, Any], dataset: str | None) -> str:
+    """``dataset``, else the set or data file of ``config["data"]``, else ``mnist``."""
+    if dataset is not None:
+        return str(dataset)
+    data = config.get("data")
+    if isinstance(data, Mapping):
+        for key in ("set", "path"):
+            if data.get(key):
+                return str(data[key])
+    return MNIST_DATASET
 
 
 def _search_from_row(row: sqlite3.Row) -> Search:
@@ -522,11 +552,16 @@ class RunStore:
         with self._write() as conn:
             # re-read under the write lock: another process may have created it meanwhile
             version = conn.execute("PRAGMA user_version").fetchone()[0]
-            if version < SCHEMA_VERSION:
+            if version == 0:
                 for statement in _SCHEMA.split(";"):
                     if statement.strip():
                         conn.execute(statement)
-                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                version = SCHEMA_VERSION
+            while version < SCHEMA_VERSION:
+                for statement in _MIGRATIONS[version]:
+                    conn.execute(statement)
+                version += 1
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     # -- runs -----------------------------------------------------------------------------------
 
@@ -538,9 +573,12 @@ class RunStore:
         source: str = "cli",
         seed: int | None = None,
         search_id: int | None = None,
+        dataset: str | None = None,
     ) -> int:
-        """Record a new ``running`` run of this process; returns its id."""
+        """Record a new ``running`` run of this process; returns its id. ``dataset`` defaults to
+        the set (or data file) in ``config["data"]``, else ``mnist``."""
         _check_status(source, SOURCES, "source")
+        dataset = _run_dataset(dict(config or {}), dataset)
         config_json = _dumps(dict(config or {}))
         seed = _integer(seed, "seed")
         if seed is not None and not 0 <= seed <= MAX_SEED:
@@ -549,7 +587,7 @@ class RunStore:
         with self._write() as conn:
             cursor = conn.execute(
                 "INSERT INTO runs (name, source, status, config, seed, started_at, search_id, "
-                "pid, hostname) VALUES (?, ?, 'running', ?, ?, ?, ?, ?, ?)",
+                "pid, hostname, dataset) VALUES (?, ?, 'running', ?, ?, ?, ?, ?, ?, ?)",
                 (
                     name,
                     source,
@@ -559,6 +597,7 @@ class RunStore:
                     search_id,
                     os.getpid(),
                     self.hostname,
+                    dataset,
                 ),
             )
             return int(cursor.lastrowid)
@@ -684,11 +723,12 @@ class RunStore:
         limit: int | None = None,
         *,
         with_history: bool = False,
+        dataset: str | Iterable[str] | None = None,
     ) -> list[Run]:
         """Runs matching all given filters, ordered by ``order_by`` (one of
         :data:`ORDER_BY_FIELDS`; runs without that value come last), ties broken by id.
         ``status``/``source`` may be one value or several. Histories are loaded only with
-        ``with_history=True``."""
+        ``with_history=True``. ``dataset``: runs on this set (or these sets) only."""
         if order_by not in _ORDER_COLUMNS:
             raise ValueError(
                 f"order_by must be one of {', '.join(ORDER_BY_FIELDS)}; got {order_by!r}"
@@ -704,6 +744,12 @@ class RunStore:
                 return []
             where.append(f"{column} IN ({', '.join('?' * len(values))})")
             params.extend(values)
+        if dataset is not None:
+            names = [dataset] if isinstance(dataset, str) else [str(d) for d in dataset]
+            if not names:
+                return []
+            where.append(f"COALESCE(dataset, '{MNIST_DATASET}') IN ({', '.join('?' * len(names))})")
+            params.extend(names)
         if search_id is not None:
             where.append("search_id = ?")
             params.append(_integer(search_id, "search_id"))

@@ -19,6 +19,10 @@ Data settings (all optional, see :data:`DATA_DEFAULTS`):
     ``train_size``     a stratified subset of the training part (``None``: all of it).
     ``val_fraction``, ``test_fraction``   for ``split="custom"``.
     ``path``           a user dataset for :func:`nn.data.load_dataset` (``None``: bundled MNIST).
+    ``set``            a data set of :mod:`nn.data.registry` by name (``None``: ``path``/MNIST).
+
+A model trained on a set of another shape than MNIST's gets the set's ``input_shape`` (unless
+its settings give one), and a saved model records the set (``DataSetInfo.record()``).
 """
 
 from __future__ import annotations
@@ -45,8 +49,10 @@ __all__ = [
     "run_training_job",
     "check_model_kwargs",
     "check_data_kwargs",
+    "data_set_info",
     "load_data",
     "make_split",
+    "resolve_data_source",
     "run_training",
 ]
 
@@ -57,6 +63,7 @@ DATA_DEFAULTS: dict[str, Any] = {
     "val_fraction": 0.1,
     "test_fraction": 0.1,
     "path": None,
+    "set": None,
 }
 
 
@@ -108,7 +115,8 @@ def check_model_kwargs(model_kwargs: Mapping[str, Any]) -> NeuralNetwork:
         )
     model = NeuralNetwork(**dict(model_kwargs))
     model._validated()  # random_state bounded by MAX_SEED there
-    check_network_size(model)
+    shape = model.input_shape  # a data set's images (nn.data.registry), else MNIST's
+    check_network_size(model, tuple(int(d) for d in shape) if shape else MNIST_FEATURES)
     return model
 
 
@@ -148,12 +156,55 @@ def check_data_kwargs(data_kwargs: Mapping[str, Any] | None) -> dict[str, Any]:
     return {**DATA_DEFAULTS, **data_kwargs}
 
 
-def load_data(data_kwargs: Mapping[str, Any] | None = None):
-    """The dataset named by ``data_kwargs["path"]`` (``nn.data.load_dataset``) or the bundled
-    MNIST."""
-    from nn.data.datasets import load_dataset, load_mnist
+def resolve_data_source(data_kwargs: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The data settings with ``path`` read as a set's name when no file or folder has that
+    name (what ``--data NAME`` means); ``DataError`` when it is neither, or names an unknown
+    set."""
+    from nn.data.datasets import DataError
+    from nn.data.registry import get_info, list_sets
 
     cfg = check_data_kwargs(data_kwargs)
+    path = cfg["path"]
+    if path is not None and cfg["set"] is not None:
+        raise DataError(f"give a data file ({path}) or a data set ({cfg['set']}), not both")
+    if path is not None and not Path(path).expanduser().exists():
+        names = [info.name for info in list_sets()]
+        if str(path).strip().lower() not in names:
+            raise DataError(
+                f"{path}: no such file or folder, and no data set of that name "
+                f"(the data sets: {', '.join(names)}; add one with 'python -m nn data add')"
+            )
+        cfg["path"], cfg["set"] = None, str(path).strip().lower()
+    if cfg["set"] is not None:
+        cfg["set"] = get_info(cfg["set"]).name
+    return cfg
+
+
+def data_set_info(data_kwargs: Mapping[str, Any] | None = None):
+    """The ``nn.data.registry.DataSetInfo`` of these settings: the named set, MNIST, or for a
+    data file an MNIST-shaped description named by its path (its SHA-256 unknown)."""
+    from nn.data.registry import get_info, mnist_info
+
+    cfg = check_data_kwargs(data_kwargs)
+    if cfg["set"] is not None:
+        return get_info(cfg["set"])
+    info = mnist_info()
+    if cfg["path"] is None:
+        return info
+    return dataclasses.replace(
+        info, name=str(cfg["path"]), sha256="", source=str(cfg["path"]), builtin=False
+    )
+
+
+def load_data(data_kwargs: Mapping[str, Any] | None = None):
+    """The dataset named by ``data_kwargs["set"]`` (``nn.data.registry``), by
+    ``data_kwargs["path"]`` (``nn.data.load_dataset``) or the bundled MNIST."""
+    from nn.data.datasets import load_dataset, load_mnist
+    from nn.data.registry import load_set
+
+    cfg = check_data_kwargs(data_kwargs)
+    if cfg["set"] is not None:
+        return load_set(cfg["set"]).data
     return load_mnist() if cfg["path"] is None else load_dataset(cfg["path"])
 
 
@@ -333,7 +384,7 @@ class _Record:
         except (sqlite3.Error, OSError) as exc:
             self.note(exc)
 
-    def start(self, config: dict[str, Any]) -> None:
+    def start(self, config: dict[str, Any], dataset: str | None = None) -> None:
         from nn.services.runs import RunRecorder
 
         if self.store is None:
@@ -341,7 +392,7 @@ class _Record:
         seed = self.job.model.get("random_state")
         try:
             self.run_id = self.store.start_run(
-                config, name=self.job.name, source=self.job.source, seed=seed
+                config, name=self.job.name, source=self.job.source, seed=seed, dataset=dataset
             )
         except Exception as exc:  # noqa: BLE001 - a database problem never stops training
             if self.job.strict_record:
@@ -453,7 +504,7 @@ def _fit_and_score(model: NeuralNetwork, split: Any, callback: Callable) -> Trai
     return TrainResult(model, split, test_acc, val_acc, seconds)
 
 
-def _save(job: TrainingJob, outcome: TrainingOutcome) -> None:
+def _save(job: TrainingJob, outcome: TrainingOutcome, info: Any) -> None:
     path = Path(job.save_path)
     outcome.replaced = path.exists()
     cfg, n_train = outcome.data, int(outcome.result.split.x_train.shape[0])
@@ -461,8 +512,15 @@ def _save(job: TrainingJob, outcome: TrainingOutcome) -> None:
         f"{SOURCE_LABELS.get(job.source, job.source)}: preset {job.preset}, "
         f"{cfg['split']} split (seed {cfg['seed']}), {n_train} training images"
     )
+    if not info.builtin:
+        notes += f", data set {info.name}"
     outcome.model_path = outcome.result.model.save(
-        path, name=job.name, metrics=outcome.result.metrics(), notes=notes, inside=outcome.inside
+        path,
+        name=job.name,
+        metrics=outcome.result.metrics(),
+        notes=notes,
+        inside=outcome.inside,
+        dataset=info.record(),
     )
 
 
@@ -487,6 +545,7 @@ def run_training_job(
     """
     listener = listener or (lambda stage, info: None)
     control = control or JobControl()
+    job, info = _job_for_set(job, model)
     trained = _job_model(job, model)  # settings checked before any data is loaded
     if data is None:
         listener("loading", {"source": job.data.get("path") or "the bundled MNIST"})
@@ -509,6 +568,9 @@ def run_training_job(
             "n_classes": len(set(split.y_train.tolist())),
             "split": cfg["split"],
             "model": trained.get_params(),
+            "dataset": info.name,
+            "image_shape": list(info.image_shape),
+            "class_names": list(info.class_names),
         },
     )
     record = _Record(job, listener)
@@ -520,7 +582,7 @@ def run_training_job(
         config["train_limit"] = job.train_limit
     if model is not None:
         config["continued"] = True
-    record.start(config)
+    record.start(config, info.name)
     first_epoch = int(getattr(trained, "n_iter_", 0) or 0) if model is not None else 0
     listener(
         "started",
@@ -549,7 +611,7 @@ def run_training_job(
         outcome = _outcome(result, cfg, record, control)
         outcome.inside = None if recorder is None else recorder.record
         if outcome.status == "finished" and job.save_path:
-            _save(job, outcome)
+            _save(job, outcome, info)
     except BaseException as exc:
         status = "stopped" if isinstance(exc, KeyboardInterrupt) else "failed"
         message = "aborted with Ctrl-C" if status == "stopped" else f"{type(exc).__name__}: {exc}"
@@ -557,6 +619,29 @@ def run_training_job(
         raise
     record.finish(outcome.status, outcome.message, outcome.metrics(), outcome.model_path)
     return outcome
+
+
+def _job_for_set(job: TrainingJob, model: NeuralNetwork | None) -> tuple[TrainingJob, Any]:
+    """The job with its data settings resolved (``path`` may name a set) and, for a set of
+    another shape than MNIST's, the set's ``input_shape``; and the set's description. A model
+    to continue must fit the set."""
+    from nn.data.registry import check_model_fits
+
+    cfg = resolve_data_source(job.data)
+    info = data_set_info(cfg)
+    if model is not None:
+        check_model_fits(model, info)
+    settings = dict(job.model)
+    if info.image_shape != (28, 28, 1):
+        if settings.get("augment"):
+            raise ParameterError(
+                "augment",
+                f"augment: the augmentations distort 28x28 greyscale digits; {info.name} holds "
+                f"{info.shape_text} images: switch augmentation off (--no-augment)",
+            )
+        if model is None and settings.get("input_shape") is None:
+            settings["input_shape"] = list(info.image_shape)
+    return dataclasses.replace(job, model=settings, data=cfg), info
 
 
 def _outcome(

@@ -15,7 +15,7 @@ from typing import Any
 
 from nn.search.engine import SearchResult, SearchSpace, run_search
 from nn.services.control import JobControl
-from nn.services.training import check_data_kwargs, load_data, make_split
+from nn.services.training import data_set_info, load_data, make_split, resolve_data_source
 
 __all__ = ["SearchJob", "run_search_job"]
 
@@ -85,8 +85,12 @@ def run_search_job(
     listener = listener or (lambda stage, info: None)
     control = control or JobControl()
     space = SearchSpace.from_dict(job.space) if isinstance(job.space, Mapping) else job.space
-    data_kwargs = check_data_kwargs(job.data)
-    space.check(job.base)
+    data_kwargs = resolve_data_source(job.data)
+    info = data_set_info(data_kwargs)
+    base = dict(job.base)
+    if base.get("input_shape") is None and info.image_shape != (28, 28, 1):
+        base["input_shape"] = list(info.image_shape)  # the set's images, for convolutions
+    space.check(base)
     started = time.perf_counter()
     split = make_split(data_kwargs, data if data is not None else load_data(data_kwargs))
     x_val, y_val = split.x_val, split.y_val
@@ -112,7 +116,7 @@ def run_search_job(
         return control.stop_requested
 
     return run_search(
-        job.base,
+        base,
         space,
         split.x_train,
         split.y_train,
