@@ -22,6 +22,7 @@ PAGES = [
     ("pages/overview.py", "Overview", "", ":material/home:"),
     ("pages/train.py", "Train", "train", ":material/model_training:"),
     ("pages/draw.py", "Draw", "draw", ":material/draw:"),
+    ("pages/inside.py", "Inside", "inside", ":material/biotech:"),
     ("pages/predictions.py", "Predictions", "predictions", ":material/grid_view:"),
     ("pages/evaluate.py", "Evaluate", "evaluate", ":material/analytics:"),
     ("pages/models.py", "Models", "models", ":material/inventory_2:"),

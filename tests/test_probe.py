@@ -113,7 +113,7 @@ def test_the_record_is_plain_data_and_rebuilds_from_events(digits):
     assert json.loads(json.dumps(record)) == rebuilt
     assert rebuilt["epochs"] == [1, 2]
     grid = decode_images(rebuilt["grid"])
-    assert grid.shape == (50, 784)
+    assert grid.shape == (50, 28, 28, 1)
     assert len(rebuilt["grid_top"]["labels"]) == 50
     assert all(len(row) == 3 for row in rebuilt["grid_top"]["proba"])
     first = rebuilt["series"][0]

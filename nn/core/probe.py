@@ -139,6 +139,16 @@ def decode_images(encoded: dict[str, Any]) -> np.ndarray:
     return np.frombuffer(data, np.uint8).reshape(shape)
 
 
+def image_shape(input_shape: Sequence[int]) -> tuple[int, ...]:
+    """``(height, width, channels)`` of an input: itself for an image, a square greyscale image
+    for a vector of a square number of values (784 -> 28x28x1), else ``(1, d, 1)``."""
+    if len(input_shape) == 3:
+        return tuple(int(s) for s in input_shape)
+    d = math.prod(input_shape)
+    side = math.isqrt(d)
+    return (side, side, 1) if side * side == d else (1, d, 1)
+
+
 def grid_indices(y: np.ndarray, per_class: int = GRID_PER_CLASS) -> np.ndarray:
     """The first ``per_class`` images of every class, in order of class then position."""
     y = np.asarray(y)
@@ -267,7 +277,8 @@ class InsideRecorder:
             "grid": None,
         }
         if self.grid_x is not None and self.grid_x.shape[0]:
-            start["grid"] = {**encode_images(self.grid_x), "labels": self.grid_y.tolist()}
+            images = self.grid_x.reshape(self.grid_x.shape[0], *image_shape(model.input_shape_))
+            start["grid"] = {**encode_images(images), "labels": self.grid_y.tolist()}
         return start
 
     def keep_weights(self, model: Any) -> None:

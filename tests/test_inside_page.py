@@ -1,0 +1,89 @@
+"""The Inside page under AppTest: after a short training on the Train page it shows the recorded
+layers live, with the test grid; a saved model shows its record, and one saved without a record a
+snapshot."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from nn.io.model_files import save_model
+
+APP = str(Path(__file__).resolve().parent.parent / "app.py")
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch):
+    models = tmp_path / "models"
+    models.mkdir()
+    monkeypatch.setenv("NN_MODELS_DIR", str(models))
+    monkeypatch.setenv("NN_TRAIN_LIMIT", "1000")
+    monkeypatch.setenv("NN_RUNS_DB", str(tmp_path / "runs.sqlite"))
+    return models
+
+
+def figures(at) -> dict[str, dict]:
+    out = {}
+    for chart in at.get("plotly_chart"):
+        spec = json.loads(chart.proto.spec)
+        title = spec["layout"].get("title", {}).get("text", "")
+        out[title] = spec
+    return out
+
+
+def train_briefly(at: AppTest, epochs: int = 2) -> None:
+    at.number_input(key="tf_n_layers").set_value(1).run()
+    at.number_input(key="tf_units_0").set_value(16).run()
+    at.number_input(key="tf_epochs").set_value(epochs).run()
+    at.number_input(key="tf_batch_size").set_value(100).run()
+    at.button(key="start_training").click().run()
+    end = time.time() + 90
+    while time.time() < end:
+        at.run()
+        assert not at.exception
+        if not at.button(key="start_training").disabled:
+            return
+        time.sleep(0.2)
+    raise AssertionError("training did not finish in time")
+
+
+def test_inside_page_after_a_short_training(env):
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    at.switch_page("pages/train.py").run()
+    train_briefly(at)
+    at.switch_page("pages/inside.py").run()
+    assert not at.exception
+    assert at.selectbox(key="inside_source").value == "The model training now"
+    figs = figures(at)
+    grad = figs["gradient norm"]
+    names = [t["name"] for t in grad["data"]]
+    assert len(names) == 2 and names[0] == "0 dense" and names[1].endswith(" dense")
+    assert all(len(t["y"]) == 2 for t in grad["data"])  # two epochs
+    assert "update / weight" in figs and "ReLU units never firing" in figs
+    assert any("histogram per epoch" in title for title in figs)
+    captions = " ".join(c.value for c in at.caption)
+    assert "vanishing gradients" in captions and "learning rate is too high" in captions
+    grid = [im for im in at.image if len(im.proto.imgs) == 50]
+    assert grid, "the test grid of 50 digits is shown"
+    assert all(c.caption[0] in "✓✗" for c in grid[0].proto.imgs)
+    # the distribution explorer switches layer and kind
+    at.selectbox(key="inside_layer").select(names[1]).run()
+    at.radio(key="inside_kind_3").set_value("grad").run()
+    assert not at.exception
+    assert any(t.startswith(f"gradients of layer {names[1]}") for t in figures(at))
+
+
+def test_a_saved_model_without_a_record_shows_a_snapshot(env, small_model):
+    save_model(small_model[0], env / "plain.npz")
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    at.switch_page("pages/inside.py").run()
+    assert not at.exception
+    at.selectbox(key="inside_source").select("plain").run()
+    assert not at.exception
+    assert "as it is now" in " ".join(c.value for c in at.caption)
+    grad = figures(at)["gradient norm"]
+    assert all(len(t["y"]) == 1 for t in grad["data"])
