@@ -7,8 +7,10 @@ import contextlib
 import gzip
 import io
 import json
+import os
 import re
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -308,3 +310,104 @@ def test_train_refuses_a_network_whose_training_memory_is_above_the_limit(
     code, out, err = call("train", "--runs-db", str(tmp_path / "r"), "--hidden-layers", "512")
     assert code == EXIT_USAGE
     assert "hidden_layers: training this network needs about" in err and "the limit is" in err
+
+
+# ------------------------------------------------------------------ cases kept from the probe
+def _zip(path: Path, members, method=zipfile.ZIP_STORED) -> Path:
+    with zipfile.ZipFile(path, "w", method) as zf:
+        for name, data in members:
+            zf.writestr(name, data)
+    return path
+
+
+def _symlink(path: Path, target) -> Path:
+    os.symlink(target, path)
+    return path
+
+
+MODEL_CASES = {
+    "dangling-symlink": lambda d, good: _symlink(d / "x.npz", d / "nowhere.npz"),
+    "symlink-loop": lambda d, good: _symlink(d / "x.npz", d / "x.npz"),
+    "symlink-dev-zero": lambda d, good: _symlink(d / "x.npz", "/dev/zero"),
+    "directory": lambda d, good: (d / "x.npz").mkdir() or d / "x.npz",
+    "cut-100": lambda d, good: _write(d / "x.npz", good.read_bytes()[:100]),
+    "cut-half": lambda d, good: _write(d / "x.npz", good.read_bytes()[: good.stat().st_size // 2]),
+    "cut-tail": lambda d, good: _write(d / "x.npz", good.read_bytes()[:-10]),
+    "empty-zip": lambda d, good: _zip(d / "x.npz", []),
+    "duplicate-members": lambda d, good: _zip(
+        d / "x.npz", [("__meta__.npy", b"a"), ("__meta__.npy", b"b")]
+    ),
+    "too-many-members": lambda d, good: _zip(
+        d / "x.npz", [(f"a{i}.npy", b"") for i in range(10_001)]
+    ),
+    "deep-pickle": lambda d, good: _write(d / "x.pkl", b"\x80\x04" + b"]" * 100_000 + b"."),
+    "bytes8-claims-2**60": lambda d, good: _write(
+        d / "x.pkl", b"\x80\x04\x8e" + (1 << 60).to_bytes(8, "little") + b"xx."
+    ),
+    "protocol-0": lambda d, good: _write(d / "x.pkl", b"(dp0\n."),
+    "wrong-extension": lambda d, good: _write(d / "x.txt", good.read_bytes()),
+}
+
+
+def _write(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
+
+
+@pytest.mark.filterwarnings("ignore:Duplicate name")  # the crafted zip, when written
+@pytest.mark.parametrize("case", sorted(MODEL_CASES))
+def test_probe_model_files_get_a_clean_message(model_file, tmp_path, case):
+    path = MODEL_CASES[case](tmp_path, model_file)
+    with pytest.raises((ValueError, OSError)) as err:
+        P.load_model(path)
+    assert "allow_pickle" not in str(err.value)
+    for command in ("info", "evaluate"):
+        code, out, stderr = call(command, str(path))
+        assert code == EXIT_USAGE and "Traceback" not in stderr and "error" in stderr, stderr
+
+
+def _idx(magic: int, dims, payload: bytes = b"") -> bytes:
+    return magic.to_bytes(4, "big") + b"".join(d.to_bytes(4, "big") for d in dims) + payload
+
+
+DATA_CASES = {
+    "csv-one-long-line": ("x.csv", b"1," * 2_000_000 + b"1\n"),
+    "csv-latin1": ("x.csv", "é,".encode("latin-1") * 785),
+    "csv-ragged": ("x.csv", (",".join(["0"] * 785) + "\n1,2\n").encode()),
+    "csv-nan": ("x.csv", ("1," + ",".join(["nan"] * 784) + "\n").encode()),
+    "csv-header-only": ("x.csv", ("label," + ",".join(f"p{i}" for i in range(784))).encode()),
+    "idx-4gb-dims": ("x-idx3-ubyte", _idx(2051, (0xFFFFFFFF, 0xFFFFFFFF, 0xFFFFFFFF))),
+    "idx-two-bytes": ("x-idx3-ubyte", b"\0\0"),
+    "idx-10x10-images": ("x-idx3-ubyte", _idx(2051, (2, 10, 10), b"\0" * 200)),
+    "npy-random": ("x.npy", bytes(range(256))),
+    "npy-complex": ("x.npy", b""),
+}
+
+
+@pytest.mark.parametrize("case", sorted(DATA_CASES))
+def test_probe_data_files_get_a_clean_message(tmp_path, case):
+    name, content = DATA_CASES[case]
+    path = tmp_path / name
+    if case == "npy-complex":
+        np.save(path, np.zeros((3, 784), complex))
+    else:
+        path.write_bytes(content)
+    with pytest.raises(DataError) as err:
+        load_dataset(path)
+    assert name in str(err.value) and "allow_pickle" not in str(err.value)
+    code, out, stderr = call(
+        "train", "--data", str(path), "--no-save", "--runs-db", str(tmp_path / "r")
+    )
+    assert code == EXIT_USAGE and "Traceback" not in stderr
+
+
+def test_probe_png_whose_header_promises_too_many_pixels(tmp_path):
+    import struct
+
+    head = struct.pack(">IIBBBBB", 100_000, 100_000, 8, 0, 0, 0, 0)
+    chunk = b"IHDR" + head
+    png = b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + chunk
+    png += struct.pack(">I", zlib.crc32(chunk) & 0xFFFFFFFF)
+    path = _write(tmp_path / "huge.png", png)
+    with pytest.raises(ValueError, match="huge.png"):
+        load_image_file(path)

@@ -324,3 +324,13 @@ def test_zip_member_that_is_not_an_npy_array(tmp_path):
     with pytest.raises(ModelFileError, match="unreadable .npy header") as err:
         P.load_model(path)
     assert "allow_pickle" not in str(err.value)
+
+
+def test_layer_sizes_that_disagree_with_the_arrays_are_refused(tmp_path, model):
+    src = P.save_model(model, tmp_path / "src.npz")
+    sizes = list(model.layer_sizes_)
+    path = _rewrite_npz(src, tmp_path / "lie.npz", meta=lambda m: m.update(layer_sizes=sizes[:-1]))
+    with pytest.raises(ModelFileError, match="metadata says layers"):
+        P.load_model(path)
+    with pytest.raises(ModelFileError, match="metadata says layers"):
+        P.read_metadata(path, check_arrays=True)

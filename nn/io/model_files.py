@@ -1005,6 +1005,12 @@ def _build_model(meta: dict, arrays: dict[str, np.ndarray], label: Any, path: An
         raise ModelFileError(
             label, f"model state is inconsistent: {type(exc).__name__}: {exc}"
         ) from exc
+    claimed = state.get("layer_sizes")
+    built = getattr(model, "layer_sizes_", claimed)
+    if claimed is not None and list(built) != list(claimed):
+        raise ModelFileError(
+            label, f"metadata says layers {claimed}, the arrays and the stack make {list(built)}"
+        )
     _remember(model, meta, path, fmt)
     return model
 
