@@ -6,7 +6,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from ui import state
+from ui import draw_inside, state
 from ui.drawing import (
     analyse_drawing,
     clear_canvas,
@@ -76,13 +76,61 @@ def drawing_area(model, model_name: str) -> None:
         "centred by its centre of mass in a 28x28 square, the way MNIST was made."
     )
     render_steps(analysis.result)
-    if analysis.activations:
+    x = analysis.result.x
+    if draw_inside.is_cnn(model):
+        st.subheader("Feature maps")
+        st.caption(
+            "What every convolution and pooling layer makes of this drawing: one small image "
+            "per filter (bright: strong response), each scaled to its own range."
+        )
+        _, pictures = draw_inside.layer_pictures(model, x)
+        with st.container(key="draw_feature_maps"):
+            for title, picture in pictures:
+                st.image(picture, caption=title)
+    elif analysis.activations:
         st.subheader("Hidden-layer activations for this drawing")
         st.plotly_chart(
             activations_figure(analysis.activations), width="stretch", key="draw_activations"
         )
     else:
         st.caption("This model has no hidden layers (softmax regression): no activations to show.")
+    render_attribution(model, model_name, x, analysis)
+
+
+def render_attribution(model, model_name: str, x, analysis) -> None:
+    """The attribution map of the predicted digit by the method chosen (computed only for it)."""
+    st.subheader(f"Which pixels made it a {analysis.label}")
+    methods = list(draw_inside.METHOD_LABELS)
+    c1, c2 = st.columns([3, 2])
+    method = c1.radio(
+        "Attribution",
+        methods,
+        format_func=draw_inside.METHOD_LABELS.get,
+        horizontal=True,
+        key="draw_attr_method",
+    )
+    baseline = "black"
+    if method == "integrated_gradients":
+        baseline = c2.selectbox(
+            "Baseline",
+            list(draw_inside.BASELINE_LABELS),
+            format_func=draw_inside.BASELINE_LABELS.get,
+            key="draw_attr_baseline",
+        )
+    target = int(analysis.proba.argmax())
+    values = draw_inside.cached_attribution(
+        model, f"{model_name}:{id(model)}", x, target, method, baseline
+    )
+    left, right = st.columns([1, 1.6], gap="large")
+    with left, st.container(key="draw_attribution"):
+        st.image(
+            draw_inside.attribution_picture(values, x),
+            caption=f"{draw_inside.METHOD_LABELS[method]} for {analysis.label}",
+        )
+    right.caption(
+        draw_inside.METHOD_HELP[method]
+        + " Red pixels speak for the predicted digit, blue ones against it."
+    )
 
 
 drawing_area(model, model_name)

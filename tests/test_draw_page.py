@@ -110,12 +110,14 @@ def test_upscaled_test_digit_is_predicted_as_its_label(app, trained):
     assert "% sure" in text
     # canvas + probability bars + activation strips (charts are unknown elements under AppTest)
     assert sum(type(n).__name__ == "UnknownElement" for n in _walk(app.main)) == 3
-    # the three preprocessing steps, the last one being the 28x28 the network sees
-    assert len(app.image) == 3
+    # the three preprocessing steps, the last one being the 28x28 the network sees, and the
+    # attribution map
+    assert len(app.image) == 4
     assert "28x28" in app.image[2].proto.imgs[0].caption
     assert [s.value for s in app.subheader] == [
         "What the network sees",
         "Hidden-layer activations for this drawing",
+        f"Which pixels made it a {label}",
     ]
 
 

@@ -1,0 +1,77 @@
+"""The Draw page's look inside under AppTest: a CNN's feature maps, one picture per conv and
+pooling layer, and the attribution map by each method, computed once per drawing and method."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+from test_draw_page import inject, upscaled
+
+from nn.io.model_files import save_model
+from ui.draw_inside import attribution_picture
+
+APP = str(Path(__file__).resolve().parent.parent / "app.py")
+
+
+@pytest.fixture(scope="module")
+def cnn_dir(cnn_model, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("cnn_models")
+    save_model(cnn_model, folder / "cnn.npz")
+    return folder
+
+
+@pytest.fixture
+def app(cnn_dir, monkeypatch, small_model):
+    monkeypatch.setenv("NN_MODELS_DIR", str(cnn_dir))
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    at.switch_page("pages/draw.py").run()
+    assert not at.exception
+    inject(at, upscaled(small_model[1].x_test[0]))
+    return at
+
+
+def captions(at) -> list[str]:
+    return [img.caption for image in at.image for img in image.proto.imgs]
+
+
+def test_feature_maps_of_every_conv_and_pool_layer(app):
+    titles = [c for c in captions(app) if " maps of " in c]
+    # conftest.CNN_LAYERS: conv (+batchnorm, so no activation right after), maxpool, conv+tanh,
+    # avgpool
+    assert [t.split(":")[0] for t in titles] == [
+        "0 conv2d",
+        "3 maxpool",
+        "4 conv2d + tanh",
+        "6 avgpool",
+    ]
+    assert titles[0].endswith("6 maps of 14x14")
+    assert "Feature maps" in [s.value for s in app.subheader]
+
+
+def test_attribution_by_each_method_computed_once(app):
+    assert any(c.startswith("Saliency for ") for c in captions(app))
+    cache = app.session_state["draw_attribution_cache"]
+    assert len(cache) == 1
+    app.radio(key="draw_attr_method").set_value("integrated_gradients").run()
+    assert any(c.startswith("Integrated gradients for ") for c in captions(app))
+    app.selectbox(key="draw_attr_baseline").select("blurred").run()
+    app.radio(key="draw_attr_method").set_value("occlusion").run()
+    assert not app.exception
+    assert any(c.startswith("Occlusion for ") for c in captions(app))
+    assert len(app.session_state["draw_attribution_cache"]) == 4
+    app.radio(key="draw_attr_method").set_value("saliency").run()
+    assert len(app.session_state["draw_attribution_cache"]) == 4  # from the cache
+
+
+def test_attribution_picture_colours():
+    x = np.zeros(784)
+    values = np.zeros(784)
+    values[0], values[1] = 2.0, -1.0
+    picture = attribution_picture(values, x, scale=2)
+    assert picture.shape == (56, 56, 3) and picture.dtype == np.uint8
+    assert tuple(picture[0, 0]) == (255, 63, 0)  # red: for the class
+    assert picture[0, 2, 2] > picture[0, 2, 0]  # blue: against it
+    assert picture[10, 10].max() == 0
