@@ -637,3 +637,54 @@ def test_progress_in_a_log_file():
     progress(_event("epoch", 1, 4, val=0.5))
     text = stream.getvalue()
     assert "\r" not in text and text.count("\n") == 1 and text.startswith("epoch 1/2")
+
+
+def test_train_a_cnn_from_the_one_line_syntax_and_describe_it(tmp_path):
+    out_path = tmp_path / "cnn.npz"
+    code, out, err = call(
+        "train",
+        "--train-size",
+        "600",
+        "--epochs",
+        "1",
+        "--layers",
+        "conv4k5s2same,bn,relu,pool2,dense16,relu,dropout0.2",
+        "--out",
+        str(out_path),
+        "--runs-db",
+        str(tmp_path / "runs.sqlite"),
+        "--json",
+    )
+    assert code == EXIT_OK, err
+    result = last_json(out)
+    assert result["model_path"] == str(out_path)
+    code, out, err = call("info", str(out_path))
+    assert code == EXIT_OK, err
+    assert "C4k5s2same-BN-P2-D16-D10" in out
+    assert "conv4k5s2same  14x14x4" in out and "dense10" in out
+    rows = [line.split() for line in out.splitlines() if line.strip().startswith("0 ")]
+    assert rows[0][:3] == ["0", "conv4k5s2same", "14x14x4"] and rows[0][3] == "104"
+
+
+@pytest.mark.parametrize(
+    "spec, fragment",
+    [
+        ("conv4k3,relu,pool2,pool2,pool2,pool2,pool2", "layer 6 (maxpool): pool size 2"),
+        ("conv4k3,blob", "layer 2 of 'conv4k3,blob': 'blob' is not a layer"),
+        ("flatten,conv4k3", "layer 1 (conv2d): conv2d needs an image input"),
+    ],
+)
+def test_train_refuses_a_bad_stack_with_the_layer_and_fault(tmp_path, spec, fragment):
+    code, out, err = call(
+        "train",
+        "--train-size",
+        "200",
+        "--epochs",
+        "1",
+        "--layers",
+        spec,
+        "--no-save",
+        "--runs-db",
+        str(tmp_path / "runs.sqlite"),
+    )
+    assert code == EXIT_USAGE and fragment in err and "Traceback" not in err, err

@@ -104,7 +104,11 @@ def test_formats_agree_and_metadata_stored(tmp_path, fitted, clock):
         assert m["format_version"] == P.FORMAT_VERSION and m["library"] == "nn"
         assert m["name"] == "Alpha"
         assert m["metrics"] == {"test_accuracy": 0.5}
-        assert m["architecture"] == {"layer_sizes": [12, 8, 3], "activations": ["relu", "softmax"]}
+        assert m["architecture"] == {
+            "layer_sizes": [12, 8, 3],
+            "activations": ["relu", "softmax"],
+            "stack": "D8-D3",
+        }
         assert m["n_parameters"] == model.n_parameters_
         assert m["params"] == model.get_params()
         assert m["classes"] == [0, 1, 2]

@@ -19,6 +19,7 @@ from nn.cli.common import (
     resolve_model_path,
     text_table,
 )
+from nn.core.layer_spec import compact, token
 from nn.core.network import NeuralNetwork
 
 HELP = "describe a saved model"
@@ -76,6 +77,36 @@ def _history_table(history: dict[str, list]) -> str:
     return text_table(keys, rows, "r" * len(keys))
 
 
+def _stack_rows(meta: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every layer of the saved network with its output shape and parameter count, rebuilt
+    from the hyperparameters and input shape in the metadata (nothing allocated); empty when the
+    metadata does not describe a network this version builds."""
+    params = meta.get("params") if isinstance(meta.get("params"), dict) else {}
+    known = set(NeuralNetwork._param_names())
+    shape = meta.get("input_shape") or meta.get("n_features_in")
+    classes = meta.get("classes")
+    if shape is None or not isinstance(classes, list):
+        return []
+    try:
+        model = NeuralNetwork(**{k: v for k, v in params.items() if k in known})
+        return model.describe_stack(shape, len(classes))
+    except (TypeError, ValueError):
+        return []
+
+
+def _stack_table(rows: list[dict[str, Any]]) -> str:
+    cells = [
+        [
+            r["index"],
+            token(r["spec"]),
+            "x".join(map(str, r["output_shape"])),
+            f"{r['parameters']:,}",
+        ]
+        for r in rows
+    ]
+    return text_table(["#", "layer", "output", "parameters"], cells, "rllr")
+
+
 def run(args: argparse.Namespace) -> int:
     from nn.io.model_files import read_metadata
 
@@ -106,11 +137,16 @@ def run(args: argparse.Namespace) -> int:
         "saved": meta.get("saved"),
         "format_version": meta.get("format_version"),
         "history": history,
+        "stack": _stack_rows(meta),
     }
     layers = info["layers"] or []
     out(f"{info['name']}  ({path}, {fmt_bytes(info['size_bytes'])})")
     out(f"  layers       {'-'.join(map(str, layers)) or '?'}")
     out(f"  activations  {', '.join(info['activations'] or []) or '?'}")
+    if info["stack"]:
+        out(f"  stack        {compact([r['spec'] for r in info['stack']])}")
+        for line in _stack_table(info["stack"]).splitlines():
+            out(f"    {line}")
     out(
         f"  parameters   {info['parameters']:,}"
         if isinstance(info["parameters"], int)

@@ -150,6 +150,37 @@ def compact(stack: Sequence[dict]) -> str:
     return "-".join(parts)
 
 
+def _stride_suffix(spec: dict, default: int) -> str:
+    stride = spec.get("stride")
+    return f"s{stride}" if stride not in (None, default) else ""
+
+
+_TOKEN: dict[str, Callable[[dict], str]] = {
+    "conv2d": lambda s: (
+        f"conv{s['filters']}k{s.get('kernel', 3)}{_stride_suffix(s, 1)}"
+        + ("same" if s.get("padding") == "same" else "")
+    ),
+    "maxpool": lambda s: f"pool{s.get('size', 2)}{_stride_suffix(s, s.get('size', 2))}",
+    "avgpool": lambda s: f"avgpool{s.get('size', 2)}{_stride_suffix(s, s.get('size', 2))}",
+    "dense": lambda s: f"dense{s['units']}",
+    "dropout": lambda s: f"dropout{_number(s.get('rate', 0.5))}",
+    "batchnorm": lambda s: "bn",
+    "leaky_relu": lambda s: "lrelu" + (_number(s["slope"]) if "slope" in s else ""),
+}
+
+
+def token(spec: dict) -> str:
+    """One layer in the one-line syntax (``parse_token`` reads it back; batch norm's momentum
+    and epsilon are not written)."""
+    kind = spec.get("type")
+    return _TOKEN[kind](spec) if kind in _TOKEN else str(kind)
+
+
+def to_line(stack: Sequence[dict]) -> str:
+    """A stack in the one-line syntax, e.g. ``conv32k3,relu,pool2,flatten,dense128``."""
+    return ",".join(token(s) for s in stack)
+
+
 def parse_shape(text: str) -> list[int]:
     """``28x28x1`` or ``28,28,1`` as ``[28, 28, 1]``."""
     parts = re.split(r"[x,\s]+", str(text).strip().lower())

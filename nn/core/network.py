@@ -514,6 +514,35 @@ class NeuralNetwork:
         net = self._stack_for(cfg, self._resolve_input_shape(tail, cfg), n_classes)
         return self._memory(net, cfg)
 
+    def check_size(self, n_features_or_input_shape, n_classes: int) -> dict[str, int]:
+        """``estimate_memory``, refusing as ``fit`` does: ``ParameterError`` naming
+        ``hidden_layers`` or ``layers`` when the network passes ``MAX_PARAMETERS`` or its
+        training passes ``MAX_TRAINING_BYTES`` (the estimate in MB/GB in the message)."""
+        cfg = self._validated()
+        tail = n_features_or_input_shape
+        tail = (int(tail),) if isinstance(tail, (int, np.integer)) else tuple(int(s) for s in tail)
+        net = self._stack_for(cfg, self._resolve_input_shape(tail, cfg), n_classes)
+        self._check_memory(net, cfg)
+        return self._memory(net, cfg)
+
+    def describe_stack(self, n_features_or_input_shape, n_classes: int) -> list[dict[str, Any]]:
+        """Every layer of the network for this input, the output layer included: ``index``,
+        ``type``, ``spec`` (its dict), ``output_shape`` and ``parameters``; nothing allocated."""
+        cfg = self._validated()
+        tail = n_features_or_input_shape
+        tail = (int(tail),) if isinstance(tail, (int, np.integer)) else tuple(int(s) for s in tail)
+        net = self._stack_for(cfg, self._resolve_input_shape(tail, cfg), n_classes)
+        return [
+            {
+                "index": i,
+                "type": layer.kind,
+                "spec": layer.spec(),
+                "output_shape": list(layer.output_shape),
+                "parameters": layer.n_parameters,
+            }
+            for i, layer in enumerate(net.layers)
+        ]
+
     def _memory(self, net: Sequential, cfg: dict) -> dict[str, int]:
         itemsize = cfg["dtype"].itemsize
         n_params = net.n_parameters

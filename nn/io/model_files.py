@@ -215,6 +215,13 @@ def _architecture(model: Any, state_meta: dict, arrays: dict[str, np.ndarray]) -
         hidden = ["?"] * n_hidden
     else:
         hidden = [_activation_name(act)] * n_hidden
+    stack = state_meta.get("stack")
+    if isinstance(stack, list) and all(isinstance(s, dict) for s in stack):
+        from nn.core.activations import ACTIVATIONS
+        from nn.core.layer_spec import compact
+
+        hidden = [str(s.get("type")) for s in stack if s.get("type") in ACTIVATIONS]
+        return {"layer_sizes": sizes, "activations": [*hidden, "softmax"], "stack": compact(stack)}
     return {"layer_sizes": sizes, "activations": hidden + (["softmax"] if sizes else [])}
 
 
