@@ -56,6 +56,7 @@ def _start(continue_model=None, epochs: int | None = None) -> None:
         model=continue_model,
         run_name=cfg.get("preset") or None,
         inside=None if continue_model is None else (old_snap or {}).get("inside"),
+        runner=state.job_runner(),
     )
     old = slot.worker
     if old is not None and old.is_alive():
@@ -183,6 +184,8 @@ with live_col:
         progress = float(snap.get("progress") or 0.0)
         eta = snap.get("eta_seconds")
         label = {
+            "queued": f"Waiting for a free worker: place {snap.get('queue_position') or 1} "
+            "in the queue",
             "preparing": "Preparing the data…",
             "running": "Training",
             "finished": "Finished",
@@ -192,7 +195,7 @@ with live_col:
         }.get(status, status)
         if snap.get("paused") and status == "running":
             label = "Paused"
-        text = f"{label} — epoch {snap['epoch']}/{snap['epochs']}"
+        text = label if status == "queued" else f"{label} — epoch {snap['epoch']}/{snap['epochs']}"
         if status == "running" and eta is not None:
             text += f", about {_duration(eta)} left"
         st.progress(min(1.0, progress), text=text)

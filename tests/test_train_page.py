@@ -51,6 +51,18 @@ def wait_finished(at: AppTest, deadline: float = 90.0) -> None:
     raise AssertionError("training did not finish in time")
 
 
+def wait_training(at: AppTest, deadline: float = 90.0) -> None:
+    """Poll until the worker has trained a batch (its images per second are shown)."""
+    end = time.time() + deadline
+    while time.time() < end:
+        at.run()
+        assert not at.exception
+        if {m.label: m.value for m in at.metric}.get("Images / s", "—") != "—":
+            return
+        time.sleep(0.2)
+    raise AssertionError("training did not start in time")
+
+
 def texts(elements) -> str:
     return " ".join(str(e.value) for e in elements)
 
@@ -178,7 +190,7 @@ def test_stop_button_stops(env):
     small_form(at, epochs=300)
     at.button(key="start_training").click().run()
     assert at.button(key="stop_training").disabled is False
-    time.sleep(0.5)
+    wait_training(at)
     at.button(key="pause_training").click().run()
     assert not at.exception
     assert at.button(key="resume_training").disabled is False

@@ -45,7 +45,12 @@ def _status_body(polling: bool) -> None:
         return
     snap = worker.snapshot()
     running = worker.is_alive()
-    if running:
+    if running and snap.get("status") == "queued":
+        st.info(
+            f"**Queued**: place {snap.get('queue_position') or 1}, waiting for a free worker.",
+            icon=":material/hourglass_top:",
+        )
+    elif running:
         paused = bool(snap.get("paused"))
         # the percentage as text, not a second st.progress: in the sidebar Streamlit draws the
         # bar in another colour (red) than the Train page's (blue)

@@ -287,10 +287,21 @@ class TrainingSlot:
 
 
 def _release_slot(slot: TrainingSlot) -> None:
-    """Called ~0.2 s after the browser session ends: stop its training."""
+    """Called ~0.2 s after the browser session ends: stop its training (and end its worker
+    process if it does not stop by itself)."""
     worker = getattr(slot, "worker", None)
     if worker is not None:
-        worker.stop()
+        worker.close()
+
+
+@st.cache_resource(show_spinner=False)
+def job_runner():
+    """The server's ``nn.services.jobs.JobRunner`` (``NN_MAX_JOBS``, ``NN_JOB_BLAS_THREADS``,
+    ``NN_JOB_RESERVED_CORES``, ``NN_RAY_ADDRESS``): every session's trainings and searches run
+    in its worker processes, or on the Ray cluster."""
+    from nn.services.jobs import JobRunner
+
+    return JobRunner.from_environment()
 
 
 @st.cache_resource(scope="session", on_release=_release_slot, show_spinner=False)

@@ -308,6 +308,7 @@ class SearchWorker(BackgroundJob):
     """
 
     FINAL_STATUSES = FINAL
+    STOPPED_STATUS = "cancelled"
 
     def __init__(
         self,
@@ -320,6 +321,7 @@ class SearchWorker(BackgroundJob):
         runs_path: str | None = None,
         record: bool = True,
         name: str | None = None,
+        runner: Any = None,
     ):
         super().__init__(
             "nn-search",
@@ -338,6 +340,7 @@ class SearchWorker(BackgroundJob):
                 "n_val": None,
                 "current": None,
             },
+            runner,
         )
         self.space = space
         self._data = data
@@ -380,16 +383,32 @@ class SearchWorker(BackgroundJob):
         if stage == "prepared":
             self._set(status="running", n_train=info["n_train"], n_val=info["n_val"])
 
+    def worker_event(self, event: dict[str, Any]) -> None:
+        from nn.search.engine import SearchEvent
+
+        if event.get("kind") == "stage":
+            self._listen(event["stage"], event["info"])
+        else:
+            self._on_event(SearchEvent(**event))
+
     def work(self) -> None:
         self._mark_started()
-        data = self._data() if callable(self._data) else self._data
-        result = run_search_job(
-            self.job,
-            data=data,
-            on_event=self._on_event,
-            listener=self._listen,
-            control=self.control,
-        )
+        if self.runner is not None:
+            from nn.services.jobs import search_result_from_job
+
+            job = self.run_in_worker("search", {"job": self.job.to_dict()})
+            if job is None:
+                return
+            result = search_result_from_job(job)
+        else:
+            data = self._data() if callable(self._data) else self._data
+            result = run_search_job(
+                self.job,
+                data=data,
+                on_event=self._on_event,
+                listener=self._listen,
+                control=self.control,
+            )
         self.result = result
         self._set(
             status=result.status,
@@ -416,7 +435,7 @@ class TuneSlot:
 
 def _release(slot: TuneSlot) -> None:
     if slot.worker is not None:
-        slot.worker.stop()
+        slot.worker.close()
 
 
 @st.cache_resource(scope="session", on_release=_release, show_spinner=False)
@@ -578,6 +597,11 @@ def status_text(snap: Mapping[str, Any]) -> str:
     trials = snap.get("trials") or []
     done = sum(1 for t in trials if t["status"] in ("finished", "pruned", "failed"))
     best = snap.get("best_val_accuracy")
+    if snap["status"] == "queued":
+        return (
+            f"**queued**: place {snap.get('queue_position') or 1} in the queue, waiting for a "
+            "free worker"
+        )
     parts = [f"**{snap['status']}**", f"{done}/{snap.get('n_trials') or len(trials)} trials done"]
     if snap.get("n_rungs", 1) > 1:
         parts.append(f"rung {snap.get('rung', 0) + 1}/{snap['n_rungs']}")
@@ -609,7 +633,9 @@ def start_search(
     slot = tune_slot()
     if slot.worker is not None and slot.worker.is_alive():
         slot.worker.stop()
-    worker = SearchWorker(base, space, data, data_kwargs, budget)
+    from ui.state import job_runner
+
+    worker = SearchWorker(base, space, data, data_kwargs, budget, runner=job_runner())
     slot.worker = worker
     worker.start()
     return worker

@@ -13,7 +13,12 @@ The page reads ``snapshot()`` from a polling fragment; buttons call ``pause()``,
 - ``inside`` holds the ``nn.core.probe`` record of the layers, one entry per epoch (continued
   training appends to the record of the model it continues, when the layers are the same).
 
-Statuses: ``preparing`` -> ``running`` -> ``finished`` | ``stopped`` | ``diverged`` | ``failed``.
+With ``runner`` (an ``nn.services.jobs.JobRunner``) the training runs in a worker process of
+that runner (``nn.services.jobs.train_job``, which loads its data itself: ``data`` is not used)
+and waits in its queue while the runner is full (``queued``, ``queue_position``).
+
+Statuses: [``queued`` ->] ``preparing`` -> ``running`` -> ``finished`` | ``stopped`` |
+``diverged`` | ``failed``.
 """
 
 from __future__ import annotations
@@ -23,8 +28,9 @@ from typing import Any
 
 import numpy as np
 
+from nn.core.network import TrainingEvent
 from nn.core.probe import append_epoch, empty_record
-from nn.services.training import TrainingJob, run_training_job
+from nn.services.training import TrainingJob, check_model_kwargs, run_training_job
 from ui.jobs import BackgroundJob
 
 # Batch-loss points kept (older ones are thinned 2:1 beyond this): a chart is ~700 px wide, and
@@ -58,6 +64,8 @@ class TrainingWorker(BackgroundJob):
         record_run: record in the run store (path ``runs_path`` or the default).
         run_name: the name recorded with the run.
         inside: the probe record of ``model`` (continued training appends to it).
+        runner: train in a worker process of this ``nn.services.jobs.JobRunner`` (None: in
+            this thread).
     """
 
     FINAL_STATUSES = FINAL_STATUSES
@@ -74,6 +82,7 @@ class TrainingWorker(BackgroundJob):
         runs_path: str | None = None,
         run_name: str | None = None,
         inside: dict | None = None,
+        runner: Any = None,
     ):
         super().__init__(
             "nn-training",
@@ -104,6 +113,7 @@ class TrainingWorker(BackgroundJob):
                 "message": "",
                 "inside": None,
             },
+            runner,
         )
         self._previous_inside = copy.deepcopy(inside) if inside else None
         self.job = TrainingJob(
@@ -126,6 +136,9 @@ class TrainingWorker(BackgroundJob):
 
     # ------------------------------------------------------------------ thread body
     def work(self) -> None:
+        if self.runner is not None:
+            self._work_in_worker()
+            return
         from nn.data import MNIST
 
         data = self._data() if callable(self._data) else self._data
@@ -163,6 +176,50 @@ class TrainingWorker(BackgroundJob):
             eta_seconds=0.0,
             elapsed=self._active_seconds(),
         )
+
+    def _work_in_worker(self) -> None:
+        """Train in the runner's worker; the model comes back as settings and arrays."""
+        from nn.services.jobs import model_from_job
+
+        if self.model is None:
+            check_model_kwargs(self.job.model)  # refused here, before a worker starts
+        config: dict[str, Any] = {"job": self.job.to_dict(), "continue": None}
+        arrays = None
+        if self.model is not None:
+            config["continue"], arrays = self.model.to_state()
+        job = self.run_in_worker("train", config, arrays)
+        if job is None:
+            return
+        value = job.value
+        model = model_from_job(job)
+        if model is None:  # stopped before the first batch
+            self._set(
+                status="stopped",
+                stop_reason="callback",
+                stop_message=value["message"],
+                elapsed=self._active_seconds(),
+            )
+            return
+        self.model = model
+        hist = getattr(model, "history_", {}) or {}
+        self._set(
+            status=value["status"],
+            stop_reason=model.stop_reason_,
+            stop_message=model.stop_message_ or "",
+            test_accuracy=value.get("test_accuracy"),
+            val_accuracy=value.get("val_accuracy"),
+            paused=False,
+            history={k: list(hist.get(k, [])) for k in _HISTORY_KEYS},
+            progress=1.0 if value["status"] == "finished" else self._state["progress"],
+            eta_seconds=0.0,
+            elapsed=self._active_seconds(),
+        )
+
+    def worker_event(self, event: dict[str, Any]) -> None:
+        if event.get("kind") == "stage":
+            self._listen(event["stage"], event["info"])
+        elif event.get("kind") in ("batch", "epoch"):
+            self._on_event(TrainingEvent(**event))
 
     def _listen(self, stage: str, info: dict[str, Any]) -> None:
         if stage == "prepared":

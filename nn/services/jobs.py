@@ -19,10 +19,13 @@ Between the server and a worker only JSON and ``.npz`` bytes (``allow_pickle=Fal
 a model comes back as ``to_state()`` settings and named arrays, never as a pickled object.
 
 Local workers start with multiprocessing's ``spawn`` (a fresh interpreter: no threads inherited
-from the web server). The worker never imports Streamlit: when the server's main module would be
-imported again by ``spawn`` (a script such as ``bin/streamlit``), an empty main module stands in
-for it while the process starts. The BLAS thread variables are set for the new interpreter, so
-they hold before it imports NumPy.
+from the web server). The worker never imports Streamlit: ``spawn`` is told not to import the
+server's main module in it (``bin/streamlit`` or a page). The BLAS thread variables are set for
+the new interpreter, so they hold before it imports NumPy.
+
+Pause, resume and stop travel over the same pipe, as messages the worker applies to its own
+events: no lock is shared between the processes (a ``multiprocessing.Event`` holds one, which a
+worker killed at the wrong moment leaves taken, hanging whoever reads the event next).
 
 A worker that crashes, raises (``MemoryError`` included) or is killed ends its job as
 ``"failed"`` with a message naming the exception, the exit code or the signal; the server and the
@@ -54,7 +57,6 @@ import sys
 import threading
 import time
 import traceback
-import types
 from collections.abc import Callable, Mapping
 from multiprocessing.connection import wait as wait_ready
 from typing import Any
@@ -69,6 +71,7 @@ __all__ = [
     "default_runner",
     "model_from_job",
     "search_job",
+    "search_result_from_job",
     "train_job",
 ]
 
@@ -159,35 +162,58 @@ class JobContext:
         return bool(self._stop.wait(timeout))
 
 
-def _worker_control(stop: Any, resume: Any, blocked: Any) -> Any:
-    """A JobControl over the server's events, paused if the server paused the job already."""
-    from nn.services.control import JobControl
+class _ReportedEvent(threading.Event):
+    """The worker's "blocked" event: every change is also sent to the server."""
 
-    paused = not resume.is_set()
-    control = JobControl(stop, resume, blocked)  # sets ``resume``
-    if paused and not stop.is_set():
-        resume.clear()
-    return control
+    def __init__(self, report: Callable[[bool], None]):
+        super().__init__()
+        self._report = report
+
+    def set(self) -> None:
+        super().set()
+        self._report(True)
+
+    def clear(self) -> None:
+        super().clear()
+        self._report(False)
 
 
 class _LocalContext(JobContext):
-    def __init__(self, config, arrays, conn, stop, resume, blocked):
-        super().__init__(config, arrays, _worker_control(stop, resume, blocked), stop)
+    """A worker's context. Controls come from the server over the pipe (``{"type": "control",
+    "paused", "stopped"}``) and drive the worker's own events: no lock is shared between the
+    processes, so a worker killed at any moment cannot leave one held. The end of the pipe
+    (the server is gone) stops the job."""
+
+    def __init__(self, config, arrays, conn, paused: bool, stopped: bool):
+        from nn.services.control import JobControl
+
+        stop, resume = threading.Event(), threading.Event()
+        blocked = _ReportedEvent(lambda value: self.send({"type": "blocked", "value": value}))
+        super().__init__(config, arrays, JobControl(stop, resume, blocked), stop)
         self._conn = conn
         self._send_lock = threading.Lock()
         self._orphaned = False
-        parent = os.getppid()
-        threading.Thread(
-            target=self._watch_parent, args=(parent,), daemon=True, name="nn-job-parent"
-        ).start()
+        self._apply(paused, stopped)
+        threading.Thread(target=self._read_controls, daemon=True, name="nn-job-controls").start()
 
-    def _watch_parent(self, parent: int) -> None:
-        """Stop the job when the server that started it is gone (a paused job included)."""
-        while not self._stop.wait(PAUSE_POLL_SECONDS):
-            if os.getppid() != parent:
+    def _apply(self, paused: bool, stopped: bool) -> None:
+        if stopped:
+            self.control.stop()
+        elif paused:
+            self.control.pause()
+        else:
+            self.control.resume()
+
+    def _read_controls(self) -> None:
+        while True:
+            try:
+                message = _decode(self._conn.recv_bytes())
+            except (EOFError, OSError, ValueError):  # the server is gone
                 self._orphaned = True
                 self.control.stop()
                 return
+            if message.get("type") == "control":
+                self._apply(bool(message.get("paused")), bool(message.get("stopped")))
 
     def send(self, message: Mapping[str, Any], blob: bytes | None = None) -> None:
         if self._orphaned:
@@ -235,9 +261,9 @@ def _worker_facts() -> dict[str, Any]:
     }
 
 
-def _local_worker(target, config, blob, conn, stop, resume, blocked) -> None:
+def _local_worker(target, config, blob, conn, paused, stopped) -> None:
     """The worker process's body: run the job, report its value or its exception."""
-    ctx = _LocalContext(config, {}, conn, stop, resume, blocked)
+    ctx = _LocalContext(config, {}, conn, paused, stopped)
     try:
         ctx.arrays = unpack_arrays(blob)
         ctx.send({"type": "started", **_worker_facts()})
@@ -256,6 +282,56 @@ def _local_worker(target, config, blob, conn, stop, resume, blocked) -> None:
 
 
 # --------------------------------------------------------------------------- the server's side
+def _remote_control_class():
+    from nn.services.control import JobControl
+
+    class RemoteControl(JobControl):
+        """The server's JobControl of a job: every pause, resume and stop is also sent to the
+        worker once one is attached (``attach(send)``); ``wait_until_blocked`` follows what
+        the worker reports."""
+
+        def __init__(self):
+            super().__init__()
+            self._send: Callable[[bool, bool], None] | None = None
+            self._send_lock = threading.Lock()
+
+        def attach(self, send: Callable[[bool, bool], None] | None) -> None:
+            with self._send_lock:
+                self._send = send
+            self._push()
+
+        def _push(self) -> None:
+            with self._send_lock:
+                if self._send is not None:
+                    with contextlib.suppress(OSError):  # the worker is gone: nothing to tell
+                        self._send(self.paused, self.stop_requested)
+
+        def pause(self) -> None:
+            super().pause()
+            self._push()
+
+        def resume(self) -> None:
+            super().resume()
+            self._push()
+
+        def stop(self, note: str | None = None) -> None:
+            super().stop(note)
+            self._push()
+
+        def report_blocked(self, value: bool) -> None:
+            if value and self.paused:
+                self._blocked.set()
+            else:
+                self._blocked.clear()
+
+    return RemoteControl
+
+
+def new_control():
+    """A JobControl for a job of a :class:`JobRunner` (its events stay in this process)."""
+    return _remote_control_class()()
+
+
 @dataclasses.dataclass(eq=False)
 class Job:
     """One submitted job, as the server sees it. The runner's threads update the fields; read
@@ -329,32 +405,47 @@ class Job:
 _START_LOCK = threading.Lock()
 
 
-def _main_would_be_imported() -> bool:
-    """Whether ``spawn`` would run the server's main module again in the worker."""
-    main = sys.modules.get("__main__")
-    spec = getattr(main, "__spec__", None)
-    if spec is not None:
-        return not (spec.name == "__main__" or spec.name.endswith(".__main__"))
-    return getattr(main, "__file__", None) is not None
+_WORKER_PREFIX = "nn-job-"
+_PREPARATION_LOCK = threading.Lock()
+
+
+def _install_worker_preparation() -> None:
+    """Make ``spawn`` leave the server's main module out of this runner's workers.
+
+    ``spawn`` tells a new interpreter to import the parent's ``__main__`` again (by path for a
+    script such as ``bin/streamlit``, which imports Streamlit). Streamlit swaps
+    ``sys.modules["__main__"]`` for every script run, from many threads, so that module is
+    whatever page ran last. The preparation data of processes named ``nn-job-*`` drop the
+    main module; every other process is prepared as before."""
+    from multiprocessing import spawn
+
+    with _PREPARATION_LOCK:
+        if getattr(spawn.get_preparation_data, "_nn_jobs", False):
+            return
+        original = spawn.get_preparation_data
+
+        def get_preparation_data(name: str) -> dict[str, Any]:
+            data = original(name)
+            if str(name).startswith(_WORKER_PREFIX):
+                data.pop("init_main_from_path", None)
+                data.pop("init_main_from_name", None)
+            return data
+
+        get_preparation_data._nn_jobs = True
+        spawn.get_preparation_data = get_preparation_data
 
 
 @contextlib.contextmanager
-def _spawn_environment(threads: int | None):
-    """While a worker starts: the BLAS thread variables for it, and an empty main module when
-    the real one would be imported again there (``bin/streamlit`` imports Streamlit)."""
+def _thread_variables(threads: int | None):
+    """The BLAS thread variables set to ``threads`` while a worker starts (it inherits them)."""
     with _START_LOCK:
-        saved_env = {name: os.environ.get(name) for name in THREAD_VARIABLES}
-        saved_main = sys.modules.get("__main__")
+        saved = {name: os.environ.get(name) for name in THREAD_VARIABLES}
         if threads is not None:
             os.environ.update({name: str(threads) for name in THREAD_VARIABLES})
-        if _main_would_be_imported():
-            sys.modules["__main__"] = types.ModuleType("__main__")
         try:
             yield
         finally:
-            if saved_main is not None:
-                sys.modules["__main__"] = saved_main
-            for name, value in saved_env.items():
+            for name, value in saved.items():
                 if value is None:
                     os.environ.pop(name, None)
                 else:
@@ -440,7 +531,7 @@ class JobRunner:
 
     def new_control(self):
         """A ``JobControl`` that can drive a job of this runner (pass it to :meth:`submit`)."""
-        return self._backend.new_control()
+        return new_control()
 
     # ------------------------------------------------------------------ public
     def submit(
@@ -562,6 +653,9 @@ class JobRunner:
         """A message from the job's worker (not its last one)."""
         if message.get("type") == "started":
             job.worker = {k: v for k, v in message.items() if k != "type"}
+        elif message.get("type") == "blocked":
+            job.control.report_blocked(bool(message.get("value")))
+            return
         elif message.get("type") == "event":
             job.last_event = message.get("event")
         self._notify(job, message)
@@ -611,36 +705,35 @@ class _LocalBackend:
 
     def __init__(self):
         self._ctx = multiprocessing.get_context("spawn")
-
-    def new_control(self):
-        from nn.services.control import JobControl
-
-        ctx = self._ctx
-        return JobControl(ctx.Event(), ctx.Event(), ctx.Event())
+        _install_worker_preparation()
 
     def start(self, runner: JobRunner, job: Job) -> None:
         control = job.control
-        reader, writer = self._ctx.Pipe(duplex=False)
+        conn, child_conn = self._ctx.Pipe(duplex=True)
         process = self._ctx.Process(
             target=_local_worker,
             args=(
                 job.target,
                 job.config,
                 job._blob,
-                writer,
-                control._stop,
-                control._resume,
-                control._blocked,
+                child_conn,
+                control.paused,
+                control.stop_requested,
             ),
-            name=f"nn-job-{job.id}",
+            name=f"{_WORKER_PREFIX}{job.id}",
             daemon=True,
         )
-        with _spawn_environment(job.blas_threads):
+        with _thread_variables(job.blas_threads):
             process.start()
-        writer.close()
+        child_conn.close()
+        control.attach(
+            lambda paused, stopped: conn.send_bytes(
+                _encode({"type": "control", "paused": paused, "stopped": stopped})
+            )
+        )
         threading.Thread(
             target=self._watch,
-            args=(runner, job, process, reader),
+            args=(runner, job, process, conn),
             daemon=True,
             name=f"nn-job-{job.id}-watch",
         ).start()
@@ -682,6 +775,8 @@ class _LocalBackend:
                     process.kill()
                     killed = True
         process.join()
+        job.control.attach(None)
+        job.control.report_blocked(False)
         if conn is not None:
             conn.close()
         if terminated and not outcome:
@@ -786,11 +881,6 @@ class _RayBackend:
         self._channel_actor = ray.remote(num_cpus=0)(_RayChannel)
         self._task = ray.remote(max_retries=0)(_ray_worker)
 
-    def new_control(self):
-        from nn.services.control import JobControl
-
-        return JobControl()
-
     def start(self, runner: JobRunner, job: Job) -> None:
         channel = self._channel_actor.remote()
         env = {name: str(job.blas_threads) for name in THREAD_VARIABLES}
@@ -811,10 +901,7 @@ class _RayBackend:
         )
         for data in messages:
             runner._handle(job, _decode(data))
-        if blocked and control.paused:
-            control._blocked.set()
-        else:
-            control._blocked.clear()
+        control.report_blocked(blocked)
 
     def _watch(self, runner: JobRunner, job: Job, ref, channel) -> None:
         ray = self._ray
@@ -841,7 +928,7 @@ class _RayBackend:
         with contextlib.suppress(Exception):
             self._exchange(runner, job, channel)  # the last events, sent as the task ended
             ray.kill(channel)
-        job.control._blocked.clear()
+        job.control.report_blocked(False)
         runner._complete(job, outcome, None)
 
 
@@ -914,12 +1001,17 @@ def search_job(ctx: JobContext) -> dict[str, Any]:
         listener=lambda stage, info: ctx.emit({"kind": "stage", "stage": stage, "info": info}),
         control=ctx.control,
     )
-    return {
-        **result.to_dict(),
-        "trials": [t.to_dict() for t in result.trials],
-        "best_config": result.best_config,
-        "message": result.message,
-    }
+    return result.to_dict()
+
+
+def search_result_from_job(job: Job):
+    """The ``nn.search.SearchResult`` a search job sent back."""
+    from nn.search.engine import SearchResult, Trial
+
+    value = dict(job.value)
+    value.pop("best_params", None)
+    value["trials"] = [Trial(**trial) for trial in value["trials"]]
+    return SearchResult(**value)
 
 
 def model_from_job(job: Job):
