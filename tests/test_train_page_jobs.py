@@ -41,7 +41,7 @@ def test_a_queued_training_shows_its_place_then_runs(env):
     at = open_train()
     runner = job_runner()  # the server's runner (cached across the test's script runs)
     holders = _holders(runner, runner.max_jobs - runner.counts()["running"])
-    small_form(at, epochs=1)
+    small_form(at, epochs=2)
     at.button(key="start_training").click().run()
     progress = at.get("progress")[0].proto.text
     assert "Waiting for a free worker: place 1 in the queue" in progress
@@ -63,7 +63,7 @@ def test_a_killed_worker_is_a_failed_training_and_the_page_goes_on(env):
     assert not at.exception
     errors = texts(at.error)
     assert "Training failed" in errors and "SIGKILL" in errors
-    small_form(at, epochs=1)  # the page trains again
+    small_form(at, epochs=2)  # the page trains again
     at.button(key="start_training").click().run()
     wait_finished(at)
     assert "Training finished" in texts(at.success)
