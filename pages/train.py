@@ -11,6 +11,9 @@ from ui import state, train_form
 from ui.charts import batch_loss_figure, training_curves_figure
 from ui.worker import TrainingWorker
 
+# Points of the live batch-loss chart, re-sent whole on every poll (a chart is ~700 px wide).
+LIVE_BATCH_POINTS = 300
+
 state.init_state()
 cfg = st.session_state["train_config"]
 slot = state.training_slot()
@@ -239,6 +242,7 @@ with live_col:
                 steps=snap["batch_steps"],
                 smoothed=snap["batch_ema"],
                 uirevision="live",
+                max_points=LIVE_BATCH_POINTS,
             ),
             width="stretch",
             key="live_batch_loss",
