@@ -332,9 +332,10 @@ def validate(cfg: dict, train_limit: int | None = None) -> dict[str, list[str]]:
 
 
 def diverged_without_nan(snap: dict, n_classes: int = 10) -> str | None:
-    """A message when a run that "finished" ended with a training loss above ln(classes), the
-    loss of a model that guesses uniformly: its weights blew up without becoming NaN. None for a
-    run that learned. (The engine stops such runs itself; this catches what reaches the page.)"""
+    """A message when a run diverged, or "finished" with a training loss above ln(classes), the
+    loss of a model that guesses uniformly: it learned nothing, whether its weights blew up short
+    of the engine's divergence rule or never moved (a stalled initialisation, a tiny learning
+    rate). None for a run that learned."""
     if snap.get("stop_reason") == "diverged":
         return snap.get("stop_message") or "Training diverged."
     losses = [v for v in (snap.get("history") or {}).get("loss") or [] if v is not None]
@@ -345,8 +346,9 @@ def diverged_without_nan(snap: dict, n_classes: int = 10) -> str | None:
         return None
     return (
         f"The training loss ended at {losses[-1]:.4g}, above ln({n_classes}) = {chance:.2f} (the "
-        "loss of guessing): the training diverged without reaching NaN, and the model is no "
-        "better than chance."
+        "loss of guessing): the model is no better than chance. Either the training diverged "
+        "without reaching NaN (lower the learning rate, clip the gradient) or it never got "
+        "going (check the initialisation and the learning rate)."
     )
 
 
