@@ -163,3 +163,18 @@ def test_shipped_default_model_predicts_as_the_reference_reads_it():
         model.coefs_ + model.intercepts_, reference.coefs_ + reference.intercepts_, strict=True
     ):
         np.testing.assert_array_equal(a, b)
+
+
+def test_a_model_in_the_earlier_format_continues_training_as_the_reference_does():
+    X, y = _digits()
+    params = {"hidden_layers": [12], "epochs": 2, "batch_size": 32, "random_state": 5}
+    reference = ReferenceMLP(**params, warm_start=True).fit(X, y)
+    meta, arrays = reference.to_state()  # coef_<i>, intercept_<i>, opt.<slot>.<i>
+    assert "coef_0" in arrays and "opt.m.0" in arrays
+    model = NeuralNetwork.from_state(meta, arrays)
+    np.testing.assert_array_equal(model.predict_proba(X), reference.predict_proba(X))
+    for m in (model, reference):
+        m._rng = np.random.default_rng(1)
+        m.fit(X, y)
+        _drop_seconds(m)
+    _same(model, reference)
