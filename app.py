@@ -3,7 +3,8 @@
 Registers the pages (URL paths below), initialises the session state, draws the shared sidebar
 and runs the selected page. Environment: ``NN_MODELS_DIR`` (saved models folder, default
 ``saved_models/``), ``NN_TRAIN_LIMIT`` (cap on training images used by the Train page),
-``NN_RUNS_DB`` (run database, see ``nn.runs``).
+``NN_RUNS_DB`` (run database, see ``nn.runs``), ``NN_DATA_DIR`` (added data sets, see
+``nn.data.registry``).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ PAGES = [
     ("pages/predictions.py", "Predictions", "predictions", ":material/grid_view:"),
     ("pages/evaluate.py", "Evaluate", "evaluate", ":material/analytics:"),
     ("pages/models.py", "Models", "models", ":material/inventory_2:"),
+    ("pages/data.py", "Data sets", "data", ":material/dataset:"),
     # -- pages of other engineers go below (they exist once their files land) --
     ("pages/runs.py", "Runs", "runs", ":material/history:"),
     ("pages/tune.py", "Tune", "tune", ":material/tune:"),

@@ -1,7 +1,11 @@
-"""Draw (/draw): draw a digit, watch the network's prediction, its preprocessing and activations."""
+"""Draw (/draw): draw a digit, watch the network's prediction, its preprocessing and activations.
+
+Offered for data sets of 28x28 greyscale images (MNIST's shape: the drawing is made into such an
+image); the models offered are those that fit the active set."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import streamlit as st
@@ -21,9 +25,20 @@ from ui.eval_charts import activations_figure, probability_figure
 MODEL_SELECT_KEY = "draw_model_select"
 
 state.init_state()
-st.title("Draw a digit")
+info = state.active_set()
+st.title("Draw a digit" if info.builtin else f"Draw for {info.name}")
+if info.image_shape != (28, 28, 1):
+    st.info(
+        f"Drawing is for data sets of 28x28 greyscale images, as MNIST: the drawing is cropped, "
+        f"scaled and centred into one. The active set **{info.name}** holds "
+        f"{info.shape_text}{'' if info.greyscale else ' colour'} images; choose a 28x28 "
+        "greyscale set in the sidebar to draw.",
+        icon=":material/draw:",
+    )
+    st.stop()
+class_names = None if info.builtin else list(info.class_names)
 
-names = list(dict.fromkeys(Path(row["path"]).stem for row in state.saved_models()))
+names = list(dict.fromkeys(Path(row["path"]).stem for row in state.fitting_models()))
 if not names:
     state.no_model_message()
     st.page_link("pages/train.py", label="Go to Train", icon=":material/model_training:")
@@ -37,7 +52,7 @@ model_name = st.selectbox(
     names,
     index=names.index(active) if active in names else 0,
     key=MODEL_SELECT_KEY,
-    help="Any saved model; defaults to the active one (sidebar).",
+    help="Any saved model of the active data set; defaults to the active model (sidebar).",
 )
 # room for the canvas's floating toolbar, which sits above the canvas and overlapped the
 # selectbox's bottom edge
@@ -48,6 +63,18 @@ try:
 except (OSError, ValueError, TypeError) as exc:
     st.error(f"Cannot load the model {model_name!r}: {exc}")
     st.stop()
+st.caption(
+    f"Model **{model_name}** belongs to the data set **{info.name}**"
+    + ("" if class_names is None else f" (classes: {', '.join(class_names)})")
+    + "."
+)
+
+
+def _named(analysis):
+    """The analysis with the predicted class's name instead of its index (non-MNIST sets)."""
+    if class_names is None or analysis.blank:
+        return analysis
+    return dataclasses.replace(analysis, label=class_names[int(analysis.label)])
 
 
 @st.fragment
@@ -58,13 +85,21 @@ def drawing_area(model, model_name: str) -> None:
     with left:
         image = render_canvas()
         st.button("Clear", key="draw_clear", icon=":material/delete:", on_click=clear_canvas)
-    analysis = analyse_drawing(model, image)
+    analysis = _named(analyse_drawing(model, image))
     with right:
         render_prediction(analysis)
         if not analysis.blank:
-            render_keep(analysis, image, model_name)
+            if class_names is None:  # the kept drawings are digits (My digits)
+                render_keep(analysis, image, model_name)
+            labels = (
+                model.classes_
+                if class_names is None
+                else [class_names[int(c)] for c in model.classes_]
+            )
             st.plotly_chart(
-                probability_figure(analysis.proba, model.classes_),
+                probability_figure(
+                    analysis.proba, labels, noun="digit" if class_names is None else "class"
+                ),
                 width="stretch",
                 key="draw_proba",
             )

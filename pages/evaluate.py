@@ -21,8 +21,17 @@ state.init_state()
 st.title("Evaluate the model")
 
 name, model, data, proba, pred = state.require_test_predictions()
+info = state.active_set()
+names = None if info.builtin else list(info.class_names)  # MNIST's classes are its digits
+noun = "digit" if names is None else "class"
+
+
+def label(k: int) -> str:
+    return str(k) if names is None else names[int(k)]
+
+
 y_true = data.y_test
-n_classes = len(model.classes_)
+n_classes = max(len(model.classes_), info.n_classes)
 cm = confusion_matrix(y_true, pred, n_classes)
 report = classification_report(y_true, pred, n_classes)
 
@@ -32,15 +41,18 @@ m1.metric("Test accuracy", f"{report['accuracy']:.2%}")
 m2.metric(f"Mistakes (of {int(cm.sum()):,})", f"{int(cm.sum() - np.trace(cm)):,}")
 m3.metric("Macro F1", f"{report['macro']['f1']:.3f}")
 m4.metric("Architecture", state.layers_text(model.layer_sizes_))
-st.caption(f"Model **{name}** on the 10,000 official MNIST test images.")
+if info.builtin:
+    st.caption(f"Model **{name}** on the 10,000 official MNIST test images.")
+else:
+    st.caption(f"Model **{name}** on the {len(y_true):,} test images of **{info.name}**.")
 
 # ----------------------------------------------------------------------------- per digit
-st.subheader("Per digit")
+st.subheader(f"Per {noun}")
 table, bars = st.columns([2, 3])
 with table:
     st.dataframe(
         {
-            "digit": report["classes"],
+            noun: report["classes"] if names is None else [label(c) for c in report["classes"]],
             "precision": report["precision"],
             "recall": report["recall"],
             "F1": report["f1"],
@@ -55,17 +67,17 @@ with table:
         },
     )
     st.caption(
-        "Precision: of the images predicted as this digit, how many were it. "
-        "Recall: of the images of this digit, how many were found. F1: their harmonic "
+        f"Precision: of the images predicted as this {noun}, how many were it. "
+        f"Recall: of the images of this {noun}, how many were found. F1: their harmonic "
         "mean."
     )
 with bars:
-    st.plotly_chart(per_class_figure(report), width="stretch", key="eval_per_class")
+    st.plotly_chart(per_class_figure(report, names=names), width="stretch", key="eval_per_class")
 
 # ----------------------------------------------------------------------------- confusion matrix
 st.subheader("Confusion matrix")
 st.caption(
-    "Rows: the true digit; columns: what the network predicted. Click a cell (or use the "
+    f"Rows: the true {noun}; columns: what the network predicted. Click a cell (or use the "
     "two boxes) to see the test images behind it; colour follows the count on a log scale."
 )
 if TRUE_KEY not in st.session_state or PRED_KEY not in st.session_state:
@@ -84,7 +96,7 @@ cm_col, cell_col = st.columns([1, 1], gap="large")
 with cm_col:
     selected = (int(st.session_state[TRUE_KEY]), int(st.session_state[PRED_KEY]))
     st.plotly_chart(
-        confusion_figure(cm, selected=selected),
+        confusion_figure(cm, selected=selected, names=names),
         width="stretch",
         key=CM_KEY,
         on_select=_on_cell_selected,
@@ -92,13 +104,14 @@ with cm_col:
     )
 with cell_col:
     s1, s2 = st.columns(2)
-    true_d = s1.selectbox("True digit", list(range(n_classes)), key=TRUE_KEY)
-    pred_d = s2.selectbox("Predicted digit", list(range(n_classes)), key=PRED_KEY)
+    classes = list(range(n_classes))
+    true_d = s1.selectbox(f"True {noun}", classes, key=TRUE_KEY, format_func=label)
+    pred_d = s2.selectbox(f"Predicted {noun}", classes, key=PRED_KEY, format_func=label)
     cell = filter_indices(y_true, pred, true_digit=true_d, pred_digit=pred_d)
     cell = sort_indices(cell, proba.max(axis=1), by="confidence")
-    what = "correctly recognised" if true_d == pred_d else f"predicted as {pred_d}"
+    what = "correctly recognised" if true_d == pred_d else f"predicted as {label(pred_d)}"
     st.markdown(
-        f"**{len(cell):,}** test images of a {true_d} {what}"
+        f"**{len(cell):,}** test images of {'a ' if names is None else ''}{label(true_d)} {what}"
         + (f" (showing the {MAX_CELL_IMAGES} least sure)" if len(cell) > MAX_CELL_IMAGES else "")
         + "."
     )
@@ -110,7 +123,15 @@ with cell_col:
             for i, c in zip(shown, conf, strict=True)
         ]
         st.image(
-            labelled_grid(data.x_test[shown], tiles, ncols=6, scale=2, border=2, font_size=11),
+            labelled_grid(
+                data.x_test[shown],
+                tiles,
+                ncols=6,
+                scale=2,
+                border=2,
+                font_size=11,
+                shape=info.image_shape,
+            ),
             width="content",
             output_format="PNG",
         )
@@ -131,25 +152,34 @@ else:
 st.subheader("What the first layer looks for")
 W = model.coefs_[0]
 hidden = len(model.coefs_) > 1
+h, w, c = info.image_shape
+if W.shape[0] != h * w or c != 1 or h != w:
+    st.info(
+        "The first layer's weights are drawn as images for a dense first layer on square "
+        f"greyscale images; this model's first layer sees {info.shape_text} images through "
+        f"{'its convolutions' if W.shape[0] != model.n_features_in_ else 'colour channels'}."
+    )
+    st.stop()
 st.plotly_chart(
     weights_figure(
         W,
         n_units=64,
         ncols=8 if hidden else 5,
-        title=None if hidden else "Weights of the 10 output units",
+        title=None if hidden else f"Weights of the {W.shape[1]} output units",
+        side=h,
     ),
     width="stretch",
     key="eval_weights",
 )
 if hidden:
     st.caption(
-        f"Each square shows the 784 incoming weights of one of the first "
-        f"{min(64, W.shape[1])} of {W.shape[1]} hidden units, as a 28x28 image: red "
+        f"Each square shows the {W.shape[0]} incoming weights of one of the first "
+        f"{min(64, W.shape[1])} of {W.shape[1]} hidden units, as a {h}x{w} image: red "
         f"pixels excite the unit, blue ones inhibit it. Each unit is scaled to its own "
         f"largest weight."
     )
 else:
     st.caption(
-        "This model has no hidden layer: each square is the weight template of one "
-        "digit (red: ink here votes for the digit, blue: against)."
+        f"This model has no hidden layer: each square is the weight template of one "
+        f"{noun} (red: ink here votes for the {noun}, blue: against)."
     )

@@ -130,6 +130,7 @@ else:
             "": "●" if Path(r["path"]).stem == active else "",
             "name": Path(r["path"]).stem,
             "layers": state.layers_text(r.get("layers")) if not r.get("error") else "unreadable",
+            "data set": "" if r.get("error") else (r.get("dataset") or {}).get("name", "mnist"),
             "test accuracy": _dash(r.get("test_accuracy"), "{:.2%}"),
             "my digits": "—" if r.get("error") else mine_accuracy_text(r["path"]),
             "epochs": _dash(r.get("n_iter")),
@@ -147,6 +148,10 @@ else:
         key="models_table",
         column_config={
             "": st.column_config.TextColumn(width="small", help="the active model"),
+            "data set": st.column_config.TextColumn(
+                help="the data set the model was trained on; the other pages offer the models "
+                "of the data set chosen in the sidebar"
+            ),
             "size (MB)": st.column_config.NumberColumn(format="%.2f"),
             "my digits": st.column_config.TextColumn(
                 help="accuracy on the digits you drew and kept (My digits); a dash when there "

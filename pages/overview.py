@@ -1,4 +1,5 @@
-"""Overview (/): what the app is, how to use it, and the MNIST data set at a glance."""
+"""Overview (/): what the app is, how to use it, and the active data set (MNIST unless another
+is chosen) at a glance."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from ui import state
 from ui.eval_charts import class_counts_figure
 from ui.gallery import (
     GridTile,
+    as_images,
     class_counts,
     labelled_grid,
     mean_images,
@@ -16,28 +18,38 @@ from ui.gallery import (
     tile_images,
 )
 
+MAX_SAMPLE_ROWS = 20  # classes shown in the sample grid (one row each)
 
-@st.cache_resource(show_spinner="Summarising MNIST…")
-def _dataset_summary():
-    """Counts per digit, a 10x15 sample grid and the mean image of each digit (computed once)."""
-    data = state.get_mnist()
-    train_counts = class_counts(data.y_train)
-    test_counts = class_counts(data.y_test)
-    samples = sample_per_class(data.y_train, per_class=15, seed=0)
+
+@st.cache_resource(max_entries=4, show_spinner="Summarising the data set…")
+def _dataset_summary(name: str, sha256: str):
+    """Counts per class, a sample grid (15 per class) and the mean image of each class, computed
+    once per set."""
+    info = next(s for s in state.data_sets() if s.name == name)
+    data = state.get_set_data(info)
+    k, shape = info.n_classes, info.image_shape
+    train_counts = class_counts(data.y_train, k)
+    test_counts = class_counts(data.y_test, k)
+    samples = sample_per_class(data.y_train, per_class=15, n_classes=min(k, MAX_SAMPLE_ROWS))
+    scale = max(1, 56 // max(shape[:2]))
     sample_grid = tile_images(
-        data.x_train[samples], ncols=15, scale=2, pad=2, background=(240, 242, 246)
+        as_images(data.x_train[samples], shape),
+        ncols=15,
+        scale=scale,
+        pad=2,
+        background=(240, 242, 246),
     )
-    means = mean_images(data.x_train, data.y_train)
-    peak = means.reshape(10, -1).max(axis=1)[:, None, None]
+    means = mean_images(data.x_train, data.y_train, k, shape)
+    peak = means.reshape(k, -1).max(axis=1).reshape((k,) + (1,) * (means.ndim - 1))
     means_scaled = means * (255.0 / np.maximum(peak, 1.0))
     mean_grid = labelled_grid(
         means_scaled,
-        [GridTile((str(d),)) for d in range(10)],
-        ncols=10,
-        scale=3,
+        [GridTile((str(c),)) for c in info.class_names],
+        ncols=min(k, 10),
+        scale=max(1, 84 // max(shape[:2])),
         border=0,
         pad=4,
-        font_size=16,
+        font_size=16 if info.builtin else 12,
     )
     return train_counts, test_counts, sample_grid, mean_grid
 
@@ -96,23 +108,41 @@ if active:
 else:
     st.caption("No trained model yet: start on the **Train** page, then come back and draw.")
 
-train_counts, test_counts, sample_grid, mean_grid = _dataset_summary()
+info = state.active_set()
+train_counts, test_counts, sample_grid, mean_grid = _dataset_summary(info.name, info.sha256)
+noun = "digit" if info.builtin else "class"
 
-st.subheader("The data set at a glance")
+if info.builtin:
+    st.subheader("The data set at a glance")
+else:
+    st.subheader(f"The data set at a glance: {info.name}")
+    st.caption(
+        f"{info.n_classes} classes: {', '.join(info.class_names)}. Source: {info.source}"
+        + (" (20% of its images set aside as its test part)" if info.test_split else "")
+        + ". Choose another set in the sidebar; add sets on the **Data sets** page."
+    )
 m1, m2, m3 = st.columns(3)
 m1.metric("Training images", f"{int(train_counts.sum()):,}")
 m2.metric("Test images", f"{int(test_counts.sum()):,}")
-m3.metric("Image size", "28 x 28 px")
+h, w, c = info.image_shape
+m3.metric("Image size", f"{h} x {w} px" + ("" if c == 1 else ", colour"))
 st.plotly_chart(
-    class_counts_figure(train_counts, test_counts), width="stretch", key="overview_counts"
+    class_counts_figure(
+        train_counts, test_counts, names=None if info.builtin else list(info.class_names)
+    ),
+    width="stretch",
+    key="overview_counts",
 )
 
-st.markdown("**The mean image of each digit**: all training images of that digit averaged")
+st.markdown(f"**The mean image of each {noun}**: all training images of that {noun} averaged")
 st.image(mean_grid, width="content", output_format="PNG")
-st.caption(
-    "MNIST digits are scaled into a 20x20 box and centred by their centre of mass, which is "
-    "why the averages still look like digits. Drawings on the Draw page get the same "
-    "treatment."
-)
-st.markdown("**Samples**: one row per digit, random training images")
+if info.builtin:
+    st.caption(
+        "MNIST digits are scaled into a 20x20 box and centred by their centre of mass, which is "
+        "why the averages still look like digits. Drawings on the Draw page get the same "
+        "treatment."
+    )
+rows = min(info.n_classes, MAX_SAMPLE_ROWS)
+more = "" if rows == info.n_classes else f" (the first {rows} classes)"
+st.markdown(f"**Samples**: one row per {noun}, random training images{more}")
 st.image(sample_grid, width="content", output_format="PNG")

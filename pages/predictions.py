@@ -1,5 +1,5 @@
-"""Predictions (/predictions): the 10,000 test images with true and predicted labels, filtered,
-sorted and paged; pick one to see its ten probabilities."""
+"""Predictions (/predictions): the active data set's test images (MNIST's 10,000) with true and
+predicted labels, filtered, sorted and paged; pick one to see its probabilities."""
 
 from __future__ import annotations
 
@@ -28,12 +28,22 @@ state.init_state()
 st.title("Predictions on the test set")
 
 name, model, data, proba, pred = state.require_test_predictions()
+info = state.active_set()
+names = None if info.builtin else list(info.class_names)  # MNIST's classes are its digits
+noun = "digit" if names is None else "class"
+
+
+def label(k) -> str:
+    return str(k) if names is None or k == ANY else names[int(k)]
+
+
 y_true = data.y_test
 confidence = proba.max(axis=1)
 n_wrong = int((pred != y_true).sum())
 st.caption(
-    f"Model **{name}**: {len(y_true) - n_wrong:,} of {len(y_true):,} test images right, "
-    f"{n_wrong:,} mistakes."
+    f"Model **{name}**: {len(y_true) - n_wrong:,} of {len(y_true):,} test images"
+    + ("" if info.builtin else f" of **{info.name}**")
+    + f" right, {n_wrong:,} mistakes."
 )
 
 
@@ -41,11 +51,24 @@ def _reset_page() -> None:
     st.session_state["pred_page"] = 1
 
 
-digits = [ANY, *range(10)]
+digits = [ANY, *range(info.n_classes)]
+for key in ("pred_true", "pred_pred"):  # a choice kept from a set with more classes
+    if st.session_state.get(key, ANY) not in digits:
+        st.session_state[key] = ANY
 c1, c2, c3, c4 = st.columns([1, 1, 1, 1.4], vertical_alignment="bottom")
-true_sel = c1.selectbox("True digit", digits, key=keep("pred_true", ANY), on_change=_reset_page)
+true_sel = c1.selectbox(
+    f"True {noun}",
+    digits,
+    key=keep("pred_true", ANY),
+    on_change=_reset_page,
+    format_func=label,
+)
 pred_sel = c2.selectbox(
-    "Predicted digit", digits, key=keep("pred_pred", ANY), on_change=_reset_page
+    f"Predicted {noun}",
+    digits,
+    key=keep("pred_pred", ANY),
+    on_change=_reset_page,
+    format_func=label,
 )
 only_wrong = c3.toggle("Only mistakes", key=keep("pred_wrong", False), on_change=_reset_page)
 sort_by = (
@@ -91,16 +114,18 @@ if len(shown) == 0:
 
 tiles = [
     GridTile(
-        (f"#{i}", f"{y_true[i]} → {pred[i]} · {confidence[i]:.0%}"),
+        (f"#{i}", f"{label(y_true[i])} → {label(pred[i])} · {confidence[i]:.0%}"),
         GREEN if pred[i] == y_true[i] else RED,
     )
     for i in shown
 ]
 st.image(
-    labelled_grid(data.x_test[shown], tiles, ncols=NCOLS), width="content", output_format="PNG"
+    labelled_grid(data.x_test[shown], tiles, ncols=NCOLS, shape=info.image_shape),
+    width="content",
+    output_format="PNG",
 )
 st.caption(
-    "Under each image: its test-set index, then true digit → predicted digit · "
+    f"Under each image: its test-set index, then true {noun} → predicted {noun} · "
     "confidence. Green frame: right; red frame: a mistake."
 )
 
@@ -113,7 +138,7 @@ pick = st.selectbox(
     options,
     key="pred_pick",
     format_func=lambda i: (
-        f"#{i}: true {y_true[i]}, predicted {pred[i]} "
+        f"#{i}: true {label(y_true[i])}, predicted {label(pred[i])} "
         f"({confidence[i]:.0%})" + ("" if pred[i] == y_true[i] else " ✗")
     ),
 )
@@ -128,9 +153,10 @@ a.image(
             )
         ],
         ncols=1,
-        scale=6,
+        scale=max(2, 168 // max(info.image_shape[:2])),
         border=4,
         font_size=15,
+        shape=info.image_shape,
     ),
     width="content",
     output_format="PNG",
@@ -138,9 +164,10 @@ a.image(
 b.plotly_chart(
     probability_figure(
         proba[pick],
-        model.classes_,
-        true_label=int(y_true[pick]),
-        title=f"Probabilities for #{pick} (true digit {y_true[pick]}, outlined)",
+        [label(c) for c in model.classes_],
+        true_label=label(int(y_true[pick])),
+        title=f"Probabilities for #{pick} (true {noun} {label(y_true[pick])}, outlined)",
+        noun=noun,
     ),
     width="stretch",
     key="pred_proba",

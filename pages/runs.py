@@ -76,6 +76,7 @@ df = tn.runs_frame(runs)
 order = [
     "id",
     "name",
+    "dataset",
     "source",
     "status",
     "val_accuracy",
@@ -102,6 +103,7 @@ event = st.dataframe(
     column_config={
         "id": cc.NumberColumn("id", width=40),
         "name": cc.TextColumn("name", width="small"),
+        "dataset": cc.TextColumn("data set", width=75, help="the data set the run trained on"),
         "source": cc.TextColumn("source", width=75),
         "status": cc.TextColumn("status", width=70),
         "search": cc.NumberColumn("search", width=55),

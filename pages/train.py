@@ -26,6 +26,17 @@ st.caption(
     "Pick a preset or set every option yourself, then start. Training runs in the "
     "background: you can visit other pages meanwhile."
 )
+data_set = state.active_set()
+if not data_set.builtin:
+    st.caption(
+        f"Training on the data set **{data_set.name}** ({data_set.describe().split(': ', 1)[1]})"
+        ": the network's input shape comes from its images"
+        + (
+            "; augmentation (made for 28x28 digits) is switched off for it."
+            if data_set.image_shape != (28, 28, 1)
+            else "."
+        )
+    )
 
 # ------------------------------------------------------------------ presets
 if PRESETS:
@@ -50,11 +61,16 @@ def _start(continue_model=None, epochs: int | None = None) -> None:
     model_kwargs = train_form.to_model_kwargs(cfg)
     if epochs is not None:
         model_kwargs["epochs"] = int(epochs)
+    data_kwargs = train_form.to_data_kwargs(cfg)
+    if not data_set.builtin:  # the active data set (nn.data.registry); MNIST otherwise
+        data_kwargs["set"] = data_set.name
+        if data_set.image_shape != (28, 28, 1):
+            model_kwargs["augment"] = None
     old_snap = slot.worker.snapshot() if slot.worker is not None else None
     new = TrainingWorker(
         model_kwargs,
-        train_form.to_data_kwargs(cfg),
-        state.get_mnist(),
+        data_kwargs,
+        state.get_set_data(data_set),
         train_limit=limit,
         model=continue_model,
         run_name=cfg.get("preset") or None,
@@ -91,7 +107,14 @@ def _save() -> None:
         return
     metrics = {k: snap[k] for k in ("test_accuracy", "val_accuracy") if snap.get(k) is not None}
     try:
-        save_model(w.model, path, name=name, metrics=metrics, inside=snap.get("inside"))
+        save_model(
+            w.model,
+            path,
+            name=name,
+            metrics=metrics,
+            inside=snap.get("inside"),
+            dataset=w.dataset_record,
+        )
     except (OSError, ValueError) as exc:
         st.session_state["save_feedback"] = ("error", f"Could not save: {exc}")
         return

@@ -172,7 +172,17 @@ if c1.button(
     disabled=running or space is None,
     icon=":material/play_arrow:",
 ):
-    tn.start_search(settings, space, base, state.get_mnist, state.train_limit())
+    data_set = state.active_set()
+    if data_set.image_shape != (28, 28, 1):  # augmentation distorts 28x28 digits only
+        base = {**base, "augment": None}
+    tn.start_search(
+        settings,
+        space,
+        base,
+        state.get_set_data(data_set),
+        state.train_limit(),
+        None if data_set.builtin else data_set.name,
+    )
     st.rerun()
 c2.button(
     "Cancel",

@@ -31,11 +31,22 @@ METRIC_COLORS = {"precision": "#1f77b4", "recall": "#ff7f0e", "f1": "#2ca02c"}
 _MARGIN = dict(l=10, r=10, t=40, b=10)
 
 
+def _noun(names: Sequence[str] | None) -> str:
+    """What a class is called on the axes: ``digit`` for MNIST, ``class`` for named classes."""
+    return "digit" if names is None else "class"
+
+
 def class_counts_figure(
-    train_counts: Sequence[int], test_counts: Sequence[int], *, height: int = 320
+    train_counts: Sequence[int],
+    test_counts: Sequence[int],
+    *,
+    height: int = 320,
+    names: Sequence[str] | None = None,
 ) -> go.Figure:
-    """Grouped bars: how many images of each digit in the training and the test set."""
-    digits = [str(d) for d in range(len(train_counts))]
+    """Grouped bars: how many images of each digit (or of each of ``names``) in the training and
+    the test set."""
+    digits = [str(d) for d in range(len(train_counts))] if names is None else list(names)
+    noun = _noun(names)
     fig = go.Figure(
         [
             go.Bar(
@@ -43,14 +54,14 @@ def class_counts_figure(
                 y=list(map(int, train_counts)),
                 name="train",
                 marker_color=TRAIN_COLOR,
-                hovertemplate="digit %{x}: %{y:,} training images<extra></extra>",
+                hovertemplate=noun + " %{x}: %{y:,} training images<extra></extra>",
             ),
             go.Bar(
                 x=digits,
                 y=list(map(int, test_counts)),
                 name="test",
                 marker_color=TEST_COLOR,
-                hovertemplate="digit %{x}: %{y:,} test images<extra></extra>",
+                hovertemplate=noun + " %{x}: %{y:,} test images<extra></extra>",
             ),
         ]
     )
@@ -58,8 +69,8 @@ def class_counts_figure(
         barmode="group",
         height=height,
         margin=_MARGIN,
-        title="Images per digit",
-        xaxis_title="digit",
+        title=f"Images per {noun}",
+        xaxis_title=noun,
         yaxis_title="images",
         legend=dict(orientation="h", y=1.12, x=1, xanchor="right"),
     )
@@ -74,6 +85,7 @@ def probability_figure(
     true_label: int | None = None,
     height: int = 260,
     title: str | None = "How sure the network is",
+    noun: str = "digit",
 ) -> go.Figure:
     """The class probabilities as bars; the predicted class is highlighted (green if it is the
     true label, red if not, blue when the true label is unknown); the true label is outlined.
@@ -96,32 +108,39 @@ def probability_figure(
         text=[f"{v:.0%}" if v >= 0.005 else "" for v in p],
         textposition="outside",
         cliponaxis=False,
-        hovertemplate="digit %{x}: %{y:.2%}<extra></extra>",
+        hovertemplate=noun + " %{x}: %{y:.2%}<extra></extra>",
     )
     layout = dict(
         height=height,
         margin=_MARGIN,
         title=dict(text=title),
         showlegend=False,
-        xaxis=dict(title=dict(text="digit"), type="category"),
+        xaxis=dict(title=dict(text=noun), type="category"),
         yaxis=dict(range=[0, 1.12], tickformat=".0%", title=dict(text="probability")),
     )
     return go.Figure(data=[bar], layout=layout)
 
 
 def confusion_figure(
-    cm: np.ndarray, *, height: int = 520, selected: tuple[int, int] | None = None
+    cm: np.ndarray,
+    *,
+    height: int = 520,
+    selected: tuple[int, int] | None = None,
+    names: Sequence[str] | None = None,
 ) -> go.Figure:
     """Confusion matrix heatmap: rows = true digit (top to bottom 0..9), columns = predicted.
 
     Colour follows log(1 + count) so the few mistakes stay visible next to the large diagonal;
     every cell is labelled with its count. A transparent marker on every cell makes the cells
     clickable: selection points carry ``x`` (predicted) and ``y`` (true).
-    ``selected`` outlines one ``(true, pred)`` cell.
+    ``selected`` outlines one ``(true, pred)`` cell. ``names`` label the axes' ticks (the cells
+    keep their class indices).
     """
     cm = np.asarray(cm, dtype=np.int64)
     k = cm.shape[0]
     labels = list(range(k))
+    ticks = [str(c) for c in labels] if names is None else [str(n) for n in names][:k]
+    noun = _noun(names)
     row_tot = cm.sum(axis=1, keepdims=True)
     share = np.divide(cm, row_tot, out=np.zeros(cm.shape), where=row_tot > 0)
     heat = go.Heatmap(
@@ -169,17 +188,19 @@ def confusion_figure(
         height=height,
         margin=dict(l=10, r=10, t=10, b=10),
         xaxis=dict(
-            title="predicted digit",
+            title=f"predicted {noun}",
             tickmode="array",
             tickvals=labels,
+            ticktext=ticks,
             side="top",
             constrain="domain",
             fixedrange=True,
         ),
         yaxis=dict(
-            title="true digit",
+            title=f"true {noun}",
             tickmode="array",
             tickvals=labels,
+            ticktext=ticks,
             autorange="reversed",
             scaleanchor="x",
             constrain="domain",
@@ -209,10 +230,16 @@ def cell_from_selection(event) -> tuple[int, int] | None:
     return None
 
 
-def per_class_figure(report: Mapping, *, height: int = 320) -> go.Figure:
-    """Precision, recall and F1 of each digit as grouped bars (``report`` from
-    ``nn.metrics.classification_report``)."""
-    classes = [str(c) for c in report["classes"]]
+def per_class_figure(
+    report: Mapping, *, height: int = 320, names: Sequence[str] | None = None
+) -> go.Figure:
+    """Precision, recall and F1 of each digit (or class of ``names``, indexed by the report's
+    classes) as grouped bars (``report`` from ``nn.metrics.classification_report``)."""
+    if names is None:
+        classes = [str(c) for c in report["classes"]]
+    else:
+        classes = [str(names[int(c)]) if int(c) < len(names) else str(c) for c in report["classes"]]
+    noun = _noun(names)
     fig = go.Figure(
         [
             go.Bar(
@@ -220,7 +247,7 @@ def per_class_figure(report: Mapping, *, height: int = 320) -> go.Figure:
                 y=list(report[m]),
                 name=m if m != "f1" else "F1",
                 marker_color=METRIC_COLORS[m],
-                hovertemplate=f"digit %{{x}}: {m} %{{y:.2%}}<extra></extra>",
+                hovertemplate=f"{noun} %{{x}}: {m} %{{y:.2%}}<extra></extra>",
             )
             for m in ("precision", "recall", "f1")
         ]
@@ -230,8 +257,8 @@ def per_class_figure(report: Mapping, *, height: int = 320) -> go.Figure:
         barmode="group",
         height=height,
         margin=_MARGIN,
-        title="Per-digit precision, recall and F1",
-        xaxis_title="digit",
+        title=f"Per-{noun} precision, recall and F1",
+        xaxis_title=noun,
         yaxis=dict(range=[max(0.0, math.floor(low * 20) / 20 - 0.05), 1.0], tickformat=".0%"),
         legend=dict(orientation="h", y=1.12, x=1, xanchor="right"),
     )
@@ -269,10 +296,12 @@ def weights_figure(
     ncols: int = 8,
     height: int | None = None,
     title: str | None = None,
+    side: int = 28,
 ) -> go.Figure:
-    """The first layer's weights as 28x28 images, one per hidden unit, on a diverging scale
-    (red = positive, blue = negative, white = zero), each unit scaled to its own range."""
-    tiled, units = tile_weights(W, n_units, ncols)
+    """The first layer's weights as 28x28 (``side`` x ``side``) images, one per hidden unit, on
+    a diverging scale (red = positive, blue = negative, white = zero), each unit scaled to its
+    own range."""
+    tiled, units = tile_weights(W, n_units, ncols, side)
     h, w = tiled.shape
     if height is None:
         height = int(min(900, max(260, 660 * h / max(w, 1))))

@@ -101,9 +101,12 @@ def class_counts(y: np.ndarray, n_classes: int = 10) -> np.ndarray:
     return np.bincount(np.asarray(y, dtype=np.int64), minlength=n_classes)[:n_classes]
 
 
-def mean_images(x: np.ndarray, y: np.ndarray, n_classes: int = 10) -> np.ndarray:
+def mean_images(
+    x: np.ndarray, y: np.ndarray, n_classes: int = 10, shape: Sequence[int] | None = None
+) -> np.ndarray:
     """The mean image of each class as float32 ``(n_classes, 28, 28)`` in [0, 255]
-    (a class with no samples gives a black image)."""
+    (a class with no samples gives a black image); ``shape`` ``(h, w, c)`` of other images gives
+    ``(n_classes, h, w)`` for greyscale, ``(n_classes, h, w, 3)`` for colour."""
     x = np.asarray(x)
     y = np.asarray(y, dtype=np.int64)
     side = int(round(math.sqrt(x.shape[1])))
@@ -112,6 +115,8 @@ def mean_images(x: np.ndarray, y: np.ndarray, n_classes: int = 10) -> np.ndarray
         rows = x[y == k]
         if rows.shape[0]:
             out[k] = rows.mean(axis=0, dtype=np.float64)
+    if shape is not None:
+        return as_images(out.astype(np.float32), shape)
     return out.reshape(n_classes, side, side).astype(np.float32)
 
 
@@ -131,9 +136,18 @@ def sample_per_class(
 
 
 # ----------------------------------------------------------------------------- tiling
-def as_images(x: np.ndarray) -> np.ndarray:
-    """``(n, 784)`` or ``(n, 28, 28)`` (or one ``(784,)``/``(28, 28)`` image) -> ``(n, h, w)``."""
+def as_images(x: np.ndarray, shape: Sequence[int] | None = None) -> np.ndarray:
+    """``(n, 784)`` or ``(n, 28, 28)`` (or one ``(784,)``/``(28, 28)`` image) -> ``(n, h, w)``.
+
+    ``shape`` ``(h, w, c)`` reads rows (or one row) of other images: ``(n, h, w)`` for
+    greyscale, ``(n, h, w, 3)`` for colour. Colour images ``(n, h, w, 3)`` pass as they are."""
     x = np.asarray(x)
+    if shape is not None:
+        h, w, c = (int(d) for d in shape)
+        x = x.reshape(-1, h, w, c)
+        return x[..., 0] if c == 1 else x
+    if x.ndim == 4 and x.shape[3] in (1, 3):
+        return x[..., 0] if x.shape[3] == 1 else x
     if x.ndim == 1:
         x = x[None]
     if x.ndim == 2 and x.shape[1] == 784:
@@ -165,10 +179,11 @@ def tile_images(
 
     Each image is enlarged ``scale`` times (nearest neighbour, crisp pixels), surrounded by a
     ``border``-pixel frame of ``border_colors[i]`` (if given) and ``pad`` pixels of ``background``.
-    Images are uint8 (or floats in [0, 255]); white ink on black, as MNIST.
+    Images are uint8 (or floats in [0, 255]); white ink on black, as MNIST; colour images are
+    ``(n, h, w, 3)``.
     """
     imgs = _to_uint8(as_images(images))
-    n, h, w = imgs.shape
+    n, h, w = imgs.shape[:3]
     if ncols <= 0:
         raise ValueError(f"ncols must be positive, got {ncols}")
     if scale < 1:
@@ -190,7 +205,7 @@ def tile_images(
         if border and border_colors is not None:
             out[top : top + th, left : left + tw] = np.asarray(border_colors[i], dtype=np.uint8)
         out[top + border : top + border + h * scale, left + border : left + border + w * scale] = (
-            big[i][..., None]
+            big[i] if big.ndim == 4 else big[i][..., None]
         )
     return out
 
@@ -230,14 +245,16 @@ def labelled_grid(
     border: int = 3,
     pad: int = 4,
     font_size: int = 13,
+    shape: Sequence[int] | None = None,
 ) -> np.ndarray:
     """One RGB picture of images with a coloured frame and caption lines under each.
 
     ``tiles[i]`` gives image i's caption lines and colour (frame and text). Used for the
-    prediction grids: green for right, red for wrong.
+    prediction grids: green for right, red for wrong. ``shape`` ``(h, w, c)``: the images are
+    rows of that shape (see :func:`as_images`).
     """
-    imgs = _to_uint8(as_images(images))
-    n, h, w = imgs.shape
+    imgs = _to_uint8(as_images(images, shape))
+    n, h, w = imgs.shape[:3]
     if len(tiles) != n:
         raise ValueError(f"{len(tiles)} captions for {n} images")
     n_lines = max((len(t.lines) for t in tiles), default=0)

@@ -1,9 +1,12 @@
-"""The sidebar shown on every page: the active model and a switcher, plus the training status.
+"""The sidebar shown on every page: the data set and the active model with their switchers,
+plus the training status.
 
 ``render_sidebar()`` is called by ``app.py`` before ``pg.run()``. The selectbox widget key
 (``sidebar_model``) is only a mirror of ``st.session_state["active_model_name"]`` (see
 ``ui.state``); its ``on_change`` callback writes the choice back, so it persists across pages and
-follows changes made elsewhere (e.g. "Load" on the Models page).
+follows changes made elsewhere (e.g. "Load" on the Models page). The data set picker
+(``sidebar_set``) mirrors ``st.session_state["active_set_name"]`` the same way; the model
+picker offers the models that fit the active set (image shape and classes).
 """
 
 from __future__ import annotations
@@ -15,10 +18,38 @@ import streamlit as st
 from ui import state
 
 SELECT_KEY = "sidebar_model"
+SET_KEY = "sidebar_set"
 
 
 def _on_select() -> None:
     state.set_active_model(st.session_state.get(SELECT_KEY))
+
+
+def _on_set_select() -> None:
+    state.set_active_set(st.session_state.get(SET_KEY) or "mnist")
+
+
+def _set_label(info) -> str:
+    colour = "" if info.greyscale else " colour"
+    return f"{info.name} ({info.shape_text}{colour}, {info.n_classes} classes)"
+
+
+def _set_picker() -> None:
+    """The data set every page works on: MNIST and each added set."""
+    sets = state.data_sets()
+    by_name = {info.name: info for info in sets}
+    active = state.active_set().name
+    if st.session_state.get(SET_KEY) != active:
+        st.session_state[SET_KEY] = active
+    st.selectbox(
+        "Data set",
+        list(by_name),
+        key=SET_KEY,
+        on_change=_on_set_select,
+        format_func=lambda name: _set_label(by_name[name]),
+        help="The images every page shows, trains and evaluates on. Add sets on the **Data "
+        "sets** page.",
+    )
 
 
 def _model_card(name: str, path: Path) -> None:
@@ -93,13 +124,19 @@ def render_sidebar(page: str | None = None) -> None:
     of the page being shown ("train" for the Train page)."""
     state.init_state()
     with st.sidebar:
+        _set_picker()
         st.subheader("Active model", divider="gray")
-        models = state.saved_models()
+        models = state.fitting_models()
         names = [Path(row["path"]).stem for row in models]
         names = list(dict.fromkeys(names))  # a model saved as .npz and .pkl appears once
         active = state.active_model_name()
+        others = len({Path(r["path"]).stem for r in state.saved_models()} - set(names))
         if not names:
-            st.caption("No saved model yet: train one on the **Train** page.")
+            st.caption(
+                "No saved model of this data set yet: train one on the **Train** page."
+                if others
+                else "No saved model yet: train one on the **Train** page."
+            )
         else:
             if active in names and st.session_state.get(SELECT_KEY) != active:
                 st.session_state[SELECT_KEY] = active
@@ -114,4 +151,9 @@ def render_sidebar(page: str | None = None) -> None:
             path = state.model_path_for(active)
             if active and path is not None:
                 _model_card(active, path)
+        if others:
+            st.caption(
+                f"{others} model{'s' if others != 1 else ''} of other data sets not listed "
+                "(choose their set above)."
+            )
         _live_status(poll=page != "train")

@@ -12,6 +12,8 @@ Session keys owned here (plain keys, not widget keys, so they survive page chang
                                         newest saved model.
     ``train_config`` (dict)             the Train page form (see ``ui.train_form``).
     ``train_result`` (dict | None)      outcome of the last finished training (Train page).
+    ``active_set_name`` (str)           the data set every page works on (``nn.data.registry``;
+                                        ``mnist`` by default, and when the chosen set is gone).
 
 Paths and environment
     ``models_dir() -> Path``    ``$NN_MODELS_DIR`` or ``<repo>/saved_models`` (created on demand).
@@ -28,10 +30,23 @@ Cached resources (never copied, arrays read-only)
                                                 int64 (10000,), computed once per (path, mtime).
     ``get_model_metadata(path) -> dict``        ``nn.persistence.read_metadata``, cached per mtime.
 
+Active data set
+    ``data_sets() -> list[DataSetInfo]``        MNIST, then every added set (``list_sets``).
+    ``active_set() -> DataSetInfo``             the chosen set (MNIST if it is gone).
+    ``set_active_set(name)``                    choose the set for every page of this session.
+    ``get_set_data(info) -> nn.data.MNIST``     the set's parts (flat uint8 rows, int64 labels),
+                                                loaded once per (name, SHA-256); MNIST's is
+                                                ``get_mnist()``.
+    ``model_fits(row_or_meta, info=None)``      whether a model (its ``list_models`` row or file
+                                                metadata) fits the active set (shape, classes).
+    ``get_test_predictions`` and ``require_test_predictions`` work on the active set's test part.
+
 Active model
     ``saved_models() -> list[dict]``            ``nn.persistence.list_models(models_dir())``
                                                 without the unreadable rows.
-    ``active_model_name() -> str | None``       resolved as described above (None: no model yet).
+    ``fitting_models() -> list[dict]``          those that fit the active set.
+    ``active_model_name() -> str | None``       resolved as described above among the models that
+                                                fit the active set (None: no model yet).
     ``active_model_path() -> Path | None``
     ``active_model() -> (name, model) | None``
     ``set_active_model(name)``                  make a saved model active (all pages, this session).
@@ -59,6 +74,7 @@ from nn.services import storage
 
 DEFAULT_MODEL_NAME = "default"
 TRAIN_LIMIT_ENV = "NN_TRAIN_LIMIT"
+ACTIVE_SET_KEY = "active_set_name"
 
 
 # ------------------------------------------------------------------------------ environment
@@ -107,6 +123,7 @@ def init_state() -> None:
 
         ss["train_config"] = default_config()
     ss.setdefault("train_result", None)
+    ss.setdefault(ACTIVE_SET_KEY, "mnist")
 
 
 # ------------------------------------------------------------------------------ cached data
@@ -140,10 +157,65 @@ def get_model(path: str | os.PathLike):
     return _load_model_cached(str(path.resolve()), _mtime(path))
 
 
+# ------------------------------------------------------------------------------ data sets
+def data_sets() -> list:
+    """MNIST, then every added set (``nn.data.registry.list_sets``; unreadable ones left out)."""
+    from nn.data.registry import list_sets
+
+    return list_sets()
+
+
+def active_set():
+    """The data set the pages work on: the chosen one, MNIST when it is gone."""
+    chosen = st.session_state.get(ACTIVE_SET_KEY) or "mnist"
+    sets = data_sets()
+    for info in sets:
+        if info.name == chosen:
+            return info
+    return sets[0]
+
+
+def set_active_set(name: str) -> None:
+    """Make ``name`` the data set of every page (this session)."""
+    st.session_state[ACTIVE_SET_KEY] = name
+
+
+@st.cache_resource(max_entries=4, show_spinner="Loading the data set…")
+def _set_data_cached(name: str, sha256: str):
+    from nn.data.registry import load_set
+
+    data = load_set(name).data
+    for a in data:
+        a.flags.writeable = False
+    return data
+
+
+def get_set_data(info=None):
+    """The parts of ``info`` (default: the active set) as ``nn.data.MNIST`` of flat uint8 rows
+    and int64 labels; loaded once per (name, SHA-256). Read-only arrays."""
+    info = info if info is not None else active_set()
+    if info.builtin:
+        return get_mnist()
+    return _set_data_cached(info.name, info.sha256)
+
+
+def model_fits(row_or_meta: dict, info=None) -> bool:
+    """Whether the model of this ``list_models`` row (or file metadata) fits ``info`` (default:
+    the active set): the same image shape and number of classes."""
+    from nn.data.registry import fits
+
+    return fits(row_or_meta, info if info is not None else active_set())
+
+
+def class_names(info=None) -> list[str]:
+    """The class names of ``info`` (default: the active set), in label order."""
+    return list((info if info is not None else active_set()).class_names)
+
+
 @st.cache_resource(max_entries=8, show_spinner="Predicting the test set…")
-def _test_predictions_cached(path: str, mtime: float):
+def _test_predictions_cached(path: str, mtime: float, set_name: str = "mnist", sha256: str = ""):
     model = _load_model_cached(path, mtime)
-    data = get_mnist()
+    data = get_set_data(_info_named(set_name))
     proba = np.asarray(model.predict_proba(data.x_test), dtype=np.float32)
     pred = np.asarray(model.classes_)[proba.argmax(axis=1)].astype(np.int64)
     proba.flags.writeable = False
@@ -151,11 +223,22 @@ def _test_predictions_cached(path: str, mtime: float):
     return proba, pred
 
 
-def get_test_predictions(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
-    """``(proba float32 (10000, 10), pred int64 (10000,))`` of the model at ``path`` on the
-    official MNIST test set; computed once per (path, mtime). Read-only arrays."""
+def _info_named(name: str):
+    for info in data_sets():
+        if info.name == name:
+            return info
+    from nn.data.registry import get_info
+
+    return get_info(name)  # raises DataError naming the sets
+
+
+def get_test_predictions(path: str | os.PathLike, info=None) -> tuple[np.ndarray, np.ndarray]:
+    """``(proba float32 (n, classes), pred int64 (n,))`` of the model at ``path`` on the test
+    part of ``info`` (default: the active set; MNIST's is the official test set); computed once
+    per (path, mtime, set). Read-only arrays."""
     path = Path(path)
-    return _test_predictions_cached(str(path.resolve()), _mtime(path))
+    info = info if info is not None else active_set()
+    return _test_predictions_cached(str(path.resolve()), _mtime(path), info.name, info.sha256)
 
 
 @st.cache_data(max_entries=16, show_spinner="Measuring on the test set…")
@@ -195,6 +278,22 @@ def saved_models() -> list[dict]:
     return [row for row in list_models(models_dir()) if not row.get("error")]
 
 
+def fitting_models(info=None) -> list[dict]:
+    """The saved models that fit ``info`` (default: the active set), newest first."""
+    info = info if info is not None else active_set()
+    return [row for row in saved_models() if model_fits(row, info)]
+
+
+def _fits_by_name(name: str, info) -> bool:
+    path = model_path_for(name)
+    if path is None:
+        return False
+    try:
+        return model_fits(get_model_metadata(path), info)
+    except (OSError, ValueError):
+        return False
+
+
 def model_path_for(name: str | None) -> Path | None:
     """Path of the saved model called ``name`` (``.npz`` preferred, then ``.pkl``) or None."""
     if not name:
@@ -212,13 +311,15 @@ def model_path_for(name: str | None) -> Path | None:
 
 
 def active_model_name() -> str | None:
-    """The chosen model if its file exists, else ``default``, else the newest saved model."""
+    """Among the models that fit the active set: the chosen model if its file exists, else
+    ``default``, else the newest saved model."""
+    info = active_set()
     chosen = st.session_state.get("active_model_name")
-    if chosen and model_path_for(chosen) is not None:
+    if chosen and _fits_by_name(chosen, info):
         return chosen
-    if model_path_for(DEFAULT_MODEL_NAME) is not None:
+    if _fits_by_name(DEFAULT_MODEL_NAME, info):
         return DEFAULT_MODEL_NAME
-    for row in saved_models():
+    for row in fitting_models(info):
         if model_path_for(Path(row["path"]).stem) is not None:
             return Path(row["path"]).stem
     return None
@@ -241,8 +342,21 @@ def active_model() -> tuple[str, Any] | None:
 
 
 def set_active_model(name: str | None) -> None:
-    """Make ``name`` the active model for this session (all pages)."""
+    """Make ``name`` the active model for this session (all pages). A model that does not fit
+    the active set makes its own set active, when that set is here."""
     st.session_state["active_model_name"] = name
+    if not name or _fits_by_name(name, active_set()):
+        return
+    from nn.data.registry import model_record
+
+    try:
+        record = model_record(get_model_metadata(model_path_for(name)))
+    except (OSError, ValueError, TypeError):
+        return
+    for info in data_sets():
+        if info.name == record.get("name") and _fits_by_name(name, info):
+            set_active_set(info.name)
+            return
 
 
 def layers_text(sizes) -> str:
@@ -261,16 +375,24 @@ def require_test_predictions():
         st.page_link("pages/train.py", label="Go to Train", icon=":material/model_training:")
         st.stop()
     name, model = found
-    proba, pred = get_test_predictions(active_model_path())
-    return name, model, get_mnist(), proba, pred
+    info = active_set()
+    proba, pred = get_test_predictions(active_model_path(), info)
+    return name, model, get_set_data(info), proba, pred
 
 
 def no_model_message() -> None:
     """The standard "no model yet" note, pointing to the Train page."""
-    st.info(
-        "No trained model yet. Train one on the **Train** page (or upload one on **Models**).",
-        icon=":material/model_training:",
-    )
+    info = active_set()
+    if info.builtin:
+        text = (
+            "No trained model yet. Train one on the **Train** page (or upload one on **Models**)."
+        )
+    else:
+        text = (
+            f"No model trained on **{info.name}** ({info.shape_text}, {info.n_classes} classes) "
+            "yet. Train one on the **Train** page, or choose another data set in the sidebar."
+        )
+    st.info(text, icon=":material/model_training:")
 
 
 # ------------------------------------------------------------------------------ training slot

@@ -553,6 +553,7 @@ def runs_frame(runs: list[Any]):
                 "id": run.id,
                 "name": run.name or "",
                 "source": run.source,
+                "dataset": getattr(run, "dataset", "mnist"),
                 "status": run.status,
                 "val_accuracy": run.metrics.get("val_accuracy"),
                 "test_accuracy": run.metrics.get("test_accuracy"),
@@ -574,6 +575,7 @@ def runs_frame(runs: list[Any]):
     columns = [
         "id",
         "name",
+        "dataset",
         "source",
         "status",
         "val_accuracy",
@@ -623,12 +625,16 @@ def start_search(
     base: Mapping[str, Any],
     data: Any | Callable[[], Any],
     train_limit: int | None = None,
+    dataset: str | None = None,
 ) -> SearchWorker:
-    """Start a worker for the form's settings in the session's slot (stops an older one)."""
+    """Start a worker for the form's settings in the session's slot (stops an older one);
+    ``dataset`` names the data set of ``data`` (``nn.data.registry``; None: MNIST)."""
     train_size = int(settings["train_size"]) or None
     if train_limit:
         train_size = min(train_size, train_limit) if train_size else int(train_limit)
     data_kwargs = {"split": "standard", "seed": 0, "train_size": train_size}
+    if dataset is not None:
+        data_kwargs["set"] = dataset
     budget = {k: settings[k] for k in BUDGET_DEFAULTS}
     slot = tune_slot()
     if slot.worker is not None and slot.worker.is_alive():

@@ -127,6 +127,8 @@ class TrainingWorker(BackgroundJob):
         )
         self._data = data
         self.model = model
+        # the set trained on (nn.data.registry record), for save_model(dataset=...)
+        self.dataset_record: dict | None = None
         self._first_epoch = 0
         self._n_epochs = int(self.job.model.get("epochs", 1) or 1)
         self._ema = 0.0
@@ -224,6 +226,7 @@ class TrainingWorker(BackgroundJob):
     def _listen(self, stage: str, info: dict[str, Any]) -> None:
         if stage == "prepared":
             self._set(n_train=info["n_train"], n_val=info["n_val"], n_test=info["n_test"])
+            self.dataset_record = info.get("dataset_record")
         elif stage == "started":
             self._first_epoch = info["first_epoch"]
             self._mark_started()

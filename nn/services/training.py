@@ -571,6 +571,7 @@ def run_training_job(
             "dataset": info.name,
             "image_shape": list(info.image_shape),
             "class_names": list(info.class_names),
+            "dataset_record": info.record(),
         },
     )
     record = _Record(job, listener)
