@@ -1,15 +1,50 @@
-"""Fixtures the page tests share: one small trained model per session, and a models folder of each
-module's own holding it (tests may add or delete files there without touching other modules)."""
+"""Fixtures the tests share.
+
+Models: ``small_model`` (one small trained network per session) and ``small_model_dir`` (a
+models folder of each module's own holding it, so tests may add or delete files there);
+``reference_cnn`` and ``cnn_model``, convolutional networks for the exporters and the layers.
+
+Pages under ``streamlit.testing.v1.AppTest`` (through ``app.py``, as served):
+
+- ``env``: a test's own models folder, run database and drawings database (``NN_MODELS_DIR``,
+  ``NN_RUNS_DB``, ``NN_MINE_DB``) and ``NN_TRAIN_LIMIT=1000``; returns the models folder.
+  ``small_env`` points ``NN_MODELS_DIR`` at ``small_model_dir`` instead. ``runs_db`` and
+  ``mine_db`` are the two database paths.
+- ``open_app(page=None, session_state=None)``: the app run once (with those session-state
+  values set first), then switched to ``page``; no exception on the way. The session's slots
+  (training, search, fine-tuning) start empty in every test that takes ``open_app``.
+- ``texts(elements)``: the values of elements (``at.error``, ``at.info``...) joined in one string.
+- ``tiny_model(...)``: a network fitted in milliseconds on random pixels.
+- ``inject_drawing(at, image)``: a drawing put on the Draw page's canvas, then a rerun.
+- ``started_jobs``: every ``ui.jobs.BackgroundJob`` a page starts during the test, in order, so
+  a test waits on the job itself (``join``, ``wait_until_paused``) instead of sleeping.
+"""
 
 from __future__ import annotations
 
+import base64
+import io
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+
+import numpy as np
 import pytest
+from PIL import Image
+from streamlit.runtime.caching.cache_resource_api import clear_session_cache
+from streamlit.testing.v1 import AppTest
 
 from nn.core.network import NeuralNetwork
 from nn.data import load_mnist
 from nn.io.model_files import save_model
+from ui.jobs import BackgroundJob
+
+APP = str(Path(__file__).resolve().parents[1] / "app.py")
+APP_TIMEOUT = 60
+APPTEST_SESSION_ID = "test session id"  # the one session id of every AppTest (streamlit 1.67)
+DRAW_CANVAS_KEY = "draw_canvas_0"
 
 
+# ------------------------------------------------------------------------------ models
 @pytest.fixture(scope="session")
 def small_model():
     """``(model, data)``: hidden layer of 32, 2 epochs on the first 5,000 training images (~1 s),
@@ -28,6 +63,122 @@ def small_model_dir(small_model, tmp_path_factory):
     return folder
 
 
+def _tiny_model(seed: int = 0, hidden: Iterable[int] = (8,), epochs: int = 2) -> NeuralNetwork:
+    rng = np.random.default_rng(seed)
+    x = rng.integers(0, 256, (200, 784)).astype(np.uint8)
+    y = np.arange(200) % 10
+    return NeuralNetwork(
+        hidden_layers=list(hidden), epochs=epochs, batch_size=50, random_state=seed
+    ).fit(x, y, x[:50], y[:50])
+
+
+@pytest.fixture
+def tiny_model() -> Callable[..., NeuralNetwork]:
+    """``tiny_model(seed=0, hidden=(8,), epochs=2)``: fitted on 200 random images."""
+    return _tiny_model
+
+
+# ------------------------------------------------------------------------------ page settings
+@pytest.fixture
+def env(tmp_path, monkeypatch) -> Path:
+    models = tmp_path / "models"
+    models.mkdir()
+    monkeypatch.setenv("NN_MODELS_DIR", str(models))
+    monkeypatch.setenv("NN_TRAIN_LIMIT", "1000")
+    monkeypatch.setenv("NN_RUNS_DB", str(tmp_path / "runs.sqlite"))
+    monkeypatch.setenv("NN_MINE_DB", str(tmp_path / "mine.sqlite"))
+    return models
+
+
+@pytest.fixture
+def small_env(env, small_model_dir, monkeypatch) -> Path:
+    monkeypatch.setenv("NN_MODELS_DIR", str(small_model_dir))
+    return small_model_dir
+
+
+@pytest.fixture
+def runs_db(env, tmp_path) -> Path:
+    return tmp_path / "runs.sqlite"
+
+
+@pytest.fixture
+def mine_db(env, tmp_path) -> Path:
+    return tmp_path / "mine.sqlite"
+
+
+# ------------------------------------------------------------------------------ page helpers
+def _open_app(
+    page: str | None = None, *, timeout: float = APP_TIMEOUT, session_state: dict | None = None
+) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=timeout)
+    for key, value in (session_state or {}).items():
+        at.session_state[key] = value
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    if page is not None:
+        at.switch_page(page).run()
+        assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def _end_session() -> None:
+    """Release the AppTest session's resources (``cache_resource(scope="session")``: the training,
+    search and fine-tuning slots; releasing a slot stops its job). Every AppTest runs as the same
+    session, so without this a job or slot would pass from one test to the next."""
+    clear_session_cache(APPTEST_SESSION_ID)
+
+
+@pytest.fixture
+def open_app() -> Iterator[Callable[..., AppTest]]:
+    _end_session()
+    yield _open_app
+    _end_session()
+
+
+def _texts(elements) -> str:
+    return " ".join(str(e.value) for e in elements)
+
+
+@pytest.fixture
+def texts() -> Callable[..., str]:
+    return _texts
+
+
+def _png_data_url(image: Image.Image) -> str:
+    buf = io.BytesIO()
+    image.convert("RGBA").save(buf, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _inject_drawing(at: AppTest, image: Image.Image, key: str = DRAW_CANVAS_KEY) -> None:
+    # the canvas component's session-state format (streamlit-drawable-canvas 0.13.0)
+    at.session_state[key] = {
+        "drawing": {"raw": {"objects": []}, "data": _png_data_url(image)},
+        "backgroundFit": None,
+    }
+    at.run()
+    assert not at.exception
+
+
+@pytest.fixture
+def inject_drawing() -> Callable[..., None]:
+    return _inject_drawing
+
+
+@pytest.fixture
+def started_jobs(monkeypatch) -> list[BackgroundJob]:
+    jobs: list[BackgroundJob] = []
+    start = BackgroundJob.start
+
+    def recording_start(self: BackgroundJob) -> None:
+        jobs.append(self)
+        start(self)
+
+    monkeypatch.setattr(BackgroundJob, "start", recording_start)
+    return jobs
+
+
+# ------------------------------------------------------------------------------ networks
 @pytest.fixture(scope="session")
 def reference_cnn():
     """A convolutional network of the engine's own kernels with seeded random weights, every

@@ -3,17 +3,12 @@ pooling layer, and the attribution map by each method, computed once per drawing
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
-from streamlit.testing.v1 import AppTest
-from test_draw_page import inject, upscaled
+from test_draw_page import upscaled
 
 from nn.io.model_files import save_model
 from ui.draw_inside import attribution_picture
-
-APP = str(Path(__file__).resolve().parent.parent / "app.py")
 
 
 @pytest.fixture(scope="module")
@@ -24,12 +19,10 @@ def cnn_dir(cnn_model, tmp_path_factory):
 
 
 @pytest.fixture
-def app(cnn_dir, monkeypatch, small_model):
+def app(env, cnn_dir, monkeypatch, small_model, open_app, inject_drawing):
     monkeypatch.setenv("NN_MODELS_DIR", str(cnn_dir))
-    at = AppTest.from_file(APP, default_timeout=60).run()
-    at.switch_page("pages/draw.py").run()
-    assert not at.exception
-    inject(at, upscaled(small_model[1].x_test[0]))
+    at = open_app("pages/draw.py")
+    inject_drawing(at, upscaled(small_model[1].x_test[0]))
     return at
 
 

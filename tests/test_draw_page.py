@@ -3,38 +3,28 @@ prediction; a blank canvas shows the invitation; clearing gives a fresh canvas."
 
 from __future__ import annotations
 
-import base64
-import io
 import re
-from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw
-from streamlit.testing.v1 import AppTest
 
 from nn.core.network import NeuralNetwork
 from nn.data.preprocess import preprocess_drawing
 from nn.io.model_files import save_model
 
-APP = str(Path(__file__).resolve().parent.parent / "app.py")
-CANVAS_KEY = "draw_canvas_0"
+PAGE = "pages/draw.py"
 
 
 @pytest.fixture(scope="module")
-def trained(small_model, small_model_dir):
+def trained(small_model):
     model, data = small_model
-    return small_model_dir, model, data
+    return model, data
 
 
 @pytest.fixture
-def app(trained, monkeypatch):
-    monkeypatch.setenv("NN_MODELS_DIR", str(trained[0]))
-    at = AppTest.from_file(APP, default_timeout=60).run()
-    assert not at.exception
-    at.switch_page("pages/draw.py").run()
-    assert not at.exception
-    return at
+def app(small_env, open_app):
+    return open_app(PAGE)
 
 
 def _walk(node):
@@ -57,21 +47,6 @@ def prediction_text(at) -> str:
     raise AssertionError("no prediction container on the page")
 
 
-def png_data_url(image: Image.Image) -> str:
-    buf = io.BytesIO()
-    image.convert("RGBA").save(buf, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
-
-
-def inject(at, image: Image.Image, key: str = CANVAS_KEY) -> None:
-    at.session_state[key] = {
-        "drawing": {"raw": {"objects": []}, "data": png_data_url(image)},
-        "backgroundFit": None,
-    }
-    at.run()
-    assert not at.exception
-
-
 def upscaled(x784: np.ndarray) -> Image.Image:
     return Image.fromarray(x784.reshape(28, 28)).resize((280, 280), Image.Resampling.BILINEAR)
 
@@ -91,8 +66,8 @@ def test_blank_canvas_shows_invitation_without_digits(app):
     assert not re.search(r"\d", text)
 
 
-def test_upscaled_test_digit_is_predicted_as_its_label(app, trained):
-    _, model, data = trained
+def test_upscaled_test_digit_is_predicted_as_its_label(app, trained, inject_drawing):
+    model, data = trained
     # The first test digit the small model classifies confidently through the same
     # preprocessing as the canvas (the test is about the page's wiring, not the model's skill).
     for i in range(200):
@@ -102,7 +77,7 @@ def test_upscaled_test_digit_is_predicted_as_its_label(app, trained):
         if p.argmax() == data.y_test[i] and p.max() > 0.9:
             break
     label = int(data.y_test[i])
-    inject(app, upscaled(data.x_test[i]))
+    inject_drawing(app, upscaled(data.x_test[i]))
     text = prediction_text(app)
     assert text.lstrip("# ").startswith(f"Prediction: {label}"), text
     first_number = re.search(r"\d+", text).group()
@@ -121,22 +96,22 @@ def test_upscaled_test_digit_is_predicted_as_its_label(app, trained):
     ]
 
 
-def test_drawn_one_gives_a_prediction(app):
+def test_drawn_one_gives_a_prediction(app, inject_drawing):
     img = Image.new("RGB", (280, 280), "black")
     ImageDraw.Draw(img).line([(140, 40), (140, 240)], fill="white", width=22)
-    inject(app, img)
+    inject_drawing(app, img)
     text = prediction_text(app)
     assert re.match(r"#*\s*Prediction: \d, \d+% sure", text), text
 
 
-def test_blank_drawing_data_keeps_the_invitation(app):
-    inject(app, Image.new("RGB", (280, 280), "black"))
+def test_blank_drawing_data_keeps_the_invitation(app, inject_drawing):
+    inject_drawing(app, Image.new("RGB", (280, 280), "black"))
     assert "Prediction" not in prediction_text(app)
 
 
-def test_clear_gives_a_new_empty_canvas(app, trained):
-    _, _, data = trained
-    inject(app, upscaled(data.x_test[0]))
+def test_clear_gives_a_new_empty_canvas(app, trained, inject_drawing):
+    _, data = trained
+    inject_drawing(app, upscaled(data.x_test[0]))
     assert "Prediction" in prediction_text(app)
     app.button(key="draw_clear").click().run()
     assert not app.exception
@@ -144,29 +119,26 @@ def test_clear_gives_a_new_empty_canvas(app, trained):
     assert "Prediction" not in prediction_text(app)
 
 
-def test_no_model_says_so(tmp_path, monkeypatch):
-    monkeypatch.setenv("NN_MODELS_DIR", str(tmp_path))
-    at = AppTest.from_file(APP, default_timeout=60).run()
-    at.switch_page("pages/draw.py").run()
-    assert not at.exception
+def test_no_model_says_so(env, open_app):
+    at = open_app(PAGE)
     assert any("No trained model" in i.value for i in at.info)
 
 
-def test_model_picker_defaults_to_the_active_model_and_switches(trained, tmp_path, monkeypatch):
-    _, model, data = trained
-    save_model(model, tmp_path / "default.npz")
+def test_model_picker_defaults_to_the_active_model_and_switches(
+    trained, env, open_app, inject_drawing
+):
+    model, data = trained
+    save_model(model, env / "default.npz")
     other = NeuralNetwork(hidden_layers=(16, 8), epochs=1, random_state=1)
     other.fit(data.x_train[:1000], data.y_train[:1000])
-    save_model(other, tmp_path / "other.npz")
-    monkeypatch.setenv("NN_MODELS_DIR", str(tmp_path))
-    at = AppTest.from_file(APP, default_timeout=60).run()
-    at.switch_page("pages/draw.py").run()
+    save_model(other, env / "other.npz")
+    at = open_app(PAGE)
     box = at.selectbox(key="draw_model_select")
     assert box.value == "default"
     assert set(box.options) == {"default", "other"}
     box.select("other").run()
     assert not at.exception
-    inject(at, upscaled(data.x_test[0]))
+    inject_drawing(at, upscaled(data.x_test[0]))
     assert prediction_text(at).lstrip("# ").startswith("Prediction: ")
     # two hidden layers: the activation strips chart is there (canvas + bars + activations)
     assert sum(type(n).__name__ == "UnknownElement" for n in _walk(at.main)) == 3

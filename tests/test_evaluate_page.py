@@ -5,32 +5,26 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 
 import numpy as np
 import pytest
-from streamlit.testing.v1 import AppTest
 
 from nn.core.metrics import confusion_matrix, top_confusions
 from nn.core.network import NeuralNetwork
 from nn.io.model_files import save_model
 
-APP = str(Path(__file__).resolve().parent.parent / "app.py")
+PAGE = "pages/evaluate.py"
 
 
 @pytest.fixture(scope="module")
-def trained(small_model, small_model_dir):
+def trained(small_model):
     model, data = small_model
-    return small_model_dir, data, model, model.predict(data.x_test)
+    return data, model, model.predict(data.x_test)
 
 
 @pytest.fixture
-def app(trained, monkeypatch):
-    monkeypatch.setenv("NN_MODELS_DIR", str(trained[0]))
-    at = AppTest.from_file(APP, default_timeout=60).run()
-    at.switch_page("pages/evaluate.py").run()
-    assert not at.exception
-    return at
+def app(small_env, open_app):
+    return open_app(PAGE)
 
 
 def cell_summary(at) -> tuple[int, int, str]:
@@ -46,7 +40,7 @@ def figures(at) -> list[dict]:
 
 
 def test_accuracy_and_per_digit_scores(app, trained):
-    _, data, model, pred = trained
+    data, model, pred = trained
     acc = float(np.mean(pred == data.y_test))
     metric = {m.label: m.value for m in app.main.metric}
     assert metric["Test accuracy"] == f"{acc:.2%}"
@@ -58,7 +52,7 @@ def test_accuracy_and_per_digit_scores(app, trained):
 
 
 def test_charts_are_drawn(app, trained):
-    _, data, model, pred = trained
+    data, model, pred = trained
     figs = figures(app)
     types = [f["data"][0]["type"] for f in figs]
     assert types.count("heatmap") >= 2  # confusion matrix and first-layer weights
@@ -81,7 +75,7 @@ def test_charts_are_drawn(app, trained):
 
 
 def test_default_cell_is_the_worst_confusion(app, trained):
-    _, data, _, pred = trained
+    data, _, pred = trained
     t, p, count = top_confusions(confusion_matrix(data.y_test, pred, 10), 1)[0]
     assert app.selectbox(key="eval_true").value == t
     assert app.selectbox(key="eval_pred").value == p
@@ -89,7 +83,7 @@ def test_default_cell_is_the_worst_confusion(app, trained):
 
 
 def test_selecting_a_cell_with_the_selectboxes_shows_its_images(app, trained):
-    _, data, _, pred = trained
+    data, _, pred = trained
     app.selectbox(key="eval_true").select(3).run()
     app.selectbox(key="eval_pred").select(3).run()
     assert not app.exception
@@ -121,21 +115,15 @@ def test_cell_from_chart_selection():
     assert cell_from_selection({"selection": {"points": [{"x": 1, "y": 1}, {"x": 4}]}}) == (1, 1)
 
 
-def test_weights_of_a_model_without_hidden_layers(trained, tmp_path, monkeypatch):
-    _, data, _, _ = trained
+def test_weights_of_a_model_without_hidden_layers(trained, env, open_app):
+    data, _, _ = trained
     model = NeuralNetwork(hidden_layers=(), epochs=1, random_state=0)
     model.fit(data.x_train[:1000], data.y_train[:1000])
-    save_model(model, tmp_path / "softmax.npz")
-    monkeypatch.setenv("NN_MODELS_DIR", str(tmp_path))
-    at = AppTest.from_file(APP, default_timeout=60).run()
-    at.switch_page("pages/evaluate.py").run()
-    assert not at.exception
+    save_model(model, env / "softmax.npz")
+    at = open_app(PAGE)
     assert any("no hidden layer" in c.value for c in at.caption)
 
 
-def test_no_model_says_so(tmp_path, monkeypatch):
-    monkeypatch.setenv("NN_MODELS_DIR", str(tmp_path))
-    at = AppTest.from_file(APP, default_timeout=60).run()
-    at.switch_page("pages/evaluate.py").run()
-    assert not at.exception
+def test_no_model_says_so(env, open_app):
+    at = open_app(PAGE)
     assert any("No trained model" in i.value for i in at.info)

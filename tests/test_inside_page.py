@@ -5,25 +5,13 @@ snapshot."""
 from __future__ import annotations
 
 import json
-import time
-from pathlib import Path
 
-import pytest
 from streamlit.testing.v1 import AppTest
 
 from nn.io.model_files import save_model
+from ui.jobs import BackgroundJob
 
-APP = str(Path(__file__).resolve().parent.parent / "app.py")
-
-
-@pytest.fixture
-def env(tmp_path, monkeypatch):
-    models = tmp_path / "models"
-    models.mkdir()
-    monkeypatch.setenv("NN_MODELS_DIR", str(models))
-    monkeypatch.setenv("NN_TRAIN_LIMIT", "1000")
-    monkeypatch.setenv("NN_RUNS_DB", str(tmp_path / "runs.sqlite"))
-    return models
+JOB_SECONDS = 90
 
 
 def figures(at) -> dict[str, dict]:
@@ -35,26 +23,24 @@ def figures(at) -> dict[str, dict]:
     return out
 
 
-def train_briefly(at: AppTest, epochs: int = 2) -> None:
+def train_briefly(at: AppTest, jobs: list[BackgroundJob], epochs: int = 2) -> None:
+    """Train a small network on the Train page and wait for its thread to end."""
     at.number_input(key="tf_n_layers").set_value(1).run()
     at.number_input(key="tf_units_0").set_value(16).run()
     at.number_input(key="tf_epochs").set_value(epochs).run()
     at.number_input(key="tf_batch_size").set_value(100).run()
     at.button(key="start_training").click().run()
-    end = time.time() + 90
-    while time.time() < end:
-        at.run()
-        assert not at.exception
-        if not at.button(key="start_training").disabled:
-            return
-        time.sleep(0.2)
-    raise AssertionError("training did not finish in time")
+    (job,) = jobs
+    job.join(JOB_SECONDS)
+    assert not job.is_alive(), "training did not finish in time"
+    at.run()
+    assert not at.exception
+    assert not at.button(key="start_training").disabled
 
 
-def test_inside_page_after_a_short_training(env):
-    at = AppTest.from_file(APP, default_timeout=60).run()
-    at.switch_page("pages/train.py").run()
-    train_briefly(at)
+def test_inside_page_after_a_short_training(env, open_app, started_jobs):
+    at = open_app("pages/train.py")
+    train_briefly(at, started_jobs)
     at.switch_page("pages/inside.py").run()
     assert not at.exception
     assert at.selectbox(key="inside_source").value == "The model training now"
@@ -77,11 +63,9 @@ def test_inside_page_after_a_short_training(env):
     assert any(t.startswith(f"gradients of layer {names[1]}") for t in figures(at))
 
 
-def test_a_saved_model_without_a_record_shows_a_snapshot(env, small_model):
+def test_a_saved_model_without_a_record_shows_a_snapshot(env, small_model, open_app):
     save_model(small_model[0], env / "plain.npz")
-    at = AppTest.from_file(APP, default_timeout=60).run()
-    at.switch_page("pages/inside.py").run()
-    assert not at.exception
+    at = open_app("pages/inside.py")
     at.selectbox(key="inside_source").select("plain").run()
     assert not at.exception
     assert "as it is now" in " ".join(c.value for c in at.caption)

@@ -8,31 +8,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from streamlit.testing.v1 import AppTest
 
 from nn.data import load_dataset
 from nn.data.drawn import drawn_digits, drawn_inputs
 from nn.services.mine import MineStore
 from nn.services.runs import RunStore
-from tests.test_draw_page import inject
-
-APP = str(Path(__file__).resolve().parent.parent / "app.py")
 
 
 @pytest.fixture
-def env(small_model_dir, tmp_path, monkeypatch):
-    monkeypatch.setenv("NN_MODELS_DIR", str(small_model_dir))
-    monkeypatch.setenv("NN_MINE_DB", str(tmp_path / "mine.sqlite"))
-    monkeypatch.setenv("NN_RUNS_DB", str(tmp_path / "runs.sqlite"))
-    return tmp_path
-
-
-def _page(path: str) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=60).run()
-    assert not at.exception
-    at.switch_page(path).run()
-    assert not at.exception, at.exception
-    return at
+def page(small_env, open_app):
+    """``page(path)``: that page, the small model in the models folder."""
+    return open_app
 
 
 def _canvas(i: int) -> Image.Image:
@@ -40,20 +26,22 @@ def _canvas(i: int) -> Image.Image:
     return Image.fromarray(canvases[i])
 
 
-def test_keep_stores_the_drawing_with_the_corrected_label(env, small_model):
-    at = _page("pages/draw.py")
+def test_keep_stores_the_drawing_with_the_corrected_label(
+    page, mine_db, inject_drawing, small_model
+):
+    at = page("pages/draw.py")
     assert not [b for b in at.button if b.key == "draw_keep"]  # nothing drawn: no button
-    inject(at, _canvas(3))
+    inject_drawing(at, _canvas(3))
     choice = at.segmented_control[0]
     predicted = int(choice.value)
     corrected = (predicted + 1) % 10
     choice.set_value(corrected).run()
     assert not at.exception
-    assert MineStore(env / "mine.sqlite").count() == 0  # choosing writes nothing
+    assert MineStore(mine_db).count() == 0  # choosing writes nothing
     at.button(key="draw_keep").click().run()
     assert not at.exception
-    (kept,) = MineStore(env / "mine.sqlite").list()
-    full = MineStore(env / "mine.sqlite").get(kept.id)
+    (kept,) = MineStore(mine_db).list()
+    full = MineStore(mine_db).get(kept.id)
     assert kept.label == corrected and kept.predicted == predicted
     assert kept.model_name == "small" and kept.source == "draw"
     assert kept.image.shape == (28, 28) and kept.image.max() > 0
@@ -64,22 +52,22 @@ def test_keep_stores_the_drawing_with_the_corrected_label(env, small_model):
     assert any("Kept drawing" in t.value for t in at.toast)
 
 
-def _fill(env, per_class: int = 2) -> MineStore:
-    store = MineStore(env / "mine.sqlite")
+def _fill(mine_db: Path, per_class: int = 2) -> MineStore:
+    store = MineStore(mine_db)
     x, y = drawn_inputs(per_class)
     store.add_many(x, y, source="import")
     return store
 
 
-def test_mine_page_without_drawings_points_to_draw(env):
-    at = _page("pages/mine.py")
+def test_mine_page_without_drawings_points_to_draw(page):
+    at = page("pages/mine.py")
     assert at.title[0].value.endswith("My digits")
     assert any("Draw" in i.value for i in at.info)
 
 
-def test_mine_page_gallery_counts_and_scores(env):
-    store = _fill(env)
-    at = _page("pages/mine.py")
+def test_mine_page_gallery_counts_and_scores(page, mine_db):
+    store = _fill(mine_db)
+    at = page("pages/mine.py")
     assert [m.value for m in at.metric][:10] == ["2"] * 10
     assert sum(len(i.proto.imgs) for i in at.image) >= 20  # every drawing in the gallery
     (frame,) = at.dataframe
@@ -89,10 +77,10 @@ def test_mine_page_gallery_counts_and_scores(env):
     assert store.count() == 20
 
 
-def test_relabel_and_delete_with_confirmation(env):
-    store = _fill(env, 1)
+def test_relabel_and_delete_with_confirmation(page, mine_db):
+    store = _fill(mine_db, 1)
     first = store.list()[0]
-    at = _page("pages/mine.py")
+    at = page("pages/mine.py")
     at.selectbox(key="mine_pick").set_value(first.id).run()
     at.segmented_control(key="mine_relabel_digit").set_value(9).run()
     at.button(key="mine_relabel").click().run()
@@ -107,18 +95,18 @@ def test_relabel_and_delete_with_confirmation(env):
         store.get(first.id)
 
 
-def test_export_button_is_offered_once_there_are_drawings(env):
-    at = _page("pages/mine.py")
+def test_export_button_is_offered_once_there_are_drawings(page, mine_db):
+    at = page("pages/mine.py")
     assert at.get("download_button")[0].proto.disabled
-    _fill(env, 1)
+    _fill(mine_db, 1)
     at.run()
     button = at.get("download_button")[0]
     assert button.proto.label == "Download my digits (.npz)" and not button.proto.disabled
 
 
-def test_import_refuses_a_bad_file_and_takes_a_good_one(env, tmp_path):
-    store = _fill(env, 1)
-    at = _page("pages/mine.py")
+def test_import_refuses_a_bad_file_and_takes_a_good_one(page, mine_db, tmp_path):
+    store = _fill(mine_db, 1)
+    at = page("pages/mine.py")
     buf = io.BytesIO()
     np.savez(buf, x=np.zeros((2, 784), np.uint8), y=np.array([3, 11]))
     at.file_uploader(key="mine_import_file").set_value(
@@ -143,22 +131,22 @@ def test_import_refuses_a_bad_file_and_takes_a_good_one(env, tmp_path):
     assert len(load_dataset(exported).y) == 13
 
 
-def test_wrong_drawings_show_what_the_model_said(env, small_model):
-    store = _fill(env, 2)
+def test_wrong_drawings_show_what_the_model_said(page, mine_db, small_model):
+    store = _fill(mine_db, 2)
     model, _ = small_model
     first = store.list()[0]
     said = int(model.predict(first.x[None])[0])
     store.relabel(first.id, (said + 1) % 10)  # now the model is wrong on it
-    at = _page("pages/mine.py")
+    at = page("pages/mine.py")
     captions = [img.caption for i in at.image for img in i.proto.imgs]
     assert f"#{first.id}: is {(said + 1) % 10}, said {said}" in captions, captions
 
 
-def test_models_page_has_a_my_digits_column(env, small_model):
-    at = _page("pages/models.py")
+def test_models_page_has_a_my_digits_column(page, mine_db, small_model):
+    at = page("pages/models.py")
     table = at.dataframe[0].value
     assert list(table["my digits"]) == ["—"]
-    store = _fill(env, 1)
+    store = _fill(mine_db, 1)
     model, _ = small_model
     x, y, _ = store.arrays()
     expected = f"{np.mean(model.predict(x) == y):.1%}"
@@ -175,14 +163,16 @@ def _join_finetune_thread() -> None:
             assert not thread.is_alive()
 
 
-def test_finetune_from_the_page_saves_a_new_model(env, small_model_dir, monkeypatch):
+def test_finetune_from_the_page_saves_a_new_model(
+    page, mine_db, runs_db, small_model_dir, monkeypatch
+):
     monkeypatch.setenv("NN_TRAIN_LIMIT", "500")
-    _fill(env, 1)
-    at = _page("pages/mine.py")
+    _fill(mine_db, 1)
+    at = page("pages/mine.py")
     at.button(key="mine_ft_start").click().run()
     assert not at.exception
     assert any("two drawings" in e.value for e in at.error)  # none can be held out
-    store = MineStore(env / "mine.sqlite")
+    store = MineStore(mine_db)
     x, y = drawn_inputs(1, seed=5)
     store.add_many(x, y)
     at.run()
@@ -193,14 +183,14 @@ def test_finetune_from_the_page_saves_a_new_model(env, small_model_dir, monkeypa
     assert not at.exception
     assert any("Saved as" in s.value for s in at.success), [s.value for s in at.success]
     assert (small_model_dir / "small-mine.npz").is_file()
-    (run,) = RunStore(env / "runs.sqlite").list_runs(source="finetune")
+    (run,) = RunStore(runs_db).list_runs(source="finetune")
     assert run.status == "finished" and run.name == "small-mine"
     (small_model_dir / "small-mine.npz").unlink()
 
 
-def test_a_broken_drawings_database_is_named_and_leaves_the_models_page_working(env):
-    (env / "mine.sqlite").write_bytes(b"this is no database" * 100)
-    at = _page("pages/mine.py")
+def test_a_broken_drawings_database_is_named_and_leaves_the_models_page_working(page, mine_db):
+    mine_db.write_bytes(b"this is no database" * 100)
+    at = page("pages/mine.py")
     assert any("mine.sqlite" in e.value for e in at.error)
     at.switch_page("pages/models.py").run()
     assert not at.exception

@@ -11,50 +11,23 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from streamlit.testing.v1 import AppTest
 
-from nn import NeuralNetwork
 from nn.io.model_files import export_pickle, load_model, save_model
 
-APP = str(Path(__file__).resolve().parent.parent / "app.py")
 PAGE = "pages/models.py"
 
 
 @pytest.fixture
-def env(tmp_path, monkeypatch):
-    models = tmp_path / "models"
-    models.mkdir()
-    monkeypatch.setenv("NN_MODELS_DIR", str(models))
-    monkeypatch.setenv("NN_RUNS_DB", str(tmp_path / "runs.sqlite"))
-    return models
-
-
-def tiny_model(seed: int = 0, hidden=(8,), epochs: int = 2) -> NeuralNetwork:
-    rng = np.random.default_rng(seed)
-    x = rng.integers(0, 256, (200, 784)).astype(np.uint8)
-    y = np.arange(200) % 10
-    return NeuralNetwork(
-        hidden_layers=list(hidden), epochs=epochs, batch_size=50, random_state=seed
-    ).fit(x, y, x[:50], y[:50])
-
-
-def open_models() -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=60).run()
-    at.switch_page(PAGE).run()
-    assert not at.exception
-    return at
+def open_models(env, open_app):
+    return lambda: open_app(PAGE)
 
 
 def listing(folder: Path) -> list[tuple[str, int]]:
     return sorted((p.name, p.stat().st_mtime_ns) for p in folder.iterdir())
 
 
-def texts(elements) -> str:
-    return " ".join(str(e.value) for e in elements)
-
-
 @pytest.fixture
-def two_models(env):
+def two_models(env, tiny_model):
     save_model(tiny_model(0), env / "default.npz", metrics={"test_accuracy": 0.9})
     save_model(
         tiny_model(1, hidden=(16, 8), epochs=3), env / "second.npz", metrics={"test_accuracy": 0.5}
@@ -62,13 +35,13 @@ def two_models(env):
     return env
 
 
-def test_empty_folder(env):
+def test_empty_folder(env, texts, open_models):
     at = open_models()
     assert "No trained model yet" in texts(at.info)
     assert at.file_uploader(key="model_upload_0") is not None
 
 
-def test_table_and_widgets(two_models):
+def test_table_and_widgets(two_models, open_models):
     at = open_models()
     df = at.dataframe[0].value
     assert set(df["name"]) == {"default", "second"}
@@ -99,7 +72,7 @@ def downloads(monkeypatch):
     return made
 
 
-def test_onnx_and_html_downloads_are_the_exports(two_models, downloads):
+def test_onnx_and_html_downloads_are_the_exports(two_models, downloads, open_models):
     at = open_models()
     onnx_button = at.get("download_button")[2]
     html_button = at.get("download_button")[3]
@@ -119,7 +92,7 @@ def test_onnx_and_html_downloads_are_the_exports(two_models, downloads):
     )
 
 
-def test_onnx_button_says_how_to_install_the_extra(two_models, monkeypatch):
+def test_onnx_button_says_how_to_install_the_extra(two_models, monkeypatch, texts, open_models):
     monkeypatch.setitem(sys.modules, "onnx", None)  # "import onnx" raises ImportError
     at = open_models()
     assert not at.exception
@@ -130,7 +103,7 @@ def test_onnx_button_says_how_to_install_the_extra(two_models, monkeypatch):
     assert not at.get("download_button")[3].proto.disabled  # HTML needs no extra
 
 
-def test_make_active_and_compare(two_models):
+def test_make_active_and_compare(two_models, open_models):
     at = open_models()
     at.selectbox(key="models_pick").set_value("second").run()
     at.button(key="load_model").click().run()
@@ -142,7 +115,7 @@ def test_make_active_and_compare(two_models):
     assert len(spec["data"][0]["x"]) in (2, 3)
 
 
-def test_delete_needs_confirmation(two_models):
+def test_delete_needs_confirmation(two_models, open_models):
     at = open_models()
     at.selectbox(key="models_pick").set_value("second").run()
     assert at.button(key="delete_model").disabled
@@ -152,7 +125,7 @@ def test_delete_needs_confirmation(two_models):
     assert sorted(p.name for p in two_models.iterdir()) == ["default.npz"]
 
 
-def test_upload_good_model(env):
+def test_upload_good_model(env, tiny_model, texts, open_models):
     save_model(tiny_model(0), env / "default.npz")
     model = tiny_model(2, hidden=(12,))
     tmp = env.parent / "elsewhere"
@@ -181,7 +154,7 @@ def test_upload_good_model(env):
     assert df.set_index("name").loc["My_Upload", "test accuracy"] == "—"
 
 
-def test_compare_without_history_shows_a_message(env):
+def test_compare_without_history_shows_a_message(env, tiny_model, texts, open_models):
     model = tiny_model(0)
     model.history_ = {}
     save_model(model, env / "bare.npz")
@@ -190,7 +163,7 @@ def test_compare_without_history_shows_a_message(env):
     assert "Nothing to plot" in texts(at.info)
 
 
-def test_upload_existing_name_needs_overwrite(two_models):
+def test_upload_existing_name_needs_overwrite(two_models, texts, open_models):
     data = (two_models / "second.npz").read_bytes()
     before = listing(two_models)
     at = open_models()
@@ -214,7 +187,7 @@ def test_upload_existing_name_needs_overwrite(two_models):
         ("wrong.txt.npz", b"hello world"),
     ],
 )
-def test_corrupt_upload_refused_nothing_written(two_models, name, data):
+def test_corrupt_upload_refused_nothing_written(two_models, texts, open_models, name, data):
     before = listing(two_models)
     at = open_models()
     at.file_uploader(key="model_upload_0").set_value((name, data, "application/octet-stream")).run()
@@ -232,7 +205,7 @@ class _Evil:
         return (os.system, (f"touch {self.marker}",))
 
 
-def test_malicious_pickle_refused(two_models, tmp_path):
+def test_malicious_pickle_refused(two_models, tmp_path, texts, open_models):
     marker = tmp_path / "pwned"
     payload = pickle.dumps({"format_version": 1, "meta": {}, "arrays": {"x": _Evil(str(marker))}})
     before = listing(two_models)

@@ -3,8 +3,6 @@ uploader still there, nothing written; the accuracy shown is measured, not the f
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
@@ -12,17 +10,7 @@ from streamlit.testing.v1 import AppTest
 from nn import NeuralNetwork
 from nn.io.model_files import save_model
 
-APP = str(Path(__file__).resolve().parent.parent / "app.py")
 PAGE = "pages/models.py"
-
-
-@pytest.fixture
-def env(tmp_path, monkeypatch):
-    models = tmp_path / "models"
-    models.mkdir()
-    monkeypatch.setenv("NN_MODELS_DIR", str(models))
-    monkeypatch.setenv("NN_RUNS_DB", str(tmp_path / "runs.sqlite"))
-    return models
 
 
 @pytest.fixture(scope="module")
@@ -35,15 +23,16 @@ def model_bytes(tmp_path_factory) -> bytes:
     return save_model(model, path, metrics={"test_accuracy": 0.99}).read_bytes()
 
 
-def upload(name: str, data: bytes) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=60).run()
-    at.switch_page(PAGE).run()
-    at.file_uploader(key="model_upload_0").set_value((name, data, "application/octet-stream"))
-    return at.run()
+@pytest.fixture
+def upload(env, open_app):
+    """``upload(name, data)``: the Models page after an upload of ``data`` as ``name``."""
 
+    def upload_file(name: str, data: bytes) -> AppTest:
+        at = open_app(PAGE)
+        at.file_uploader(key="model_upload_0").set_value((name, data, "application/octet-stream"))
+        return at.run()
 
-def texts(elements) -> str:
-    return " ".join(str(e.value) for e in elements)
+    return upload_file
 
 
 @pytest.mark.parametrize(
@@ -51,7 +40,9 @@ def texts(elements) -> str:
     [("a\0b.npz", "U+0000"), ("bad\x07.npz", "U+0007"), ("../x.npz", "'/'"), ("a\\b.npz", "\\\\")],
     ids=["nul", "bell", "slash", "backslash"],
 )
-def test_unsafe_upload_names_get_a_message_and_the_uploader_stays(env, model_bytes, name, shown):
+def test_unsafe_upload_names_get_a_message_and_the_uploader_stays(
+    env, model_bytes, texts, upload, name, shown
+):
     at = upload(name, model_bytes)
     assert not at.exception, [e.value for e in at.exception]
     message = texts(at.error)
@@ -61,13 +52,13 @@ def test_unsafe_upload_names_get_a_message_and_the_uploader_stays(env, model_byt
     assert list(env.iterdir()) == []
 
 
-def test_wrong_extension_is_refused_by_the_loader(env, model_bytes):
+def test_wrong_extension_is_refused_by_the_loader(env, model_bytes, texts, upload):
     at = upload("model.txt", model_bytes)
     assert not at.exception
     assert "unsupported file type '.txt'" in texts(at.error)
 
 
-def test_naming_rules_keep_their_underscores(env, model_bytes):
+def test_naming_rules_keep_their_underscores(env, model_bytes, texts, upload):
     at = upload("up.npz", model_bytes)
     at.text_input(key="upload_name").set_value("bad name!").run()
     message = texts(at.error)
@@ -75,7 +66,7 @@ def test_naming_rules_keep_their_underscores(env, model_bytes):
     assert "(spaces become '\\_')" in message
 
 
-def test_upload_shows_the_measured_accuracy_and_the_files_claim(env, model_bytes):
+def test_upload_shows_the_measured_accuracy_and_the_files_claim(env, model_bytes, texts, upload):
     at = upload("up.npz", model_bytes)
     assert not at.exception
     message = texts(at.success)

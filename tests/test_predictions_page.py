@@ -4,28 +4,20 @@ one image in detail."""
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import numpy as np
 import pytest
-from streamlit.testing.v1 import AppTest
-
-APP = str(Path(__file__).resolve().parent.parent / "app.py")
 
 
 @pytest.fixture(scope="module")
-def trained(small_model, small_model_dir):
+def trained(small_model):
     model, data = small_model
-    return small_model_dir, data, model.predict(data.x_test)
+    return data, model.predict(data.x_test)
 
 
 @pytest.fixture
-def app(trained, monkeypatch):
-    monkeypatch.setenv("NN_MODELS_DIR", str(trained[0]))
-    at = AppTest.from_file(APP, default_timeout=60).run()
-    at.switch_page("pages/predictions.py").run()
-    assert not at.exception
-    return at
+def app(small_env, open_app):
+    return open_app("pages/predictions.py")
 
 
 def match_count(at) -> tuple[int, int, int]:
@@ -40,7 +32,7 @@ def match_count(at) -> tuple[int, int, int]:
 
 
 def test_page_shows_all_test_images_paged(app, trained):
-    _, data, pred = trained
+    data, pred = trained
     n, wrong, pages = match_count(app)
     assert n == 10_000
     assert wrong == int((pred != data.y_test).sum())
@@ -54,7 +46,7 @@ def test_page_shows_all_test_images_paged(app, trained):
 
 
 def test_filters_change_the_count(app, trained):
-    _, data, pred = trained
+    data, pred = trained
     app.selectbox(key="pred_true").select(3).run()
     assert match_count(app)[0] == int((data.y_test == 3).sum())
     app.selectbox(key="pred_pred").select(5).run()
@@ -62,7 +54,7 @@ def test_filters_change_the_count(app, trained):
 
 
 def test_only_mistakes_shows_only_mistakes(app, trained):
-    _, data, pred = trained
+    data, pred = trained
     app.toggle(key="pred_wrong").set_value(True).run()
     n, wrong, _ = match_count(app)
     assert n == wrong == int((pred != data.y_test).sum())
@@ -89,7 +81,7 @@ def test_sorting_least_sure_first_and_paging(app):
 def test_choosing_an_image_shows_its_probabilities(app, trained):
     import json
 
-    _, data, _ = trained
+    data, _ = trained
     app.selectbox(key="pred_pick").select(5).run()
     assert not app.exception
     assert app.selectbox(key="pred_pick").value == 5
@@ -100,7 +92,7 @@ def test_choosing_an_image_shows_its_probabilities(app, trained):
 
 
 def test_empty_filter_result_says_so(app, trained):
-    _, data, pred = trained
+    data, pred = trained
     # a true/predicted pair the model never produces, if there is one
     cm = np.zeros((10, 10), int)
     np.add.at(cm, (data.y_test, pred), 1)

@@ -160,7 +160,5 @@ def test_the_training_job_sends_and_saves_the_record(tmp_path):
     saved = read_metadata(outcome.model_path)["inside"]
     assert saved == json.loads(json.dumps(outcome.inside))
     assert load_model(outcome.model_path).metadata_["inside"]["epochs"] == [1, 2]
-    quiet = run_training_job(
-        TrainingJob(model=job.model, record=False, inside=False), data=data
-    )
+    quiet = run_training_job(TrainingJob(model=job.model, record=False, inside=False), data=data)
     assert quiet.inside is None

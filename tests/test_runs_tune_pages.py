@@ -4,32 +4,15 @@ helpers of ui/tune.py."""
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
 from nn.services.runs import RunStore
+from ui.jobs import BackgroundJob
 
-APP = str(Path(__file__).resolve().parents[1] / "app.py")
-DEADLINE = 90.0
-
-
-@pytest.fixture
-def env(tmp_path, monkeypatch):
-    db = tmp_path / "runs.sqlite"
-    monkeypatch.setenv("NN_RUNS_DB", str(db))
-    monkeypatch.setenv("NN_MODELS_DIR", str(tmp_path / "models"))
-    monkeypatch.setenv("NN_TRAIN_LIMIT", "1000")
-    return db
-
-
-def _app(page: str) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=60).run()
-    at.switch_page(page).run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
+SEARCH_SECONDS = 90
 
 
 def _texts(at: AppTest) -> str:
@@ -77,14 +60,14 @@ def _seed_runs(db: Path) -> tuple[int, int]:
 
 
 # ------------------------------------------------------------------------------ the Runs page
-def test_runs_page_without_runs(env):
-    at = _app("pages/runs.py")
+def test_runs_page_without_runs(env, open_app):
+    at = open_app("pages/runs.py")
     assert "No runs match" in _texts(at)
 
 
-def test_runs_page_lists_filters_compares_and_loads(env):
-    a, b = _seed_runs(env)
-    at = _app("pages/runs.py")
+def test_runs_page_lists_filters_compares_and_loads(runs_db, open_app):
+    a, b = _seed_runs(runs_db)
+    at = open_app("pages/runs.py")
     table = at.dataframe[0].value
     assert list(table["id"]) == [b, a]  # newest first
     assert set(table["source"]) == {"dashboard", "tune"}
@@ -130,19 +113,17 @@ def _small_search(at: AppTest, trials: int = 4, epochs: int = 2) -> None:
     at.run()
 
 
-def _wait(at: AppTest, done) -> None:
-    deadline = time.monotonic() + DEADLINE
-    while time.monotonic() < deadline:
-        at.run()
-        assert not at.exception, [e.value for e in at.exception]
-        if done(at):
-            return
-        time.sleep(0.3)
-    raise AssertionError("the search did not finish in time:\n" + _texts(at))
+def _wait_finished(at: AppTest, job: BackgroundJob) -> None:
+    """Wait for the search thread to end, then rerun the page (``run_every`` never fires under
+    AppTest)."""
+    job.join(SEARCH_SECONDS)
+    assert not job.is_alive(), "the search did not finish in time:\n" + _texts(at)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
 
 
-def test_tune_page_refuses_bad_ranges(env):
-    at = _app("pages/tune.py")
+def test_tune_page_refuses_bad_ranges(env, open_app):
+    at = open_app("pages/tune.py")
     assert not at.button(key="start_search").disabled
     at.text_input(key="tune_low_learning_rate").set_value("1e-1")
     at.text_input(key="tune_high_learning_rate").set_value("1e-4")
@@ -167,12 +148,14 @@ def test_tune_page_refuses_bad_ranges(env):
     assert not at.error and not at.button(key="start_search").disabled
 
 
-def test_tune_page_search_finishes_records_and_trains_the_best(env):
-    at = _app("pages/tune.py")
+def test_tune_page_search_finishes_records_and_trains_the_best(runs_db, open_app, started_jobs):
+    at = open_app("pages/tune.py")
     _small_search(at)
     at.button(key="start_search").click().run()
     assert not at.exception
-    _wait(at, lambda at: any(b.key == "train_best" for b in at.button))
+    (job,) = started_jobs
+    _wait_finished(at, job)
+    assert any(b.key == "train_best" for b in at.button)
     assert "**finished**" in _texts(at)
     trials = at.dataframe[0].value
     assert len(trials) == 4 and set(trials["status"]) == {"finished", "pruned"}
@@ -182,7 +165,7 @@ def test_tune_page_search_finishes_records_and_trains_the_best(env):
     labels = [d["label"] for d in parcoords["dimensions"]]
     assert labels == ["log10 learning_rate", "hidden_layers", "batch_size", "val accuracy"]
 
-    store = RunStore(env)
+    store = RunStore(runs_db)
     search = store.list_searches()[0]
     assert search.status == "finished"
     runs = store.list_runs(search_id=search.id)
@@ -199,16 +182,18 @@ def test_tune_page_search_finishes_records_and_trains_the_best(env):
     assert any("Train" in t.value for t in at.title)
 
 
-def test_tune_page_cancel(env):
-    at = _app("pages/tune.py")
+def test_tune_page_cancel(runs_db, open_app, started_jobs):
+    at = open_app("pages/tune.py")
     _small_search(at, trials=30, epochs=3)
     at.button(key="start_search").click().run()
+    (job,) = started_jobs
     assert not at.button(key="cancel_search").disabled
     at.button(key="cancel_search").click().run()
-    _wait(at, lambda at: "**cancelled**" in _texts(at))
+    _wait_finished(at, job)
+    assert "**cancelled**" in _texts(at)
     assert at.button(key="cancel_search").disabled
     assert not at.button(key="start_search").disabled
-    store = RunStore(env)
+    store = RunStore(runs_db)
     assert store.list_searches()[0].status == "stopped"
 
 

@@ -3,33 +3,19 @@ on a small slice (NN_TRAIN_LIMIT), stop, save with overwrite confirmation."""
 
 from __future__ import annotations
 
-import time
-from pathlib import Path
-
 import pytest
 from streamlit.testing.v1 import AppTest
 
 from nn.io.model_files import load_model
+from ui.jobs import BackgroundJob
 
-APP = str(Path(__file__).resolve().parent.parent / "app.py")
 PAGE = "pages/train.py"
+JOB_SECONDS = 90
 
 
 @pytest.fixture
-def env(tmp_path, monkeypatch):
-    models = tmp_path / "models"
-    models.mkdir()
-    monkeypatch.setenv("NN_MODELS_DIR", str(models))
-    monkeypatch.setenv("NN_TRAIN_LIMIT", "1000")
-    monkeypatch.setenv("NN_RUNS_DB", str(tmp_path / "runs.sqlite"))
-    return models
-
-
-def open_train() -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=60).run()
-    at.switch_page(PAGE).run()
-    assert not at.exception
-    return at
+def open_train(env, open_app):
+    return lambda: open_app(PAGE)
 
 
 def small_form(at: AppTest, epochs: int = 1) -> None:
@@ -39,35 +25,17 @@ def small_form(at: AppTest, epochs: int = 1) -> None:
     at.number_input(key="tf_batch_size").set_value(100).run()
 
 
-def wait_finished(at: AppTest, deadline: float = 90.0) -> None:
-    """run_every never fires under AppTest: poll with at.run() until the worker is done."""
-    end = time.time() + deadline
-    while time.time() < end:
-        at.run()
-        assert not at.exception
-        if not at.button(key="start_training").disabled:
-            return
-        time.sleep(0.2)
-    raise AssertionError("training did not finish in time")
+def wait_finished(at: AppTest, job: BackgroundJob) -> None:
+    """Wait for the training thread to end, then rerun the page (``run_every`` never fires
+    under AppTest)."""
+    job.join(JOB_SECONDS)
+    assert not job.is_alive(), "training did not finish in time"
+    at.run()
+    assert not at.exception
+    assert not at.button(key="start_training").disabled
 
 
-def wait_training(at: AppTest, deadline: float = 90.0) -> None:
-    """Poll until the worker has trained a batch (its images per second are shown)."""
-    end = time.time() + deadline
-    while time.time() < end:
-        at.run()
-        assert not at.exception
-        if {m.label: m.value for m in at.metric}.get("Images / s", "—") != "—":
-            return
-        time.sleep(0.2)
-    raise AssertionError("training did not start in time")
-
-
-def texts(elements) -> str:
-    return " ".join(str(e.value) for e in elements)
-
-
-def test_widgets_exist(env):
+def test_widgets_exist(open_train):
     at = open_train()
     for key in (
         "start_training",
@@ -100,7 +68,7 @@ def test_widgets_exist(env):
     assert at.button(key="stop_training").disabled is True
 
 
-def test_optimizer_and_schedule_parameters_shown_when_relevant(env):
+def test_optimizer_and_schedule_parameters_shown_when_relevant(open_train):
     at = open_train()
     at.selectbox(key="tf_optimizer").set_value("momentum").run()
     assert "tf_momentum" in [w.key for w in at.number_input]
@@ -118,7 +86,7 @@ def test_optimizer_and_schedule_parameters_shown_when_relevant(env):
     )
 
 
-def test_preset_fills_form(env):
+def test_preset_fills_form(open_train):
     at = open_train()
     at.button(key="preset_reference-500-300-100").click().run()
     assert not at.exception
@@ -136,7 +104,7 @@ def test_preset_fills_form(env):
         ("tf_batch_size", 5000, "larger than the 1000 training images"),
     ],
 )
-def test_invalid_settings_refused_before_training(env, key, value, needle):
+def test_invalid_settings_refused_before_training(open_train, texts, key, value, needle):
     at = open_train()
     at.number_input(key=key).set_value(value).run()
     assert needle in texts(at.error)
@@ -146,12 +114,12 @@ def test_invalid_settings_refused_before_training(env, key, value, needle):
     assert "Press **Start**" in texts(at.info)  # no worker was started
 
 
-def test_short_training_then_save(env):
+def test_short_training_then_save(env, open_train, texts, started_jobs):
     at = open_train()
     small_form(at, epochs=2)
     at.button(key="start_training").click().run()
     assert not at.exception
-    wait_finished(at)
+    wait_finished(at, started_jobs[-1])
     assert "Training finished" in texts(at.success)
     labels = {m.label: m.value for m in at.metric}
     assert labels["Test accuracy"].endswith("%")
@@ -181,19 +149,23 @@ def test_short_training_then_save(env):
     # continue training: 1 more epoch, warm start
     at.number_input(key="continue_epochs").set_value(1).run()
     at.button(key="continue_training").click().run()
-    wait_finished(at)
+    assert len(started_jobs) == 2
+    wait_finished(at, started_jobs[-1])
     assert {m.label: m.value for m in at.metric}["Epoch"] == "3/3"
 
 
-def test_stop_button_stops(env):
+def test_stop_button_stops(open_train, texts, started_jobs):
     at = open_train()
     small_form(at, epochs=300)
     at.button(key="start_training").click().run()
+    (job,) = started_jobs
     assert at.button(key="stop_training").disabled is False
-    wait_training(at)
     at.button(key="pause_training").click().run()
     assert not at.exception
+    assert job.wait_until_paused(JOB_SECONDS), "the training did not hold still after Pause"
+    at.run()
     assert at.button(key="resume_training").disabled is False
+    assert at.button(key="pause_training").disabled is True
     at.button(key="stop_training").click().run()
-    wait_finished(at, deadline=30)
+    wait_finished(at, job)
     assert "Stopped on request" in texts(at.warning)

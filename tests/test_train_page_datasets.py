@@ -4,8 +4,6 @@ module, sorted after test_train_page.py: the session's training slot outlives an
 
 from __future__ import annotations
 
-import time
-
 import test_data_pages
 from test_data_pages import open_app, texts
 
@@ -15,7 +13,7 @@ env = test_data_pages.env  # the data folder and models of test_data_pages, as f
 folders = test_data_pages.folders
 
 
-def test_train_page_trains_on_the_active_set_and_the_model_records_it(env):
+def test_train_page_trains_on_the_active_set_and_the_model_records_it(env, started_jobs):
     at = open_app("pages/train.py", "colour")
     assert "Training on the data set **colour**" in texts(at.caption)
     at.button(key="preset_best").click().run()  # augmentation on: switched off for colour
@@ -24,13 +22,11 @@ def test_train_page_trains_on_the_active_set_and_the_model_records_it(env):
     at.number_input(key="tf_epochs").set_value(1).run()
     at.number_input(key="tf_batch_size").set_value(16).run()
     at.button(key="start_training").click().run()
-    end = time.time() + 90
-    while time.time() < end:
-        at.run()
-        assert not at.exception
-        if not at.button(key="start_training").disabled:
-            break
-        time.sleep(0.2)
+    (job,) = started_jobs
+    job.join(90)
+    assert not job.is_alive(), "training did not finish in time"
+    at.run()
+    assert not at.exception
     assert "Training finished" in texts(at.success), texts(at.error)
     at.text_input(key="save_name").set_value("colour-page").run()
     at.button(key="save_model").click().run()

@@ -1,52 +1,33 @@
 """The Train form refuses what it shows (AppTest): a number typed beyond a widget's range is
-the number checked, a network above the parameter limit is refused, nothing starts training.
-
-AppTest sessions share the training slot, so a test here that trains leaves its worker to the
-tests after it: the training test is the last one, and this file sorts after test_train_page.py.
-"""
+the number checked, a network above the parameter limit is refused, nothing starts training."""
 
 from __future__ import annotations
-
-import time
-from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
-APP = str(Path(__file__).resolve().parent.parent / "app.py")
 PAGE = "pages/train.py"
+JOB_SECONDS = 120
 
 
 @pytest.fixture
-def env(tmp_path, monkeypatch):
-    models = tmp_path / "models"
-    models.mkdir()
-    monkeypatch.setenv("NN_MODELS_DIR", str(models))
-    monkeypatch.setenv("NN_TRAIN_LIMIT", "1000")
-    monkeypatch.setenv("NN_RUNS_DB", str(tmp_path / "runs.sqlite"))
-    return models
+def open_train(env, open_app):
+    return lambda: open_app(PAGE)
 
 
-def open_train() -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=60).run()
-    at.switch_page(PAGE).run()
-    assert not at.exception
-    return at
+@pytest.fixture
+def start_is_refused(texts):
+    def check(at: AppTest, needle: str) -> None:
+        at.button(key="start_training").click().run()
+        assert not at.exception
+        message = texts(at.error)
+        assert "Fix the settings" in message and needle in message, message
+        assert at.button(key="stop_training").disabled  # nothing is training
+
+    return check
 
 
-def texts(elements) -> str:
-    return " ".join(str(e.value) for e in elements)
-
-
-def start_is_refused(at: AppTest, needle: str) -> None:
-    at.button(key="start_training").click().run()
-    assert not at.exception
-    message = texts(at.error)
-    assert "Fix the settings" in message and needle in message, message
-    assert at.button(key="stop_training").disabled  # nothing is training
-
-
-def test_neurons_beyond_the_range_are_shown_and_refused(env):
+def test_neurons_beyond_the_range_are_shown_and_refused(open_train, start_is_refused):
     at = open_train()
     at.number_input(key="tf_n_layers").set_value(1).run()
     at.number_input(key="tf_units_0").set_value(100_000).run()
@@ -55,7 +36,7 @@ def test_neurons_beyond_the_range_are_shown_and_refused(env):
     start_is_refused(at, "Hidden layer 1 has 100,000 neurons: use at most 4,096")
 
 
-def test_a_network_above_the_parameter_limit_is_refused(env):
+def test_a_network_above_the_parameter_limit_is_refused(open_train, start_is_refused):
     at = open_train()
     at.number_input(key="tf_n_layers").set_value(3).run()
     for i in range(3):
@@ -72,7 +53,9 @@ def test_a_network_above_the_parameter_limit_is_refused(env):
         ("tf_drop_0", 2.0, "dropout 2 is outside 0-0.95"),
     ],
 )
-def test_other_numbers_beyond_their_ranges_are_refused(env, key, value, needle):
+def test_other_numbers_beyond_their_ranges_are_refused(
+    open_train, start_is_refused, key, value, needle
+):
     at = open_train()
     at.number_input(key=key).set_value(value).run()
     assert not at.exception
@@ -89,7 +72,7 @@ def test_a_finished_run_whose_loss_is_worse_than_chance_is_called_diverged():
     assert diverged_without_nan({"stop_reason": "diverged", "stop_message": "boom"}) == "boom"
 
 
-def test_train_page_shows_divergence_without_nan_as_an_error(env):
+def test_train_page_shows_divergence_without_nan_as_an_error(open_train, texts, started_jobs):
     """SGD at learning rate 10 with tanh: the loss explodes (about 1e2) without NaN; the page
     must not say "Training finished" (whether or not the engine stops the run itself)."""
     at = open_train()
@@ -101,11 +84,11 @@ def test_train_page_shows_divergence_without_nan_as_an_error(env):
     at.number_input(key="tf_epochs").set_value(2).run()
     at.number_input(key="tf_batch_size").set_value(100).run()
     at.button(key="start_training").click().run()
-    end = time.time() + 120
-    while time.time() < end:
-        at.run()
-        if not at.button(key="start_training").disabled:
-            break
+    (job,) = started_jobs
+    job.join(JOB_SECONDS)
+    assert not job.is_alive(), "training did not end in time"
+    at.run()
+    assert not at.button(key="start_training").disabled
     shown = texts(at.success)
     assert "Training finished." not in shown, (shown, texts(at.error))
     assert "diverged" in texts(at.error)

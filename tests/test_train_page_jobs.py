@@ -10,14 +10,26 @@ import time
 
 import job_functions
 import pytest
-from test_train_page import env, open_train, small_form, texts, wait_finished, wait_training
+from test_train_page import small_form, wait_finished
 
 from nn.services.jobs import JobRunner
 from ui.state import TrainingSlot, _release_slot, job_runner
 from ui.worker import TrainingWorker
 
-__all__ = ["env"]  # the fixture, shared with test_train_page
+PAGE = "pages/train.py"
 WAIT = 120
+
+
+@pytest.fixture
+def open_train(env, open_app):
+    return lambda: open_app(PAGE)
+
+
+def _wait_for_a_batch(worker) -> None:
+    end = time.monotonic() + WAIT
+    while worker.snapshot()["batch"] == 0 and time.monotonic() < end:
+        worker.join(0.1)
+    assert worker.snapshot()["batch"] > 0, "no batch trained in time"
 
 
 def _holders(runner, n):
@@ -37,7 +49,7 @@ def _training_job(runner):
     return jobs[0]
 
 
-def test_a_queued_training_shows_its_place_then_runs(env):
+def test_a_queued_training_shows_its_place_then_runs(open_train, texts, started_jobs):
     at = open_train()
     runner = job_runner()  # the server's runner (cached across the test's script runs)
     holders = _holders(runner, runner.max_jobs - runner.counts()["running"])
@@ -48,24 +60,25 @@ def test_a_queued_training_shows_its_place_then_runs(env):
     assert _training_job(runner).queue_position == 1
     for job in holders:
         job.stop()
-    wait_finished(at)
+    wait_finished(at, started_jobs[-1])
     assert "Training finished" in texts(at.success)
 
 
-def test_a_killed_worker_is_a_failed_training_and_the_page_goes_on(env):
+def test_a_killed_worker_is_a_failed_training_and_the_page_goes_on(open_train, texts, started_jobs):
     at = open_train()
     small_form(at, epochs=300)
     at.button(key="start_training").click().run()
-    wait_training(at)
+    _wait_for_a_batch(started_jobs[-1])
     job = _training_job(job_runner())
     os.kill(job.worker["pid"], signal.SIGKILL)
-    wait_finished(at)
+    wait_finished(at, started_jobs[-1])
     assert not at.exception
     errors = texts(at.error)
     assert "Training failed" in errors and "SIGKILL" in errors
     small_form(at, epochs=2)  # the page trains again
     at.button(key="start_training").click().run()
-    wait_finished(at)
+    assert len(started_jobs) == 2
+    wait_finished(at, started_jobs[-1])
     assert "Training finished" in texts(at.success)
 
 
