@@ -20,6 +20,7 @@ against the main thread; the peak memory of `python -m nn train` with the defaul
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import statistics
@@ -164,7 +165,7 @@ class GemmFloor:
         rng = np.random.default_rng(seed)
         sizes = (784, *HIDDEN, 10)
         self.w = [
-            rng.standard_normal((a, b), np.float32) * 0.05 for a, b in zip(sizes[:-1], sizes[1:])
+            rng.standard_normal((a, b), np.float32) * 0.05 for a, b in itertools.pairwise(sizes)
         ]
 
     def epoch(self, x, y):

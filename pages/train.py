@@ -6,6 +6,7 @@ import time
 
 import streamlit as st
 
+from nn.io.model_files import model_path, sanitize_model_name, save_model
 from nn.services.presets import PRESETS
 from ui import state, train_form
 from ui.charts import batch_loss_figure, training_curves_figure
@@ -87,8 +88,6 @@ def _start(continue_model=None, epochs: int | None = None) -> None:
 
 def _save() -> None:
     """Save button callback: validated name, overwrite only when confirmed."""
-    from nn.io.model_files import model_path, sanitize_model_name, save_model
-
     w = slot.worker
     if w is None or w.model is None:
         return
@@ -197,8 +196,7 @@ with live_col:
     # Two fragments with a fixed element tree (the same elements, in the same order, on every
     # poll): the status (progress text and numbers) every second, the charts every 3 s. Keyed
     # charts are updated in place. Polling costs training time: the browser's redraws and the
-    # server's reruns take CPU from BLAS (bench/dashboard_overhead.py: charts every second made an
-    # epoch 4-6x slower than the command line, every 3 s about 2x).
+    # server's reruns take CPU from BLAS (bench/dashboard_overhead.py measures how much).
     @st.fragment(run_every=1.0 if running else None)
     def live_status() -> None:
         w = slot.worker
@@ -328,15 +326,12 @@ with live_col:
                     key="save_name",
                     help="Letters, digits, '-', '_' and '.'; saved as saved_models/<name>.npz.",
                 )
-                exists = False
                 try:
-                    from nn.io.model_files import model_path
-
                     exists = model_path(
                         state.models_dir(), st.session_state.get("save_name", "")
                     ).exists()
-                except ValueError:
-                    pass
+                except ValueError:  # an invalid name: Save says why
+                    exists = False
                 if exists:
                     st.checkbox("Overwrite the existing model with this name", key="save_overwrite")
                 s2.button(

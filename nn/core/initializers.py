@@ -1,9 +1,8 @@
 """Weight initialisers. Biases always start at zero.
 
-``uniform`` is U(-1, 1) and ``normal`` is N(0, 1), the fixed-scale choices of the first reference
-design (they ignore the layer's size, so deep or wide layers saturate: useful to see why He and
-Xavier/Glorot exist). He scales by ``fan_in`` for ReLU-like units, Xavier/Glorot by
-``fan_in + fan_out`` for sigmoid and tanh.
+``uniform`` is U(-1, 1) and ``normal`` is N(0, 1), fixed scales that ignore the layer's size (deep
+or wide layers saturate: they show why He and Xavier/Glorot exist). He scales by ``fan_in`` for
+ReLU-like units, Xavier/Glorot by ``fan_in + fan_out`` for sigmoid and tanh.
 """
 
 from __future__ import annotations
