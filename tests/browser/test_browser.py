@@ -18,6 +18,8 @@ import time
 
 import pytest
 
+import app
+
 pytestmark = pytest.mark.browser
 
 IDLE = "[data-testid='stApp'][data-test-script-state='notRunning']"
@@ -25,17 +27,7 @@ TITLE = "[data-testid='stMain'] h1"
 CANVAS = "[data-testid=stBidiComponentIsolated] canvas.upper-canvas"
 PREDICTION = ".st-key-prediction"
 NAV_LINK = "[data-testid=stSidebarNavLink]"
-PAGE_TITLES = [
-    "Overview",
-    "Train",
-    "Draw",
-    "Predictions",
-    "Evaluate",
-    "Models",
-    "Runs",
-    "Tune",
-    "My digits",
-]
+PAGE_TITLES = [title for _, title, _, _ in app.PAGES]
 
 
 # ------------------------------------------------------------------------------ helpers
