@@ -87,18 +87,16 @@ def drawing_area(model, model_name: str) -> None:
         st.button("Clear", key="draw_clear", icon=":material/delete:", on_click=clear_canvas)
     analysis = _named(analyse_drawing(model, image))
     with right:
-        render_prediction(analysis)
+        outputs = None if class_names is None else [class_names[int(c)] for c in model.classes_]
+        render_prediction(analysis, outputs)
         if not analysis.blank:
             if class_names is None:  # the kept drawings are digits (My digits)
                 render_keep(analysis, image, model_name)
-            labels = (
-                model.classes_
-                if class_names is None
-                else [class_names[int(c)] for c in model.classes_]
-            )
             st.plotly_chart(
                 probability_figure(
-                    analysis.proba, labels, noun="digit" if class_names is None else "class"
+                    analysis.proba,
+                    model.classes_ if outputs is None else outputs,
+                    noun="digit" if outputs is None else "class",
                 ),
                 width="stretch",
                 key="draw_proba",

@@ -108,16 +108,18 @@ def render_canvas() -> np.ndarray | None:
 
 
 # ------------------------------------------------------------------------------ rendering
-def render_prediction(analysis: DrawingAnalysis) -> None:
+def render_prediction(analysis: DrawingAnalysis, names: list[str] | None = None) -> None:
     """The predicted digit and confidence, or the invitation to draw, in the ``prediction``
-    container (the browser tests read its text)."""
+    container (the browser tests read its text). ``names``: the class names of the model's
+    outputs, for the second guess (default: the output index, MNIST's digit)."""
     with st.container(key=PREDICTION_KEY, border=True):
         if analysis.blank:
             st.markdown(f":material/draw: {INVITATION}")
         else:
             st.markdown(f"### {prediction_text(analysis.label, analysis.confidence)}")
             runner_up = np.argsort(analysis.proba)[::-1][1]
-            st.caption(f"Second guess: {runner_up} ({analysis.proba[runner_up]:.0%}).")
+            guess = runner_up if names is None else names[int(runner_up)]
+            st.caption(f"Second guess: {guess} ({analysis.proba[runner_up]:.0%}).")
 
 
 def enlarge(image: np.ndarray, size: int = 168) -> np.ndarray:
