@@ -9,7 +9,13 @@ import streamlit as st
 from nn.core.metrics import classification_report, confusion_matrix, top_confusions
 from ui import state
 from ui.charts import training_curves_figure
-from ui.eval_charts import cell_from_selection, confusion_figure, per_class_figure, weights_figure
+from ui.eval_charts import (
+    cell_from_selection,
+    confusion_figure,
+    conv_filters,
+    per_class_figure,
+    weights_figure,
+)
 from ui.gallery import GREEN, RED, GridTile, filter_indices, labelled_grid, sort_indices
 
 CM_KEY = "eval_cm"
@@ -40,7 +46,7 @@ m1, m2, m3, m4 = st.columns(4)
 m1.metric("Test accuracy", f"{report['accuracy']:.2%}")
 m2.metric(f"Mistakes (of {int(cm.sum()):,})", f"{int(cm.sum() - np.trace(cm)):,}")
 m3.metric("Macro F1", f"{report['macro']['f1']:.3f}")
-m4.metric("Architecture", state.layers_text(model.layer_sizes_))
+m4.metric("Architecture", state.model_layers_text(model))
 if info.builtin:
     st.caption(f"Model **{name}** on the 10,000 official MNIST test images.")
 else:
@@ -150,36 +156,60 @@ else:
 
 # ----------------------------------------------------------------------------- weights
 st.subheader("What the first layer looks for")
-W = model.coefs_[0]
-hidden = len(model.coefs_) > 1
-h, w, c = info.image_shape
-if W.shape[0] != h * w or c != 1 or h != w:
-    st.info(
-        "The first layer's weights are drawn as images for a dense first layer on square "
-        f"greyscale images; this model's first layer sees {info.shape_text} images through "
-        f"{'its convolutions' if W.shape[0] != model.n_features_in_ else 'colour channels'}."
+convs = [layer for layer in model.layers_ if layer.kind == "conv2d"]
+if convs:
+    first = convs[0]
+    k, _, channels, n_filters = first.params[0].shape
+    st.plotly_chart(
+        weights_figure(
+            conv_filters(first.params[0]),
+            n_units=64,
+            ncols=min(8, n_filters),
+            side=k,
+            unit_name="filter",
+            title=f"The {n_filters} filters of the first convolution ({k}x{k})",
+        ),
+        width="stretch",
+        key="eval_weights",
     )
-    st.stop()
-st.plotly_chart(
-    weights_figure(
-        W,
-        n_units=64,
-        ncols=8 if hidden else 5,
-        title=None if hidden else f"Weights of the {W.shape[1]} output units",
-        side=h,
-    ),
-    width="stretch",
-    key="eval_weights",
-)
-if hidden:
     st.caption(
-        f"Each square shows the {W.shape[0]} incoming weights of one of the first "
-        f"{min(64, W.shape[1])} of {W.shape[1]} hidden units, as a {h}x{w} image: red "
-        f"pixels excite the unit, blue ones inhibit it. Each unit is scaled to its own "
-        f"largest weight."
+        f"Each square is one {k}x{k} filter of the first convolution"
+        + (f" (the mean over its {channels} input channels)" if channels > 1 else "")
+        + ": red weights respond to ink, blue ones to its absence, so a filter with red "
+        "beside blue detects an edge in that direction. Each filter is scaled to its own "
+        "largest weight."
     )
 else:
-    st.caption(
-        f"This model has no hidden layer: each square is the weight template of one "
-        f"{noun} (red: ink here votes for the {noun}, blue: against)."
+    W = model.coefs_[0]
+    hidden = len(model.coefs_) > 1
+    h, w, c = info.image_shape
+    if W.shape[0] != h * w or c != 1 or h != w:
+        st.info(
+            "The first layer's weights are drawn as images for a dense first layer on square "
+            f"greyscale images; this model's first layer sees {info.shape_text} images through "
+            f"{'its convolutions' if W.shape[0] != model.n_features_in_ else 'colour channels'}."
+        )
+        st.stop()
+    st.plotly_chart(
+        weights_figure(
+            W,
+            n_units=64,
+            ncols=8 if hidden else 5,
+            title=None if hidden else f"Weights of the {W.shape[1]} output units",
+            side=h,
+        ),
+        width="stretch",
+        key="eval_weights",
     )
+    if hidden:
+        st.caption(
+            f"Each square shows the {W.shape[0]} incoming weights of one of the first "
+            f"{min(64, W.shape[1])} of {W.shape[1]} hidden units, as a {h}x{w} image: red "
+            f"pixels excite the unit, blue ones inhibit it. Each unit is scaled to its own "
+            f"largest weight."
+        )
+    else:
+        st.caption(
+            f"This model has no hidden layer: each square is the weight template of one "
+            f"{noun} (red: ink here votes for the {noun}, blue: against)."
+        )

@@ -129,7 +129,9 @@ else:
         {
             "": "●" if Path(r["path"]).stem == active else "",
             "name": Path(r["path"]).stem,
-            "layers": state.layers_text(r.get("layers")) if not r.get("error") else "unreadable",
+            "layers": state.layers_text(r.get("layers"), r.get("stack"))
+            if not r.get("error")
+            else "unreadable",
             "data set": "" if r.get("error") else (r.get("dataset") or {}).get("name", "mnist"),
             "test accuracy": _dash(r.get("test_accuracy"), "{:.2%}"),
             "my digits": "—" if r.get("error") else mine_accuracy_text(r["path"]),
@@ -322,7 +324,7 @@ if upload is not None:
         else:
             accuracy = ""
         st.success(
-            f"Valid model: {state.layers_text(model.layer_sizes_)}, "
+            f"Valid model: {state.model_layers_text(model)}, "
             f"{model.n_parameters_:,} parameters{accuracy}.",
             icon=":material/verified:",
         )

@@ -297,10 +297,11 @@ def weights_figure(
     height: int | None = None,
     title: str | None = None,
     side: int = 28,
+    unit_name: str = "unit",
 ) -> go.Figure:
-    """The first layer's weights as 28x28 (``side`` x ``side``) images, one per hidden unit, on
-    a diverging scale (red = positive, blue = negative, white = zero), each unit scaled to its
-    own range."""
+    """The first layer's weights as ``side`` x ``side`` images (28x28 for a dense layer on
+    MNIST, kxk for a convolution's filters), one per unit, on a diverging scale (red =
+    positive, blue = negative, white = zero), each unit scaled to its own range."""
     tiled, units = tile_weights(W, n_units, ncols, side)
     h, w = tiled.shape
     if height is None:
@@ -317,7 +318,7 @@ def weights_figure(
             zmax=1,
             hoverongaps=False,
             colorbar=dict(title="weight / max", thickness=12, len=0.7),
-            hovertemplate="unit %{customdata}: %{z:.2f}<extra></extra>",
+            hovertemplate=unit_name + " %{customdata}: %{z:.2f}<extra></extra>",
         )
     )
     fig.update_layout(
@@ -329,6 +330,14 @@ def weights_figure(
         yaxis=dict(visible=False, autorange="reversed", scaleanchor="x"),
     )
     return fig
+
+
+def conv_filters(weight: np.ndarray) -> np.ndarray:
+    """A convolution's weight ``(k, k, channels, filters)`` as ``(k*k, filters)`` columns, one
+    image per filter (the mean over the input channels when there are several)."""
+    w = np.asarray(weight, dtype=np.float64)
+    k, _, _, f = w.shape
+    return w.mean(axis=2).reshape(k * k, f)
 
 
 def activations_figure(

@@ -61,7 +61,8 @@ def _model_card(name: str, path: Path) -> None:
     arch = meta.get("architecture") or {}
     metrics = meta.get("metrics") or {}
     acc = metrics.get("test_accuracy")
-    st.markdown(f"**{name}**  \n`{state.layers_text(arch.get('layer_sizes'))}`")
+    stack = meta.get("stack") if (meta.get("params") or {}).get("layers") else None
+    st.markdown(f"**{name}**  \n`{state.layers_text(arch.get('layer_sizes'), stack)}`")
     # one metric and a caption: two metrics side by side do not fit the sidebar's width
     st.metric("Test accuracy", f"{acc:.2%}" if isinstance(acc, (int, float)) else "not measured")
     n_params = meta.get("n_parameters")

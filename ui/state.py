@@ -51,7 +51,8 @@ Active model
     ``active_model() -> (name, model) | None``
     ``set_active_model(name)``                  make a saved model active (all pages, this session).
     ``model_path_for(name) -> Path | None``     ``<dir>/<name>.npz`` or ``.pkl`` if it exists.
-    ``layers_text(sizes) -> str``               e.g. ``"784-256-128-10"``.
+    ``layers_text(sizes, stack) -> str``        e.g. ``"784-256-128-10"``, ``"C32k3-P2-D10"``.
+    ``model_layers_text(model) -> str``         the same for a fitted model.
 
 Training slot
     ``training_slot() -> TrainingSlot``  one per browser session (``cache_resource(scope=
@@ -359,11 +360,23 @@ def set_active_model(name: str | None) -> None:
             return
 
 
-def layers_text(sizes) -> str:
-    """``[784, 256, 10] -> "784-256-10"`` (``"?"`` when unknown)."""
+def layers_text(sizes, stack=None) -> str:
+    """``[784, 256, 10] -> "784-256-10"`` (``"?"`` when unknown); a model built from a layer
+    stack in the compact form of ``nn.core.layer_spec``, e.g. ``"C32k3-P2-C64k3-P2-D128-D10"``."""
+    if stack:
+        from nn.core.layer_spec import compact
+
+        return compact(stack) or "?"
     if not sizes:
         return "?"
     return "-".join(str(int(s)) for s in sizes)
+
+
+def model_layers_text(model) -> str:
+    """:func:`layers_text` of a fitted model."""
+    if getattr(model, "layers", None) is not None:
+        return layers_text(None, [layer.spec() for layer in model.layers_])
+    return layers_text(model.layer_sizes_)
 
 
 def require_test_predictions():

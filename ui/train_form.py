@@ -1,7 +1,10 @@
 """The Train page's form: one dict ``st.session_state["train_config"]`` and its widgets.
 
 ``train_config`` (plain JSON-able values, survives page changes):
+    stack_mode        "dense" (the quick form: ``layers``) or "stack" (``stack``)
     layers            list of {"units": int, "activation": str, "dropout": float}
+    stack             list of layer dicts (``NeuralNetwork(layers=...)``), with ``stack_ids``
+                      and ``stack_next_id`` for its editor (``ui.stack_editor``)
     init, leaky_slope
     optimizer, learning_rate, momentum, beta1, beta2, rho, epsilon
     schedule, lr_decay, step_size, gamma, warmup_epochs, min_lr
@@ -34,6 +37,7 @@ from nn.core.network import MONITORS, NeuralNetwork
 from nn.core.optimizers import OPTIMIZERS
 from nn.core.schedules import SCHEDULES
 from nn.services.training import check_network_size
+from ui import stack_editor
 
 SPLITS = ("standard", "80:10:10", "custom")
 MNIST_TRAIN, MNIST_TEST = 60_000, 10_000
@@ -41,6 +45,8 @@ SECTIONS = ("layers", "optimizer", "schedule", "training", "regularisation", "au
 # which section a NeuralNetwork parameter's error is shown under
 _PARAM_SECTION = {
     "hidden_layers": "layers",
+    "layers": "layers",
+    "input_shape": "layers",
     "activation": "layers",
     "leaky_slope": "layers",
     "init": "layers",
@@ -107,8 +113,13 @@ def config_from_preset(preset: Any) -> dict[str, Any]:
     acts = p["activation"] if isinstance(p["activation"], list) else [p["activation"]] * len(layers)
     drops = p["dropout"] if isinstance(p["dropout"], list) else [p["dropout"]] * len(layers)
     aug = p["augment"] or {}
+    stack = copy.deepcopy(list(p["layers"] or []))
     return {
         "preset": getattr(preset, "name", "") if preset is not None else "",
+        "stack_mode": "stack" if p["layers"] is not None else "dense",
+        "stack": stack,
+        "stack_ids": list(range(len(stack))),
+        "stack_next_id": len(stack),
         "layers": [_layer(u, a, d) for u, a, d in zip(layers, acts, drops, strict=True)],
         "init": p["init"],
         "leaky_slope": float(p["leaky_slope"]),
@@ -174,6 +185,8 @@ def to_model_kwargs(cfg: dict) -> dict[str, Any]:
     }
     if not layers:
         kwargs["activation"], kwargs["dropout"] = "relu", 0.0
+    if cfg.get("stack_mode") == "stack":
+        kwargs["layers"] = copy.deepcopy(list(cfg.get("stack") or []))
     for key in (
         "init",
         "leaky_slope",
@@ -288,13 +301,20 @@ def validate(cfg: dict, train_limit: int | None = None) -> dict[str, list[str]]:
     def add(section: str, message: str) -> None:
         errors.setdefault(section, []).append(message)
 
-    if cfg.get("n_layers_typed") is not None:
+    stacked = cfg.get("stack_mode") == "stack"
+    if cfg.get("n_layers_typed") is not None and not stacked:
         lo, hi = LAYER_BOUNDS["n_layers"]
         add("layers", f"Hidden layers: {cfg['n_layers_typed']} is outside {lo} to {hi}.")
-    _check_bounds(cfg, add)
+    if stacked:
+        for message in stack_editor.faults(stack_editor.infer_shapes(cfg.get("stack") or [])):
+            add("layers", message)
+        _check_bounds({**cfg, "layers": []}, add)
+    else:
+        _check_bounds(cfg, add)
     kwargs = to_model_kwargs(cfg)
     if "layers" in errors:  # check the other settings too (the engine stops at the first fault)
         kwargs["hidden_layers"] = [max(1, min(4096, int(u))) for u in kwargs["hidden_layers"]]
+        kwargs["layers"] = None
     try:
         model = NeuralNetwork(**kwargs)
         model._validated()
@@ -365,8 +385,9 @@ def apply_preset(name: str) -> None:
     for key in [k for k in st.session_state if str(k).startswith("tf_")]:
         del st.session_state[key]
     for field, value in cfg.items():
-        if field not in ("layers", "preset"):
+        if field not in ("layers", "preset") and not field.startswith("stack"):
             st.session_state[f"tf_{field}"] = value
+    st.session_state["tf_stack_mode"] = cfg["stack_mode"]
     st.session_state["tf_n_layers"] = len(cfg["layers"])
     for i, layer in enumerate(cfg["layers"]):
         st.session_state[f"tf_units_{i}"] = layer["units"]
@@ -423,7 +444,45 @@ def _select(
     )
 
 
+STACK_MODES = {"dense": "Dense layers (quick)", "stack": "Layer stack (CNN)"}
+
+
+def _mode_changed() -> None:
+    """Switching to an empty stack starts it from the dense layers."""
+    cfg = st.session_state["train_config"]
+    if st.session_state.get("tf_stack_mode") == "stack" and not cfg.get("stack"):
+        stack_editor.set_stack(cfg, stack_editor.dense_as_stack(cfg))
+
+
 def _layers_section(cfg: dict, disabled: bool) -> None:
+    cfg.setdefault("stack_mode", "dense")
+    mode = st.segmented_control(
+        "Network",
+        list(STACK_MODES),
+        format_func=STACK_MODES.get,
+        key="tf_stack_mode",
+        disabled=disabled,
+        on_change=_mode_changed,
+        **_initial("tf_stack_mode", default=cfg["stack_mode"]),
+        help="Dense layers: widths, activations and dropout, the quick way. Layer stack: any "
+        "sequence of convolution, pooling, batch norm, dense, dropout and activation layers.",
+    )
+    cfg["stack_mode"] = mode or cfg["stack_mode"]
+    if cfg["stack_mode"] == "stack":
+        stack_editor.render(cfg, disabled)
+        _select(
+            cfg,
+            "init",
+            "Initialisation",
+            INIT_CHOICES,
+            disabled=disabled,
+            help="How weights start: auto = He for ReLU-like layers, Xavier otherwise.",
+        )
+        return
+    _dense_layers(cfg, disabled)
+
+
+def _dense_layers(cfg: dict, disabled: bool) -> None:
     layers = cfg["layers"]
     n = st.number_input(
         "Hidden layers",

@@ -539,6 +539,18 @@ def parallel_coordinates_figure(
     return fig
 
 
+def _layers_cell(hidden: Any, stack: Any) -> str:
+    """A run's layers: the hidden widths (``256-128``) or a stack in compact form
+    (``C32k3-P2-D128``, the output layer left out as for the widths)."""
+    if isinstance(stack, list):
+        from nn.core.layer_spec import compact
+
+        return compact(stack)
+    if isinstance(hidden, list):
+        return "-".join(str(h) for h in hidden)
+    return str(hidden) if hidden is not None else ""
+
+
 def runs_frame(runs: list[Any]):
     """One row per run for the Runs table (numbers stay numbers so columns sort; train_size is
     text, "all" when the run used every training image)."""
@@ -548,6 +560,7 @@ def runs_frame(runs: list[Any]):
     for run in runs:
         model, data = run_settings(run.config)
         hidden = model.get("hidden_layers")
+        stack = model.get("layers")
         rows.append(
             {
                 "id": run.id,
@@ -558,9 +571,7 @@ def runs_frame(runs: list[Any]):
                 "val_accuracy": run.metrics.get("val_accuracy"),
                 "test_accuracy": run.metrics.get("test_accuracy"),
                 "epochs": run.epochs_done,
-                "hidden_layers": "-".join(str(h) for h in hidden)
-                if isinstance(hidden, list)
-                else (str(hidden) if hidden is not None else ""),
+                "hidden_layers": _layers_cell(hidden, stack),
                 "optimizer": model.get("optimizer", ""),
                 "learning_rate": model.get("learning_rate"),
                 "batch_size": model.get("batch_size"),

@@ -1290,6 +1290,7 @@ def list_models(folder: str | os.PathLike) -> list[dict]:
             "format": path.suffix.lower()[1:],
             "size_bytes": stat.st_size,
             "layers": None,
+            "stack": None,
             "activations": None,
             "n_parameters": None,
             "test_accuracy": None,
@@ -1315,6 +1316,7 @@ def list_models(folder: str | os.PathLike) -> list[dict]:
             row.update(
                 name=meta.get("name") or path.stem,
                 layers=arch.get("layer_sizes"),
+                stack=meta.get("stack") if meta.get("params", {}).get("layers") else None,
                 activations=arch.get("activations"),
                 n_parameters=meta.get("n_parameters"),
                 test_accuracy=metrics.get("test_accuracy"),
