@@ -27,7 +27,7 @@ worker = slot.worker
 live_snap = worker.snapshot() if worker is not None else None
 has_live = bool(live_snap and live_snap.get("inside"))
 running = bool(worker is not None and worker.is_alive())
-names = list(dict.fromkeys(Path(row["path"]).stem for row in state.saved_models()))
+names = list(dict.fromkeys(Path(row["path"]).stem for row in state.fitting_models()))
 sources = ([LIVE] if has_live or running else []) + names
 if not sources:
     st.info(
@@ -48,17 +48,19 @@ source = st.selectbox(
 
 
 @st.cache_data(max_entries=16, show_spinner="Measuring the layers…")
-def _saved_record(path: str, mtime: float) -> tuple[dict | None, bool]:
-    """The saved record, or a snapshot of the model now (``True`` when a snapshot)."""
+def _saved_record(path: str, mtime: float, set_name: str) -> tuple[dict | None, bool]:
+    """The saved record, or a snapshot of the model now on the active data set (``True`` when
+    a snapshot)."""
     from nn.core.probe import PROBE_SIZE, grid_indices, snapshot
 
     meta = state.get_model_metadata(path)
     if meta.get("inside"):
         return meta["inside"], False
     model = state.get_model(path)
-    data = state.get_mnist()
+    data = state.get_set_data()
     grid = grid_indices(data.y_test)
-    probe = slice(1000, 1000 + PROBE_SIZE)
+    start = 1000 if len(data.y_test) >= 1000 + PROBE_SIZE else 0  # small sets: from the start
+    probe = slice(start, start + PROBE_SIZE)
     record = snapshot(
         model, data.x_test[probe], data.y_test[probe], data.x_test[grid], data.y_test[grid]
     )
@@ -80,7 +82,7 @@ def _record() -> tuple[dict | None, str]:
     if path is None:
         return None, f"The model {source!r} is gone."
     try:
-        record, taken_now = _saved_record(str(path), path.stat().st_mtime)
+        record, taken_now = _saved_record(str(path), path.stat().st_mtime, state.active_set().name)
     except (OSError, ValueError, TypeError) as exc:
         return None, f"Cannot read the model {source!r}: {exc}"
     if taken_now:
@@ -173,8 +175,12 @@ def inside_view() -> None:
             "50 fixed test digits (5 of each class), updated every epoch: the prediction and the "
             "top-3 probabilities. ✗ marks a wrong prediction."
         )
+        images = charts.grid_images(record)
         with st.container(key="inside_grid"):
-            st.image(charts.grid_images(record), caption=captions, width=84)
+            if images:
+                st.image(images, caption=captions, width=84)
+            else:  # inputs recorded as rows of values, not images
+                st.text("\n".join(captions))
     if source == LIVE and running and not slot.worker.is_alive():
         st.rerun()
 

@@ -278,3 +278,12 @@ def test_data_page_adds_a_folder_on_the_server(env, own_sets):
     at.text_input(key="data_name").set_value("other").run()
     at.button(key="data_add").click().run()
     assert "no such file or folder" in texts(at.error)
+
+
+@pytest.mark.parametrize("data_set, model", [("grey3", "grey3-cnn"), ("colour", "colour-dense")])
+def test_inside_page_on_the_set(env, data_set, model):
+    at = open_app("pages/inside.py", data_set)
+    options = at.selectbox(key="inside_source").options
+    assert model in options and "small" not in options
+    at.selectbox(key="inside_source").set_value(model).run()
+    assert not at.exception

@@ -278,6 +278,8 @@ def grid_images(record: dict, scale: int = 2) -> list[np.ndarray]:
     if not grid:
         return []
     pixels = decode_images(grid)
+    if pixels.ndim != 4 or pixels.shape[1] == 1:  # inputs recorded as a row of values: no picture
+        return []
     images = pixels[..., 0] if pixels.shape[-1] == 1 else pixels
     return [np.kron(im, np.ones((scale, scale), np.uint8)) if im.ndim == 2 else im for im in images]
 

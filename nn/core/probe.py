@@ -277,7 +277,9 @@ class InsideRecorder:
             "grid": None,
         }
         if self.grid_x is not None and self.grid_x.shape[0]:
-            images = self.grid_x.reshape(self.grid_x.shape[0], *image_shape(model.input_shape_))
+            # a dense network on a data set's images sees flat rows; input_shape gives their shape
+            shape = image_shape(getattr(model, "input_shape", None) or model.input_shape_)
+            images = self.grid_x.reshape(self.grid_x.shape[0], *shape)
             start["grid"] = {**encode_images(images), "labels": self.grid_y.tolist()}
         return start
 
