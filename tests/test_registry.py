@@ -415,3 +415,19 @@ def test_a_version_1_run_store_gains_the_dataset_column(tmp_path):
         "mnist",
         "colour",
     )
+
+
+def test_models_of_other_image_sizes_are_not_exported(env, capsys):
+    x, y = _colour(60)
+    write_npz(env / "c.npz", x, y, 20)
+    add_set(env / "c.npz", "colour")
+    job = TrainingJob(
+        model={"hidden_layers": [8], "epochs": 1, "batch_size": 8, "random_state": 0},
+        data={"set": "colour"},
+        save_path=str(env / "models" / "c1.npz"),
+    )
+    run_training_job(job)
+    assert main(["export", "c1", "--format", "html", "-o", str(env / "c1.html")]) == 2
+    err = capsys.readouterr().err
+    assert "3,072 inputs (trained on the data set 'colour')" in err and "784 pixels" in err
+    assert not (env / "c1.html").exists()

@@ -191,6 +191,13 @@ def inference_plan(model: Any) -> InferencePlan:
     fitted = getattr(model, "_is_fitted", None)
     if not hasattr(model, "classes_") or (callable(fitted) and not fitted()):
         raise ExportError("the model is not fitted: train it (or load a saved model) first")
+    if int(model.n_features_in_) != 784:
+        record = (getattr(model, "metadata_", None) or {}).get("dataset") or {}
+        trained = f" (trained on the data set {record['name']!r})" if record.get("name") else ""
+        raise ExportError(
+            f"the model takes {int(model.n_features_in_):,} inputs{trained}; the exports read "
+            "28x28 greyscale images (784 pixels), as MNIST's"
+        )
     steps = _stack_plan(model) if hasattr(model, "layers_") else _dense_plan(model)
     return InferencePlan(int(model.n_features_in_), list(model.classes_.tolist()), steps)
 
