@@ -431,3 +431,28 @@ def test_models_of_other_image_sizes_are_not_exported(env, capsys):
     err = capsys.readouterr().err
     assert "3,072 inputs (trained on the data set 'colour')" in err and "784 pixels" in err
     assert not (env / "c1.html").exists()
+
+
+def test_finetuning_on_drawn_digits_refuses_a_model_of_another_set(env):
+    from nn.services.finetune import run_finetune
+
+    x, y = _grey(60)
+    write_npz(env / "g.npz", x, y, 15)
+    add_set(env / "g.npz", "three")  # MNIST's image size, 3 classes
+    job = TrainingJob(
+        model={"hidden_layers": [8], "epochs": 1, "batch_size": 8, "random_state": 0},
+        data={"set": "three"},
+        save_path=str(env / "models" / "g1.npz"),
+    )
+    run_training_job(job)
+    drawings = np.zeros((20, 784), np.uint8)
+    with pytest.raises(DataSetMismatch, match="model 'g1' was trained on 'three'"):
+        run_finetune(
+            env / "models" / "g1.npz",
+            "g2",
+            drawings,
+            np.arange(20) % 10,
+            models_dir=env / "models",
+            mnist=load_set("mnist").data,
+        )
+    assert not (env / "models" / "g2.npz").exists()

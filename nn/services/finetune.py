@@ -339,6 +339,7 @@ def run_finetune(
     or is stopped is recorded as such and not saved (the path is then ``None``); one that
     raises is recorded as failed and the exception re-raised."""
     from nn.data.datasets import load_mnist
+    from nn.data.registry import check_model_fits, mnist_info
     from nn.io.model_files import load_model, save_model
     from nn.io.model_files import model_path as saved_path
     from nn.services.control import JobControl
@@ -351,6 +352,7 @@ def run_finetune(
     if target.exists() and not overwrite:
         raise ValueError(f"a model called {new_name!r} exists already ({target}); pick a new name")
     model = load_model(model_path)
+    check_model_fits(model, mnist_info(), f"model {Path(model_path).stem!r}")  # MNIST + drawings
     base = Path(model_path).stem
     data = mnist if mnist is not None else load_mnist()
     store = RunStore(runs_path) if runs_path is not None else RunStore()
