@@ -118,8 +118,10 @@ def drawing_area(model, model_name: str) -> None:
         )
         _, pictures = draw_inside.layer_pictures(model, x)
         with st.container(key="draw_feature_maps"):
-            for title, picture in pictures:
-                st.image(picture, caption=title)
+            for start in range(0, len(pictures), 2):
+                cols = st.columns(2, gap="large")
+                for col, (title, picture) in zip(cols, pictures[start : start + 2], strict=False):
+                    col.image(picture, caption=title)
     elif analysis.activations:
         st.subheader("Hidden-layer activations for this drawing")
         st.plotly_chart(

@@ -250,7 +250,7 @@ def _row(cfg: dict, position: int, row: Row, disabled: bool) -> None:
     spec, row_id = cfg["stack"][position], cfg["stack_ids"][position]
     kinds = list(LAYERS)
     with st.container(border=True, key=f"tf_stk_row_{position}"):
-        head = st.columns([2.2, 2.6, 0.55, 0.55, 0.55], vertical_alignment="bottom")
+        head = st.columns([2.2, 2.2, 0.75, 0.75, 0.75], vertical_alignment="bottom", gap="small")
         type_key = f"tf_stk_{row_id}_type"
         initial = {} if type_key in st.session_state else {"index": kinds.index(spec["type"])}
         kind = head[0].selectbox(
@@ -264,7 +264,8 @@ def _row(cfg: dict, position: int, row: Row, disabled: bool) -> None:
         params = f", {row.n_parameters:,} parameters" if row.n_parameters else ""
         head[1].markdown(f"→ **{row.shape_text}**{params}")
         head[2].button(
-            "↑",
+            "",
+            icon=":material/arrow_upward:",
             key=f"tf_stk_up_{position}",
             on_click=_move,
             args=(position, -1),
@@ -272,7 +273,8 @@ def _row(cfg: dict, position: int, row: Row, disabled: bool) -> None:
             help="Move up",
         )
         head[3].button(
-            "↓",
+            "",
+            icon=":material/arrow_downward:",
             key=f"tf_stk_down_{position}",
             on_click=_move,
             args=(position, 1),
@@ -280,7 +282,8 @@ def _row(cfg: dict, position: int, row: Row, disabled: bool) -> None:
             help="Move down",
         )
         head[4].button(
-            "✕",
+            "",
+            icon=":material/close:",
             key=f"tf_stk_remove_{position}",
             on_click=_remove,
             args=(position,),
