@@ -49,6 +49,8 @@ QUANTILES = (0.0, 0.02, 0.16, 0.5, 0.84, 0.98, 1.0)
 """The quantile bands shown: the range, about two and one standard deviations, the median."""
 MAX_SAMPLE = 16_384
 """Values taken (evenly spaced) from a large array for its quantiles and histogram."""
+MAX_ROWS = 2048
+"""Positions (samples, or samples x pixels of a feature map) the spread across units averages."""
 SATURATED = {"sigmoid": (0.02, 0.98), "tanh": (-0.98, 0.98)}
 """Outputs outside these bounds sit where the activation's derivative is below ~0.04."""
 TOP_K = 3
@@ -99,10 +101,13 @@ def distribution(values: np.ndarray) -> tuple[list[float | None], dict[str, Any]
 
 
 def unit_spread(values: np.ndarray) -> float | None:
-    """Standard deviation across the last axis (the units), averaged over the other axes."""
+    """Standard deviation across the last axis (the units), averaged over the other axes (over
+    at most :data:`MAX_ROWS` evenly spaced positions)."""
     if values.shape[-1] < 2:
         return None
-    rows = values.reshape(-1, values.shape[-1]).astype(np.float64)
+    rows = values.reshape(-1, values.shape[-1])
+    step = math.ceil(rows.shape[0] / MAX_ROWS)  # evenly spaced rows of a large output
+    rows = rows[::step].astype(np.float64)
     with np.errstate(over="ignore", invalid="ignore"):
         return _finite(rows.std(axis=1).mean())
 
