@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from ui.stack_editor import compact_line, faults, infer_shapes, shape_chain
+from nn.core.layer_spec import to_line
+from ui.stack_editor import faults, infer_shapes, shape_chain
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
 CNN = [
@@ -42,7 +43,7 @@ def test_shapes_and_parameters_from_the_engine():
     assert rows[6].n_parameters == 7 * 7 * 64 * 128 + 128
     assert shape_chain(rows) == "28x28x1 -> 28x28x32 -> 14x14x32 -> 14x14x64 -> 7x7x64 -> 128 -> 10"
     assert faults(rows) == []
-    assert compact_line(CNN) == "conv32k3same,relu,pool2,conv64k3same,relu,pool2,dense128,relu"
+    assert to_line(CNN) == "conv32k3same,relu,pool2,conv64k3same,relu,pool2,dense128,relu"
 
 
 def test_an_impossible_stack_names_its_layer():
@@ -165,3 +166,30 @@ def test_the_one_line_form_and_a_short_cnn_training(env):
         time.sleep(0.2)
     shown = [e.value for e in [*at.success, *at.error, *at.warning]]
     assert any("Training finished" in s.value for s in at.success), shown
+
+
+def test_a_cnn_preset_is_one_click(env, monkeypatch):
+    from nn.services.presets import PRESETS, Preset
+
+    preset = Preset(
+        name="cnn-test",
+        description="a small CNN",
+        model={"layers": CNN[:3], "epochs": 1, "random_state": 0},
+    )
+    monkeypatch.setitem(PRESETS, "cnn-test", preset)
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    at.switch_page("pages/train.py").run()
+    at.button(key="preset_fast").click().run()
+    assert at.session_state["train_config"]["stack_mode"] == "dense"
+    at.button(key="preset_cnn-test").click().run()
+    assert not at.exception
+    cfg = at.session_state["train_config"]
+    assert cfg["stack_mode"] == "stack" and at.button_group(key="tf_stack_mode").value == "stack"
+    assert [s["type"] for s in stack(at)] == ["conv2d", "relu", "maxpool"]
+    assert "→ **14x14x32**" in markdown(at)
+    from ui.train_form import to_model_kwargs
+
+    assert to_model_kwargs(cfg)["layers"] == CNN[:3]
+    at.button(key="preset_fast").click().run()
+    assert at.session_state["train_config"]["stack_mode"] == "dense"
+    assert at.number_input(key="tf_n_layers").value == 2

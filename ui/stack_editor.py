@@ -18,7 +18,7 @@ from typing import Any
 
 import streamlit as st
 
-from nn.core.layer_spec import compact, parse_layers
+from nn.core.layer_spec import compact, parse_layers, to_line
 from nn.core.layers import LAYERS, make_layer
 
 INPUT_SHAPE = (28, 28, 1)
@@ -329,7 +329,7 @@ def render(cfg: dict, disabled: bool) -> list[Row]:
     )
     c2.button("Add", key="tf_stk_add", on_click=_add, disabled=disabled, icon=":material/add:")
     with st.expander("Write the stack in one line"):
-        line = compact_line(cfg["stack"])
+        line = to_line(cfg["stack"])
         shown = st.session_state.get("tf_stk_text_shown")
         if st.session_state.get("tf_stk_text", shown) == shown:  # not edited: follow the rows
             st.session_state["tf_stk_text"] = st.session_state["tf_stk_text_shown"] = line
@@ -354,31 +354,3 @@ def render(cfg: dict, disabled: bool) -> list[Row]:
             st.error(error, icon=":material/error:")
     st.caption(f"Compact: {compact([*cfg['stack'], {'type': 'dense', 'units': N_CLASSES}])}")
     return rows
-
-
-def compact_line(stack: list[dict]) -> str:
-    """The stack in the one-line syntax of ``nn.core.layer_spec`` (what ``parse_layers`` reads)."""
-    tokens = []
-    for spec in stack:
-        kind = spec.get("type")
-        if kind == "conv2d":
-            token = f"conv{spec['filters']}k{spec.get('kernel', 3)}"
-            if spec.get("stride", 1) != 1:
-                token += f"s{spec['stride']}"
-            token += spec.get("padding", "valid")
-        elif kind in ("maxpool", "avgpool"):
-            token = f"{'pool' if kind == 'maxpool' else 'avgpool'}{spec.get('size', 2)}"
-            if spec.get("stride") not in (None, spec.get("size", 2)):
-                token += f"s{spec['stride']}"
-        elif kind == "dense":
-            token = f"dense{spec['units']}"
-        elif kind == "dropout":
-            token = f"dropout{spec.get('rate', 0.5):g}"
-        elif kind == "batchnorm":
-            token = "bn"
-        elif kind == "leaky_relu":
-            token = f"lrelu{spec.get('slope', 0.01):g}"
-        else:
-            token = str(kind)
-        tokens.append(token)
-    return ",".join(tokens)
