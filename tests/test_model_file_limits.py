@@ -116,7 +116,8 @@ def test_pickle_build_state_must_match_its_bytes(tmp_path, model):
 
 
 def _npz_with_header(tmp_path, model, shape, compress=False) -> Path:
-    """A saved model whose layer0.dense.weight member claims ``shape`` in its .npy header (data short)."""
+    """A saved model whose layer0.dense.weight member claims ``shape`` in its .npy header (its
+    data short)."""
     src = P.save_model(model, tmp_path / "src.npz")
     dst = tmp_path / "claims.npz"
     method = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED

@@ -46,7 +46,8 @@ _PARAMS: dict[str, tuple[float, float, bool, float, str]] = {
 
 def gaussian_smoothing_matrix(sigma: float, size: int = SIDE, truncate: float = 4.0) -> np.ndarray:
     """``(size, size)`` float32 matrix ``G`` such that ``G @ v`` is ``v`` blurred by a normalised
-    Gaussian of std ``sigma`` with symmetric (mirror) boundaries, kernel cut at ``truncate * sigma``."""
+    Gaussian of std ``sigma`` with symmetric (mirror) boundaries, the kernel cut at
+    ``truncate * sigma``."""
     radius = max(int(truncate * sigma + 0.5), 0)
     offsets = np.arange(-radius, radius + 1)
     kernel = np.exp(-0.5 * (offsets / sigma) ** 2)

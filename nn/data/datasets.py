@@ -94,7 +94,8 @@ class MNIST(NamedTuple):
 
 
 class ImageSet(NamedTuple):
-    """A single-part dataset: ``x`` uint8 ``(n, 784)``; ``y`` int64 ``(n,)`` or ``None`` if unlabeled."""
+    """A single-part dataset: ``x`` uint8 ``(n, 784)``; ``y`` int64 ``(n,)`` or ``None`` if
+    unlabeled."""
 
     x: np.ndarray
     y: np.ndarray | None
@@ -119,7 +120,7 @@ class Split(NamedTuple):
 def _open_binary(path: Path) -> IO[bytes]:
     """Open ``path`` for reading, transparently gunzipping when it starts with 1f 8b."""
     try:
-        raw = open(path, "rb")
+        raw = open(path, "rb")  # noqa: SIM115 (closed below; opened apart to name the error)
     except FileNotFoundError:
         raise DataError(f"{path}: no such file") from None
     except OSError as exc:
@@ -756,6 +757,23 @@ def _fraction(name: str, value: float) -> float:
     return float(value)
 
 
+def _parts_to_pool(data: MNIST | ImageSet, scheme: str) -> tuple[list, list]:
+    """The image and label arrays a split draws from: both parts of an MNIST, the one part of an
+    ImageSet (which the ``standard`` scheme, needing a test part, refuses)."""
+    if isinstance(data, MNIST):
+        return [data.x_train, data.x_test], [data.y_train, data.y_test]
+    if not isinstance(data, ImageSet):
+        raise TypeError(f"data must be an MNIST or ImageSet, not {type(data).__name__}")
+    if data.y is None:
+        raise ValueError("cannot split unlabeled data (y is None)")
+    if scheme == "standard":
+        raise ValueError(
+            "scheme='standard' needs separate train and test parts (an MNIST); "
+            "use '80:10:10' or 'custom' for a single-part dataset"
+        )
+    return [data.x], [data.y]
+
+
 def split_dataset(
     data: MNIST | ImageSet,
     scheme: str = "standard",
@@ -785,19 +803,7 @@ def split_dataset(
         raise ValueError(f"seed={seed!r} must be a non-negative integer or None")
     rng = np.random.default_rng(seed)
 
-    if isinstance(data, MNIST):
-        x_pool_parts, y_pool_parts = [data.x_train, data.x_test], [data.y_train, data.y_test]
-    elif isinstance(data, ImageSet):
-        if data.y is None:
-            raise ValueError("cannot split unlabeled data (y is None)")
-        if scheme == "standard":
-            raise ValueError(
-                "scheme='standard' needs separate train and test parts (an MNIST); "
-                "use '80:10:10' or 'custom' for a single-part dataset"
-            )
-        x_pool_parts, y_pool_parts = [data.x], [data.y]
-    else:
-        raise TypeError(f"data must be an MNIST or ImageSet, not {type(data).__name__}")
+    x_pool_parts, y_pool_parts = _parts_to_pool(data, scheme)
 
     if scheme == "standard":
         x_pool, y_pool = data.x_train, data.y_train  # type: ignore[union-attr]

@@ -32,6 +32,7 @@ All writes are atomic: temp file in the target directory, fsync, ``os.replace``.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import math
@@ -314,7 +315,7 @@ def _atomic_write(path: Path, write) -> None:
         mode = path.stat().st_mode & 0o777
     except FileNotFoundError:
         mode = 0o644
-    tmp = tempfile.NamedTemporaryFile(
+    tmp = tempfile.NamedTemporaryFile(  # noqa: SIM115 (closed by `with tmp:`, kept for its name)
         dir=folder, prefix=f".{path.name}.", suffix=".tmp", delete=False
     )
     tmp_path = Path(tmp.name)
@@ -326,10 +327,8 @@ def _atomic_write(path: Path, write) -> None:
         os.chmod(tmp_path, mode)
         os.replace(tmp_path, path)
     except BaseException:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()
-        except FileNotFoundError:
-            pass
         raise
     try:  # make the rename itself durable (best effort; not available on every platform)
         dir_fd = os.open(folder, os.O_RDONLY)
@@ -432,10 +431,8 @@ def _public_metadata(meta: dict, path: Any, fmt: str) -> dict:
 
 
 def _remember(model: Any, meta: dict, path: Path, fmt: str) -> None:
-    try:
+    with contextlib.suppress(AttributeError):  # models with __slots__ take no metadata
         model.metadata_ = _public_metadata(meta, path, fmt)
-    except AttributeError:  # pragma: no cover - models with __slots__
-        pass
 
 
 # --------------------------------------------------------------------------------------------
@@ -1267,7 +1264,8 @@ def list_models(folder: str | os.PathLike) -> list[dict]:
     """One row per ``.npz``/``.pkl`` file in ``folder`` (not recursive, hidden/temp files
     skipped), newest ``saved`` first. Unreadable files get a row with ``error`` set instead of
     raising. ``stem`` is the file stem to pass to delete_model/model_path (``name`` is the
-    display name stored in the file). Row keys: name, stem, path, format, size_bytes, layers, activations, n_parameters,
+    display name stored in the file). Row keys: name, stem, path, format, size_bytes, layers,
+    activations, n_parameters,
     test_accuracy, metrics, notes, created, saved, n_iter, dataset (the set's record or None for
     an MNIST model), error."""
     folder = Path(folder)
