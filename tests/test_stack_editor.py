@@ -193,3 +193,10 @@ def test_a_cnn_preset_is_one_click(env, monkeypatch):
     at.button(key="preset_fast").click().run()
     assert at.session_state["train_config"]["stack_mode"] == "dense"
     assert at.number_input(key="tf_n_layers").value == 2
+
+
+def test_a_huge_convolution_is_refused_before_anything_is_made():
+    # its kernel's arrays would be petabytes: the layer refuses it from the settings alone
+    rows = infer_shapes([{"type": "conv2d", "filters": 10**9, "kernel": 999, "padding": "same"}])
+    assert "the limit is 20,000,000" in rows[0].fault
+    assert rows[1].output_shape is None

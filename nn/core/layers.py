@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from nn.core import limits
 from nn.core.activations import ACTIVATIONS, Activation, get_activation
 from nn.core.conv import PADDINGS, Conv2DKernel, Pool2DKernel
 from nn.core.initializers import INITIALIZERS, default_init, initialize
@@ -236,6 +237,13 @@ class Conv2D(Layer):
             raise ValueError(
                 f"kernel {cfg['kernel']} is larger than its {h}x{w} input; use a kernel of at "
                 f"most {min(h, w)} or padding 'same'"
+            )
+        n_params = (cfg["kernel"] ** 2 * input_shape[2] + 1) * cfg["filters"]
+        if n_params > limits.MAX_PARAMETERS:  # the kernel makes arrays of this size
+            raise ValueError(
+                f"{cfg['filters']:,} filters of {cfg['kernel']}x{cfg['kernel']}x{input_shape[2]} "
+                f"are {n_params:,} parameters; the limit is {limits.MAX_PARAMETERS:,} "
+                f"(nn.core.limits.MAX_PARAMETERS): use fewer or smaller filters"
             )
         self.kernel = Conv2DKernel(
             input_shape, cfg["filters"], cfg["kernel"], cfg["stride"], cfg["padding"], self.dtype
