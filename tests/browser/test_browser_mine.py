@@ -55,14 +55,21 @@ def test_keep_a_corrected_drawing_and_fine_tune_on_it(app_server, new_page, shot
 
     page.get_by_role("tab", name="Fine-tune").click()
     page.locator(".st-key-mine_ft_start button").click()
+    saved_message = page.get_by_text(
+        re.compile(r"Saved as \S+ \(run")
+    )  # not the caption's "saved as"
     wait_until(
-        lambda: page.get_by_text("Saved as").count() > 0 or page.get_by_text("failed").count(),
+        lambda: saved_message.count() > 0 or page.get_by_text("failed").count(),
         240,
         "the fine-tuned model to be saved",
         interval=1.0,
     )
     settle(page)
     no_exception(page)
-    assert page.get_by_text("Saved as").count() > 0
-    assert (app_server.models_dir / "default-mine.npz").is_file()
+    saved = saved_message.first.inner_text()
+    name = re.search(r"Saved as (\S+) \(run", saved)
+    assert name, saved
+    # the base is the session's active model (earlier tests on this server may save others)
+    assert name.group(1).endswith("-mine")
+    assert (app_server.models_dir / f"{name.group(1)}.npz").is_file()
     page.get_by_text("Fine-tuned on").first.wait_for()
