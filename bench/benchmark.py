@@ -1,16 +1,23 @@
-"""Train the same network with nn, PyTorch (CPU) and scikit-learn, interleaved, and print figures.
+"""Train one network with nn, PyTorch (CPU), JAX and scikit-learn, interleaved; print figures.
 
-    pip install -r bench/requirements.txt     # torch 2.13.0 (CPU) and scikit-learn, bench only
+    pip install -r bench/requirements.txt     # torch 2.13.0 (CPU), JAX and scikit-learn, bench only
     python bench/benchmark.py                 # 3 epochs each, ~2 minutes on 2 cores
     python bench/benchmark.py --epochs 5 --json bench/results.json
 
 The network: 784-256-128-10, ReLU, softmax cross-entropy, Adam at 1e-3, batch 128, float32,
-inputs in [0, 1], the full 60,000 training images, no L2 (scikit-learn's alpha=0). The three
-trainers run one epoch each in turn (nn, torch, torch with a DataLoader, sklearn, nn, ...) so that a
-change in the machine's load touches all of them alike; each one's median seconds per epoch is
-reported with the ratios and the test accuracy after the last epoch. Interleaved with them, the
+inputs in [0, 1], the full 60,000 training images, no L2 (scikit-learn's alpha=0). The trainers
+run one epoch each in turn (nn, torch, torch with fused Adam, torch with a DataLoader, JAX,
+sklearn, nn, ...) so that a change in the machine's load touches all of them alike; each one's
+median seconds per epoch is reported with the ratios and the test accuracy after the last epoch.
+A peer whose package is not installed is skipped with a note. Interleaved with them, the
 network's matrix products alone (no trainer can do the same dense float32 work faster with NumPy's
 BLAS) show how much of each epoch is anything else.
+
+The strongest peers: PyTorch with ``torch.optim.Adam(fused=True)`` (one fused update kernel per
+step; ``foreach=True`` where a build refuses fused on CPU, as the table then says), and JAX with a
+whole epoch as one ``jax.jit``-compiled ``jax.lax.scan`` over the batches, the data on the device
+once, Adam written out by hand. JAX's compile is paid by a discarded warm-up epoch before the timed
+ones, and each timed epoch ends with ``block_until_ready``.
 
 Also measured: predict_proba on the 10,000 test images; one drawing from canvas pixels to
 probabilities (preprocessing included); training in a worker thread with the dashboard's callback
@@ -20,7 +27,7 @@ against the main thread; the peak memory of `python -m nn train` with the defaul
 from __future__ import annotations
 
 import argparse
-import itertools
+import importlib
 import json
 import os
 import statistics
@@ -28,6 +35,7 @@ import subprocess
 import sys
 import time
 import warnings
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -66,7 +74,8 @@ class NNTrainer:
 
 
 class TorchTrainer:
-    """Idiomatic PyTorch with the data as a float32 tensor indexed by a random permutation."""
+    """Idiomatic PyTorch with the data as a float32 tensor indexed by a random permutation, and
+    ``torch.optim.Adam``'s default update (on CPU one tensor at a time)."""
 
     name = "torch"
 
@@ -82,9 +91,12 @@ class TorchTrainer:
             torch.nn.ReLU(),
             torch.nn.Linear(HIDDEN[1], 10),
         )
-        self.opt = torch.optim.Adam(self.model.parameters(), lr=LR)
+        self.opt = self._optimizer()
         self.loss = torch.nn.CrossEntropyLoss()
         self.x = torch.from_numpy(x_train.astype(np.float32) / 255.0)
+
+    def _optimizer(self):
+        return self.torch.optim.Adam(self.model.parameters(), lr=LR)
 
     def epoch(self, x, y):
         torch = self.torch
@@ -105,6 +117,52 @@ class TorchTrainer:
         return float((logits.argmax(1).numpy() == y).mean())
 
 
+def fused_adam_refusal(torch) -> str | None:
+    """Why this torch build refuses ``Adam(fused=True)`` on CPU tensors, or None when it takes it.
+    One step on a throwaway parameter: a build may accept the flag and refuse only at the step."""
+    param = torch.zeros(4, requires_grad=True)
+    param.grad = torch.ones(4)
+    try:
+        torch.optim.Adam([param], lr=LR, fused=True).step()
+    except (RuntimeError, ValueError, TypeError) as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+def torch_adam(torch, params, refusal: str | None):
+    """The fastest Adam this torch build runs on CPU: fused, or the multi-tensor (foreach) update
+    when fused is refused."""
+    if refusal is None:
+        return torch.optim.Adam(params, lr=LR, fused=True)
+    return torch.optim.Adam(params, lr=LR, foreach=True)
+
+
+def adam_note(refusal: str | None, name: str) -> str | None:
+    """The table's note for a trainer that wanted fused Adam and fell back to foreach."""
+    if refusal is None:
+        return None
+    return f"{name}: torch refuses Adam(fused=True) on CPU ({refusal}); it runs foreach=True"
+
+
+class TorchFusedTrainer(TorchTrainer):
+    """TorchTrainer with ``Adam(fused=True)``: the whole update as one kernel per step over all
+    parameters (``foreach=True`` where this build refuses fused on CPU, then named so)."""
+
+    name = "torch-fused-adam"
+
+    def __init__(self, seed: int, x_train: np.ndarray):
+        import torch
+
+        self.refusal = fused_adam_refusal(torch)
+        if self.refusal is not None:
+            self.name = "torch-foreach-adam"
+        self.note = adam_note(self.refusal, self.name)
+        super().__init__(seed, x_train)
+
+    def _optimizer(self):
+        return torch_adam(self.torch, self.model.parameters(), self.refusal)
+
+
 class TorchLoaderTrainer(TorchTrainer):
     """The tutorial way: TensorDataset + DataLoader(shuffle=True)."""
 
@@ -121,6 +179,105 @@ class TorchLoaderTrainer(TorchTrainer):
             loss = self.loss(self.model(xb), yb)
             loss.backward()
             self.opt.step()
+
+
+class JaxTrainer:
+    """JAX on CPU with one whole epoch as a single compiled XLA program: ``jax.jit`` over a
+    ``jax.lax.scan`` whose steps are the batches, so Python runs once per epoch, not per batch.
+
+    The uint8 images and the labels go to the device once; each epoch draws its permutation inside
+    the program, gathers a batch by index and scales it to float32 there. 60,000 is not a multiple
+    of 128, and scan's steps all have one shape, so the last batch is padded and its padding rows
+    carry weight zero in the mean loss: 469 updates over every image, as the other trainers make.
+    Adam is written out (PyTorch's formula, bias-corrected, eps 1e-8) to need nothing but JAX. The
+    initialisation is nn's: He normal for the hidden layers, Glorot uniform for the output, zero
+    biases. The compile happens in a warm-up epoch from the initial weights whose result is thrown
+    away, so the timed epochs train from the same start as the others."""
+
+    name = "jax-jit-scan"
+
+    def __init__(self, seed: int, x_train: np.ndarray, y_train: np.ndarray):
+        import jax
+
+        self.jax = jax
+        self.params = self._init_params(seed)
+        zeros = jax.tree_util.tree_map(jax.numpy.zeros_like, self.params)
+        self.state = (zeros, zeros, jax.numpy.zeros((), np.float32))
+        self.x = jax.device_put(x_train)
+        self.y = jax.device_put(y_train.astype(np.int32))
+        self.key = jax.random.PRNGKey(seed)
+        self.epochs_done = 0
+        self._epoch = jax.jit(self._epoch_program)
+        self._logits = jax.jit(self._forward)
+        warm = self._epoch(self.params, self.state, self.x, self.y, jax.random.PRNGKey(seed + 1))
+        jax.block_until_ready(warm)
+
+    def _init_params(self, seed: int) -> list:
+        rng = np.random.default_rng(seed)
+        sizes = (784, *HIDDEN, 10)
+        params = []
+        for i, (fan_in, fan_out) in enumerate(pairwise(sizes)):
+            if i < len(HIDDEN):
+                w = rng.standard_normal((fan_in, fan_out)) * np.sqrt(2.0 / fan_in)
+            else:
+                limit = np.sqrt(6.0 / (fan_in + fan_out))
+                w = rng.uniform(-limit, limit, (fan_in, fan_out))
+            params.append(
+                (self.jax.numpy.asarray(w, np.float32), self.jax.numpy.zeros(fan_out, np.float32))
+            )
+        return params
+
+    def _forward(self, params, x):
+        for w, b in params[:-1]:
+            x = self.jax.nn.relu(x @ w + b)
+        w, b = params[-1]
+        return x @ w + b
+
+    def _loss(self, params, x, y, weight):
+        logits = self._forward(params, x)
+        picked = self.jax.numpy.take_along_axis(logits, y[:, None], axis=1)[:, 0]
+        nll = self.jax.nn.logsumexp(logits, axis=1) - picked
+        return (nll * weight).sum() / weight.sum()
+
+    def _adam(self, params, grads, state):
+        tree_map = self.jax.tree_util.tree_map
+        m, v, t = state
+        t = t + 1
+        m = tree_map(lambda a, g: 0.9 * a + 0.1 * g, m, grads)
+        v = tree_map(lambda a, g: 0.999 * a + 0.001 * g * g, v, grads)
+        step, root = LR / (1 - 0.9**t), self.jax.numpy.sqrt(1 - 0.999**t)
+        params = tree_map(
+            lambda p, a, b: p - step * a / (self.jax.numpy.sqrt(b) / root + 1e-8), params, m, v
+        )
+        return params, (m, v, t)
+
+    def _epoch_program(self, params, state, x, y, key):
+        jnp = self.jax.numpy
+        n = x.shape[0]
+        batches = -(-n // BATCH)
+        order = self.jax.random.permutation(key, n)
+        index = jnp.concatenate([order, jnp.zeros(batches * BATCH - n, order.dtype)])
+        weight = (jnp.arange(batches * BATCH) < n).astype(np.float32)
+
+        def step(carry, batch):
+            p, s = carry
+            idx, w = batch
+            grads = self.jax.grad(self._loss)(p, x[idx].astype(np.float32) / 255.0, y[idx], w)
+            return self._adam(p, grads, s), None
+
+        batched = (index.reshape(batches, BATCH), weight.reshape(batches, BATCH))
+        (params, state), _ = self.jax.lax.scan(step, (params, state), batched)
+        return params, state
+
+    def epoch(self, x, y):
+        key = self.jax.random.fold_in(self.key, self.epochs_done)
+        self.params, self.state = self._epoch(self.params, self.state, self.x, self.y, key)
+        self.jax.block_until_ready(self.params)
+        self.epochs_done += 1
+
+    def accuracy(self, x, y):
+        logits = self._logits(self.params, self.jax.numpy.asarray(x, np.float32) / 255.0)
+        return float((np.asarray(logits).argmax(1) == y).mean())
 
 
 class SklearnTrainer:
@@ -164,9 +321,7 @@ class GemmFloor:
     def __init__(self, seed: int):
         rng = np.random.default_rng(seed)
         sizes = (784, *HIDDEN, 10)
-        self.w = [
-            rng.standard_normal((a, b), np.float32) * 0.05 for a, b in itertools.pairwise(sizes)
-        ]
+        self.w = [rng.standard_normal((a, b), np.float32) * 0.05 for a, b in pairwise(sizes)]
 
     def epoch(self, x, y):
         w0, w1, w2 = self.w
@@ -192,20 +347,37 @@ class GemmFloor:
 
 
 # --------------------------------------------------------------------------- measurements
-def bench_training(data, epochs: int, seed: int, peers: list[str]) -> dict:
+def make_trainers(data, seed: int, peers: list[str], notes: list[str]) -> list:
+    """nn and the matrix-product floor, then each requested peer, in the rotation's order."""
     trainers = [NNTrainer(seed), GemmFloor(seed)]
     if "torch" in peers:
         import torch
 
         torch.set_num_threads(os.cpu_count() or 1)
-        trainers += [TorchTrainer(seed, data.x_train), TorchLoaderTrainer(seed, data.x_train)]
+        fused = TorchFusedTrainer(seed, data.x_train)
+        notes += [fused.note] if fused.note else []
+        trainers += [
+            TorchTrainer(seed, data.x_train),
+            fused,
+            TorchLoaderTrainer(seed, data.x_train),
+        ]
+    if "jax" in peers:
+        print("  compiling JAX's epoch (a warm-up epoch, not timed) ...", file=sys.stderr)
+        trainers.append(JaxTrainer(seed, data.x_train, data.y_train))
     if "sklearn" in peers:
         trainers.append(SklearnTrainer(seed, data.x_train))
+    return trainers
+
+
+def bench_training(data, epochs: int, seed: int, peers: list[str], notes: list[str]) -> dict:
+    """Each trainer's median seconds per epoch, every epoch's seconds, and its test accuracy after
+    the last epoch; one epoch per trainer in turn."""
+    trainers = make_trainers(data, seed, peers, notes)
     times = {t.name: [] for t in trainers}
     for epoch in range(epochs):
         for t in trainers:
-            # the previous trainer's idle threads (OpenMP's, OpenBLAS's) spin for a while after
-            # its last parallel region: let them go to sleep before timing the next one
+            # the previous trainer's idle threads (OpenMP's, OpenBLAS's, XLA's) spin for a while
+            # after its last parallel region: let them go to sleep before timing the next one
             time.sleep(0.5)
             start = time.perf_counter()
             t.epoch(data.x_train, data.y_train)
@@ -221,6 +393,16 @@ def bench_training(data, epochs: int, seed: int, peers: list[str]) -> dict:
             "test_accuracy": t.accuracy(data.x_test, data.y_test),
         }
         for t in trainers
+    }
+
+
+def training_ratios(train: dict) -> dict:
+    """nn's and the floor's seconds per epoch over each peer's."""
+    peers = [name for name in train if name not in ("nn", GemmFloor.name)]
+    return {
+        f"{mine}/{peer}": train[mine]["seconds_per_epoch"] / train[peer]["seconds_per_epoch"]
+        for mine in ("nn", GemmFloor.name)
+        for peer in peers
     }
 
 
@@ -357,6 +539,52 @@ def bench_peak_memory(preset: str) -> dict:
     }
 
 
+PEER_MODULES = {"torch": "torch", "jax": "jax", "sklearn": "sklearn"}
+
+
+def available_peers(requested: list[str], machine: dict, notes: list[str]) -> list[str]:
+    """The requested peers whose package imports, their versions put in ``machine``; each missing
+    one is skipped with a note. JAX is kept to the CPU, the only device this benchmark compares."""
+    os.environ.setdefault("JAX_PLATFORMS", "cpu")
+    found = []
+    for peer in requested:
+        try:
+            module = importlib.import_module(PEER_MODULES[peer])
+        except ImportError as exc:
+            notes.append(f"{peer} skipped: {exc} (pip install -r bench/requirements.txt)")
+            continue
+        machine[peer] = module.__version__
+        found.append(peer)
+    return found
+
+
+def blas_info() -> list[str]:
+    """The BLAS libraries this process loaded, each with its version, the kernel it picked for
+    this CPU and its thread count (threadpoolctl's view), and the OPENBLAS_* variables in force
+    (OPENBLAS_CORETYPE overrides the kernel choice): the figures depend on both."""
+    env = {k: v for k, v in os.environ.items() if k.startswith("OPENBLAS")}
+    lines = [f"OPENBLAS_* environment: {env or 'none set'}"]
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return [*lines, "BLAS kernel: unknown (threadpoolctl is not installed)"]
+    for lib in threadpool_info():
+        if lib.get("user_api") == "blas":
+            lines.append(
+                f"BLAS: {lib.get('internal_api')} {lib.get('version')}, kernel "
+                f"{lib.get('architecture')}, {lib.get('num_threads')} threads "
+                f"({lib.get('threading_layer')}), {_lib_label(lib['filepath'])}"
+            )
+    return lines
+
+
+def _lib_label(filepath: str) -> str:
+    """A library's file with its folder, which names the package that ships it (numpy.libs/...,
+    scipy.libs/...): NumPy's copy is the one nn uses."""
+    path = Path(filepath)
+    return f"{path.parent.name}/{path.name}"
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--epochs", type=int, default=3, help="epochs per trainer (default 3)")
@@ -364,8 +592,9 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--peers",
         nargs="*",
-        default=["torch", "sklearn"],
-        help="which peers to run (torch, sklearn)",
+        default=list(PEER_MODULES),
+        choices=PEER_MODULES,
+        help="which peers to run (default: torch jax sklearn)",
     )
     parser.add_argument(
         "--skip",
@@ -377,31 +606,27 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     data = load_mnist()
-    figures: dict = {"machine": {"cpus": os.cpu_count(), "numpy": np.__version__}}
-    try:
-        import torch
+    figures: dict = {"machine": {"cpus": os.cpu_count(), "numpy": np.__version__}, "notes": []}
+    args.peers = available_peers(args.peers, figures["machine"], figures["notes"])
+    figures["blas"] = blas_info()
 
-        figures["machine"]["torch"] = torch.__version__
-    except ImportError:
-        args.peers = [p for p in args.peers if p != "torch"]
-    try:
-        import sklearn
-
-        figures["machine"]["sklearn"] = sklearn.__version__
-    except ImportError:
-        args.peers = [p for p in args.peers if p != "sklearn"]
-
-    reference = None
     if "training" not in args.skip:
         print(f"training {args.epochs} epochs each, interleaved ...", file=sys.stderr)
-        train = bench_training(data, args.epochs, args.seed, args.peers)
-        figures["training"] = train
-        for mine in ("nn", GemmFloor.name):
-            for peer in ("torch", "torch-dataloader", "sklearn"):
-                if peer in train:
-                    figures.setdefault("ratios", {})[f"{mine}/{peer}"] = (
-                        train[mine]["seconds_per_epoch"] / train[peer]["seconds_per_epoch"]
-                    )
+        figures["training"] = bench_training(
+            data, args.epochs, args.seed, args.peers, figures["notes"]
+        )
+        figures["ratios"] = training_ratios(figures["training"])
+    figures.update(bench_others(data, args))
+
+    print(report(figures))
+    if args.json:
+        Path(args.json).write_text(json.dumps(figures, indent=2))
+    return 0
+
+
+def bench_others(data, args) -> dict:
+    """Inference, one drawing, the worker thread and peak memory, each unless skipped."""
+    figures: dict = {}
     reference = NeuralNetwork(hidden_layers=HIDDEN, epochs=2, random_state=args.seed).fit(
         data.x_train, data.y_train
     )
@@ -416,15 +641,11 @@ def main(argv=None) -> int:
     if "memory" not in args.skip:
         print("peak memory of `python -m nn train --preset fast` ...", file=sys.stderr)
         figures["memory"] = bench_peak_memory("fast")
-
-    print(report(figures))
-    if args.json:
-        Path(args.json).write_text(json.dumps(figures, indent=2))
-    return 0
+    return figures
 
 
 def report(f: dict) -> str:
-    lines = [f"machine: {f['machine']}"]
+    lines = [f"machine: {f['machine']}", *(f"  {line}" for line in f.get("blas", []))]
     if "training" in f:
         lines.append("training, 784-256-128-10 ReLU, Adam 1e-3, batch 128, float32, 60,000 images")
         lines.append(f"  {'trainer':22s} {'s/epoch':>8s} {'test acc':>9s}")
@@ -433,6 +654,7 @@ def report(f: dict) -> str:
             lines.append(f"  {name:22s} {r['seconds_per_epoch']:8.2f} {acc:>9s}")
         for name, ratio in f.get("ratios", {}).items():
             lines.append(f"  ratio {name:38s} {ratio:6.2f}x")
+    lines += [f"  note: {note}" for note in f.get("notes", [])]
     if "inference" in f:
         for k, v in f["inference"].items():
             lines.append(f"  {k}: {1000 * v:.1f} ms")
