@@ -370,9 +370,14 @@ def make_trainers(data, seed: int, peers: list[str], notes: list[str]) -> list:
 
 
 def bench_training(data, epochs: int, seed: int, peers: list[str], notes: list[str]) -> dict:
+    """Each trainer's figures from ``run_interleaved``."""
+    return run_interleaved(make_trainers(data, seed, peers, notes), data, epochs)
+
+
+def run_interleaved(trainers: list, data, epochs: int) -> dict:
     """Each trainer's median seconds per epoch, every epoch's seconds, and its test accuracy after
-    the last epoch; one epoch per trainer in turn."""
-    trainers = make_trainers(data, seed, peers, notes)
+    the last epoch; one epoch per trainer in turn, so that a change in the machine's load touches
+    all of them alike."""
     times = {t.name: [] for t in trainers}
     for epoch in range(epochs):
         for t in trainers:
