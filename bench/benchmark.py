@@ -9,9 +9,11 @@ inputs in [0, 1], the full 60,000 training images, no L2 (scikit-learn's alpha=0
 run one epoch each in turn (nn, torch, torch with fused Adam, torch with a DataLoader, JAX,
 sklearn, nn, ...) so that a change in the machine's load touches all of them alike; each one's
 median seconds per epoch is reported with the ratios and the test accuracy after the last epoch.
-A peer whose package is not installed is skipped with a note. Interleaved with them, the
-network's matrix products alone (no trainer can do the same dense float32 work faster with NumPy's
-BLAS) show how much of each epoch is anything else.
+A peer whose package is not installed is skipped with a note. The cores column is each
+trainer's CPU seconds over wall seconds per epoch (median): how many of the cores it kept busy,
+which tells how a shared machine's load reaches it. Interleaved with them, the network's matrix
+products alone (no trainer can do the same dense float32 work faster with NumPy's BLAS) show how
+much of each epoch is anything else.
 
 The strongest peers: PyTorch with ``torch.optim.Adam(fused=True)`` (one fused update kernel per
 step; ``foreach=True`` where a build refuses fused on CPU, as the table then says), and JAX with a
@@ -375,18 +377,21 @@ def bench_training(data, epochs: int, seed: int, peers: list[str], notes: list[s
 
 
 def run_interleaved(trainers: list, data, epochs: int) -> dict:
-    """Each trainer's median seconds per epoch, every epoch's seconds, and its test accuracy after
-    the last epoch; one epoch per trainer in turn, so that a change in the machine's load touches
-    all of them alike."""
+    """Each trainer's median seconds per epoch, every epoch's seconds, its median CPU seconds over
+    wall seconds (how many cores it kept busy: 2 is all of this machine, 1 one thread), and its
+    test accuracy after the last epoch; one epoch per trainer in turn, so that a change in the
+    machine's load touches all of them alike."""
     times = {t.name: [] for t in trainers}
+    cores = {t.name: [] for t in trainers}
     for epoch in range(epochs):
         for t in trainers:
             # the previous trainer's idle threads (OpenMP's, OpenBLAS's, XLA's) spin for a while
             # after its last parallel region: let them go to sleep before timing the next one
             time.sleep(0.5)
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), time.process_time()
             t.epoch(data.x_train, data.y_train)
             times[t.name].append(time.perf_counter() - start)
+            cores[t.name].append((time.process_time() - cpu) / times[t.name][-1])
             print(
                 f"  epoch {epoch + 1}/{epochs} {t.name:22s} {times[t.name][-1]:6.2f} s",
                 file=sys.stderr,
@@ -395,10 +400,20 @@ def run_interleaved(trainers: list, data, epochs: int) -> dict:
         t.name: {
             "seconds_per_epoch": statistics.median(times[t.name]),
             "epoch_seconds": times[t.name],
+            "cores_busy": statistics.median(cores[t.name]),
             "test_accuracy": t.accuracy(data.x_test, data.y_test),
         }
         for t in trainers
     }
+
+
+def training_table(train: dict) -> list[str]:
+    """The trainers' rows: median seconds per epoch, cores kept busy, test accuracy."""
+    lines = [f"  {'trainer':22s} {'s/epoch':>8s} {'cores':>6s} {'test acc':>9s}"]
+    for name, r in train.items():
+        acc = "-" if r["test_accuracy"] is None else f"{r['test_accuracy']:.4f}"
+        lines.append(f"  {name:22s} {r['seconds_per_epoch']:8.2f} {r['cores_busy']:6.2f} {acc:>9s}")
+    return lines
 
 
 def training_ratios(train: dict) -> dict:
@@ -653,10 +668,7 @@ def report(f: dict) -> str:
     lines = [f"machine: {f['machine']}", *(f"  {line}" for line in f.get("blas", []))]
     if "training" in f:
         lines.append("training, 784-256-128-10 ReLU, Adam 1e-3, batch 128, float32, 60,000 images")
-        lines.append(f"  {'trainer':22s} {'s/epoch':>8s} {'test acc':>9s}")
-        for name, r in f["training"].items():
-            acc = "-" if r["test_accuracy"] is None else f"{r['test_accuracy']:.4f}"
-            lines.append(f"  {name:22s} {r['seconds_per_epoch']:8.2f} {acc:>9s}")
+        lines += training_table(f["training"])
         for name, ratio in f.get("ratios", {}).items():
             lines.append(f"  ratio {name:38s} {ratio:6.2f}x")
     lines += [f"  note: {note}" for note in f.get("notes", [])]

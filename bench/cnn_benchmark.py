@@ -52,6 +52,7 @@ from benchmark import (  # noqa: E402
     fused_adam_refusal,
     run_interleaved,
     torch_adam,
+    training_table,
 )
 
 from nn import NeuralNetwork  # noqa: E402
@@ -314,10 +315,8 @@ def report(f: dict) -> str:
         *(f"  {line}" for line in f["blas"]),
         f"  threads: {f['threads']}",
         f"training {NETWORK}, Adam 1e-3, batch 128, float32, 60,000 images",
-        f"  {'trainer':22s} {'s/epoch':>8s} {'test acc':>9s}",
+        *training_table(f["training"]),
     ]
-    for name, r in f["training"].items():
-        lines.append(f"  {name:22s} {r['seconds_per_epoch']:8.2f} {r['test_accuracy']:9.4f}")
     for name, ratio in f.get("ratios", {}).items():
         lines.append(f"  ratio {name:22s} {ratio:6.2f}x")
     memory = f.get("memory", {})
