@@ -39,6 +39,8 @@ def test_registry():
     assert set(PRESETS) == {
         "fast",
         "best",
+        "cnn",
+        "cnn-best",
         "reference-256-128",
         "reference-500-300-100",
         "reference-he-relu",
@@ -66,6 +68,15 @@ def test_preset_values():
     best = PRESETS["best"].model
     assert best["hidden_layers"] == [800, 800] and best["optimizer"] == "momentum"
     assert best["augment"]["elastic_alpha"] == 20.0
+    kinds = [layer["type"] for layer in PRESETS["cnn"].model["layers"]]
+    assert kinds.count("conv2d") == 2 and kinds.count("maxpool") == 2 and "dense" in kinds
+    best_cnn = PRESETS["cnn-best"].model
+    kinds = [layer["type"] for layer in best_cnn["layers"]]
+    assert kinds.count("batchnorm") == 3 and "dropout" in kinds and "conv2d" in kinds
+    assert best_cnn["augment"]["elastic_alpha"] > 0 and best_cnn["warmup_epochs"] > 0
+    assert best_cnn["schedule"] == "cosine"
+    for name in ("cnn", "cnn-best"):
+        assert PRESETS[name].data == {"split": "standard", "seed": 0, "train_size": None}
     assert PRESETS["reference-256-128"].data["split"] == "80:10:10"
     assert PRESETS["reference-500-300-100"].model["hidden_layers"] == [500, 300, 100]
     assert PRESETS["reference-he-relu"].model["clip_norm"] == 5.0
@@ -139,3 +150,18 @@ def test_run_training_with_given_split_and_callback(small):
     assert result.val_accuracy is None  # no validation part
     assert result.test_accuracy is not None
     assert [e.epoch for e in events if e.kind == "epoch"] == [1, 2]
+
+
+@pytest.mark.parametrize("name", ["cnn", "cnn-best"])
+def test_cnn_presets_train_their_stack(name, small):
+    """One epoch on 2,000 images: the fitted model runs the preset's convolutional stack, reads
+    (n, 784) rows as 28x28x1 images and is well above chance already."""
+    result = train(name, overrides={"epochs": 1}, data_overrides={"train_size": 2000}, mnist=small)
+    model = result.model
+    assert model.input_shape_ == (28, 28, 1)
+    fitted = [layer.kind for layer in model.layers_]
+    assert fitted[: len(PRESETS[name].model["layers"])] == [
+        layer["type"] for layer in PRESETS[name].model["layers"]
+    ]
+    assert fitted[-1] == "dense"  # the output layer to the classes, appended
+    assert result.test_accuracy > 0.5

