@@ -12,6 +12,7 @@ from nn.cli.common import (
     print_json,
     text_table,
 )
+from nn.core.layer_spec import compact
 
 HELP = "list the named training configurations"
 
@@ -38,7 +39,9 @@ def run(args: argparse.Namespace) -> int:
     else:
         rows = []
         for p in chosen:
-            layers = "-".join(str(s) for s in [784, *p.model.get("hidden_layers", [128]), 10])
+            stack = p.model.get("layers")
+            hidden = p.model.get("hidden_layers", [128])
+            layers = f"{compact(stack)}-D10" if stack else "-".join(map(str, [784, *hidden, 10]))
             rows.append(
                 [
                     p.name + (" (default)" if p.name == DEFAULT_PRESET else ""),

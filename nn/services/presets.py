@@ -108,7 +108,7 @@ BEST = Preset(
 CNN = Preset(
     name="cnn",
     description="conv32k5-pool-conv64k5-pool-dense128 ReLU, Adam with cosine decay, dropout: "
-    ">= 99.2% in under 5 minutes",
+    "99.31% test (seed 0)",
     # A LeNet-style stack (valid 5x5 convolutions, 28 -> 24 -> 12 -> 8 -> 4) sized for the
     # engine's speed on 2 cores: about 24 s per epoch of 50,000 images on a quiet machine.
     model=dict(
@@ -137,8 +137,7 @@ CNN = Preset(
 CNN_BEST = Preset(
     name="cnn-best",
     description="conv32k5-bn-pool-conv64k5-bn-pool-dense128-bn ReLU, Adam with warm-up and "
-    "cosine decay, dropout, shift/rotation/scale and elastic augmentation: >= 99.5% in under "
-    "20 minutes",
+    "cosine decay, dropout, shift/rotation/scale and elastic augmentation: 99.48% test (seed 0)",
     # Batch normalisation after every trained layer (Ioffe & Szegedy, 2015), elastic distortions
     # (Simard et al., 2003) and a one-epoch linear warm-up into a cosine decay to zero.
     model=dict(
