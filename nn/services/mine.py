@@ -44,6 +44,7 @@ import sqlite3
 import tempfile
 import zipfile
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,6 +52,7 @@ import numpy as np
 
 from nn.data.datasets import N_CLASSES, N_PIXELS, DataError, ImageSet, load_dataset
 from nn.services.runs import default_runs_path
+from nn.services.transactions import read_transaction, write_transaction
 
 __all__ = [
     "ENV_VAR",
@@ -282,27 +284,11 @@ class MineStore:
         finally:
             conn.close()
 
-    @contextlib.contextmanager
-    def _read(self) -> Iterator[sqlite3.Connection]:
-        with self._connect() as conn:
-            conn.execute("BEGIN")
-            try:
-                yield conn
-            finally:
-                conn.execute("ROLLBACK")
+    def _read(self) -> AbstractContextManager[sqlite3.Connection]:
+        return read_transaction(self._connect)
 
-    @contextlib.contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction: takes the write lock up front, commits or rolls back."""
-        with self._connect() as conn:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield conn
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            else:
-                conn.execute("COMMIT")
+    def _write(self) -> AbstractContextManager[sqlite3.Connection]:
+        return write_transaction(self._connect)
 
     def _initialize(self) -> None:
         with self._connect() as conn:

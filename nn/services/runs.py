@@ -55,10 +55,12 @@ import sqlite3
 import time
 import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
 from nn.core.limits import MAX_SEED
+from nn.services.transactions import read_transaction, write_transaction
 
 __all__ = [
     "DEFAULT_RUNS_PATH",
@@ -513,28 +515,11 @@ class RunStore:
                 setattr(named, attr, getattr(exc, attr))
         raise named from exc
 
-    @contextlib.contextmanager
-    def _read(self) -> Iterator[sqlite3.Connection]:
-        """A read transaction: every query inside sees the same snapshot (WAL)."""
-        with self._connect() as conn:
-            conn.execute("BEGIN")
-            try:
-                yield conn
-            finally:
-                conn.execute("ROLLBACK")
+    def _read(self) -> AbstractContextManager[sqlite3.Connection]:
+        return read_transaction(self._connect)
 
-    @contextlib.contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction: takes the write lock up front, commits or rolls back."""
-        with self._connect() as conn:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield conn
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            else:
-                conn.execute("COMMIT")
+    def _write(self) -> AbstractContextManager[sqlite3.Connection]:
+        return write_transaction(self._connect)
 
     def _initialize(self) -> None:
         with self._connect() as conn:
