@@ -7,11 +7,20 @@ do the same floating-point operations in the same order, so weights, optimizer s
 agree exactly.
 """
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
-from nn import NeuralNetwork
+from nn import NeuralNetwork, load_model
+from nn.data import load_mnist
+from nn.io import model_files
+from nn.io.model_files import read_metadata
 from tests.reference_mlp import NeuralNetwork as ReferenceMLP
+
+FORMAT_1_MLP = Path(__file__).resolve().parent / "data" / "mlp_format1.npz"
+"""A small dense net in model-file format 1 (made by tests/data/make_mlp_format1.py)."""
+SHIPPED_DEFAULT = Path(__file__).resolve().parents[1] / "saved_models" / "default.npz"
 
 
 def _digits(n=240, d=64, k=4, seed=0, dtype=np.float32):
@@ -147,13 +156,7 @@ def test_loss_and_gradients_repeat_the_reference():
         np.testing.assert_array_equal(a, b)
 
 
-def test_shipped_default_model_predicts_as_the_reference_reads_it():
-    from pathlib import Path
-
-    from nn import load_model
-    from nn.io import model_files
-
-    path = Path(__file__).resolve().parents[1] / "saved_models" / "default.npz"
+def _predicts_as_the_reference_reads_it(path: Path) -> None:
     kind, meta, arrays = model_files._load(path, meta_only=False)
     reference = ReferenceMLP.from_state(model_files._state_meta(meta, path), arrays)
     model = load_model(path)
@@ -163,6 +166,23 @@ def test_shipped_default_model_predicts_as_the_reference_reads_it():
         model.coefs_ + model.intercepts_, reference.coefs_ + reference.intercepts_, strict=True
     ):
         np.testing.assert_array_equal(a, b)
+
+
+def test_a_format_1_model_file_predicts_as_the_reference_reads_it():
+    meta = read_metadata(FORMAT_1_MLP)
+    assert meta["format_version"] == 1 and "stack" not in meta["architecture"]
+    _predicts_as_the_reference_reads_it(FORMAT_1_MLP)
+
+
+def test_the_shipped_default_model_loads_and_reads_mnist():
+    """Whatever ``saved_models/default.npz`` holds (a dense net in format 1, a CNN in format 2),
+    it loads, reads MNIST's test digits well, and a format-1 file reads as the reference does."""
+    meta = read_metadata(SHIPPED_DEFAULT)
+    model = load_model(SHIPPED_DEFAULT)
+    data = load_mnist()
+    assert model.score(data.x_test[:1000], data.y_test[:1000]) >= 0.97
+    if meta["format_version"] == 1:
+        _predicts_as_the_reference_reads_it(SHIPPED_DEFAULT)
 
 
 def test_a_model_in_the_earlier_format_continues_training_as_the_reference_does():
