@@ -209,7 +209,7 @@ def test_fast_preset_reaches_95_percent_on_10000_images(tmp_path):
     assert proc.returncode == EXIT_OK, proc.stderr
     result = last_json(proc.stdout)
     assert result["train_size"] == 10_000 and result["epochs"] == 5
-    assert result["layers"] == [784, 256, 128, 10]
+    assert result["layers"] == [784, 256, 128, 10] and result["stack"] == "D256-D128-D10"
     assert result["test_accuracy"] >= 0.95, result
     assert result["model_path"] is None and result["name"].startswith("fast-")
 
@@ -658,6 +658,13 @@ def test_train_a_cnn_from_the_one_line_syntax_and_describe_it(tmp_path):
     assert code == EXIT_OK, err
     result = last_json(out)
     assert result["model_path"] == str(out_path)
+    # widths do not describe a convolutional stack: the compact form and the layers do
+    assert result["layers"] is None and result["stack"] == "C4k5s2same-BN-P2-D16-D10"
+    assert [spec["type"] for spec in result["layer_specs"]] == [
+        "conv2d", "batchnorm", "relu", "maxpool", "dense", "relu", "dropout", "dense"
+    ]  # fmt: skip
+    assert result["layer_specs"][-1] == {"type": "dense", "units": 10}
+    assert "C4k5s2same-BN-P2-D16-D10, adam" in err  # the line before training (--json: stderr)
     code, out, err = call("info", str(out_path))
     assert code == EXIT_OK, err
     assert "C4k5s2same-BN-P2-D16-D10" in out

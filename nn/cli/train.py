@@ -27,7 +27,7 @@ from nn.cli.common import (
 from nn.cli.progress import Progress, StopOnInterrupt
 from nn.core.activations import ACTIVATIONS
 from nn.core.initializers import INIT_CHOICES
-from nn.core.layer_spec import parse_layers, parse_shape
+from nn.core.layer_spec import compact, parse_layers, parse_shape
 from nn.core.limits import MAX_SEED
 from nn.core.network import DTYPES, MONITORS, NeuralNetwork
 from nn.core.optimizers import OPTIMIZERS
@@ -474,9 +474,12 @@ class _Console:
 
     def _prepared(self, info: dict[str, Any]) -> None:
         m = info["model"]
-        layers = "-".join(
-            str(s) for s in [info["n_features"], *m["hidden_layers"], info["n_classes"]]
-        )
+        if m.get("layers") is not None:
+            layers = compact([*m["layers"], {"type": "dense", "units": info["n_classes"]}])
+        else:
+            layers = "-".join(
+                str(s) for s in [info["n_features"], *m["hidden_layers"], info["n_classes"]]
+            )
         self.out(
             f"preset {self.job.preset}: {layers}, {m['optimizer']} "
             f"lr {m['learning_rate']:g}, {m['epochs']} epochs, batch "
@@ -495,6 +498,24 @@ class _Console:
             self.progress.close()
 
 
+_WIDTH_LAYERS = frozenset({"dense", "flatten", "dropout", *ACTIVATIONS})
+"""Layer kinds that a list of widths (with the activations) describes."""
+
+
+def _layer_report(model: NeuralNetwork) -> dict[str, Any]:
+    """The fitted stack three ways: ``layers``, the widths ``[784, 256, 128, 10]`` of a net of
+    dense layers only (None when it holds convolutions, pooling or batch norm, which widths do
+    not describe); ``stack``, the compact form (``C32k5-P2-C64k5-P2-D128-D10``, ``D256-D128-D10``);
+    ``layer_specs``, every layer's dict, the output layer last."""
+    specs = [layer.spec() for layer in model.layers_]
+    dense_only = all(spec.get("type") in _WIDTH_LAYERS for spec in specs)
+    return {
+        "layers": model.layer_sizes_ if dense_only else None,
+        "stack": compact(specs),
+        "layer_specs": specs,
+    }
+
+
 def _summary(job: TrainingJob, outcome: TrainingOutcome) -> dict[str, Any]:
     result, model = outcome.result, outcome.result.model
     return {
@@ -505,7 +526,7 @@ def _summary(job: TrainingJob, outcome: TrainingOutcome) -> dict[str, Any]:
         "train_seconds": round(result.train_seconds, 3),
         "epochs": int(model.n_iter_),
         "parameters": int(model.n_parameters_),
-        "layers": model.layer_sizes_,
+        **_layer_report(model),
         "model_path": str(outcome.model_path) if outcome.model_path is not None else None,
         "name": job.name,
         "preset": job.preset,
