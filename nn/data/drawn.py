@@ -6,7 +6,8 @@ canvas gives; ``labels`` is int64 ``(n,)``. Run them through
 :func:`nn.data.preprocess.preprocess_drawing` to get what a model sees
 (:func:`drawn_inputs` does that). The set measures how well a model reads drawn digits, which
 MNIST's pen-on-paper test set does not: strokes are uniform and thick, the shapes simple.
-The bundled ``default`` model (784-256-128-10) reads 97 of the 100 of ``drawn_digits(10)``.
+``python bench/drawn_digits.py MODEL ...`` counts how many of them saved models read; the
+figures are in bench/README.md.
 
 Each digit is a few strokes (polylines and arcs) in a unit box, made different per sample by
 its height on the canvas (30-85 %), width (50-105 % of the height), slant (shear up to
