@@ -10,6 +10,7 @@ import contextlib
 import io
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -667,10 +668,13 @@ def test_train_a_cnn_from_the_one_line_syntax_and_describe_it(tmp_path):
     assert "C4k5s2same-BN-P2-D16-D10, adam" in err  # the line before training (--json: stderr)
     code, out, err = call("info", str(out_path))
     assert code == EXIT_OK, err
-    assert "C4k5s2same-BN-P2-D16-D10" in out
+    assert re.search(r"layers +C4k5s2same-BN-P2-D16-D10\n", out), out  # not 784-16-10
     assert "conv4k5s2same  14x14x4" in out and "dense10" in out
     rows = [line.split() for line in out.splitlines() if line.strip().startswith("0 ")]
     assert rows[0][:3] == ["0", "conv4k5s2same", "14x14x4"] and rows[0][3] == "104"
+    code, out, err = call("info", str(out_path), "--json")
+    assert code == EXIT_OK and last_json(out)["layers"] is None
+    assert last_json(out)["stack"][0]["spec"]["type"] == "conv2d"
 
 
 @pytest.mark.parametrize(

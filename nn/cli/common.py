@@ -150,6 +150,20 @@ def fmt_bytes(n: int) -> str:
     return f"{size:.1f} GB"
 
 
+WIDTH_LAYER_KINDS = frozenset({"dense", "flatten", "dropout"})
+"""Layer kinds besides the activations that a list of widths describes."""
+
+
+def widths_describe(specs: Sequence[dict]) -> bool:
+    """Whether a stack's widths (``[784, 256, 128, 10]``) describe it: only dense layers,
+    activations, dropout and flatten -- no convolution, pooling or batch norm."""
+    from nn.core.activations import ACTIVATIONS
+
+    return all(
+        spec.get("type") in WIDTH_LAYER_KINDS or spec.get("type") in ACTIVATIONS for spec in specs
+    )
+
+
 def text_table(
     headers: Sequence[str], rows: Sequence[Sequence[Any]], align: str | None = None
 ) -> str:

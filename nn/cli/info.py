@@ -18,6 +18,7 @@ from nn.cli.common import (
     print_json,
     resolve_model_path,
     text_table,
+    widths_describe,
 )
 from nn.core.layer_spec import compact, token
 from nn.core.network import NeuralNetwork
@@ -139,12 +140,16 @@ def run(args: argparse.Namespace) -> int:
         "history": history,
         "stack": _stack_rows(meta),
     }
-    layers = info["layers"] or []
+    specs = [r["spec"] for r in info["stack"]]
+    if not widths_describe(specs):  # convolutions, pooling or batch norm: the stack says it
+        info["layers"] = None
+    layers = "-".join(map(str, info["layers"] or [])) or (compact(specs) if specs else "?")
     out(f"{info['name']}  ({path}, {fmt_bytes(info['size_bytes'])})")
-    out(f"  layers       {'-'.join(map(str, layers)) or '?'}")
+    out(f"  layers       {layers}")
     out(f"  activations  {', '.join(info['activations'] or []) or '?'}")
     if info["stack"]:
-        out(f"  stack        {compact([r['spec'] for r in info['stack']])}")
+        if info["layers"]:  # for a CNN the line above holds the compact form already
+            out(f"  stack        {compact(specs)}")
         for line in _stack_table(info["stack"]).splitlines():
             out(f"    {line}")
     out(

@@ -23,6 +23,7 @@ from nn.cli.common import (
     models_dir,
     none_or,
     print_json,
+    widths_describe,
 )
 from nn.cli.progress import Progress, StopOnInterrupt
 from nn.core.activations import ACTIVATIONS
@@ -498,19 +499,14 @@ class _Console:
             self.progress.close()
 
 
-_WIDTH_LAYERS = frozenset({"dense", "flatten", "dropout", *ACTIVATIONS})
-"""Layer kinds that a list of widths (with the activations) describes."""
-
-
 def _layer_report(model: NeuralNetwork) -> dict[str, Any]:
     """The fitted stack three ways: ``layers``, the widths ``[784, 256, 128, 10]`` of a net of
     dense layers only (None when it holds convolutions, pooling or batch norm, which widths do
     not describe); ``stack``, the compact form (``C32k5-P2-C64k5-P2-D128-D10``, ``D256-D128-D10``);
     ``layer_specs``, every layer's dict, the output layer last."""
     specs = [layer.spec() for layer in model.layers_]
-    dense_only = all(spec.get("type") in _WIDTH_LAYERS for spec in specs)
     return {
-        "layers": model.layer_sizes_ if dense_only else None,
+        "layers": model.layer_sizes_ if widths_describe(specs) else None,
         "stack": compact(specs),
         "layer_specs": specs,
     }
