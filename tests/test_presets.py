@@ -109,6 +109,7 @@ def test_copies_do_not_change_the_preset():
 
 @pytest.mark.parametrize("name", list(PRESETS))
 def test_every_preset_trains_briefly(name, small):
+    """One epoch on 1,000 images (a second or two for a CNN preset on a quiet machine)."""
     result = train(name, overrides={"epochs": 1}, data_overrides={"train_size": 1000}, mnist=small)
     assert isinstance(result, TrainResult)
     assert result.model.n_iter_ == 1 and not result.diverged
@@ -120,6 +121,15 @@ def test_every_preset_trains_briefly(name, small):
     assert {"test_accuracy", "val_accuracy", "train_accuracy", "loss", "train_seconds"} <= set(
         metrics
     )
+    stack = PRESETS[name].model.get("layers")
+    if stack is not None:  # a CNN preset: the fitted model runs its stack on 28x28x1 images
+        model = result.model
+        assert model.input_shape_ == (28, 28, 1)
+        # the preset's layers, then the output layer to the classes, appended
+        assert [layer.kind for layer in model.layers_] == [spec["type"] for spec in stack] + [
+            "dense"
+        ]
+        assert result.test_accuracy > 0.3  # one epoch on 1,000 images: well above chance (0.1)
 
 
 def test_run_training_validates_before_loading(monkeypatch):
@@ -150,18 +160,3 @@ def test_run_training_with_given_split_and_callback(small):
     assert result.val_accuracy is None  # no validation part
     assert result.test_accuracy is not None
     assert [e.epoch for e in events if e.kind == "epoch"] == [1, 2]
-
-
-@pytest.mark.parametrize("name", ["cnn", "cnn-best"])
-def test_cnn_presets_train_their_stack(name, small):
-    """One epoch on 2,000 images: the fitted model runs the preset's convolutional stack, reads
-    (n, 784) rows as 28x28x1 images and is well above chance already."""
-    result = train(name, overrides={"epochs": 1}, data_overrides={"train_size": 2000}, mnist=small)
-    model = result.model
-    assert model.input_shape_ == (28, 28, 1)
-    fitted = [layer.kind for layer in model.layers_]
-    assert fitted[: len(PRESETS[name].model["layers"])] == [
-        layer["type"] for layer in PRESETS[name].model["layers"]
-    ]
-    assert fitted[-1] == "dense"  # the output layer to the classes, appended
-    assert result.test_accuracy > 0.5
