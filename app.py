@@ -9,6 +9,11 @@ see ``nn.services.mine``), ``NN_DATA_DIR`` (added data sets, see ``nn.data.regis
 
 from __future__ import annotations
 
+# pandas before any page runs: Streamlit imports it lazily (the first st_canvas, st.dataframe...)
+# in one session's script thread, and Plotly, building a figure in another session's thread at
+# that moment, takes the half-imported module from sys.modules and fails ("partially initialized
+# module 'pandas'"); the session importing it was seen to hang there for good.
+import pandas  # noqa: F401
 import streamlit as st
 
 from ui.sidebar import render_sidebar

@@ -1,21 +1,27 @@
 """Time per epoch of training from the dashboard (a real `streamlit run app.py`, the Train page open
 in Chromium and polling the job) against the command line (`python -m nn train`), same preset.
 
-    python bench/dashboard_overhead.py               # every scenario, fast preset, 3 epochs
-    python bench/dashboard_overhead.py --scenarios overhead busy --rounds 3
+    python bench/dashboard_overhead.py                          # every scenario
+    python bench/dashboard_overhead.py --scenarios overhead busy --rounds 3 \\
+        --server-env NN_JOB_BLAS_THREADS=2 --json out.json
 
 Scenarios (issue 12's targets on 2 cores in brackets):
     overhead   command line and dashboard alone, alternating rounds             [<= +10%]
     busy       the same while another process keeps one core busy (a busy loop) [<= +25%]
     sessions   N browser sessions start the same training at once: their wall time against N
-               times one session's                                            [about 1x]
-    draw       a Draw page in another session answers strokes while three trainings run: the
-               seconds from the mouse going up to the prediction shown          [<= 0.5 s]
+               times one session's (one server with NN_MAX_JOBS=N)              [about 1x]
+    draw       a Draw page in another session answers strokes while three trainings run
+               (NN_MAX_JOBS=3): the seconds from the mouse going up to the prediction shown
+                                                                                [<= 0.5 s]
 
-Every training records its epochs' seconds in a run database (`nn.runs`); the script reads them
-back and prints medians. Server settings (`NN_MAX_JOBS`, `NN_JOB_BLAS_THREADS`, ...) go through
-`--server-env NAME=VALUE`. Needs Debian's Chromium and the playwright package. Timings taken
-while other work runs on the machine measure that work too.
+Each scenario has a server of its own. Every training records its epochs' seconds in a run
+database (`nn.services.runs`); the script reads them back and prints medians. The script waits on
+what the page shows (the progress text, the prediction), never on a clock. The BLAS thread
+variables and ``NN_TRAIN_LIMIT`` are removed from the environment of the command line and the
+server, so both run with their defaults; server settings (``NN_JOB_BLAS_THREADS``, ...) go
+through ``--server-env NAME=VALUE``. Needs Debian's Chromium and the playwright package.
+Timings taken while other work runs on the machine measure that work too: run it alone
+(``flock -x /work/wt/cpu.lock python bench/dashboard_overhead.py ...`` on the shared machine).
 """
 
 from __future__ import annotations
@@ -24,11 +30,13 @@ import argparse
 import contextlib
 import json
 import os
+import shutil
 import socket
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -36,9 +44,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-CANVAS = "[data-testid=stBidiComponentIsolated] canvas.upper-canvas"
-SCENARIOS = ("overhead", "busy", "sessions", "draw")
-
+CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
@@ -49,6 +55,26 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
+VIEWPORT = {"width": 1400, "height": 900}
+CANVAS = "[data-testid=stBidiComponentIsolated] canvas.upper-canvas"
+IDLE = "[data-testid='stApp'][data-test-script-state='notRunning']"
+PROGRESS = "[data-testid=stMain] [data-testid=stProgress]"
+SCENARIOS = ("overhead", "busy", "sessions", "draw")
+CLEARED_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "NN_TRAIN_LIMIT")
+SERVER_START_SECONDS = 300
+PAGE_TIMEOUT_MS = 120_000
+TRAINING_TIMEOUT_MS = 1_800_000
+FINAL_LABELS = ("Finished", "Stopped", "Diverged", "Failed")
+
+# The progress text of the Train page's live panel ("Training — epoch 3/5, about 4 s left").
+_PROGRESS_JS = f"""() => Array.from(document.querySelectorAll("{PROGRESS}"))
+    .map(e => e.innerText.trim()).join("\\n")"""
+
+
+def _clean_environment(extra: dict[str, str] | None = None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in CLEARED_VARIABLES}
+    env.update(extra or {})
+    return env
 
 
 def _free_port() -> int:
@@ -57,12 +83,23 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _runs(db: Path) -> list:
+    from nn.services.runs import RunStore
+
+    return RunStore(db).list_runs() if db.exists() else []
+
+
 def _epoch_seconds(db: Path, run_id: int) -> list[float]:
     from nn.services.runs import RunStore
 
     return [s for s in RunStore(db).get_run(run_id).history["seconds"] if s is not None]
 
 
+def _new_runs(db: Path, before: set[int]) -> list:
+    return sorted((r for r in _runs(db) if r.id not in before), key=lambda r: r.id)
+
+
+# ------------------------------------------------------------------------------ command line
 def cli_round(db: Path, preset: str, epochs: int) -> list[float]:
     cmd = [
         sys.executable,
@@ -79,61 +116,10 @@ def cli_round(db: Path, preset: str, epochs: int) -> list[float]:
         "--runs-db",
         str(db),
     ]
-    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        cmd, cwd=ROOT, env=_clean_environment(), capture_output=True, text=True, check=True
+    ).stdout
     return _epoch_seconds(db, json.loads(out.strip().splitlines()[-1])["run_id"])
-
-
-def start_dashboard_training(page, url: str, preset: str, epochs: int) -> None:
-    """Open the Train page, pick ``preset``, set ``epochs`` and press Start."""
-    page.goto(url + "/train")
-    page.wait_for_selector("h1")
-    page.locator(f".st-key-preset_{preset} button:visible").first.click()
-    page.wait_for_timeout(500)
-    box = page.locator(".st-key-tf_epochs input")
-    tabs = page.get_by_role("tab")
-    for i in range(tabs.count()):  # the epochs field sits in one of the form's tabs
-        if box.is_visible():
-            break
-        tabs.nth(i).click()
-        page.wait_for_timeout(300)
-    box.fill(str(epochs))
-    box.press("Enter")
-    page.wait_for_timeout(500)
-    page.locator(".st-key-start_training button").click()
-
-
-def _run_ids(db: Path) -> set[int]:
-    from nn.services.runs import RunStore
-
-    return {r.id for r in RunStore(db).list_runs()}
-
-
-def wait_runs(db: Path, before: set[int], n: int, timeout: float = 3600) -> list:
-    """The ``n`` runs started after ``before``, once all of them have ended."""
-    from nn.services.runs import RunStore
-
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        runs = [r for r in RunStore(db).list_runs() if r.id not in before]
-        if len(runs) >= n and all(r.status != "running" for r in runs):
-            bad = [r for r in runs if r.status != "finished"]
-            if bad:
-                raise RuntimeError(f"dashboard run ended as {bad[0].status}: {bad[0].message}")
-            return runs
-        time.sleep(1.0)
-    raise TimeoutError("the dashboard runs did not finish")
-
-
-def dashboard_round(
-    page, url: str, db: Path, preset: str, epochs: int, away: str | None = None
-) -> list[float]:
-    before = _run_ids(db)
-    start_dashboard_training(page, url, preset, epochs)
-    if away == "overview":  # watch from the Overview page (only the sidebar's status polls)
-        page.wait_for_timeout(2000)
-        page.locator("[data-testid=stSidebarNavLink]", has_text="Overview").first.click()
-    run = wait_runs(db, before, 1)[0]  # the page stays open and polls meanwhile
-    return _epoch_seconds(db, run.id)
 
 
 @contextlib.contextmanager
@@ -147,112 +133,190 @@ def busy_core():
         proc.wait()
 
 
-def _seconds_of(run) -> float:
-    return float(run.duration_seconds or sum(s for s in run.history["seconds"] if s))
+# ------------------------------------------------------------------------------ the server
+class Server:
+    """``streamlit run app.py`` on 127.0.0.1 with its own run database and models folder. Ready
+    once it has printed its URL (read from its output by a thread, which also keeps the log)
+    and ``/_stcore/health`` answers ``ok``."""
 
-
-def sessions_round(browser, url: str, db: Path, preset: str, epochs: int, n: int) -> dict:
-    """One session's training, then ``n`` sessions starting it at once."""
-    from nn.services.runs import RunStore
-
-    page = browser.new_page(viewport={"width": 1400, "height": 900})
-    before = _run_ids(db)
-    start_dashboard_training(page, url, preset, epochs)
-    single = _seconds_of(RunStore(db).get_run(wait_runs(db, before, 1)[0].id))
-    page.close()
-    contexts = [browser.new_context(viewport={"width": 1400, "height": 900}) for _ in range(n)]
-    pages = [c.new_page() for c in contexts]
-    before = _run_ids(db)
-    for p in pages:  # each context is its own browser session
-        p.goto(url + "/train")
-    start = time.perf_counter()
-    for p in pages:
-        start_dashboard_training(p, url, preset, epochs)
-    runs = wait_runs(db, before, n)
-    wall = time.perf_counter() - start
-    for c in contexts:
-        c.close()
-    return {
-        "sessions": n,
-        "single_seconds": single,
-        "wall_seconds": wall,
-        "ratio_to_serial": wall / (n * single),
-        "epoch_median": statistics.median(s for r in runs for s in _epoch_seconds(db, r.id)),
-    }
-
-
-def _prediction_shown(page) -> None:
-    page.wait_for_function(
-        "() => /\\d/.test(document.querySelector('.st-key-prediction')?.innerText || '')",
-        polling="raf",
-        timeout=60_000,
-    )
-
-
-def _stroke(page, points, steps: int = 30) -> None:
-    box = page.locator(CANVAS).bounding_box()
-    (x0, y0), rest = points[0], points[1:]
-    page.mouse.move(box["x"] + x0, box["y"] + y0)
-    page.mouse.down()
-    for xb, yb in rest:
-        for i in range(1, steps + 1):
-            page.mouse.move(
-                box["x"] + x0 + (xb - x0) * i / steps, box["y"] + y0 + (yb - y0) * i / steps
-            )
-        x0, y0 = xb, yb
-    page.mouse.up()
-
-
-def draw_round(browser, url: str, db: Path, preset: str, trainings: int, strokes: int) -> dict:
-    """Strokes on a Draw page while ``trainings`` sessions train: seconds to each prediction."""
-    contexts = [
-        browser.new_context(viewport={"width": 1400, "height": 900}) for _ in range(trainings)
-    ]
-    before = _run_ids(db)
-    for c in contexts:
-        start_dashboard_training(c.new_page(), url, preset, 1000)
-    from nn.services.runs import RunStore
-
-    deadline = time.time() + 600
-    runs: list = []
-    while time.time() < deadline:  # the trainings under way (those beyond NN_MAX_JOBS wait)
-        runs = [r for r in RunStore(db).list_runs() if r.id not in before]
-        if runs and all(r.epochs_done >= 1 for r in runs):
-            break
-        time.sleep(1.0)
-    drawing = browser.new_context(viewport={"width": 1400, "height": 900}).new_page()
-    drawing.goto(url + "/draw", timeout=300_000)
-    drawing.locator(CANVAS).wait_for(timeout=300_000)
-    seconds = []
-    for _ in range(strokes):
-        _stroke(drawing, [(140, 40), (140, 240)])
-        start = time.perf_counter()
-        _prediction_shown(drawing)
-        seconds.append(time.perf_counter() - start)
-        drawing.locator(".st-key-draw_clear button").click()
-        drawing.wait_for_function(
-            "() => !/\\d/.test(document.querySelector('.st-key-prediction')?.innerText || 'x')",
-            timeout=60_000,
+    def __init__(self, folder: Path, env: dict[str, str]):
+        self.db = folder / "runs.sqlite"
+        self.models = folder / "models"
+        self.models.mkdir(parents=True, exist_ok=True)
+        self.log = folder / "streamlit.log"
+        port = _free_port()
+        self.url = f"http://127.0.0.1:{port}"
+        full_env = _clean_environment(
+            {
+                "NN_RUNS_DB": str(self.db),
+                "NN_MODELS_DIR": str(self.models),
+                "PYTHONUNBUFFERED": "1",
+                **env,
+            }
         )
-    for c in contexts:
-        c.close()
-    return {
-        "trainings": trainings,
-        "trainings_running": len(runs),
-        "stroke_seconds": seconds,
-        "median": statistics.median(seconds),
-        "max": max(seconds),
-    }
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "streamlit",
+                "run",
+                "app.py",
+                "--server.headless",
+                "true",
+                "--server.address",
+                "127.0.0.1",
+                "--server.port",
+                str(port),
+                "--browser.gatherUsageStats",
+                "false",
+            ],
+            cwd=ROOT,
+            env=full_env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        self._listening = threading.Event()
+        threading.Thread(target=self._copy_output, daemon=True).start()
+        if not self._listening.wait(SERVER_START_SECONDS):
+            self.stop()
+            raise RuntimeError(f"streamlit did not start:\n{self.log_tail()}")
+        with urllib.request.urlopen(self.url + "/_stcore/health", timeout=30) as answer:
+            if answer.read().strip() != b"ok":
+                self.stop()
+                raise RuntimeError(f"streamlit is not healthy:\n{self.log_tail()}")
+
+    def _copy_output(self) -> None:
+        with open(self.log, "wb") as log:
+            for line in self.proc.stdout:
+                log.write(line)
+                log.flush()
+                if b"URL:" in line:
+                    self._listening.set()
+        self._listening.set()  # the server ended: the waiter sees no health answer
+
+    def log_tail(self, n: int = 30) -> str:
+        with contextlib.suppress(OSError):
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-n:])
+        return ""
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=30)
 
 
-def overhead_round(page, url: str, db: Path, args, label: str) -> dict:
+@contextlib.contextmanager
+def serving(tmp: str, name: str, env: dict[str, str], model: Path | None = None):
+    folder = Path(tmp) / name
+    folder.mkdir()
+    if model is not None:
+        (folder / "models").mkdir()
+        shutil.copy2(model, folder / "models" / model.name)
+    server = Server(folder, env)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+# ------------------------------------------------------------------------------ the Train page
+def _progress_text(page) -> str:
+    return page.evaluate(_PROGRESS_JS)
+
+
+def _wait_progress(page, pattern: str, timeout_ms: int, polling: int = 250) -> str:
+    """Wait until the Train page's progress text matches the regular expression ``pattern``
+    (checked in the browser every ``polling`` ms); return the text."""
+    page.wait_for_function(
+        f"() => new RegExp({json.dumps(pattern)}).test(({_PROGRESS_JS})())",
+        polling=polling,
+        timeout=timeout_ms,
+    )
+    return _progress_text(page)
+
+
+# Counts the script runs the page has completed since it was installed: every change of the
+# app's script state away from "running" (the records keep the old values, so a run that starts
+# and ends between two callbacks still counts).
+_COUNT_RUNS_JS = """() => {
+  const app = document.querySelector("[data-testid='stApp']");
+  window.__nnRunsDone = 0;
+  if (window.__nnRunObserver) window.__nnRunObserver.disconnect();
+  window.__nnRunObserver = new MutationObserver(records => {
+    for (const r of records) if (r.oldValue === 'running') window.__nnRunsDone += 1;
+  });
+  window.__nnRunObserver.observe(app, {attributes: true, attributeOldValue: true,
+                                       attributeFilter: ['data-test-script-state']});
+}"""
+
+
+def _settled_after(page, action) -> None:
+    """Do ``action()`` (a click, a key) and wait until the script run it caused has ended."""
+    page.evaluate(_COUNT_RUNS_JS)
+    action()
+    page.wait_for_function("() => window.__nnRunsDone >= 1", timeout=PAGE_TIMEOUT_MS)
+    page.wait_for_selector(IDLE, timeout=PAGE_TIMEOUT_MS)
+
+
+def prepare_training(page, url: str, preset: str, epochs: int) -> None:
+    """Open the Train page, pick ``preset`` and set ``epochs`` (not started yet)."""
+    page.goto(url + "/train", timeout=PAGE_TIMEOUT_MS)
+    page.locator(".st-key-start_training button").wait_for(timeout=PAGE_TIMEOUT_MS)
+    page.wait_for_selector(IDLE, timeout=PAGE_TIMEOUT_MS)
+    _settled_after(page, page.locator(f".st-key-preset_{preset} button:visible").first.click)
+    page.get_by_role("tab", name="Data", exact=True).click()
+    box = page.locator(".st-key-tf_epochs input")
+    box.fill(str(epochs))
+    _settled_after(page, lambda: box.press("Enter"))
+    if box.input_value() != str(epochs):
+        raise RuntimeError(f"the epochs field shows {box.input_value()!r}, not {epochs}")
+
+
+def press_start(page, epochs: int) -> None:
+    """Press Start and wait until the page shows the job queued or under way with ``epochs``."""
+    page.locator(".st-key-start_training button").click()
+    _wait_progress(page, rf"(epoch \d+/{epochs}\b)|(Waiting for a free worker)", PAGE_TIMEOUT_MS)
+
+
+def wait_finished(page, epochs: int) -> str:
+    """Wait until the page shows the training ended; ``RuntimeError`` unless it finished."""
+    labels = "|".join(FINAL_LABELS)
+    text = _wait_progress(page, rf"^({labels}) — epoch", TRAINING_TIMEOUT_MS, polling=1000)
+    if not text.startswith(f"Finished — epoch {epochs}/{epochs}"):
+        main = page.locator("[data-testid=stMain]").inner_text()
+        raise RuntimeError(f"the dashboard's training did not finish: {text!r}\n{main[-2000:]}")
+    return text
+
+
+def dashboard_round(page, server: Server, preset: str, epochs: int) -> list[float]:
+    before = {r.id for r in _runs(server.db)}
+    prepare_training(page, server.url, preset, epochs)
+    press_start(page, epochs)
+    wait_finished(page, epochs)  # the page stays open and polls meanwhile
+    (run,) = _new_runs(server.db, before)
+    return _epoch_seconds(server.db, run.id)
+
+
+def overhead_round(page, server: Server, args, label: str) -> dict:
     """Alternating command-line and dashboard rounds: median seconds per epoch of each."""
+    cli_db = Path(server.db).with_name("cli-runs.sqlite")
     cli, dash = [], []
     for r in range(args.rounds):
         print(f"{label} round {r + 1}: command line ...", file=sys.stderr)
-        cli += cli_round(db, args.preset, args.epochs)
+        cli_epochs = cli_round(cli_db, args.preset, args.epochs)
         print(f"{label} round {r + 1}: dashboard ...", file=sys.stderr)
-        dash += dashboard_round(page, url, db, args.preset, args.epochs, args.away)
+        dash_epochs = dashboard_round(page, server, args.preset, args.epochs)
+        print(
+            f"  command line {statistics.median(cli_epochs):.2f} s/epoch, dashboard "
+            f"{statistics.median(dash_epochs):.2f} s/epoch",
+            file=sys.stderr,
+        )
+        cli += cli_epochs
+        dash += dash_epochs
     out = {
         "cli_epoch_seconds": cli,
         "dashboard_epoch_seconds": dash,
@@ -267,88 +331,224 @@ def overhead_round(page, url: str, db: Path, args, label: str) -> dict:
     return out
 
 
-def start_server(tmp: str, server_env: list[str]) -> tuple[subprocess.Popen, str, Path]:
-    db = Path(tmp) / "runs.sqlite"
-    models = Path(tmp) / "models"
-    port = _free_port()
-    env = {
-        **os.environ,
-        "NN_RUNS_DB": str(db),
-        "NN_MODELS_DIR": str(models),
-        **dict(item.split("=", 1) for item in server_env),
+# ------------------------------------------------------------------------------ sessions
+def sessions_round(browser, server: Server, preset: str, epochs: int, n: int) -> dict:
+    """One session's training (Start to Finished shown), then ``n`` sessions pressing Start
+    one right after the other: the wall time until the last shows Finished."""
+    contexts = [browser.new_context(viewport=VIEWPORT) for _ in range(n)]
+    try:
+        pages = [c.new_page() for c in contexts]
+        prepare_training(pages[0], server.url, preset, epochs)
+        start = time.perf_counter()
+        press_start(pages[0], epochs)
+        wait_finished(pages[0], epochs)
+        single = time.perf_counter() - start
+        before = {r.id for r in _runs(server.db)}
+        for page in pages:  # each context is a browser session of its own
+            prepare_training(page, server.url, preset, epochs)
+        start = time.perf_counter()
+        for page in pages:
+            press_start(page, epochs)
+        for page in pages:
+            wait_finished(page, epochs)
+        wall = time.perf_counter() - start
+    finally:
+        for c in contexts:
+            c.close()
+    runs = _new_runs(server.db, before)
+    return {
+        "sessions": n,
+        "single_seconds": single,
+        "wall_seconds": wall,
+        "ratio_to_serial": wall / (n * single),
+        "epoch_median": statistics.median(s for r in runs for s in _epoch_seconds(server.db, r.id)),
     }
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "streamlit",
-            "run",
-            "app.py",
-            "--server.headless",
-            "true",
-            "--server.address",
-            "127.0.0.1",
-            "--server.port",
-            str(port),
-            "--browser.gatherUsageStats",
-            "false",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(200):
-        try:
-            if urllib.request.urlopen(url + "/_stcore/health", timeout=1).read() == b"ok":
-                break
-        except OSError:
-            time.sleep(0.3)
-    return server, url, db
 
 
-def _model_for_draw(tmp: str, preset: str) -> None:
-    """A saved model in the server's models folder, so that the Draw page predicts."""
+# ------------------------------------------------------------------------------ draw
+_PREDICTED_JS = "() => /\\d/.test(document.querySelector('.st-key-prediction')?.innerText || '')"
+_CLEARED_JS = (
+    "() => { const t = document.querySelector('.st-key-prediction')?.innerText;"
+    " return t !== undefined && !/\\d/.test(t); }"
+)
+
+
+# The Draw page's canvases (inside the component's open shadow root): ready when exactly one is
+# drawn, not one marked as cleared, and the prediction shows no digit.
+_CANVASES_JS = """() => Array.from(
+    document.querySelectorAll('[data-testid=stBidiComponentIsolated]')
+  ).flatMap(h => Array.from((h.shadowRoot || h).querySelectorAll('canvas.upper-canvas')))"""
+_CANVAS_READY_JS = f"""() => {{
+  const canvases = ({_CANVASES_JS})();
+  return canvases.length === 1 && !canvases[0].__nnCleared
+      && canvases[0].getBoundingClientRect().width > 100 && ({_CLEARED_JS})();
+}}"""
+_MARK_CLEARED_JS = f"() => ({_CANVASES_JS})().forEach(c => {{ c.__nnCleared = true; }})"
+
+
+def _wait_canvas_ready(page) -> None:
+    """Wait until the Draw page shows one fresh canvas, no prediction, and its script is idle."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    try:
+        page.wait_for_function(_CANVAS_READY_JS, timeout=PAGE_TIMEOUT_MS)
+    except PlaywrightTimeout:
+        canvases = page.evaluate(f"() => ({_CANVASES_JS})().map(c => [!!c.__nnCleared, c.width])")
+        prediction = page.locator(".st-key-prediction").all_inner_texts()
+        raise RuntimeError(
+            f"the Draw page's canvas is not ready: canvases {canvases}, prediction {prediction}"
+        ) from None
+    page.wait_for_selector(IDLE, timeout=PAGE_TIMEOUT_MS)
+
+
+def _clear(page) -> None:
+    """Press Clear and wait for the fresh canvas that replaces the drawn one."""
+    page.evaluate(_MARK_CLEARED_JS)
+    page.locator(".st-key-draw_clear button").click()
+    _wait_canvas_ready(page)
+
+
+def _stroke(page, points, steps: int = 30) -> None:
+    box = page.locator(CANVAS).bounding_box()
+    (x0, y0), rest = points[0], points[1:]
+    page.mouse.move(box["x"] + x0, box["y"] + y0)
+    page.mouse.down()
+    for xb, yb in rest:
+        for i in range(1, steps + 1):
+            page.mouse.move(
+                box["x"] + x0 + (xb - x0) * i / steps, box["y"] + y0 + (yb - y0) * i / steps
+            )
+        x0, y0 = xb, yb
+
+
+def draw_round(browser, server: Server, preset: str, trainings: int, strokes: int) -> dict:
+    """Strokes on a Draw page while ``trainings`` sessions train: seconds from each stroke's
+    mouse-up to the prediction shown."""
+    contexts = [browser.new_context(viewport=VIEWPORT) for _ in range(trainings + 1)]
+    try:
+        trainers = [c.new_page() for c in contexts[:-1]]
+        for page in trainers:
+            prepare_training(page, server.url, preset, 1000)
+            press_start(page, 1000)
+        texts = [
+            _wait_progress(p, r"^Training — epoch \d+/1000", PAGE_TIMEOUT_MS) for p in trainers
+        ]
+        drawing = contexts[-1].new_page()
+        drawing.goto(server.url + "/draw", timeout=PAGE_TIMEOUT_MS)
+        _wait_canvas_ready(drawing)
+        seconds = []
+        for _ in range(strokes):
+            _stroke(drawing, [(140, 40), (140, 240)])
+            drawing.mouse.up()
+            start = time.perf_counter()
+            drawing.wait_for_function(_PREDICTED_JS, polling="raf", timeout=PAGE_TIMEOUT_MS)
+            seconds.append(time.perf_counter() - start)
+            _clear(drawing)
+        still = [_progress_text(p) for p in trainers]
+    finally:
+        for c in contexts:
+            c.close()
+    return {
+        "trainings": trainings,
+        "progress_before": texts,
+        "progress_after": still,
+        "trainings_running_after": sum(t.startswith("Training — epoch") for t in still),
+        "stroke_seconds": seconds,
+        "median": statistics.median(seconds),
+        "max": max(seconds),
+    }
+
+
+# ------------------------------------------------------------------------------ main
+def _parse_env(items: list[str]) -> dict[str, str]:
+    env = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise SystemExit(f"--server-env takes NAME=VALUE, not {item!r}")
+        env[name] = value
+    return env
+
+
+def _draw_model(tmp: str, preset: str) -> Path:
+    """A saved model for the Draw page: ``saved_models/default.npz``, else one trained here."""
+    bundled = ROOT / "saved_models" / "default.npz"
+    if bundled.is_file():
+        return bundled
+    folder = Path(tmp) / "draw-model"
     subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "nn",
-            "train",
-            "--preset",
-            preset,
-            "--epochs",
-            "1",
-            "--quiet",
-            "--name",
-            "bench",
-            "--models-dir",
-            str(Path(tmp) / "models"),
-            "--runs-db",
-            str(Path(tmp) / "cli-runs.sqlite"),
-        ],
+        [sys.executable, "-m", "nn", "train", "--preset", preset, "--epochs", "1", "--quiet"]
+        + ["--name", "default", "--models-dir", str(folder)]
+        + ["--runs-db", str(Path(tmp) / "draw-model.sqlite")],
         cwd=ROOT,
+        env=_clean_environment(),
         check=True,
     )
+    return folder / "default.npz"
+
+
+def run(args) -> dict:
+    from playwright.sync_api import sync_playwright
+
+    env = _parse_env(args.server_env)
+    result: dict = {
+        "preset": args.preset,
+        "epochs": args.epochs,
+        "rounds": args.rounds,
+        "cores": os.cpu_count(),
+        "server_env": env,
+    }
+    with tempfile.TemporaryDirectory() as tmp, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            for name, busy in (("overhead", False), ("busy", True)):
+                if name not in args.scenarios:
+                    continue
+                with serving(tmp, name, env) as server:
+                    context = browser.new_context(viewport=VIEWPORT)
+                    page = context.new_page()
+                    label = "one core busy" if busy else "alone"
+                    with busy_core() if busy else contextlib.nullcontext():
+                        result[name] = overhead_round(page, server, args, label)
+                    context.close()
+            if "sessions" in args.scenarios:
+                cap = {"NN_MAX_JOBS": str(args.sessions)}
+                with serving(tmp, "sessions", {**cap, **env}) as server:
+                    out = sessions_round(browser, server, args.preset, args.epochs, args.sessions)
+                result["sessions"] = out
+                print(
+                    f"{out['sessions']} sessions at once: {out['wall_seconds']:.1f} s, "
+                    f"{out['ratio_to_serial']:.2f}x the time of one after another "
+                    f"({out['single_seconds']:.1f} s each), epochs {out['epoch_median']:.2f} s"
+                )
+            if "draw" in args.scenarios:
+                model = _draw_model(tmp, args.preset)
+                cap = {"NN_MAX_JOBS": str(args.draw_trainings)}
+                with serving(tmp, "draw", {**cap, **env}, model) as server:
+                    out = draw_round(
+                        browser, server, args.preset, args.draw_trainings, args.strokes
+                    )
+                result["draw"] = out
+                print(
+                    f"Draw while {out['trainings']} trainings run "
+                    f"({out['trainings_running_after']} still running after): stroke to "
+                    f"prediction median {out['median']:.2f} s, max {out['max']:.2f} s"
+                )
+        finally:
+            browser.close()
+    return result
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--preset", default="fast")
-    parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--scenarios", nargs="+", choices=SCENARIOS, default=list(SCENARIOS))
     parser.add_argument("--sessions", type=int, default=3, help="sessions training at once")
     parser.add_argument("--strokes", type=int, default=5, help="strokes drawn in 'draw'")
     parser.add_argument(
         "--draw-trainings", type=int, default=3, help="sessions training during 'draw'"
-    )
-    parser.add_argument(
-        "--away",
-        action="store_const",
-        const="overview",
-        help="leave the Train page for the Overview page while training runs",
     )
     parser.add_argument(
         "--server-env",
@@ -357,48 +557,9 @@ def main(argv=None) -> int:
         metavar="NAME=VALUE",
         help="extra environment for the Streamlit server",
     )
-    parser.add_argument("--json", metavar="PATH")
+    parser.add_argument("--json", metavar="PATH", help="write every figure to this JSON file")
     args = parser.parse_args(argv)
-
-    from playwright.sync_api import sync_playwright
-
-    result: dict = {"preset": args.preset, "epochs": args.epochs, "cores": os.cpu_count()}
-    with tempfile.TemporaryDirectory() as tmp:
-        if "draw" in args.scenarios:
-            _model_for_draw(tmp, args.preset)
-        server, url, db = start_server(tmp, args.server_env)
-        try:
-            with sync_playwright() as p:
-                browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-                page = browser.new_page(viewport={"width": 1400, "height": 900})
-                if "overhead" in args.scenarios:
-                    result["overhead"] = overhead_round(page, url, db, args, "alone")
-                if "busy" in args.scenarios:
-                    with busy_core():
-                        result["busy"] = overhead_round(page, url, db, args, "one core busy")
-                page.close()
-                if "sessions" in args.scenarios:
-                    out = sessions_round(browser, url, db, args.preset, args.epochs, args.sessions)
-                    result["sessions"] = out
-                    print(
-                        f"{out['sessions']} sessions at once: {out['wall_seconds']:.1f} s, "
-                        f"{out['ratio_to_serial']:.2f}x the time of one after another "
-                        f"({out['single_seconds']:.1f} s each)"
-                    )
-                if "draw" in args.scenarios:
-                    out = draw_round(
-                        browser, url, db, args.preset, args.draw_trainings, args.strokes
-                    )
-                    result["draw"] = out
-                    print(
-                        f"Draw while {out['trainings']} trainings were started "
-                        f"({out['trainings_running']} running): stroke to prediction "
-                        f"median {out['median']:.2f} s, max {out['max']:.2f} s"
-                    )
-                browser.close()
-        finally:
-            server.terminate()
-            server.wait(timeout=30)
+    result = run(args)
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2))
     return 0

@@ -90,3 +90,20 @@ def test_state_helpers(env, monkeypatch):
     monkeypatch.setenv("NN_TRAIN_LIMIT", "")
     assert state.train_limit() is None
     assert state.layers_text([784, 256, 10]) == "784-256-10"
+
+
+def test_app_imports_pandas_before_any_page_runs():
+    """app.py imports pandas itself: left to Streamlit's lazy import in one session's thread,
+    Plotly in another session's thread can meet the half-imported module and fail."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, streamlit; before = 'pandas' in sys.modules; import app; "
+        "print(before, 'pandas' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["False", "True"]
