@@ -7,7 +7,7 @@ import time
 import streamlit as st
 
 from nn.io.model_files import model_path, sanitize_model_name, save_model
-from nn.services.presets import PRESETS
+from nn.services.presets import PRESETS, fitting_presets
 from ui import state, train_form
 from ui.charts import batch_loss_figure, training_curves_figure
 from ui.worker import TrainingWorker
@@ -40,6 +40,9 @@ if not data_set.builtin:
     )
 
 # ------------------------------------------------------------------ presets
+# a preset whose network cannot take the set's images (a convolution stack on images too small
+# for it, a network too large for them) is shown disabled, with the reason
+problems = fitting_presets(data_set.image_shape, data_set.n_classes)
 if PRESETS:
     st.markdown("**Presets** (one click fills the form)")
     cols = st.columns(len(PRESETS))
@@ -48,11 +51,17 @@ if PRESETS:
             name,
             key=f"preset_{name}",
             on_click=train_form.apply_preset,
-            args=(name,),
-            help=preset.description,
-            disabled=running,
+            args=(name, data_set.image_shape, data_set.n_classes),
+            help=preset.description if problems[name] is None else problems[name],
+            disabled=running or problems[name] is not None,
             width="stretch",
             type="primary" if cfg.get("preset") == name else "secondary",
+        )
+    unfit = [name for name, problem in problems.items() if problem is not None]
+    if unfit:
+        st.caption(
+            f"Not offered for {data_set.name}'s {data_set.shape_text} images: "
+            + "; ".join(problems[name] for name in unfit)
         )
 
 
@@ -139,7 +148,7 @@ form_col, live_col = st.columns([5, 6], gap="large")
 
 with form_col:
     st.subheader("Settings")
-    errors = train_form.render_form(cfg, disabled=running, train_limit=limit)
+    errors = train_form.render_form(cfg, disabled=running, train_limit=limit, info=data_set)
 
 with live_col:
     st.subheader("Training")

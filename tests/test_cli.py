@@ -415,7 +415,9 @@ def test_augment_flags():
         "scale": 0.0,
         "elastic_alpha": 0.0,
     }
-    assert _plan("--augment").model["augment"] == {}
+    on = _plan("--augment").model["augment"]  # the Augmenter's defaults: {} would augment nothing
+    assert on["shift"] == 2.0 and on["rotation"] == 10.0 and on["scale"] == 0.1
+    assert NeuralNetwork(augment=on)._validated_augmenter() is not None
     best = _plan("--preset", "best", "--augment-rotation", "5").model["augment"]
     assert best == {**PRESETS["best"].model["augment"], "rotation": 5.0}
     assert _plan("--preset", "best", "--no-augment").model["augment"] is None

@@ -370,7 +370,13 @@ def test_data_command_and_data_name(env, capsys):
     assert "trained on 'colour' (32x32x3 images, 10 classes)" in err and "Traceback" not in err
     assert main(["train", "--data", "no-such-set", "--epochs", "1"]) == 2
     assert "no data set of that name" in capsys.readouterr().err
-    assert main(["train", "--data", "colour", "--preset", "best", "--epochs", "1"]) == 2
+    # a preset's augmentation is switched off for colour images, with a note; asked for with
+    # --augment, it is refused
+    main(["train", "--data", "colour", "--preset", "best", "--epochs", "1", "--no-save"])
+    assert "augmentation (made for 28x28 greyscale digits) is switched off" in (
+        capsys.readouterr().out
+    )
+    assert main(["train", "--data", "colour", "--augment", "--epochs", "1"]) == 2
     assert "--no-augment" in capsys.readouterr().err
     assert main(["data", "remove", "mnist"]) == 2
     assert main(["data", "remove", "colour"]) == 0

@@ -299,24 +299,31 @@ def _row(cfg: dict, position: int, row: Row, disabled: bool) -> None:
             st.error(row.fault, icon=":material/error:")
 
 
-def render(cfg: dict, disabled: bool) -> list[Row]:
-    """The editor: a row per layer, the output layer, add, the one-line form; returns the rows
-    of the stack as it stands after this run's edits."""
+def render(
+    cfg: dict,
+    disabled: bool,
+    input_shape: tuple[int, ...] = INPUT_SHAPE,
+    n_classes: int = N_CLASSES,
+) -> list[Row]:
+    """The editor for images of ``input_shape`` in ``n_classes`` classes (the active data set's):
+    a row per layer, the output layer, add, the one-line form; returns the rows of the stack as
+    it stands after this run's edits."""
     ensure_ids(cfg)
     _sync(cfg)
-    rows = infer_shapes(cfg["stack"])
+    rows = infer_shapes(cfg["stack"], input_shape, n_classes)
     for position in range(len(cfg["stack"])):
         _row(cfg, position, rows[position], disabled)
     out = rows[-1]
     st.markdown(
-        f"**Output**: dense {N_CLASSES} + softmax → **{out.shape_text}**"
+        f"**Output**: dense {n_classes} + softmax → **{out.shape_text}**"
         + (f", {out.n_parameters:,} parameters" if out.n_parameters else "")
     )
     if out.fault:
         st.error(out.fault, icon=":material/error:")
     total = sum(r.n_parameters for r in rows)
     st.caption(
-        f"Input 28x28x1. {shape_chain(rows)}. {total:,} parameters in all. A dense layer reads "
+        f"Input {'x'.join(map(str, input_shape))}. {shape_chain(rows, input_shape)}. "
+        f"{total:,} parameters in all. A dense layer reads "
         "an image as its flattened vector."
     )
     c1, c2 = st.columns([3, 1], vertical_alignment="bottom")
@@ -352,5 +359,5 @@ def render(cfg: dict, disabled: bool) -> list[Row]:
         error = st.session_state.get("tf_stk_text_error")
         if error:
             st.error(error, icon=":material/error:")
-    st.caption(f"Compact: {compact([*cfg['stack'], {'type': 'dense', 'units': N_CLASSES}])}")
+    st.caption(f"Compact: {compact([*cfg['stack'], {'type': 'dense', 'units': n_classes}])}")
     return rows

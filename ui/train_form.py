@@ -40,7 +40,6 @@ from nn.services.training import check_network_size
 from ui import stack_editor
 
 SPLITS = ("standard", "80:10:10", "custom")
-MNIST_TRAIN, MNIST_TEST = 60_000, 10_000
 SECTIONS = ("layers", "optimizer", "schedule", "training", "regularisation", "augmentation", "data")
 # which section a NeuralNetwork parameter's error is shown under
 _PARAM_SECTION = {
@@ -231,21 +230,32 @@ def to_data_kwargs(cfg: dict) -> dict[str, Any]:
     return out
 
 
-def training_part_size(cfg: dict) -> int:
-    """Images in the training part of the chosen split of MNIST, before ``train_size``."""
+def _set_info(info: Any = None) -> Any:
+    """``info`` (an ``nn.data.registry.DataSetInfo``), or MNIST's description."""
+    if info is not None:
+        return info
+    from nn.data.registry import mnist_info
+
+    return mnist_info()
+
+
+def training_part_size(cfg: dict, info: Any = None) -> int:
+    """Images in the training part of the chosen split of the data set ``info`` (default:
+    MNIST), before ``train_size``."""
     from nn.services.training import part_sizes
 
+    info = _set_info(info)
     return part_sizes(
         cfg["split"],
-        MNIST_TRAIN,
-        MNIST_TEST,
+        info.n_train,
+        info.n_test,
         float(cfg.get("val_fraction", 0.1)),
         float(cfg.get("test_fraction", 0.1)),
     )[0]
 
 
-def effective_train_size(cfg: dict, train_limit: int | None = None) -> int:
-    n = training_part_size(cfg)
+def effective_train_size(cfg: dict, train_limit: int | None = None, info: Any = None) -> int:
+    n = training_part_size(cfg, info)
     if cfg["train_size"]:
         n = min(n, int(cfg["train_size"]))
     if train_limit:
@@ -293,9 +303,12 @@ def _check_bounds(cfg: dict, add: Callable[[str, str], None]) -> None:
             )
 
 
-def validate(cfg: dict, train_limit: int | None = None) -> dict[str, list[str]]:
-    """Problems of the form, by section (empty dict: ready to train). Uses the engine's own
-    checks (``NeuralNetwork(**kw)._validated()``) plus the split and batch checks."""
+def validate(cfg: dict, train_limit: int | None = None, info: Any = None) -> dict[str, list[str]]:
+    """Problems of the form, by section (empty dict: ready to train), for the data set ``info``
+    (default: MNIST): its image shape and classes for the layers, its counts for the split.
+    Uses the engine's own checks (``NeuralNetwork(**kw)._validated()``) plus the split and
+    batch checks."""
+    info = _set_info(info)
     errors: dict[str, list[str]] = {}
 
     def add(section: str, message: str) -> None:
@@ -306,7 +319,8 @@ def validate(cfg: dict, train_limit: int | None = None) -> dict[str, list[str]]:
         lo, hi = LAYER_BOUNDS["n_layers"]
         add("layers", f"Hidden layers: {cfg['n_layers_typed']} is outside {lo} to {hi}.")
     if stacked:
-        for message in stack_editor.faults(stack_editor.infer_shapes(cfg.get("stack") or [])):
+        rows = stack_editor.infer_shapes(cfg.get("stack") or [], info.image_shape, info.n_classes)
+        for message in stack_editor.faults(rows):
             add("layers", message)
         _check_bounds({**cfg, "layers": []}, add)
     else:
@@ -318,8 +332,10 @@ def validate(cfg: dict, train_limit: int | None = None) -> dict[str, list[str]]:
     try:
         model = NeuralNetwork(**kwargs)
         model._validated()
-        if "layers" not in errors:
-            check_network_size(model)  # the estimate, before anything is allocated
+        if "layers" not in errors:  # the estimate, before anything is allocated
+            check_network_size(
+                model, info.image_shape if stacked else info.n_features, info.n_classes
+            )
     except (ValueError, TypeError) as exc:
         msg = str(exc)
         name = getattr(exc, "param", None) or msg.split("=", 1)[0].strip()
@@ -334,14 +350,21 @@ def validate(cfg: dict, train_limit: int | None = None) -> dict[str, list[str]]:
                 "and sum to less than 1.",
             )
             return errors
-    part = training_part_size(cfg)
+    part = training_part_size(cfg, info)
+    if part < 1:
+        add(
+            "data",
+            f"The {cfg['split']} split of {info.name}'s {info.n_train + info.n_test:,} images "
+            "leaves no training images: lower the validation and test fractions.",
+        )
+        return errors
     if int(cfg["train_size"]) < 0 or int(cfg["train_size"]) > part:
         add(
             "data",
-            f"Training-set size {cfg['train_size']} is outside 0..{part} (the "
-            f"training part of the {cfg['split']} split; 0 = all).",
+            f"Training-set size {cfg['train_size']:,} is outside 0..{part:,} (the training "
+            f"part of the {cfg['split']} split of {info.name}; 0 = all).",
         )
-    n = effective_train_size(cfg, train_limit)
+    n = effective_train_size(cfg, train_limit, info)
     if int(cfg["batch_size"]) > n:
         add(
             "training",
@@ -373,14 +396,25 @@ def diverged_without_nan(snap: dict, n_classes: int = 10) -> str | None:
 
 
 # ------------------------------------------------------------------------------ widgets
-def apply_preset(name: str) -> None:
-    """Button callback: fill the form from ``nn.presets.PRESETS[name]``.
+def apply_preset(
+    name: str, image_shape: tuple[int, int, int] = (28, 28, 1), n_classes: int = 10
+) -> None:
+    """Button callback: fill the form from ``nn.presets.PRESETS[name]`` adapted to images of
+    ``image_shape`` in ``n_classes`` classes (``nn.services.presets.adapted_to_set``: no
+    augmentation for images other than 28x28 greyscale). A preset that does not fit them
+    leaves the form as it is (its button is disabled).
 
     The widget keys are SET (not just deleted): a browser keeps a widget's old value and sends
     it back on the next rerun unless the server sets it through the Session State API."""
-    from nn.services.presets import PRESETS
+    from nn.services.presets import PRESETS, adapted_to_set, fit_problem
 
-    cfg = config_from_preset(PRESETS[name])
+    if fit_problem(name, image_shape, n_classes) is not None:
+        return
+    preset = PRESETS[name]
+    model, _ = adapted_to_set(preset, image_shape, n_classes)
+    model.pop("input_shape", None)  # the training job takes it from the data set
+    cfg = config_from_preset({"model": model, "data": preset.data_kwargs()})
+    cfg["preset"] = name
     st.session_state["train_config"] = cfg
     for key in [k for k in st.session_state if str(k).startswith("tf_")]:
         del st.session_state[key]
@@ -454,7 +488,7 @@ def _mode_changed() -> None:
         stack_editor.set_stack(cfg, stack_editor.dense_as_stack(cfg))
 
 
-def _layers_section(cfg: dict, disabled: bool) -> None:
+def _layers_section(cfg: dict, disabled: bool, info: Any = None) -> None:
     cfg.setdefault("stack_mode", "dense")
     mode = st.segmented_control(
         "Network",
@@ -469,7 +503,8 @@ def _layers_section(cfg: dict, disabled: bool) -> None:
     )
     cfg["stack_mode"] = mode or cfg["stack_mode"]
     if cfg["stack_mode"] == "stack":
-        stack_editor.render(cfg, disabled)
+        info = _set_info(info)
+        stack_editor.render(cfg, disabled, info.image_shape, info.n_classes)
         _select(
             cfg,
             "init",
@@ -911,7 +946,22 @@ def _augmentation_section(cfg: dict, disabled: bool) -> None:
     )
 
 
-def _data_section(cfg: dict, disabled: bool, train_limit: int | None) -> None:
+def split_help(info: Any = None) -> str:
+    """What each split does with the images of the data set ``info`` (default: MNIST)."""
+    from nn.services.training import part_sizes
+
+    info = _set_info(info)
+    _, n_val, _ = part_sizes("standard", info.n_train, info.n_test)
+    test = "the official test set" if info.builtin else f"{info.name}'s test part"
+    return (
+        f"standard: {test} ({info.n_test:,} images), {n_val:,} validation images from the "
+        f"{info.n_train:,} training images; 80:10:10 or custom fractions: all "
+        f"{info.n_train + info.n_test:,} images pooled."
+    )
+
+
+def _data_section(cfg: dict, disabled: bool, train_limit: int | None, info: Any = None) -> None:
+    info = _set_info(info)
     c1, c2 = st.columns(2)
     _select(
         cfg,
@@ -920,8 +970,7 @@ def _data_section(cfg: dict, disabled: bool, train_limit: int | None) -> None:
         SPLITS,
         disabled=disabled,
         col=c1,
-        help="standard: official test set, 10,000 validation images from the training set; "
-        "80:10:10 or custom fractions: all 70,000 images pooled.",
+        help=split_help(info),
     )
     _num(
         cfg,
@@ -958,17 +1007,19 @@ def _data_section(cfg: dict, disabled: bool, train_limit: int | None) -> None:
             max_value=0.9,
             step=0.05,
         )
+    part = training_part_size(cfg, info) if split_fractions_usable(cfg) else 0
     _num(
         cfg,
         "train_size",
         "Training-set size",
-        "Use a stratified subset of this many training images (0 = all of the training part).",
+        "Use a stratified subset of this many training images (0 = all of the training part: "
+        f"{part:,} images of {info.name} with this split).",
         disabled,
         min_value=0,
-        max_value=70_000,
+        max_value=None,  # the training part of the set's split: checked by validate()
         step=1000,
     )
-    n = effective_train_size(cfg, train_limit) if split_fractions_usable(cfg) else 0
+    n = effective_train_size(cfg, train_limit, info) if split_fractions_usable(cfg) else 0
     note = f"Training on **{n:,}** images."
     if train_limit:
         note += f" (capped by `NN_TRAIN_LIMIT={train_limit}`)"
@@ -985,14 +1036,15 @@ def split_fractions_usable(cfg: dict) -> bool:
 
 
 def render_form(
-    cfg: dict, disabled: bool = False, train_limit: int | None = None
+    cfg: dict, disabled: bool = False, train_limit: int | None = None, info: Any = None
 ) -> dict[str, list[str]]:
-    """Draw every setting (in tabs), write the values into ``cfg``; return the validation
-    errors (each also shown under its section)."""
+    """Draw every setting (in tabs) for the data set ``info`` (default: MNIST), write the values
+    into ``cfg``; return the validation errors (each also shown under its section)."""
+    info = _set_info(info)
     # short names: longer ones overflow the six tabs and the scroll arrow covers them
     tabs = st.tabs(["Layers", "Optimizer", "Schedule", "Regularise", "Augment", "Data"])
     with tabs[0]:
-        _layers_section(cfg, disabled)
+        _layers_section(cfg, disabled, info)
     with tabs[1]:
         _optimizer_section(cfg, disabled)
     with tabs[2]:
@@ -1003,8 +1055,8 @@ def render_form(
         _augmentation_section(cfg, disabled)
     with tabs[5]:
         _training_section(cfg, disabled)
-        _data_section(cfg, disabled, train_limit)
-    errors = validate(cfg, train_limit)
+        _data_section(cfg, disabled, train_limit, info)
+    errors = validate(cfg, train_limit, info)
     for tab, sections in zip(
         tabs,
         (

@@ -39,6 +39,8 @@ from nn.services.training import (
     TrainingOutcome,
     check_data_kwargs,
     check_model_kwargs,
+    check_network_size,
+    data_set_info,
     resolve_data_source,
     run_training_job,
 )
@@ -240,6 +242,13 @@ def _add_model_flags(parser: argparse.ArgumentParser) -> None:
 _AUGMENT_OFF = {"shift": 0.0, "rotation": 0.0, "scale": 0.0, "elastic_alpha": 0.0}
 
 
+def _augment_defaults() -> dict[str, float]:
+    """The Augmenter's defaults, spelled out: ``NeuralNetwork(augment={})`` augments nothing."""
+    from nn.data import augment
+
+    return {name: float(p[3]) for name, p in augment._PARAMS.items()}
+
+
 def _add_augment_flags(parser: argparse.ArgumentParser) -> None:
     from nn.data import augment
 
@@ -343,7 +352,11 @@ def _model_overrides(args: argparse.Namespace, base_augment: dict | None) -> dic
             raise UsageError("--no-augment cannot be combined with --augment-* settings")
         out["augment"] = None
     elif on or aug:
-        base = dict(base_augment) if base_augment else ({} if on else dict(_AUGMENT_OFF))
+        base = (
+            dict(base_augment)
+            if base_augment
+            else (_augment_defaults() if on else dict(_AUGMENT_OFF))
+        )
         base.update(aug)
         out["augment"] = base
     return out
@@ -422,8 +435,43 @@ def _writable(folder: Path, flag: str) -> Path:
         ) from None
 
 
-def train_plan(args: argparse.Namespace) -> TrainingJob:
-    """The training job of these flags, validated before any data is loaded."""
+def _fit_to_set(preset: Any, overrides: dict[str, Any], model_kwargs: dict, info: Any) -> list[str]:
+    """Fit the settings to the data set ``info`` (``nn.data.registry.DataSetInfo``): a preset's
+    augmentation (not one asked for by a flag) is switched off for images other than 28x28
+    greyscale, with a note; a network that cannot take the set's images or classes is refused,
+    naming the presets that fit. Returns the notes; ``model_kwargs`` is changed in place."""
+    from nn.services.presets import MNIST_IMAGE_SHAPE, adapted_to_set, fitting_presets
+
+    notes: list[str] = []
+    if tuple(info.image_shape) != MNIST_IMAGE_SHAPE and "augment" not in overrides:
+        _, notes = adapted_to_set(preset, info.image_shape, info.n_classes)
+        if notes:  # the preset's augmentation, switched off
+            model_kwargs["augment"] = None
+    shaped = dict(model_kwargs)
+    if shaped.get("input_shape") is None and tuple(info.image_shape) != MNIST_IMAGE_SHAPE:
+        shaped["input_shape"] = list(info.image_shape)
+    try:
+        check_network_size(check_model_kwargs(shaped), tuple(info.image_shape), info.n_classes)
+    except ValueError as exc:
+        where = f"{info.name} ({info.shape_text} images, {info.n_classes} classes)"
+        if {"layers", "hidden_layers"} & set(overrides):
+            raise UsageError(f"the network does not fit {where}: {exc}") from None
+        fit = [
+            name
+            for name, problem in fitting_presets(info.image_shape, info.n_classes).items()
+            if problem is None
+        ]
+        raise UsageError(
+            f"preset {preset.name} does not fit {where}: {exc} The presets that fit "
+            f"{info.name}: {', '.join(fit) or 'none'}; or give the layers (--layers, "
+            "--hidden-layers)."
+        ) from None
+    return notes
+
+
+def train_plan(args: argparse.Namespace, notes: list[str] | None = None) -> TrainingJob:
+    """The training job of these flags, validated before any data is loaded. Notes on how the
+    preset was fitted to the data set (``_fit_to_set``) are appended to ``notes``."""
     from nn.services.presets import get_preset, resolve_config
 
     preset = get_preset(args.preset)
@@ -433,10 +481,14 @@ def train_plan(args: argparse.Namespace) -> TrainingJob:
     if isinstance(seed, int) and not 0 <= seed <= MAX_SEED:
         raise UsageError(f"--seed {seed}: use a whole number from 0 to {MAX_SEED}, or 'none'")
     try:
-        model = check_model_kwargs(model_kwargs)
+        check_model_kwargs(model_kwargs)
         data_kwargs = resolve_data_source(check_data_kwargs(data_kwargs))
+        set_notes = _fit_to_set(preset, overrides, model_kwargs, data_set_info(data_kwargs))
+        model = check_model_kwargs(model_kwargs)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+    if notes is not None:
+        notes.extend(set_notes)
     ts = data_kwargs["train_size"]
     if ts is not None and ts < 1:
         raise UsageError(f"--train-size {ts}: use a positive number of images")
@@ -568,7 +620,10 @@ def _report(out: Out, outcome: TrainingOutcome) -> None:
 
 def run(args: argparse.Namespace) -> int:
     out = Out(args)
-    job = train_plan(args)
+    notes: list[str] = []
+    job = train_plan(args, notes)
+    for note in notes:
+        out(note)
     console = _Console(out, job)
     control = JobControl()
     try:

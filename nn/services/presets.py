@@ -19,7 +19,17 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Preset", "PRESETS", "DEFAULT_PRESET", "get_preset", "resolve_config", "train"]
+__all__ = [
+    "Preset",
+    "PRESETS",
+    "DEFAULT_PRESET",
+    "adapted_to_set",
+    "fit_problem",
+    "fitting_presets",
+    "get_preset",
+    "resolve_config",
+    "train",
+]
 
 
 @dataclass(frozen=True)
@@ -289,3 +299,58 @@ def train(
 
     model_kwargs, data_kwargs = resolve_config(preset, overrides, data_overrides)
     return run_training(model_kwargs, data_kwargs, mnist=mnist, callback=callback)
+
+
+# --------------------------------------------------------------------------------------------
+# Presets on a data set of another shape than MNIST's (nn.data.registry)
+# --------------------------------------------------------------------------------------------
+
+MNIST_IMAGE_SHAPE = (28, 28, 1)
+
+
+def adapted_to_set(
+    preset: str | Preset, image_shape: tuple[int, int, int], n_classes: int
+) -> tuple[dict[str, Any], list[str]]:
+    """The preset's model settings for images of ``image_shape`` in ``n_classes`` classes, and
+    a note for every change: the augmentations distort 28x28 greyscale digits, so they are
+    switched off for other images; the input shape comes from the images (``input_shape``)."""
+    p = get_preset(preset)
+    model = p.model_kwargs()
+    notes = []
+    shape = tuple(int(s) for s in image_shape)
+    if shape != MNIST_IMAGE_SHAPE:
+        if model.get("augment"):
+            model["augment"] = None
+            notes.append(
+                f"preset {p.name}: augmentation (made for 28x28 greyscale digits) is switched "
+                f"off for {'x'.join(map(str, shape))} images"
+            )
+        model.setdefault("input_shape", list(shape))
+    return model, notes
+
+
+def fit_problem(
+    preset: str | Preset, image_shape: tuple[int, int, int], n_classes: int
+) -> str | None:
+    """Why the preset's network cannot train on images of ``image_shape`` in ``n_classes``
+    classes (a convolution or pooling layer larger than what reaches it, or a network above
+    the size limits), or ``None`` when it can. Only shapes are computed; nothing is
+    allocated. Dense presets flatten any image; their size is still checked."""
+    from nn.core.network import NeuralNetwork
+    from nn.services.training import check_network_size
+
+    p = get_preset(preset)
+    model, _ = adapted_to_set(p, image_shape, n_classes)
+    try:
+        net = NeuralNetwork(**model)
+        net._validated()
+        check_network_size(net, tuple(int(s) for s in image_shape), int(n_classes))
+    except ValueError as exc:
+        shape = "x".join(str(int(s)) for s in image_shape)
+        return f"preset {p.name} does not fit {shape} images in {n_classes} classes: {exc}"
+    return None
+
+
+def fitting_presets(image_shape: tuple[int, int, int], n_classes: int) -> dict[str, str | None]:
+    """Every preset's :func:`fit_problem` on these images (``None``: it fits), in order."""
+    return {name: fit_problem(name, image_shape, n_classes) for name in PRESETS}
