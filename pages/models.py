@@ -9,6 +9,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from nn.data.registry import model_record, record_label
 from nn.io.export import INSTALL_HINT, ExportError, MissingExportExtraError, export_bytes
 from nn.io.model_files import (
     MAX_UPLOAD_BYTES,
@@ -119,6 +120,42 @@ def _when(value) -> str:
 
 rows = list_models(folder)
 active = state.active_model_name()
+data_set = state.active_set()
+
+
+def _set_cell(row: dict) -> str:
+    """The data set a model was trained on, by name (or by shape when it names none)."""
+    record = model_record(row)
+    return record.get("name") or f"unnamed ({'x'.join(map(str, record['image_shape']))})"
+
+
+def _use_problem(name: str) -> str | None:
+    """Why the saved model ``name`` cannot become the active model: it does not fit the active
+    set and its own set is not here. None when it fits, or its set is here (making it active
+    switches to that set)."""
+    path = state.model_path_for(name)
+    if path is None:
+        return f"**{name}** is gone from the models folder."
+    try:
+        meta = state.get_model_metadata(path)
+    except (OSError, ValueError) as exc:
+        return f"**{name}** cannot be read: {markdown_escape(exc)}"
+    if state.model_fits(meta, data_set):
+        return None
+    record = model_record(meta)
+    if any(
+        info.name == record.get("name") and state.model_fits(meta, info)
+        for info in state.data_sets()
+    ):
+        return None
+    return (
+        f"**{name}** was trained on {markdown_escape(record_label(record))}, which is not "
+        f"among the data sets here, and cannot be used on **{data_set.name}** "
+        f"({data_set.shape_text} images, {data_set.n_classes} classes). Add its data set on the "
+        f"**Data sets** page, or choose a model of {data_set.name}."
+    )
+
+
 stems = list(dict.fromkeys(Path(r["path"]).stem for r in rows if not r.get("error")))
 
 # ------------------------------------------------------------------ table
@@ -132,7 +169,12 @@ else:
             "layers": state.layers_text(r.get("layers"), r.get("stack"))
             if not r.get("error")
             else "unreadable",
-            "data set": "" if r.get("error") else (r.get("dataset") or {}).get("name", "mnist"),
+            "data set": "" if r.get("error") else _set_cell(r),
+            f"fits {data_set.name}": ""
+            if r.get("error")
+            else "yes"
+            if state.model_fits(r, data_set)
+            else "no",
             "test accuracy": _dash(r.get("test_accuracy"), "{:.2%}"),
             "my digits": "—" if r.get("error") else mine_accuracy_text(r["path"]),
             "epochs": _dash(r.get("n_iter")),
@@ -153,6 +195,10 @@ else:
             "data set": st.column_config.TextColumn(
                 help="the data set the model was trained on; the other pages offer the models "
                 "of the data set chosen in the sidebar"
+            ),
+            f"fits {data_set.name}": st.column_config.TextColumn(
+                help=f"whether the model takes {data_set.name}'s {data_set.shape_text} images "
+                f"and {data_set.n_classes} classes (the data set chosen in the sidebar)"
             ),
             "size (MB)": st.column_config.NumberColumn(format="%.2f"),
             "my digits": st.column_config.TextColumn(
@@ -194,8 +240,21 @@ if stems:
             disabled=pick == active,
             width="stretch",
         ):
-            state.set_active_model(pick)
+            problem = _use_problem(pick)
+            if problem is not None:
+                st.session_state["models_feedback"] = problem
+            else:
+                state.set_active_model(pick)
+                if state.active_set().name != data_set.name:
+                    st.toast(
+                        f"{pick} was trained on {state.active_set().name}: that data set is "
+                        "now chosen in the sidebar.",
+                        icon=":material/dataset:",
+                    )
             st.rerun()
+        feedback = st.session_state.pop("models_feedback", None)
+        if feedback:
+            st.error(feedback, icon=":material/block:")
         b2, b3 = st.columns(2)
         if path is not None:
             mtime = path.stat().st_mtime
@@ -310,17 +369,17 @@ if upload is not None:
     else:
         meta = getattr(model, "metadata_", {}) or {}
         claimed = (meta.get("metrics") or {}).get("test_accuracy")
-        measured = state.measured_test_accuracy(model, data)
+        record = model_record(model)
+        fits_here = state.model_fits(model, data_set)
+        measured = state.measured_test_accuracy(model, data, data_set) if fits_here else None
+        test_set = "the MNIST test set" if data_set.builtin else f"{data_set.name}'s test part"
         if measured is not None:
-            accuracy = f", test accuracy {measured:.2%} (measured here on the MNIST test set"
+            accuracy = f", test accuracy {measured:.2%} (measured here on {test_set}"
             if isinstance(claimed, (int, float)) and abs(claimed - measured) > 5e-5:
                 accuracy += f"; the file claims {claimed:.2%}"
             accuracy += ")"
         elif isinstance(claimed, (int, float)):
-            accuracy = (
-                f", test accuracy {claimed:.2%} as the file claims (not measured: the model "
-                "does not take MNIST's 784 pixels and 10 digits)"
-            )
+            accuracy = f", test accuracy {claimed:.2%} as the file claims (not measured here)"
         else:
             accuracy = ""
         st.success(
@@ -328,6 +387,23 @@ if upload is not None:
             f"{model.n_parameters_:,} parameters{accuracy}.",
             icon=":material/verified:",
         )
+        own_set_here = any(
+            info.name == record.get("name") and state.model_fits(model, info)
+            for info in state.data_sets()
+        )
+        if not fits_here:
+            st.warning(
+                f"This model was trained on {markdown_escape(record_label(record))} and does "
+                f"not fit the active data set **{data_set.name}** ({data_set.shape_text} "
+                f"images, {data_set.n_classes} classes): it was not measured here. Saved, it "
+                + (
+                    f"is listed under its data set **{record['name']}**."
+                    if own_set_here
+                    else "is kept, but no page can use it until its data set is added on the "
+                    "**Data sets** page."
+                ),
+                icon=":material/dataset:",
+            )
         try:
             suggested = sanitize_model_name(Path(upload.name).stem)
         except ValueError:
@@ -360,11 +436,18 @@ if upload is not None:
                 except (OSError, ValueError) as exc:
                     st.error(f"Could not save: {markdown_escape(exc)}")
                 else:
-                    state.set_active_model(target.stem)
                     st.session_state["upload_counter"] += 1  # a new, empty uploader
                     st.session_state["models_pick_next"] = target.stem
                     st.session_state.pop("upload_name", None)  # the next upload's own name
-                    st.toast(
-                        f"Saved {target.name}; it is now the active model.", icon=":material/check:"
-                    )
+                    if fits_here or own_set_here:
+                        state.set_active_model(target.stem)
+                        st.toast(
+                            f"Saved {target.name}; it is now the active model.",
+                            icon=":material/check:",
+                        )
+                    else:
+                        st.toast(
+                            f"Saved {target.name}; add its data set to use it.",
+                            icon=":material/check:",
+                        )
                     st.rerun()

@@ -200,9 +200,9 @@ def get_set_data(info=None):
     return _set_data_cached(info.name, info.sha256)
 
 
-def model_fits(row_or_meta: dict, info=None) -> bool:
-    """Whether the model of this ``list_models`` row (or file metadata) fits ``info`` (default:
-    the active set): the same image shape and number of classes."""
+def model_fits(row_or_meta, info=None) -> bool:
+    """Whether the model of this ``list_models`` row (or file metadata, or the model itself)
+    fits ``info`` (default: the active set): the same image shape and number of classes."""
     from nn.data.registry import fits
 
     return fits(row_or_meta, info if info is not None else active_set())
@@ -243,8 +243,13 @@ def get_test_predictions(path: str | os.PathLike, info=None) -> tuple[np.ndarray
 
 
 @st.cache_data(max_entries=16, show_spinner="Measuring on the test set…")
-def _measured_accuracy_cached(digest: str, _model) -> float | None:
-    data = get_mnist()
+def _measured_accuracy_cached(digest: str, set_name: str, sha256: str, _model) -> float | None:
+    info = _info_named(set_name)
+    if not model_fits(_model, info):
+        return None
+    data = get_set_data(info)
+    if len(data.y_test) == 0:
+        return None
     if getattr(_model, "n_features_in_", None) != data.x_test.shape[1]:
         return None
     if not set(np.unique(data.y_test).tolist()) <= set(np.asarray(_model.classes_).tolist()):
@@ -252,11 +257,14 @@ def _measured_accuracy_cached(digest: str, _model) -> float | None:
     return float(_model.score(data.x_test, data.y_test))
 
 
-def measured_test_accuracy(model, data: bytes) -> float | None:
-    """Accuracy of ``model`` (loaded from the file bytes ``data``) on the official MNIST test
-    set, measured once per file content; None if the model does not take MNIST's images and
-    classes."""
-    return _measured_accuracy_cached(hashlib.sha256(data).hexdigest(), model)
+def measured_test_accuracy(model, data: bytes, info=None) -> float | None:
+    """Accuracy of ``model`` (loaded from the file bytes ``data``) on the test part of ``info``
+    (default: the active set; MNIST's official test set), measured once per file content and
+    set; None if the model does not fit that set (image shape, classes)."""
+    info = info if info is not None else active_set()
+    return _measured_accuracy_cached(
+        hashlib.sha256(data).hexdigest(), info.name, info.sha256, model
+    )
 
 
 @st.cache_data(max_entries=64, show_spinner=False)

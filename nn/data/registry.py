@@ -70,6 +70,7 @@ __all__ = [
     "load_set",
     "mnist_info",
     "model_record",
+    "record_label",
     "parse_class_names",
     "parse_image_shape",
     "remove_set",
@@ -575,16 +576,67 @@ def load_set(name: str, folder: str | os.PathLike | None = None) -> DataSet:
 # --------------------------------------------------------------------------------------------
 
 
+def _model_dims(model_or_meta: Any) -> tuple[int, int] | None:
+    """``(inputs, classes)`` of a model, its file metadata or its ``list_models`` row, when
+    known."""
+    if isinstance(model_or_meta, dict):
+        sizes = model_or_meta.get("layers")  # a list_models row
+        if not isinstance(sizes, list):
+            sizes = (model_or_meta.get("architecture") or {}).get("layer_sizes")
+        if isinstance(sizes, list) and len(sizes) >= 2:
+            with contextlib.suppress(TypeError, ValueError):
+                return int(sizes[0]), int(sizes[-1])
+        return None
+    n_features = getattr(model_or_meta, "n_features_in_", None)
+    classes = getattr(model_or_meta, "classes_", None)
+    if n_features is None or classes is None:
+        return None
+    return int(n_features), len(classes)
+
+
+def _unrecorded(n_features: int, n_classes: int) -> dict[str, Any]:
+    """The record of a model that names no set and does not take MNIST's images: its image
+    shape as far as its input size tells (square greyscale, square colour, else one row)."""
+    side = math.isqrt(n_features)
+    colour = math.isqrt(n_features // 3)
+    if side * side == n_features:
+        shape = [side, side, 1]
+    elif n_features % 3 == 0 and colour * colour * 3 == n_features:
+        shape = [colour, colour, 3]
+    else:
+        shape = [1, n_features, 1]
+    return {
+        "name": None,
+        "sha256": None,
+        "image_shape": shape,
+        "class_names": [str(k) for k in range(n_classes)],
+    }
+
+
 def model_record(model_or_meta: Any) -> dict[str, Any]:
-    """The data set a model (or its file metadata) records; a model without one is an MNIST
-    model."""
+    """The data set a model (or its file metadata, or its ``list_models`` row) records. A model
+    without one is an MNIST model when it takes MNIST's 784 pixels and 10 classes, else a model
+    of an unnamed set (``name`` None) of the shape its input size tells."""
     meta = model_or_meta if isinstance(model_or_meta, dict) else None
     if meta is None:
         meta = getattr(model_or_meta, "metadata_", None)
     record = meta.get("dataset") if isinstance(meta, dict) else None
     if isinstance(record, dict) and record.get("image_shape") and record.get("class_names"):
         return record
+    dims = _model_dims(model_or_meta)
+    if dims is not None and dims != (28 * 28, 10):
+        return _unrecorded(*dims)
     return mnist_info().record()
+
+
+def record_label(record: dict[str, Any]) -> str:
+    """``'colour' (32x32x3 images, 10 classes)``, or ``a set it does not name (...)``."""
+    name = record.get("name")
+    where = repr(name) if name else "a set it does not name"
+    return (
+        f"{where} ({_shape_text(record['image_shape'])} images, "
+        f"{len(record['class_names'])} classes)"
+    )
 
 
 def _shape_text(shape: Any) -> str:
@@ -598,12 +650,14 @@ def check_model_fits(model_or_meta: Any, info: DataSetInfo, model_label: str = "
     record = model_record(model_or_meta)
     shape = tuple(int(s) for s in record["image_shape"])
     n_classes = len(record["class_names"])
-    if shape == tuple(info.image_shape) and n_classes == info.n_classes:
+    dims = _model_dims(model_or_meta)
+    takes = dims is None or dims == (info.n_features, info.n_classes)
+    if shape == tuple(info.image_shape) and n_classes == info.n_classes and takes:
         return
     raise DataSetMismatch(
-        f"{model_label} was trained on {record.get('name')!r} ({_shape_text(shape)} images, "
-        f"{n_classes} classes) and cannot be used on {info.name!r} ({info.shape_text} images, "
-        f"{info.n_classes} classes); choose a model trained on a set of that shape, or train one"
+        f"{model_label} was trained on {record_label(record)} and cannot be used on "
+        f"{info.name!r} ({info.shape_text} images, {info.n_classes} classes); choose a model "
+        "trained on a set of that shape, or train one"
     )
 
 

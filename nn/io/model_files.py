@@ -927,6 +927,29 @@ def _check_field_types(meta: dict, state: dict, label: Any) -> None:
             f"the model has {len(classes)} classes ({len(set(classes))} distinct); "
             "a classifier needs 2 or more distinct classes",
         )
+    _check_dataset_fits(meta.get("dataset"), n_features, len(classes), label)
+
+
+def _check_dataset_fits(record: Any, n_features: int, n_classes: int, label: Any) -> None:
+    """The data set a model records has the model's own input size and number of classes."""
+    if not isinstance(record, dict):
+        return
+    shape = [int(s) for s in record["image_shape"]]
+    values = shape[0] * shape[1] * shape[2]
+    shown = "x".join(map(str, shape[:2] if shape[2] == 1 else shape))  # 28x28, 32x32x3
+    if values != n_features:
+        raise ModelFileError(
+            label,
+            f"the model records the data set {record.get('name')!r} of "
+            f"{shown} images ({values:,} values each) but takes "
+            f"{n_features:,} inputs",
+        )
+    if len(record["class_names"]) != n_classes:
+        raise ModelFileError(
+            label,
+            f"the model records the data set {record.get('name')!r} of "
+            f"{len(record['class_names'])} classes but has {n_classes} classes",
+        )
 
 
 def _check_dataset(record: Any, label: Any) -> None:
