@@ -220,6 +220,29 @@ def test_worker_gets_its_blas_threads_and_never_imports_streamlit(monkeypatch, t
     assert sys.modules["__main__"] is main and os.environ.get("OPENBLAS_NUM_THREADS") == before
 
 
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="needs Linux's /proc")
+def test_a_worker_s_threads_run_at_a_lower_priority_than_the_server():
+    """Every thread of the worker, BLAS's included, gets the runner's ``nice`` increment over
+    the server's (0: the same priority)."""
+    server = os.getpriority(os.PRIO_PROCESS, 0)
+    if server > 19 - 3:
+        pytest.skip(f"this process runs at nice {server}: no room to lower a worker's priority")
+    seen = {}
+    for nice in (0, 3):
+        runner = JobRunner(max_jobs=1, blas_threads=2, nice=nice)
+        try:
+            job = runner.submit(job_functions.report_priorities)
+            assert job.wait(WAIT) and job.status == "finished", job.error
+        finally:
+            runner.shutdown(timeout=WAIT)
+        assert job.value["threads"] >= 3, job.value  # main, controls, BLAS
+        seen[nice] = job.value["nice"]
+        assert job.worker["nice"] == server + nice
+    assert seen == {0: [server], 3: [server + 3]}
+    with pytest.raises(ValueError, match="nice must be between 0 and 19"):
+        JobRunner(nice=20)
+
+
 def test_blas_threads_and_settings_from_the_environment(monkeypatch):
     assert auto_blas_threads(2, 1, 1) == 1
     assert auto_blas_threads(8, 1, 1) == 7
@@ -229,6 +252,9 @@ def test_blas_threads_and_settings_from_the_environment(monkeypatch):
     monkeypatch.setenv("NN_JOB_BLAS_THREADS", "auto")
     runner = JobRunner.from_environment()
     assert runner.max_jobs == 3 and runner.blas_threads is None and runner.backend == "local"
+    assert runner.nice == 10
+    monkeypatch.setenv("NN_JOB_NICE", "0")
+    assert JobRunner.from_environment().nice == 0
     monkeypatch.setenv("NN_MAX_JOBS", "0")
     with pytest.raises(ValueError, match="NN_MAX_JOBS must be at least 1"):
         JobRunner.from_environment()

@@ -37,6 +37,9 @@ Settings (arguments of :class:`JobRunner`, or the environment for :func:`default
     ``NN_JOB_BLAS_THREADS``    BLAS threads of each job (default: :func:`auto_blas_threads`).
     ``NN_JOB_RESERVED_CORES``  cores the automatic thread count leaves to the server and the
                                browser (default 1 on two cores or more).
+    ``NN_JOB_NICE``            how much lower than the server's a local worker's CPU priority is
+                               (``nice`` increment, default :data:`DEFAULT_JOB_NICE`; 0 keeps
+                               it equal), so that pages answer while jobs fill the cores.
     ``NN_RAY_ADDRESS``         a Ray cluster's address (``auto``, ``ray://host:10001``,
                                ``host:6379``): jobs run there as Ray tasks instead.
 """
@@ -86,6 +89,9 @@ FINAL_STATUSES = ("finished", "stopped", "failed", "cancelled")
 THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 STOP_GRACE_SECONDS = 10.0
 """How long a cancelled job may take to stop by itself before its worker is terminated."""
+DEFAULT_JOB_NICE = 10
+"""A local worker's ``nice`` increment over the server's: the server and the browser win the
+cores whenever they want them, the jobs take the rest (bench/dashboard_overhead.py)."""
 PAUSE_POLL_SECONDS = 1.0
 """While paused, a worker wakes this often to see whether its server is still there."""
 
@@ -255,14 +261,33 @@ def _worker_facts() -> dict[str, Any]:
     return {
         "pid": os.getpid(),
         "blas_threads": blas.get_threads(),
+        "nice": os.getpriority(os.PRIO_PROCESS, 0),
         "imports_streamlit": any(
             m == "streamlit" or m.startswith("streamlit.") for m in sys.modules
         ),
     }
 
 
-def _local_worker(target, config, blob, conn, paused, stopped) -> None:
+def lower_priority(increment: int) -> int:
+    """Raise the ``nice`` value of every thread of this process by ``increment`` (Linux keeps
+    it per thread, and NumPy's import has started the BLAS threads already); return the main
+    thread's new value. Threads started afterwards inherit it."""
+    if increment <= 0:
+        return os.getpriority(os.PRIO_PROCESS, 0)
+    target = min(19, os.getpriority(os.PRIO_PROCESS, 0) + increment)
+    try:
+        threads = [int(tid) for tid in os.listdir("/proc/self/task")]
+    except OSError:  # no /proc: this thread only
+        threads = [0]
+    for tid in threads:
+        with contextlib.suppress(OSError):  # a thread that has ended meanwhile
+            os.setpriority(os.PRIO_PROCESS, tid, target)
+    return os.getpriority(os.PRIO_PROCESS, 0)
+
+
+def _local_worker(target, config, blob, conn, paused, stopped, nice=0) -> None:
     """The worker process's body: run the job, report its value or its exception."""
+    lower_priority(nice)
     ctx = _LocalContext(config, {}, conn, paused, stopped)
     try:
         ctx.arrays = unpack_arrays(blob)
@@ -478,7 +503,9 @@ class JobRunner:
     ``blas_threads``: BLAS threads per job (``None``: :func:`auto_blas_threads` from the cores,
     the running jobs and ``reserved_cores``). ``ray_address``: run on that Ray cluster
     (``"local"``: the Ray instance this process has started). ``stop_grace_seconds``: how long
-    :meth:`cancel` lets a job stop by itself before its worker is terminated.
+    :meth:`cancel` lets a job stop by itself before its worker is terminated. ``nice``: how
+    much lower a local worker's CPU priority is than the server's (default
+    :data:`DEFAULT_JOB_NICE`; Ray's workers keep theirs).
 
     Listeners are called from the runner's threads, some while it holds its lock: they must not
     wait for other threads.
@@ -492,6 +519,7 @@ class JobRunner:
         reserved_cores: int | None = None,
         ray_address: str | None = None,
         stop_grace_seconds: float = STOP_GRACE_SECONDS,
+        nice: int | None = None,
     ):
         self.cores = os.cpu_count() or 1
         self.max_jobs = int(max_jobs) if max_jobs is not None else self.cores
@@ -504,6 +532,9 @@ class JobRunner:
             int(reserved_cores) if reserved_cores is not None else (1 if self.cores > 1 else 0)
         )
         self.stop_grace_seconds = float(stop_grace_seconds)
+        self.nice = DEFAULT_JOB_NICE if nice is None else int(nice)
+        if not 0 <= self.nice <= 19:
+            raise ValueError(f"nice must be between 0 and 19, not {self.nice}")
         self.ray_address = ray_address
         self._backend = _RayBackend(ray_address) if ray_address else _LocalBackend()
         self._lock = threading.RLock()
@@ -515,12 +546,14 @@ class JobRunner:
 
     @classmethod
     def from_environment(cls) -> JobRunner:
-        """A runner set by ``NN_MAX_JOBS``, ``NN_JOB_BLAS_THREADS``, ``NN_JOB_RESERVED_CORES``
-        and ``NN_RAY_ADDRESS`` (``ValueError`` naming the variable when one is malformed)."""
+        """A runner set by ``NN_MAX_JOBS``, ``NN_JOB_BLAS_THREADS``, ``NN_JOB_RESERVED_CORES``,
+        ``NN_JOB_NICE`` and ``NN_RAY_ADDRESS`` (``ValueError`` naming the variable when one is
+        malformed)."""
         return cls(
             _env_int("NN_MAX_JOBS", 1),
             blas_threads=_env_int("NN_JOB_BLAS_THREADS", 1),
             reserved_cores=_env_int("NN_JOB_RESERVED_CORES", 0),
+            nice=_env_int("NN_JOB_NICE", 0),
             ray_address=os.environ.get("NN_RAY_ADDRESS", "").strip() or None,
         )
 
@@ -719,6 +752,7 @@ class _LocalBackend:
                 child_conn,
                 control.paused,
                 control.stop_requested,
+                runner.nice,
             ),
             name=f"{_WORKER_PREFIX}{job.id}",
             daemon=True,
