@@ -16,10 +16,11 @@ LIVE = "The model training now"
 state.init_state()
 st.title(":material/biotech: Inside the network")
 st.caption(
-    "Every epoch, a fixed batch of 64 validation images goes forward and backward through the "
-    "network, and each layer's weights, gradients and outputs are measured. Try zero "
-    "initialisation, sigmoid with N(0, 1) weights, or a learning rate of 1 on the Train page "
-    "and watch what changes here."
+    "Every epoch, a fixed batch of validation images (64 for a dense network, fewer for a "
+    "costly CNN, to keep it to a few milliseconds) goes forward and backward through the "
+    "network, and each layer's weights, gradients and outputs are measured; when training "
+    "diverges, once more where it stopped. Try zero initialisation, sigmoid with N(0, 1) "
+    "weights, or a learning rate of 1 on the Train page and watch what changes here."
 )
 
 slot = state.training_slot()
@@ -75,6 +76,8 @@ def _record() -> tuple[dict | None, str]:
         record = snap.get("inside")
         status = snap.get("status", "")
         text = f"Live: {status}, epoch {snap.get('epoch', 0)}/{snap.get('epochs', 0)}."
+        if record:
+            text += f" Probe of {record.get('probe_size', 64)} images."
         if status == "diverged" and snap.get("stop_message"):
             text += " " + snap["stop_message"]
         return record, text
@@ -90,7 +93,12 @@ def _record() -> tuple[dict | None, str]:
             "This model was saved without a record of its training: the charts show it as it "
             "is now (one point)."
         )
-    return record, f"Recorded while {source} trained ({len(record['epochs'])} epochs)."
+    epochs = len(record["epochs"]) - (1 if record.get("diverged") else 0)
+    return record, (
+        f"Recorded while {source} trained ({epochs} epochs"
+        f"{', and where it diverged' if record.get('diverged') else ''}; probe of "
+        f"{record.get('probe_size', 64)} images)."
+    )
 
 
 def _chart(fig, key: str, lesson: str) -> None:

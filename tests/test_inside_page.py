@@ -23,8 +23,13 @@ def figures(at) -> dict[str, dict]:
     return out
 
 
-def train_briefly(at: AppTest, jobs: list[BackgroundJob], epochs: int = 2) -> None:
-    """Train a small network on the Train page and wait for its thread to end."""
+def train_briefly(
+    at: AppTest, jobs: list[BackgroundJob], epochs: int = 2, learning_rate: float | None = None
+) -> None:
+    """Train a small network on the Train page (at ``learning_rate`` if given) and wait for
+    its thread to end."""
+    if learning_rate is not None:
+        at.number_input(key="tf_learning_rate").set_value(learning_rate).run()
     at.number_input(key="tf_n_layers").set_value(1).run()
     at.number_input(key="tf_units_0").set_value(16).run()
     at.number_input(key="tf_epochs").set_value(epochs).run()
@@ -71,3 +76,19 @@ def test_a_saved_model_without_a_record_shows_a_snapshot(env, small_model, open_
     assert "as it is now" in " ".join(c.value for c in at.caption)
     grad = figures(at)["gradient norm"]
     assert all(len(t["y"]) == 1 for t in grad["data"])
+
+
+def test_a_training_that_diverges_in_its_first_epoch_shows_where(env, open_app, started_jobs):
+    at = open_app("pages/train.py")
+    train_briefly(at, started_jobs, learning_rate=10.0)
+    assert started_jobs[0].snapshot()["status"] == "diverged"
+    at.switch_page("pages/inside.py").run()
+    assert not at.exception
+    notes = " ".join(w.value for w in at.warning)
+    assert "Training diverged in epoch 1, batch" in notes and "red dashed line" in notes
+    grad = figures(at)["gradient norm"]
+    assert all(len(t["y"]) == 1 for t in grad["data"])  # the point where it diverged
+    (line,) = grad["layout"]["shapes"]
+    assert line["line"]["dash"] == "dash" and 0 < line["x0"] < 1
+    assert grad["data"][0]["x"] == [line["x0"]]
+    assert "where it diverged" not in " ".join(c.value for c in at.caption)  # live, not saved

@@ -385,6 +385,38 @@ def test_divergence_without_nan_stops_and_says_so():
     assert max(model.history_["batch_loss"]) < 100 * max(np.log(3), model.history_["batch_loss"][0])
 
 
+def test_a_divergence_is_told_to_the_callback_before_the_good_weights_return():
+    X, y = _blobs(n=300, d=20, seed=3)
+    model = NeuralNetwork(
+        hidden_layers=[64, 64],
+        optimizer="sgd",
+        learning_rate=10.0,
+        epochs=5,
+        batch_size=16,
+        random_state=0,
+    )
+    events, weights_then = [], []
+
+    def callback(event):
+        events.append(event)
+        if event.kind == "diverged":
+            weights_then.append([w.copy() for w in model.coefs_])
+
+    model.fit(X, y, callback=callback)
+    assert model.stop_reason_ == "diverged"
+    diverged = [e for e in events if e.kind == "diverged"]
+    assert len(diverged) == 1 and events[-1] is diverged[0]
+    event = diverged[0]
+    assert f"epoch {event.epoch}, batch {event.batch}:" in model.stop_message_
+    assert event.loss > 100 or not np.isfinite(event.loss)
+    # the callback saw the weights that diverged; fit then put the last good ones back
+    then = weights_then[0]
+    assert any(not np.array_equal(a, b) for a, b in zip(then, model.coefs_, strict=True))
+    assert sum(float(np.abs(w).sum()) for w in then) > sum(
+        float(np.abs(w).sum()) for w in model.coefs_
+    )
+
+
 def test_bad_inputs():
     model = NeuralNetwork(hidden_layers=(4,), epochs=1, batch_size=8)
     with pytest.raises(ValueError, match="2-D"):

@@ -10,12 +10,18 @@ import pytest
 
 from nn.core.network import NeuralNetwork
 from nn.core.probe import (
+    MAX_SAMPLE,
+    MIN_PROBE,
     PROBE_SIZE,
+    QUANTILES,
     InsideRecorder,
     append_epoch,
     decode_images,
+    distribution,
     empty_record,
     grid_indices,
+    multiply_adds,
+    probe_count,
     snapshot,
 )
 
@@ -103,6 +109,42 @@ def test_a_learning_rate_too_high_explodes(digits):
     assert wild["probe_loss"][-1] > 2 * min(calm["probe_loss"])
 
 
+def test_a_divergence_in_the_first_epoch_leaves_a_marked_point(digits):
+    model, record, sent = _train(
+        digits, hidden_layers=(64, 64), optimizer="sgd", learning_rate=10.0, epochs=2
+    )
+    assert model.stop_reason_ == "diverged" and model.n_iter_ == 0
+    assert [stage for stage, _ in sent] == ["inside_start", "inside_epoch"]
+    diverged = record["diverged"]
+    assert diverged["epoch"] == 1 and 0 < diverged["at"] < 1
+    assert f"batch {diverged['batch']}:" in model.stop_message_
+    assert record["epochs"] == [diverged["at"]]
+    assert diverged["loss"] is None or diverged["loss"] > 10
+    # the point shows the explosion, beside a calm start of the same network
+    _, calm, _ = _train(digits, hidden_layers=(64, 64), optimizer="sgd", epochs=1)
+    wild_ratio = max(s["update_ratio"][0] or 0 for s in _trained(record))
+    calm_ratio = max(s["update_ratio"][0] for s in _trained(calm))
+    assert wild_ratio > 0.5 and calm_ratio < 0.05
+    wild_norms = [s["weight_norm"][0] for s in _trained(record)]
+    calm_norms = [s["weight_norm"][0] for s in _trained(calm)]
+    assert all(w is None or w > 2 * c for w, c in zip(wild_norms, calm_norms, strict=True))
+    rebuilt = empty_record(json.loads(json.dumps(sent[0][1])))
+    append_epoch(rebuilt, json.loads(json.dumps(sent[1][1])))
+    assert rebuilt == json.loads(json.dumps(record))
+
+
+def test_an_old_record_without_a_divergence_field_still_reads():
+    from ui.inside_charts import series_figure, summary
+
+    start = {"version": 1, "layers": [], "input_shape": [784], "probe_size": 64}
+    record = empty_record({**start, "classes": [0, 1], "grid": None})
+    del record["diverged"]
+    append_epoch(record, {"epoch": 1, "probe_loss": 0.5, "probe_accuracy": 0.9, "layers": []})
+    assert "diverged" not in record and record["epochs"] == [1]
+    assert summary(record) == []
+    assert not series_figure(record, "grad_norm").layout.shapes
+
+
 def test_the_record_is_plain_data_and_rebuilds_from_events(digits):
     _, record, sent = _train(digits, hidden_layers=(16,), epochs=2)
     assert [stage for stage, _ in sent] == ["inside_start", "inside_epoch", "inside_epoch"]
@@ -162,3 +204,68 @@ def test_the_training_job_sends_and_saves_the_record(tmp_path):
     assert load_model(outcome.model_path).metadata_["inside"]["epochs"] == [1, 2]
     quiet = run_training_job(TrainingJob(model=job.model, record=False, inside=False), data=data)
     assert quiet.inside is None
+
+
+def test_distribution_matches_numpys_quantiles_and_histogram():
+    rng = np.random.default_rng(3)
+    values = rng.standard_normal(MAX_SAMPLE - 7).astype(np.float32)
+    values[:5] = [np.nan, np.inf, -np.inf, 9.0, -9.0]
+    finite = values[np.isfinite(values)].astype(np.float64)
+    quantiles, hist = distribution(values)
+    np.testing.assert_allclose(quantiles, np.quantile(finite, QUANTILES), rtol=1e-5)
+    counts, _ = np.histogram(finite, bins=len(hist["counts"]), range=(hist["lo"], hist["hi"]))
+    assert sum(hist["counts"]) == finite.size
+    assert np.abs(np.asarray(hist["counts"]) - counts).sum() <= 2  # values on a bin edge
+    same = distribution(np.full(10, 2.5))
+    assert same[0] == [2.5] * len(QUANTILES) and same[1]["counts"][0] == 10
+    assert distribution(np.full(4, np.nan))[0] == [None] * len(QUANTILES)
+
+
+def test_the_probe_uses_fewer_images_for_a_costly_network(cnn_model, small_model):
+    dense = small_model[0]
+    per_image = sum(layer.params[0].size for layer in dense.layers_ if layer.param_names)
+    assert multiply_adds(dense.layers_) == per_image
+    conv = next(layer for layer in cnn_model.layers_ if layer.kind == "conv2d")
+    assert multiply_adds(cnn_model.layers_) > conv.params[0].size * 28 * 28 // 4
+    assert probe_count(dense.layers_, PROBE_SIZE) == PROBE_SIZE
+    assert probe_count(dense.layers_, 5) == 5
+    costly = NeuralNetwork(
+        layers=[{"type": "conv2d", "filters": 128, "kernel": 5, "padding": "same"}],
+        epochs=1,
+        batch_size=10,
+    )
+    costly.fit(np.zeros((20, 784), np.uint8), np.arange(20) % 2)
+    assert probe_count(costly.layers_, PROBE_SIZE) == MIN_PROBE
+
+
+def test_a_job_that_diverges_keeps_its_record_and_hides_the_event(tmp_path):
+    from nn.data import MNIST
+    from nn.services.training import TrainingJob, run_training_job
+
+    rng = np.random.default_rng(0)
+    y = np.arange(1500) % 10
+    x = rng.integers(0, 256, (1500, 784)).astype(np.uint8)
+    data = MNIST(x[:1200], y[:1200], x[1200:], y[1200:])
+    job = TrainingJob(
+        model={
+            "hidden_layers": [32, 32],
+            "optimizer": "sgd",
+            "learning_rate": 30.0,
+            "epochs": 2,
+            "batch_size": 50,
+            "random_state": 0,
+        },
+        record=False,
+    )
+    kinds, stages = [], []
+    outcome = run_training_job(
+        job,
+        data=data,
+        on_event=lambda event: kinds.append(event.kind),
+        listener=lambda stage, info: stages.append(stage),
+    )
+    assert outcome.status == "diverged"
+    assert "diverged" not in kinds and kinds
+    assert stages.count("inside_epoch") == 1
+    assert outcome.inside["diverged"]["epoch"] == 1
+    assert len(outcome.inside["epochs"]) == 1

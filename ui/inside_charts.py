@@ -102,6 +102,23 @@ def _layout(fig: go.Figure, title: str, height: int) -> go.Figure:
     return fig
 
 
+DIVERGED_COLOUR = "#d62728"
+
+
+def _mark_divergence(fig: go.Figure, record: dict, *, across: bool = False) -> None:
+    """A red dashed line, labelled, at the point taken where training diverged (across the
+    chart, for the heatmap whose epochs run down; else up it)."""
+    diverged = record.get("diverged")
+    if not diverged or diverged.get("at") is None:
+        return
+    line = {"line_dash": "dash", "line_color": DIVERGED_COLOUR, "line_width": 1.5}
+    label = {"annotation_text": "diverged", "annotation_font_color": DIVERGED_COLOUR}
+    if across:
+        fig.add_hline(y=diverged["at"], **line, **label, annotation_position="top left")
+    else:
+        fig.add_vline(x=diverged["at"], **line, **label, annotation_position="top")
+
+
 def layers_with(record: dict, key: str) -> list[int]:
     """Indices of the layers that have at least one value of ``key``."""
     return [
@@ -132,6 +149,7 @@ def series_figure(record: dict, key: str, *, height: int = 300) -> go.Figure:
     elif key in ("dead_fraction", "saturated_fraction"):
         fig.update_yaxes(range=[0, 1.02], tickformat=".0%")
     fig.update_xaxes(title_text="epoch", dtick=1 if len(epochs) <= 12 else None)
+    _mark_divergence(fig, record)
     return _layout(fig, SERIES_LABELS.get(key, key), height)
 
 
@@ -169,6 +187,7 @@ def bands_figure(record: dict, layer: int, kind: str, *, height: int = 300) -> g
         )
     )
     fig.update_xaxes(title_text="epoch", dtick=1 if len(epochs) <= 12 else None)
+    _mark_divergence(fig, record)
     name = record["layers"][layer]["name"]
     return _layout(fig, f"{KINDS[kind]} of layer {name}: distribution over epochs", height)
 
@@ -228,6 +247,8 @@ def histogram_figure(record: dict, layer: int, kind: str, *, height: int = 300) 
         )
     fig.update_yaxes(title_text="epoch", autorange="reversed")
     fig.update_xaxes(title_text=KINDS[kind])
+    if made is not None:
+        _mark_divergence(fig, record, across=True)
     return _layout(fig, f"{KINDS[kind]} of layer {name}: histogram per epoch", height)
 
 
@@ -252,6 +273,7 @@ def probe_figure(record: dict, *, height: int = 280) -> go.Figure:
     fig.update_yaxes(title_text="loss", secondary_y=False)
     fig.update_yaxes(title_text="accuracy", tickformat=".0%", range=[0, 1.02], secondary_y=True)
     fig.update_xaxes(title_text="epoch", dtick=1 if len(epochs) <= 12 else None)
+    _mark_divergence(fig, record)
     return _layout(fig, "probe loss and test grid accuracy", height)
 
 
@@ -289,6 +311,9 @@ def summary(record: dict) -> list[str]:
     notes: list[str] = []
     if not record["epochs"]:
         return notes
+    diverged = record.get("diverged")
+    if diverged:
+        notes.append(divergence_note(diverged))
     for i, layer in enumerate(record["layers"]):
         series = record["series"][i]
         spread = (series.get("weight_unit_spread") or [None])[-1]
@@ -310,7 +335,13 @@ def summary(record: dict) -> list[str]:
         for i in layers_with(record, "update_ratio")
     ]
     ratios = [r for r in ratios if r is not None]
-    if ratios and max(ratios) > 1e-2:
+    at_divergence = bool(diverged) and record["epochs"][-1] == diverged.get("at")
+    if ratios and max(ratios) > 1e-2 and at_divergence:
+        notes.append(
+            f"By the divergence the weights had moved by {max(ratios):.0%} of their size since "
+            "the start of the epoch: the learning rate is too high."
+        )
+    elif ratios and max(ratios) > 1e-2:
         notes.append(
             f"The largest update is {max(ratios):.1%} of the weights in one step (healthy is "
             "about 0.1%): the learning rate is too high."
@@ -327,6 +358,21 @@ def summary(record: dict) -> list[str]:
             "the gradients vanish on their way to the input."
         )
     return notes
+
+
+def divergence_note(diverged: dict) -> str:
+    """What the point taken at a divergence stop shows."""
+    loss = diverged.get("loss")
+    how = "became infinite or NaN" if loss is None else f"reached {loss:.3g}"
+    rate = diverged.get("learning_rate")
+    at_rate = "" if rate is None else f" at learning rate {rate:.3g}"
+    return (
+        f"Training diverged in epoch {diverged['epoch']}, batch {diverged['batch']} of "
+        f"{diverged['n_batches']}: the loss {how}{at_rate}. The last point (epoch "
+        f"{diverged['at']:g}, the red dashed line) shows the layers as they were then: look at "
+        "the gradient norm and the update ratio shooting up and the weights spreading out. The "
+        "model kept its last good weights."
+    )
 
 
 def describe(value: Any) -> str:

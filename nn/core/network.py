@@ -72,7 +72,9 @@ class ParameterError(ValueError):
 class TrainingEvent:
     """What a training callback receives after every batch (``kind="batch"``) and epoch
     (``kind="epoch"``). ``epoch`` counts from 1 over the model's whole life (continued training
-    counts on); validation fields are ``None`` when there is no validation set or mid-epoch."""
+    counts on); validation fields are ``None`` when there is no validation set or mid-epoch.
+    When training diverges, one ``kind="diverged"`` event comes before the last good weights are
+    restored (``batch`` and ``loss`` say where and how; ``train_accuracy`` is NaN)."""
 
     kind: str
     epoch: int
@@ -949,7 +951,7 @@ class NeuralNetwork:
             lr = self._lr(epoch, run.last_epoch, (b + 1) / n_batches)
             sums["lr"], sums["xb"], sums["idx"] = lr, xb, idx
             loss, ok, grads = self._loss_and_grads(xb, y_idx[idx], training=True)
-            if self._diverging(loss, run, epoch, b, lr):
+            if self._diverging(loss, run, epoch, b, lr, callback):
                 break
             if self.clip_norm is not None:
                 self._clip(grads)
@@ -963,17 +965,38 @@ class NeuralNetwork:
                 break
         return sums
 
-    def _diverging(self, loss: float, run: _Run, epoch: int, batch: int, lr: float) -> bool:
+    def _diverging(self, loss, run: _Run, epoch: int, batch: int, lr: float, callback) -> bool:
         """Whether the batch loss diverged (not finite, or beyond ``run.loss_limit``); if so,
-        restore the last good weights and explain."""
+        tell the callback, restore the last good weights and explain."""
         if run.loss_limit == math.inf and math.isfinite(loss):
             base = max(math.log(len(self.classes_)), loss)
             run.loss_limit = DIVERGENCE_FACTOR * base
         if math.isfinite(loss) and loss <= run.loss_limit:
             return False
+        self._tell_diverged(callback, epoch, batch, run, loss, lr)
         self._restore(run.safe)
         self._diverged(epoch, batch, loss, lr)
         return True
+
+    def _tell_diverged(self, callback, epoch: int, batch: int, run: _Run, loss, lr) -> None:
+        """A ``kind="diverged"`` event while the weights are still those that diverged (its
+        return value is ignored: training stops)."""
+        if callback is not None:
+            event = TrainingEvent(
+                "diverged",
+                epoch + 1,
+                run.last_epoch,
+                batch + 1,
+                run.n_batches,
+                float(loss),
+                math.nan,
+                None,
+                None,
+                lr,
+                0.0,
+                time.perf_counter() - run.start,
+            )
+            callback(event)
 
     def _batch_callback(self, callback, epoch, b, run: _Run, sums, loss) -> bool:
         elapsed = time.perf_counter() - run.epoch_start
@@ -1024,6 +1047,7 @@ class NeuralNetwork:
         else:
             end_loss = self._batch_loss(sums["xb"], y_idx[sums["idx"]])
         if not math.isfinite(end_loss) or not np.isfinite(self._net.flat_params).all():
+            self._tell_diverged(callback, epoch, run.n_batches - 1, run, end_loss, sums["lr"])
             self._restore(run.safe)
             self.n_iter_ = epoch
             self._diverged(epoch, run.n_batches - 1, end_loss, sums["lr"])

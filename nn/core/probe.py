@@ -41,13 +41,20 @@ from nn.core.losses import softmax, softmax_cross_entropy
 
 RECORD_VERSION = 1
 PROBE_SIZE = 64
-"""Validation images in the probe batch."""
+"""Validation images given to the probe batch."""
+PROBE_MACS = 16_000_000
+"""Multiply-adds one forward pass of the probe batch may cost: the probe uses as many of its
+images as fit (all 64 for a dense 784-256-128-10 net, about 0.2 M multiply-adds an image), but
+at least :data:`MIN_PROBE`. A CNN such as C32k3-P2-C64k3-P2-D128 costs about 4.2 M an image, so
+its probe runs on :data:`MIN_PROBE` images: the pass forward and back then costs a few
+milliseconds, not the ~60 of 64 images."""
+MIN_PROBE = 8
 GRID_PER_CLASS = 5
 """Test images per class in the live test grid (50 for MNIST)."""
 HIST_BINS = 24
 QUANTILES = (0.0, 0.02, 0.16, 0.5, 0.84, 0.98, 1.0)
 """The quantile bands shown: the range, about two and one standard deviations, the median."""
-MAX_SAMPLE = 16_384
+MAX_SAMPLE = 4096
 """Values taken (evenly spaced) from a large array for its quantiles and histogram."""
 MAX_ROWS = 2048
 """Positions (samples, or samples x pixels of a feature map) the spread across units averages."""
@@ -84,18 +91,30 @@ def _sample(values: np.ndarray) -> np.ndarray:
     return flat.astype(np.float64)
 
 
+def _quantiles(ordered: np.ndarray) -> np.ndarray:
+    """:data:`QUANTILES` of sorted values, interpolated linearly as ``np.quantile`` does (which
+    sorts again for every call: this is ~5x faster on a sample)."""
+    position = np.asarray(QUANTILES) * (ordered.size - 1)
+    below = np.floor(position).astype(np.intp)
+    above = np.minimum(below + 1, ordered.size - 1)
+    return ordered[below] + (position - below) * (ordered[above] - ordered[below])
+
+
 def distribution(values: np.ndarray) -> tuple[list[float | None], dict[str, Any]]:
     """Quantiles (:data:`QUANTILES`) and a histogram ``{"lo", "hi", "counts"}`` of the finite
     values (a sample of a large array); ``None`` quantiles and no counts when none is finite."""
     sample = _sample(values)
-    sample = sample[np.isfinite(sample)]
-    if not sample.size:
+    ordered = np.sort(sample[np.isfinite(sample)])
+    if not ordered.size:
         return [None] * len(QUANTILES), {"lo": None, "hi": None, "counts": []}
-    quantiles = np.quantile(sample, QUANTILES)
-    lo, hi = float(quantiles[0]), float(quantiles[-1])
+    quantiles = _quantiles(ordered)
+    lo, hi = float(ordered[0]), float(ordered[-1])
     if hi <= lo:
         hi = lo + max(abs(lo), 1.0) * 1e-6
-    counts, _ = np.histogram(sample, bins=HIST_BINS, range=(lo, hi))
+    # bins [edge_i, edge_i+1) of equal width, the last one closed, counted on the sorted sample
+    edges = np.linspace(lo, hi, HIST_BINS + 1)
+    ends = np.searchsorted(ordered, edges[1:-1], side="left")
+    counts = np.diff(np.concatenate(([0], ends, [ordered.size])))
     hist = {"lo": _finite(lo), "hi": _finite(hi), "counts": counts.tolist()}
     return [_finite(q) for q in quantiles], hist
 
@@ -113,8 +132,12 @@ def unit_spread(values: np.ndarray) -> float | None:
 
 
 def _norm(arrays: Sequence[np.ndarray]) -> float:
+    """The Euclidean norm of all the arrays' entries (in float64 when float32 overflows)."""
     with np.errstate(over="ignore", invalid="ignore"):
-        return math.sqrt(sum(float(np.vdot(a, a)) for a in arrays))
+        total = sum(float(np.vdot(a, a)) for a in arrays)
+        if math.isinf(total):
+            total = sum(float(np.vdot(a, a)) for a in (a.astype(np.float64) for a in arrays))
+        return math.sqrt(total)
 
 
 def _as_float(x: np.ndarray, dtype) -> np.ndarray:
@@ -188,11 +211,31 @@ def forward(layers: Sequence[Layer], x: np.ndarray, keep: bool, on_output=None) 
     return a
 
 
-def backward(layers: Sequence[Layer], dy: np.ndarray) -> np.ndarray:
-    """Every layer's gradients from dL/d(output), back to dL/d(input) (returned)."""
-    for layer in reversed(layers):
-        dy = layer.backward(dy, need_dx=True)
+def backward(layers: Sequence[Layer], dy: np.ndarray, need_dx: bool = True) -> np.ndarray | None:
+    """Every layer's gradients from dL/d(output), back to dL/d(input) (returned; ``None``
+    without ``need_dx``, which spares the first layer's input gradient)."""
+    for i in range(len(layers) - 1, -1, -1):
+        dy = layers[i].backward(dy, need_dx=need_dx or i > 0)
     return dy
+
+
+def multiply_adds(layers: Sequence[Layer]) -> int:
+    """Multiply-adds of one image's forward pass through the trained layers (a weight entry is
+    used once per output position: once for a dense layer, H x W times for a convolution)."""
+    return int(
+        sum(
+            layer.params[0].size * math.prod(layer.output_shape[:-1])
+            for layer in layers
+            if layer.param_names
+        )
+    )
+
+
+def probe_count(layers: Sequence[Layer], available: int) -> int:
+    """How many of ``available`` probe images one epoch's probe pass uses (see
+    :data:`PROBE_MACS`)."""
+    fits = PROBE_MACS // max(multiply_adds(layers), 1)
+    return int(min(available, max(MIN_PROBE, fits)))
 
 
 def release(layers: Sequence[Layer]) -> None:
@@ -220,11 +263,16 @@ def empty_record(start: dict[str, Any]) -> dict[str, Any]:
     record = {**start, "epochs": [], "probe_loss": [], "probe_accuracy": [], "grid_accuracy": []}
     record["series"] = [{key: [] for key in LAYER_SERIES} for _ in start["layers"]]
     record["grid_top"] = None
+    record["diverged"] = None
     return record
 
 
 def append_epoch(record: dict[str, Any], epoch: dict[str, Any]) -> dict[str, Any]:
-    """Add one epoch (from :meth:`InsideRecorder.epoch`) to ``record``, in place; returns it."""
+    """Add one epoch (from :meth:`InsideRecorder.epoch`) to ``record``, in place; returns it.
+    A point taken where training diverged also sets ``record["diverged"]`` (see
+    :meth:`InsideRecorder.observe`)."""
+    if epoch.get("diverged") is not None:
+        record["diverged"] = epoch["diverged"]
     record["epochs"].append(epoch["epoch"])
     record["probe_loss"].append(epoch["probe_loss"])
     record["probe_accuracy"].append(epoch["probe_accuracy"])
@@ -245,6 +293,12 @@ class InsideRecorder:
     Call :meth:`observe` from the training callback with every event; it returns the
     ``(stage, payload)`` pairs to send on (``inside_start`` once, ``inside_epoch`` per epoch)
     and keeps the whole record in :attr:`record`.
+
+    A ``diverged`` event (training stops: the loss exploded) adds one more point, measured on
+    the weights that diverged, before ``fit`` puts the last good ones back. Its ``epoch`` is
+    where in training it happened (``2.25``: a quarter into the third epoch), its update ratio
+    compares the weights with those of the epoch's start (or of the step before the epoch's
+    last), and ``record["diverged"]`` says where and at which loss.
     """
 
     def __init__(self, probe_x, probe_y, grid_x=None, grid_y=None):
@@ -262,6 +316,7 @@ class InsideRecorder:
             start = self.start(model)
             self.record = empty_record(start)
             out.append(("inside_start", start))
+            self.keep_weights(model)  # what a divergence in the first epoch compares with
         if event.kind == "batch" and event.batch == event.n_batches - 1:
             self.keep_weights(model)
         elif event.kind == "epoch":
@@ -269,6 +324,19 @@ class InsideRecorder:
             append_epoch(self.record, payload)
             out.append(("inside_epoch", payload))
             self.keep_weights(model)  # an epoch of one batch compares with the last epoch's end
+        elif event.kind == "diverged":
+            at = round(event.epoch - 1 + event.batch / max(event.n_batches, 1), 3)
+            payload = self.epoch(model, at)
+            payload["diverged"] = {
+                "at": at,
+                "epoch": int(event.epoch),
+                "batch": int(event.batch),
+                "n_batches": int(event.n_batches),
+                "loss": _finite(event.loss),
+                "learning_rate": _finite(event.learning_rate),
+            }
+            append_epoch(self.record, payload)
+            out.append(("inside_epoch", payload))
         return out
 
     def start(self, model: Any) -> dict[str, Any]:
@@ -277,7 +345,7 @@ class InsideRecorder:
             "version": RECORD_VERSION,
             "layers": describe_layers(model),
             "input_shape": [int(s) for s in model.input_shape_],
-            "probe_size": int(self.probe_x.shape[0]),
+            "probe_size": probe_count(model.layers_, int(self.probe_x.shape[0])),
             "classes": np.asarray(model.classes_).tolist(),
             "grid": None,
         }
@@ -295,12 +363,13 @@ class InsideRecorder:
         ]
 
     # ------------------------------------------------------------------ the measurements
-    def epoch(self, model: Any, epoch: int) -> dict[str, Any]:
+    def epoch(self, model: Any, epoch: float) -> dict[str, Any]:
         """One epoch's measurements on the probe batch (and the grid's predictions)."""
         layers = model.layers_
         dtype = layers[0].dtype
-        x = _as_float(self.probe_x, dtype)
-        y_idx = np.searchsorted(np.asarray(model.classes_), self.probe_y)
+        n = probe_count(layers, int(self.probe_x.shape[0]))
+        x = _as_float(self.probe_x[:n], dtype)
+        y_idx = np.searchsorted(np.asarray(model.classes_), self.probe_y[:n])
         outputs: list[dict[str, Any]] = [{} for _ in layers]
         with np.errstate(all="ignore"), gradient_arrays(layers):
             logits = forward(
@@ -311,13 +380,13 @@ class InsideRecorder:
             )
             accuracy = float(np.mean(logits.argmax(axis=1) == y_idx))
             loss, delta = softmax_cross_entropy(logits, y_idx, grad_out=logits.copy())
-            backward(layers, delta)
+            backward(layers, delta, need_dx=False)
             for i, layer in enumerate(layers):
                 if layer.param_names:
                     outputs[i].update(self._trained(layer, i))
             grid = self._grid(model, layers, dtype)
         payload = {
-            "epoch": int(epoch),
+            "epoch": epoch,
             "probe_loss": _finite(loss),
             "probe_accuracy": accuracy,
             "layers": [{key: values.get(key) for key in LAYER_SERIES} for values in outputs],
@@ -347,7 +416,7 @@ class InsideRecorder:
         if before is not None and before.shape == weight.shape:
             with np.errstate(all="ignore"):
                 before_norm = _norm([before])
-                step = _norm([weight.astype(np.float64) - before])
+                step = _norm([weight - before])
             if before_norm > 0:
                 values["update_ratio"] = _finite(step / before_norm)
             elif step > 0:

@@ -368,6 +368,8 @@ def run_finetune(
 
     def callback(event):
         recorder.callback(event)
+        if event.kind == "diverged":  # training stops anyway
+            return False
         if on_event is not None:
             on_event(event)
         return control.checkpoint()

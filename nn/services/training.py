@@ -458,6 +458,8 @@ def _fit_callback(
     def callback(event: Any) -> bool:
         if observe is not None:
             observe(event)
+        if event.kind == "diverged":  # for the inside record; training stops anyway
+            return False
         if on_event is not None:
             on_event(event)
         if event.kind == "epoch":
@@ -536,8 +538,8 @@ def run_training_job(
     """Run ``job``: split, model, fit, score, record, save (if ``job.save_path``).
 
     ``data``: an ``MNIST``/``ImageSet`` already loaded (else loaded from ``job.data["path"]``).
-    ``model``: continue training this fitted model. ``on_event`` receives every
-    ``TrainingEvent``; ``listener(stage, info)`` hears ``loading``, ``split_changed``,
+    ``model``: continue training this fitted model. ``on_event`` receives every batch and
+    epoch ``TrainingEvent``; ``listener(stage, info)`` hears ``loading``, ``split_changed``,
     ``prepared`` (part sizes), ``started`` (run id, epochs), ``run_error`` and, with
     ``job.inside``, ``inside_start`` and ``inside_epoch`` (see :func:`inside_recorder`). Bad
     settings raise ``ValueError`` before anything is recorded. An exception during training is
