@@ -523,8 +523,9 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
-def bench_peak_memory(preset: str) -> dict:
-    """Peak resident memory of a whole `python -m nn train` process with the preset."""
+def bench_peak_memory(preset: str, *extra: str) -> dict:
+    """Peak resident memory of a whole `python -m nn train` process with the preset (and the
+    flags ``extra``, e.g. ``"--epochs", "1"``)."""
     import tempfile
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -540,6 +541,7 @@ def bench_peak_memory(preset: str) -> dict:
             "--quiet",
             "--runs-db",
             str(Path(tmp) / "runs.sqlite"),
+            *extra,
         ]
         start = time.perf_counter()
         proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
