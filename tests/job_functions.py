@@ -59,3 +59,11 @@ def report_priorities(ctx):
     for tid in os.listdir("/proc/self/task"):
         values[tid] = os.getpriority(os.PRIO_PROCESS, int(tid))
     return {"threads": len(values), "nice": sorted(set(values.values()))}
+
+
+def allocate(ctx):
+    """Allocate and touch ``ctx.config["bytes"]`` bytes (a MemoryError past the worker's cap)."""
+    import numpy as np
+
+    block = np.ones(int(ctx.config["bytes"]), dtype=np.uint8)
+    return {"allocated": int(block.size)}

@@ -243,6 +243,33 @@ def test_a_worker_s_threads_run_at_a_lower_priority_than_the_server():
         JobRunner(nice=20)
 
 
+@pytest.mark.skipif(not os.path.isfile("/proc/self/status"), reason="needs Linux's /proc")
+def test_an_allocation_past_the_worker_s_memory_cap_is_a_memory_error(tmp_path):
+    """A worker may map ``memory_limit`` bytes beyond its start: 512 MB past a 256 MB cap is a
+    MemoryError reported as the job's failure; the same allocation without a cap succeeds, the
+    runner goes on, and a training under the default cap finishes."""
+    size = 512 * 1024**2
+    capped = JobRunner(max_jobs=1, blas_threads=1, memory_limit=256 * 1024**2)
+    free = JobRunner(max_jobs=1, blas_threads=1, memory_limit=0)
+    default = JobRunner(max_jobs=1, blas_threads=1)
+    try:
+        over = capped.submit(job_functions.allocate, {"bytes": size})
+        assert over.wait(WAIT) and over.status == "failed"
+        assert over.error.startswith("MemoryError"), over.error
+        assert over.worker["address_space_limit"] is not None
+        fits = capped.submit(job_functions.allocate, {"bytes": 16 * 1024**2})
+        assert fits.wait(WAIT) and fits.status == "finished", fits.error
+        uncapped = free.submit(job_functions.allocate, {"bytes": size})
+        assert uncapped.wait(WAIT) and uncapped.status == "finished", uncapped.error
+        assert uncapped.worker["address_space_limit"] is None
+        trained = default.submit("train", training(tmp_path, epochs=1))
+        assert trained.wait(WAIT) and trained.status == "finished", trained.error
+        assert trained.worker["address_space_limit"] is not None
+    finally:
+        for runner in (capped, free, default):
+            runner.shutdown(timeout=WAIT)
+
+
 def test_blas_threads_and_settings_from_the_environment(monkeypatch):
     assert auto_blas_threads(2, 1, 1) == 1
     assert auto_blas_threads(8, 1, 1) == 7
@@ -252,7 +279,9 @@ def test_blas_threads_and_settings_from_the_environment(monkeypatch):
     monkeypatch.setenv("NN_JOB_BLAS_THREADS", "auto")
     runner = JobRunner.from_environment()
     assert runner.max_jobs == 3 and runner.blas_threads is None and runner.backend == "local"
-    assert runner.nice == 10
+    assert runner.nice == 10 and runner.memory_limit > 4 * 1024**3
+    monkeypatch.setenv("NN_JOB_MEMORY_BYTES", "0")
+    assert JobRunner.from_environment().memory_limit == 0
     monkeypatch.setenv("NN_JOB_NICE", "0")
     assert JobRunner.from_environment().nice == 0
     monkeypatch.setenv("NN_MAX_JOBS", "0")

@@ -40,6 +40,11 @@ Settings (arguments of :class:`JobRunner`, or the environment for :func:`default
     ``NN_JOB_NICE``            how much lower than the server's a local worker's CPU priority is
                                (``nice`` increment, default :data:`DEFAULT_JOB_NICE`; 0 keeps
                                it equal), so that pages answer while jobs fill the cores.
+    ``NN_JOB_MEMORY_BYTES``    address space a local worker may add to what it has mapped when it
+                               starts (``RLIMIT_AS``): an allocation past it is a
+                               ``MemoryError`` in the worker, reported as the job's failure,
+                               instead of the kernel's OOM killer choosing a process (default
+                               :func:`default_memory_limit`; 0: no cap).
     ``NN_RAY_ADDRESS``         a Ray cluster's address (``auto``, ``ray://host:10001``,
                                ``host:6379``): jobs run there as Ray tasks instead.
 """
@@ -255,6 +260,15 @@ def _run_job(target: str, ctx: JobContext) -> tuple[Any, bytes | None]:
     return value, pack_arrays(arrays)
 
 
+def _address_space_limit() -> int | None:
+    try:
+        import resource
+    except ImportError:
+        return None
+    soft = resource.getrlimit(resource.RLIMIT_AS)[0]
+    return None if soft == resource.RLIM_INFINITY else int(soft)
+
+
 def _worker_facts() -> dict[str, Any]:
     from nn.core import blas
 
@@ -262,6 +276,7 @@ def _worker_facts() -> dict[str, Any]:
         "pid": os.getpid(),
         "blas_threads": blas.get_threads(),
         "nice": os.getpriority(os.PRIO_PROCESS, 0),
+        "address_space_limit": _address_space_limit(),
         "imports_streamlit": any(
             m == "streamlit" or m.startswith("streamlit.") for m in sys.modules
         ),
@@ -285,9 +300,46 @@ def lower_priority(increment: int) -> int:
     return os.getpriority(os.PRIO_PROCESS, 0)
 
 
-def _local_worker(target, config, blob, conn, paused, stopped, nice=0) -> None:
+def default_memory_limit() -> int:
+    """A worker's default address-space allowance: ``nn.core.limits.MAX_TRAINING_BYTES`` (what
+    the memory estimate lets a training have) plus 2 GiB for the data, its copies and the
+    interpreter's own growth (thread stacks, allocator arenas)."""
+    from nn.core.limits import MAX_TRAINING_BYTES
+
+    return MAX_TRAINING_BYTES + 2 * 1024**3
+
+
+def _mapped_bytes() -> int:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmSize:"):
+                return int(line.split()[1]) * 1024
+    raise OSError("no VmSize in /proc/self/status")
+
+
+def limit_address_space(extra_bytes: int) -> int | None:
+    """Cap this process's address space (``RLIMIT_AS``, soft limit) at what it maps now plus
+    ``extra_bytes``; return the cap, or ``None`` when there is none (``extra_bytes`` 0, no
+    ``resource`` module or no ``/proc``). A lower hard limit stays in force."""
+    if extra_bytes <= 0:
+        return None
+    try:
+        import resource
+
+        hard = resource.getrlimit(resource.RLIMIT_AS)[1]
+        cap = _mapped_bytes() + int(extra_bytes)
+        if hard != resource.RLIM_INFINITY:
+            cap = min(cap, hard)
+        resource.setrlimit(resource.RLIMIT_AS, (cap, hard))
+    except (ImportError, OSError, ValueError):
+        return None
+    return cap
+
+
+def _local_worker(target, config, blob, conn, paused, stopped, nice=0, memory=0) -> None:
     """The worker process's body: run the job, report its value or its exception."""
     lower_priority(nice)
+    limit_address_space(memory)
     ctx = _LocalContext(config, {}, conn, paused, stopped)
     try:
         ctx.arrays = unpack_arrays(blob)
@@ -505,7 +557,11 @@ class JobRunner:
     (``"local"``: the Ray instance this process has started). ``stop_grace_seconds``: how long
     :meth:`cancel` lets a job stop by itself before its worker is terminated. ``nice``: how
     much lower a local worker's CPU priority is than the server's (default
-    :data:`DEFAULT_JOB_NICE`; Ray's workers keep theirs).
+    :data:`DEFAULT_JOB_NICE`; Ray's workers keep theirs). ``memory_limit``: bytes of address
+    space a local worker may map beyond what it maps at its start (default
+    :func:`default_memory_limit`, 0: no cap). Ray's workers get no cap: a Ray worker process
+    runs task after task and maps Ray's object store, so a cap set by one task would outlive it
+    and count Ray's own mappings.
 
     Listeners are called from the runner's threads, some while it holds its lock: they must not
     wait for other threads.
@@ -520,6 +576,7 @@ class JobRunner:
         ray_address: str | None = None,
         stop_grace_seconds: float = STOP_GRACE_SECONDS,
         nice: int | None = None,
+        memory_limit: int | None = None,
     ):
         self.cores = os.cpu_count() or 1
         self.max_jobs = int(max_jobs) if max_jobs is not None else self.cores
@@ -535,6 +592,9 @@ class JobRunner:
         self.nice = DEFAULT_JOB_NICE if nice is None else int(nice)
         if not 0 <= self.nice <= 19:
             raise ValueError(f"nice must be between 0 and 19, not {self.nice}")
+        self.memory_limit = default_memory_limit() if memory_limit is None else int(memory_limit)
+        if self.memory_limit < 0:
+            raise ValueError(f"memory_limit must be 0 (no cap) or more, not {self.memory_limit}")
         self.ray_address = ray_address
         self._backend = _RayBackend(ray_address) if ray_address else _LocalBackend()
         self._lock = threading.RLock()
@@ -547,13 +607,14 @@ class JobRunner:
     @classmethod
     def from_environment(cls) -> JobRunner:
         """A runner set by ``NN_MAX_JOBS``, ``NN_JOB_BLAS_THREADS``, ``NN_JOB_RESERVED_CORES``,
-        ``NN_JOB_NICE`` and ``NN_RAY_ADDRESS`` (``ValueError`` naming the variable when one is
-        malformed)."""
+        ``NN_JOB_NICE``, ``NN_JOB_MEMORY_BYTES`` and ``NN_RAY_ADDRESS`` (``ValueError`` naming
+        the variable when one is malformed)."""
         return cls(
             _env_int("NN_MAX_JOBS", 1),
             blas_threads=_env_int("NN_JOB_BLAS_THREADS", 1),
             reserved_cores=_env_int("NN_JOB_RESERVED_CORES", 0),
             nice=_env_int("NN_JOB_NICE", 0),
+            memory_limit=_env_int("NN_JOB_MEMORY_BYTES", 0),
             ray_address=os.environ.get("NN_RAY_ADDRESS", "").strip() or None,
         )
 
@@ -753,6 +814,7 @@ class _LocalBackend:
                 control.paused,
                 control.stop_requested,
                 runner.nice,
+                runner.memory_limit,
             ),
             name=f"{_WORKER_PREFIX}{job.id}",
             daemon=True,
