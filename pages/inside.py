@@ -7,6 +7,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from nn.core.probe import GRID_PER_CLASS
 from ui import inside_charts as charts
 from ui import state
 
@@ -177,10 +178,13 @@ def inside_view() -> None:
 
     st.subheader("Probe loss and the test grid")
     _chart(charts.probe_figure(record), "inside_probe", charts.LESSONS["probe"])
-    captions = charts.grid_captions(record)
+    data_set = state.active_set()
+    names = None if data_set.builtin else list(data_set.class_names)
+    captions = charts.grid_captions(record, names)
     if captions:
         st.caption(
-            "50 fixed test digits (5 of each class), updated every epoch: the prediction and the "
+            f"{len(captions)} fixed test {'digits' if names is None else 'images'} "
+            f"({GRID_PER_CLASS} of each class), updated every epoch: the prediction and the "
             "top-3 probabilities. ✗ marks a wrong prediction."
         )
         images = charts.grid_images(record)

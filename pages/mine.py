@@ -9,6 +9,7 @@ import numpy as np
 import streamlit as st
 
 from nn.data import DataError
+from nn.data.registry import mnist_info
 from nn.services.mine import MAX_IMPORT_BYTES, MineStoreError
 from ui import state
 from ui.charts import batch_loss_figure
@@ -41,6 +42,15 @@ try:
 except (MineStoreError, OSError) as exc:
     st.error(f"The drawings database cannot be used: {exc}", icon=":material/error:")
     st.stop()
+
+
+def _no_mnist_model() -> None:
+    """No saved model reads digits: train one on MNIST."""
+    st.info(
+        "No saved model of MNIST's digits yet. Train one on the **Train** page with MNIST "
+        "chosen in the sidebar (or upload one on **Models**).",
+        icon=":material/model_training:",
+    )
 
 
 def _done(text: str) -> None:
@@ -100,12 +110,23 @@ with gallery:
         )
 
 # ------------------------------------------------------------------ every model on the drawings
-models = [row for row in state.saved_models() if state.model_path_for(Path(row["path"]).stem)]
+# the drawings are 28x28 digits: only models of MNIST's shape and ten classes read them,
+# whatever data set is chosen in the sidebar
+mnist = mnist_info()
+saved = [row for row in state.saved_models() if state.model_path_for(Path(row["path"]).stem)]
+models = [row for row in saved if state.model_fits(row, mnist)]
 names = list(dict.fromkeys(Path(row["path"]).stem for row in models))
+others = len({Path(row["path"]).stem for row in saved} - set(names))
+if others:
+    st.caption(
+        f"{others} model{'s' if others != 1 else ''} of other data sets "
+        f"{'is' if others == 1 else 'are'} left out: the drawings are digits, read by models "
+        "of MNIST's 28x28 images and ten digits."
+    )
 scored: dict[str, object] = {}
 with scores_tab:
     if not names:
-        state.no_model_message()
+        _no_mnist_model()
     elif len(y) == 0:
         st.caption("Keep some drawings to see how each model reads them.")
     else:
@@ -299,7 +320,7 @@ with tune_tab:
         "measure the gain. The result is saved as a new model and recorded as a run."
     )
     if not names:
-        state.no_model_message()
+        _no_mnist_model()
     else:
         c1, c2, c3 = st.columns([2, 2, 1], vertical_alignment="bottom")
         active = state.active_model_name()

@@ -55,12 +55,31 @@ def _dataset_summary(name: str, sha256: str):
 
 
 state.init_state()
-st.title("A neural network from scratch, on MNIST")
-st.markdown(
-    "This dashboard trains and explores a fully connected neural network written with nothing "
-    "but **NumPy**: forward pass, backpropagation and optimisers by hand. It learns to read "
-    "handwritten digits from **MNIST**, 70,000 small grey images of the digits 0-9."
-)
+info = state.active_set()
+noun = "digit" if info.builtin else "class"
+st.title("A neural network from scratch, on " + ("MNIST" if info.builtin else info.name))
+if info.builtin:
+    st.markdown(
+        "This dashboard trains and explores a fully connected neural network written with "
+        "nothing but **NumPy**: forward pass, backpropagation and optimisers by hand. It learns "
+        "to read handwritten digits from **MNIST**, 70,000 small grey images of the digits 0-9."
+    )
+else:
+    colour = "grey" if info.greyscale else "colour"
+    st.markdown(
+        "This dashboard trains and explores a neural network written with nothing but "
+        "**NumPy**: forward pass, backpropagation and optimisers by hand. It learns to tell "
+        f"apart the images of the data set **{info.name}**: "
+        f"{info.n_train + info.n_test:,} {info.shape_text} {colour} images of "
+        f"{info.n_classes} classes. The bundled MNIST (handwritten digits) stays one choice "
+        "away in the sidebar."
+    )
+if info.builtin:
+    draw_text = "Draw a digit with the mouse and see what the network thinks, stroke by stroke."
+elif info.image_shape == (28, 28, 1):
+    draw_text = "Draw with the mouse and see which class the network thinks it is."
+else:
+    draw_text = "For 28x28 greyscale sets, as MNIST: choose one in the sidebar to draw."
 
 st.subheader("How to use it")
 GUIDE = [
@@ -74,19 +93,19 @@ GUIDE = [
         "pages/draw.py",
         "Draw",
         ":material/draw:",
-        "Draw a digit with the mouse and see what the network thinks, stroke by stroke.",
+        draw_text,
     ),
     (
         "pages/predictions.py",
         "Predictions",
         ":material/grid_view:",
-        "Browse the 10,000 test images: right ones in green, mistakes in red.",
+        f"Browse the {info.n_test:,} test images: right ones in green, mistakes in red.",
     ),
     (
         "pages/evaluate.py",
         "Evaluate",
         ":material/analytics:",
-        "Accuracy, per-digit scores, the confusion matrix, what the first layer learnt.",
+        f"Accuracy, per-{noun} scores, the confusion matrix, what the first layer learnt.",
     ),
     (
         "pages/models.py",
@@ -108,9 +127,7 @@ if active:
 else:
     st.caption("No trained model yet: start on the **Train** page, then come back and draw.")
 
-info = state.active_set()
 train_counts, test_counts, sample_grid, mean_grid = _dataset_summary(info.name, info.sha256)
-noun = "digit" if info.builtin else "class"
 
 if info.builtin:
     st.subheader("The data set at a glance")

@@ -43,6 +43,13 @@ if not data_set.builtin:
 # a preset whose network cannot take the set's images (a convolution stack on images too small
 # for it, a network too large for them) is shown disabled, with the reason
 problems = fitting_presets(data_set.image_shape, data_set.n_classes)
+# the descriptions are MNIST's (784 inputs, 10 digits): what changes on another set
+on_set = (
+    ""
+    if data_set.builtin
+    else f". On {data_set.name}: {data_set.shape_text} images in, {data_set.n_classes} classes "
+    "out" + ("" if data_set.image_shape == (28, 28, 1) else ", no augmentation") + "."
+)
 if PRESETS:
     st.markdown("**Presets** (one click fills the form)")
     cols = st.columns(len(PRESETS))
@@ -52,7 +59,7 @@ if PRESETS:
             key=f"preset_{name}",
             on_click=train_form.apply_preset,
             args=(name, data_set.image_shape, data_set.n_classes),
-            help=preset.description if problems[name] is None else problems[name],
+            help=(preset.description + on_set) if problems[name] is None else problems[name],
             disabled=running or problems[name] is not None,
             width="stretch",
             type="primary" if cfg.get("preset") == name else "secondary",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from nn.services.training import part_sizes
 from ui import state
 from ui import tune as tn
 
@@ -109,25 +110,26 @@ settings["halving"] = b4.toggle(
     "and continue only the best third, repeatedly.",
 )
 b5, b6, b7, b8 = st.columns(4)
+data_set = state.active_set()
+n_train_part, n_val_part, _ = part_sizes("standard", data_set.n_train, data_set.n_test)
+# no max_value: a number above the set's parts is refused with a message (set_size_problems)
 settings["train_size"] = b5.number_input(
     "Training images",
     min_value=0,
-    max_value=50_000,
     step=1000,
     value=int(settings["train_size"]),
     key="tune_train_size",
     disabled=running,
-    help="Stratified subset of the training split (0 = all 50,000).",
+    help=f"Stratified subset of the training split (0 = all {n_train_part:,} of {data_set.name}).",
 )
 settings["val_size"] = b6.number_input(
     "Validation images",
     min_value=0,
-    max_value=10_000,
     step=500,
     value=int(settings["val_size"]),
     key="tune_val_size",
     disabled=running,
-    help="Validation images used for scoring (0 = all).",
+    help=f"Validation images used for scoring (0 = all {n_val_part:,} of {data_set.name}).",
 )
 settings["n_jobs"] = b7.number_input(
     "Parallel jobs",
@@ -156,6 +158,10 @@ settings["seed"] = st.number_input(
 )
 
 space, errors = tn.build_space(settings, base)
+size_problems = tn.set_size_problems(settings, data_set)
+if size_problems:
+    errors["budget"] = " ".join([*filter(None, [errors.get("budget")]), *size_problems])
+    space = None
 for name, target in error_slots.items():
     if name in errors:
         target.error(errors[name], icon=":material/error:")
@@ -172,7 +178,6 @@ if c1.button(
     disabled=running or space is None,
     icon=":material/play_arrow:",
 ):
-    data_set = state.active_set()
     if data_set.image_shape != (28, 28, 1):  # augmentation distorts 28x28 digits only
         base = {**base, "augment": None}
     tn.start_search(

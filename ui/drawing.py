@@ -113,8 +113,13 @@ def render_prediction(analysis: DrawingAnalysis, names: list[str] | None = None)
     container (the browser tests read its text). ``names``: the class names of the model's
     outputs, for the second guess (default: the output index, MNIST's digit)."""
     with st.container(key=PREDICTION_KEY, border=True):
-        if analysis.blank:
+        if analysis.blank and names is None:
             st.markdown(f":material/draw: {INVITATION}")
+        elif analysis.blank:  # a set of its own classes: draw one of them
+            st.markdown(
+                f":material/draw: Draw one of the classes ({', '.join(names)}) in the black box "
+                "(large and centred works best). The prediction appears here while you draw."
+            )
         else:
             st.markdown(f"### {prediction_text(analysis.label, analysis.confidence)}")
             runner_up = np.argsort(analysis.proba)[::-1][1]

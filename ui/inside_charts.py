@@ -277,8 +277,15 @@ def probe_figure(record: dict, *, height: int = 280) -> go.Figure:
     return _layout(fig, "probe loss and test grid accuracy", height)
 
 
-def grid_captions(record: dict) -> list[str]:
-    """For each test-grid digit: ``"✓ 7 · 7 98% 1 1% 2 0%"`` (✗ when the top guess is wrong)."""
+def grid_captions(record: dict, names: list[str] | None = None) -> list[str]:
+    """For each test-grid digit: ``"✓ 7 · 7 98% 1 1% 2 0%"`` (✗ when the top guess is wrong);
+    with ``names`` (a data set's class names, by label) the classes by name."""
+
+    def shown(label: Any) -> Any:
+        if names is None or not isinstance(label, (int, np.integer)) or not 0 <= label < len(names):
+            return label
+        return names[int(label)]
+
     grid, top = record.get("grid"), record.get("grid_top")
     if not grid or not top:
         return []
@@ -286,9 +293,9 @@ def grid_captions(record: dict) -> list[str]:
     for label, guesses, probs in zip(grid["labels"], top["labels"], top["proba"], strict=True):
         mark = "✓" if guesses[0] == label else "✗"
         parts = " ".join(
-            f"{g} {0 if p is None else p:.0%}" for g, p in zip(guesses, probs, strict=True)
+            f"{shown(g)} {0 if p is None else p:.0%}" for g, p in zip(guesses, probs, strict=True)
         )
-        out.append(f"{mark} {guesses[0]} · {parts}")
+        out.append(f"{mark} {shown(guesses[0])} · {parts}")
     return out
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
+from nn.data.registry import mnist_info
 from nn.services.mine import MineStore, MineStoreError, default_mine_path
 from ui import state
 
@@ -90,11 +91,14 @@ def mine_score(model_path: str | os.PathLike) -> MineScore:
 
 
 def accuracy_text(model_path: str | os.PathLike | None) -> str:
-    """``"87.5%"`` for the Models table; a dash when there are no drawings, no readable model or
-    no usable drawings database (the My digits page says what is wrong with it)."""
+    """``"87.5%"`` for the Models table; a dash when there are no drawings, no readable model, a
+    model of another data set than MNIST's shape and digits, or no usable drawings database (the
+    My digits page says what is wrong with it)."""
     if model_path is None:
         return "—"
     try:
+        if not state.model_fits(state.get_model_metadata(model_path), mnist_info()):
+            return "—"  # a model of another data set does not read digits
         score = mine_score(model_path)
     except (OSError, ValueError, MineStoreError):
         return "—"

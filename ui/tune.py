@@ -193,6 +193,26 @@ def _budget_problems(settings: Mapping[str, Any]) -> list[str]:
     return budget
 
 
+def set_size_problems(settings: Mapping[str, Any], info: Any) -> list[str]:
+    """Training and validation sizes above what the standard split of the data set ``info``
+    (``nn.data.registry.DataSetInfo``) holds, each with the most allowed."""
+    from nn.services.training import part_sizes
+
+    n_train, n_val, _ = part_sizes("standard", info.n_train, info.n_test)
+    out = []
+    for field, label, most in (
+        ("train_size", "Training images", n_train),
+        ("val_size", "Validation images", n_val),
+    ):
+        value = int(settings[field])
+        if value > most:
+            out.append(
+                f"{label}: {value:,} is more than the {most:,} of {info.name}'s standard split; "
+                f"use at most {most:,} (0 = all)."
+            )
+    return out
+
+
 def build_space(settings: Mapping[str, Any], base: Mapping[str, Any] | None = None):
     """``(SearchSpace or None, errors)``: ``errors`` maps a parameter name (or ``"budget"``,
     ``"space"``) to a message shown next to its inputs. Pure (no Streamlit)."""
