@@ -18,7 +18,7 @@ How
 The defaults are meant to keep the MNIST test accuracy within 0.3 points (:data:`MAX_MNIST_DROP`)
 of the model's own; :attr:`FinetuneResult.mnist_drop` reports what happened and
 :attr:`FinetuneResult.warnings` says so when it fell more, or when the held-out drawings did not
-gain. Measured on the bundled ``default`` model (784-256-128-10, 98.37 %, cosine schedule) with
+gain. Measured on the ``fast`` preset's model (784-256-128-10, 98.37 %, cosine schedule) with
 60 drawings (MNIST training digits redrawn with a broad pen and slanted by 28 degrees, as in
 ``tests/test_finetune.py``; 40 to learn from, 20 held out), full MNIST, one epoch, on the
 shared 2-core machine:
