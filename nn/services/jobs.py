@@ -34,7 +34,8 @@ other jobs go on.
 Settings (arguments of :class:`JobRunner`, or the environment for :func:`default_runner`):
     ``NN_MAX_JOBS``            jobs running at once (default: the number of cores); the others
                                wait in a FIFO queue and know their place in it.
-    ``NN_JOB_BLAS_THREADS``    BLAS threads of each job (default: :func:`auto_blas_threads`).
+    ``NN_JOB_BLAS_THREADS``    BLAS threads of each job (default: :func:`auto_blas_threads`,
+                               one thread on two cores: measured there, see that function).
     ``NN_JOB_RESERVED_CORES``  cores the automatic thread count leaves to the server and the
                                browser (default 1 on two cores or more).
     ``NN_JOB_NICE``            how much lower than the server's a local worker's CPU priority is
@@ -544,7 +545,15 @@ def _env_int(name: str, minimum: int) -> int | None:
 
 def auto_blas_threads(cores: int, running: int, reserved: int) -> int:
     """BLAS threads of a job when ``running`` jobs (this one included) share ``cores``, of which
-    ``reserved`` are left to the server and the browser: at least one each."""
+    ``reserved`` are left to the server and the browser: at least one each.
+
+    One thread on two cores, from bench/dashboard_overhead.py (the ``fast`` preset, Train page
+    open in Chromium, medians of 15 epochs; the command line on two threads: 1.2-1.3 s an
+    epoch): a worker with one BLAS thread 1.91 s an epoch, with two 2.11 s (the browser and the
+    server take a core for moments and OpenBLAS's two threads wait for each other at every
+    product); with a busy loop on one core, one thread 2.60 s (the command line 3.99 s), two
+    threads 34 s (the second thread, at the worker's lower priority, gets a tenth of the busy
+    core)."""
     return max(1, (cores - reserved) // max(1, running))
 
 
