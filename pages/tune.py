@@ -157,7 +157,7 @@ settings["seed"] = st.number_input(
     help="Same seed, same trials and same results.",
 )
 
-space, errors = tn.build_space(settings, base)
+space, errors = tn.build_space(settings, base, data_set)
 size_problems = tn.set_size_problems(settings, data_set)
 if size_problems:
     errors["budget"] = " ".join([*filter(None, [errors.get("budget")]), *size_problems])

@@ -14,6 +14,7 @@ from datasets_synthetic import (
     make_images,
     write_npz,
 )
+from streamlit.testing.v1 import AppTest
 from test_data_pages import open_app, texts
 
 from nn.data.registry import add_set, get_info
@@ -178,3 +179,24 @@ def test_cli_preset_on_a_set_it_does_not_fit_is_refused_naming_those_that_fit(sm
     code = main(["train", "--preset", "fast", "--data", "colour32", "--augment", "--no-save"])
     assert code == 2
     assert "switch augmentation off (--no-augment)" in capsys.readouterr().err
+
+
+def test_tune_sizes_the_train_pages_network_for_the_active_set(small_env):
+    from nn.services.presets import PRESETS
+    from ui import tune
+
+    cnn = tune.base_config_from_train(train_form.config_from_preset(PRESETS["cnn"]))
+    settings = tune.default_settings()
+    settings["train_size"], settings["val_size"] = 100, 0
+    _, errors = tune.build_space(settings, cnn)  # MNIST's 28x28 images: it fits
+    assert "base" not in errors
+    _, errors = tune.build_space(settings, cnn, get_info("tiny12"))
+    assert "kernel 5 is larger than its 4x4 input" in errors["base"]
+    at = AppTest.from_file(test_data_pages.APP, default_timeout=90)
+    at.session_state["active_set_name"] = "tiny12"
+    at.session_state["train_config"] = train_form.config_from_preset(PRESETS["cnn"])
+    at.run()
+    at.switch_page("pages/tune.py").run()
+    assert not at.exception
+    assert "The Train page's settings cannot be searched" in texts(at.error)
+    assert at.button(key="start_search").disabled

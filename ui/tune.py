@@ -213,9 +213,24 @@ def set_size_problems(settings: Mapping[str, Any], info: Any) -> list[str]:
     return out
 
 
-def build_space(settings: Mapping[str, Any], base: Mapping[str, Any] | None = None):
+def _check_size(model_kwargs: Mapping[str, Any], info: Any = None) -> None:
+    """``check_network_size`` of these settings on the images of the data set ``info``
+    (``nn.data.registry.DataSetInfo``; None: MNIST's): a stack sees the image shape, dense
+    layers the flattened pixels."""
+    model = NeuralNetwork(**model_kwargs)
+    if info is None:
+        check_network_size(model)
+        return
+    shape = info.image_shape if model.layers is not None else info.n_features
+    check_network_size(model, shape, info.n_classes)
+
+
+def build_space(
+    settings: Mapping[str, Any], base: Mapping[str, Any] | None = None, info: Any = None
+):
     """``(SearchSpace or None, errors)``: ``errors`` maps a parameter name (or ``"budget"``,
-    ``"space"``) to a message shown next to its inputs. Pure (no Streamlit)."""
+    ``"space"``) to a message shown next to its inputs. Networks are sized for the images and
+    classes of the data set ``info`` (default: MNIST's). Pure (no Streamlit)."""
     from nn.search import SearchSpace
 
     errors: dict[str, str] = {}
@@ -228,7 +243,7 @@ def build_space(settings: Mapping[str, Any], base: Mapping[str, Any] | None = No
             SearchSpace({name: dim}).check(base or {})
             if name in ("hidden_layers", "layers", "batch_size"):  # sizes decide the memory
                 for value in dim.values_to_check():
-                    check_network_size(NeuralNetwork(**{**(base or {}), name: value}))
+                    _check_size({**(base or {}), name: value}, info)
             dims[name] = dim
         except ValueError as exc:
             msg = str(exc)
@@ -237,7 +252,7 @@ def build_space(settings: Mapping[str, Any], base: Mapping[str, Any] | None = No
         errors["space"] = "Choose at least one hyperparameter to search."
     budget = _budget_problems(settings)
     try:  # the Train page's network, sized before anything is allocated
-        check_network_size(NeuralNetwork(**(base or {})))
+        _check_size(base or {}, info)
     except (ValueError, TypeError) as exc:
         errors["base"] = f"The Train page's settings cannot be searched: {exc}"
     if budget:
