@@ -56,8 +56,9 @@ QUANTILES = (0.0, 0.02, 0.16, 0.5, 0.84, 0.98, 1.0)
 """The quantile bands shown: the range, about two and one standard deviations, the median."""
 MAX_SAMPLE = 4096
 """Values taken (evenly spaced) from a large array for its quantiles and histogram."""
-MAX_ROWS = 2048
-"""Positions (samples, or samples x pixels of a feature map) the spread across units averages."""
+MAX_ROWS = 256
+"""Positions (samples, or samples x pixels of a feature map, or a weight's inputs) the spread
+across units averages, evenly spaced."""
 SATURATED = {"sigmoid": (0.02, 0.98), "tanh": (-0.98, 0.98)}
 """Outputs outside these bounds sit where the activation's derivative is below ~0.04."""
 TOP_K = 3
