@@ -1,7 +1,7 @@
 """The Draw page's round trip in a real browser: from the end of a stroke to the whole page
-showing its result, for the dense default model and a CNN.
+showing its result, for a dense network, a CNN and the shipped default model.
 
-    python bench/draw_browser.py [--strokes 10] [--models default,cnn]
+    python bench/draw_browser.py [--strokes 10] [--models dense,cnn,default]
 
 For each model, a ``streamlit run app.py`` server on 127.0.0.1 (a models folder holding only
 that model) and headless Chromium (``/usr/bin/chromium``, Playwright). On ``/draw``, after one
@@ -15,9 +15,10 @@ page, from the ``mouseup`` that ends the stroke to the last of:
 
 It waits on those events, never on a fixed delay, and reports the median and the range, with the
 share of the time the script spent on the server (Streamlit's ``script_run`` log lines are not
-used; the server-side compute is ``bench/draw_page.py``). The models: ``default`` is
-``saved_models/default.npz`` (784-256-128-10), ``cnn`` the CNN of ``bench/draw_page.py``
-(C32k3-P2-C64k3-P2-D128-D10) trained for one epoch on 5,000 images. Timings need an idle
+used; the server-side compute is ``bench/draw_page.py``). The models: ``dense`` the ``fast``
+preset's 784-256-128-10 and ``cnn`` the CNN of ``bench/draw_page.py`` (C32k3-P2-C64k3-P2-D128-D10),
+each trained for one epoch on 5,000 images, and ``default`` the shipped
+``saved_models/default.npz``. Timings need an idle
 machine: run it under the exclusive CPU lock.
 """
 
@@ -145,11 +146,24 @@ def _cnn_model(folder: Path) -> Path:
     return save_model(model, folder / "default.npz", name="cnn")
 
 
+def _dense_model(folder: Path) -> Path:
+    from nn.core.network import NeuralNetwork
+    from nn.data import load_mnist
+    from nn.io.model_files import save_model
+
+    data = load_mnist()
+    model = NeuralNetwork(hidden_layers=[256, 128], epochs=1, random_state=0)
+    model.fit(data.x_train[:5000], data.y_train[:5000])
+    return save_model(model, folder / "default.npz", name="dense")
+
+
 def _models_folder(name: str, root: Path) -> Path:
     folder = root / name
     folder.mkdir()
     if name == "default":
         shutil.copy2(REPO / "saved_models" / "default.npz", folder / "default.npz")
+    elif name == "dense":
+        _dense_model(folder)
     else:
         _cnn_model(folder)
     return folder
@@ -268,7 +282,7 @@ def report(name: str, results: list[dict]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--strokes", type=int, default=10)
-    parser.add_argument("--models", default="default,cnn")
+    parser.add_argument("--models", default="dense,cnn,default")
     args = parser.parse_args()
     from playwright.sync_api import sync_playwright
 
