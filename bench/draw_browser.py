@@ -39,6 +39,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from streamlit_server import streamlit_command  # noqa: E402
+
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu"]
 CANVAS = "[data-testid=stBidiComponentIsolated] canvas.upper-canvas"
@@ -173,21 +175,7 @@ def _start_server(models: Path, log: Path) -> tuple[subprocess.Popen, str]:
     port = _free_port()
     env = dict(os.environ, NN_MODELS_DIR=str(models), NN_RUNS_DB=str(models / "runs.sqlite"))
     env["NN_MINE_DB"] = str(models / "mine.sqlite")
-    cmd = [
-        sys.executable,
-        "-m",
-        "streamlit",
-        "run",
-        "app.py",
-        "--server.headless",
-        "true",
-        "--server.address",
-        "127.0.0.1",
-        "--server.port",
-        str(port),
-        "--browser.gatherUsageStats",
-        "false",
-    ]
+    cmd = streamlit_command(port)
     with open(log, "wb") as out:
         proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
