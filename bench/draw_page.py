@@ -26,21 +26,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from PIL import Image  # noqa: E402
 
 from nn.core.attributions import attribution  # noqa: E402
+from nn.core.layer_spec import parse_layers  # noqa: E402
 from nn.core.network import NeuralNetwork  # noqa: E402
 from nn.data import load_mnist  # noqa: E402
 from ui.draw_inside import PAGE_OPTIONS, attribution_picture, layer_pictures  # noqa: E402
 from ui.drawing import analyse_drawing  # noqa: E402
 
-CNN = [
-    {"type": "conv2d", "filters": 32, "kernel": 3, "padding": "same"},
-    {"type": "relu"},
-    {"type": "maxpool", "size": 2},
-    {"type": "conv2d", "filters": 64, "kernel": 3, "padding": "same"},
-    {"type": "relu"},
-    {"type": "maxpool", "size": 2},
-    {"type": "dense", "units": 128},
-    {"type": "relu"},
-]
+CNN = parse_layers("conv32k3same,relu,pool2,conv64k3same,relu,pool2,dense128,relu")
 
 
 CLOCK = time.perf_counter

@@ -31,6 +31,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from nn.core import probe  # noqa: E402
+from nn.core.layer_spec import parse_layers  # noqa: E402
 from nn.core.losses import softmax_cross_entropy  # noqa: E402
 from nn.core.network import NeuralNetwork  # noqa: E402
 from nn.core.probe import (  # noqa: E402
@@ -44,16 +45,7 @@ from nn.core.probe import (  # noqa: E402
 )
 from nn.data import load_mnist  # noqa: E402
 
-CNN = [
-    {"type": "conv2d", "filters": 32, "kernel": 3, "padding": "same"},
-    {"type": "relu"},
-    {"type": "maxpool", "size": 2},
-    {"type": "conv2d", "filters": 64, "kernel": 3, "padding": "same"},
-    {"type": "relu"},
-    {"type": "maxpool", "size": 2},
-    {"type": "dense", "units": 128},
-    {"type": "relu"},
-]
+CNN = parse_layers("conv32k3same,relu,pool2,conv64k3same,relu,pool2,dense128,relu")
 MODELS = {
     "dense 784-256-128-10 (preset fast)": {"hidden_layers": [256, 128]},
     "CNN C32k3-P2-C64k3-P2-D128-D10": {"layers": CNN},
