@@ -461,6 +461,19 @@ def _num(cfg: dict, field: str, label: str, help: str, disabled: bool, col=None,
     )
 
 
+def _select_init(cfg: dict, disabled: bool, col=None) -> None:
+    """The weight initialisation select, shared by the dense form and the layer stack."""
+    _select(
+        cfg,
+        "init",
+        "Initialisation",
+        INIT_CHOICES,
+        disabled=disabled,
+        col=col,
+        help="How weights start: auto = He for ReLU-like layers, Xavier otherwise.",
+    )
+
+
 def _select(
     cfg: dict, field: str, label: str, options, help: str, disabled: bool, col=None, **kw
 ) -> None:
@@ -505,14 +518,7 @@ def _layers_section(cfg: dict, disabled: bool, info: Any = None) -> None:
     if cfg["stack_mode"] == "stack":
         info = _set_info(info)
         stack_editor.render(cfg, disabled, info.image_shape, info.n_classes)
-        _select(
-            cfg,
-            "init",
-            "Initialisation",
-            INIT_CHOICES,
-            disabled=disabled,
-            help="How weights start: auto = He for ReLU-like layers, Xavier otherwise.",
-        )
+        _select_init(cfg, disabled)
         return
     _dense_layers(cfg, disabled)
 
@@ -574,15 +580,7 @@ def _dense_layers(cfg: dict, disabled: bool) -> None:
             help="Probability of dropping each neuron of this layer while training (0 = off).",
         )
     c1, c2 = st.columns(2)
-    _select(
-        cfg,
-        "init",
-        "Initialisation",
-        INIT_CHOICES,
-        disabled=disabled,
-        col=c1,
-        help="How weights start: auto = He for ReLU-like layers, Xavier otherwise.",
-    )
+    _select_init(cfg, disabled, col=c1)
     if any(layer["activation"] == "leaky_relu" for layer in layers):
         _num(
             cfg,
