@@ -92,3 +92,33 @@ def test_train_page_shows_divergence_without_nan_as_an_error(open_train, texts, 
     shown = texts(at.success)
     assert "Training finished." not in shown, (shown, texts(at.error))
     assert "diverged" in texts(at.error)
+
+
+def test_validate_checks_every_number_range_without_the_form_drawn():
+    """The ranges are the form's declared fields, so validate() refuses a number out of range
+    in a process that never drew the form (a fresh interpreter here)."""
+    import subprocess
+    import sys
+
+    code = (
+        "from ui import train_form as tf\n"
+        "cfg = {**tf.default_config(), 'shift': 20.0, 'epochs': 5000}\n"
+        "print(tf.validate(cfg))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    ).stdout
+    assert "Shift (px): 20 is above 14" in out
+    assert "Epochs: 5,000 is above 1,000" in out
+
+
+def test_every_number_field_has_a_range_and_a_widget_step():
+    from ui.train_form import NUMBER_FIELDS, default_config
+
+    cfg = default_config()
+    for field, spec in NUMBER_FIELDS.items():
+        assert field in cfg, field
+        assert spec.step > 0, field
+        assert spec.min_value is not None, field
+        lo, hi = spec.min_value, spec.max_value
+        assert lo <= cfg[field] <= (hi if hi is not None else cfg[field]), field

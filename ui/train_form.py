@@ -26,6 +26,7 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import streamlit as st
@@ -268,7 +269,7 @@ def _shown(value: float) -> str:
 
 
 def _check_bounds(cfg: dict, add: Callable[[str, str], None]) -> None:
-    """The ranges the widgets do not enforce (see NUMBER_BOUNDS): the value shown is the value
+    """The ranges the widgets do not enforce (see NUMBER_FIELDS): the value shown is the value
     checked, and one outside its range is refused with a message."""
     units_lo, units_hi = LAYER_BOUNDS["units"]
     drop_lo, drop_hi = LAYER_BOUNDS["dropout"]
@@ -287,7 +288,8 @@ def _check_bounds(cfg: dict, add: Callable[[str, str], None]) -> None:
                 f"Hidden layer {i + 1} dropout {float(layer['dropout']):g} is outside "
                 f"{drop_lo:g}-{drop_hi:g}.",
             )
-    for field, (label, lo, hi) in NUMBER_BOUNDS.items():
+    for field, spec in NUMBER_FIELDS.items():
+        label, lo, hi = spec.label, spec.min_value, spec.max_value
         value = cfg.get(field)
         if not isinstance(value, (int, float)):
             continue
@@ -440,24 +442,224 @@ def _show_errors(errors: dict, section: str) -> None:
         st.error(msg, icon=":material/error:")
 
 
-# The form's number ranges, checked by validate() instead of by the widgets: a number typed
-# outside a widget's min/max is never sent to the server, so the page would train with the
-# previous value while showing the typed one. Without bounds the widget sends what it shows.
-NUMBER_BOUNDS: dict[str, tuple[str, float, float]] = {}
+@dataclass(frozen=True)
+class NumberField:
+    """One number of the form: its label and help, the range validate() checks, and the
+    widget's step and display format."""
+
+    label: str
+    help: str
+    min_value: float | None
+    max_value: float | None
+    step: float
+    format: str | None = None
+
+
+# The form's numbers, in the order the form shows them. Their ranges are checked by validate()
+# instead of by the widgets: a number typed outside a widget's min/max is never sent to the
+# server, so the page would train with the previous value while showing the typed one. Without
+# bounds the widget sends what it shows. The training-set size's upper bound is the training
+# part of the set's split, checked by validate() on its own.
+NUMBER_FIELDS: dict[str, NumberField] = {
+    "leaky_slope": NumberField(
+        "Leaky ReLU slope",
+        "Slope for negative inputs, in [0, 1).",
+        min_value=0.0,
+        max_value=0.99,
+        step=0.01,
+        format="%.3f",
+    ),
+    "learning_rate": NumberField(
+        "Learning rate",
+        "Step size of each update (> 0).",
+        min_value=0.0,
+        max_value=10.0,
+        step=1e-4,
+        format="%.5f",
+    ),
+    "momentum": NumberField(
+        "Momentum",
+        "Fraction of the previous step kept, in [0, 1).",
+        min_value=0.0,
+        max_value=0.999,
+        step=0.01,
+    ),
+    "beta1": NumberField(
+        "Beta 1",
+        "Decay of Adam's first-moment average, in [0, 1).",
+        min_value=0.0,
+        max_value=0.9999,
+        step=0.01,
+        format="%.4f",
+    ),
+    "beta2": NumberField(
+        "Beta 2",
+        "Decay of Adam's second-moment average, in [0, 1).",
+        min_value=0.0,
+        max_value=0.99999,
+        step=0.001,
+        format="%.5f",
+    ),
+    "rho": NumberField(
+        "Rho",
+        "Decay of RMSprop's squared-gradient average, in [0, 1).",
+        min_value=0.0,
+        max_value=0.9999,
+        step=0.01,
+        format="%.4f",
+    ),
+    "epsilon": NumberField(
+        "Epsilon",
+        "Small number added to the denominator (> 0).",
+        min_value=0.0,
+        max_value=1.0,
+        step=1e-8,
+        format="%.1e",
+    ),
+    "warmup_epochs": NumberField(
+        "Warm-up epochs",
+        "Ramp the learning rate up linearly over this many epochs (0 = off).",
+        min_value=0.0,
+        max_value=100.0,
+        step=0.5,
+    ),
+    "lr_decay": NumberField(
+        "Decay",
+        "lr = lr0 / (1 + decay x epoch).",
+        min_value=0.0,
+        max_value=10.0,
+        step=0.01,
+        format="%.4f",
+    ),
+    "step_size": NumberField(
+        "Step size (epochs)",
+        "Multiply by gamma every this many epochs.",
+        min_value=0,
+        max_value=1000,
+        step=1,
+    ),
+    "gamma": NumberField(
+        "Gamma", "Factor applied at each step (in (0, 1]).", min_value=0.0, max_value=1.0, step=0.05
+    ),
+    "min_lr": NumberField(
+        "Minimum learning rate",
+        "Where the cosine ends (<= learning rate).",
+        min_value=0.0,
+        max_value=10.0,
+        step=1e-5,
+        format="%.6f",
+    ),
+    "batch_size": NumberField(
+        "Batch size", "Images per gradient step.", min_value=0, max_value=70_000, step=16
+    ),
+    "epochs": NumberField(
+        "Epochs", "Passes over the training images.", min_value=0, max_value=1000, step=1
+    ),
+    "random_state": NumberField(
+        "Seed",
+        "Seeds initialisation, shuffling, dropout and augmentation: the same seed repeats a run.",
+        min_value=0,
+        max_value=MAX_SEED,
+        step=1,
+    ),
+    "l2": NumberField(
+        "L2 penalty",
+        "Weight decay: adds l2/2 x sum(W^2) to the loss (0 = off).",
+        min_value=0.0,
+        max_value=1.0,
+        step=1e-5,
+        format="%.6f",
+    ),
+    "input_dropout": NumberField(
+        "Input dropout",
+        "Probability of dropping each input pixel while training (0 = off).",
+        min_value=0.0,
+        max_value=0.95,
+        step=0.05,
+    ),
+    "clip_norm": NumberField(
+        "Max gradient norm",
+        "Clip the gradient to this L2 norm (> 0).",
+        min_value=0.0,
+        max_value=1000.0,
+        step=0.5,
+    ),
+    "patience": NumberField(
+        "Patience",
+        "Epochs without improvement before stopping.",
+        min_value=0,
+        max_value=100,
+        step=1,
+    ),
+    "shift": NumberField(
+        "Shift (px)", "Maximum shift in pixels.", min_value=0.0, max_value=14.0, step=0.5
+    ),
+    "rotation": NumberField(
+        "Rotation (°)", "Maximum rotation in degrees.", min_value=0.0, max_value=180.0, step=1.0
+    ),
+    "scale": NumberField(
+        "Scale", "Maximum relative zoom (0.1 = ±10%).", min_value=0.0, max_value=0.9, step=0.05
+    ),
+    "elastic_alpha": NumberField(
+        "Elastic alpha",
+        "Strength of the elastic distortion in pixels (0 = off).",
+        min_value=0.0,
+        max_value=200.0,
+        step=1.0,
+    ),
+    "elastic_sigma": NumberField(
+        "Elastic sigma",
+        "Smoothness of the elastic distortion (Gaussian std in pixels).",
+        min_value=0.0,
+        max_value=28.0,
+        step=0.5,
+    ),
+    "data_seed": NumberField(
+        "Split seed",
+        "Seeds which images go to which part.",
+        min_value=0,
+        max_value=MAX_SEED,
+        step=1,
+    ),
+    "val_fraction": NumberField(
+        "Validation fraction",
+        "Share of all images for validation.",
+        min_value=0.0,
+        max_value=0.9,
+        step=0.05,
+    ),
+    "test_fraction": NumberField(
+        "Test fraction",
+        "Share of all images for the test.",
+        min_value=0.0,
+        max_value=0.9,
+        step=0.05,
+    ),
+    "train_size": NumberField(
+        "Training-set size",
+        "Use a stratified subset of this many training images (0 = all).",
+        min_value=0,
+        max_value=None,
+        step=1000,
+    ),
+}
 LAYER_BOUNDS = {"n_layers": (0, 8), "units": (1, 4096), "dropout": (0.0, 0.95)}
 
 
-def _num(cfg: dict, field: str, label: str, help: str, disabled: bool, col=None, **kw) -> None:
+def _num(cfg: dict, field: str, disabled: bool, col=None, help: str | None = None) -> None:
+    """The number input of ``NUMBER_FIELDS[field]``, writing its value into ``cfg``; ``help``
+    replaces the field's own help text (one that depends on the data set)."""
+    spec = NUMBER_FIELDS[field]
     target = col if col is not None else st
-    lo, hi = kw.pop("min_value", None), kw.pop("max_value", None)
-    NUMBER_BOUNDS[field] = (label, lo, hi)
+    extra = {} if spec.format is None else {"format": spec.format}
     cfg[field] = target.number_input(
-        label,
+        spec.label,
         key=f"tf_{field}",
-        help=help,
+        help=spec.help if help is None else help,
         disabled=disabled,
+        step=spec.step,
         **_initial(f"tf_{field}", value=cfg[field]),
-        **kw,
+        **extra,
     )
 
 
@@ -582,18 +784,7 @@ def _dense_layers(cfg: dict, disabled: bool) -> None:
     c1, c2 = st.columns(2)
     _select_init(cfg, disabled, col=c1)
     if any(layer["activation"] == "leaky_relu" for layer in layers):
-        _num(
-            cfg,
-            "leaky_slope",
-            "Leaky ReLU slope",
-            "Slope for negative inputs, in [0, 1).",
-            disabled,
-            col=c2,
-            min_value=0.0,
-            max_value=0.99,
-            step=0.01,
-            format="%.3f",
-        )
+        _num(cfg, "leaky_slope", disabled, col=c2)
 
 
 def _optimizer_section(cfg: dict, disabled: bool) -> None:
@@ -607,83 +798,18 @@ def _optimizer_section(cfg: dict, disabled: bool) -> None:
         col=c1,
         help="sgd, momentum, nesterov, rmsprop or adam.",
     )
-    _num(
-        cfg,
-        "learning_rate",
-        "Learning rate",
-        "Step size of each update (> 0).",
-        disabled,
-        col=c2,
-        min_value=0.0,
-        max_value=10.0,
-        step=1e-4,
-        format="%.5f",
-    )
+    _num(cfg, "learning_rate", disabled, col=c2)
     opt = cfg["optimizer"]
     c1, c2, c3 = st.columns(3)
     if opt in ("momentum", "nesterov"):
-        _num(
-            cfg,
-            "momentum",
-            "Momentum",
-            "Fraction of the previous step kept, in [0, 1).",
-            disabled,
-            col=c1,
-            min_value=0.0,
-            max_value=0.999,
-            step=0.01,
-        )
+        _num(cfg, "momentum", disabled, col=c1)
     if opt == "adam":
-        _num(
-            cfg,
-            "beta1",
-            "Beta 1",
-            "Decay of Adam's first-moment average, in [0, 1).",
-            disabled,
-            col=c1,
-            min_value=0.0,
-            max_value=0.9999,
-            step=0.01,
-            format="%.4f",
-        )
-        _num(
-            cfg,
-            "beta2",
-            "Beta 2",
-            "Decay of Adam's second-moment average, in [0, 1).",
-            disabled,
-            col=c2,
-            min_value=0.0,
-            max_value=0.99999,
-            step=0.001,
-            format="%.5f",
-        )
+        _num(cfg, "beta1", disabled, col=c1)
+        _num(cfg, "beta2", disabled, col=c2)
     if opt == "rmsprop":
-        _num(
-            cfg,
-            "rho",
-            "Rho",
-            "Decay of RMSprop's squared-gradient average, in [0, 1).",
-            disabled,
-            col=c1,
-            min_value=0.0,
-            max_value=0.9999,
-            step=0.01,
-            format="%.4f",
-        )
+        _num(cfg, "rho", disabled, col=c1)
     if opt in ("adam", "rmsprop"):
-        _num(
-            cfg,
-            "epsilon",
-            "Epsilon",
-            "Small number added to the denominator (> 0).",
-            disabled,
-            col=c3,
-            min_value=0.0,
-            max_value=1.0,
-            step=1e-8,
-            format="%.1e",
-        )
+        _num(cfg, "epsilon", disabled, col=c3)
 
 
 def _schedule_section(cfg: dict, disabled: bool) -> None:
@@ -697,133 +823,30 @@ def _schedule_section(cfg: dict, disabled: bool) -> None:
         col=c1,
         help="How the learning rate changes over the epochs.",
     )
-    _num(
-        cfg,
-        "warmup_epochs",
-        "Warm-up epochs",
-        "Ramp the learning rate up linearly over this many epochs (0 = off).",
-        disabled,
-        col=c2,
-        min_value=0.0,
-        max_value=100.0,
-        step=0.5,
-    )
+    _num(cfg, "warmup_epochs", disabled, col=c2)
     sched = cfg["schedule"]
     c1, c2 = st.columns(2)
     if sched == "inverse_time":
-        _num(
-            cfg,
-            "lr_decay",
-            "Decay",
-            "lr = lr0 / (1 + decay x epoch).",
-            disabled,
-            col=c1,
-            min_value=0.0,
-            max_value=10.0,
-            step=0.01,
-            format="%.4f",
-        )
+        _num(cfg, "lr_decay", disabled, col=c1)
     if sched == "step":
-        _num(
-            cfg,
-            "step_size",
-            "Step size (epochs)",
-            "Multiply by gamma every this many epochs.",
-            disabled,
-            col=c1,
-            min_value=0,
-            max_value=1000,
-            step=1,
-        )
+        _num(cfg, "step_size", disabled, col=c1)
     if sched in ("step", "exponential"):
-        _num(
-            cfg,
-            "gamma",
-            "Gamma",
-            "Factor applied at each step (in (0, 1]).",
-            disabled,
-            col=c2,
-            min_value=0.0,
-            max_value=1.0,
-            step=0.05,
-        )
+        _num(cfg, "gamma", disabled, col=c2)
     if sched == "cosine":
-        _num(
-            cfg,
-            "min_lr",
-            "Minimum learning rate",
-            "Where the cosine ends (<= learning rate).",
-            disabled,
-            col=c1,
-            min_value=0.0,
-            max_value=10.0,
-            step=1e-5,
-            format="%.6f",
-        )
+        _num(cfg, "min_lr", disabled, col=c1)
 
 
 def _training_section(cfg: dict, disabled: bool) -> None:
     c1, c2, c3 = st.columns(3)
-    _num(
-        cfg,
-        "batch_size",
-        "Batch size",
-        "Images per gradient step.",
-        disabled,
-        col=c1,
-        min_value=0,
-        max_value=70_000,
-        step=16,
-    )
-    _num(
-        cfg,
-        "epochs",
-        "Epochs",
-        "Passes over the training images.",
-        disabled,
-        col=c2,
-        min_value=0,
-        max_value=1000,
-        step=1,
-    )
-    _num(
-        cfg,
-        "random_state",
-        "Seed",
-        "Seeds initialisation, shuffling, dropout and augmentation: the same seed repeats a run.",
-        disabled,
-        col=c3,
-        min_value=0,
-        max_value=MAX_SEED,
-        step=1,
-    )
+    _num(cfg, "batch_size", disabled, col=c1)
+    _num(cfg, "epochs", disabled, col=c2)
+    _num(cfg, "random_state", disabled, col=c3)
 
 
 def _regularisation_section(cfg: dict, disabled: bool) -> None:
     c1, c2 = st.columns(2)
-    _num(
-        cfg,
-        "l2",
-        "L2 penalty",
-        "Weight decay: adds l2/2 x sum(W^2) to the loss (0 = off).",
-        disabled,
-        col=c1,
-        min_value=0.0,
-        max_value=1.0,
-        step=1e-5,
-        format="%.6f",
-    )
-    _num(
-        cfg,
-        "input_dropout",
-        "Input dropout",
-        "Probability of dropping each input pixel while training (0 = off).",
-        disabled,
-        col=c2,
-        min_value=0.0,
-        max_value=0.95,
-        step=0.05,
-    )
+    _num(cfg, "l2", disabled, col=c1)
+    _num(cfg, "input_dropout", disabled, col=c2)
     c1, c2 = st.columns(2)
     cfg["clip"] = c1.toggle(
         "Gradient clipping",
@@ -833,17 +856,7 @@ def _regularisation_section(cfg: dict, disabled: bool) -> None:
         help="Rescale the gradient when its global L2 norm is too large.",
     )
     if cfg["clip"]:
-        _num(
-            cfg,
-            "clip_norm",
-            "Max gradient norm",
-            "Clip the gradient to this L2 norm (> 0).",
-            disabled,
-            col=c2,
-            min_value=0.0,
-            max_value=1000.0,
-            step=0.5,
-        )
+        _num(cfg, "clip_norm", disabled, col=c2)
     c1, c2, c3 = st.columns(3)
     cfg["early_stopping"] = c1.toggle(
         "Early stopping",
@@ -853,17 +866,7 @@ def _regularisation_section(cfg: dict, disabled: bool) -> None:
         help="Stop when the validation metric stops improving and keep the best weights.",
     )
     if cfg["early_stopping"]:
-        _num(
-            cfg,
-            "patience",
-            "Patience",
-            "Epochs without improvement before stopping.",
-            disabled,
-            col=c2,
-            min_value=0,
-            max_value=100,
-            step=1,
-        )
+        _num(cfg, "patience", disabled, col=c2)
         _select(
             cfg,
             "monitor",
@@ -886,62 +889,12 @@ def _augmentation_section(cfg: dict, disabled: bool) -> None:
     if not cfg["augment"]:
         return
     c1, c2, c3 = st.columns(3)
-    _num(
-        cfg,
-        "shift",
-        "Shift (px)",
-        "Maximum shift in pixels.",
-        disabled,
-        col=c1,
-        min_value=0.0,
-        max_value=14.0,
-        step=0.5,
-    )
-    _num(
-        cfg,
-        "rotation",
-        "Rotation (°)",
-        "Maximum rotation in degrees.",
-        disabled,
-        col=c2,
-        min_value=0.0,
-        max_value=180.0,
-        step=1.0,
-    )
-    _num(
-        cfg,
-        "scale",
-        "Scale",
-        "Maximum relative zoom (0.1 = ±10%).",
-        disabled,
-        col=c3,
-        min_value=0.0,
-        max_value=0.9,
-        step=0.05,
-    )
+    _num(cfg, "shift", disabled, col=c1)
+    _num(cfg, "rotation", disabled, col=c2)
+    _num(cfg, "scale", disabled, col=c3)
     c1, c2 = st.columns(2)
-    _num(
-        cfg,
-        "elastic_alpha",
-        "Elastic alpha",
-        "Strength of the elastic distortion in pixels (0 = off).",
-        disabled,
-        col=c1,
-        min_value=0.0,
-        max_value=200.0,
-        step=1.0,
-    )
-    _num(
-        cfg,
-        "elastic_sigma",
-        "Elastic sigma",
-        "Smoothness of the elastic distortion (Gaussian std in pixels).",
-        disabled,
-        col=c2,
-        min_value=0.0,
-        max_value=28.0,
-        step=0.5,
-    )
+    _num(cfg, "elastic_alpha", disabled, col=c1)
+    _num(cfg, "elastic_sigma", disabled, col=c2)
 
 
 def split_help(info: Any = None) -> str:
@@ -970,52 +923,18 @@ def _data_section(cfg: dict, disabled: bool, train_limit: int | None, info: Any 
         col=c1,
         help=split_help(info),
     )
-    _num(
-        cfg,
-        "data_seed",
-        "Split seed",
-        "Seeds which images go to which part.",
-        disabled,
-        col=c2,
-        min_value=0,
-        max_value=MAX_SEED,
-        step=1,
-    )
+    _num(cfg, "data_seed", disabled, col=c2)
     if cfg["split"] == "custom":
         c1, c2 = st.columns(2)
-        _num(
-            cfg,
-            "val_fraction",
-            "Validation fraction",
-            "Share of all images for validation.",
-            disabled,
-            col=c1,
-            min_value=0.0,
-            max_value=0.9,
-            step=0.05,
-        )
-        _num(
-            cfg,
-            "test_fraction",
-            "Test fraction",
-            "Share of all images for the test.",
-            disabled,
-            col=c2,
-            min_value=0.0,
-            max_value=0.9,
-            step=0.05,
-        )
+        _num(cfg, "val_fraction", disabled, col=c1)
+        _num(cfg, "test_fraction", disabled, col=c2)
     part = training_part_size(cfg, info) if split_fractions_usable(cfg) else 0
     _num(
         cfg,
         "train_size",
-        "Training-set size",
-        "Use a stratified subset of this many training images (0 = all of the training part: "
-        f"{part:,} images of {info.name} with this split).",
         disabled,
-        min_value=0,
-        max_value=None,  # the training part of the set's split: checked by validate()
-        step=1000,
+        help="Use a stratified subset of this many training images (0 = all of the training part: "
+        f"{part:,} images of {info.name} with this split).",
     )
     n = effective_train_size(cfg, train_limit, info) if split_fractions_usable(cfg) else 0
     note = f"Training on **{n:,}** images."
