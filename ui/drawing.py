@@ -22,6 +22,7 @@ import streamlit as st
 from PIL import Image
 
 from nn.data.preprocess import DrawingResult, preprocess_drawing
+from ui.canvas import draw_canvas
 
 COUNTER_KEY = "draw_canvas_counter"
 KEPT_KEY = "draw_kept"
@@ -90,21 +91,15 @@ def clear_canvas() -> None:
 
 
 def render_canvas() -> np.ndarray | None:
-    """The drawing canvas (white ink on black); returns its RGBA image or ``None`` if untouched."""
-    from streamlit_drawable_canvas import st_canvas
-
-    result = st_canvas(
+    """The drawing canvas (white ink on black); returns its RGBA image or ``None`` if untouched.
+    It sends each stroke at its mouse-up (``ui.canvas``)."""
+    return draw_canvas(
+        key=canvas_key(),
         stroke_width=STROKE_WIDTH,
         stroke_color="#FFFFFF",
         background_color="#000000",
-        update_streamlit=True,
-        height=CANVAS_SIZE,
-        width=CANVAS_SIZE,
-        drawing_mode="freedraw",
-        return_image_data=True,
-        key=canvas_key(),
+        size=CANVAS_SIZE,
     )
-    return result.image_data
 
 
 # ------------------------------------------------------------------------------ rendering
