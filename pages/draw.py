@@ -10,17 +10,18 @@ from pathlib import Path
 
 import streamlit as st
 
+from nn.core.blas import limit_threads
 from ui import draw_inside, state
 from ui.drawing import (
     analyse_drawing,
     clear_canvas,
+    probability_html,
     render_canvas,
     render_keep,
     render_prediction,
-    render_steps,
     show_kept_confirmation,
+    steps_html,
 )
-from ui.eval_charts import activations_figure, probability_figure
 
 MODEL_SELECT_KEY = "draw_model_select"
 
@@ -47,13 +48,31 @@ if not names:
 active = state.active_model_name()
 if st.session_state.get(MODEL_SELECT_KEY) not in names:
     st.session_state.pop(MODEL_SELECT_KEY, None)
-model_name = st.selectbox(
+model_col, method_col, baseline_col = st.columns([3, 3, 2])
+model_name = model_col.selectbox(
     "Model",
     names,
     index=names.index(active) if active in names else 0,
     key=MODEL_SELECT_KEY,
     help="Any saved model of the active data set; defaults to the active model (sidebar).",
 )
+# outside the drawing's fragment: a stroke does not send these widgets again
+method = method_col.radio(
+    "Attribution map",
+    list(draw_inside.METHOD_LABELS),
+    format_func=draw_inside.METHOD_LABELS.get,
+    horizontal=True,
+    key="draw_attr_method",
+    help="How the map of the pixels that made the prediction is computed (below the drawing).",
+)
+baseline = "black"
+if method == "integrated_gradients":
+    baseline = baseline_col.selectbox(
+        "Baseline",
+        list(draw_inside.BASELINE_LABELS),
+        format_func=draw_inside.BASELINE_LABELS.get,
+        key="draw_attr_baseline",
+    )
 # room for the canvas's floating toolbar, which sits above the canvas and overlapped the
 # selectbox's bottom edge
 st.space("medium")
@@ -78,94 +97,65 @@ def _named(analysis):
 
 
 @st.fragment
-def drawing_area(model, model_name: str) -> None:
-    """Canvas and everything computed from it; drawing reruns only this fragment."""
+def drawing_area(model, model_name: str, method: str, baseline: str) -> None:
+    """Canvas and everything computed from it; drawing reruns only this fragment. What a stroke
+    changes is drawn as a few HTML blocks (``ui.drawing``): one element per picture, caption
+    and chart made the browser's redraw most of a stroke's round trip. The products of one
+    drawing are tiny: on one BLAS thread they take a few milliseconds, while OpenBLAS's two
+    threads, with the browser on the other core, stalled a stroke's run by ~50 ms."""
+    with limit_threads(1):
+        _drawing_area(model, model_name, method, baseline)
+
+
+def _drawing_area(model, model_name: str, method: str, baseline: str) -> None:
     show_kept_confirmation()
     left, right = st.columns([1, 1.6], gap="large")
     with left:
         image = render_canvas()
         st.button("Clear", key="draw_clear", icon=":material/delete:", on_click=clear_canvas)
     analysis = _named(analyse_drawing(model, image))
+    outputs = None if class_names is None else [class_names[int(c)] for c in model.classes_]
+    # everything is computed before the elements are sent, so that they reach the browser
+    # together and it redraws the page once or twice rather than once per element
+    blocks = (
+        []
+        if analysis.blank
+        else _result_blocks(model, model_name, analysis, outputs, method, baseline)
+    )
     with right:
-        outputs = None if class_names is None else [class_names[int(c)] for c in model.classes_]
         render_prediction(analysis, outputs)
         if not analysis.blank:
             if class_names is None:  # the kept drawings are digits (My digits)
                 render_keep(analysis, image, model_name)
-            st.plotly_chart(
-                probability_figure(
-                    analysis.proba,
-                    model.classes_ if outputs is None else outputs,
-                    noun="digit" if outputs is None else "class",
-                ),
-                width="stretch",
-                key="draw_proba",
-            )
+            st.html(blocks[0])
     if analysis.blank:
         return
-    st.subheader("What the network sees")
-    st.caption(
-        "The drawing is cropped to its ink, scaled so its longer side is 20 pixels and "
-        "centred by its centre of mass in a 28x28 square, the way MNIST was made."
-    )
-    render_steps(analysis.result)
+    st.html(blocks[1])
+    with st.container(key="draw_feature_maps" if draw_inside.is_cnn(model) else None):
+        st.html(blocks[2])
+    with st.container(key="draw_attribution"):
+        st.html(blocks[3])
+
+
+def _result_blocks(model, model_name: str, analysis, outputs, method: str, baseline: str):
+    """The HTML of the probabilities, the preprocessing steps, the feature maps (CNN) or the
+    hidden activations (dense), and the attribution map of the predicted class."""
     x = analysis.result.x
-    if draw_inside.is_cnn(model):
-        st.subheader("Feature maps")
-        st.caption(
-            "What every convolution and pooling layer makes of this drawing: one small image "
-            "per filter (bright: strong response), each scaled to its own range."
-        )
-        _, pictures = draw_inside.layer_pictures(model, x)
-        with st.container(key="draw_feature_maps"):
-            for start in range(0, len(pictures), 2):
-                cols = st.columns(2, gap="large")
-                for col, (title, picture) in zip(cols, pictures[start : start + 2], strict=False):
-                    col.image(picture, caption=title)
-    elif analysis.activations:
-        st.subheader("Hidden-layer activations for this drawing")
-        st.plotly_chart(
-            activations_figure(analysis.activations), width="stretch", key="draw_activations"
-        )
-    else:
-        st.caption("This model has no hidden layers (softmax regression): no activations to show.")
-    render_attribution(model, model_name, x, analysis)
-
-
-def render_attribution(model, model_name: str, x, analysis) -> None:
-    """The attribution map of the predicted digit by the method chosen (computed only for it)."""
-    st.subheader(f"Which pixels made it a {analysis.label}")
-    methods = list(draw_inside.METHOD_LABELS)
-    c1, c2 = st.columns([3, 2])
-    method = c1.radio(
-        "Attribution",
-        methods,
-        format_func=draw_inside.METHOD_LABELS.get,
-        horizontal=True,
-        key="draw_attr_method",
+    probabilities = probability_html(
+        analysis.proba,
+        list(model.classes_) if outputs is None else outputs,
+        noun="digit" if outputs is None else "class",
     )
-    baseline = "black"
-    if method == "integrated_gradients":
-        baseline = c2.selectbox(
-            "Baseline",
-            list(draw_inside.BASELINE_LABELS),
-            format_func=draw_inside.BASELINE_LABELS.get,
-            key="draw_attr_baseline",
-        )
+    if draw_inside.is_cnn(model):
+        inside = draw_inside.feature_maps_html(draw_inside.layer_pictures(model, x)[1])
+    else:
+        inside = draw_inside.activations_html(analysis.activations)
     target = int(analysis.proba.argmax())
     values = draw_inside.cached_attribution(
         model, f"{model_name}:{id(model)}", x, target, method, baseline
     )
-    left, right = st.columns([1, 1.6], gap="large")
-    with left, st.container(key="draw_attribution"):
-        st.image(
-            draw_inside.attribution_picture(values, x),
-            caption=f"{draw_inside.METHOD_LABELS[method]} for {analysis.label}",
-        )
-    right.caption(
-        draw_inside.METHOD_HELP[method]
-        + " Red pixels speak for the predicted digit, blue ones against it."
-    )
+    attribution = draw_inside.attribution_html(values, x, method, analysis.label)
+    return [probabilities, steps_html(analysis.result), inside, attribution]
 
 
-drawing_area(model, model_name)
+drawing_area(model, model_name, method, baseline)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from test_draw_page import upscaled
+from test_draw_page import _walk, figures, headings, upscaled
 
 from nn.io.model_files import save_model
 from ui.draw_inside import attribution_picture
@@ -27,7 +27,7 @@ def app(env, cnn_dir, monkeypatch, small_model, open_app, inject_drawing):
 
 
 def captions(at) -> list[str]:
-    return [img.caption for image in at.image for img in image.proto.imgs]
+    return figures(at)
 
 
 def test_feature_maps_of_every_conv_and_pool_layer(app):
@@ -41,7 +41,14 @@ def test_feature_maps_of_every_conv_and_pool_layer(app):
         "6 avgpool",
     ]
     assert titles[0].endswith("6 maps of 14x14")
-    assert "Feature maps" in [s.value for s in app.subheader]
+    assert "Feature maps" in headings(app)
+    # in the container the browser tests find them by
+    (block,) = [
+        n
+        for n in _walk(app.main)
+        if type(n).__name__ == "Block" and str(n.proto.id).endswith("draw_feature_maps")
+    ]
+    assert sum(" maps of " in h.value for h in _walk(block) if type(h).__name__ == "Html") == 1
 
 
 def test_attribution_by_each_method_computed_once(app):
@@ -68,3 +75,29 @@ def test_attribution_picture_colours():
     assert tuple(picture[0, 0]) == (255, 63, 0)  # red: for the class
     assert picture[0, 2, 2] > picture[0, 2, 0]  # blue: against it
     assert picture[10, 10].max() == 0
+
+
+def test_activation_strips_one_cell_per_unit_in_the_layers_range():
+    from ui.draw_inside import STRIP_CELL, STRIP_UNITS, activation_strips
+
+    wide = np.linspace(-1.0, 3.0, STRIP_UNITS + 6)  # wraps onto a second row
+    (title_wide, strip_wide), (title_flat, strip_flat) = activation_strips([wide, np.ones(5)])
+    assert title_wide == f"hidden layer 1 ({STRIP_UNITS + 6} units, min -1.00, max 3.00)"
+    assert strip_wide.shape == (2 * STRIP_CELL, STRIP_UNITS * STRIP_CELL, 3)
+    assert tuple(strip_wide[0, 0]) == (68, 1, 84)  # the lowest unit: viridis' dark end
+    last = ((STRIP_UNITS + 5) % STRIP_UNITS) * STRIP_CELL
+    assert tuple(strip_wide[STRIP_CELL, last]) == (253, 231, 37)  # the highest: its yellow
+    assert tuple(strip_wide[-1, -1]) == (255, 255, 255)  # past the last unit: blank
+    assert title_flat.startswith("hidden layer 2 (5 units, ")
+    assert strip_flat.shape == (STRIP_CELL, 5 * STRIP_CELL, 3)
+
+
+def test_feature_maps_and_attribution_html_hold_their_pictures():
+    from ui.draw_inside import attribution_html, feature_maps_html
+
+    maps = feature_maps_html([("0 conv2d: 2 maps of 4x4", np.zeros((9, 4), np.uint8))])
+    assert maps.count("<img ") == 1 and "0 conv2d: 2 maps of 4x4</figcaption>" in maps
+    assert 'src="data:image/png;base64,' in maps
+    attribution = attribution_html(np.ones(784), np.zeros(784), "occlusion", "<7>")
+    assert "<h3>Which pixels made it a &lt;7&gt;</h3>" in attribution
+    assert "Occlusion for &lt;7&gt;</figcaption>" in attribution

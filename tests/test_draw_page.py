@@ -1,8 +1,11 @@
 """Draw page under AppTest: a drawing injected through the canvas' session state gives a
-prediction; a blank canvas shows the invitation; clearing gives a fresh canvas."""
+prediction; a blank canvas shows the invitation; clearing gives a fresh canvas. What a stroke
+changes is drawn as ``st.html`` blocks: ``html_text`` reads their text, ``figures`` their
+pictures' captions."""
 
 from __future__ import annotations
 
+import html
 import re
 
 import numpy as np
@@ -35,6 +38,22 @@ def _walk(node):
             yield from _walk(child)
 
 
+def html_text(body: str) -> str:
+    """The text of an HTML block: tags dropped (a line break for each closing one)."""
+    return html.unescape(re.sub(r"<[^>]+>", "", re.sub(r"</(h\d|p|div|figcaption)>", "\n", body)))
+
+
+def figures(at) -> list[str]:
+    """The captions of the pictures in the page's HTML blocks, in order."""
+    bodies = "".join(h.value for h in at.html)
+    return [html.unescape(c) for c in re.findall(r"<figcaption[^>]*>(.*?)</figcaption>", bodies)]
+
+
+def headings(at) -> list[str]:
+    bodies = "".join(h.value for h in at.html)
+    return [html.unescape(c) for c in re.findall(r"<h3[^>]*>(.*?)</h3>", bodies)]
+
+
 def prediction_text(at) -> str:
     """The text inside ``st.container(key="prediction")``."""
     for node in _walk(at.main):
@@ -42,8 +61,10 @@ def prediction_text(at) -> str:
             "prediction"
         ):
             return "\n".join(
-                str(getattr(c, "value", "")) for c in _walk(node) if hasattr(c, "value")
-            )
+                html_text(c.value) if type(c).__name__ == "Html" else str(c.value)
+                for c in _walk(node)
+                if hasattr(c, "value")
+            ).strip()
     raise AssertionError("no prediction container on the page")
 
 
@@ -83,13 +104,21 @@ def test_upscaled_test_digit_is_predicted_as_its_label(app, trained, inject_draw
     first_number = re.search(r"\d+", text).group()
     assert first_number == str(label)
     assert "% sure" in text
-    # canvas + probability bars + activation strips (charts are unknown elements under AppTest)
-    assert sum(type(n).__name__ == "UnknownElement" for n in _walk(app.main)) == 3
-    # the three preprocessing steps, the last one being the 28x28 the network sees, and the
-    # attribution map
-    assert len(app.image) == 4
-    assert "28x28" in app.image[2].proto.imgs[0].caption
-    assert [s.value for s in app.subheader] == [
+    # the canvas is the one component; the rest is HTML
+    assert sum(type(n).__name__ == "UnknownElement" for n in _walk(app.main)) == 1
+    bodies = "".join(h.value for h in app.html)
+    assert "How sure the network is" in bodies
+    # every class's bar, the predicted one's percentage on it
+    assert all(f"digit {d}: " in bodies for d in range(10))
+    # the three preprocessing steps, the last one being the 28x28 the network sees, the hidden
+    # layer's activation strip and the attribution map
+    captions = figures(app)
+    assert len(captions) == 5 and bodies.count("<img ") == 5
+    assert captions[2] == "3. centred: the input (28x28)"
+    assert captions[3].startswith("hidden layer 1 (32 units, ")
+    assert captions[4] == f"Saliency for {label}"
+    assert headings(app) == [
+        f"Prediction: {label}, " + text.split(", ", 1)[1].split("\n")[0],
         "What the network sees",
         "Hidden-layer activations for this drawing",
         f"Which pixels made it a {label}",
@@ -140,5 +169,22 @@ def test_model_picker_defaults_to_the_active_model_and_switches(
     assert not at.exception
     inject_drawing(at, upscaled(data.x_test[0]))
     assert prediction_text(at).lstrip("# ").startswith("Prediction: ")
-    # two hidden layers: the activation strips chart is there (canvas + bars + activations)
-    assert sum(type(n).__name__ == "UnknownElement" for n in _walk(at.main)) == 3
+    # two hidden layers: a strip each
+    strips = [c for c in figures(at) if c.startswith("hidden layer ")]
+    assert [c.split(" (")[0] for c in strips] == ["hidden layer 1", "hidden layer 2"]
+    assert "(16 units, " in strips[0] and "(8 units, " in strips[1]
+
+
+def test_probability_bars_highlight_the_prediction():
+    from ui.drawing import BAR_COLOR, BAR_HEIGHT_PX, PRED_COLOR, probability_html
+
+    proba = np.array([0.1, 0.7, 0.2])
+    body = probability_html(proba, ["a", "b", "<c>"], noun="class")
+    bars = re.findall(r"height:(\d+)px;background:(#\w+)", body)
+    assert bars == [
+        (str(round(0.1 * BAR_HEIGHT_PX)), BAR_COLOR),
+        (str(round(0.7 * BAR_HEIGHT_PX)), PRED_COLOR),
+        (str(round(0.2 * BAR_HEIGHT_PX)), BAR_COLOR),
+    ]
+    assert 'title="class b: 70.00%"' in body and "&lt;c&gt;" in body and "<c>" not in body
+    assert ">70%</span>" in body

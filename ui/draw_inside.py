@@ -6,6 +6,10 @@ images (one PNG each, quick to send and to draw).
   activation that follows it, if one does).
 - ``attribution_picture(values, x)``: a map over the input as red (for the class) and blue
   (against it) over the faint digit.
+- ``activation_strips(activations)``: a dense network's hidden layers for one input, one strip
+  picture per layer, a unit per cell (dark: low, bright: high).
+- ``feature_maps_html``, ``activations_html``, ``attribution_html``: those pictures as the Draw
+  page's HTML blocks (``ui.drawing.figure_html``).
 - ``cached_attribution(...)``: the attribution of the chosen method, computed once per drawing,
   model and method (kept in session state).
 """
@@ -13,6 +17,7 @@ images (one PNG each, quick to send and to draw).
 from __future__ import annotations
 
 import hashlib
+import html
 import math
 from typing import Any
 
@@ -22,6 +27,7 @@ import streamlit as st
 from nn.core.attributions import attribution
 from nn.core.layers import ActivationLayer
 from nn.core.probe import forward, image_shape, release
+from ui.drawing import figure_html, section_html
 
 METHOD_LABELS = {
     "saliency": "Saliency",
@@ -54,6 +60,27 @@ within a few percent of the score difference; 49 overlapping patches cover 28x28
 _CACHE_KEY = "draw_attribution_cache"
 _CACHE_SIZE = 8
 IMAGE_KINDS = frozenset({"conv2d", "maxpool", "avgpool"})
+FEATURE_MAPS_CAPTION = (
+    "What every convolution and pooling layer makes of this drawing: one small image "
+    "per filter (bright: strong response), each scaled to its own range."
+)
+# viridis at 0, 1/8, ..., 1: dark blue (low) to yellow (high), as the Plotly heatmaps elsewhere
+_VIRIDIS = np.array(
+    [
+        [68, 1, 84],
+        [71, 44, 122],
+        [59, 81, 139],
+        [44, 113, 142],
+        [33, 144, 141],
+        [39, 173, 129],
+        [92, 200, 99],
+        [170, 220, 50],
+        [253, 231, 37],
+    ],
+    dtype=np.float64,
+)
+STRIP_UNITS = 64  # units per row of an activation strip; a wider layer wraps
+STRIP_CELL = 8  # pixels per unit
 
 
 def is_cnn(model: Any) -> bool:
@@ -140,3 +167,67 @@ def cached_attribution(
         while len(cache) > _CACHE_SIZE:
             cache.pop(next(iter(cache)))
     return cache[key]
+
+
+def _viridis(t: np.ndarray) -> np.ndarray:
+    """Values in [0, 1] as viridis RGB (uint8), linear between the table's nine colours."""
+    pos = np.clip(t, 0.0, 1.0) * (len(_VIRIDIS) - 1)
+    lo = np.minimum(pos.astype(int), len(_VIRIDIS) - 2)
+    frac = (pos - lo)[..., None]
+    return (_VIRIDIS[lo] * (1 - frac) + _VIRIDIS[lo + 1] * frac).round().astype(np.uint8)
+
+
+def activation_strips(activations: list[np.ndarray]) -> list[tuple[str, np.ndarray]]:
+    """``(title, picture)`` per hidden layer: every unit's activation as a cell of a strip
+    (``STRIP_UNITS`` a row), coloured in the layer's own range; unused cells are white."""
+    strips = []
+    for i, a in enumerate(activations, start=1):
+        a = np.asarray(a, np.float64).ravel()
+        lo, hi = float(a.min()), float(a.max())
+        width = min(a.size, STRIP_UNITS)
+        rows = math.ceil(a.size / width)
+        cells = np.full((rows * width, 3), 255, np.uint8)
+        cells[: a.size] = _viridis((a - lo) / (hi - lo) if hi > lo else np.zeros_like(a))
+        picture = cells.reshape(rows, width, 3)
+        picture = picture.repeat(STRIP_CELL, axis=0).repeat(STRIP_CELL, axis=1)
+        strips.append((f"hidden layer {i} ({a.size} units, min {lo:.2f}, max {hi:.2f})", picture))
+    return strips
+
+
+def feature_maps_html(pictures: list[tuple[str, np.ndarray]]) -> str:
+    """The feature-map pictures of ``layer_pictures``, one captioned grid per layer."""
+    return section_html(
+        "Feature maps",
+        FEATURE_MAPS_CAPTION,
+        "<div>" + "".join(figure_html(p, title) for title, p in pictures) + "</div>",
+    )
+
+
+def activations_html(activations: list[np.ndarray]) -> str:
+    """A dense network's hidden-layer activations as strips, or why there are none."""
+    if not activations:
+        return (
+            "<p>This model has no hidden layers (softmax regression): no activations to show.</p>"
+        )
+    return section_html(
+        "Hidden-layer activations for this drawing",
+        "Every unit of each hidden layer for this drawing, one cell per unit (dark: low, "
+        "bright: high, in the layer's own range).",
+        "".join(
+            f"<div>{figure_html(strip, title)}</div>"
+            for title, strip in activation_strips(activations)
+        ),
+    )
+
+
+def attribution_html(values: np.ndarray, x: np.ndarray, method: str, label: Any) -> str:
+    """The attribution map of the predicted ``label`` with its caption, and beside it what the
+    method measures, under the heading "Which pixels made it a ..."."""
+    picture = figure_html(attribution_picture(values, x), f"{METHOD_LABELS[method]} for {label}")
+    text = METHOD_HELP[method] + " Red pixels speak for the predicted digit, blue ones against it."
+    return (
+        f"<h3>Which pixels made it a {html.escape(str(label))}</h3>"
+        '<div style="display:flex;gap:1rem;align-items:flex-start;flex-wrap:wrap">'
+        f'{picture}<p style="font-size:0.875rem;opacity:0.65;max-width:32rem">'
+        f"{html.escape(text)}</p></div>"
+    )

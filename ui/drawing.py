@@ -4,6 +4,11 @@
 image, one ``predict_proba`` and one ``activations`` call, about a millisecond in all. The
 ``render_*`` functions draw its result.
 
+Everything a stroke changes is drawn as a few ``st.html`` blocks (``*_html`` functions: pictures
+as inline PNG data URLs, the probabilities as HTML bars) rather than one Streamlit element per
+picture, caption and chart: the browser's redraw of each element after every stroke, not the
+server, was most of the page's round trip (bench/draw_browser.py, bench/README.md).
+
 Session keys owned here: ``draw_canvas_counter`` (int, part of the canvas key; bumping it clears
 the canvas), ``draw_model`` (name of the model picked on the Draw page) and ``draw_kept`` (the
 confirmation to show after a drawing was kept, until the fragment's next run shows it).
@@ -14,6 +19,10 @@ prediction) and writes to the drawings store (``ui.mine``) only when the button 
 
 from __future__ import annotations
 
+import base64
+import html
+import io
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +40,10 @@ CANVAS_SIZE = 280
 STROKE_WIDTH = 20
 STEP_PADDING = 8  # black pixels around each preprocessing step image
 PREDICTION_KEY = "prediction"  # st.container(key=...) read by the browser tests
+BAR_COLOR = "#9aa5b1"  # the probability bars, as ui.eval_charts draws them on other pages
+PRED_COLOR = "#1f77b4"
+BAR_HEIGHT_PX = 150
+CAPTION_STYLE = "font-size:0.875rem;opacity:0.65;margin:0.25rem 0 0.5rem 0"
 INVITATION = (
     "Draw a digit in the black box (zero to nine, large and centred works best). "
     "The prediction appears here while you draw."
@@ -103,10 +116,49 @@ def render_canvas() -> np.ndarray | None:
 
 
 # ------------------------------------------------------------------------------ rendering
+def png_data_url(picture: np.ndarray) -> str:
+    """``picture`` (grey or RGB uint8) as a ``data:image/png;base64,...`` URL."""
+    buf = io.BytesIO()
+    Image.fromarray(picture).save(buf, format="PNG", compress_level=1)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def figure_html(picture: np.ndarray, caption: str, width: int | None = None) -> str:
+    """An ``<img>`` of ``picture`` (``width`` pixels wide, default its own, pixels kept crisp)
+    with its caption below."""
+    text = html.escape(caption)
+    w = int(picture.shape[1] if width is None else width)
+    return (
+        '<figure style="margin:0 1.5rem 0.5rem 0;display:inline-block;vertical-align:top">'
+        f'<img src="{png_data_url(picture)}" width="{w}" alt="{text}" '
+        'style="image-rendering:pixelated;max-width:100%;display:block">'
+        f'<figcaption style="{CAPTION_STYLE}">{text}</figcaption></figure>'
+    )
+
+
+def section_html(title: str, caption: str, body: str) -> str:
+    """A section: its heading, a caption saying what it shows, then ``body`` (HTML)."""
+    return (
+        f'<h3>{html.escape(title)}</h3><p style="{CAPTION_STYLE}">{html.escape(caption)}</p>{body}'
+    )
+
+
+def prediction_html(analysis: DrawingAnalysis, names: list[str] | None = None) -> str:
+    """The predicted class and its confidence, with the second guess, of a drawing that is not
+    blank. ``names``: the class names of the model's outputs (default: the output index,
+    MNIST's digit)."""
+    runner_up = np.argsort(analysis.proba)[::-1][1]
+    guess = runner_up if names is None else names[int(runner_up)]
+    second = f"Second guess: {guess} ({analysis.proba[runner_up]:.0%})."
+    return (
+        f'<h3 style="margin:0">{html.escape(prediction_text(analysis.label, analysis.confidence))}'
+        f'</h3><p style="{CAPTION_STYLE}">{html.escape(second)}</p>'
+    )
+
+
 def render_prediction(analysis: DrawingAnalysis, names: list[str] | None = None) -> None:
-    """The predicted digit and confidence, or the invitation to draw, in the ``prediction``
-    container (the browser tests read its text). ``names``: the class names of the model's
-    outputs, for the second guess (default: the output index, MNIST's digit)."""
+    """The prediction (``prediction_html``), or the invitation to draw, in the ``prediction``
+    container (the browser tests read its text)."""
     with st.container(key=PREDICTION_KEY, border=True):
         if analysis.blank and names is None:
             st.markdown(f":material/draw: {INVITATION}")
@@ -116,10 +168,40 @@ def render_prediction(analysis: DrawingAnalysis, names: list[str] | None = None)
                 "(large and centred works best). The prediction appears here while you draw."
             )
         else:
-            st.markdown(f"### {prediction_text(analysis.label, analysis.confidence)}")
-            runner_up = np.argsort(analysis.proba)[::-1][1]
-            guess = runner_up if names is None else names[int(runner_up)]
-            st.caption(f"Second guess: {guess} ({analysis.proba[runner_up]:.0%}).")
+            st.html(prediction_html(analysis, names))
+
+
+def probability_html(
+    proba: Sequence[float],
+    classes: Sequence,
+    *,
+    noun: str = "digit",
+    title: str = "How sure the network is",
+) -> str:
+    """The class probabilities as vertical bars, the predicted class highlighted, each bar's
+    percentage above it and its class below (its exact value on hover)."""
+    p = np.asarray(proba, dtype=np.float64).ravel()
+    best = int(p.argmax())
+    columns = []
+    for i, (value, name) in enumerate(zip(p, classes, strict=True)):
+        label = html.escape(str(name))
+        color = PRED_COLOR if i == best else BAR_COLOR
+        percent = f"{value:.0%}" if value >= 0.005 else ""
+        height = max(1, round(float(value) * BAR_HEIGHT_PX))
+        columns.append(
+            f'<div title="{html.escape(noun)} {label}: {value:.2%}" style="flex:1;display:flex;'
+            'flex-direction:column;justify-content:flex-end;align-items:center;min-width:0">'
+            f'<span style="font-size:0.75rem">{percent}</span>'
+            f'<div style="width:80%;height:{height}px;background:{color}"></div>'
+            f'<span style="font-size:0.8rem;border-top:1px solid #ccc;width:100%;'
+            f'text-align:center">{label}</span></div>'
+        )
+    return (
+        f'<div style="font-weight:600;margin-bottom:0.25rem">{html.escape(title)}</div>'
+        f'<div role="img" aria-label="{html.escape(title)}" style="display:flex;gap:4px;'
+        f'height:{BAR_HEIGHT_PX + 40}px;align-items:stretch">{"".join(columns)}</div>'
+        f'<div style="text-align:center;font-size:0.8rem;opacity:0.65">{html.escape(noun)}</div>'
+    )
 
 
 def enlarge(image: np.ndarray, size: int = 168) -> np.ndarray:
@@ -141,17 +223,21 @@ def frame(image: np.ndarray, pad: int = STEP_PADDING) -> np.ndarray:
     return np.pad(image, widths, mode="constant", constant_values=0)
 
 
-def render_steps(result: DrawingResult) -> None:
-    """The preprocessing steps side by side."""
-    cols = st.columns(len(STEP_TITLES))
-    for col, (step, title) in zip(cols, STEP_TITLES.items(), strict=True):
+def steps_html(result: DrawingResult) -> str:
+    """The preprocessing steps side by side, each captioned with its size."""
+    figures = []
+    for step, title in STEP_TITLES.items():
         image = result.steps.get(step)
         if image is None:
             continue
         h, w = image.shape[:2]
-        # a black frame: st.image rounds its corners, which clipped ink at the crop's edge
-        big = frame(enlarge(image))
-        col.image(big, caption=f"{title} ({w}x{h})", width=int(big.shape[1]), output_format="PNG")
+        figures.append(figure_html(frame(enlarge(image)), f"{title} ({w}x{h})"))
+    return section_html(
+        "What the network sees",
+        "The drawing is cropped to its ink, scaled so its longer side is 20 pixels and "
+        "centred by its centre of mass in a 28x28 square, the way MNIST was made.",
+        "<div>" + "".join(figures) + "</div>",
+    )
 
 
 # ------------------------------------------------------------------ keeping a drawing

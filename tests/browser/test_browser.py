@@ -149,7 +149,7 @@ def test_draw_predicts_the_drawn_digit(app_server, new_page, shots):
     digit = _predicted_digit(page)
     assert 0 <= digit <= 9
     assert digit == 7, _prediction_text(page)
-    page.locator("[data-testid=stMain] .js-plotly-plot").first.wait_for()
+    page.locator("[data-testid=stMain] [aria-label='How sure the network is']").first.wait_for()
     no_exception(page)
     screenshot(page, shots, "draw")
 
