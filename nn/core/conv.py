@@ -31,9 +31,11 @@ from numpy.lib.stride_tricks import as_strided
 
 PADDINGS = ("valid", "same")
 POOL_MODES = ("max", "avg")
-BATCH_SIZES_KEPT = 4
-"""How many batch sizes keep their buffers: a training batch, a last partial one, and a forward
-without keep's chunk and remainder."""
+BATCH_SIZES_KEPT = 8
+"""How many batch sizes keep their buffers: an epoch of ``fit`` uses six, a training batch, a last
+partial one, a forward without keep's chunk and remainder (the validation part), and the inside
+recording's probe batch and test grid (``nn.core.probe``); fewer, and each epoch evicts and makes
+again the buffers of those it used longest ago, every epoch."""
 INFERENCE_CHUNK = 256
 """Samples a forward without ``keep`` works through at a time, so that its buffers stay this size
 however large a batch it is given (the output itself is then a new array, not a kept buffer)."""
@@ -49,8 +51,8 @@ NEEDS_KEPT_FORWARD = "backward needs a forward with keep=True on a batch of the 
 class BatchBuffers:
     """Arrays made once per batch size, the least recently used size dropped beyond a limit."""
 
-    def __init__(self, limit: int = BATCH_SIZES_KEPT):
-        self.limit = limit
+    def __init__(self, limit: int | None = None):
+        self.limit = BATCH_SIZES_KEPT if limit is None else limit
         self._by_batch: OrderedDict[int, dict[str, np.ndarray]] = OrderedDict()
 
     def get(self, n: int, name: str, make: Callable[[], np.ndarray]) -> np.ndarray:
