@@ -10,6 +10,8 @@ import pytest
 
 from nn.core.network import NeuralNetwork
 from nn.core.probe import (
+    HIST_BINS,
+    MAX_ROWS,
     MAX_SAMPLE,
     MIN_PROBE,
     PROBE_SIZE,
@@ -18,11 +20,16 @@ from nn.core.probe import (
     append_epoch,
     decode_images,
     distribution,
+    distributions,
+    draw_positions,
     empty_record,
+    fired_units,
     grid_indices,
     multiply_adds,
     probe_count,
+    rounded,
     snapshot,
+    unit_spread,
 )
 
 
@@ -269,3 +276,116 @@ def test_a_job_that_diverges_keeps_its_record_and_hides_the_event(tmp_path):
     assert stages.count("inside_epoch") == 1
     assert outcome.inside["diverged"]["epoch"] == 1
     assert len(outcome.inside["epochs"]) == 1
+
+
+# ------------------------------------------------------------------ the statistics, exactly
+def _reference_distribution(values: np.ndarray):
+    """The distribution as one array at a time computes it: np.quantile of the finite values in
+    float64, bins counted by searchsorted on np.linspace's edges."""
+    finite = np.sort(values[np.isfinite(values)].astype(np.float64))
+    if not finite.size:
+        return None, None
+    lo, hi = finite[0], finite[-1]
+    if hi <= lo:
+        hi = lo + max(abs(lo), 1.0) * 1e-6
+    edges = np.linspace(lo, hi, HIST_BINS + 1)
+    ends = np.searchsorted(finite, edges[1:-1], side="left")
+    counts = np.diff(np.concatenate(([0], ends, [finite.size]))).tolist()
+    return np.quantile(finite, QUANTILES), {"lo": lo, "hi": hi, "counts": counts}
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_several_distributions_at_once_match_one_array_at_a_time(dtype):
+    rng = np.random.default_rng(5)
+    samples = [
+        rng.standard_normal(MAX_SAMPLE).astype(dtype),
+        (rng.standard_normal(300) * 1e-7 + 3.0).astype(dtype),  # narrow, far from 0
+        np.maximum(rng.standard_normal(1000), 0).astype(dtype),  # a pile at 0 (ReLU)
+        np.full(17, 2.5, dtype),  # one value
+        np.array([np.nan, np.inf, -np.inf, 1.0, -2.0, 0.5], dtype),
+        np.full(5, np.nan, dtype),
+        rng.uniform(-1e30, 1e30, 77).astype(dtype),
+    ]
+    got = distributions(samples)
+    for values, (quantiles, hist) in zip(samples, got, strict=True):
+        expected_q, expected_hist = _reference_distribution(values)
+        if expected_q is None:
+            assert quantiles == [None] * len(QUANTILES) and hist["counts"] == []
+            continue
+        assert hist["counts"] == expected_hist["counts"]  # exact: the same edges, the same bins
+        assert sum(hist["counts"]) == np.isfinite(values).sum()
+        assert quantiles == rounded(expected_q)
+        assert [hist["lo"], hist["hi"]] == rounded([expected_hist["lo"], expected_hist["hi"]])
+
+
+def test_float32_values_fall_in_the_bins_float64_edges_give_them():
+    # values on and next to edges that float32 cannot hold exactly
+    lo, hi = np.float32(0.1), np.float32(0.7)
+    edges = np.linspace(float(lo), float(hi), HIST_BINS + 1)
+    near = [np.float32(e) for e in edges[1:-1]]
+    near += [np.nextafter(v, np.float32(np.inf)) for v in near]
+    near += [np.nextafter(v, np.float32(-np.inf)) for v in near]
+    values = np.array([lo, hi, *near], np.float32)
+    ((_, hist),) = distributions([values])
+    assert hist["counts"] == _reference_distribution(values)[1]["counts"]
+
+
+def test_rounded_keeps_six_significant_digits_as_the_string_does():
+    rng = np.random.default_rng(2)
+    values = rng.standard_normal(20000) * 10.0 ** rng.integers(-30, 30, 20000)
+    values = np.concatenate(
+        [values, [0.0, -0.0, np.nan, np.inf, -np.inf, 5e-324, 1.7e308, 123456.5, 0.5]]
+    )
+    expected = [None if not np.isfinite(v) else float(f"{v:.6g}") for v in values.tolist()]
+    assert rounded(values) == expected
+
+
+def test_spread_across_units_matches_numpys_std_and_is_zero_for_identical_units():
+    rng = np.random.default_rng(4)
+    for shape in [(64, 256), (3136, 128), (8, 28, 28, 32), (3, 3, 32, 64), (5, 2)]:
+        values = rng.standard_normal(shape).astype(np.float32) * 0.05 + 0.3
+        rows = values.reshape(-1, shape[-1])
+        expected = rows[:: -(-rows.shape[0] // MAX_ROWS)].astype(np.float64).std(axis=1).mean()
+        assert unit_spread(values) == pytest.approx(expected, rel=1e-5)
+    identical = np.tile(rng.standard_normal((40, 1)).astype(np.float32), (1, 16))
+    assert unit_spread(identical) == 0.0
+    assert unit_spread(np.ones((4, 1))) is None
+
+
+def test_dead_units_are_counted_on_every_value():
+    rng = np.random.default_rng(6)
+    for shape in [(8, 28, 28, 32), (64, 256), (7, 5, 3), (1, 10)]:
+        out = np.maximum(rng.standard_normal(shape) - 2.5, 0).astype(np.float32)
+        out.reshape(-1)[::97] = np.nan
+        np.testing.assert_array_equal(
+            fired_units(out), (out > 0).reshape(-1, shape[-1]).any(axis=0)
+        )
+
+
+def test_large_arrays_are_sampled_at_positions_drawn_once(small_model, digits):
+    model = small_model[0]
+    recorder = InsideRecorder(*digits["probe"])
+    first = recorder.epoch(model, 1)
+    assert recorder.epoch(model, 1) == first  # the same positions, the same numbers
+    positions = draw_positions(np.random.default_rng(0), 784 * 256)
+    assert positions.size == MAX_SAMPLE and np.all(np.diff(positions) > 0)
+    assert np.unique(positions % 256).size > 250  # every unit of a 784x256 weight, or nearly
+    assert draw_positions(np.random.default_rng(0), MAX_SAMPLE) is None  # small: used whole
+
+
+def test_norms_and_the_update_ratio_are_exact(small_model, digits):
+    model = small_model[0]
+    recorder = InsideRecorder(*digits["probe"])
+    recorder.keep_weights(model)
+    weight = model.layers_[0].params[0]
+    saved = weight.copy()
+    rng = np.random.default_rng(8)
+    try:
+        weight += (rng.standard_normal(weight.shape) * 1e-3).astype(weight.dtype)
+        layer = recorder.epoch(model, 1)["layers"][0]
+        moved = weight.copy()
+    finally:
+        weight[...] = saved
+    step = np.linalg.norm(moved.astype(np.float64) - saved) / np.linalg.norm(saved)
+    assert layer["update_ratio"] == pytest.approx(step, rel=1e-5)
+    assert layer["weight_norm"] == pytest.approx(np.linalg.norm(moved.astype(np.float64)), 1e-5)

@@ -17,6 +17,15 @@ the model's layers and records, per layer:
 
 It also predicts a fixed grid of test images (label and top-3 probabilities) every epoch.
 
+What is exact and what is estimated: the norms, the update ratio and the dead and saturated
+fractions are computed on every entry; the quantiles and histograms of an array of more than
+:data:`MAX_SAMPLE` values are those of a fixed random sample of that many (drawn once per
+recorder, the same positions every epoch), and the spread across units averages at most
+:data:`MAX_ROWS` evenly spaced positions. The statistics of all layers are computed together,
+in a workspace made once per model (:class:`_Workspace`): one sort of a matrix of every sample,
+one pass over one buffer of every spread's rows. On small arrays the cost of NumPy is its calls,
+and an array made anew every epoch costs page faults, which cost more than the arithmetic.
+
 Everything recorded is plain data (lists of floats, ``None`` for a non-finite value) that
 travels through training events as JSON and is saved in a model file's metadata:
 ``start(model)`` gives the description (``inside_start``), ``epoch(model, n)`` one epoch
@@ -55,7 +64,11 @@ HIST_BINS = 24
 QUANTILES = (0.0, 0.02, 0.16, 0.5, 0.84, 0.98, 1.0)
 """The quantile bands shown: the range, about two and one standard deviations, the median."""
 MAX_SAMPLE = 4096
-"""Values taken (evenly spaced) from a large array for its quantiles and histogram."""
+"""Values taken from a large array for its quantiles and histogram: a fixed random sample (see
+:func:`draw_positions`), the same positions every epoch; a smaller array is used whole. The
+quantiles and histogram of a larger array are therefore estimates from 4,096 of its values."""
+SAMPLE_SEED = 0
+"""Seed of the positions sampled from large arrays, drawn once per recorder (once per fit)."""
 MAX_ROWS = 256
 """Positions (samples, or samples x pixels of a feature map, or a weight's inputs) the spread
 across units averages, evenly spaced."""
@@ -85,60 +98,225 @@ def _finite(value: float) -> float | None:
     return float(f"{value:.6g}") if math.isfinite(value) else None
 
 
-def _sample(values: np.ndarray) -> np.ndarray:
-    flat = values.reshape(-1)
-    if flat.size > MAX_SAMPLE:
-        flat = flat[:: math.ceil(flat.size / MAX_SAMPLE)]
-    return flat.astype(np.float64)
+_EXACT_POWER = 22
+"""10**k is exact in float64 for 0 <= k <= 22."""
 
 
-def _quantiles(ordered: np.ndarray) -> np.ndarray:
-    """:data:`QUANTILES` of sorted values, interpolated linearly as ``np.quantile`` does (which
-    sorts again for every call: this is ~5x faster on a sample)."""
-    position = np.asarray(QUANTILES) * (ordered.size - 1)
-    below = np.floor(position).astype(np.intp)
-    above = np.minimum(below + 1, ordered.size - 1)
-    return ordered[below] + (position - below) * (ordered[above] - ordered[below])
+def rounded(values: Any) -> list[float | None]:
+    """Every value rounded to 6 significant digits (``None`` when not finite), as
+    :func:`_finite` does one by one, for a whole array in a few NumPy calls: scaled by an exact
+    power of ten, rounded half to even, scaled back. Zero, non-finite values and those whose scale
+    is no exact power of ten (beyond 1e+-22) go through :func:`_finite`; at a near tie the
+    vectorised rounding may differ from the string's in the sixth digit."""
+    v = np.asarray(values, np.float64).reshape(-1)
+    with np.errstate(all="ignore"):
+        shift = 5.0 - np.floor(np.log10(np.abs(v)))  # decimals that keep 6 significant digits
+        scale = 10.0 ** np.minimum(np.abs(shift), _EXACT_POWER)
+        out = np.where(shift >= 0, np.rint(v * scale) / scale, np.rint(v / scale) * scale)
+        odd = np.flatnonzero(~(np.abs(shift) <= _EXACT_POWER))
+    values_out: list[float | None] = out.tolist()
+    for i in odd.tolist():
+        values_out[i] = _finite(v[i])
+    return values_out
+
+
+def draw_positions(rng: np.random.Generator, size: int) -> np.ndarray | None:
+    """:data:`MAX_SAMPLE` positions (sorted, without repeats) of an array of ``size`` values, or
+    ``None`` when it has no more than that: a fixed random sample, free of the aliasing an evenly
+    spaced one has with a weight's layout (every 98th of a 3136x128 weight is only even units)."""
+    if size <= MAX_SAMPLE:
+        return None
+    return np.sort(rng.choice(size, MAX_SAMPLE, replace=False))
+
+
+def _comparable(edges: np.ndarray, dtype) -> np.ndarray:
+    """``edges`` (float64) as values of ``dtype`` that split its values alike: for a float32
+    value v, ``v < e`` exactly when ``v < c`` with c the smallest float32 not below e."""
+    if np.dtype(dtype) == np.float64:
+        return edges
+    cast = edges.astype(dtype)
+    below = cast < edges
+    cast[below] = np.nextafter(cast[below], np.asarray(np.inf, dtype))
+    return cast
+
+
+class SampleMatrix:
+    """Samples of several arrays as the rows of one NaN-padded matrix, summarised together by
+    :meth:`distributions`; made once, filled again every epoch (a matrix made anew every epoch
+    costs page faults that cost more than the arithmetic)."""
+
+    def __init__(self, sizes: Sequence[int], dtype):
+        self.sizes = np.array([int(s) for s in sizes], np.intp)
+        width = max([1, *self.sizes.tolist()])
+        dtype = np.result_type(dtype, np.float32)
+        self.values = np.full((len(self.sizes), width), np.nan, dtype)
+        self.finite = np.empty(self.values.shape, bool)
+        self._total = int(self.sizes.sum())
+        self._plan_key: bytes | None = None
+        self._plan_arrays: tuple[np.ndarray, np.ndarray] | None = None
+
+    def put(self, row: int, values: np.ndarray, positions: np.ndarray | None) -> None:
+        """Row ``row``: all of ``values`` (as many as its size), or those at ``positions``."""
+        flat = values.reshape(-1)
+        target = self.values[row, : self.sizes[row]]
+        if positions is None:
+            target[...] = flat
+        elif flat.dtype == target.dtype:
+            np.take(flat, positions, out=target, mode="clip")  # positions are in range
+        else:
+            target[...] = flat[positions]
+
+    def _plan(self, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """For rows of ``counts`` sorted values: the flat positions in the matrix of each row's
+        two neighbours of every quantile, then of its smallest and largest value, and the
+        quantiles' interpolation weights (kept for the counts of the last call)."""
+        key = counts.tobytes()
+        if self._plan_key != key:
+            last = np.maximum(counts - 1, 0)[:, None]
+            position = np.asarray(QUANTILES)[None, :] * last
+            below = np.floor(position).astype(np.intp)
+            above = np.minimum(below + 1, last)
+            row = np.arange(len(counts))[:, None] * self.values.shape[1]
+            picks = np.concatenate([below, above, np.zeros_like(last), last], axis=1) + row
+            self._plan_arrays = (picks.reshape(-1), position - below)
+            self._plan_key = key
+        return self._plan_arrays  # type: ignore[return-value]
+
+    def distributions(self) -> list[tuple[list, dict[str, Any]]]:
+        """For every row, quantiles (:data:`QUANTILES`, interpolated linearly as
+        ``np.quantile`` does) and a histogram ``{"lo", "hi", "counts"}`` of its finite values:
+        :data:`HIST_BINS` equal bins ``[edge_i, edge_i+1)`` from the smallest to the largest
+        value (edges as ``np.linspace`` makes them), the last one closed. A row with no finite
+        value has ``None`` quantiles and no counts. One sort of the whole matrix (non-finite
+        values made NaN, which sorts last), then a few calls for all rows."""
+        matrix, finite = self.values, self.finite
+        np.isfinite(matrix, out=finite)
+        counts = self.sizes
+        if np.count_nonzero(finite) != self._total:  # some values are not finite
+            counts = finite.sum(axis=1)
+            np.logical_not(finite, out=finite)
+            np.copyto(matrix, np.nan, where=finite)
+        matrix.sort(axis=1)
+        picks, weights = self._plan(counts)
+        q = len(QUANTILES)
+        chosen = matrix.reshape(-1).take(picks).astype(np.float64).reshape(len(counts), -1)
+        low, lo, hi = chosen[:, :q], chosen[:, 2 * q], chosen[:, 2 * q + 1]
+        quantiles = low + weights * (chosen[:, q : 2 * q] - low)
+        hi = np.where(hi <= lo, lo + np.maximum(np.abs(lo), 1.0) * 1e-6, hi)
+        edges = _INNER_EDGES * ((hi - lo) / HIST_BINS)[:, None] + lo[:, None]
+        edges = _comparable(edges, matrix.dtype)
+        ends = np.zeros((len(counts), HIST_BINS + 1), np.intp)
+        ends[:, -1] = counts
+        sizes = counts.tolist()
+        for i, n in enumerate(sizes):
+            if n:
+                ends[i, 1:-1] = np.searchsorted(matrix[i, :n], edges[i], side="left")
+        bins = (ends[:, 1:] - ends[:, :-1]).tolist()
+        numbers = rounded(np.concatenate([quantiles, lo[:, None], hi[:, None]], axis=1))
+        out = []
+        for i, n in enumerate(sizes):
+            if not n:
+                out.append(([None] * q, {"lo": None, "hi": None, "counts": []}))
+                continue
+            row = numbers[i * (q + 2) : (i + 1) * (q + 2)]
+            out.append((row[:q], {"lo": row[q], "hi": row[q + 1], "counts": bins[i]}))
+        return out
+
+
+_INNER_EDGES = np.arange(1, HIST_BINS, dtype=np.float64)
+"""The inner edges' indices: edge j of a histogram is ``lo + j * (hi - lo) / HIST_BINS``."""
+
+
+def distributions(samples: Sequence[np.ndarray]) -> list[tuple[list, dict[str, Any]]]:
+    """:meth:`SampleMatrix.distributions` of these samples (each at most :data:`MAX_SAMPLE`
+    values)."""
+    if not samples:
+        return []
+    matrix = SampleMatrix([s.size for s in samples], np.result_type(*samples))
+    for row, values in enumerate(samples):
+        matrix.put(row, values, None)
+    with np.errstate(all="ignore"):
+        return matrix.distributions()
 
 
 def distribution(values: np.ndarray) -> tuple[list[float | None], dict[str, Any]]:
-    """Quantiles (:data:`QUANTILES`) and a histogram ``{"lo", "hi", "counts"}`` of the finite
-    values (a sample of a large array); ``None`` quantiles and no counts when none is finite."""
-    sample = _sample(values)
-    ordered = np.sort(sample[np.isfinite(sample)])
-    if not ordered.size:
-        return [None] * len(QUANTILES), {"lo": None, "hi": None, "counts": []}
-    quantiles = _quantiles(ordered)
-    lo, hi = float(ordered[0]), float(ordered[-1])
-    if hi <= lo:
-        hi = lo + max(abs(lo), 1.0) * 1e-6
-    # bins [edge_i, edge_i+1) of equal width, the last one closed, counted on the sorted sample
-    edges = np.linspace(lo, hi, HIST_BINS + 1)
-    ends = np.searchsorted(ordered, edges[1:-1], side="left")
-    counts = np.diff(np.concatenate(([0], ends, [ordered.size])))
-    hist = {"lo": _finite(lo), "hi": _finite(hi), "counts": counts.tolist()}
-    return [_finite(q) for q in quantiles], hist
+    """:func:`distributions` of one array (a fixed sample of :data:`MAX_SAMPLE` of its values
+    when it has more)."""
+    positions = draw_positions(np.random.default_rng(SAMPLE_SEED), values.size)
+    flat = values.reshape(-1)
+    return distributions([flat if positions is None else flat[positions]])[0]
+
+
+class RowBlocks:
+    """Arrays seen as rows of their last axis (the units), at most :data:`MAX_ROWS` rows of each
+    (evenly spaced), laid out in one float64 buffer made once; :meth:`spreads` gives each one's
+    standard deviation across the units averaged over the rows, for all of them at once (two
+    passes, as ``np.std``: the rows' means, then their squared deviations, each summed by one
+    ``np.add.reduceat``)."""
+
+    def __init__(self, shapes: Sequence[tuple[int, int]]):
+        """``shapes``: each array's ``(positions, units)``, units at least 2."""
+        self.steps = [math.ceil(rows / MAX_ROWS) for rows, _ in shapes]
+        self.rows = np.array(
+            [-(-rows // step) for (rows, _), step in zip(shapes, self.steps, strict=True)], np.intp
+        )
+        self.units = np.array([u for _, u in shapes], np.intp)
+        sizes = self.rows * self.units
+        self.offsets = np.concatenate(([0], np.cumsum(sizes))).astype(np.intp)
+        self.buffer = np.empty(int(self.offsets[-1]), np.float64)
+        self.widths = np.repeat(self.units, self.rows)
+        self.row_starts = np.concatenate(([0], np.cumsum(self.widths)[:-1])).astype(np.intp)
+        self.block_starts = np.concatenate(([0], np.cumsum(self.rows)[:-1])).astype(np.intp)
+
+    def view(self, block: int) -> np.ndarray:
+        start, stop = self.offsets[block], self.offsets[block + 1]
+        return self.buffer[start:stop].reshape(self.rows[block], self.units[block])
+
+    def put(self, block: int, values: np.ndarray) -> None:
+        """Copy the block's rows of ``values`` (any shape ending in its units)."""
+        rows = values.reshape(-1, self.units[block])[:: self.steps[block]]
+        np.copyto(self.view(block), rows)
+
+    def spreads(self) -> list[float | None]:
+        """Every block's spread across units (the buffer holds squared deviations after)."""
+        if not len(self.rows):
+            return []
+        means = np.add.reduceat(self.buffer, self.row_starts) / self.widths
+        for block, first in enumerate(self.block_starts.tolist()):
+            self.view(block)[...] -= means[first : first + self.rows[block], None]
+        np.square(self.buffer, out=self.buffer)
+        stds = np.sqrt(np.add.reduceat(self.buffer, self.row_starts) / self.widths)
+        return rounded(np.add.reduceat(stds, self.block_starts) / self.rows)
 
 
 def unit_spread(values: np.ndarray) -> float | None:
     """Standard deviation across the last axis (the units), averaged over the other axes (over
-    at most :data:`MAX_ROWS` evenly spaced positions)."""
-    if values.shape[-1] < 2:
+    at most :data:`MAX_ROWS` evenly spaced positions); ``None`` for fewer than 2 units."""
+    units = values.shape[-1] if values.ndim else 0
+    if units < 2 or not values.size:
         return None
-    rows = values.reshape(-1, values.shape[-1])
-    step = math.ceil(rows.shape[0] / MAX_ROWS)  # evenly spaced rows of a large output
-    rows = rows[::step].astype(np.float64)
-    with np.errstate(over="ignore", invalid="ignore"):
-        return _finite(rows.std(axis=1).mean())
+    blocks = RowBlocks([(values.size // units, units)])
+    blocks.put(0, values)
+    with np.errstate(all="ignore"):
+        return blocks.spreads()[0]
+
+
+def fired_units(out: np.ndarray) -> np.ndarray:
+    """Whether each unit (last axis) is above 0 anywhere in ``out``: ``(out > 0)`` reduced over
+    all but the last axis, first across long rows of up to 64 groups (NumPy reduces a long
+    contiguous row much faster than many rows of a few units)."""
+    units = out.shape[-1]
+    positive = np.greater(out, 0)
+    groups = math.gcd(positive.size // max(units, 1), 64)
+    return positive.reshape(groups, -1).any(axis=0).reshape(-1, units).any(axis=0)
 
 
 def _norm(arrays: Sequence[np.ndarray]) -> float:
     """The Euclidean norm of all the arrays' entries (in float64 when float32 overflows)."""
-    with np.errstate(over="ignore", invalid="ignore"):
-        total = sum(float(np.vdot(a, a)) for a in arrays)
-        if math.isinf(total):
-            total = sum(float(np.vdot(a, a)) for a in (a.astype(np.float64) for a in arrays))
-        return math.sqrt(total)
+    total = sum(float(np.vdot(a, a)) for a in arrays)
+    if math.isinf(total):
+        total = sum(float(np.vdot(a, a)) for a in (a.astype(np.float64) for a in arrays))
+    return math.sqrt(total)
 
 
 def _as_float(x: np.ndarray, dtype) -> np.ndarray:
@@ -286,11 +464,91 @@ def append_epoch(record: dict[str, Any], epoch: dict[str, Any]) -> dict[str, Any
     return record
 
 
+class _Workspace:
+    """Where one model's probe statistics are computed, made once for its layout and the probe's
+    size and reused every epoch: the sample matrix (each layer's output, then each trained
+    layer's weight and gradient, a sample of the same positions for both), the row blocks of
+    the spreads across units (each output and weight of at least 2 units), an array the size of
+    the largest weight for a step, and the fixed sample positions, drawn here once per
+    recorder's ``rng``."""
+
+    def __init__(self, layers: Sequence[Layer], n: int, rng: np.random.Generator):
+        self.key = _layout(layers, n)
+        self.row: dict[tuple[int, str], int] = {}
+        self.positions: list[np.ndarray | None] = []
+        self.block: dict[tuple[int, str], int] = {}
+        block_shapes: list[tuple[int, int]] = []
+        sizes: list[int] = []
+
+        def add_row(key: tuple[int, str], size: int, positions) -> None:
+            self.row[key] = len(sizes)
+            sizes.append(size if positions is None else MAX_SAMPLE)
+            self.positions.append(positions)
+
+        def add_block(key: tuple[int, str], shape: tuple[int, ...]) -> None:
+            if len(shape) > 1 and shape[-1] >= 2:
+                self.block[key] = len(block_shapes)
+                block_shapes.append((math.prod(shape[:-1]), shape[-1]))
+
+        for i, layer in enumerate(layers):
+            shape = (n, *layer.output_shape)
+            add_row((i, "act"), math.prod(shape), draw_positions(rng, math.prod(shape)))
+            add_block((i, "act_unit_spread"), shape)
+        largest = 0
+        for i, layer in enumerate(layers):
+            if layer.param_names:
+                weight = layer.params[0]
+                positions = draw_positions(rng, weight.size)
+                add_row((i, "weight"), weight.size, positions)
+                add_row((i, "grad"), weight.size, positions)
+                add_block((i, "weight_unit_spread"), weight.shape)
+                largest = max(largest, weight.size)
+        self.step = np.empty(largest, layers[0].dtype)
+        self.samples = SampleMatrix(sizes, layers[0].dtype)
+        self.blocks = RowBlocks(block_shapes)
+        self.values: list[dict[str, Any]] = [{} for _ in layers]
+
+    def begin(self) -> None:
+        self.values = [{} for _ in self.values]
+
+    def take(self, layer: int, kind: str, values: np.ndarray) -> None:
+        """Copy the sample of ``values`` (kind "act", "weight" or "grad") into its row."""
+        row = self.row[(layer, kind)]
+        self.samples.put(row, values, self.positions[row])
+
+    def take_rows(self, layer: int, key: str, values: np.ndarray) -> None:
+        """Copy the rows of ``values`` its spread ``key`` is measured on, if it has one."""
+        block = self.block.get((layer, key))
+        if block is not None:
+            self.blocks.put(block, values)
+
+    def summarise(self) -> list[dict[str, Any]]:
+        """Every layer's values with the distributions and spreads, each kind computed in one
+        go over all layers."""
+        for (i, kind), (q, hist) in zip(self.row, self.samples.distributions(), strict=True):
+            self.values[i][f"{kind}_q"], self.values[i][f"{kind}_hist"] = q, hist
+        for (i, key), spread in zip(self.block, self.blocks.spreads(), strict=True):
+            self.values[i][key] = spread
+        return self.values
+
+
+def _layout(layers: Sequence[Layer], n: int) -> tuple:
+    """What a workspace is made for: the probe's size, the layers' output and weight shapes."""
+    return (
+        n,
+        layers[0].dtype,
+        tuple(layer.output_shape for layer in layers),
+        tuple(layer.params[0].shape if layer.param_names else None for layer in layers),
+    )
+
+
 class InsideRecorder:
     """Records what happens inside ``model`` while it trains (see the module docstring).
 
     ``probe_x``/``probe_y``: the probe batch (use :data:`PROBE_SIZE` validation images);
-    ``grid_x``/``grid_y``: the test grid (see :func:`grid_indices`), optional.
+    ``grid_x``/``grid_y``: the test grid (see :func:`grid_indices`), optional. ``probe_images``
+    and ``grid_images`` say which part of the data set they come from ("validation", "test",
+    "training"), for the page to say so.
     Call :meth:`observe` from the training callback with every event; it returns the
     ``(stage, payload)`` pairs to send on (``inside_start`` once, ``inside_epoch`` per epoch)
     and keeps the whole record in :attr:`record`.
@@ -302,13 +560,27 @@ class InsideRecorder:
     last), and ``record["diverged"]`` says where and at which loss.
     """
 
-    def __init__(self, probe_x, probe_y, grid_x=None, grid_y=None):
+    def __init__(
+        self,
+        probe_x,
+        probe_y,
+        grid_x=None,
+        grid_y=None,
+        *,
+        probe_images: str = "validation",
+        grid_images: str = "test",
+    ):
         self.probe_x = np.asarray(probe_x)
         self.probe_y = np.asarray(probe_y)
         self.grid_x = None if grid_x is None else np.asarray(grid_x)
         self.grid_y = None if grid_y is None else np.asarray(grid_y)
+        self.probe_images = probe_images
+        self.grid_images = grid_images
         self.record: dict[str, Any] | None = None
         self._before_step: list[np.ndarray | None] | None = None
+        self._rng = np.random.default_rng(SAMPLE_SEED)
+        self._work: _Workspace | None = None
+        self._floats: dict[tuple[str, int, np.dtype], np.ndarray] = {}
 
     # ------------------------------------------------------------------ the callback side
     def observe(self, model: Any, event: Any) -> list[tuple[str, dict[str, Any]]]:
@@ -347,6 +619,7 @@ class InsideRecorder:
             "layers": describe_layers(model),
             "input_shape": [int(s) for s in model.input_shape_],
             "probe_size": probe_count(model.layers_, int(self.probe_x.shape[0])),
+            "probe_images": self.probe_images,
             "classes": np.asarray(model.classes_).tolist(),
             "grid": None,
         }
@@ -354,43 +627,67 @@ class InsideRecorder:
             # a dense network on a data set's images sees flat rows; input_shape gives their shape
             shape = image_shape(getattr(model, "input_shape", None) or model.input_shape_)
             images = self.grid_x.reshape(self.grid_x.shape[0], *shape)
-            start["grid"] = {**encode_images(images), "labels": self.grid_y.tolist()}
+            start["grid"] = {
+                **encode_images(images),
+                "labels": self.grid_y.tolist(),
+                "images": self.grid_images,
+            }
         return start
 
     def keep_weights(self, model: Any) -> None:
-        """Remember the weights, to measure the next step's update."""
-        self._before_step = [
-            layer.params[0].copy() if layer.param_names else None for layer in model.layers_
-        ]
+        """Remember the weights, to measure the next step's update (copied into the arrays
+        kept from the last time when the shapes match)."""
+        weights = [layer.params[0] if layer.param_names else None for layer in model.layers_]
+        kept = self._before_step
+        if kept is None or [None if k is None else k.shape for k in kept] != [
+            None if w is None else w.shape for w in weights
+        ]:
+            self._before_step = [None if w is None else w.copy() for w in weights]
+            return
+        for before, weight in zip(kept, weights, strict=True):
+            if weight is not None:
+                np.copyto(before, weight)
 
     # ------------------------------------------------------------------ the measurements
+    def _workspace(self, layers: Sequence[Layer], n: int) -> _Workspace:
+        if self._work is None or self._work.key != _layout(layers, n):
+            self._work = _Workspace(layers, n, self._rng)
+        self._work.begin()
+        return self._work
+
+    def _float(self, name: str, images: np.ndarray, n: int, dtype) -> np.ndarray:
+        """The first ``n`` of the probe's or grid's ``images`` as floats, converted once (the
+        passes never write into the stack's input)."""
+        key = (name, n, np.dtype(dtype))
+        if key not in self._floats:
+            self._floats[key] = _as_float(images[:n], np.dtype(dtype))
+        return self._floats[key]
+
     def epoch(self, model: Any, epoch: float) -> dict[str, Any]:
         """One epoch's measurements on the probe batch (and the grid's predictions)."""
         layers = model.layers_
         dtype = layers[0].dtype
         n = probe_count(layers, int(self.probe_x.shape[0]))
-        x = _as_float(self.probe_x[:n], dtype)
+        x = self._float("probe", self.probe_x, n, dtype)
         y_idx = np.searchsorted(np.asarray(model.classes_), self.probe_y[:n])
-        outputs: list[dict[str, Any]] = [{} for _ in layers]
+        work = self._workspace(layers, n)
         with np.errstate(all="ignore"), gradient_arrays(layers):
             logits = forward(
-                layers,
-                x,
-                keep=True,
-                on_output=lambda i, layer, a: outputs[i].update(_output(layer, a)),
+                layers, x, keep=True, on_output=lambda i, layer, a: _output(work, i, layer, a)
             )
             accuracy = float(np.mean(logits.argmax(axis=1) == y_idx))
             loss, delta = softmax_cross_entropy(logits, y_idx, grad_out=logits.copy())
             backward(layers, delta, need_dx=False)
             for i, layer in enumerate(layers):
                 if layer.param_names:
-                    outputs[i].update(self._trained(layer, i))
+                    self._trained(work, i, layer)
             grid = self._grid(model, layers, dtype)
+            measured = work.summarise()
         payload = {
             "epoch": epoch,
             "probe_loss": _finite(loss),
             "probe_accuracy": accuracy,
-            "layers": [{key: values.get(key) for key in LAYER_SERIES} for values in outputs],
+            "layers": [{key: values.get(key) for key in LAYER_SERIES} for values in measured],
             "grid_accuracy": None,
             "grid_top": None,
         }
@@ -398,73 +695,69 @@ class InsideRecorder:
             payload.update(grid)
         return payload
 
-    def _trained(self, layer: Layer, index: int) -> dict[str, Any]:
+    def _trained(self, work: _Workspace, index: int, layer: Layer) -> None:
+        """The weight's and gradient's samples and rows; the norms and the update ratio, exact
+        (on every entry)."""
         weight, grads = layer.params[0], layer.grads
-        weight_q, weight_hist = distribution(weight)
-        grad_q, grad_hist = distribution(grads[0])
-        weight_norm = _norm([weight])
-        values = {
-            "weight_q": weight_q,
-            "weight_hist": weight_hist,
-            "grad_q": grad_q,
-            "grad_hist": grad_hist,
-            "grad_norm": _finite(_norm(grads)),
-            "weight_norm": _finite(weight_norm),
-            "update_ratio": None,
-            "weight_unit_spread": unit_spread(weight) if weight.ndim > 1 else None,
-        }
+        work.take(index, "weight", weight)
+        work.take(index, "grad", grads[0])
+        work.take_rows(index, "weight_unit_spread", weight)
+        values = work.values[index]
+        values["grad_norm"] = _finite(_norm(grads))
+        values["weight_norm"] = _finite(_norm([weight]))
+        values["update_ratio"] = None
         before = None if self._before_step is None else self._before_step[index]
         if before is not None and before.shape == weight.shape:
-            with np.errstate(all="ignore"):
-                before_norm = _norm([before])
-                step = _norm([weight - before])
+            before_norm = _norm([before])
+            step = work.step[: weight.size].reshape(weight.shape)
+            step_norm = _norm([np.subtract(weight, before, out=step)])
             if before_norm > 0:
-                values["update_ratio"] = _finite(step / before_norm)
-            elif step > 0:
-                values["update_ratio"] = None  # from all-zero weights: no ratio
-            else:
-                values["update_ratio"] = 0.0
-        return values
+                values["update_ratio"] = _finite(step_norm / before_norm)
+            elif step_norm == 0:
+                values["update_ratio"] = 0.0  # all-zero weights that did not move
+            # all-zero weights that moved: no ratio
 
     def _grid(self, model: Any, layers: Sequence[Layer], dtype) -> dict[str, Any] | None:
         if self.grid_x is None or not self.grid_x.shape[0]:
             return None
-        logits = forward(layers, _as_float(self.grid_x, dtype), keep=False)
+        x = self._float("grid", self.grid_x, self.grid_x.shape[0], dtype)
+        logits = forward(layers, x, keep=False)
         proba = softmax(logits.astype(np.float64))
         top = np.argsort(-proba, axis=1)[:, :TOP_K]
         classes = np.asarray(model.classes_)
-        labels = classes[top]
         correct = float(np.mean(classes[top[:, 0]] == self.grid_y))
+        top_proba = rounded(np.take_along_axis(proba, top, 1))
         return {
             "grid_accuracy": correct,
             "grid_top": {
-                "labels": labels.tolist(),
-                "proba": [[_finite(p) for p in row] for row in np.take_along_axis(proba, top, 1)],
+                "labels": classes[top].tolist(),
+                "proba": [top_proba[i : i + TOP_K] for i in range(0, len(top_proba), TOP_K)],
             },
         }
 
 
-def _output(layer: Layer, out: np.ndarray) -> dict[str, Any]:
-    """Statistics of one layer's output on the probe batch."""
-    act_q, act_hist = distribution(out)
-    values: dict[str, Any] = {
-        "act_q": act_q,
-        "act_hist": act_hist,
-        "act_unit_spread": unit_spread(out),
-    }
+def _output(work: _Workspace, index: int, layer: Layer, out: np.ndarray) -> None:
+    """Take what the statistics of one layer's output on the probe batch need (copies: the next
+    layer may overwrite the buffer); the dead and saturated fractions are counted here, exactly,
+    on the whole output."""
+    work.take(index, "act", out)
+    work.take_rows(index, "act_unit_spread", out)
+    values = work.values[index]
     if isinstance(layer, ActivationLayer):
         if layer.kind == "relu":
-            fired = (out > 0).reshape(-1, out.shape[-1]).any(axis=0)
-            values["dead_fraction"] = float(1.0 - fired.mean())
+            values["dead_fraction"] = float(1.0 - fired_units(out).mean())
         elif layer.kind in SATURATED:
             low, high = SATURATED[layer.kind]
-            values["saturated_fraction"] = float(np.mean((out < low) | (out > high)))
-    return values
+            saturated = np.count_nonzero((out < low) | (out > high))
+            values["saturated_fraction"] = saturated / out.size
 
 
-def snapshot(model: Any, probe_x, probe_y, grid_x=None, grid_y=None) -> dict[str, Any]:
-    """A one-epoch record of a model as it is now (for a saved model trained without one)."""
-    recorder = InsideRecorder(probe_x, probe_y, grid_x, grid_y)
+def snapshot(
+    model: Any, probe_x, probe_y, grid_x=None, grid_y=None, **images: str
+) -> dict[str, Any]:
+    """A one-epoch record of a model as it is now (for a saved model trained without one);
+    ``images``: the recorder's ``probe_images`` and ``grid_images``."""
+    recorder = InsideRecorder(probe_x, probe_y, grid_x, grid_y, **images)
     record = empty_record(recorder.start(model))
     append_epoch(record, recorder.epoch(model, int(getattr(model, "n_iter_", 0) or 0)))
     release(model.layers_)
