@@ -64,7 +64,13 @@ def _saved_record(path: str, mtime: float, set_name: str) -> tuple[dict | None, 
     start = 1000 if len(data.y_test) >= 1000 + PROBE_SIZE else 0  # small sets: from the start
     probe = slice(start, start + PROBE_SIZE)
     record = snapshot(
-        model, data.x_test[probe], data.y_test[probe], data.x_test[grid], data.y_test[grid]
+        model,
+        data.x_test[probe],
+        data.y_test[probe],
+        data.x_test[grid],
+        data.y_test[grid],
+        probe_images="test",
+        grid_images="test",
     )
     return record, True
 
@@ -78,7 +84,9 @@ def _record() -> tuple[dict | None, str]:
         status = snap.get("status", "")
         text = f"Live: {status}, epoch {snap.get('epoch', 0)}/{snap.get('epochs', 0)}."
         if record:
-            text += f" Probe of {record.get('probe_size', 64)} images."
+            text += (
+                f" Probe of {record.get('probe_size', 64)} {charts.probe_images(record)} images."
+            )
         if status == "diverged" and snap.get("stop_message"):
             text += " " + snap["stop_message"]
         return record, text
@@ -92,13 +100,13 @@ def _record() -> tuple[dict | None, str]:
     if taken_now:
         return record, (
             "This model was saved without a record of its training: the charts show it as it "
-            "is now (one point)."
+            f"is now (one point, on a probe of {record.get('probe_size', 64)} test images)."
         )
     epochs = len(record["epochs"]) - (1 if record.get("diverged") else 0)
     return record, (
         f"Recorded while {source} trained ({epochs} epochs"
         f"{', and where it diverged' if record.get('diverged') else ''}; probe of "
-        f"{record.get('probe_size', 64)} images)."
+        f"{record.get('probe_size', 64)} {charts.probe_images(record)} images)."
     )
 
 
@@ -182,11 +190,7 @@ def inside_view() -> None:
     names = None if data_set.builtin else list(data_set.class_names)
     captions = charts.grid_captions(record, names)
     if captions:
-        st.caption(
-            f"{len(captions)} fixed test {'digits' if names is None else 'images'} "
-            f"({GRID_PER_CLASS} of each class), updated every epoch: the prediction and the "
-            "top-3 probabilities. ✗ marks a wrong prediction."
-        )
+        st.caption(charts.grid_caption(record, len(captions), GRID_PER_CLASS, names is None))
         images = charts.grid_images(record)
         with st.container(key="inside_grid"):
             if images:

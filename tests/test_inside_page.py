@@ -5,10 +5,12 @@ snapshot."""
 from __future__ import annotations
 
 import json
+import shutil
+from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
 
-from nn.io.model_files import save_model
+from nn.io.model_files import load_model, read_metadata, save_model
 from ui.jobs import BackgroundJob
 
 JOB_SECONDS = 90
@@ -92,3 +94,36 @@ def test_a_training_that_diverges_in_its_first_epoch_shows_where(env, open_app, 
     assert line["line"]["dash"] == "dash" and 0 < line["x0"] < 1
     assert grad["data"][0]["x"] == [line["x0"]]
     assert "where it diverged" not in " ".join(c.value for c in at.caption)  # live, not saved
+
+
+def test_the_grid_says_its_digits_are_test_digits_shown_only(env, open_app, started_jobs):
+    at = open_app("pages/train.py")
+    train_briefly(at, started_jobs)
+    at.switch_page("pages/inside.py").run()
+    captions = " ".join(c.value for c in at.caption)
+    assert "50 fixed test digits (5 of each class), from the test set, used for nothing but" in (
+        captions
+    )
+    assert "Probe of 64 validation images." in captions
+
+
+def test_a_model_file_saved_before_the_record_named_its_images_still_shows(env, open_app):
+    """saved_models/default.npz holds a record of 25 epochs written before records said which
+    images their probe and grid are (and before divergences were marked): it loads, and the
+    page shows it, its grid as test digits."""
+    shipped = Path(__file__).resolve().parents[1] / "saved_models" / "default.npz"
+    record = read_metadata(shipped)["inside"]
+    assert "probe_images" not in record and "images" not in record["grid"]
+    assert "diverged" not in record
+    shutil.copy(shipped, env / "shipped.npz")
+    assert load_model(env / "shipped.npz").metadata_["inside"]["epochs"] == record["epochs"]
+    at = open_app("pages/inside.py")
+    at.selectbox(key="inside_source").select("shipped").run()
+    assert not at.exception
+    captions = " ".join(c.value for c in at.caption)
+    assert f"Recorded while shipped trained ({len(record['epochs'])} epochs" in captions
+    assert f"probe of {record['probe_size']} validation images" in captions
+    assert "50 fixed test digits (5 of each class), from the test set" in captions
+    grad = figures(at)["gradient norm"]
+    assert all(len(t["y"]) == len(record["epochs"]) for t in grad["data"])
+    assert [im for im in at.image if len(im.proto.imgs) == 50]

@@ -77,9 +77,9 @@ LESSONS = {
         "ReLUs) or at the limits (saturated sigmoid)."
     ),
     "probe": (
-        "The loss on the fixed probe batch of validation images and the accuracy on the test "
-        "grid below. A loss that climbs back up after falling, or jumps, is the learning rate "
-        "being too high."
+        "The loss on the fixed probe batch and the accuracy on the grid of fixed digits below. "
+        "A loss that climbs back up after falling, or jumps, is the learning rate being too "
+        "high."
     ),
 }
 
@@ -297,6 +297,30 @@ def grid_captions(record: dict, names: list[str] | None = None) -> list[str]:
         )
         out.append(f"{mark} {shown(guesses[0])} · {parts}")
     return out
+
+
+GRID_SOURCES = {
+    "test": "from the test set, used for nothing but this display (never to train or to choose)",
+    "validation": "from the validation part (the data set has no test part)",
+    "training": "from the training images (the data set has neither test nor validation part)",
+}
+
+
+def probe_images(record: dict) -> str:
+    """Which images the probe batch is: "validation" (a record that does not say is one)."""
+    return str(record.get("probe_images") or "validation")
+
+
+def grid_caption(record: dict, count: int, per_class: int, digits: bool) -> str:
+    """What the test grid shows: how many images, from which part of the data set (a record
+    that does not say shows test images), how they are chosen and updated."""
+    source = str((record.get("grid") or {}).get("images") or "test")
+    where = GRID_SOURCES.get(source, f"from the {source} images")
+    return (
+        f"{count} fixed {source} {'digits' if digits else 'images'} ({per_class} of each class), "
+        f"{where}; updated every epoch: the prediction and the top-3 probabilities. ✗ marks a "
+        "wrong prediction."
+    )
 
 
 def grid_images(record: dict, scale: int = 2) -> list[np.ndarray]:

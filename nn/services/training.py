@@ -475,15 +475,20 @@ def inside_recorder(split: Any):
     when there is no test part)."""
     from nn.core.probe import PROBE_SIZE, InsideRecorder, grid_indices
 
-    if split.x_val.shape[0]:
-        probe_x, probe_y = split.x_val[:PROBE_SIZE], split.y_val[:PROBE_SIZE]
-    else:
-        probe_x, probe_y = split.x_train[:PROBE_SIZE], split.y_train[:PROBE_SIZE]
-    grid_x, grid_y = (
-        (split.x_test, split.y_test) if split.x_test.shape[0] else (split.x_val, split.y_val)
-    )
+    has_val = split.x_val.shape[0] > 0
+    probe = "validation" if has_val else "training"
+    probe_x, probe_y = (split.x_val, split.y_val) if has_val else (split.x_train, split.y_train)
+    grid = "test" if split.x_test.shape[0] else "validation"
+    grid_x, grid_y = (split.x_test, split.y_test) if grid == "test" else (split.x_val, split.y_val)
     picks = grid_indices(grid_y)
-    return InsideRecorder(probe_x, probe_y, grid_x[picks], grid_y[picks])
+    return InsideRecorder(
+        probe_x[:PROBE_SIZE],
+        probe_y[:PROBE_SIZE],
+        grid_x[picks],
+        grid_y[picks],
+        probe_images=probe,
+        grid_images=grid,
+    )
 
 
 def _fit_and_score(model: NeuralNetwork, split: Any, callback: Callable) -> TrainResult:
