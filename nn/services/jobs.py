@@ -98,6 +98,9 @@ STOP_GRACE_SECONDS = 10.0
 DEFAULT_JOB_NICE = 10
 """A local worker's ``nice`` increment over the server's: the server and the browser win the
 cores whenever they want them, the jobs take the rest (bench/dashboard_overhead.py)."""
+EMIT_SECONDS = 0.2
+"""How long a local worker holds back the events of ``emit_often`` (a training's batches, 400
+a second for the ``fast`` preset) before sending them together."""
 PAUSE_POLL_SECONDS = 1.0
 """While paused, a worker wakes this often to see whether its server is still there."""
 
@@ -165,6 +168,12 @@ class JobContext:
         """Send a JSON-able dict to the server (the job's listener receives it)."""
         self.send({"type": "event", "event": dict(payload)})
 
+    def emit_often(self, payload: Mapping[str, Any]) -> None:
+        """``emit`` for events that come many times a second (a training's batches): a context
+        may hold them back and send them together (the listener still hears each one, in
+        order, and none later than the next other message or :data:`EMIT_SECONDS`)."""
+        self.emit(payload)
+
     def check(self) -> bool:
         """Block while paused; True once a stop was asked for (the job should end soon)."""
         return self.control.checkpoint()
@@ -205,6 +214,8 @@ class _LocalContext(JobContext):
         self._conn = conn
         self._send_lock = threading.Lock()
         self._orphaned = False
+        self._held: list[dict[str, Any]] = []  # events of emit_often not sent yet
+        self._held_since = 0.0
         self._apply(paused, stopped)
         threading.Thread(target=self._read_controls, daemon=True, name="nn-job-controls").start()
 
@@ -227,11 +238,31 @@ class _LocalContext(JobContext):
             if message.get("type") == "control":
                 self._apply(bool(message.get("paused")), bool(message.get("stopped")))
 
+    def emit_often(self, payload: Mapping[str, Any]) -> None:
+        """Held back and sent as one ``{"type": "events"}`` message at most every
+        :data:`EMIT_SECONDS` (and before any other message): one pipe message, one wake-up of
+        the server's relay thread, per 0.2 s instead of per batch."""
+        with self._send_lock:
+            if not self._held:
+                self._held_since = time.monotonic()
+            self._held.append(dict(payload))
+            due = time.monotonic() - self._held_since >= EMIT_SECONDS
+        if due:
+            self.send({"type": "events", "events": []})
+
     def send(self, message: Mapping[str, Any], blob: bytes | None = None) -> None:
         if self._orphaned:
             return
         with self._send_lock:
             try:
+                if self._held:  # what emit_often held back goes first, in order
+                    held, self._held = self._held, []
+                    if message.get("type") == "events":
+                        message = {"type": "events", "events": held + list(message["events"])}
+                    else:
+                        self._conn.send_bytes(_encode({"type": "events", "events": held}))
+                elif message.get("type") == "events" and not message["events"]:
+                    return
                 self._conn.send_bytes(_encode(message))
                 if blob is not None:
                     self._conn.send_bytes(blob)
@@ -759,6 +790,11 @@ class JobRunner:
         elif message.get("type") == "blocked":
             job.control.report_blocked(bool(message.get("value")))
             return
+        elif message.get("type") == "events":  # emit_often's events, sent together
+            for event in message.get("events") or []:
+                job.last_event = event
+                self._notify(job, {"type": "event", "event": event})
+            return
         elif message.get("type") == "event":
             job.last_event = message.get("event")
         self._notify(job, message)
@@ -1052,6 +1088,16 @@ def default_runner() -> JobRunner:
 
 
 # --------------------------------------------------------------------------- jobs
+def _emit_training_event(ctx: JobContext, event: Any) -> None:
+    """A ``TrainingEvent`` as a dict (its fields are plain numbers): batches through
+    ``emit_often``, epochs and divergences at once."""
+    payload = dict(vars(event))
+    if event.kind == "batch":
+        ctx.emit_often(payload)
+    else:
+        ctx.emit(payload)
+
+
 def train_job(ctx: JobContext) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """``nn.services.training.run_training_job`` in a worker. ``ctx.config``: ``{"job":
     TrainingJob.to_dict(), "continue": a model's to_state() settings or None}`` (then
@@ -1068,7 +1114,7 @@ def train_job(ctx: JobContext) -> tuple[dict[str, Any], dict[str, Any] | None]:
     outcome = run_training_job(
         job,
         model=model,
-        on_event=lambda event: ctx.emit(dataclasses.asdict(event)),
+        on_event=lambda event: _emit_training_event(ctx, event),
         listener=lambda stage, info: ctx.emit({"kind": "stage", "stage": stage, "info": info}),
         control=ctx.control,
     )
