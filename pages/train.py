@@ -9,17 +9,17 @@ import streamlit as st
 from nn.io.model_files import model_path, sanitize_model_name, save_model
 from nn.services.presets import PRESETS, fitting_presets
 from ui import state, train_form
-from ui.charts import batch_loss_figure, training_curves_figure
+from ui.charts import live_training_figure
+from ui.live import CHART_SECONDS, HEAVY_KEYS, LIVE_BATCH_POINTS, STATUS_SECONDS, cached_figure
 from ui.worker import TrainingWorker
-
-# Points of the live batch-loss chart, re-sent whole on every poll (a chart is ~700 px wide).
-LIVE_BATCH_POINTS = 300
 
 state.init_state()
 cfg = st.session_state["train_config"]
 slot = state.training_slot()
 worker = slot.worker
 running = bool(worker is not None and worker.is_alive())
+# a paused job changes nothing until Resume or Stop, whose clicks rerun the page: no polling
+polling = running and not worker.paused
 limit = state.train_limit()
 
 st.title(":material/model_training: Train a network")
@@ -151,6 +151,63 @@ def _duration(seconds: float) -> str:
     return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
 
 
+_LABELS = {
+    "preparing": "Preparing the data…",
+    "running": "Training",
+    "finished": "Finished",
+    "stopped": "Stopped",
+    "diverged": "Diverged",
+    "failed": "Failed",
+}
+
+
+def _status_text(snap: dict) -> str:
+    """The progress bar's text: "Training — epoch 3/5, about 4 s left", the queue, or how it
+    ended."""
+    status = snap["status"]
+    if status == "queued":
+        return f"Waiting for a free worker: place {snap.get('queue_position') or 1} in the queue"
+    label = "Paused" if snap.get("paused") and status == "running" else _LABELS.get(status, status)
+    text = f"{label} — epoch {snap['epoch']}/{snap['epochs']}"
+    eta = snap.get("eta_seconds")
+    if status == "running" and eta is not None:
+        text += f", about {_duration(eta)} left"
+    return text
+
+
+def _numbers_text(snap: dict) -> str:
+    """One line under the bar: validation accuracy, speed, time, image counts."""
+    parts = []
+    if snap.get("val_accuracy") is not None:
+        parts.append(f"validation accuracy **{snap['val_accuracy']:.2%}**")
+    elif snap.get("last_val_accuracy") is not None:
+        parts.append(f"validation accuracy **{snap['last_val_accuracy']:.2%}**")
+    if snap.get("images_per_second"):
+        parts.append(f"**{snap['images_per_second']:,.0f}** images/s")
+    parts.append(f"**{_duration(snap.get('elapsed') or 0.0)}** elapsed")
+    if snap.get("n_train"):
+        parts.append(
+            f"{snap['n_train']:,} training, {snap['n_val']:,} validation, "
+            f"{snap['n_test']:,} test images"
+        )
+    else:
+        parts.append("counting the images…")
+    return " · ".join(parts)
+
+
+def _live_figure(w):
+    """The live chart of ``w``'s snapshot (its inside record left out of the copy)."""
+    snap = w.snapshot(without=("inside",))
+    return live_training_figure(
+        snap["history"],
+        snap["batch_loss"],
+        steps=snap["batch_steps"],
+        smoothed=snap["batch_ema"],
+        max_points=LIVE_BATCH_POINTS,
+        uirevision="live",
+    )
+
+
 form_col, live_col = st.columns([5, 6], gap="large")
 
 with form_col:
@@ -210,80 +267,34 @@ with live_col:
         )
 
     # Two fragments with a fixed element tree (the same elements, in the same order, on every
-    # poll): the status (progress text and numbers) every second, the charts every 3 s. Keyed
-    # charts are updated in place. Polling costs training time: the browser's redraws and the
-    # server's reruns take CPU from BLAS (bench/dashboard_overhead.py measures how much).
-    @st.fragment(run_every=1.0 if running else None)
+    # poll): the status (progress bar and one line of numbers) every STATUS_SECONDS, the chart
+    # (one figure) every CHART_SECONDS, rebuilt only when the job moved on. Every poll costs
+    # the browser a re-render of the page and the training a share of the CPU (ui.live,
+    # bench/dashboard_overhead.py).
+    @st.fragment(run_every=STATUS_SECONDS if polling else None)
     def live_status() -> None:
         w = slot.worker
         if w is None:
             st.info("Press **Start** to train with these settings.", icon=":material/info:")
             return
-        snap = w.snapshot()
-        status = snap["status"]
-        progress = float(snap.get("progress") or 0.0)
-        eta = snap.get("eta_seconds")
-        label = {
-            "queued": f"Waiting for a free worker: place {snap.get('queue_position') or 1} "
-            "in the queue",
-            "preparing": "Preparing the data…",
-            "running": "Training",
-            "finished": "Finished",
-            "stopped": "Stopped",
-            "diverged": "Diverged",
-            "failed": "Failed",
-        }.get(status, status)
-        if snap.get("paused") and status == "running":
-            label = "Paused"
-        text = label if status == "queued" else f"{label} — epoch {snap['epoch']}/{snap['epochs']}"
-        if status == "running" and eta is not None:
-            text += f", about {_duration(eta)} left"
-        st.progress(min(1.0, progress), text=text)
-        hist = snap["history"]
-        val = [v for v in hist.get("val_accuracy", []) if v is not None]
-        # two metrics a row: four side by side cut "26/1000" and "93.62%" at 1400 px
-        m1, m2 = st.columns(2)
-        m1.metric("Epoch", f"{snap['epoch']}/{snap['epochs']}")
-        m2.metric("Val accuracy", f"{val[-1]:.2%}" if val else "—")
-        m3, m4 = st.columns(2)
-        m3.metric(
-            "Images / s",
-            f"{snap['images_per_second']:,.0f}" if snap.get("images_per_second") else "—",
-        )
-        m4.metric("Elapsed", _duration(snap.get("elapsed") or 0.0))
-        st.caption(
-            f"{snap['n_train']:,} training, {snap['n_val']:,} validation, "
-            f"{snap['n_test']:,} test images."
-            if snap.get("n_train")
-            else "Counting the images…"
-        )
+        snap = w.snapshot(without=HEAVY_KEYS)
+        st.progress(min(1.0, float(snap.get("progress") or 0.0)), text=_status_text(snap))
+        st.caption(_numbers_text(snap))
         if running and not snap["alive"]:
             st.rerun()  # finished while polling: one full rerun shows the results
 
-    @st.fragment(run_every=3.0 if running else None)
+    @st.fragment(run_every=CHART_SECONDS if polling else None)
     def live_charts() -> None:
         w = slot.worker
         if w is None:
             return
-        snap = w.snapshot()
-        config = {"displayModeBar": False}
+        light = w.snapshot(without=HEAVY_KEYS)
+        token = (id(w), light["status"], light["epoch"], light["batches_seen"])
         st.plotly_chart(
-            training_curves_figure(snap["history"], uirevision="live"),
+            cached_figure("train", token, lambda: _live_figure(w)),
             width="stretch",
-            key="live_curves",
-            config=config,
-        )
-        st.plotly_chart(
-            batch_loss_figure(
-                snap["batch_loss"],
-                steps=snap["batch_steps"],
-                smoothed=snap["batch_ema"],
-                uirevision="live",
-                max_points=LIVE_BATCH_POINTS,
-            ),
-            width="stretch",
-            key="live_batch_loss",
-            config=config,
+            key="live_training",
+            config={"displayModeBar": False},
         )
 
     live_status()

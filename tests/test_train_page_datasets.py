@@ -136,7 +136,7 @@ def test_train_page_offers_and_checks_the_small_sets_bounds_and_trains(small_env
     at.run()
     assert not at.exception
     assert "Training finished" in texts(at.success), texts(at.error)
-    assert "200 training, 50 validation, 60 test images." in texts(at.caption)
+    assert "200 training, 50 validation, 60 test images" in texts(at.caption)
 
 
 def test_cnn_presets_are_offered_only_where_they_fit(small_env):

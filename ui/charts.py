@@ -8,6 +8,9 @@ and return ``plotly.graph_objects.Figure``; they never call Streamlit, so pages 
   side by side (two panels).
 - ``batch_loss_figure(batch_loss, ema=None, smoothing=0.98)``: the per-batch loss, raw (faint) and
   smoothed (exponential moving average).
+- ``live_training_figure(history, batch_loss, ...)``: the Train page's live view as one figure:
+  loss and accuracy per epoch above, the batch loss below (one figure to re-send and redraw
+  per poll instead of two; fixed margins, so that a redraw lays the figure out once).
 - ``ema(values, smoothing)``: the bias-corrected exponential moving average used above.
 - ``compare_figure(histories, metric)``: one metric per epoch for several models on one chart.
 """
@@ -22,6 +25,7 @@ from plotly.subplots import make_subplots
 
 TRAIN_COLOR = "#1f77b4"
 VAL_COLOR = "#ff7f0e"
+BATCH_COLOR = "rgba(31,119,180,0.25)"
 METRIC_LABELS = {
     "loss": "training loss",
     "val_loss": "validation loss",
@@ -74,28 +78,7 @@ def training_curves_figure(
     fig = make_subplots(
         rows=1, cols=2, subplot_titles=("Loss", "Accuracy"), horizontal_spacing=0.08
     )
-    series = (
-        ("loss", "train loss", TRAIN_COLOR, 1, "solid"),
-        ("val_loss", "val loss", VAL_COLOR, 1, "solid"),
-        ("train_accuracy", "train accuracy", TRAIN_COLOR, 2, "dot"),
-        ("val_accuracy", "val accuracy", VAL_COLOR, 2, "dot"),
-    )
-    for key, name, color, col, dash in series:
-        ys = _clean(history.get(key))
-        if not any(y is not None for y in ys):
-            continue
-        fig.add_trace(
-            go.Scatter(
-                x=epochs[: len(ys)],
-                y=ys,
-                name=name,
-                mode="lines+markers",
-                line=dict(color=color, dash=dash),
-                marker=dict(size=5),
-            ),
-            row=1,
-            col=col,
-        )
+    _add_curves(fig, history, epochs)
     fig.update_xaxes(title_text="epoch", rangemode="tozero", row=1, col=1)
     fig.update_xaxes(title_text="epoch", rangemode="tozero", row=1, col=2)
     fig.update_yaxes(tickformat=".0%", row=1, col=2)
@@ -114,6 +97,107 @@ def training_curves_figure(
         margin=dict(l=10, r=10, t=40 if not title else 60, b=10),
         title=title,
         legend=dict(orientation="h", y=-0.2),
+        hovermode="x unified",
+        uirevision=uirevision,
+    )
+    return fig
+
+
+_CURVES = (
+    ("loss", "train loss", TRAIN_COLOR, 1, "solid"),
+    ("val_loss", "val loss", VAL_COLOR, 1, "solid"),
+    ("train_accuracy", "train accuracy", TRAIN_COLOR, 2, "dot"),
+    ("val_accuracy", "val accuracy", VAL_COLOR, 2, "dot"),
+)
+
+
+def _add_curves(fig: go.Figure, history: Mapping, epochs: list, row: int = 1) -> None:
+    """The per-epoch traces: losses in column 1, accuracies in column 2 of ``row``."""
+    for key, name, color, col, dash in _CURVES:
+        ys = _clean(history.get(key))
+        if not any(y is not None for y in ys):
+            continue
+        fig.add_trace(
+            go.Scatter(
+                x=epochs[: len(ys)],
+                y=ys,
+                name=name,
+                mode="lines+markers",
+                line=dict(color=color, dash=dash),
+                marker=dict(size=5),
+            ),
+            row=row,
+            col=col,
+        )
+
+
+def live_training_figure(
+    history: Mapping | None,
+    batch_loss: Sequence[float],
+    *,
+    steps: Sequence[float] | None = None,
+    smoothed: Sequence[float] | None = None,
+    max_points: int | None = None,
+    height: int = 560,
+    uirevision: str | None = None,
+) -> go.Figure:
+    """The live view of a training in one figure: loss and accuracy per epoch (top row, as
+    :func:`training_curves_figure`), the loss of every batch and its EMA below (as
+    :func:`batch_loss_figure`, thinned to about ``max_points`` points, 4 significant digits).
+
+    One figure is one message and one redraw per poll. The margins are fixed
+    (``autoexpand`` off): Plotly otherwise lays a figure out, measures its tick labels and lays
+    it out again on every redraw."""
+    history = history or {}
+    epochs = _epochs(history)
+    fig = make_subplots(
+        rows=2,
+        cols=2,
+        specs=[[{}, {}], [{"colspan": 2}, None]],
+        subplot_titles=("Loss", "Accuracy", "Batch loss"),
+        horizontal_spacing=0.1,
+        vertical_spacing=0.17,
+        row_heights=[0.45, 0.55],
+    )
+    _add_curves(fig, history, epochs)
+    xs, ys, sm = _thinned_batches(batch_loss, steps, smoothed, max_points, 4)
+    if ys:
+        fig.add_trace(
+            go.Scatter(
+                x=xs, y=ys, name="batch loss", mode="lines", line=dict(color=BATCH_COLOR, width=1)
+            ),
+            row=2,
+            col=1,
+        )
+        fig.add_trace(
+            go.Scatter(
+                x=xs,
+                y=sm,
+                name="smoothed (EMA)",
+                mode="lines",
+                line=dict(color=TRAIN_COLOR, width=2),
+            ),
+            row=2,
+            col=1,
+        )
+    fig.update_xaxes(rangemode="tozero", row=1, col=1)
+    fig.update_xaxes(rangemode="tozero", row=1, col=2)
+    fig.update_xaxes(title_text="epoch", title_standoff=4, row=2, col=1)
+    fig.update_yaxes(tickformat=".0%", row=1, col=2)
+    if not epochs and not ys:
+        fig.add_annotation(
+            text="no batches yet",
+            showarrow=False,
+            xref="paper",
+            yref="paper",
+            x=0.5,
+            y=0.5,
+            font=dict(color="gray"),
+        )
+    fig.update_layout(
+        height=height,
+        margin=dict(l=55, r=15, t=30, b=45, autoexpand=False),
+        legend=dict(orientation="h", x=0, y=1.12, yanchor="bottom", font=dict(size=11)),
         hovermode="x unified",
         uirevision=uirevision,
     )
@@ -150,6 +234,17 @@ def _every(values: list, stride: int) -> list:
     return kept
 
 
+def _thinned_batches(batch_loss, steps, smoothed, max_points, digits, smoothing=0.98):
+    """x, loss and EMA lists of a batch-loss chart: every k-th batch (and the last) so that
+    at most about ``max_points`` remain, ``digits`` significant digits (x: two more)."""
+    ys = _clean(batch_loss)
+    xs = list(steps) if steps is not None else list(range(1, len(ys) + 1))
+    sm = list(smoothed) if smoothed is not None else ema(ys, smoothing)
+    stride = -(-len(ys) // max_points) if max_points and len(ys) > max_points else 1
+    xs, ys, sm = (_every(list(v), stride) for v in (xs, ys, _clean(sm)))
+    return _rounded(xs, digits + 2), _rounded(ys, digits), _rounded(sm, digits)
+
+
 def batch_loss_figure(
     batch_loss: Sequence[float],
     *,
@@ -169,12 +264,7 @@ def batch_loss_figure(
 
     SVG traces, not WebGL: the live chart is re-sent every second, and a WebGL redraw clears its
     canvas first (blank frames); the worker keeps at most a few thousand points."""
-    ys = _clean(batch_loss)
-    xs = list(steps) if steps is not None else list(range(1, len(ys) + 1))
-    sm = list(smoothed) if smoothed is not None else ema(ys, smoothing)
-    stride = -(-len(ys) // max_points) if max_points and len(ys) > max_points else 1
-    xs, ys, sm = (_every(list(v), stride) for v in (xs, ys, _clean(sm)))
-    xs, ys, sm = _rounded(xs, digits + 2), _rounded(ys, digits), _rounded(sm, digits)
+    xs, ys, sm = _thinned_batches(batch_loss, steps, smoothed, max_points, digits, smoothing)
     fig = go.Figure()
     if ys:
         fig.add_trace(
@@ -183,7 +273,7 @@ def batch_loss_figure(
                 y=ys,
                 name="batch loss",
                 mode="lines",
-                line=dict(color="rgba(31,119,180,0.25)", width=1),
+                line=dict(color=BATCH_COLOR, width=1),
             )
         )
         fig.add_trace(

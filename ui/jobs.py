@@ -96,11 +96,13 @@ class BackgroundJob(threading.Thread):
     def done(self) -> bool:
         return self._state["status"] in self.FINAL_STATUSES
 
-    def snapshot(self) -> dict[str, Any]:
+    def snapshot(self, without: tuple[str, ...] = ()) -> dict[str, Any]:
         """A consistent deep copy of the state, plus ``alive``, ``stop_requested`` and, until the
-        job ends, ``elapsed`` (seconds of work, pauses left out)."""
+        job ends, ``elapsed`` (seconds of work, pauses left out). ``without``: keys left out
+        (a live view that polls skips what it does not show, such as a training's ``inside``
+        record, instead of copying it on every poll)."""
         with self._lock:
-            snap = copy.deepcopy(self._state)
+            snap = copy.deepcopy({k: v for k, v in self._state.items() if k not in without})
             if snap["status"] not in self.FINAL_STATUSES:
                 snap["elapsed"] = self._active_seconds()
         snap["alive"] = self.is_alive()

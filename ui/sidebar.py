@@ -16,6 +16,7 @@ from pathlib import Path
 import streamlit as st
 
 from ui import state
+from ui.live import HEAVY_KEYS, STATUS_SECONDS
 
 SELECT_KEY = "sidebar_model"
 SET_KEY = "sidebar_set"
@@ -75,7 +76,7 @@ def _status_body(polling: bool) -> None:
     worker = state.training_slot().worker
     if worker is None:
         return
-    snap = worker.snapshot()
+    snap = worker.snapshot(without=HEAVY_KEYS)
     running = worker.is_alive()
     if running and snap.get("status") == "queued":
         st.info(
@@ -105,10 +106,11 @@ def _status_body(polling: bool) -> None:
 
 
 def _live_status(poll: bool) -> None:
-    """The status as a fragment that re-runs itself every second while training runs, so the
-    epoch counter moves on every page. Not on the Train page (``poll=False``), which shows the
-    progress itself: every poll is a rerun on the server that competes with the training thread
-    for the GIL (bench/dashboard_overhead.py)."""
+    """The status as a fragment that re-runs itself every ``ui.live.STATUS_SECONDS`` while
+    training runs, so the epoch counter moves on every page; not while it is paused (only the
+    Train page's buttons change that, and their clicks rerun the page). Not on the Train page
+    (``poll=False``), which shows the progress itself: every poll re-renders the page in the
+    browser and takes CPU from the training (bench/dashboard_overhead.py)."""
     slot = state.training_slot()
     running = slot.running()
     if running and not poll:
@@ -117,7 +119,8 @@ def _live_status(poll: bool) -> None:
         else:
             st.info("**Training**: progress on this page.", icon=":material/model_training:")
         return
-    st.fragment(run_every=1.0 if running else None)(_status_body)(running)
+    polling = running and not slot.worker.paused
+    st.fragment(run_every=STATUS_SECONDS if polling else None)(_status_body)(running)
 
 
 def render_sidebar(page: str | None = None) -> None:

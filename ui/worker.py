@@ -98,6 +98,7 @@ class TrainingWorker(BackgroundJob):
                 "eta_seconds": None,
                 "elapsed": 0.0,
                 "history": {k: [] for k in _HISTORY_KEYS},
+                "batches_seen": 0,  # batches told so far: the batch chart changed when it did
                 "batch_steps": [],
                 "batch_loss": [],
                 "batch_ema": [],
@@ -105,6 +106,7 @@ class TrainingWorker(BackgroundJob):
                 "stop_message": "",
                 "test_accuracy": None,
                 "val_accuracy": None,
+                "last_val_accuracy": None,  # the last epoch's, while training
                 "run_id": None,
                 "run_errors": [],
                 "n_train": None,
@@ -259,6 +261,7 @@ class TrainingWorker(BackgroundJob):
             if event.kind == "epoch":
                 done_epochs = event.epoch - self._first_epoch
                 self._add_epoch(state["history"], event)
+                state["last_val_accuracy"] = event.val_accuracy
             else:
                 self._add_batch(state, event)
             progress = min(1.0, max(0.0, done_epochs / self._n_epochs))
@@ -290,6 +293,7 @@ class TrainingWorker(BackgroundJob):
 
     def _add_batch(self, state: dict[str, Any], event) -> None:
         self._batch_counter += 1
+        state["batches_seen"] = self._batch_counter
         loss = float(event.loss)
         if np.isfinite(loss):
             self._ema = EMA_SMOOTHING * self._ema + (1 - EMA_SMOOTHING) * loss

@@ -162,12 +162,12 @@ _LIVE_JS = """() => {
   const out = {texts: [], batch: 0, epochs: 0};
   document.querySelectorAll("[data-testid=stMain] [data-testid=stProgress]").forEach(
       e => out.texts.push(e.innerText.trim()));
-  document.querySelectorAll(".st-key-live_batch_loss .js-plotly-plot").forEach(g => {
-      for (const t of (g.data || []))
-          for (const x of (t.x || [])) out.batch = Math.max(out.batch, +x);
-  });
-  document.querySelectorAll(".st-key-live_curves .js-plotly-plot").forEach(g => {
-      for (const t of (g.data || [])) out.epochs = Math.max(out.epochs, (t.x || []).length);
+  document.querySelectorAll(".st-key-live_training .js-plotly-plot").forEach(g => {
+      for (const t of (g.data || [])) {
+          if (t.name === "batch loss")
+              for (const x of (t.x || [])) out.batch = Math.max(out.batch, +x);
+          if (t.name === "train loss") out.epochs = Math.max(out.epochs, (t.x || []).length);
+      }
   });
   return out;
 }"""
@@ -175,7 +175,7 @@ _LIVE_JS = """() => {
 
 def _live(page) -> dict:
     """The live panel: progress texts, the epoch they show (largest, if a stale copy lingers),
-    the batch-loss chart's last step (in epochs) and the curves chart's number of points."""
+    the live chart's last batch step (in epochs) and its number of per-epoch points."""
     state = page.evaluate(_LIVE_JS)
     epochs = [int(m.group(1)) for t in state["texts"] if (m := re.search(r"epoch (\d+)/", t))]
     state["epoch"] = max(epochs, default=0)
@@ -192,11 +192,10 @@ def _sidebar_epoch(page, label: str = "Training") -> int:
     return int(m.group(1)) if m else -1
 
 
-_CHART_RECTS_JS = """() => Array.from(document.querySelectorAll(
-    '.st-key-live_curves, .st-key-live_batch_loss')).map(e => {
+_CHART_RECTS_JS = """() => Array.from(document.querySelectorAll('.st-key-live_training')).map(
+    e => {
       const r = e.getBoundingClientRect();
-      return [e.classList.contains('st-key-live_curves') ? 'curves' : 'batch',
-              r.left, r.top, r.right, Math.min(r.bottom, window.innerHeight)];
+      return ['chart', r.left, r.top, r.right, Math.min(r.bottom, window.innerHeight)];
     })"""
 FLICKER_FRAMES = 20
 FLICKER_MAX_BLANK = 5  # of the FLICKER_FRAMES, the most that may show a live chart blank
@@ -218,7 +217,7 @@ def _blank_charts(rects, png: bytes) -> list[str]:
             continue
         area = grey[int(top) : int(bottom), int(left) : int(right)]
         ink[name] = max(ink.get(name, 0.0), float((area < 200).mean()))
-    return [name for name in ("curves", "batch") if ink.get(name, 0.0) <= 0.005]
+    return [name for name in ("chart",) if ink.get(name, 0.0) <= 0.005]
 
 
 def _screenshot_charts(page, shots) -> None:
@@ -329,10 +328,10 @@ def test_train_live_pause_resume_page_switch_stop(app_server, new_page, shots):
     resume = page.locator(".st-key-resume_training button")
     wait_until(resume.is_enabled, 15, "Resume to be enabled")
     assert "Paused: epoch" in _sidebar_status(page)
-    # a batch under way when Pause arrived ends, and the charts (polled every 3 s) catch up
+    # a paused training is not polled (ui.live): what the page shows stays as it is
     page.wait_for_timeout(4000)
     p1 = _live(page)
-    page.wait_for_timeout(3500)  # longer than one chart poll: anything still moving would show
+    page.wait_for_timeout(4500)  # longer than one chart poll: anything still moving would show
     p2 = _live(page)
     assert p2["label"] == "Paused"
     frozen = ("epoch", "batch", "epochs")

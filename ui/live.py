@@ -1,0 +1,43 @@
+"""How often the dashboard's live views poll a background job, what they copy, and the figures
+they keep between polls.
+
+Every poll is a run of a Streamlit fragment: a rerun of its function on the server and a
+re-render of the page in the browser, which costs the browser about the same whatever the
+fragment shows; a Plotly chart whose data changed costs a redraw on top, an identical one
+almost nothing (bench/dashboard_overhead.py, bench/README.md "Dashboard overhead"). So the
+views poll every :data:`STATUS_SECONDS` (the progress) and :data:`CHART_SECONDS` (the charts),
+not at all while the job is paused, copy only the fields they show (:data:`HEAVY_KEYS` left
+out), and rebuild a figure only when its data changed (:func:`cached_figure`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable
+from typing import Any
+
+import streamlit as st
+
+STATUS_SECONDS = 2.0
+"""Seconds between two polls of a job's progress (the Train page's status, the sidebar's)."""
+CHART_SECONDS = 4.0
+"""Seconds between two polls of the Train page's live chart."""
+LIVE_BATCH_POINTS = 200
+"""Points of the live batch-loss curve (every k-th batch and the last): a chart is ~700 px
+wide."""
+HEAVY_KEYS = ("inside", "history", "batch_steps", "batch_loss", "batch_ema")
+"""A training snapshot's lists: a status poll leaves them out of its copy."""
+
+_CACHE_KEY = "_live_figures"
+
+
+def cached_figure(name: str, token: Hashable, build: Callable[[], Any]) -> Any:
+    """The figure ``build()`` made for ``token``, kept in the session under ``name``: rebuilt
+    only when ``token`` (what the figure shows: the job, its epoch, its batches) changed. The
+    same figure re-sent is drawn again by neither the server's Plotly nor the browser's."""
+    figures = st.session_state.setdefault(_CACHE_KEY, {})
+    kept = figures.get(name)
+    if kept is not None and kept[0] == token:
+        return kept[1]
+    figure = build()
+    figures[name] = (token, figure)
+    return figure
