@@ -6,13 +6,18 @@ in Chromium and polling the job) against the command line (`python -m nn train`)
         --server-env NN_JOB_BLAS_THREADS=2 --json out.json
 
 Scenarios (issue 12's targets on 2 cores in brackets):
-    overhead   command line and dashboard alone, alternating rounds             [<= +10%]
+    overhead   command line (two BLAS threads, OpenBLAS's default, and one) and dashboard
+               alone, interleaved rounds                                        [<= +10%]
     busy       the same while another process keeps one core busy (a busy loop) [<= +25%]
     sessions   N browser sessions start the same training at once: their wall time against N
                times one session's (one server with NN_MAX_JOBS=N)              [about 1x]
     draw       a Draw page in another session answers strokes while three trainings run
                (NN_MAX_JOBS=3): the seconds from the mouse going up to the prediction shown
                                                                                 [<= 0.5 s]
+
+During every dashboard round the script also counts the CPU seconds of the server, the job's
+worker and the browser's processes (from ``/proc``), and reads every websocket frame the page
+receives (Streamlit's ``ForwardMsg``s): the bytes of one poll of each live fragment.
 
 Each scenario has a server of its own. Every training records its epochs' seconds in a run
 database (`nn.services.runs`); the script reads them back and prints medians. The script waits on
@@ -102,7 +107,10 @@ def _new_runs(db: Path, before: set[int]) -> list:
 
 
 # ------------------------------------------------------------------------------ command line
-def cli_round(db: Path, preset: str, epochs: int) -> list[float]:
+def cli_round(db: Path, preset: str, epochs: int, threads: int | None = None) -> list[float]:
+    """``python -m nn train``'s epoch seconds; ``threads``: ``OPENBLAS_NUM_THREADS`` (None:
+    OpenBLAS's default, one thread a core)."""
+    env = _clean_environment({} if threads is None else {"OPENBLAS_NUM_THREADS": str(threads)})
     cmd = [
         sys.executable,
         "-m",
@@ -118,9 +126,7 @@ def cli_round(db: Path, preset: str, epochs: int) -> list[float]:
         "--runs-db",
         str(db),
     ]
-    out = subprocess.run(
-        cmd, cwd=ROOT, env=_clean_environment(), capture_output=True, text=True, check=True
-    ).stdout
+    out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, check=True).stdout
     return _epoch_seconds(db, json.loads(out.strip().splitlines()[-1])["run_id"])
 
 
@@ -211,6 +217,136 @@ def serving(tmp: str, name: str, env: dict[str, str], model: Path | None = None)
         server.stop()
 
 
+# ------------------------------------------------------------------------------ CPU and bytes
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _stat(pid: int) -> tuple[str, int, float] | None:
+    """``(name, parent pid, CPU seconds)`` of a process from ``/proc/PID/stat``."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    name = text[text.index("(") + 1 : text.rindex(")")]
+    fields = text[text.rindex(")") + 2 :].split()
+    return name, int(fields[1]), (int(fields[11]) + int(fields[12])) / _TICKS
+
+
+class CpuMeter(threading.Thread):
+    """CPU seconds of the server (``server_pid``), its children (the jobs' workers) and this
+    script's browser processes, sampled from ``/proc`` every quarter second while it runs (a
+    process that ends keeps its last sample)."""
+
+    def __init__(self, server_pid: int):
+        super().__init__(daemon=True)
+        self.server_pid = server_pid
+        self.seconds: dict[tuple[str, int], float] = {}
+        self._first: dict[tuple[str, int], float] = {}
+        self._halt = threading.Event()
+
+    def _group(self, pid: int, table: dict[int, tuple[str, int, float]]) -> str | None:
+        if pid == self.server_pid:
+            return "server"
+        name, parent = table[pid][0], table[pid][1]
+        seen = set()
+        while parent in table and parent not in seen:
+            if parent == self.server_pid:
+                return "worker"
+            if parent == os.getpid():
+                return "browser" if ("chrom" in name or "headless" in name) else None
+            seen.add(parent)
+            parent = table[parent][1]
+        return "browser" if parent == os.getpid() and "chrom" in name else None
+
+    def sample(self, baseline: bool = False) -> None:
+        """Read every process's CPU seconds; ``baseline``: what each process had used at the
+        start of the window (a process started later counts from zero)."""
+        table = {}
+        for entry in os.listdir("/proc"):
+            if entry.isdigit() and (st := _stat(int(entry))) is not None:
+                table[int(entry)] = st
+        for pid, (_, _, cpu) in table.items():
+            group = self._group(pid, table)
+            if group is not None:
+                self._first.setdefault((group, pid), cpu if baseline else 0.0)
+                self.seconds[(group, pid)] = cpu
+
+    def run(self) -> None:
+        while not self._halt.wait(0.25):
+            self.sample()
+
+    def __enter__(self) -> CpuMeter:
+        self.sample(baseline=True)
+        self.start_time = time.perf_counter()
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._halt.set()
+        self.join(timeout=30)
+        self.sample()
+        self.wall = time.perf_counter() - self.start_time
+
+    def per_second(self) -> dict[str, float]:
+        """CPU seconds per wall second of each group."""
+        out = {"server": 0.0, "worker": 0.0, "browser": 0.0}
+        for key, cpu in self.seconds.items():
+            out[key[0]] += cpu - self._first.get(key, 0.0)
+        return {group: total / self.wall for group, total in out.items()}
+
+
+class PollBytes:
+    """The websocket frames a page receives, parsed as Streamlit ``ForwardMsg``s and grouped by
+    script run (a poll of a fragment is one): each run's bytes, from its first message to its
+    ``script_finished``, and whether it carried a Plotly chart."""
+
+    def __init__(self, page):
+        from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
+
+        self._parse = ForwardMsg.FromString
+        self.runs: list[dict] = []
+        self._current = {"bytes": 0, "messages": 0, "chart_bytes": 0}
+        self.total = 0
+        page.on("websocket", lambda ws: ws.on("framereceived", self._frame))
+
+    def _frame(self, payload) -> None:
+        data = payload if isinstance(payload, bytes) else payload.encode()
+        self.total += len(data)
+        cur = self._current
+        cur["bytes"] += len(data)
+        cur["messages"] += 1
+        try:
+            msg = self._parse(data)
+        except Exception:  # noqa: BLE001 - not a ForwardMsg: counted, not parsed
+            return
+        kind = msg.WhichOneof("type")
+        element = msg.delta.new_element if kind == "delta" else None
+        if element is not None and element.WhichOneof("type") == "plotly_chart":
+            cur["chart_bytes"] += len(data)
+        if kind == "script_finished":
+            self.runs.append(cur)
+            self._current = {"bytes": 0, "messages": 0, "chart_bytes": 0}
+
+    def mark(self) -> int:
+        return len(self.runs)
+
+    def summary(self, since: int, seconds: float) -> dict:
+        runs = self.runs[since:]
+        charts = [r for r in runs if r["chart_bytes"]]
+        status = [r for r in runs if not r["chart_bytes"]]
+        med = lambda rs, k="bytes": statistics.median(r[k] for r in rs) if rs else 0  # noqa: E731
+        return {
+            "polls_per_second": len(runs) / seconds,
+            "bytes_per_second": sum(r["bytes"] for r in runs) / seconds,
+            "status_poll_bytes": med(status),
+            "status_poll_messages": med(status, "messages"),
+            "chart_poll_bytes": med(charts),
+            "chart_poll_messages": med(charts, "messages"),
+            "chart_polls": len(charts),
+            "status_polls": len(status),
+        }
+
+
 # ------------------------------------------------------------------------------ the Train page
 def _progress_text(page) -> str:
     return page.evaluate(_PROGRESS_JS)
@@ -264,6 +400,20 @@ def prepare_training(page, url: str, preset: str, epochs: int) -> None:
         raise RuntimeError(f"the epochs field shows {box.input_value()!r}, not {epochs}")
 
 
+def _wait_epoch(page, epoch: int, epochs: int) -> None:
+    """Wait until the page shows the training at ``epoch`` of ``epochs`` or later (or ended)."""
+    labels = "|".join(FINAL_LABELS)
+    page.wait_for_function(
+        f"""() => {{
+          const text = ({_PROGRESS_JS})();
+          const m = /^Training — epoch (\\d+)\\/{epochs}\\b/.exec(text);
+          return (m && +m[1] >= {epoch}) || /^({labels}) — epoch/.test(text);
+        }}""",
+        polling=100,
+        timeout=TRAINING_TIMEOUT_MS,
+    )
+
+
 def press_start(page, epochs: int) -> None:
     """Press Start and wait until the page shows the job queued or under way with ``epochs``."""
     page.locator(".st-key-start_training button").click()
@@ -280,41 +430,91 @@ def wait_finished(page, epochs: int) -> str:
     return text
 
 
-def dashboard_round(page, server: Server, preset: str, epochs: int) -> list[float]:
+def dashboard_round(page, server: Server, args, polls: PollBytes, meter: dict) -> list[float]:
+    """One training from the Train page, which stays open and polls; ``meter`` gets the CPU
+    seconds per second of the server, the worker and the browser and the poll bytes."""
+    preset, epochs = args.preset, args.epochs
     before = {r.id for r in _runs(server.db)}
     prepare_training(page, server.url, preset, epochs)
     press_start(page, epochs)
-    wait_finished(page, epochs)  # the page stays open and polls meanwhile
+    # measured from the second epoch to the last: the page polling, not the full reruns of
+    # Start and of the end (a whole page sent and drawn)
+    _wait_epoch(page, min(2, epochs), epochs)
+    mark = polls.mark()
+    with CpuMeter(server.proc.pid) as cpu:
+        _wait_epoch(page, epochs, epochs)
+    meter.update(cpu=cpu.per_second(), polls=polls.summary(mark, cpu.wall), wall=cpu.wall)
+    wait_finished(page, epochs)
     (run,) = _new_runs(server.db, before)
     return _epoch_seconds(server.db, run.id)
 
 
+IDLE_SECONDS = 10
+
+
+def idle_page_cost(page, server: Server) -> dict[str, float]:
+    """CPU seconds per second of the server and the browser with the Train page open and no
+    training (measured over :data:`IDLE_SECONDS`)."""
+    page.goto(server.url + "/train", timeout=PAGE_TIMEOUT_MS)
+    page.wait_for_selector(IDLE, timeout=PAGE_TIMEOUT_MS)
+    with CpuMeter(server.proc.pid) as cpu:
+        page.wait_for_timeout(IDLE_SECONDS * 1000)  # the window measured, not a wait for an event
+    return cpu.per_second()
+
+
+CONTENDERS = ("cli", "cli1", "dashboard")
+_NAMES = {
+    "cli": "command line, 2 BLAS threads",
+    "cli1": "command line, 1 BLAS thread",
+    "dashboard": "dashboard (page open, polling)",
+}
+
+
 def overhead_round(page, server: Server, args, label: str) -> dict:
-    """Alternating command-line and dashboard rounds: median seconds per epoch of each."""
+    """Interleaved rounds of the command line on two BLAS threads (OpenBLAS's default on two
+    cores), on one, and the dashboard: median seconds per epoch of each, the dashboard against
+    both, and the CPU the page cost while it trained."""
     cli_db = Path(server.db).with_name("cli-runs.sqlite")
-    cli, dash = [], []
+    epochs: dict[str, list[float]] = {name: [] for name in CONTENDERS}
+    meters: list[dict] = []
+    polls = PollBytes(page)
+    idle = idle_page_cost(page, server)
     for r in range(args.rounds):
-        print(f"{label} round {r + 1}: command line ...", file=sys.stderr)
-        cli_epochs = cli_round(cli_db, args.preset, args.epochs)
-        print(f"{label} round {r + 1}: dashboard ...", file=sys.stderr)
-        dash_epochs = dashboard_round(page, server, args.preset, args.epochs)
-        print(
-            f"  command line {statistics.median(cli_epochs):.2f} s/epoch, dashboard "
-            f"{statistics.median(dash_epochs):.2f} s/epoch",
-            file=sys.stderr,
-        )
-        cli += cli_epochs
-        dash += dash_epochs
-    out = {
-        "cli_epoch_seconds": cli,
-        "dashboard_epoch_seconds": dash,
-        "cli_median": statistics.median(cli),
-        "dashboard_median": statistics.median(dash),
-    }
+        for name in CONTENDERS:
+            print(f"{label} round {r + 1}: {_NAMES[name]} ...", file=sys.stderr)
+            if name == "dashboard":
+                meters.append({})
+                seconds = dashboard_round(page, server, args, polls, meters[-1])
+            else:
+                threads = 1 if name == "cli1" else None
+                seconds = cli_round(cli_db, args.preset, args.epochs, threads)
+            epochs[name] += seconds
+            print(f"  {statistics.median(seconds):.2f} s/epoch", file=sys.stderr)
+    out: dict = {f"{name}_epoch_seconds": epochs[name] for name in CONTENDERS}
+    for name in CONTENDERS:
+        out[f"{name}_median"] = statistics.median(epochs[name])
     out["overhead_percent"] = 100 * (out["dashboard_median"] / out["cli_median"] - 1)
+    out["overhead_vs_cli1_percent"] = 100 * (out["dashboard_median"] / out["cli1_median"] - 1)
+    out["meters"] = meters
+    out["idle_page_cpu_per_second"] = idle
+    out["cpu_per_second"] = {
+        group: statistics.median(m["cpu"][group] for m in meters) for group in meters[0]["cpu"]
+    }
+    out["polls"] = {
+        key: statistics.median(m["polls"][key] for m in meters) for key in meters[0]["polls"]
+    }
+    cpu = out["cpu_per_second"]
+    polls = out["polls"]
     print(
-        f"{label}: command line {out['cli_median']:.2f} s/epoch, dashboard (page open, polling) "
-        f"{out['dashboard_median']:.2f} s/epoch: {out['overhead_percent']:+.1f}%"
+        f"{label}: command line {out['cli_median']:.2f} s/epoch (1 thread "
+        f"{out['cli1_median']:.2f}), dashboard {out['dashboard_median']:.2f} s/epoch: "
+        f"{out['overhead_percent']:+.1f}% ({out['overhead_vs_cli1_percent']:+.1f}% against one "
+        f"thread); CPU s/s while it trained: server {cpu['server']:.3f}, browser "
+        f"{cpu['browser']:.3f}, worker {cpu['worker']:.3f}; {polls['polls_per_second']:.2f} "
+        f"polls/s, {polls['bytes_per_second']:,.0f} B/s, a status poll "
+        f"{polls['status_poll_bytes']:,.0f} B, a chart poll {polls['chart_poll_bytes']:,.0f} B; "
+        f"the page open without a training: server {idle['server']:.3f}, browser "
+        f"{idle['browser']:.3f} CPU s/s"
     )
     return out
 
