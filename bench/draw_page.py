@@ -79,7 +79,7 @@ def main() -> None:
     steps = {
         "preprocess + predict + activations": lambda: analyse_drawing(model, canvas),
         "feature maps": lambda: layer_pictures(model, x),
-        "feature maps as PNG": lambda: [_png(p) for _, p in layer_pictures(model, x)[1]],
+        "feature maps as PNG": lambda: [_png(p) for _, p, _ in layer_pictures(model, x)[1]],
     }
     methods = {
         "saliency": lambda: attribution(model, x, target, "saliency"),

@@ -78,26 +78,27 @@ def test_attribution_picture_colours():
 
 
 def test_activation_strips_one_cell_per_unit_in_the_layers_range():
-    from ui.draw_inside import STRIP_CELL, STRIP_UNITS, activation_strips
+    from ui.draw_inside import STRIP_UNITS, activation_strips
 
     wide = np.linspace(-1.0, 3.0, STRIP_UNITS + 6)  # wraps onto a second row
     (title_wide, strip_wide), (title_flat, strip_flat) = activation_strips([wide, np.ones(5)])
     assert title_wide == f"hidden layer 1 ({STRIP_UNITS + 6} units, min -1.00, max 3.00)"
-    assert strip_wide.shape == (2 * STRIP_CELL, STRIP_UNITS * STRIP_CELL, 3)
+    assert strip_wide.shape == (2, STRIP_UNITS, 3)
     assert tuple(strip_wide[0, 0]) == (68, 1, 84)  # the lowest unit: viridis' dark end
-    last = ((STRIP_UNITS + 5) % STRIP_UNITS) * STRIP_CELL
-    assert tuple(strip_wide[STRIP_CELL, last]) == (253, 231, 37)  # the highest: its yellow
+    assert tuple(strip_wide[1, 5]) == (253, 231, 37)  # the highest: its yellow
     assert tuple(strip_wide[-1, -1]) == (255, 255, 255)  # past the last unit: blank
     assert title_flat.startswith("hidden layer 2 (5 units, ")
-    assert strip_flat.shape == (STRIP_CELL, 5 * STRIP_CELL, 3)
+    assert strip_flat.shape == (1, 5, 3)
 
 
 def test_feature_maps_and_attribution_html_hold_their_pictures():
     from ui.draw_inside import attribution_html, feature_maps_html
 
-    maps = feature_maps_html([("0 conv2d: 2 maps of 4x4", np.zeros((9, 4), np.uint8))])
+    maps = feature_maps_html([("0 conv2d: 2 maps of 4x4", np.zeros((9, 4), np.uint8), 3)])
     assert maps.count("<img ") == 1 and "0 conv2d: 2 maps of 4x4</figcaption>" in maps
+    assert 'width="12"' in maps  # shown 3 times larger
     assert 'src="data:image/png;base64,' in maps
     attribution = attribution_html(np.ones(784), np.zeros(784), "occlusion", "<7>")
     assert "<h3>Which pixels made it a &lt;7&gt;</h3>" in attribution
     assert "Occlusion for &lt;7&gt;</figcaption>" in attribution
+    assert 'width="168"' in attribution  # 28 pixels shown 6 times larger

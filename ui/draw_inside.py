@@ -80,7 +80,8 @@ _VIRIDIS = np.array(
     dtype=np.float64,
 )
 STRIP_UNITS = 64  # units per row of an activation strip; a wider layer wraps
-STRIP_CELL = 8  # pixels per unit
+STRIP_CELL = 8  # pixels per unit on the page
+ATTRIBUTION_SCALE = 6  # the attribution map is shown at 6x its 28x28
 
 
 def is_cnn(model: Any) -> bool:
@@ -105,8 +106,12 @@ def _tile(maps: np.ndarray, scale: int) -> np.ndarray:
     return np.ascontiguousarray(picture[:-pad, :-pad])
 
 
-def layer_pictures(model: Any, x: np.ndarray) -> tuple[np.ndarray, list[tuple[str, np.ndarray]]]:
-    """``(logits, feature maps)`` of one float input from one forward pass."""
+def layer_pictures(
+    model: Any, x: np.ndarray
+) -> tuple[np.ndarray, list[tuple[str, np.ndarray, int]]]:
+    """``(logits, feature maps)`` of one float input from one forward pass: per conv and pooling
+    layer ``(title, picture, scale)``, a picture of one pixel per activation, to be shown
+    ``scale`` times larger (the browser enlarges it: fewer bytes to encode and send)."""
     layers = model.layers_
     outputs: list[np.ndarray] = []
     logits = forward(
@@ -127,11 +132,11 @@ def layer_pictures(model: Any, x: np.ndarray) -> tuple[np.ndarray, list[tuple[st
             title, maps = f"{i} conv2d + {nxt.kind}", outputs[i + 1]
         h, w, c = maps.shape
         scale = max(1, min(4, 56 // max(h, w)))
-        pictures.append((f"{title}: {c} maps of {h}x{w}", _tile(maps, scale)))
+        pictures.append((f"{title}: {c} maps of {h}x{w}", _tile(maps, 1), scale))
     return logits, pictures
 
 
-def attribution_picture(values: np.ndarray, x: np.ndarray, scale: int = 6) -> np.ndarray:
+def attribution_picture(values: np.ndarray, x: np.ndarray, scale: int = 1) -> np.ndarray:
     """RGB picture: the digit in faint grey, red where ``values`` > 0 and blue where < 0, each
     scaled by the largest absolute value."""
     h, w, _ = image_shape(np.shape(x) if np.ndim(x) == 3 else (np.size(x),))
@@ -178,8 +183,9 @@ def _viridis(t: np.ndarray) -> np.ndarray:
 
 
 def activation_strips(activations: list[np.ndarray]) -> list[tuple[str, np.ndarray]]:
-    """``(title, picture)`` per hidden layer: every unit's activation as a cell of a strip
-    (``STRIP_UNITS`` a row), coloured in the layer's own range; unused cells are white."""
+    """``(title, picture)`` per hidden layer: every unit's activation as a pixel of a strip
+    (``STRIP_UNITS`` a row, shown ``STRIP_CELL`` times larger), coloured in the layer's own
+    range; unused cells are white."""
     strips = []
     for i, a in enumerate(activations, start=1):
         a = np.asarray(a, np.float64).ravel()
@@ -189,18 +195,14 @@ def activation_strips(activations: list[np.ndarray]) -> list[tuple[str, np.ndarr
         cells = np.full((rows * width, 3), 255, np.uint8)
         cells[: a.size] = _viridis((a - lo) / (hi - lo) if hi > lo else np.zeros_like(a))
         picture = cells.reshape(rows, width, 3)
-        picture = picture.repeat(STRIP_CELL, axis=0).repeat(STRIP_CELL, axis=1)
         strips.append((f"hidden layer {i} ({a.size} units, min {lo:.2f}, max {hi:.2f})", picture))
     return strips
 
 
-def feature_maps_html(pictures: list[tuple[str, np.ndarray]]) -> str:
+def feature_maps_html(pictures: list[tuple[str, np.ndarray, int]]) -> str:
     """The feature-map pictures of ``layer_pictures``, one captioned grid per layer."""
-    return section_html(
-        "Feature maps",
-        FEATURE_MAPS_CAPTION,
-        "<div>" + "".join(figure_html(p, title) for title, p in pictures) + "</div>",
-    )
+    figures = "".join(figure_html(p, title, p.shape[1] * scale) for title, p, scale in pictures)
+    return section_html("Feature maps", FEATURE_MAPS_CAPTION, f"<div>{figures}</div>")
 
 
 def activations_html(activations: list[np.ndarray]) -> str:
@@ -214,7 +216,7 @@ def activations_html(activations: list[np.ndarray]) -> str:
         "Every unit of each hidden layer for this drawing, one cell per unit (dark: low, "
         "bright: high, in the layer's own range).",
         "".join(
-            f"<div>{figure_html(strip, title)}</div>"
+            f"<div>{figure_html(strip, title, strip.shape[1] * STRIP_CELL)}</div>"
             for title, strip in activation_strips(activations)
         ),
     )
@@ -223,7 +225,9 @@ def activations_html(activations: list[np.ndarray]) -> str:
 def attribution_html(values: np.ndarray, x: np.ndarray, method: str, label: Any) -> str:
     """The attribution map of the predicted ``label`` with its caption, and beside it what the
     method measures, under the heading "Which pixels made it a ..."."""
-    picture = figure_html(attribution_picture(values, x), f"{METHOD_LABELS[method]} for {label}")
+    small = attribution_picture(values, x)
+    caption = f"{METHOD_LABELS[method]} for {label}"
+    picture = figure_html(small, caption, small.shape[1] * ATTRIBUTION_SCALE)
     text = METHOD_HELP[method] + " Red pixels speak for the predicted digit, blue ones against it."
     return (
         f"<h3>Which pixels made it a {html.escape(str(label))}</h3>"

@@ -124,8 +124,8 @@ def png_data_url(picture: np.ndarray) -> str:
 
 
 def figure_html(picture: np.ndarray, caption: str, width: int | None = None) -> str:
-    """An ``<img>`` of ``picture`` (``width`` pixels wide, default its own, pixels kept crisp)
-    with its caption below."""
+    """An ``<img>`` of ``picture`` (``width`` pixels wide, default its own; enlarged, its pixels
+    stay crisp squares) with its caption below."""
     text = html.escape(caption)
     w = int(picture.shape[1] if width is None else width)
     return (
@@ -223,6 +223,19 @@ def frame(image: np.ndarray, pad: int = STEP_PADDING) -> np.ndarray:
     return np.pad(image, widths, mode="constant", constant_values=0)
 
 
+def _step_picture(image: np.ndarray, size: int = 168) -> tuple[np.ndarray, int]:
+    """``(picture, width on the page)`` of a preprocessing step framed in black: a small image
+    (20x20, 28x28) as it is, enlarged by a whole factor in the browser; a large crop reduced
+    to ``size`` pixels (``enlarge``)."""
+    longest = max(image.shape[:2])
+    if longest > size:
+        picture = frame(enlarge(image, size))
+        return picture, picture.shape[1]
+    k = max(1, size // longest)
+    picture = frame(image, max(1, round(STEP_PADDING / k)))
+    return picture, picture.shape[1] * k
+
+
 def steps_html(result: DrawingResult) -> str:
     """The preprocessing steps side by side, each captioned with its size."""
     figures = []
@@ -231,7 +244,8 @@ def steps_html(result: DrawingResult) -> str:
         if image is None:
             continue
         h, w = image.shape[:2]
-        figures.append(figure_html(frame(enlarge(image)), f"{title} ({w}x{h})"))
+        picture, width = _step_picture(image)
+        figures.append(figure_html(picture, f"{title} ({w}x{h})", width))
     return section_html(
         "What the network sees",
         "The drawing is cropped to its ink, scaled so its longer side is 20 pixels and "
