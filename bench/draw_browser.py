@@ -58,13 +58,18 @@ STROKES = [
 
 # Before the app loads: stamp every message the page sends to the server and receives from it.
 _SOCKET_JS = """(() => {
-  const stamps = window.__socket = {sent: [], received: []};
+  const stamps = window.__socket = {sent: [], received: [], sentBytes: [], receivedBytes: []};
+  const size = d => d.byteLength ?? d.size ?? d.length ?? 0;
   const send = WebSocket.prototype.send;
   WebSocket.prototype.send = function (data) {
     stamps.sent.push(performance.now());
+    stamps.sentBytes.push(size(data));
     if (!this.__benchHooked) {
       this.__benchHooked = true;
-      this.addEventListener('message', () => stamps.received.push(performance.now()));
+      this.addEventListener('message', ev => {
+        stamps.received.push(performance.now());
+        stamps.receivedBytes.push(size(ev.data));
+      });
     }
     return send.call(this, data);
   };
@@ -118,13 +123,17 @@ _INSTALL_JS = """() => {
     const times = [b.idleAt];
     for (const i of fresh) times.push(b.loads.has(i.src) ? b.loads.get(i.src) : b.idleAt);
     for (const t of b.plots.values()) times.push(t);
-    const sock = window.__socket || {sent: [], received: []};
+    const sock = window.__socket || {sent: [], received: [], sentBytes: [], receivedBytes: []};
     const sent = sock.sent.find(t => t >= b.t0);
     const got = sock.received.filter(t => t >= b.t0);
+    const bytes = (stamps, sizes) => sizes.filter((_, i) => stamps[i] >= b.t0)
+                                          .reduce((a, n) => a + n, 0);
     return {ms: Math.max(...times) - b.t0, server: b.idleAt - b.t0, pictures: fresh.length,
             charts: b.plots.size, sent: sent === undefined ? null : sent - b.t0,
             first: got.length ? got[0] - b.t0 : null,
-            last: got.length ? got[got.length - 1] - b.t0 : null};
+            last: got.length ? got[got.length - 1] - b.t0 : null, messages: got.length,
+            bytes_up: bytes(sock.sent, sock.sentBytes),
+            bytes_down: bytes(sock.received, sock.receivedBytes)};
   };
   return true;
 }"""
@@ -225,11 +234,35 @@ def _round_trip(page, points) -> dict:
     return handle.json_value()
 
 
-def measure(name: str, url: str, strokes: int, chromium) -> list[dict]:
+METHOD_LABELS = {
+    "saliency": "Saliency",
+    "integrated_gradients": "Integrated gradients",
+    "occlusion": "Occlusion",
+}
+BLURRED = "the drawing blurred"  # the integrated gradients' second baseline, as the page says
+
+
+def _choose_method(page, method: str) -> None:
+    """Pick the attribution method (``name`` or ``integrated_gradients:blurred``) on the page
+    and wait until the attribution map shows it."""
+    name, _, baseline = method.partition(":")
+    label = METHOD_LABELS[name]
+    page.locator(".st-key-draw_attr_method").get_by_text(label, exact=True).click()
+    page.locator(".st-key-draw_attribution", has_text=f"{label} for").first.wait_for()
+    if baseline == "blurred":
+        page.locator(".st-key-draw_attr_baseline").click()
+        page.locator("[role=option]", has_text=BLURRED).first.click()
+        page.locator(f".st-key-draw_attr_baseline input[value='{BLURRED}']").wait_for()
+    page.wait_for_selector(IDLE)
+
+
+def measure(url: str, strokes: int, chromium, methods: list[str]) -> dict[str, list[dict]]:
+    """``{method: round trips}``: per method, one stroke to warm up, then ``strokes`` timed."""
     context = chromium.new_context(viewport={"width": 1400, "height": 900})
     context.set_default_timeout(60_000)
     context.add_init_script(_SOCKET_JS)
     page = context.new_page()
+    results = {}
     try:
         page.goto(f"{url}/draw")
         page.locator(CANVAS).wait_for()
@@ -237,7 +270,10 @@ def measure(name: str, url: str, strokes: int, chromium) -> list[dict]:
         page.evaluate(_INSTALL_JS)
         _round_trip(page, WARM_UP)  # the first one makes every element
         page.locator(PREDICTION, has_text="sure").first.wait_for()
-        results = [_round_trip(page, STROKES[i % len(STROKES)]) for i in range(strokes)]
+        for method in methods:
+            _choose_method(page, method)
+            _round_trip(page, STROKES[-1])  # the method's first map, its elements made anew
+            results[method] = [_round_trip(page, STROKES[i % len(STROKES)]) for i in range(strokes)]
     finally:
         context.close()
     return results
@@ -251,19 +287,24 @@ def _median(results: list[dict], key: str) -> float | None:
 def report(name: str, results: list[dict]) -> None:
     ms = [r["ms"] for r in results]
     print(
-        f"{name:8s} median {statistics.median(ms):6.0f} ms (range {min(ms):.0f}-{max(ms):.0f}) "
+        f"{name:24s} median {statistics.median(ms):6.0f} ms (range {min(ms):.0f}-{max(ms):.0f}) "
         f"over {len(ms)} strokes, {results[-1]['pictures']} pictures and "
         f"{results[-1]['charts']} charts updated"
     )
     parts = [("the drawing sent", "sent"), ("first answer", "first"), ("last answer", "last")]
     parts.append(("run reported ended", "server"))
     print(
-        "         after the mouseup: "
+        "    after the mouseup: "
         + ", ".join(
             f"{label} {_median(results, key):.0f} ms"
             for label, key in parts
             if _median(results, key) is not None
         )
+    )
+    print(
+        f"    websocket per stroke: {_median(results, 'messages'):.0f} messages, "
+        f"{_median(results, 'bytes_down') / 1000:.1f} kB to the page, "
+        f"{_median(results, 'bytes_up') / 1000:.1f} kB from it (the drawing's PNG)"
     )
 
 
@@ -271,7 +312,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--strokes", type=int, default=10)
     parser.add_argument("--models", default="dense,cnn,default")
+    parser.add_argument(
+        "--methods",
+        default="saliency",
+        help="attribution methods to time, comma-separated: saliency, integrated_gradients, "
+        "integrated_gradients:blurred, occlusion",
+    )
     args = parser.parse_args()
+    methods = args.methods.split(",")
+    for method in methods:
+        if method.partition(":")[0] not in METHOD_LABELS or method.partition(":")[2] not in (
+            "",
+            "black",
+            "blurred",
+        ):
+            parser.error(f"unknown attribution method {method!r}")
     from playwright.sync_api import sync_playwright
 
     with tempfile.TemporaryDirectory() as tmp, sync_playwright() as p:
@@ -281,7 +336,8 @@ def main() -> None:
             for name in args.models.split(","):
                 proc, url = _start_server(_models_folder(name, root), root / f"{name}.log")
                 try:
-                    report(name, measure(name, url, args.strokes, chromium))
+                    for method, results in measure(url, args.strokes, chromium, methods).items():
+                        report(f"{name} {method}", results)
                 finally:
                     _stop(proc)
         finally:
