@@ -166,6 +166,11 @@ def report_parts(model: NeuralNetwork, recorder: TimedRecorder, args) -> None:
         passes = _median_ms(forward_and_backward, args.repeat)
     release(layers)
     grid_size = 0 if recorder.grid_x is None else recorder.grid_x.shape[0]
+    probe_mb = sum(layer.buffer_bytes(n, keep=True) for layer in layers) / 1e6
+    grid_mb = sum(layer.buffer_bytes(grid_size, keep=False) for layer in layers) / 1e6
+    print(
+        f"  buffers the probe's and grid's batch sizes keep: {probe_mb:.1f} MB and {grid_mb:.1f} MB"
+    )
     print(
         f"  probe of {n} images ({probe.multiply_adds(layers) / 1e6:.2f} M multiply-adds an "
         f"image) alone {probe_ms - grid_only:6.1f} ms (forward and backward {passes:.1f} ms, "
