@@ -2,23 +2,25 @@
 showing its result, for a dense network, a CNN and the shipped default model.
 
     python bench/draw_browser.py [--strokes 10] [--models dense,cnn,default]
+        [--methods saliency,integrated_gradients,integrated_gradients:blurred,occlusion]
 
 For each model, a ``streamlit run app.py`` server on 127.0.0.1 (a models folder holding only
-that model) and headless Chromium (``/usr/bin/chromium``, Playwright). On ``/draw``, after one
-stroke to warm up, every measured stroke is drawn with the mouse on the canvas and timed in the
-page, from the ``mouseup`` that ends the stroke to the last of:
+that model) and headless Chromium (``/usr/bin/chromium``, Playwright). On ``/draw``, for each
+attribution method (chosen on the page; default: saliency only), the canvas is cleared and after
+one stroke to warm up every measured stroke is drawn with the mouse on the canvas and timed in
+the page, from the ``mouseup`` that ends the stroke to the last of:
 
 - the script run the stroke started reporting ``notRunning`` (every element sent),
 - every picture of the page that the stroke changed (feature maps, preprocessing steps, the
   attribution map) loaded with its new content,
-- every Plotly chart redrawn (``plotly_afterplot``: the probabilities, the activations).
+- every Plotly chart redrawn (``plotly_afterplot``), if the page shows any.
 
-It waits on those events, never on a fixed delay, and reports the median and the range, with the
-share of the time the script spent on the server (Streamlit's ``script_run`` log lines are not
-used; the server-side compute is ``bench/draw_page.py``). The models: ``dense`` the ``fast``
-preset's 784-256-128-10 and ``cnn`` the CNN of ``bench/draw_page.py`` (C32k3-P2-C64k3-P2-D128-D10),
-each trained for one epoch on 5,000 images, and ``default`` the shipped
-``saved_models/default.npz``. Timings need an idle
+It waits on those events, never on a fixed delay, and reports the median and the range, when
+the drawing left the page and the first and last websocket message after the mouseup arrived,
+and the websocket messages and bytes of a stroke each way (the server-side compute is
+``bench/draw_page.py``). The models: ``dense`` the ``fast`` preset's 784-256-128-10 and ``cnn``
+the CNN of ``bench/draw_page.py`` (C32k3-P2-C64k3-P2-D128-D10), each trained for one epoch on
+5,000 images, and ``default`` the shipped ``saved_models/default.npz``. Timings need an idle
 machine: run it under the exclusive CPU lock.
 """
 
@@ -257,7 +259,8 @@ def _choose_method(page, method: str) -> None:
 
 
 def measure(url: str, strokes: int, chromium, methods: list[str]) -> dict[str, list[dict]]:
-    """``{method: round trips}``: per method, one stroke to warm up, then ``strokes`` timed."""
+    """``{method: round trips}``: per method, on a cleared canvas, one stroke to warm up, then
+    ``strokes`` timed."""
     context = chromium.new_context(viewport={"width": 1400, "height": 900})
     context.set_default_timeout(60_000)
     context.add_init_script(_SOCKET_JS)
@@ -272,7 +275,12 @@ def measure(url: str, strokes: int, chromium, methods: list[str]) -> dict[str, l
         page.locator(PREDICTION, has_text="sure").first.wait_for()
         for method in methods:
             _choose_method(page, method)
-            _round_trip(page, STROKES[-1])  # the method's first map, its elements made anew
+            # a fresh canvas for each method: the drawing sent grows with every stroke (the
+            # PNG and the JSON of all its paths), which would slow the later methods' sends
+            page.locator(".st-key-draw_clear button").click()
+            page.locator(PREDICTION, has_text="Draw a digit").first.wait_for()
+            page.wait_for_selector(IDLE)
+            _round_trip(page, WARM_UP)  # the method's first map, its elements made anew
             results[method] = [_round_trip(page, STROKES[i % len(STROKES)]) for i in range(strokes)]
     finally:
         context.close()
@@ -304,7 +312,8 @@ def report(name: str, results: list[dict]) -> None:
     print(
         f"    websocket per stroke: {_median(results, 'messages'):.0f} messages, "
         f"{_median(results, 'bytes_down') / 1000:.1f} kB to the page, "
-        f"{_median(results, 'bytes_up') / 1000:.1f} kB from it (the drawing's PNG)"
+        f"{_median(results, 'bytes_up') / 1000:.1f} kB from it "
+        "(the drawing: its PNG and its paths as JSON)"
     )
 
 
