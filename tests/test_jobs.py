@@ -332,3 +332,50 @@ def test_ray_backend_trains_pauses_resumes_and_stops(ray_cluster, tmp_path):
         assert "learning_rate" in failed.error and "Traceback" in failed.traceback
     finally:
         runner.shutdown(timeout=WAIT)
+
+
+def test_the_blas_governor_follows_how_busy_the_other_processes_keep_the_cores():
+    """One thread at the start; the most once a window finds the others using little of the
+    cores; back to one as soon as one finds them taking most of a core (a busy loop, another
+    job). The readings are (machine CPU seconds, this process's CPU seconds)."""
+    from nn.core import blas
+    from nn.services.jobs import BlasGovernor
+
+    readings = iter([(0.0, 0.0), (2.1, 2.0), (4.1, 4.0), (5.9, 5.0), (7.4, 6.0), (8.5, 7.0)])
+    clock = iter(range(100))
+    before = blas.get_threads()
+    try:
+        governor = BlasGovernor(2, read=lambda: next(readings), clock=lambda: next(clock))
+        assert governor.threads == 1 and blas.get_threads() in (1, None)
+        assert governor.tick() == 2  # the others used 0.1 CPU s in a 1 s window: quiet
+        assert blas.get_threads() in (2, None)
+        assert governor.tick() == 2
+        assert governor.tick() == 1  # the others 0.8 s: contested
+        assert governor.tick() == 1  # 0.5 s: neither, it stays
+        assert governor.tick() == 2  # 0.1 s: quiet again
+        assert governor.changes == 3
+    finally:
+        if before is not None:
+            blas.set_threads(before)
+
+
+def test_an_automatic_thread_count_is_adapted_in_a_local_worker():
+    """NN_JOB_BLAS_THREADS=auto: a local job gets up to the cores the running jobs share, and
+    its worker adapts them (a set count is kept as it is)."""
+    runner = JobRunner(max_jobs=1)
+    try:
+        job = runner.submit(job_functions.report_environment, {})
+        assert job.wait(WAIT) and job.status == "finished", job.error
+    finally:
+        runner.shutdown(timeout=WAIT)
+    cores = os.cpu_count() or 1
+    assert job.blas_threads == cores and job.adaptive_threads is True
+    assert job.value["threads"]["OPENBLAS_NUM_THREADS"] == str(cores)
+    assert job.worker["adaptive_threads"] is (cores > 1)
+    fixed = JobRunner(max_jobs=1, blas_threads=1)
+    try:
+        job = fixed.submit(job_functions.report_environment, {})
+        assert job.wait(WAIT) and job.status == "finished", job.error
+    finally:
+        fixed.shutdown(timeout=WAIT)
+    assert job.adaptive_threads is False and job.worker["adaptive_threads"] is False

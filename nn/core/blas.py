@@ -192,6 +192,15 @@ def get_threads() -> int | None:
     return int(_THREADS[0]()) if _THREADS else None
 
 
+def set_threads(n: int) -> bool:
+    """Set OpenBLAS's thread count to ``n`` (at least 1) for the calls that follow; False when
+    it cannot be set. Call it between products, from the thread that runs them."""
+    if not _THREADS:
+        return False
+    _THREADS[1](max(1, int(n)))
+    return True
+
+
 @contextlib.contextmanager
 def limit_threads(n: int | None) -> Iterator[None]:
     """Run the block with OpenBLAS on ``n`` threads (``None``: unchanged), then restore it."""

@@ -216,6 +216,7 @@ class _LocalContext(JobContext):
         self._orphaned = False
         self._held: list[dict[str, Any]] = []  # events of emit_often not sent yet
         self._held_since = 0.0
+        self.governor: BlasGovernor | None = None  # set by the worker when its threads adapt
         self._apply(paused, stopped)
         threading.Thread(target=self._read_controls, daemon=True, name="nn-job-controls").start()
 
@@ -241,7 +242,10 @@ class _LocalContext(JobContext):
     def emit_often(self, payload: Mapping[str, Any]) -> None:
         """Held back and sent as one ``{"type": "events"}`` message at most every
         :data:`EMIT_SECONDS` (and before any other message): one pipe message, one wake-up of
-        the server's relay thread, per 0.2 s instead of per batch."""
+        the server's relay thread, per 0.2 s instead of per batch. Called between two batches,
+        it is also where the :class:`BlasGovernor` (if any) sets the BLAS thread count."""
+        if self.governor is not None:
+            self.governor.tick()
         with self._send_lock:
             if not self._held:
                 self._held_since = time.monotonic()
@@ -368,16 +372,37 @@ def limit_address_space(extra_bytes: int) -> int | None:
     return cap
 
 
-def _local_worker(target, config, blob, conn, paused, stopped, nice=0, memory=0) -> None:
-    """The worker process's body: run the job, report its value or its exception."""
+def _local_worker(
+    target, config, blob, conn, paused, stopped, nice=0, memory=0, adapt=False
+) -> None:
+    """The worker process's body: run the job, report its value or its exception. ``adapt``:
+    a :class:`BlasGovernor` sets the BLAS threads between batches, up to those it started
+    with."""
     lower_priority(nice)
     limit_address_space(memory)
     ctx = _LocalContext(config, {}, conn, paused, stopped)
     try:
         ctx.arrays = unpack_arrays(blob)
-        ctx.send({"type": "started", **_worker_facts()})
+        facts = _worker_facts()
+        if adapt and (facts["blas_threads"] or 1) > 1:
+            ctx.governor = BlasGovernor(facts["blas_threads"])
+        ctx.send({"type": "started", **facts, "adaptive_threads": ctx.governor is not None})
         value, out_blob = _run_job(target, ctx)
-        ctx.send({"type": "result", "value": value, "has_arrays": out_blob is not None}, out_blob)
+        governor = ctx.governor
+        ctx.send(
+            {
+                "type": "result",
+                "value": value,
+                "has_arrays": out_blob is not None,
+                "worker": {}
+                if governor is None
+                else {
+                    "blas_threads_last": governor.threads,
+                    "blas_thread_changes": governor.changes,
+                },
+            },
+            out_blob,
+        )
     except BaseException as exc:  # noqa: BLE001 - reported to the server, never lost
         ctx.send(
             {
@@ -461,6 +486,7 @@ class Job:
     worker: dict[str, Any] = dataclasses.field(default_factory=dict)
     exitcode: int | None = None
     blas_threads: int | None = None
+    adaptive_threads: bool = False
     submitted_at: float = dataclasses.field(default_factory=time.time)
     started_at: float | None = None
     finished_at: float | None = None
@@ -507,6 +533,7 @@ class Job:
             "error": self.error,
             "exitcode": self.exitcode,
             "blas_threads": self.blas_threads,
+            "adaptive_threads": self.adaptive_threads,
             "worker": dict(self.worker),
         }
 
@@ -586,6 +613,72 @@ def auto_blas_threads(cores: int, running: int, reserved: int) -> int:
     threads 34 s (the second thread, at the worker's lower priority, gets a tenth of the busy
     core)."""
     return max(1, (cores - reserved) // max(1, running))
+
+
+def _busy_seconds() -> tuple[float, float]:
+    """CPU seconds the whole machine (``/proc/stat``, every core) and this process (every
+    thread) have used."""
+    with open("/proc/stat") as stat:
+        fields = stat.readline().split()[1:]
+    ticks = os.sysconf("SC_CLK_TCK")
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(f) for f in fields[:8])
+    times = os.times()
+    return (user + nice + system + irq + softirq + steal) / ticks, times.user + times.system
+
+
+class BlasGovernor:
+    """A worker's BLAS thread count, set between two batches from how busy the other processes
+    keep the cores: ``max_threads`` while they leave them idle, one thread while something
+    else (a busy core, another job) takes more than :data:`CONTESTED_CORES` of a core.
+
+    OpenBLAS's threads wait for each other at every product: when another process takes one of
+    the cores, a second thread at the worker's lower priority stalls the job (34 s an epoch of
+    the ``fast`` preset instead of 2.6 s with a busy loop on one of two cores), while on idle
+    cores it is faster (bench/dashboard_overhead.py). The job starts on one thread and goes up
+    after a window of :data:`WINDOW_SECONDS` in which the others used less than
+    :data:`QUIET_CORES`."""
+
+    WINDOW_SECONDS = 1.0
+    CONTESTED_CORES = 0.6
+    QUIET_CORES = 0.4
+
+    def __init__(
+        self,
+        max_threads: int,
+        *,
+        read: Callable[[], tuple[float, float]] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        from nn.core import blas
+
+        self._blas = blas
+        self.max_threads = max(1, int(max_threads))
+        self._read = read or _busy_seconds
+        self._clock = clock
+        self.threads = 1
+        self.changes = 0
+        blas.set_threads(1)
+        self._start = (clock(), *self._read())
+
+    def tick(self) -> int:
+        """Called between two batches: once a window has passed, measure what the other
+        processes used in it and set the thread count; returns it."""
+        now = self._clock()
+        if now - self._start[0] < self.WINDOW_SECONDS:
+            return self.threads
+        machine, own = self._read()
+        others = ((machine - self._start[1]) - (own - self._start[2])) / (now - self._start[0])
+        self._start = (now, machine, own)
+        wanted = self.threads
+        if others > self.CONTESTED_CORES:
+            wanted = 1
+        elif others < self.QUIET_CORES:
+            wanted = self.max_threads
+        if wanted != self.threads:
+            self._blas.set_threads(wanted)
+            self.threads = wanted
+            self.changes += 1
+        return self.threads
 
 
 class JobRunner:
@@ -755,16 +848,22 @@ class JobRunner:
             job.wait(timeout)
 
     # ------------------------------------------------------------------ internals
-    def _threads_for_next(self) -> int:
+    def _threads_for_next(self) -> tuple[int, bool]:
+        """The next job's BLAS threads and whether a :class:`BlasGovernor` adapts them: a set
+        count as it is; else, in a local worker, up to the cores shared by the running jobs,
+        adapted; on Ray, :func:`auto_blas_threads`."""
         if self.blas_threads is not None:
-            return int(self.blas_threads)
-        return auto_blas_threads(self.cores, len(self._running) + 1, self.reserved_cores)
+            return int(self.blas_threads), False
+        running = len(self._running) + 1
+        if self.backend == "local":
+            return max(1, self.cores // running), True
+        return auto_blas_threads(self.cores, running, self.reserved_cores), False
 
     def _schedule(self) -> None:
         with self._lock:
             while self._queue and len(self._running) < self.max_jobs and not self._closed:
                 job = self._queue.popleft()
-                job.blas_threads = self._threads_for_next()
+                job.blas_threads, job.adaptive_threads = self._threads_for_next()
                 self._running[job.id] = job
                 job.status = "running"
                 job.started_at = time.time()
@@ -818,6 +917,7 @@ class JobRunner:
         """End a started job from its worker's last message (``outcome``, empty if none)."""
         kind = outcome.get("type")
         if kind == "result":
+            job.worker.update(outcome.get("worker") or {})
             self._finish(
                 job,
                 "stopped" if job.control.stop_requested else "finished",
@@ -860,6 +960,7 @@ class _LocalBackend:
                 control.stop_requested,
                 runner.nice,
                 runner.memory_limit,
+                job.adaptive_threads,
             ),
             name=f"{_WORKER_PREFIX}{job.id}",
             daemon=True,
