@@ -330,10 +330,14 @@ class PollBytes:
     def mark(self) -> int:
         return len(self.runs)
 
+    FULL_RUN_MESSAGES = 30
+    """A run with more messages is the whole page (a click's rerun), not a fragment's poll."""
+
     def summary(self, since: int, seconds: float) -> dict:
         runs = self.runs[since:]
-        charts = [r for r in runs if r["chart_bytes"]]
-        status = [r for r in runs if not r["chart_bytes"]]
+        polls = [r for r in runs if r["messages"] <= self.FULL_RUN_MESSAGES]
+        charts = [r for r in polls if r["chart_bytes"]]
+        status = [r for r in polls if not r["chart_bytes"]]
         med = lambda rs, k="bytes": statistics.median(r[k] for r in rs) if rs else 0  # noqa: E731
         return {
             "polls_per_second": len(runs) / seconds,
@@ -344,6 +348,7 @@ class PollBytes:
             "chart_poll_messages": med(charts, "messages"),
             "chart_polls": len(charts),
             "status_polls": len(status),
+            "full_runs": len(runs) - len(polls),
         }
 
 
