@@ -55,8 +55,8 @@ PROBE_MACS = 16_000_000
 """Multiply-adds one forward pass of the probe batch may cost: the probe uses as many of its
 images as fit (all 64 for a dense 784-256-128-10 net, about 0.2 M multiply-adds an image), but
 at least :data:`MIN_PROBE`. A CNN such as C32k3-P2-C64k3-P2-D128 costs about 4.2 M an image, so
-its probe runs on :data:`MIN_PROBE` images: the pass forward and back then costs a few
-milliseconds, not the ~60 of 64 images."""
+its probe runs on :data:`MIN_PROBE` images: the pass forward and back then costs ~5 ms, not
+the ~40 of 64 images (bench/README.md)."""
 MIN_PROBE = 8
 GRID_PER_CLASS = 5
 """Test images per class in the live test grid (50 for MNIST)."""
