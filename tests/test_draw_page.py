@@ -188,3 +188,22 @@ def test_probability_bars_highlight_the_prediction():
     ]
     assert 'title="class b: 70.00%"' in body and "&lt;c&gt;" in body and "<c>" not in body
     assert ">70%</span>" in body
+
+
+def test_true_digit_follows_the_prediction_until_picked(app, trained, inject_drawing):
+    model, data = trained
+    readings = {}
+    for i in range(200):  # two test digits the model reads as different digits
+        result = preprocess_drawing(np.asarray(upscaled(data.x_test[i]).convert("RGBA")))
+        readings.setdefault(int(model.predict(result.x[None])[0]), i)
+        if len(readings) == 2:
+            break
+    (first, i), (second, j) = readings.items()
+    inject_drawing(app, upscaled(data.x_test[i]))
+    choice = app.segmented_control(key="draw_true_digit_0")
+    assert choice.value == first
+    picked = (first + 1) % 10
+    choice.set_value(picked).run()
+    assert app.segmented_control(key="draw_true_digit_0").value == picked  # kept on a rerun
+    inject_drawing(app, upscaled(data.x_test[j]))  # read differently: the new prediction
+    assert app.segmented_control(key="draw_true_digit_0").value == second

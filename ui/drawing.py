@@ -10,8 +10,10 @@ picture, caption and chart: the browser's redraw of each element after every str
 server, was most of the page's round trip (bench/draw_browser.py, bench/README.md).
 
 Session keys owned here: ``draw_canvas_counter`` (int, part of the canvas key; bumping it clears
-the canvas), ``draw_model`` (name of the model picked on the Draw page) and ``draw_kept`` (the
-confirmation to show after a drawing was kept, until the fragment's next run shows it).
+the canvas), ``draw_model`` (name of the model picked on the Draw page), ``draw_kept`` (the
+confirmation to show after a drawing was kept, until the fragment's next run shows it),
+``draw_true_digit_<counter>`` (the "True digit" choice) and ``draw_true_digit_for`` (the canvas
+counter and prediction that choice was last set to).
 
 ``render_keep`` offers "Keep this drawing" with its true digit (a 0-9 choice defaulting to the
 prediction) and writes to the drawings store (``ui.mine``) only when the button is pressed.
@@ -36,6 +38,7 @@ from ui.canvas import draw_canvas
 COUNTER_KEY = "draw_canvas_counter"
 KEPT_KEY = "draw_kept"
 KEEP_BUTTON_KEY = "draw_keep"
+CHOICE_FOR_KEY = "draw_true_digit_for"  # (canvas counter, prediction) the choice was set for
 CANVAS_SIZE = 280
 STROKE_WIDTH = 20
 STEP_PADDING = 8  # black pixels around each preprocessing step image
@@ -300,13 +303,18 @@ def render_keep(analysis: DrawingAnalysis, image: np.ndarray, model_name: str) -
     stores the canvas PNG, the 28x28 input, the label, the model and its prediction (nothing is
     written otherwise), clears the canvas for the next drawing and a toast confirms."""
     predicted = int(analysis.label)
-    # the key holds the prediction: a new drawing read differently gets its own default
-    choice_key = f"draw_true_digit_{st.session_state.get(COUNTER_KEY, 0)}_{predicted}"
+    # One widget per canvas, its choice set to the prediction whenever the prediction changes:
+    # the browser updates it in place (a widget keyed by the prediction was made anew at each
+    # new reading, ~25 ms of the page's redraw, bench/draw_browser.py).
+    counter = st.session_state.get(COUNTER_KEY, 0)
+    choice_key = f"draw_true_digit_{counter}"
+    if st.session_state.get(CHOICE_FOR_KEY) != (counter, predicted):
+        st.session_state[choice_key] = predicted
+        st.session_state[CHOICE_FOR_KEY] = (counter, predicted)
     with st.container(key="keep", border=True):
         digit = st.segmented_control(
             "True digit",
             options=list(range(10)),
-            default=predicted,
             key=choice_key,
             help="What you meant to draw: the network's guess is picked; one click corrects it.",
         )
