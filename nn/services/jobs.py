@@ -34,10 +34,12 @@ other jobs go on.
 Settings (arguments of :class:`JobRunner`, or the environment for :func:`default_runner`):
     ``NN_MAX_JOBS``            jobs running at once (default: the number of cores); the others
                                wait in a FIFO queue and know their place in it.
-    ``NN_JOB_BLAS_THREADS``    BLAS threads of each job (default: :func:`auto_blas_threads`,
-                               one thread on two cores: measured there, see that function).
-    ``NN_JOB_RESERVED_CORES``  cores the automatic thread count leaves to the server and the
-                               browser (default 1 on two cores or more).
+    ``NN_JOB_BLAS_THREADS``    BLAS threads of each job (default ``auto``: a local worker gets
+                               up to the cores shared by the running jobs, set between batches
+                               by a :class:`BlasGovernor` from how busy the other processes
+                               keep the cores; a Ray task :func:`auto_blas_threads`).
+    ``NN_JOB_RESERVED_CORES``  cores :func:`auto_blas_threads` (Ray tasks) leaves to the
+                               server and the browser (default 1 on two cores or more).
     ``NN_JOB_NICE``            how much lower than the server's a local worker's CPU priority is
                                (``nice`` increment, default :data:`DEFAULT_JOB_NICE`; 0 keeps
                                it equal), so that pages answer while jobs fill the cores.
@@ -605,13 +607,8 @@ def auto_blas_threads(cores: int, running: int, reserved: int) -> int:
     """BLAS threads of a job when ``running`` jobs (this one included) share ``cores``, of which
     ``reserved`` are left to the server and the browser: at least one each.
 
-    One thread on two cores, from bench/dashboard_overhead.py (the ``fast`` preset, Train page
-    open in Chromium, medians of 15 epochs; the command line on two threads: 1.2-1.3 s an
-    epoch): a worker with one BLAS thread 1.91 s an epoch, with two 2.11 s (the browser and the
-    server take a core for moments and OpenBLAS's two threads wait for each other at every
-    product); with a busy loop on one core, one thread 2.60 s (the command line 3.99 s), two
-    threads 34 s (the second thread, at the worker's lower priority, gets a tenth of the busy
-    core)."""
+    The count of a Ray task, which runs on a cluster's node beside other tasks; a local
+    worker's threads follow the machine's load instead (:class:`BlasGovernor`)."""
     return max(1, (cores - reserved) // max(1, running))
 
 
@@ -633,10 +630,11 @@ class BlasGovernor:
 
     OpenBLAS's threads wait for each other at every product: when another process takes one of
     the cores, a second thread at the worker's lower priority stalls the job (34 s an epoch of
-    the ``fast`` preset instead of 2.6 s with a busy loop on one of two cores), while on idle
-    cores it is faster (bench/dashboard_overhead.py). The job starts on one thread and goes up
-    after a window of :data:`WINDOW_SECONDS` in which the others used less than
-    :data:`QUIET_CORES`."""
+    the ``fast`` preset instead of 2.6 s with a busy loop on one of two cores), while beside
+    the Train page open and polling (0.2-0.25 of a core) two threads beat one
+    (bench/dashboard_overhead.py, bench/README.md "Dashboard overhead"). The job starts on
+    one thread and goes up after a window of :data:`WINDOW_SECONDS` in which the others used
+    less than :data:`QUIET_CORES`."""
 
     WINDOW_SECONDS = 1.0
     CONTESTED_CORES = 0.6
@@ -685,9 +683,11 @@ class JobRunner:
     """Runs jobs in worker processes (or Ray tasks), at most ``max_jobs`` at once, the others
     waiting in a FIFO queue.
 
-    ``blas_threads``: BLAS threads per job (``None``: :func:`auto_blas_threads` from the cores,
-    the running jobs and ``reserved_cores``). ``ray_address``: run on that Ray cluster
-    (``"local"``: the Ray instance this process has started). ``stop_grace_seconds``: how long
+    ``blas_threads``: BLAS threads per job (``None``: in a local worker up to the cores
+    divided by the running jobs, adapted by a :class:`BlasGovernor`; in a Ray task
+    :func:`auto_blas_threads` from the cores, the running jobs and ``reserved_cores``).
+    ``ray_address``: run on that Ray cluster (``"local"``: the Ray instance this process has
+    started). ``stop_grace_seconds``: how long
     :meth:`cancel` lets a job stop by itself before its worker is terminated. ``nice``: how
     much lower a local worker's CPU priority is than the server's (default
     :data:`DEFAULT_JOB_NICE`; Ray's workers keep theirs). ``memory_limit``: bytes of address
