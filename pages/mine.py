@@ -15,6 +15,7 @@ from ui import state
 from ui.charts import batch_loss_figure
 from ui.drawing import enlarge
 from ui.finetune_job import FinetuneJob, finetune_slot
+from ui.live import STATUS_SECONDS
 from ui.mine import drawings_arrays, mine_score, store
 from ui.text import markdown_escape
 
@@ -374,7 +375,8 @@ with tune_tab:
         )
 
 
-@st.fragment(run_every=1.0 if running else None)
+# every poll re-renders the page in the browser (ui.live): as seldom as the Train page's status
+@st.fragment(run_every=STATUS_SECONDS if running else None)
 def finetune_status() -> None:
     job = finetune_slot().job
     if job is None:

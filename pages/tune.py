@@ -8,6 +8,7 @@ import streamlit as st
 from nn.services.training import part_sizes
 from ui import state
 from ui import tune as tn
+from ui.live import STATUS_SECONDS
 
 state.init_state()
 settings = tn.init_tune_state()
@@ -211,7 +212,8 @@ if best_ready and c3.button(
 
 
 # ------------------------------------------------------------------ live progress
-@st.fragment(run_every=1.0 if running else None)
+# every poll re-renders the page in the browser (ui.live): as seldom as the Train page's status
+@st.fragment(run_every=STATUS_SECONDS if running else None)
 def live() -> None:
     w = tn.tune_slot().worker
     if w is None:
