@@ -26,7 +26,7 @@ variables and ``NN_TRAIN_LIMIT`` are removed from the environment of the command
 server, so both run with their defaults; server settings (``NN_JOB_BLAS_THREADS``, ...) go
 through ``--server-env NAME=VALUE``. Needs Debian's Chromium and the playwright package.
 Timings taken while other work runs on the machine measure that work too: run it alone
-(``flock -x /work/wt/cpu.lock python bench/dashboard_overhead.py ...`` on the shared machine).
+(``/work/wt/cpu-exclusive python bench/dashboard_overhead.py ...`` on the shared machine).
 """
 
 from __future__ import annotations

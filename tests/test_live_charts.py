@@ -24,3 +24,32 @@ def test_live_batch_chart_is_thinned_and_rounded():
     sizes = [len(pio.to_json(f, validate=False)) for f in (full, live)]
     assert sizes[1] < 0.6 * sizes[0], sizes
     assert json.loads(pio.to_json(live))["data"][1]["y"][-1] == round(loss[-1], 4)
+
+
+def test_the_live_training_figure_is_one_figure_with_fixed_margins():
+    """The Train page's live view: the per-epoch curves above and the batch loss below in one
+    figure (one message, one redraw a poll), the batches thinned to about ``max_points``, the
+    last one kept, and margins Plotly does not re-measure on each redraw."""
+    from ui.charts import live_training_figure
+
+    history = {"epoch": [1, 2], "loss": [0.5, 0.3], "val_loss": [0.6, 0.4]}
+    history |= {"train_accuracy": [0.8, 0.9], "val_accuracy": [0.79, 0.88]}
+    n = 1000
+    steps = [round(2 * i / n, 5) for i in range(1, n + 1)]
+    loss = [1 / i for i in range(1, n + 1)]
+    fig = live_training_figure(history, loss, steps=steps, smoothed=loss, max_points=200)
+    by_name = {trace.name: trace for trace in fig.data}
+    assert set(by_name) == {
+        "train loss",
+        "val loss",
+        "train accuracy",
+        "val accuracy",
+        "batch loss",
+        "smoothed (EMA)",
+    }
+    assert len(by_name["batch loss"].x) <= 201 and by_name["batch loss"].x[-1] == steps[-1]
+    assert list(by_name["train loss"].x) == [1, 2]
+    assert by_name["batch loss"].xaxis != by_name["train loss"].xaxis  # its own panel
+    assert fig.layout.margin.autoexpand is False
+    empty = live_training_figure({}, [])
+    assert not empty.data and "no batches yet" in empty.layout.annotations[-1].text

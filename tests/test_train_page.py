@@ -3,6 +3,8 @@ on a small slice (NN_TRAIN_LIMIT), stop, save with overwrite confirmation."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -124,6 +126,9 @@ def test_short_training_then_save(env, open_train, texts, started_jobs):
     labels = {m.label: m.value for m in at.metric}
     assert labels["Test accuracy"].endswith("%")
     assert at.get("progress")[0].proto.text == "Finished — epoch 2/2"
+    (chart,) = at.get("plotly_chart")  # one live figure: curves and batch loss
+    names = {trace["name"] for trace in json.loads(chart.proto.spec)["data"]}
+    assert {"train loss", "batch loss"} <= names
     assert "images/s" in texts(at.caption) and "validation accuracy" in texts(at.caption)
     at.text_input(key="save_name").set_value("tiny net").run()
     at.button(key="save_model").click().run()
