@@ -10,6 +10,7 @@ import streamlit as st
 from nn.core.probe import GRID_PER_CLASS
 from ui import inside_charts as charts
 from ui import state
+from ui.live import HEAVY_KEYS, STATUS_SECONDS, cached_view
 
 SOURCE_KEY = "inside_source"
 LIVE = "The model training now"
@@ -29,6 +30,9 @@ worker = slot.worker
 live_snap = worker.snapshot() if worker is not None else None
 has_live = bool(live_snap and live_snap.get("inside"))
 running = bool(worker is not None and worker.is_alive())
+# the record grows once an epoch: the live view polls every STATUS_SECONDS, copies the record and
+# rebuilds its charts only when the job moved on, and does not poll while the job is paused
+_RECORD_KEYS = tuple(k for k in HEAVY_KEYS if k != "inside")
 names = list(dict.fromkeys(Path(row["path"]).stem for row in state.fitting_models()))
 sources = ([LIVE] if has_live or running else []) + names
 if not sources:
@@ -75,49 +79,71 @@ def _saved_record(path: str, mtime: float, set_name: str) -> tuple[dict | None, 
     return record, True
 
 
-def _record() -> tuple[dict | None, str]:
-    """The record to show and a line saying where it comes from."""
+def _record() -> tuple[dict | None, str, tuple]:
+    """The record to show, a line saying where it comes from, and a token that changes when the
+    record does (the charts are rebuilt only then)."""
     if source == LIVE:
         w = slot.worker
-        snap = w.snapshot() if w is not None else {}
-        record = snap.get("inside")
-        status = snap.get("status", "")
-        text = f"Live: {status}, epoch {snap.get('epoch', 0)}/{snap.get('epochs', 0)}."
+        light = w.snapshot(without=HEAVY_KEYS) if w is not None else {}
+        status = light.get("status", "")
+        token = (id(w), status, light.get("epoch", 0))
+        record = (
+            cached_view("inside_record", token, lambda: w.snapshot(without=_RECORD_KEYS)["inside"])
+            if w is not None
+            else None
+        )
+        text = f"Live: {status}, epoch {light.get('epoch', 0)}/{light.get('epochs', 0)}."
         if record:
             text += (
                 f" Probe of {record.get('probe_size', 64)} {charts.probe_images(record)} images."
             )
-        if status == "diverged" and snap.get("stop_message"):
-            text += " " + snap["stop_message"]
-        return record, text
+        if status == "diverged" and light.get("stop_message"):
+            text += " " + light["stop_message"]
+        return record, text, token
     path = state.model_path_for(source)
     if path is None:
-        return None, f"The model {source!r} is gone."
+        return None, f"The model {source!r} is gone.", (source,)
+    set_name = state.active_set().name
     try:
-        record, taken_now = _saved_record(str(path), path.stat().st_mtime, state.active_set().name)
+        mtime = path.stat().st_mtime
+        record, taken_now = _saved_record(str(path), mtime, set_name)
     except (OSError, ValueError, TypeError) as exc:
-        return None, f"Cannot read the model {source!r}: {exc}"
+        return None, f"Cannot read the model {source!r}: {exc}", (source,)
+    token = (str(path), mtime, set_name)
     if taken_now:
-        return record, (
-            "This model was saved without a record of its training: the charts show it as it "
-            f"is now (one point, on a probe of {record.get('probe_size', 64)} test images)."
+        return (
+            record,
+            (
+                "This model was saved without a record of its training: the charts show it as it "
+                f"is now (one point, on a probe of {record.get('probe_size', 64)} test images)."
+            ),
+            token,
         )
     epochs = len(record["epochs"]) - (1 if record.get("diverged") else 0)
-    return record, (
-        f"Recorded while {source} trained ({epochs} epochs"
-        f"{', and where it diverged' if record.get('diverged') else ''}; probe of "
-        f"{record.get('probe_size', 64)} {charts.probe_images(record)} images)."
+    return (
+        record,
+        (
+            f"Recorded while {source} trained ({epochs} epochs"
+            f"{', and where it diverged' if record.get('diverged') else ''}; probe of "
+            f"{record.get('probe_size', 64)} {charts.probe_images(record)} images)."
+        ),
+        token,
     )
 
 
-def _chart(fig, key: str, lesson: str) -> None:
+def _chart(key: str, token: tuple, build, lesson: str) -> None:
+    """The chart ``build()`` makes, made again only when ``token`` changed, and its lesson."""
+    fig = cached_view(key, token, build)
     st.plotly_chart(fig, width="stretch", key=key, config={"displayModeBar": False})
     st.caption(lesson)
 
 
-@st.fragment(run_every=2.0 if running and source == LIVE else None)
+polling = running and source == LIVE and not worker.paused
+
+
+@st.fragment(run_every=STATUS_SECONDS if polling else None)
 def inside_view() -> None:
-    record, where = _record()
+    record, where, token = _record()
     st.caption(where)
     if not record or not record.get("epochs"):
         st.info(
@@ -130,40 +156,23 @@ def inside_view() -> None:
     for note in charts.summary(record):
         st.warning(note, icon=":material/lightbulb:")
 
+    def series(name: str, key: str) -> None:
+        _chart(key, token, lambda: charts.series_figure(record, name), charts.LESSONS[name])
+
     left, right = st.columns(2, gap="large")
     with left:
-        _chart(
-            charts.series_figure(record, "grad_norm"),
-            "inside_grad_norm",
-            charts.LESSONS["grad_norm"],
-        )
-        _chart(
-            charts.series_figure(record, "weight_unit_spread"),
-            "inside_unit_spread",
-            charts.LESSONS["weight_unit_spread"],
-        )
+        series("grad_norm", "inside_grad_norm")
+        series("weight_unit_spread", "inside_unit_spread")
     with right:
-        _chart(
-            charts.series_figure(record, "update_ratio"),
-            "inside_update_ratio",
-            charts.LESSONS["update_ratio"],
-        )
+        series("update_ratio", "inside_update_ratio")
         relu = charts.layers_with(record, "dead_fraction")
         key = "dead_fraction" if relu else "saturated_fraction"
         if charts.layers_with(record, key):
-            _chart(charts.series_figure(record, key), f"inside_{key}", charts.LESSONS[key])
+            series(key, f"inside_{key}")
         else:
-            _chart(
-                charts.series_figure(record, "act_unit_spread"),
-                "inside_act_spread",
-                charts.LESSONS["act_unit_spread"],
-            )
+            series("act_unit_spread", "inside_act_spread")
     if relu and charts.layers_with(record, "saturated_fraction"):
-        _chart(
-            charts.series_figure(record, "saturated_fraction"),
-            "inside_saturated_fraction",
-            charts.LESSONS["saturated_fraction"],
-        )
+        series("saturated_fraction", "inside_saturated_fraction")
 
     st.subheader("Distributions, layer by layer")
     layer_names = [layer["name"] for layer in record["layers"]]
@@ -175,17 +184,24 @@ def inside_view() -> None:
         "Of", kinds, format_func=charts.KINDS.get, horizontal=True, key=f"inside_kind_{len(kinds)}"
     )
     b1, b2 = st.columns(2, gap="large")
+    shown = (*token, index, kind)
     with b1:
-        _chart(charts.bands_figure(record, index, kind), "inside_bands", charts.LESSONS["bands"])
+        _chart(
+            "inside_bands",
+            shown,
+            lambda: charts.bands_figure(record, index, kind),
+            charts.LESSONS["bands"],
+        )
     with b2:
         _chart(
-            charts.histogram_figure(record, index, kind),
             "inside_histogram",
+            shown,
+            lambda: charts.histogram_figure(record, index, kind),
             charts.LESSONS["histogram"],
         )
 
     st.subheader("Probe loss and the test grid")
-    _chart(charts.probe_figure(record), "inside_probe", charts.LESSONS["probe"])
+    _chart("inside_probe", token, lambda: charts.probe_figure(record), charts.LESSONS["probe"])
     data_set = state.active_set()
     names = None if data_set.builtin else list(data_set.class_names)
     captions = charts.grid_captions(record, names)

@@ -10,7 +10,7 @@ from nn.io.model_files import model_path, sanitize_model_name, save_model
 from nn.services.presets import PRESETS, fitting_presets
 from ui import state, train_form
 from ui.charts import live_training_figure
-from ui.live import CHART_SECONDS, HEAVY_KEYS, LIVE_BATCH_POINTS, STATUS_SECONDS, cached_figure
+from ui.live import CHART_SECONDS, HEAVY_KEYS, LIVE_BATCH_POINTS, STATUS_SECONDS, cached_view
 from ui.worker import TrainingWorker
 
 state.init_state()
@@ -291,7 +291,7 @@ with live_col:
         light = w.snapshot(without=HEAVY_KEYS)
         token = (id(w), light["status"], light["epoch"], light["batches_seen"])
         st.plotly_chart(
-            cached_figure("train", token, lambda: _live_figure(w)),
+            cached_view("train", token, lambda: _live_figure(w)),
             width="stretch",
             key="live_training",
             config={"displayModeBar": False},

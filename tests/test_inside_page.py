@@ -127,3 +127,35 @@ def test_a_model_file_saved_before_the_record_named_its_images_still_shows(env, 
     grad = figures(at)["gradient norm"]
     assert all(len(t["y"]) == len(record["epochs"]) for t in grad["data"])
     assert [im for im in at.image if len(im.proto.imgs) == 50]
+
+
+def test_the_live_view_remakes_its_charts_only_when_the_job_moved_on(
+    env, open_app, started_jobs, monkeypatch
+):
+    """A poll of an unchanged job re-sends the charts it kept; a job that moved on (another
+    epoch reported) has its record copied and its charts made again."""
+    from ui import inside_charts
+
+    at = open_app("pages/train.py")
+    train_briefly(at, started_jobs)
+    at.switch_page("pages/inside.py").run()
+    made = []
+    series_figure = inside_charts.series_figure
+
+    def counting(record, name, *args, **kwargs):
+        made.append(name)
+        return series_figure(record, name, *args, **kwargs)
+
+    monkeypatch.setattr(inside_charts, "series_figure", counting)
+    at.run()
+    assert not at.exception
+    assert made == []
+    assert "gradient norm" in figures(at)
+
+    (job,) = started_jobs
+    snapshot = job.snapshot
+    monkeypatch.setattr(job, "snapshot", lambda without=(): {**snapshot(without), "epoch": 3})
+    at.run()
+    assert not at.exception
+    assert "grad_norm" in made and "update_ratio" in made
+    assert "gradient norm" in figures(at)

@@ -7,7 +7,7 @@ fragment shows; a Plotly chart whose data changed costs a redraw on top, an iden
 almost nothing (bench/dashboard_overhead.py, bench/README.md "Dashboard overhead"). So the
 views poll every :data:`STATUS_SECONDS` (the progress) and :data:`CHART_SECONDS` (the charts),
 not at all while the job is paused, copy only the fields they show (:data:`HEAVY_KEYS` left
-out), and rebuild a figure only when its data changed (:func:`cached_figure`).
+out), and rebuild a figure, or copy a record, only when its data changed (:func:`cached_view`).
 """
 
 from __future__ import annotations
@@ -30,10 +30,11 @@ HEAVY_KEYS = ("inside", "history", "batch_steps", "batch_loss", "batch_ema")
 _CACHE_KEY = "_live_figures"
 
 
-def cached_figure(name: str, token: Hashable, build: Callable[[], Any]) -> Any:
-    """The figure ``build()`` made for ``token``, kept in the session under ``name``: rebuilt
-    only when ``token`` (what the figure shows: the job, its epoch, its batches) changed. The
-    same figure re-sent is drawn again by neither the server's Plotly nor the browser's."""
+def cached_view(name: str, token: Hashable, build: Callable[[], Any]) -> Any:
+    """What ``build()`` made for ``token`` (a figure, or the record a view draws from), kept in
+    the session under ``name``: made again only when ``token`` (what it shows: the job, its
+    epoch, its batches) changed. The same figure re-sent is drawn again by neither the server's
+    Plotly nor the browser's."""
     figures = st.session_state.setdefault(_CACHE_KEY, {})
     kept = figures.get(name)
     if kept is not None and kept[0] == token:
