@@ -35,6 +35,19 @@ METRIC_LABELS = {
 }
 
 
+def note_in_middle(fig: go.Figure, text: str) -> None:
+    """A grey note in the middle of an empty figure ("no epochs yet")."""
+    fig.add_annotation(
+        text=text,
+        showarrow=False,
+        xref="paper",
+        yref="paper",
+        x=0.5,
+        y=0.5,
+        font=dict(color="gray"),
+    )
+
+
 def _clean(values: Sequence | None) -> list:
     """Floats with None/NaN/inf turned into None (Plotly leaves a gap)."""
     out = []
@@ -83,15 +96,7 @@ def training_curves_figure(
     fig.update_xaxes(title_text="epoch", rangemode="tozero", row=1, col=2)
     fig.update_yaxes(tickformat=".0%", row=1, col=2)
     if not epochs:
-        fig.add_annotation(
-            text="no epochs yet",
-            showarrow=False,
-            xref="paper",
-            yref="paper",
-            x=0.5,
-            y=0.5,
-            font=dict(color="gray"),
-        )
+        note_in_middle(fig, "no epochs yet")
     fig.update_layout(
         height=height,
         margin=dict(l=10, r=10, t=40 if not title else 60, b=10),
@@ -185,15 +190,7 @@ def live_training_figure(
     fig.update_xaxes(title_text="epoch", title_standoff=4, row=2, col=1)
     fig.update_yaxes(tickformat=".0%", row=1, col=2)
     if not epochs and not ys:
-        fig.add_annotation(
-            text="no batches yet",
-            showarrow=False,
-            xref="paper",
-            yref="paper",
-            x=0.5,
-            y=0.5,
-            font=dict(color="gray"),
-        )
+        note_in_middle(fig, "no batches yet")
     fig.update_layout(
         height=height,
         margin=dict(l=55, r=15, t=30, b=45, autoexpand=False),
@@ -286,15 +283,7 @@ def batch_loss_figure(
             )
         )
     else:
-        fig.add_annotation(
-            text="no batches yet",
-            showarrow=False,
-            xref="paper",
-            yref="paper",
-            x=0.5,
-            y=0.5,
-            font=dict(color="gray"),
-        )
+        note_in_middle(fig, "no batches yet")
     fig.update_layout(
         title="Batch loss",
         height=height,
@@ -323,15 +312,7 @@ def compare_figure(
             go.Scatter(x=xs, y=ys, name=str(label), mode="lines+markers", marker=dict(size=5))
         )
     if not fig.data:
-        fig.add_annotation(
-            text=f"no {METRIC_LABELS.get(metric, metric)} recorded",
-            showarrow=False,
-            xref="paper",
-            yref="paper",
-            x=0.5,
-            y=0.5,
-            font=dict(color="gray"),
-        )
+        note_in_middle(fig, f"no {METRIC_LABELS.get(metric, metric)} recorded")
     fig.update_layout(
         height=height,
         margin=dict(l=10, r=10, t=40, b=10),

@@ -32,6 +32,7 @@ from nn.core.network import NeuralNetwork
 from nn.core.optimizers import OPTIMIZERS
 from nn.services.training import check_network_size
 from nn.services.tuning import SearchJob, run_search_job
+from ui.charts import note_in_middle
 from ui.jobs import BackgroundJob
 from ui.train_form import config_from_preset, to_model_kwargs
 
@@ -518,15 +519,7 @@ def parallel_coordinates_figure(
     names = list(space) if space else (list(scored[0]["params"]) if scored else [])
     fig = go.Figure()
     if not scored:
-        fig.add_annotation(
-            text="no scored trials yet",
-            showarrow=False,
-            xref="paper",
-            yref="paper",
-            x=0.5,
-            y=0.5,
-            font=dict(color="gray"),
-        )
+        note_in_middle(fig, "no scored trials yet")
         fig.update_layout(height=360, margin=dict(l=40, r=40, t=40, b=20))
         return fig
     dims = []
