@@ -386,7 +386,9 @@ def _local_worker(
     try:
         ctx.arrays = unpack_arrays(blob)
         facts = _worker_facts()
-        if adapt and (facts["blas_threads"] or 1) > 1:
+        # the governor reads the machine's load from /proc/stat (Linux); elsewhere the job
+        # keeps the threads it started with
+        if adapt and (facts["blas_threads"] or 1) > 1 and os.path.exists("/proc/stat"):
             ctx.governor = BlasGovernor(facts["blas_threads"])
         ctx.send({"type": "started", **facts, "adaptive_threads": ctx.governor is not None})
         value, out_blob = _run_job(target, ctx)
