@@ -166,25 +166,8 @@ def live_training_figure(
     )
     _add_curves(fig, history, epochs)
     xs, ys, sm = _thinned_batches(batch_loss, steps, smoothed, max_points, 4)
-    if ys:
-        fig.add_trace(
-            go.Scatter(
-                x=xs, y=ys, name="batch loss", mode="lines", line=dict(color=BATCH_COLOR, width=1)
-            ),
-            row=2,
-            col=1,
-        )
-        fig.add_trace(
-            go.Scatter(
-                x=xs,
-                y=sm,
-                name="smoothed (EMA)",
-                mode="lines",
-                line=dict(color=TRAIN_COLOR, width=2),
-            ),
-            row=2,
-            col=1,
-        )
+    for trace in _batch_traces(xs, ys, sm):
+        fig.add_trace(trace, row=2, col=1)
     fig.update_xaxes(rangemode="tozero", row=1, col=1)
     fig.update_xaxes(rangemode="tozero", row=1, col=2)
     fig.update_xaxes(title_text="epoch", title_standoff=4, row=2, col=1)
@@ -242,6 +225,24 @@ def _thinned_batches(batch_loss, steps, smoothed, max_points, digits, smoothing=
     return _rounded(xs, digits + 2), _rounded(ys, digits), _rounded(sm, digits)
 
 
+def _batch_traces(xs: list, ys: list, smoothed: list) -> list[go.Scatter]:
+    """The batch loss (faint) and its EMA (bold) as two line traces; none without batches."""
+    if not ys:
+        return []
+    return [
+        go.Scatter(
+            x=xs, y=ys, name="batch loss", mode="lines", line=dict(color=BATCH_COLOR, width=1)
+        ),
+        go.Scatter(
+            x=xs,
+            y=smoothed,
+            name="smoothed (EMA)",
+            mode="lines",
+            line=dict(color=TRAIN_COLOR, width=2),
+        ),
+    ]
+
+
 def batch_loss_figure(
     batch_loss: Sequence[float],
     *,
@@ -263,26 +264,9 @@ def batch_loss_figure(
     canvas first (blank frames); the worker keeps at most a few thousand points."""
     xs, ys, sm = _thinned_batches(batch_loss, steps, smoothed, max_points, digits, smoothing)
     fig = go.Figure()
-    if ys:
-        fig.add_trace(
-            go.Scatter(
-                x=xs,
-                y=ys,
-                name="batch loss",
-                mode="lines",
-                line=dict(color=BATCH_COLOR, width=1),
-            )
-        )
-        fig.add_trace(
-            go.Scatter(
-                x=xs,
-                y=sm,
-                name="smoothed (EMA)",
-                mode="lines",
-                line=dict(color=TRAIN_COLOR, width=2),
-            )
-        )
-    else:
+    for trace in _batch_traces(xs, ys, sm):
+        fig.add_trace(trace)
+    if not ys:
         note_in_middle(fig, "no batches yet")
     fig.update_layout(
         title="Batch loss",
