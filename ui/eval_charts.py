@@ -1,4 +1,4 @@
-"""Plotly figures for the Overview, Draw, Predictions and Evaluate pages.
+"""Plotly figures for the Overview, Predictions and Evaluate pages.
 
 Pure functions of NumPy arrays / plain lists returning ``plotly.graph_objects.Figure``; they never
 call Streamlit. Pages render them with ``st.plotly_chart(fig, width="stretch")``.
@@ -9,7 +9,6 @@ call Streamlit. Pages render them with ``st.plotly_chart(fig, width="stretch")``
 - ``cell_from_selection(event)``                       the (true, pred) cell of a chart click.
 - ``per_class_figure(report)``                         precision / recall / F1 per digit.
 - ``weights_figure(W, n_units, ncols)``                first-layer weights as 28x28 images.
-- ``activations_figure(activations)``                  one heatmap strip per hidden layer.
 """
 
 from __future__ import annotations
@@ -338,71 +337,3 @@ def conv_filters(weight: np.ndarray) -> np.ndarray:
     w = np.asarray(weight, dtype=np.float64)
     k, _, _, f = w.shape
     return w.mean(axis=2).reshape(k * k, f)
-
-
-def activations_figure(
-    activations: Sequence[np.ndarray], *, row_height: int = 70, max_width: int = 64
-) -> go.Figure:
-    """One heatmap strip per hidden layer: the activation of every unit for one image.
-
-    A layer wider than ``max_width`` units wraps onto several rows. Each strip has its own colour
-    range (dark = low, bright = high). Built in one ``go.Figure`` call with hand-placed axes
-    (``make_subplots`` costs more than the network): it is redrawn on every stroke."""
-    layers = [np.asarray(a, dtype=np.float64).ravel() for a in activations]
-    rows = [max(1, math.ceil(a.size / max_width)) for a in layers]
-    title_px, gap_px = 26, 14
-    height = int(sum(rows) * row_height + len(layers) * (title_px + gap_px) + 20)
-    traces, layout, annotations = [], {}, []
-    top = 1.0
-    for i, (a, n_rows) in enumerate(zip(layers, rows, strict=True), start=1):
-        width = min(a.size, max_width)
-        grid = np.full(n_rows * width, np.nan)
-        grid[: a.size] = a
-        unit = np.arange(n_rows * width).reshape(n_rows, width)
-        z = np.where(np.isnan(grid), None, np.round(grid, 3)).reshape(n_rows, width).tolist()
-        lo, hi = float(a.min()), float(a.max())
-        if hi <= lo:
-            hi = lo + 1e-6
-        suffix = "" if i == 1 else str(i)
-        traces.append(
-            dict(
-                type="heatmap",
-                z=z,
-                customdata=unit.tolist(),
-                colorscale="Viridis",
-                zmin=lo,
-                zmax=hi,
-                showscale=False,
-                xgap=1,
-                ygap=1,
-                hoverongaps=False,
-                xaxis=f"x{suffix}",
-                yaxis=f"y{suffix}",
-                hovertemplate="unit %{customdata}: %{z:.3f}<extra></extra>",
-            )
-        )
-        title_top = top
-        top -= title_px / height
-        bottom = top - n_rows * row_height / height
-        layout[f"xaxis{suffix}"] = dict(visible=False, anchor=f"y{suffix}", domain=[0, 1])
-        layout[f"yaxis{suffix}"] = dict(
-            visible=False,
-            anchor=f"x{suffix}",
-            autorange="reversed",
-            domain=[max(0.0, bottom), max(0.0, top)],
-        )
-        annotations.append(
-            dict(
-                text=f"hidden layer {i} ({a.size} units, min {lo:.2f}, max {a.max():.2f})",
-                x=0.5,
-                y=title_top,
-                xref="paper",
-                yref="paper",
-                xanchor="center",
-                yanchor="top",
-                showarrow=False,
-            )
-        )
-        top = bottom - gap_px / height
-    layout.update(height=height, margin=dict(l=10, r=10, t=10, b=10), annotations=annotations)
-    return go.Figure(data=traces, layout=layout)
