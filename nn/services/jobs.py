@@ -252,29 +252,29 @@ class _LocalContext(JobContext):
             if not self._held:
                 self._held_since = time.monotonic()
             self._held.append(dict(payload))
-            due = time.monotonic() - self._held_since >= EMIT_SECONDS
-        if due:
-            self.send({"type": "events", "events": []})
+            if time.monotonic() - self._held_since >= EMIT_SECONDS:
+                self._write()
 
     def send(self, message: Mapping[str, Any], blob: bytes | None = None) -> None:
+        with self._send_lock:
+            self._write(message, blob)
+
+    def _write(self, message: Mapping[str, Any] | None = None, blob: bytes | None = None) -> None:
+        """Under the send lock: what ``emit_often`` held back, in order, then ``message`` and
+        ``blob``."""
         if self._orphaned:
             return
-        with self._send_lock:
-            try:
-                if self._held:  # what emit_often held back goes first, in order
-                    held, self._held = self._held, []
-                    if message.get("type") == "events":
-                        message = {"type": "events", "events": held + list(message["events"])}
-                    else:
-                        self._conn.send_bytes(_encode({"type": "events", "events": held}))
-                elif message.get("type") == "events" and not message["events"]:
-                    return
+        try:
+            if self._held:
+                held, self._held = self._held, []
+                self._conn.send_bytes(_encode({"type": "events", "events": held}))
+            if message is not None:
                 self._conn.send_bytes(_encode(message))
                 if blob is not None:
                     self._conn.send_bytes(blob)
-            except OSError:  # the server is gone (BrokenPipeError): stop quietly
-                self._orphaned = True
-                self.control.stop()
+        except OSError:  # the server is gone (BrokenPipeError): stop quietly
+            self._orphaned = True
+            self.control.stop()
 
 
 def _resolve(target: str) -> Callable[[JobContext], Any]:
