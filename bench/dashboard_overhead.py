@@ -36,7 +36,6 @@ import contextlib
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -49,7 +48,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from streamlit_server import streamlit_command  # noqa: E402
+from streamlit_server import free_port, streamlit_command  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -82,12 +81,6 @@ def _clean_environment(extra: dict[str, str] | None = None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in CLEARED_VARIABLES}
     env.update(extra or {})
     return env
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _runs(db: Path) -> list:
@@ -152,7 +145,7 @@ class Server:
         self.models = folder / "models"
         self.models.mkdir(parents=True, exist_ok=True)
         self.log = folder / "streamlit.log"
-        port = _free_port()
+        port = free_port()
         self.url = f"http://127.0.0.1:{port}"
         full_env = _clean_environment(
             {

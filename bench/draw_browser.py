@@ -29,19 +29,16 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from streamlit_server import streamlit_command  # noqa: E402
+from streamlit_server import start_streamlit  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu"]
@@ -141,12 +138,6 @@ _INSTALL_JS = """() => {
 }"""
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _cnn_model(folder: Path) -> Path:
     from bench.draw_page import CNN
     from nn.core.network import NeuralNetwork
@@ -183,26 +174,9 @@ def _models_folder(name: str, root: Path) -> Path:
 
 
 def _start_server(models: Path, log: Path) -> tuple[subprocess.Popen, str]:
-    port = _free_port()
     env = dict(os.environ, NN_MODELS_DIR=str(models), NN_RUNS_DB=str(models / "runs.sqlite"))
     env["NN_MINE_DB"] = str(models / "mine.sqlite")
-    cmd = streamlit_command(port)
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + SERVER_START_SECONDS
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"streamlit exited with {proc.returncode}: see {log}")
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                if r.read().decode().strip() == "ok":
-                    return proc, url
-        except OSError:
-            pass
-        time.sleep(0.1)  # polling the server's health, not synchronising the page
-    proc.terminate()
-    raise RuntimeError(f"streamlit not healthy after {SERVER_START_SECONDS} s: see {log}")
+    return start_streamlit(env, log, SERVER_START_SECONDS)
 
 
 def _stop(proc: subprocess.Popen) -> None:
