@@ -369,23 +369,8 @@ def test_fit_refuses_what_needs_more_memory_than_the_limit(monkeypatch):
     assert not hasattr(model, "coefs_") or not model._is_fitted()
 
 
-def test_divergence_without_nan_stops_and_says_so():
-    X, y = _blobs(n=300, d=20, seed=3)
-    model = NeuralNetwork(
-        hidden_layers=[64, 64],
-        optimizer="sgd",
-        learning_rate=10.0,
-        epochs=5,
-        batch_size=16,
-        random_state=0,
-    ).fit(X, y)
-    assert model.stop_reason_ == "diverged"
-    assert "diverged" in model.stop_message_ and "lower learning rate" in model.stop_message_
-    assert all(np.isfinite(w).all() for w in model.coefs_)
-    assert max(model.history_["batch_loss"]) < 100 * max(np.log(3), model.history_["batch_loss"][0])
-
-
-def test_a_divergence_is_told_to_the_callback_before_the_good_weights_return():
+def _diverging_sgd():
+    """Blobs and an SGD net whose learning rate of 10 makes its loss blow up without NaN."""
     X, y = _blobs(n=300, d=20, seed=3)
     model = NeuralNetwork(
         hidden_layers=[64, 64],
@@ -395,6 +380,20 @@ def test_a_divergence_is_told_to_the_callback_before_the_good_weights_return():
         batch_size=16,
         random_state=0,
     )
+    return X, y, model
+
+
+def test_divergence_without_nan_stops_and_says_so():
+    X, y, model = _diverging_sgd()
+    model.fit(X, y)
+    assert model.stop_reason_ == "diverged"
+    assert "diverged" in model.stop_message_ and "lower learning rate" in model.stop_message_
+    assert all(np.isfinite(w).all() for w in model.coefs_)
+    assert max(model.history_["batch_loss"]) < 100 * max(np.log(3), model.history_["batch_loss"][0])
+
+
+def test_a_divergence_is_told_to_the_callback_before_the_good_weights_return():
+    X, y, model = _diverging_sgd()
     events, weights_then = [], []
 
     def callback(event):

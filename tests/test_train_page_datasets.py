@@ -26,14 +26,16 @@ env = test_data_pages.env  # the data folder and models of test_data_pages, as f
 folders = test_data_pages.folders
 
 
-def test_train_page_trains_on_the_active_set_and_the_model_records_it(env, started_jobs):
-    at = open_app("pages/train.py", "colour")
-    assert "Training on the data set **colour**" in texts(at.caption)
-    at.button(key="preset_best").click().run()  # augmentation on: switched off for colour
+def _one_small_epoch(at: AppTest, batch_size: int) -> None:
+    """Set the form to one epoch of a 16-unit hidden layer in batches of ``batch_size``."""
     at.number_input(key="tf_n_layers").set_value(1).run()
     at.number_input(key="tf_units_0").set_value(16).run()
     at.number_input(key="tf_epochs").set_value(1).run()
-    at.number_input(key="tf_batch_size").set_value(16).run()
+    at.number_input(key="tf_batch_size").set_value(batch_size).run()
+
+
+def _train_until_finished(at: AppTest, started_jobs) -> None:
+    """Press Start, wait for the one job (bounded), and check the page says it finished."""
     at.button(key="start_training").click().run()
     (job,) = started_jobs
     job.join(90)
@@ -41,6 +43,14 @@ def test_train_page_trains_on_the_active_set_and_the_model_records_it(env, start
     at.run()
     assert not at.exception
     assert "Training finished" in texts(at.success), texts(at.error)
+
+
+def test_train_page_trains_on_the_active_set_and_the_model_records_it(env, started_jobs):
+    at = open_app("pages/train.py", "colour")
+    assert "Training on the data set **colour**" in texts(at.caption)
+    at.button(key="preset_best").click().run()  # augmentation on: switched off for colour
+    _one_small_epoch(at, batch_size=16)
+    _train_until_finished(at, started_jobs)
     at.text_input(key="save_name").set_value("colour-page").run()
     at.button(key="save_model").click().run()
     path = env[1] / "colour-page.npz"
@@ -123,19 +133,10 @@ def test_train_page_offers_and_checks_the_small_sets_bounds_and_trains(small_env
     at.button(key="start_training").click().run()
     assert not started_jobs, "a training outside the set's bounds was started"
     at.number_input(key="tf_train_size").set_value(200).run()
-    at.number_input(key="tf_n_layers").set_value(1).run()
-    at.number_input(key="tf_units_0").set_value(16).run()
-    at.number_input(key="tf_epochs").set_value(1).run()
-    at.number_input(key="tf_batch_size").set_value(32).run()
+    _one_small_epoch(at, batch_size=32)
     assert "outside" not in data_errors(at)
     assert "Training on **200** images." in texts(at.caption)
-    at.button(key="start_training").click().run()
-    (job,) = started_jobs
-    job.join(90)
-    assert not job.is_alive(), "training did not finish in time"
-    at.run()
-    assert not at.exception
-    assert "Training finished" in texts(at.success), texts(at.error)
+    _train_until_finished(at, started_jobs)
     assert "200 training, 50 validation, 60 test images" in texts(at.caption)
 
 
