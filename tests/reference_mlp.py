@@ -98,8 +98,8 @@ class NeuralNetwork:
         early_stopping, patience, monitor, min_delta, validation_fraction: stop when the monitored
             validation metric has not improved for ``patience`` epochs and restore the best weights.
             Without ``X_val``, ``validation_fraction`` of the training data is held out.
-        augment: ``None`` or the settings of an ``nn.augment.Augmenter`` (a dict) applied to each
-            training batch.
+        augment: ``None`` or the settings of an ``nn.core.augment.Augmenter`` (a dict) applied
+            to each training batch.
         dtype: ``float32`` (fast) or ``float64`` (gradient checks).
         warm_start: when fitted already, ``fit`` continues from the current weights and optimizer.
         random_state: ``None`` or an int seed.
@@ -274,7 +274,7 @@ class NeuralNetwork:
         if self.augment:
             if not isinstance(self.augment, dict):
                 raise _bad("augment", self.augment, "use None or a dict of Augmenter settings")
-            from nn.data.augment import Augmenter
+            from nn.core.augment import Augmenter
 
             augmenter = Augmenter(**self.augment)
         return {

@@ -1,4 +1,5 @@
-"""Tests for nn.augment: shapes, identity, geometry (centre of mass, mass), seeding, config."""
+"""Tests for nn.core.augment: shapes, identity, geometry (centre of mass, mass), seeding and
+config."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from nn.data.augment import Augmenter, gaussian_smoothing_matrix, warp_batch
+from nn.core.augment import Augmenter, gaussian_smoothing_matrix, warp_batch
 
 
 def blobs(n: int = 16, seed: int = 0) -> np.ndarray:

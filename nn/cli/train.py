@@ -26,6 +26,7 @@ from nn.cli.common import (
     widths_describe,
 )
 from nn.cli.progress import Progress, StopOnInterrupt
+from nn.core import augment
 from nn.core.activations import ACTIVATIONS
 from nn.core.initializers import INIT_CHOICES
 from nn.core.layer_spec import compact, parse_layers, parse_shape
@@ -244,14 +245,10 @@ _AUGMENT_OFF = {"shift": 0.0, "rotation": 0.0, "scale": 0.0, "elastic_alpha": 0.
 
 def _augment_defaults() -> dict[str, float]:
     """The Augmenter's defaults, spelled out: ``NeuralNetwork(augment={})`` augments nothing."""
-    from nn.data import augment
-
-    return {name: float(p[3]) for name, p in augment._PARAMS.items()}
+    return {name: float(p[3]) for name, p in augment.SETTINGS.items()}
 
 
 def _add_augment_flags(parser: argparse.ArgumentParser) -> None:
-    from nn.data import augment
-
     group = parser.add_argument_group(
         "augmentation (random distortions of each training batch)",
         "--augment switches on the Augmenter defaults (shift 2, rotation 10, scale 0.1); each "
@@ -266,7 +263,7 @@ def _add_augment_flags(parser: argparse.ArgumentParser) -> None:
         default=argparse.SUPPRESS,
         help="augment the training batches",
     )
-    for name, (_, _, _, default, meaning) in augment._PARAMS.items():
+    for name, (_, _, _, default, meaning) in augment.SETTINGS.items():
         group.add_argument(
             "--augment-" + name.replace("_", "-"),
             dest=f"augment__{name}",

@@ -27,6 +27,7 @@ import numpy as np
 
 from nn.core import limits
 from nn.core.activations import ACTIVATIONS
+from nn.core.augment import Augmenter
 from nn.core.initializers import INIT_CHOICES
 from nn.core.layers import (
     IMAGE_LAYERS,
@@ -156,8 +157,8 @@ class NeuralNetwork:
         early_stopping, patience, monitor, min_delta, validation_fraction: stop when the monitored
             validation metric has not improved for ``patience`` epochs and restore the best weights.
             Without ``X_val``, ``validation_fraction`` of the training data is held out.
-        augment: ``None`` or the settings of an ``nn.augment.Augmenter`` (a dict) applied to each
-            training batch.
+        augment: ``None`` or the settings of an ``nn.core.augment.Augmenter`` (a dict) applied
+            to each training batch.
         dtype: ``float32`` (fast) or ``float64`` (gradient checks).
         warm_start: when fitted already, ``fit`` continues from the current weights and optimizer.
         random_state: ``None`` or an int seed in 0..``nn.core.limits.MAX_SEED``.
@@ -348,8 +349,6 @@ class NeuralNetwork:
             return None
         if not isinstance(self.augment, dict):
             raise _bad("augment", self.augment, "use None or a dict of Augmenter settings")
-        from nn.data.augment import Augmenter
-
         try:
             return Augmenter(**self.augment)
         except (TypeError, ValueError) as exc:

@@ -74,7 +74,7 @@ __all__ = [
 ]
 
 AUGMENT: dict[str, float] = {"shift": 2.0, "rotation": 10.0, "scale": 0.1}
-"""Augmentation used while fine-tuning (``nn.data.augment.Augmenter`` settings)."""
+"""Augmentation used while fine-tuning (``nn.core.augment.Augmenter`` settings)."""
 
 DEFAULTS: dict[str, Any] = {
     "epochs": 1,
@@ -266,7 +266,7 @@ def finetune(
 
     x_repeated = np.repeat(x_user[train_idx], repeats, 0)
     if cfg["augment"] == "user":
-        from nn.data.augment import Augmenter
+        from nn.core.augment import Augmenter
 
         augmenter = Augmenter(**AUGMENT, random_state=int(cfg["seed"]))
         x_repeated = np.rint(augmenter(x_repeated) * 255).astype(np.uint8)

@@ -34,7 +34,7 @@ _GRID = np.stack([*np.mgrid[0:SIDE, 0:SIDE][::-1].reshape(2, -1), np.ones(N_PIXE
 )
 
 # name -> (low, high, low_inclusive, default, meaning)
-_PARAMS: dict[str, tuple[float, float, bool, float, str]] = {
+SETTINGS: dict[str, tuple[float, float, bool, float, str]] = {
     "shift": (0.0, 14.0, True, 2.0, "maximum shift in pixels"),
     "rotation": (0.0, 180.0, True, 10.0, "maximum rotation in degrees"),
     "scale": (0.0, 0.9, True, 0.1, "maximum relative zoom"),
@@ -232,7 +232,7 @@ class Augmenter:
 
     @staticmethod
     def _check(name: str, value: Any) -> float:
-        low, high, low_inclusive, _, meaning = _PARAMS[name]
+        low, high, low_inclusive, _, meaning = SETTINGS[name]
         allowed = f"{'[' if low_inclusive else '('}{low:g}, {high:g}]"
         if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
             raise ValueError(f"{name}={value!r} must be a number in {allowed} ({meaning})")
@@ -243,7 +243,7 @@ class Augmenter:
 
     def get_config(self) -> dict[str, Any]:
         """JSON-able parameters; ``Augmenter(**config)`` rebuilds an equivalent augmenter."""
-        config: dict[str, Any] = {name: getattr(self, name) for name in _PARAMS}
+        config: dict[str, Any] = {name: getattr(self, name) for name in SETTINGS}
         config["random_state"] = self.random_state
         return config
 
