@@ -190,7 +190,7 @@ def _apply_text() -> None:
     cfg = _config()
     text = st.session_state.get("tf_stk_text", "")
     try:
-        stack = parse_layers(text) if text.strip() else []
+        stack = parse_layers(text, files=False) if text.strip() else []
     except ValueError as exc:
         st.session_state["tf_stk_text_error"] = str(exc)
         return

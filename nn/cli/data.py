@@ -119,7 +119,7 @@ def _list(args: argparse.Namespace, out: Out) -> int:
     out(text_table(["name", "shape", "classes", "train", "test", "class names"], rows, "llrrrl"))
     out(f"\ndata folder: {data_dir()}")
     for message in errors:
-        out(f"unreadable: {message}")
+        out(f"left out: {message}")
     if args.json:
         print_json({"sets": [_row(s) for s in sets], "errors": errors})
     return EXIT_OK

@@ -17,9 +17,9 @@ import argparse
 import json
 import os
 import sys
-from pathlib import Path
 from typing import Any
 
+from nn.core.bounded_json import JSONSyntaxError, loads, read_json_file
 from nn.core.limits import MAX_GRID_POINTS, MAX_TRIALS
 from nn.search.engine import STRATEGIES, SearchEvent, SearchSpace, parse_dimension
 from nn.services.tuning import SearchJob, run_search_job
@@ -192,8 +192,8 @@ def parse_set(text: str) -> tuple[str, Any]:
     if not sep or not name:
         raise ValueError(f"--set {text!r}: write NAME=VALUE, e.g. optimizer=adam")
     try:
-        return name, json.loads(value)
-    except ValueError:
+        return name, loads(value, f"--set {name}")
+    except JSONSyntaxError:
         return name, value.strip()
 
 
@@ -201,17 +201,7 @@ def build_space(args: argparse.Namespace) -> SearchSpace:
     """The search space from ``--space`` and ``--param`` (``DEFAULT_SPACE`` if neither)."""
     dims: dict[str, Any] = {}
     if getattr(args, "space", None):
-        path = Path(args.space)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise ValueError(
-                f"--space {args.space}: cannot read the file ({exc.strerror})"
-            ) from None
-        try:
-            data = json.loads(text)
-        except ValueError as exc:
-            raise ValueError(f"--space {args.space}: not valid JSON ({exc})") from None
+        data = read_json_file(args.space, f"--space {args.space}")
         if isinstance(data, dict) and isinstance(data.get("space"), dict):
             data = data["space"]  # a recorded search (its "space" field)
         if not isinstance(data, dict):

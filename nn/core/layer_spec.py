@@ -18,13 +18,16 @@ matches one pattern of ``TOKENS`` (a registry: pattern, the dict it builds, an e
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from nn.core.bounded_json import loads, read_json_file
+from nn.core.limits import MAX_LAYERS
+
 _NUMBER = r"(\d+(?:\.\d*)?|\.\d+)"
+_DIGITS = re.compile(r"[0-9]{1,9}")
 
 
 def _conv(m: re.Match) -> dict:
@@ -54,16 +57,24 @@ def _leaky(m: re.Match) -> dict:
 
 
 TOKENS: tuple[tuple[re.Pattern, Callable[[re.Match], dict], str], ...] = tuple(
-    (re.compile(pattern), build, example)
+    (re.compile(pattern, re.ASCII), build, example)
     for pattern, build, example in (
         (
-            r"conv(?P<filters>\d+)k(?P<kernel>\d+)(?:s(?P<stride>\d+))?(?P<padding>same|valid)?",
+            r"conv(?P<filters>\d{1,9})k(?P<kernel>\d{1,9})(?:s(?P<stride>\d{1,9}))?(?P<padding>same|valid)?",
             _conv,
             "conv32k3, conv32k5s2same",
         ),
-        (r"(?:max)?pool(?P<size>\d+)(?:s(?P<stride>\d+))?", _pool("maxpool"), "pool2, pool3s2"),
-        (r"avgpool(?P<size>\d+)(?:s(?P<stride>\d+))?", _pool("avgpool"), "avgpool2"),
-        (r"dense(?P<units>\d+)", lambda m: {"type": "dense", "units": int(m["units"])}, "dense128"),
+        (
+            r"(?:max)?pool(?P<size>\d{1,9})(?:s(?P<stride>\d{1,9}))?",
+            _pool("maxpool"),
+            "pool2, pool3s2",
+        ),
+        (r"avgpool(?P<size>\d{1,9})(?:s(?P<stride>\d{1,9}))?", _pool("avgpool"), "avgpool2"),
+        (
+            r"dense(?P<units>\d{1,9})",
+            lambda m: {"type": "dense", "units": int(m["units"])},
+            "dense128",
+        ),
         (
             rf"dropout(?P<rate>{_NUMBER})",
             lambda m: {"type": "dropout", "rate": float(m["rate"])},
@@ -85,36 +96,58 @@ def parse_token(token: str) -> dict:
         if match:
             return build(match)
     examples = "; ".join(example for _, _, example in TOKENS)
-    raise ValueError(f"{token.strip()!r} is not a layer; write one of: {examples}")
+    raise ValueError(f"{_shown(token.strip())} is not a layer; write one of: {examples}")
 
 
-def parse_layers(text: str) -> list[dict]:
-    """A stack from its one-line syntax, or from a JSON file holding a list of layer dicts."""
+def _shown(text: str, limit: int = 60) -> str:
+    """``text`` quoted for a message, cut to ``limit`` characters."""
+    return repr(text) if len(text) <= limit else repr(text[:limit]) + "..."
+
+
+def parse_layers(text: str, *, files: bool = True) -> list[dict]:
+    """A stack from its one-line syntax, from a JSON list of layer dicts, or (``files``: the
+    command line, never the dashboard) from a JSON file holding one. At most
+    :data:`~nn.core.limits.MAX_LAYERS` layers; every layer's ``type`` a string."""
     text = str(text).strip()
-    if text.endswith(".json") or (text and Path(text).is_file()):
-        return _from_json(Path(text))
+    if text.startswith("["):
+        return checked_stack(loads(text, "the stack"), "the stack")
+    if files and (text.endswith(".json") or _is_file(text)):
+        return checked_stack(read_json_file(text, f"the stack file {text}"), text)
     if not text:
         raise ValueError("the stack is empty: give layers such as conv32k3,relu,pool2,dense128")
+    tokens = text.split(",")
+    if len(tokens) > MAX_LAYERS:
+        raise ValueError(f"the stack has {len(tokens):,} layers; at most {MAX_LAYERS} are allowed")
     stack = []
-    for position, token in enumerate(text.split(","), start=1):
+    for position, token in enumerate(tokens, start=1):
         try:
             stack.append(parse_token(token))
         except ValueError as exc:
-            raise ValueError(f"layer {position} of {text!r}: {exc}") from None
+            raise ValueError(f"layer {position} of {_shown(text)}: {exc}") from None
     return stack
 
 
-def _from_json(path: Path) -> list[dict]:
+def _is_file(text: str) -> bool:
+    """Whether ``text`` names a regular file (False for what no file can be named, e.g. a
+    line longer than a file name may be)."""
     try:
-        if path.stat().st_size > 1_000_000:
-            raise ValueError(f"{path}: a stack file is at most 1 MB")
-        stack = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ValueError(f"cannot read the stack file {path}: {exc.strerror or exc}") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{path} is not a JSON list of layer dicts: {exc}") from None
+        return Path(text).is_file()
+    except (OSError, ValueError):
+        return False
+
+
+def checked_stack(stack: Any, where: str) -> list[dict]:
+    """``stack`` when it is a list of at most MAX_LAYERS dicts, each with a string ``type``."""
     if not isinstance(stack, list) or not all(isinstance(s, dict) for s in stack):
-        raise ValueError(f"{path} must hold a JSON list of layer dicts such as {{'type': 'relu'}}")
+        raise ValueError(f"{where} must be a JSON list of layer dicts such as {{'type': 'relu'}}")
+    if len(stack) > MAX_LAYERS:
+        raise ValueError(f"{where}: {len(stack):,} layers; at most {MAX_LAYERS} are allowed")
+    for position, spec in enumerate(stack, start=1):
+        if not isinstance(spec.get("type"), str):
+            raise ValueError(
+                f'{where}: layer {position}\'s "type" is {_shown(str(spec.get("type")))}; '
+                'give a layer kind as text, e.g. "dense" or "relu"'
+            )
     return stack
 
 
@@ -184,10 +217,7 @@ def to_line(stack: Sequence[dict]) -> str:
 def parse_shape(text: str) -> list[int]:
     """``28x28x1`` or ``28,28,1`` as ``[28, 28, 1]``."""
     parts = re.split(r"[x,\s]+", str(text).strip().lower())
-    try:
-        shape = [int(p) for p in parts if p]
-    except ValueError:
-        shape = []
+    shape = [int(p) for p in parts if p] if all(_DIGITS.fullmatch(p) for p in parts if p) else []
     if len(shape) != 3 or min(shape) < 1:
         raise ValueError(
             f"{text!r} is not an image shape: write HEIGHTxWIDTHxCHANNELS, e.g. 28x28x1"

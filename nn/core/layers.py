@@ -546,7 +546,7 @@ def make_layer(spec: Any) -> Layer:
     if not isinstance(spec, dict):
         raise ValueError(f"{spec!r} is not a layer: give a dict such as {{'type': 'relu'}}")
     kind = spec.get("type")
-    if kind not in LAYERS:
+    if not isinstance(kind, str) or kind not in LAYERS:
         raise ValueError(f"unknown type {kind!r}; use one of {', '.join(LAYERS)}")
     return LAYERS[kind](**{k: v for k, v in spec.items() if k != "type"})
 

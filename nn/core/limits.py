@@ -46,3 +46,23 @@ MAX_TRAINING_BYTES = _bytes_from_env("NN_MAX_TRAINING_BYTES", 4 * 1024**3)
 """Memory a training may need (parameters, gradients, optimizer state, snapshots and the
 per-batch buffers, im2col included), as ``NeuralNetwork.estimate_memory`` computes it from the
 shapes; 4 GiB unless the environment variable ``NN_MAX_TRAINING_BYTES`` gives another number."""
+
+
+MAX_JSON_BYTES = 1_000_000
+"""Size of a JSON document a user gives (a ``--layers`` or ``--space`` file, a data set's
+``info.json``, a ``--param``/``--set`` value): a search space or a stack fits in a few KB."""
+
+MAX_JSON_DEPTH = 32
+"""Nesting of lists and objects in a user's JSON (a stack is 3 deep, a choice of stacks 5)."""
+
+MAX_JSON_NUMBER_DIGITS = 40
+"""Digits of one whole number in a user's JSON (seeds and sizes need at most 20)."""
+
+MAX_LAYERS = 200
+"""Layers of one stack, activations included (a VGG-style stack of 40 layers has 80)."""
+
+MAX_EPOCHS = 100_000
+"""Epochs of one training (``--epochs``, the forms, a search's ``--epochs``)."""
+
+MAX_NAME_LENGTH = 100
+"""Characters of a model's or a run's name."""

@@ -40,6 +40,7 @@ from typing import Any
 
 import numpy as np
 
+from nn.core.bounded_json import JSONInputError, read_json_file
 from nn.core.limits import MAX_DATASET_CLASSES, MAX_DATASET_IMAGES
 from nn.data.datasets import (
     MAX_DATASET_ELEMENTS,
@@ -66,6 +67,7 @@ __all__ = [
     "fits",
     "data_dir",
     "get_info",
+    "has_set",
     "list_sets",
     "load_set",
     "mnist_info",
@@ -241,10 +243,7 @@ def parse_image_shape(text: str | None) -> tuple[int, int, int] | None:
     if text is None or not str(text).strip():
         return None
     parts = re.split(r"\s*[x,X*]\s*", str(text).strip())
-    try:
-        dims = [int(p) for p in parts]
-    except ValueError:
-        dims = []
+    dims = [int(p) for p in parts] if all(re.fullmatch("[0-9]{1,9}", p) for p in parts) else []
     if len(dims) == 2:
         dims.append(1)
     if len(dims) != 3 or min(dims) < 1 or dims[2] not in (1, 3):
@@ -496,11 +495,9 @@ def remove_set(name: str, folder: str | os.PathLike | None = None) -> Path:
 def _read_info(path: Path) -> DataSetInfo:
     where = path / INFO_FILE
     try:
-        doc = json.loads(where.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise DataError(f"{where}: no such file") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DataError(f"{where}: unreadable description ({exc})") from None
+        doc = read_json_file(where)
+    except JSONInputError as exc:
+        raise DataError(f"the description of the set {path.name!r} is unreadable: {exc}") from None
     info = DataSetInfo.from_dict(doc, where)
     if info.name != path.name:
         raise DataError(f"{where}: describes {info.name!r}, not {path.name!r}")
@@ -525,6 +522,16 @@ def list_sets(
             if errors is not None:
                 errors.append(str(exc))
     return sets
+
+
+def has_set(name: str, folder: str | os.PathLike | None = None) -> bool:
+    """Whether ``name`` is MNIST or a set's folder in the data folder, readable or not (so a set
+    whose description is broken is reported as such, not as missing)."""
+    try:
+        clean = sanitize_set_name(name)
+    except DataError:
+        return False
+    return clean == MNIST_NAME or (data_dir(folder) / clean).is_dir()
 
 
 def get_info(name: str, folder: str | os.PathLike | None = None) -> DataSetInfo:

@@ -55,6 +55,7 @@ from typing import Any
 
 import numpy as np
 
+from nn.core.bounded_json import JSONSyntaxError, loads
 from nn.core.limits import MAX_GRID_POINTS, MAX_TRIALS
 from nn.core.network import NeuralNetwork
 
@@ -345,11 +346,13 @@ def dimension_from_dict(data: Mapping[str, Any] | Sequence, name: str = "paramet
     return _KINDS[kind](data["low"], data["high"], name=name)
 
 
-def _parse_value(text: str) -> Any:
+def _parse_value(text: str, name: str) -> Any:
+    """A choice's value: JSON when it parses, else the text itself (``adam``); JSON beyond the
+    bounds of :mod:`nn.core.bounded_json` is refused."""
     text = text.strip()
     try:
-        return json.loads(text)
-    except ValueError:
+        return loads(text, f"{name}: the choice {text[:40]!r}")
+    except JSONSyntaxError:
         return text
 
 
@@ -365,17 +368,13 @@ def parse_dimension(spec: str, name: str = "parameter") -> Dimension:
         raise ValueError(f"{name}: empty specification")
     spec = spec.strip()
     if spec[0] in "[{":
-        try:
-            data = json.loads(spec)
-        except ValueError as exc:
-            raise ValueError(f"{name}: {spec!r} is not valid JSON ({exc})") from None
-        return dimension_from_dict(data, name)
+        return dimension_from_dict(loads(spec, name), name)
     kind, _, rest = spec.partition(":")
     kind = kind.strip().lower()
     if kind == "choice":
         if not rest.strip():
             raise ValueError(f"{name}: give at least one choice (the list is empty)")
-        return Choice([_parse_value(v) for v in rest.split("|")], name=name)
+        return Choice([_parse_value(v, name) for v in rest.split("|")], name=name)
     if kind in ("loguniform", "log", "uniform", "int", "intlog"):
         parts = [p.strip() for p in rest.split(":")]
         log = kind == "intlog"
@@ -462,11 +461,7 @@ class SearchSpace:
 
     @classmethod
     def from_json(cls, text: str) -> SearchSpace:
-        try:
-            data = json.loads(text)
-        except ValueError as exc:
-            raise ValueError(f"the search space is not valid JSON ({exc})") from None
-        return cls.from_dict(data)
+        return cls.from_dict(loads(text, "the search space"))
 
     def sample(self, rng: np.random.Generator) -> dict[str, Any]:
         return {name: dim.sample(rng) for name, dim in self.dimensions.items()}
@@ -1012,9 +1007,25 @@ def _trial_params(
         return random_search(space, n_trials, seed)
     size = space.grid_size(grid_points)
     if n_trials is not None and n_trials < size:
-        keep = np.sort(np.random.default_rng(seed).choice(size, n_trials, replace=False))
-        return space.iter_grid(grid_points, (int(i) for i in keep))
+        keep = _distinct_indices(np.random.default_rng(seed), size, n_trials)
+        return space.iter_grid(grid_points, keep)
     return space.grid(grid_points)
+
+
+def _distinct_indices(rng: np.random.Generator, size: int, count: int) -> list[int]:
+    """``count`` distinct grid indices below ``size``, in order. A grid beyond NumPy's int64
+    (eight ranges of 1,000 points have 10^24) gets its indices as Python integers made from
+    random bytes, a draw at or above ``size`` drawn again."""
+    if size < 2**62:
+        return [int(i) for i in np.sort(rng.choice(size, count, replace=False))]
+    n_bytes = (size.bit_length() + 7) // 8
+    mask = (1 << size.bit_length()) - 1
+    picked: set[int] = set()
+    while len(picked) < count:
+        index = int.from_bytes(rng.bytes(n_bytes), "little") & mask
+        if index < size:
+            picked.add(index)
+    return sorted(picked)
 
 
 def _make_trials(

@@ -161,15 +161,17 @@ def resolve_data_source(data_kwargs: Mapping[str, Any] | None) -> dict[str, Any]
     name (what ``--data NAME`` means); ``DataError`` when it is neither, or names an unknown
     set."""
     from nn.data.datasets import DataError
-    from nn.data.registry import get_info, list_sets
+    from nn.data.registry import get_info, has_set, list_sets
 
     cfg = check_data_kwargs(data_kwargs)
     path = cfg["path"]
     if path is not None and cfg["set"] is not None:
         raise DataError(f"give a data file ({path}) or a data set ({cfg['set']}), not both")
+    if path is not None and not str(path).strip():
+        raise DataError("the data is named by an empty text: give a data file, a folder or a set")
     if path is not None and not Path(path).expanduser().exists():
-        names = [info.name for info in list_sets()]
-        if str(path).strip().lower() not in names:
+        if not has_set(str(path)):
+            names = [info.name for info in list_sets()]
             raise DataError(
                 f"{path}: no such file or folder, and no data set of that name "
                 f"(the data sets: {', '.join(names)}; add one with 'python -m nn data add')"
