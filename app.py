@@ -16,6 +16,7 @@ from __future__ import annotations
 import pandas  # noqa: F401
 import streamlit as st
 
+from ui.auth import render_account, require_sign_in
 from ui.sidebar import render_sidebar
 from ui.state import init_state
 
@@ -49,8 +50,11 @@ def main() -> None:
     st.set_page_config(
         page_title="NumPy MNIST network", page_icon=":material/neurology:", layout="wide"
     )
+    require_sign_in()
     init_state()
     page = st.navigation(_pages())
+    with st.sidebar:
+        render_account()
     render_sidebar(page.url_path)
     page.run()
 

@@ -28,7 +28,7 @@ MAX_GRID_POINTS = 1_000
 """Points per range of a grid search."""
 
 
-def _bytes_from_env(name: str, default: int) -> int:
+def bytes_from_env(name: str, default: int) -> int:
     """A positive byte count from the environment variable ``name``, else ``default``."""
     import os
 
@@ -42,7 +42,7 @@ def _bytes_from_env(name: str, default: int) -> int:
     return value if value > 0 else default
 
 
-MAX_TRAINING_BYTES = _bytes_from_env("NN_MAX_TRAINING_BYTES", 4 * 1024**3)
+MAX_TRAINING_BYTES = bytes_from_env("NN_MAX_TRAINING_BYTES", 4 * 1024**3)
 """Memory a training may need (parameters, gradients, optimizer state, snapshots and the
 per-batch buffers, im2col included), as ``NeuralNetwork.estimate_memory`` computes it from the
 shapes; 4 GiB unless the environment variable ``NN_MAX_TRAINING_BYTES`` gives another number."""
