@@ -16,7 +16,7 @@ from __future__ import annotations
 import pandas  # noqa: F401
 import streamlit as st
 
-from ui.auth import render_account, require_sign_in
+from ui.auth import current_workspace, render_account, require_sign_in
 from ui.sidebar import render_sidebar
 from ui.state import init_state
 
@@ -51,6 +51,7 @@ def main() -> None:
         page_title="NumPy MNIST network", page_icon=":material/neurology:", layout="wide"
     )
     require_sign_in()
+    current_workspace()
     init_state()
     page = st.navigation(_pages())
     with st.sidebar:

@@ -56,9 +56,13 @@ def cookie_secret_problem(settings: dict[str, Any]) -> str | None:
     return None
 
 
+def _signed_in() -> bool:
+    return bool(st.user.to_dict().get("is_logged_in"))
+
+
 def identity() -> dict[str, str] | None:
     """The signed-in person's issuer, subject, email and name; ``None`` when nobody is."""
-    if not auth_configured() or not st.user.is_logged_in:
+    if not auth_configured() or not _signed_in():
         return None
     claims = st.user.to_dict()
     return {key: str(claims.get(key) or "") for key in ("iss", "sub", "email", "name")}
@@ -90,7 +94,7 @@ def require_sign_in() -> None:
     if problem:
         st.error(f"Sign-in is configured but cannot be used safely: {problem}.")
         st.stop()
-    if st.user.is_logged_in:
+    if _signed_in():
         return
     st.title("NumPy MNIST network")
     st.write(

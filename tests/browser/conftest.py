@@ -131,8 +131,14 @@ class Server:
             return ""
 
 
-def start_server(models_dir: Path, workdir: Path) -> Server:
-    port = _free_port()
+def start_server(
+    models_dir: Path,
+    workdir: Path,
+    extra_env: dict[str, str] | None = None,
+    extra_args: tuple[str, ...] = (),
+    port: int | None = None,
+) -> Server:
+    port = port or _free_port()
     runs_db = workdir / "runs.sqlite"
     log = workdir / f"streamlit-{port}.log"
     env = dict(
@@ -142,6 +148,7 @@ def start_server(models_dir: Path, workdir: Path) -> Server:
         NN_RUNS_DB=str(runs_db),
         OPENBLAS_NUM_THREADS="1",
         PYTHONUNBUFFERED="1",
+        **(extra_env or {}),
     )
     cmd = [
         sys.executable,
@@ -157,6 +164,7 @@ def start_server(models_dir: Path, workdir: Path) -> Server:
         str(port),
         "--browser.gatherUsageStats",
         "false",
+        *extra_args,
     ]
     with open(log, "wb") as out:
         proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
@@ -203,6 +211,73 @@ def fresh_server(models_dir, tmp_path):
     folder.mkdir()
     shutil.copy2(models_dir / "default.npz", folder / "default.npz")
     server = start_server(folder, tmp_path)
+    yield server
+    stop_server(server)
+
+
+# ------------------------------------------------------------------------------ sign-in
+ADMIN_EMAIL = "teacher@example.com"
+COOKIE_SECRET = "tZ8qLw3Np7Vd2Hk9Rb4Mx6Gc1Fj5Sy0Ua8Ei3Ko7Qn2Pv6"
+
+
+@pytest.fixture(scope="session")
+def oidc_provider() -> str:
+    """A local OpenID Connect provider (``oidc-provider-mock``); its base URL on localhost."""
+    import oidc_provider_mock
+
+    with oidc_provider_mock.run_server_in_thread(port=0) as provider:
+        yield f"http://localhost:{provider.server_port}"
+
+
+def set_oidc_user(provider: str, subject: str, **claims: str) -> None:
+    """Give the provider's user ``subject`` these claims (email, name, ...)."""
+    import json
+
+    request = urllib.request.Request(
+        f"{provider}/users/{subject}",
+        data=json.dumps(claims).encode(),
+        method="PUT",
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.status in (200, 201, 204)
+
+
+def write_auth_secrets(path: Path, port: int, provider: str) -> Path:
+    path.write_text(
+        "[auth]\n"
+        f'redirect_uri = "http://localhost:{port}/oauth2callback"\n'
+        f'cookie_secret = "{COOKIE_SECRET}"\n'
+        'client_id = "dashboard"\n'
+        'client_secret = "anything"\n'
+        f'server_metadata_url = "{provider}/.well-known/openid-configuration"\n'
+    )
+    return path
+
+
+def start_signed_in_server(
+    models_dir: Path, workdir: Path, provider: str, extra_env: dict[str, str] | None = None
+) -> Server:
+    """A server with sign-in configured (``--secrets.files``), workspaces under ``workdir``,
+    ``teacher@example.com`` as admin; its ``url`` uses localhost, as the sign-in cookie needs."""
+    port = _free_port()
+    secrets = write_auth_secrets(workdir / "secrets.toml", port, provider)
+    env = {
+        "NN_WORKSPACES_DIR": str(workdir / "workspaces"),
+        "NN_ADMINS": ADMIN_EMAIL,
+        **(extra_env or {}),
+    }
+    server = start_server(models_dir, workdir, env, ("--secrets.files", str(secrets)), port=port)
+    server.url = server.url.replace("127.0.0.1", "localhost")
+    return server
+
+
+@pytest.fixture
+def signed_in_server(models_dir, tmp_path, oidc_provider):
+    folder = tmp_path / "models"
+    folder.mkdir()
+    shutil.copy2(models_dir / "default.npz", folder / "default.npz")
+    server = start_signed_in_server(folder, tmp_path, oidc_provider)
     yield server
     stop_server(server)
 
