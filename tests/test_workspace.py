@@ -39,8 +39,20 @@ def test_id_needs_issuer_and_subject(issuer, subject):
 
 @pytest.mark.parametrize(
     "text",
-    ["../local", "..", "/etc", "u" + "0" * 23, "u" + "0" * 25, "U" + "0" * 24, "u" + "g" * 24,
-     "u" + "0" * 24 + "/..", "local/../x", "", " ", "u" + "0" * 24 + "\n" + "x"],
+    [
+        "../local",
+        "..",
+        "/etc",
+        "u" + "0" * 23,
+        "u" + "0" * 25,
+        "U" + "0" * 24,
+        "u" + "g" * 24,
+        "u" + "0" * 24 + "/..",
+        "local/../x",
+        "",
+        " ",
+        "u" + "0" * 24 + "\n" + "x",
+    ],
 )
 def test_only_real_ids_name_a_workspace(text):
     with pytest.raises(WorkspaceError, match="not a workspace id"):

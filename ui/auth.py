@@ -80,9 +80,7 @@ def is_admin() -> bool:
     if person is None:
         return False
     admins = admin_names()
-    return bool(admins) and (
-        person["email"].lower() in admins or person["sub"].lower() in admins
-    )
+    return bool(admins) and (person["email"].lower() in admins or person["sub"].lower() in admins)
 
 
 def require_sign_in() -> None:
