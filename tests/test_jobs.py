@@ -166,8 +166,9 @@ def test_cancel_is_idempotent_and_ends_a_session_s_jobs():
         queued = runner.submit(job_functions.hold_until_stopped, owner="tab-1")
         other = runner.submit(job_functions.report_environment, owner="tab-2")
         log.wait_for(lambda m: m.get("event", {}).get("kind") == "holding", "holding")
-        runner.cancel_owner("tab-1")
-        runner.cancel_owner("tab-1")
+        for _ in range(2):  # every job of one owner, twice
+            for job in runner.jobs("tab-1"):
+                runner.cancel(job.id)
         runner.cancel(running.id)
         runner.cancel(10_000)  # unknown: nothing happens
         assert queued.status == "cancelled"
