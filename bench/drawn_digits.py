@@ -30,7 +30,7 @@ from nn.core.layer_spec import compact  # noqa: E402
 from nn.data import load_mnist  # noqa: E402
 from nn.data.drawn import drawn_inputs  # noqa: E402
 from nn.io.model_files import ModelFileError, load_model  # noqa: E402
-from nn.services.storage import resolve_model_path  # noqa: E402
+from nn.io.models_folder import resolve_model_path  # noqa: E402
 
 N_CLASSES = 10
 

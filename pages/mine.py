@@ -277,7 +277,7 @@ with files_tab:
 # ------------------------------------------------------------------ fine-tune on the drawings
 def _start_finetune(base: str, new_name: str, epochs: int) -> str | None:
     """Start the session's fine-tuning job; an error message instead when it cannot start."""
-    from nn.io.model_files import model_path, sanitize_model_name
+    from nn.io.models_folder import model_path, sanitize_model_name
     from nn.services.finetune import check_settings, check_user_set
 
     try:

@@ -14,14 +14,11 @@ from nn.io.export import INSTALL_HINT, ExportError, MissingExportExtraError, exp
 from nn.io.model_files import (
     MAX_UPLOAD_BYTES,
     ModelFileError,
-    delete_model,
     export_pickle,
-    list_models,
     load_model_bytes,
-    model_path,
-    sanitize_model_name,
     save_model,
 )
+from nn.io.models_folder import delete_model, list_models, model_path, sanitize_model_name
 from ui import state
 from ui.charts import compare_figure
 from ui.mine import accuracy_text as mine_accuracy_text

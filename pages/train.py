@@ -6,7 +6,8 @@ import time
 
 import streamlit as st
 
-from nn.io.model_files import model_path, sanitize_model_name, save_model
+from nn.io.model_files import save_model
+from nn.io.models_folder import model_path, sanitize_model_name
 from nn.services.presets import PRESETS, fitting_presets
 from ui import state, train_form
 from ui.charts import live_training_figure

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from nn.io.model_files import list_models, save_model
+from nn.io.model_files import save_model
+from nn.io.models_folder import list_models
 from ui.tune import _layers_cell
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 import nn.io.model_files as P
+import nn.io.npz as NPZ
 from nn.core.limits import MAX_PARAMETERS
 from nn.core.network import NeuralNetwork
 from nn.io.model_files import ModelFileError
@@ -149,8 +150,8 @@ def test_npz_header_is_checked_before_the_data_is_read(tmp_path, model, monkeypa
 
 def test_npz_that_expands_past_the_limit_is_refused(tmp_path, model, monkeypatch):
     # a few KB of deflated zeros that expand to a model above the (lowered) limit
-    monkeypatch.setattr(P, "MAX_ARRAY_ELEMENTS", 200_000)
-    monkeypatch.setattr(P, "MAX_ARRAY_BYTES", 1_600_000)
+    monkeypatch.setattr(NPZ, "MAX_ARRAY_ELEMENTS", 200_000)
+    monkeypatch.setattr(NPZ, "MAX_ARRAY_BYTES", 1_600_000)
     src = P.save_model(model, tmp_path / "src.npz")
     big = np.zeros((6, 250_000), np.float32)
     dst = _rewrite_npz(src, tmp_path / "expands.npz", replace={"layer0.dense.weight": big})
@@ -175,15 +176,15 @@ def test_layer_sizes_above_the_parameter_limit_are_refused(tmp_path, model):
 def test_file_larger_than_any_model_is_refused_before_reading(tmp_path, model, monkeypatch):
     path = P.save_model(model, tmp_path / "m.npz")
     pkl = P.export_pickle(model, tmp_path / "m.pkl")
-    monkeypatch.setattr(P, "MAX_UNCOMPRESSED_BYTES", 100)
+    monkeypatch.setattr(NPZ, "MAX_UNCOMPRESSED_BYTES", 100)
     for p in (path, pkl):
         with pytest.raises(ModelFileError, match="a model file of this product is at most 100"):
             P.load_model(p)
 
 
 def test_limits_derive_from_the_parameter_limit():
-    assert P.MAX_ARRAY_ELEMENTS == MAX_PARAMETERS * 3
-    assert P.MAX_UNCOMPRESSED_BYTES == MAX_PARAMETERS * 3 * 8 + P.MAX_META_BYTES
+    assert NPZ.MAX_ARRAY_ELEMENTS == MAX_PARAMETERS * 3
+    assert NPZ.MAX_UNCOMPRESSED_BYTES == MAX_PARAMETERS * 3 * 8 + NPZ.MAX_META_BYTES
 
 
 # ------------------------------------------------------------------ metadata types

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 import nn.io.model_files as P
+import nn.io.models_folder as F
 from nn.core.network import NeuralNetwork
 from nn.io.model_files import ModelFileError
 
@@ -497,7 +498,7 @@ def test_missing_array_and_shape_mismatch(tmp_path, fitted):
     ],
 )
 def test_sanitize_good(raw, expected):
-    assert P.sanitize_model_name(raw) == expected
+    assert F.sanitize_model_name(raw) == expected
 
 
 @pytest.mark.parametrize(
@@ -526,24 +527,24 @@ def test_sanitize_good(raw, expected):
 )
 def test_sanitize_bad(raw):
     with pytest.raises(ValueError, match="letters, digits"):
-        P.sanitize_model_name(raw)
+        F.sanitize_model_name(raw)
 
 
 def test_model_path(tmp_path):
-    assert P.model_path(tmp_path, "my model") == tmp_path.resolve() / "my_model.npz"
-    assert P.model_path(tmp_path, "m", fmt="pkl").suffix == ".pkl"
-    assert P.model_path(tmp_path, "m", fmt=".pkl").suffix == ".pkl"
+    assert F.model_path(tmp_path, "my model") == tmp_path.resolve() / "my_model.npz"
+    assert F.model_path(tmp_path, "m", fmt="pkl").suffix == ".pkl"
+    assert F.model_path(tmp_path, "m", fmt=".pkl").suffix == ".pkl"
     with pytest.raises(ValueError):
-        P.model_path(tmp_path, "../evil")
+        F.model_path(tmp_path, "../evil")
     with pytest.raises(ValueError, match="unsupported format"):
-        P.model_path(tmp_path, "m", fmt="h5")
+        F.model_path(tmp_path, "m", fmt="h5")
     outside = tmp_path / "outside"
     outside.mkdir()
     folder = tmp_path / "models"
     folder.mkdir()
     (folder / "link.npz").symlink_to(outside / "target.npz")
     with pytest.raises(ValueError, match="escapes"):
-        P.model_path(folder, "link")
+        F.model_path(folder, "link")
 
 
 def test_list_models(tmp_path, fitted, clock):
@@ -554,7 +555,7 @@ def test_list_models(tmp_path, fitted, clock):
     (tmp_path / "readme.txt").write_text("not a model")
     (tmp_path / ".older.npz.abc.tmp").write_bytes(b"half written")
     (tmp_path / "subdir.npz").mkdir()
-    rows = P.list_models(tmp_path)
+    rows = F.list_models(tmp_path)
     assert [r["name"] for r in rows] == ["Newer", "older", "broken"]
     newer, older, broken = rows
     assert newer["format"] == "pkl" and older["format"] == "npz"
@@ -565,20 +566,20 @@ def test_list_models(tmp_path, fitted, clock):
     assert older["saved"] < newer["saved"] and older["error"] is None
     assert older["path"] == str(tmp_path / "older.npz")
     assert "broken.npz" in broken["error"] and broken["size_bytes"] == len(b"PK\x03\x04 broken")
-    assert P.list_models(tmp_path / "does-not-exist") == []
+    assert F.list_models(tmp_path / "does-not-exist") == []
 
 
 def test_delete_model(tmp_path, fitted):
-    P.save_model(fitted[0], P.model_path(tmp_path, "gone"))
-    P.save_model(fitted[0], P.model_path(tmp_path, "gone", "pkl"))
-    P.save_model(fitted[0], P.model_path(tmp_path, "kept"))
-    deleted = P.delete_model(tmp_path, "gone")
+    P.save_model(fitted[0], F.model_path(tmp_path, "gone"))
+    P.save_model(fitted[0], F.model_path(tmp_path, "gone", "pkl"))
+    P.save_model(fitted[0], F.model_path(tmp_path, "kept"))
+    deleted = F.delete_model(tmp_path, "gone")
     assert sorted(p.name for p in deleted) == ["gone.npz", "gone.pkl"]
     assert os.listdir(tmp_path) == ["kept.npz"]
     with pytest.raises(FileNotFoundError):
-        P.delete_model(tmp_path, "gone")
+        F.delete_model(tmp_path, "gone")
     with pytest.raises(ValueError):
-        P.delete_model(tmp_path, "../kept")
+        F.delete_model(tmp_path, "../kept")
 
 
 # ------------------------------------------------------------------------------ uploads

@@ -15,6 +15,7 @@ import pytest
 from nn import NeuralNetwork, load_model
 from nn.data import load_mnist
 from nn.io import model_files
+from nn.io.model_checks import state_meta
 from nn.io.model_files import read_metadata
 from tests.reference_mlp import NeuralNetwork as ReferenceMLP
 
@@ -158,7 +159,7 @@ def test_loss_and_gradients_repeat_the_reference():
 
 def _predicts_as_the_reference_reads_it(path: Path) -> None:
     kind, meta, arrays = model_files._load(path, meta_only=False)
-    reference = ReferenceMLP.from_state(model_files._state_meta(meta, path), arrays)
+    reference = ReferenceMLP.from_state(state_meta(meta, path), arrays)
     model = load_model(path)
     X = np.random.default_rng(0).integers(0, 256, (300, 784)).astype(np.uint8)
     np.testing.assert_array_equal(model.predict_proba(X), reference.predict_proba(X))

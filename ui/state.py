@@ -28,7 +28,7 @@ Cached resources (never copied, arrays read-only)
     ``get_test_predictions(path) -> (proba, pred)``  the model's predictions on the official MNIST
                                                 test set: ``proba`` float32 (10000, 10), ``pred``
                                                 int64 (10000,), computed once per (path, mtime).
-    ``get_model_metadata(path) -> dict``        ``nn.persistence.read_metadata``, cached per mtime.
+    ``get_model_metadata(path) -> dict``        ``read_metadata`` (``nn.io.model_files``) per mtime.
 
 Active data set
     ``data_sets() -> list[DataSetInfo]``        MNIST, then every added set (``list_sets``).
@@ -42,7 +42,7 @@ Active data set
     ``get_test_predictions`` and ``require_test_predictions`` work on the active set's test part.
 
 Active model
-    ``saved_models() -> list[dict]``            ``nn.persistence.list_models(models_dir())``
+    ``saved_models() -> list[dict]``            ``nn.io.models_folder.list_models(models_dir())``
                                                 without the unreadable rows.
     ``fitting_models() -> list[dict]``          those that fit the active set.
     ``active_model_name() -> str | None``       resolved as described above among the models that
@@ -71,7 +71,7 @@ from typing import Any
 import numpy as np
 import streamlit as st
 
-from nn.services import storage
+from nn.io import models_folder
 
 DEFAULT_MODEL_NAME = "default"
 TRAIN_LIMIT_ENV = "NN_TRAIN_LIMIT"
@@ -80,8 +80,8 @@ ACTIVE_SET_KEY = "active_set_name"
 
 # ------------------------------------------------------------------------------ environment
 def models_dir() -> Path:
-    """Folder of saved models (``nn.services.storage.models_dir``), created if missing."""
-    return storage.models_dir(create=True)
+    """Folder of saved models (``nn.io.models_folder.models_dir``), created if missing."""
+    return models_folder.models_dir(create=True)
 
 
 def train_limit() -> int | None:
@@ -153,7 +153,7 @@ def _load_model_cached(path: str, mtime: float):
 def get_model(path: str | os.PathLike):
     """The model saved at ``path``, loaded once per file version (path + mtime).
 
-    Raises FileNotFoundError / ``nn.persistence.ModelFileError`` like ``load_model``."""
+    Raises FileNotFoundError / ``nn.io.npz.ModelFileError`` like ``load_model``."""
     path = Path(path)
     return _load_model_cached(str(path.resolve()), _mtime(path))
 
@@ -282,9 +282,7 @@ def get_model_metadata(path: str | os.PathLike) -> dict:
 # ------------------------------------------------------------------------------ active model
 def saved_models() -> list[dict]:
     """Readable saved models (``list_models`` rows without ``error``), newest first."""
-    from nn.io.model_files import list_models
-
-    return [row for row in list_models(models_dir()) if not row.get("error")]
+    return [row for row in models_folder.list_models(models_dir()) if not row.get("error")]
 
 
 def fitting_models(info=None) -> list[dict]:
@@ -304,19 +302,8 @@ def _fits_by_name(name: str, info) -> bool:
 
 
 def model_path_for(name: str | None) -> Path | None:
-    """Path of the saved model called ``name`` (``.npz`` preferred, then ``.pkl``) or None."""
-    if not name:
-        return None
-    from nn.io.model_files import model_path
-
-    for fmt in ("npz", "pkl"):
-        try:
-            path = model_path(models_dir(), name, fmt)
-        except ValueError:
-            return None
-        if path.is_file():
-            return path
-    return None
+    """Path of the saved model called ``name`` in this dashboard's models folder, or None."""
+    return models_folder.find_model(models_dir(), name)
 
 
 def active_model_name() -> str | None:

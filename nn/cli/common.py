@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nn.services.storage import MODELS_DIR_ENV, models_dir, resolve_model_path
+from nn.io.models_folder import MODELS_DIR_ENV, models_dir, resolve_model_path
 
 __all__ = [
     "EXIT_DIVERGED",

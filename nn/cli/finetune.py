@@ -107,7 +107,7 @@ def _epoch_size(source, y_user, settings: dict) -> tuple[int, int]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from nn.io.model_files import model_path, sanitize_model_name
+    from nn.io.models_folder import model_path, sanitize_model_name
     from nn.services.control import JobControl
     from nn.services.finetune import check_settings, check_user_set, run_finetune
     from nn.services.mine import load_drawings

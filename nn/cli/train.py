@@ -390,7 +390,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _save_target(args: argparse.Namespace, default_name: str) -> tuple[Path | None, str]:
     """Where the model is saved (None with --no-save) and the model's name."""
-    from nn.io.model_files import SUPPORTED_FORMATS, model_path, sanitize_model_name
+    from nn.io.model_files import SUPPORTED_FORMATS
+    from nn.io.models_folder import model_path, sanitize_model_name
 
     if args.no_save:
         if args.out:
@@ -422,7 +423,7 @@ def _save_target(args: argparse.Namespace, default_name: str) -> tuple[Path | No
 def _writable(folder: Path, flag: str) -> Path:
     """``folder``, created if missing, after a test file was written and removed there: an
     unusable folder is found before the training, not after it."""
-    from nn.io.model_files import check_writable_folder
+    from nn.io.models_folder import check_writable_folder
 
     try:
         return check_writable_folder(folder)

@@ -22,13 +22,21 @@ import warnings
 import zipfile
 import zlib
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO, Any, Literal, NamedTuple, Union
 
 import numpy as np
 
 from nn.core.limits import MAX_DATASET_CLASSES, MAX_DATASET_IMAGES
+from nn.core.npy import (
+    ARCHIVE_ERRORS,
+    MAX_NPY_HEADER_BYTES,
+    ZIP_MAGICS,
+    archive_members,
+    read_member,
+    read_npy_header,
+)
 
 __all__ = [
     "MNIST_DIR",
@@ -407,37 +415,26 @@ def load_mnist(data_dir: PathLike | None = None, verify: bool = True) -> MNIST:
 # --------------------------------------------------------------------------------------------
 
 
-def _npy_header(f: IO[bytes], source: Any) -> tuple[tuple, np.dtype]:
-    """Shape and dtype from a ``.npy`` header, checked against the limits (data not read)."""
-    fmt = np.lib.format
-    try:
-        version = fmt.read_magic(f)
-        if version == (1, 0):
-            shape, _fortran, dtype = fmt.read_array_header_1_0(f)
-        elif version == (2, 0):
-            shape, _fortran, dtype = fmt.read_array_header_2_0(f)
-        else:
-            raise DataError(f"{source}: unsupported .npy version {version}")
-    except DataError:
-        raise
-    except (ValueError, TypeError, SyntaxError, EOFError) as exc:
-        raise DataError(f"{source}: not a plain numeric .npy array ({exc})") from None
-    if dtype.hasobject or dtype.kind not in "biuf" or dtype.fields is not None:
-        raise DataError(f"{source}: holds {dtype} values; a dataset holds plain integers or floats")
-    _check_size(source, shape, dtype.itemsize)
-    return shape, dtype
+def _not_plain(source: Any) -> Callable[[str], DataError]:
+    """``fail`` for ``nn.core.npy``: the fault of ``source``'s array as a DataError."""
+    return lambda fault: DataError(f"{source}: not a plain numeric array: {fault}")
 
 
 def _load_npy(path: Path) -> np.ndarray:
+    """A ``.npy`` file of plain numbers, its header checked against the limits first."""
     try:
         with open(path, "rb") as f:
-            _npy_header(f, path)
-        return np.load(path, allow_pickle=False)
+            shape, dtype = read_npy_header(f, _not_plain(path), "biuf")
+            _check_size(path, shape, dtype.itemsize)
+            f.seek(0)
+            return np.lib.format.read_array(
+                f, allow_pickle=False, max_header_size=MAX_NPY_HEADER_BYTES
+            )
     except DataError:
         raise
     except FileNotFoundError:
         raise DataError(f"{path}: no such file") from None
-    except ValueError as exc:  # object arrays, bad headers, truncated payloads
+    except (ValueError, EOFError) as exc:  # truncated payloads
         raise DataError(f"{path}: not a plain numeric .npy array ({exc})") from None
     except OSError as exc:
         raise DataError(f"{path}: cannot be read as .npy ({exc})") from None
@@ -455,42 +452,53 @@ _NPZ_FULL = ("x_train", "y_train", "x_test", "y_test")
 
 def _load_npz(path: Path, any_shape: bool = False) -> MNIST | ImageSet:
     try:
-        archive = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, zlib.error, EOFError, zipfile.BadZipFile) as exc:
-        if "allow_pickle" in str(exc):  # np.load's reply to content that is no archive at all
-            raise DataError(f"{path}: not an .npz (zip) archive: unrecognised content") from None
+        with open(path, "rb") as f:
+            is_zip = f.read(4) in ZIP_MAGICS
+        if not is_zip:
+            raise DataError(f"{path}: not an .npz (zip) archive: unrecognised content")
+        with zipfile.ZipFile(path) as zf:
+            return _npz_parts(zf, path, any_shape)
+    except DataError:
+        raise
+    except ARCHIVE_ERRORS as exc:
         raise DataError(f"{path}: not a readable .npz archive ({exc})") from None
-    with archive:
-        keys = set(archive.files)
 
-        def get(key: str) -> np.ndarray:
-            try:
-                names = archive.zip.namelist()
-                with archive.zip.open(f"{key}.npy" if f"{key}.npy" in names else key) as f:
-                    _npy_header(f, f"{path}[{key}]")
-                return archive[key]
-            except ValueError as exc:
-                raise DataError(f"{path}[{key}]: not a plain numeric array ({exc})") from None
-            except (OSError, zlib.error, EOFError, zipfile.BadZipFile) as exc:
-                raise DataError(f"{path}[{key}]: corrupt array data ({exc})") from None
 
-        if set(_NPZ_FULL) <= keys:
-            train = _pair(
-                get("x_train"), get("y_train"), f"{path}[x_train]", f"{path}[y_train]", any_shape
-            )
-            test = _pair(
-                get("x_test"), get("y_test"), f"{path}[x_test]", f"{path}[y_test]", any_shape
-            )
-            return MNIST(train.x, train.y, test.x, test.y)  # type: ignore[arg-type]
-        if "x" in keys:
-            y = get("y") if "y" in keys else None
-            return _pair(get("x"), y, f"{path}[x]", f"{path}[y]", any_shape)
-        missing = ", ".join(k for k in _NPZ_FULL if k not in keys)
-        found = ", ".join(sorted(keys)) or "none"
-        raise DataError(
-            f"{path}: missing keys {missing}; expected x_train, y_train, x_test, y_test "
-            f"(or x with optional y), found: {found}"
+def _npz_parts(zf: zipfile.ZipFile, path: Path, any_shape: bool) -> MNIST | ImageSet:
+    """The images and labels of an open ``.npz``, every member's header checked first."""
+    members = archive_members(
+        zf,
+        lambda key, fault: _not_plain(path if key is None else f"{path}[{key}]")(fault),
+        kinds="biuf",
+        max_members=len(_NPZ_FULL) + 16,
+        max_bytes=len(_NPZ_FULL) * MAX_DATASET_BYTES,
+        what="a dataset file",
+    )
+    keys = set(members)
+
+    def get(key: str) -> np.ndarray:
+        member, shape, dtype = members[key]
+        _check_size(f"{path}[{key}]", shape, dtype.itemsize)
+        try:
+            return read_member(zf, member)
+        except ARCHIVE_ERRORS as exc:
+            raise DataError(f"{path}[{key}]: corrupt array data ({exc})") from None
+
+    if set(_NPZ_FULL) <= keys:
+        train = _pair(
+            get("x_train"), get("y_train"), f"{path}[x_train]", f"{path}[y_train]", any_shape
         )
+        test = _pair(get("x_test"), get("y_test"), f"{path}[x_test]", f"{path}[y_test]", any_shape)
+        return MNIST(train.x, train.y, test.x, test.y)  # type: ignore[arg-type]
+    if "x" in keys:
+        y = get("y") if "y" in keys else None
+        return _pair(get("x"), y, f"{path}[x]", f"{path}[y]", any_shape)
+    missing = ", ".join(k for k in _NPZ_FULL if k not in keys)
+    found = ", ".join(sorted(keys)) or "none"
+    raise DataError(
+        f"{path}: missing keys {missing}; expected x_train, y_train, x_test, y_test "
+        f"(or x with optional y), found: {found}"
+    )
 
 
 def _load_csv(path: Path, any_shape: bool = False) -> ImageSet:

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from nn.io.model_files import _atomic_write
+from nn.io.npz import atomic_write
 
 __all__ = [
     "EXPORT_FORMATS",
@@ -229,5 +229,5 @@ def export_model(
         if fmt == "htm":
             fmt = "html"
     data = export_bytes(model, fmt, title=title)
-    _atomic_write(path, lambda f: f.write(data))
+    atomic_write(path, lambda f: f.write(data))
     return path

@@ -341,7 +341,7 @@ def run_finetune(
     from nn.data.datasets import load_mnist
     from nn.data.registry import check_model_fits, mnist_info
     from nn.io.model_files import load_model, save_model
-    from nn.io.model_files import model_path as saved_path
+    from nn.io.models_folder import model_path as saved_path
     from nn.services.control import JobControl
     from nn.services.runs import RunRecorder, RunStore, run_status
 
