@@ -13,6 +13,7 @@ Commands
     finetune   continue training a saved model on MNIST plus the user's drawings
     export     a saved model as ONNX or as a single offline HTML page that reads drawn digits
     data       the data sets beside MNIST: add (validated, stored in $NN_DATA_DIR), list, remove
+    explain    the arithmetic of one unit on one example: forward, backward, gradient check, a step
 
 Every command takes ``--json`` (one JSON object as the last line of stdout; the human text then
 goes to stderr or is left out). MODEL arguments are a file path or the name of a model in the
@@ -44,6 +45,7 @@ from collections.abc import Sequence
 from nn.cli import (
     data,
     evaluate,
+    explain,
     export,
     finetune,
     info,
@@ -96,6 +98,7 @@ COMMANDS: dict[str, Command] = {
     "finetune": Command(finetune.HELP, finetune.add_arguments, finetune.run, finetune.DESCRIPTION),
     "export": Command(export.HELP, export.add_arguments, export.run, export.DESCRIPTION),
     "data": Command(data.HELP, data.add_arguments, data.run, data.DESCRIPTION),
+    "explain": Command(explain.HELP, explain.add_arguments, explain.run, explain.DESCRIPTION),
 }
 
 
