@@ -26,8 +26,8 @@ from pathlib import Path
 
 from nn.core.limits import bytes_from_env
 from nn.data import registry
-from nn.io import model_files
-from nn.services import mine, runs, storage
+from nn.io import model_files, models_folder
+from nn.services import mine, runs
 
 __all__ = [
     "DEFAULT_WORKSPACE_BYTES",
@@ -84,7 +84,7 @@ def workspaces_dir() -> Path:
 def shared_models_dir() -> Path:
     """The models every workspace reads and none writes: the shipped ``saved_models/`` (or
     ``$NN_MODELS_DIR``), where the default model lives and a teacher hands models out."""
-    return storage.models_dir()
+    return models_folder.models_dir()
 
 
 def workspace_bytes() -> int:
@@ -127,7 +127,7 @@ class Workspace:
 
     @property
     def models_dir(self) -> Path:
-        return storage.models_dir() if self.root is None else self.root / "models"
+        return models_folder.models_dir() if self.root is None else self.root / "models"
 
     @property
     def runs_db(self) -> Path:
@@ -244,7 +244,7 @@ def hand_out(source: Path, name: str) -> Path:
     folder = shared_models_dir()
     folder.mkdir(parents=True, exist_ok=True)
     ext = source.suffix.lstrip(".") or "npz"
-    target = model_files.model_path(folder, name, ext)
+    target = models_folder.model_path(folder, name, ext)
     if target.exists():
         raise FileExistsError(f"a shared model named {name!r} exists already")
     model_files.read_metadata(source)  # refuses a file that is not a readable model
