@@ -19,7 +19,8 @@ from nn.core.maths import MathsError, Trace
 from nn.core.unit_edits import edit_units
 from nn.data.datasets import MNIST_DIR, find_idx_pair, read_idx
 from nn.data.preprocess import load_image_file
-from nn.io.model_files import model_path, sanitize_model_name, save_model
+from nn.io.model_files import save_model
+from nn.io.models_folder import model_path, sanitize_model_name
 
 __all__ = [
     "DEFAULT_LR",
