@@ -235,7 +235,7 @@ def test_an_edited_model_saves_and_loads(cnn, mnist_part, tmp_path):
     assert "layer 0 unit 1 off" in loaded.metadata_["notes"]
     assert "layer 8 unit 2 x0.5" in loaded.metadata_["notes"]
     assert loaded.metadata_["metrics"] == {"test_accuracy": 0.5}
-    with pytest.raises(MathsError, match="exists already"):
+    with pytest.raises(ValueError, match="exists already"):
         save_edited_model(cnn, edits, "cnn-edited", tmp_path, "cnn")
 
 

@@ -19,8 +19,7 @@ from nn.core.maths import MathsError, Trace
 from nn.core.unit_edits import edit_units
 from nn.data.datasets import MNIST_DIR, find_idx_pair, read_idx
 from nn.data.preprocess import load_image_file
-from nn.io.model_files import save_model
-from nn.io.models_folder import model_path, sanitize_model_name
+from nn.io.models_folder import SaveRecord, model_path, sanitize_model_name, save_named
 
 __all__ = [
     "DEFAULT_LR",
@@ -172,10 +171,9 @@ def save_edited_model(
     (e.g. the edited network's test accuracy) are the edited network's own, none by default."""
     name = sanitize_model_name(name)
     target = model_path(folder, name)
-    if target.exists():
-        raise MathsError(f"a model named {name!r} exists already: choose another name")
     edited = edit_units(model, edits)
     previous = getattr(model, "metadata_", None) or {}
     edited.metadata_ = {"dataset": previous.get("dataset")}  # a new model: dates, no old metrics
     notes = f"{source_name} with units edited on the How it computes page: {_edits_text(edits)}"
-    return save_model(edited, target, name=name, notes=notes, metrics=dict(metrics or {}))
+    record = SaveRecord(metrics=dict(metrics or {}), notes=notes, dataset=previous.get("dataset"))
+    return save_named(edited, target, name, record, overwrite=False)
