@@ -47,15 +47,18 @@ Settings (arguments of :class:`JobRunner`, or the environment for
                                ``MemoryError`` in the worker, reported as the job's failure,
                                instead of the kernel's OOM killer choosing a process (default
                                :func:`default_memory_limit`; 0: no cap).
+    ``NN_JOBS_PER_USER``       jobs one signed-in person runs at once (default 1); the queue takes
+                               turns across people (:class:`FairQueue`).
     ``NN_RAY_ADDRESS``         a Ray cluster's address (``auto``, ``ray://host:10001``,
                                ``host:6379``): jobs run there as Ray tasks instead.
 """
 
 from nn.services.jobs.bodies import model_from_job, search_result_from_job
 from nn.services.jobs.context import JOB_KINDS, JobContext
+from nn.services.jobs.fair import FairQueue
 from nn.services.jobs.governor import BlasGovernor, auto_blas_threads
 from nn.services.jobs.limits import DEFAULT_JOB_NICE, default_memory_limit
-from nn.services.jobs.runner import FifoQueue, Job, JobRunner
+from nn.services.jobs.runner import Job, JobRunner
 from nn.services.jobs.wire import FINAL_STATUSES, STATUSES
 
 __all__ = [
@@ -64,7 +67,7 @@ __all__ = [
     "JOB_KINDS",
     "STATUSES",
     "BlasGovernor",
-    "FifoQueue",
+    "FairQueue",
     "Job",
     "JobContext",
     "JobRunner",

@@ -2,15 +2,14 @@
 each one's place; pause, resume, stop (then terminate) and crash reports, whatever the backend
 (worker processes on this machine, or Ray tasks).
 
-Every job has an ``owner`` (today the dashboard's one local workspace, or ``None`` for the
-command line and tests). Which queued job starts next is the runner's ``queue``'s choice
-(:class:`FifoQueue`: first come first served), the one place where another policy, such as turns
-across owners, goes.
+Every job has an ``owner`` (a person's workspace id, the dashboard's ``"local"`` workspace
+without sign-in, or ``None`` for the command line and tests). Which queued job starts next is the
+runner's ``queue``'s choice: :class:`~nn.services.jobs.fair.FairQueue`, turns across owners with a
+cap on each person's running jobs (one owner alone is served first come first served).
 """
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import dataclasses
 import itertools
@@ -22,6 +21,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from nn.services.control import JobControl
+from nn.services.jobs.fair import DEFAULT_JOBS_PER_OWNER, JOBS_PER_OWNER_ENV, FairQueue
 from nn.services.jobs.governor import auto_blas_threads
 from nn.services.jobs.limits import DEFAULT_JOB_NICE, default_memory_limit
 from nn.services.jobs.local import LocalBackend
@@ -32,36 +32,6 @@ STOP_GRACE_SECONDS = 10.0
 
 
 Listener = Callable[["Job", dict], Any]
-
-
-class FifoQueue:
-    """The runner's waiting jobs, first come first served. A queue policy has these five
-    methods; the runner calls them under its lock."""
-
-    def __init__(self) -> None:
-        self._jobs: collections.deque[Job] = collections.deque()
-
-    def push(self, job: Job) -> None:
-        self._jobs.append(job)
-
-    def pop(self) -> Job:
-        """The job to start next (the queue is not empty)."""
-        return self._jobs.popleft()
-
-    def remove(self, job: Job) -> bool:
-        """Take ``job`` out (it was cancelled); whether it was waiting."""
-        try:
-            self._jobs.remove(job)
-        except ValueError:
-            return False
-        return True
-
-    def order(self) -> list[Job]:
-        """The waiting jobs in the order they will start."""
-        return list(self._jobs)
-
-    def __len__(self) -> int:
-        return len(self._jobs)
 
 
 class RemoteControl(JobControl):
@@ -200,7 +170,8 @@ def _env_int(name: str, minimum: int) -> int | None:
 
 class JobRunner:
     """Runs jobs in worker processes (or Ray tasks), at most ``max_jobs`` at once, the others
-    waiting in ``queue`` (default a :class:`FifoQueue`; any object with its methods).
+    waiting in ``queue`` (default a :class:`FairQueue` with no cap per owner; any object with its
+    methods).
 
     ``blas_threads``: BLAS threads per job (``None``: in a local worker up to the cores
     divided by the running jobs, adapted by a :class:`BlasGovernor`; in a Ray task
@@ -253,14 +224,15 @@ class JobRunner:
         self._lock = threading.RLock()
         self._ids = itertools.count(1)
         self._jobs: dict[int, Job] = {}
-        self._queue = queue if queue is not None else FifoQueue()
+        self._queue = queue if queue is not None else FairQueue(jobs_per_owner=None)
         self._running: dict[int, Job] = {}
         self._closed = False
 
     @classmethod
     def from_environment(cls) -> JobRunner:
         """A runner set by ``NN_MAX_JOBS``, ``NN_JOB_BLAS_THREADS``, ``NN_JOB_RESERVED_CORES``,
-        ``NN_JOB_NICE``, ``NN_JOB_MEMORY_BYTES`` and ``NN_RAY_ADDRESS`` (``ValueError`` naming
+        ``NN_JOB_NICE``, ``NN_JOB_MEMORY_BYTES``, ``NN_RAY_ADDRESS`` and ``NN_JOBS_PER_USER``
+        (running jobs per signed-in person, default 1) (``ValueError`` naming
         the variable when one is malformed)."""
         return cls(
             _env_int("NN_MAX_JOBS", 1),
@@ -269,6 +241,7 @@ class JobRunner:
             nice=_env_int("NN_JOB_NICE", 0),
             memory_limit=_env_int("NN_JOB_MEMORY_BYTES", 0),
             ray_address=os.environ.get("NN_RAY_ADDRESS", "").strip() or None,
+            queue=FairQueue(_env_int(JOBS_PER_OWNER_ENV, 1) or DEFAULT_JOBS_PER_OWNER),
         )
 
     @property
@@ -325,6 +298,17 @@ class JobRunner:
             order = self._queue.order()
             return order.index(job) + 1 if job in order else None
 
+    def waits_for_own_job(self, job: Job) -> bool:
+        """Whether a queued ``job`` waits because its owner already runs as many jobs as one
+        person may (rather than for a free slot)."""
+        with self._lock:
+            capped = getattr(self._queue, "capped", None)
+            return (
+                job.status == "queued"
+                and capped is not None
+                and capped(job.owner, list(self._running.values()))
+            )
+
     def counts(self) -> dict[str, int]:
         with self._lock:
             return {"running": len(self._running), "queued": len(self._queue)}
@@ -374,7 +358,9 @@ class JobRunner:
     def _schedule(self) -> None:
         with self._lock:
             while self._queue and len(self._running) < self.max_jobs and not self._closed:
-                job = self._queue.pop()
+                job = self._queue.pop(list(self._running.values()))
+                if job is None:  # every waiting job's owner runs as many as allowed
+                    break
                 job.blas_threads, job.adaptive_threads = self._threads_for_next()
                 self._running[job.id] = job
                 job.status = "running"
