@@ -214,8 +214,12 @@ def test_class_names_are_checked(env):
     with pytest.raises(DataError, match="data set name"):
         add_set(env / "g.npz", "../escape")
     assert _leftovers(env) == []
-    # more names than labels: a class without images yet
-    assert add_set(env / "g.npz", "g", class_names=["a", "b", "c", "d"]).counts["test"][3] == 0
+    # more names than labels: a class without images is refused, not stored empty
+    with pytest.raises(
+        DataError, match=r"1 of 4 classes have fewer than 2 training images \('d'\)"
+    ):
+        add_set(env / "g.npz", "g", class_names=["a", "b", "c", "d"])
+    assert _leftovers(env) == []
 
 
 def test_a_name_clash_needs_overwrite(env):

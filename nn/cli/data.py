@@ -78,6 +78,7 @@ def _add(args: argparse.Namespace, out: Out) -> int:
             f"got {len(args.path)} paths"
         )
     source = args.path[0] if len(args.path) == 1 else tuple(args.path)
+    _report_leftovers(out)
     info = add_set(
         source,
         args.name,
@@ -100,9 +101,17 @@ def _add(args: argparse.Namespace, out: Out) -> int:
     return EXIT_OK
 
 
+def _report_leftovers(out: Out) -> None:
+    from nn.data.registry import clean_leftovers
+
+    for path in clean_leftovers():
+        out(f"removed {path}, left by an add or a removal that was interrupted")
+
+
 def _list(args: argparse.Namespace, out: Out) -> int:
     from nn.data.registry import data_dir, list_sets
 
+    _report_leftovers(out)
     errors: list[str] = []
     sets = list_sets(errors=errors)
     rows = [

@@ -36,19 +36,46 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "-o",
         "--output",
         metavar="FILE",
-        help="where to write (default: the model's name with .onnx or .html, here)",
+        help="where to write, a file name ending in the format's extension (default: the "
+        "model's name with .onnx or .html, here)",
+    )
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace the file if it exists already"
     )
     add_common(parser, models=True)
 
 
 def _target(args: argparse.Namespace, model_path: Path) -> Path:
+    """The file to write: a new (or, with --overwrite, an existing regular) file whose extension
+    is the format's, in an existing folder; a device, a pipe, a folder or a model file is
+    never replaced."""
+    from nn.io.export import FORMAT_SUFFIXES
+
+    suffixes = FORMAT_SUFFIXES.get(args.format, (f".{args.format}",))
     if args.output is None:
-        return Path.cwd() / f"{model_path.stem}.{args.format}"
-    target = Path(args.output).expanduser()
+        target, given = Path.cwd() / f"{model_path.stem}{suffixes[0]}", "the default file"
+    else:
+        target, given = Path(args.output).expanduser(), f"-o {args.output}"
+        if target.suffix.lower() not in suffixes:
+            raise UsageError(
+                f"{given}: a {args.format} export is written to a file ending in "
+                f"{' or '.join(suffixes)}"
+            )
     if target.is_dir():
-        raise UsageError(f"-o {args.output}: is a folder; give a file name")
+        raise UsageError(f"{given}: is a folder; give a file name")
     if not target.parent.is_dir():
-        raise UsageError(f"-o {args.output}: the folder {target.parent} does not exist")
+        raise UsageError(f"{given}: the folder {target.parent} does not exist")
+    if target.exists() or target.is_symlink():
+        if not target.is_file() or target.is_symlink():
+            raise UsageError(
+                f"{given}: {target} is not a regular file (a device, a pipe, a socket or a "
+                "link); give the name of a new file"
+            )
+        if not args.overwrite:
+            raise UsageError(
+                f"{given}: {target} exists already; give --overwrite to replace it, or another "
+                "file name"
+            )
     return target
 
 

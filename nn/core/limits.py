@@ -20,6 +20,10 @@ MAX_DATASET_IMAGES = 300_000
 MAX_DATASET_CLASSES = 1_000
 """Classes of one data set a user adds (MNIST and CIFAR-10 have 10, EMNIST-letters 26)."""
 
+MIN_CLASS_TRAIN_IMAGES = 2
+"""Training images every class of an added data set has at least (a class with none, or one,
+cannot be learned or validated)."""
+
 MAX_TRIALS = 10_000
 """Trials of one hyperparameter search (each trains at least one epoch): ``--trials``, a grid's
 size, the Tune page."""

@@ -13,8 +13,12 @@ added set is a sub-folder named after the set holding
 holding any of these, with the checks every data file gets (format, counts, label range, the
 size cap) before anything is written. A set without a test part gets a seeded stratified test
 part (:data:`TEST_FRACTION` of its images, seed :data:`TEST_SPLIT_SEED`), recorded in its
-description. The set is written to a temporary folder and renamed into place at the end, so a
-failed add leaves nothing behind. A name already taken needs ``overwrite=True``.
+description. Every class needs training images (:data:`~nn.core.limits.MIN_CLASS_TRAIN_IMAGES`).
+The set is written to a temporary folder (locked while it is written) and renamed into place at
+the end in one step that fails if the name was taken meanwhile, so a failed add leaves nothing
+behind and two adds of one name never both succeed. A name already taken needs
+``overwrite=True``. What an add or a removal killed midway left is deleted at the next add or
+listing (:func:`clean_leftovers`).
 
 The bundled MNIST is always the first set, :data:`MNIST_NAME`, and cannot be removed.
 
@@ -26,6 +30,8 @@ different image shape or class count. A model without a record is an MNIST model
 from __future__ import annotations
 
 import contextlib
+import errno
+import fcntl
 import hashlib
 import json
 import math
@@ -41,7 +47,7 @@ from typing import Any
 import numpy as np
 
 from nn.core.bounded_json import JSONInputError, read_json_file
-from nn.core.limits import MAX_DATASET_CLASSES, MAX_DATASET_IMAGES
+from nn.core.limits import MAX_DATASET_CLASSES, MAX_DATASET_IMAGES, MIN_CLASS_TRAIN_IMAGES
 from nn.data.datasets import (
     MAX_DATASET_ELEMENTS,
     MNIST,
@@ -64,6 +70,7 @@ __all__ = [
     "add_set",
     "arrays_sha256",
     "check_model_fits",
+    "clean_leftovers",
     "fits",
     "data_dir",
     "get_info",
@@ -86,6 +93,8 @@ TEST_SPLIT_SEED = 0
 MAX_CLASS_NAME_LENGTH = 40
 MAX_SET_NAME_LENGTH = 64
 INFO_FILE = "info.json"
+_ADDING = ".adding-"
+_REMOVING = ".removing-"
 ARRAYS_FILE = "arrays.npz"
 _KEYS = ("x_train", "y_train", "x_test", "y_test")
 _REPO_DIR = Path(__file__).resolve().parents[2]
@@ -391,7 +400,45 @@ def _validated(
         raise DataError(f"{label}: the training part holds no images")
     top = max(int(arrays[k].max()) for k in ("y_train", "y_test") if len(arrays[k]))
     names = _check_class_names(class_names, top + 1, label)
+    _check_trainable(arrays, names, label, made_test=test_split is not None)
     return arrays, shapes["train"], names, test_split
+
+
+def _listed(names: list[str], most: int = 5) -> str:
+    shown = ", ".join(map(repr, names[:most]))
+    return shown + (f" and {len(names) - most:,} more" if len(names) > most else "")
+
+
+def _check_trainable(
+    arrays: dict[str, np.ndarray], names: tuple[str, ...], source: str, made_test: bool
+) -> None:
+    """Every class has at least MIN_CLASS_TRAIN_IMAGES training images (so at least two
+    classes are present, and no test label is one training never saw). ``made_test``: the
+    test part was split off here, so a class short of training images is short of images."""
+    k = len(names)
+    train = np.bincount(arrays["y_train"], minlength=k)
+    test = np.bincount(arrays["y_test"], minlength=k)
+    present = np.flatnonzero(train)
+    if len(present) < 2:
+        raise DataError(
+            f"{source}: every training image is of class {names[int(present[0])]!r} (label "
+            f"{int(present[0])}); a classifier needs images of 2 or more classes"
+        )
+    unseen = [names[i] for i in np.flatnonzero((train == 0) & (test > 0))]
+    if unseen and not made_test:
+        raise DataError(
+            f"{source}: the test part holds class(es) {_listed(unseen)} that the training part "
+            "never shows; every class needs training images"
+        )
+    few = [names[i] for i in np.flatnonzero(train < MIN_CLASS_TRAIN_IMAGES)]
+    if few:
+        raise DataError(
+            f"{source}: {len(few):,} of {k:,} classes have fewer than {MIN_CLASS_TRAIN_IMAGES} "
+            f"training images ({_listed(few)})"
+            + (f" once {TEST_FRACTION:.0%} of the images are set aside for testing" * made_test)
+            + f"; every class needs at least {MIN_CLASS_TRAIN_IMAGES} (labels run 0-{k - 1}; "
+            "give only the class names used)"
+        )
 
 
 def _utc_now() -> str:
@@ -452,15 +499,17 @@ def add_set(
         path=target,
     )
     root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".adding-{clean}.", dir=root))
+    clean_leftovers(root)
+    tmp = Path(tempfile.mkdtemp(prefix=f"{_ADDING}{clean}.", dir=root))
     old: Path | None = None
     try:
-        tmp.chmod(0o755)  # mkdtemp makes it private; a set is as readable as the folder
-        _write_set(tmp, arrays, info)
-        if target.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".removing-{clean}.", dir=root))
-            os.replace(target, old / clean)
-        os.replace(tmp, target)
+        with _held(tmp):
+            tmp.chmod(0o755)  # mkdtemp makes it private; a set is as readable as the folder
+            _write_set(tmp, arrays, info)
+            if overwrite and target.exists():
+                old = Path(tempfile.mkdtemp(prefix=f"{_REMOVING}{clean}.", dir=root))
+                os.replace(target, old / clean)
+            _rename_new(tmp, target, clean)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         if old is not None and (old / clean).exists() and not target.exists():
@@ -472,6 +521,59 @@ def add_set(
     return info
 
 
+def _rename_new(tmp: Path, target: Path, clean: str) -> None:
+    """Rename ``tmp`` to ``target`` unless a set took that name meanwhile: the rename of a
+    folder onto a folder that holds files fails, so the check and the rename are one step."""
+    try:
+        os.rename(tmp, target)
+    except OSError as exc:
+        if exc.errno in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR, errno.EISDIR):
+            raise DataError(
+                f"a data set named {clean!r} was added meanwhile; remove it first or overwrite it"
+            ) from None
+        raise
+
+
+@contextlib.contextmanager
+def _held(folder: Path):
+    """An exclusive lock on ``folder`` while an add or a removal works in it: a leftover
+    folder nobody holds is one an interrupted add left (see :func:`clean_leftovers`)."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _abandoned(folder: Path) -> bool:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return False  # an add or a removal is working in it
+    finally:
+        os.close(fd)
+    return True
+
+
+def clean_leftovers(folder: str | os.PathLike | None = None) -> list[Path]:
+    """Delete what interrupted adds and removals left in the data folder (``.adding-*`` and
+    ``.removing-*`` folders no running add or removal holds); returns their paths."""
+    root = data_dir(folder)
+    if not root.is_dir():
+        return []
+    removed = []
+    for path in sorted(root.iterdir()):
+        if path.name.startswith((_ADDING, _REMOVING)) and path.is_dir() and _abandoned(path):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
+
+
 def remove_set(name: str, folder: str | os.PathLike | None = None) -> Path:
     """Delete the set ``name``; returns its folder. The bundled MNIST cannot be removed."""
     clean = sanitize_set_name(name)
@@ -481,8 +583,10 @@ def remove_set(name: str, folder: str | os.PathLike | None = None) -> Path:
     if not (target / INFO_FILE).is_file():
         raise DataError(f"no data set named {clean!r} in {data_dir(folder)}")
     root = target.parent
-    doomed = Path(tempfile.mkdtemp(prefix=f".removing-{clean}.", dir=root))
-    os.replace(target, doomed / clean)
+    doomed = Path(tempfile.mkdtemp(prefix=f"{_REMOVING}{clean}.", dir=root))
+    with _held(doomed):
+        os.replace(target, doomed / clean)
+        shutil.rmtree(doomed / clean, ignore_errors=True)
     shutil.rmtree(doomed, ignore_errors=True)
     return target
 
@@ -513,6 +617,7 @@ def list_sets(
     root = data_dir(folder)
     if not root.is_dir():
         return sets
+    clean_leftovers(root)
     for path in sorted(root.iterdir()):
         if path.name.startswith(".") or not path.is_dir():
             continue

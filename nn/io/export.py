@@ -25,6 +25,7 @@ from nn.io.npz import atomic_write
 
 __all__ = [
     "EXPORT_FORMATS",
+    "FORMAT_SUFFIXES",
     "INSTALL_HINT",
     "INPUT_CONTRACT",
     "ExportError",
@@ -37,6 +38,8 @@ __all__ = [
 ]
 
 EXPORT_FORMATS = ("onnx", "html")
+FORMAT_SUFFIXES = {"onnx": (".onnx",), "html": (".html", ".htm")}
+"""The file extensions of each format's files (the first is the default)."""
 INSTALL_HINT = "pip install -r requirements-export.txt (or pip install '.[export]')"
 INPUT_CONTRACT = (
     "input 'pixels': float32 (n, 784), the 28x28 image row by row, values in [0, 1], white ink "
@@ -218,7 +221,8 @@ def export_bytes(model: Any, fmt: str, *, title: str | None = None) -> bytes:
 def export_model(
     model: Any, path: str | os.PathLike, fmt: str | None = None, *, title: str | None = None
 ) -> Path:
-    """Write the export atomically (temp file + rename) to ``path``; returns the path.
+    """Write the export atomically (temp file + rename) to ``path``, a new or a regular file
+    (a device, a pipe or a link is refused); returns the path.
 
     ``fmt`` defaults to the file's extension (``.onnx`` or ``.html``). The bytes are made before
     anything is written, so a failed export leaves no file behind.
@@ -228,6 +232,8 @@ def export_model(
         fmt = path.suffix.lower().lstrip(".")
         if fmt == "htm":
             fmt = "html"
+    if path.is_symlink() or (path.exists() and not path.is_file()):
+        raise ExportError(f"{path} is not a regular file; an export replaces only a regular file")
     data = export_bytes(model, fmt, title=title)
     atomic_write(path, lambda f: f.write(data))
     return path

@@ -1,0 +1,164 @@
+"""Hostile targets and sources of files: what ``export`` may replace, what ``data add``
+accepts and how it writes, and what an interrupted save or add leaves for the next start to
+clean; each refusal a message and exit 2, nothing replaced that was not asked for."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+
+import numpy as np
+import pytest
+
+from nn.cli.main import main
+from nn.io.model_files import save_model
+
+
+def call(*args: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(list(args))
+    return code, out.getvalue(), err.getvalue()
+
+
+@pytest.fixture
+def models(tmp_path, tiny_model, monkeypatch):
+    folder = tmp_path / "models"
+    folder.mkdir()
+    save_model(tiny_model(), folder / "tiny.npz")
+    monkeypatch.setenv("NN_MODELS_DIR", str(folder))
+    monkeypatch.setenv("NN_DATA_DIR", str(tmp_path / "sets"))
+    monkeypatch.setenv("NN_RUNS_DB", str(tmp_path / "runs.sqlite"))
+    monkeypatch.chdir(tmp_path)
+    return folder
+
+
+# ------------------------------------------------------------------ 6: export -o
+def test_export_does_not_replace_a_model_a_fifo_or_a_link(models, tmp_path):
+    model_bytes = (models / "tiny.npz").read_bytes()
+    code, out, err = call("export", "tiny", "--format", "html", "-o", str(models / "tiny.npz"))
+    assert code == 2 and "a html export is written to a file ending in .html or .htm" in err
+    assert (models / "tiny.npz").read_bytes() == model_bytes
+    fifo = tmp_path / "pipe.html"
+    os.mkfifo(fifo)
+    code, out, err = call("export", "tiny", "--format", "html", "-o", str(fifo), "--overwrite")
+    assert code == 2 and "is not a regular file" in err, err
+    assert fifo.is_fifo()
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep")
+    (tmp_path / "link.html").symlink_to(victim)
+    code, out, err = call("export", "tiny", "--format", "html", "-o", "link.html", "--overwrite")
+    assert code == 2 and "is not a regular file" in err and victim.read_text() == "keep"
+    assert (tmp_path / "link.html").is_symlink()
+
+
+def test_export_replaces_an_existing_file_only_with_overwrite(models, tmp_path):
+    target = tmp_path / "reader.html"
+    target.write_text("mine")
+    code, out, err = call("export", "tiny", "--format", "html", "-o", str(target))
+    assert code == 2 and "exists already; give --overwrite" in err and target.read_text() == "mine"
+    (tmp_path / "tiny.html").write_text("mine")
+    code, out, err = call("export", "tiny", "--format", "html")
+    assert code == 2 and "exists already" in err
+    code, out, err = call("export", "tiny", "--format", "html", "-o", str(target), "--overwrite")
+    assert code == 0 and target.read_text(encoding="utf-8").startswith("<!doctype html>"), err
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+def test_export_to_a_device_is_refused(models):
+    code, out, err = call("export", "tiny", "--format", "html", "-o", "/dev/full", "--overwrite")
+    assert code == 2 and "ending in .html or .htm" in err, err
+    assert not os.path.isfile("/dev/full")
+
+
+# ------------------------------------------------------------------ 7: untrainable sets
+def _npz(path, y_train, y_test=None, shape=(4, 4)):
+    rng = np.random.default_rng(0)
+    y_train = np.asarray(y_train, dtype=np.int64)
+    x_train = rng.integers(0, 256, (len(y_train), *shape), dtype=np.uint8)
+    if y_test is None:  # no test part: the add makes one
+        np.savez(path, x=x_train, y=y_train)
+        return path
+    y_test = np.asarray(y_test, dtype=np.int64)
+    np.savez(
+        path,
+        x_train=x_train,
+        y_train=y_train,
+        x_test=rng.integers(0, 256, (len(y_test), *shape), dtype=np.uint8),
+        y_test=y_test,
+    )
+    return path
+
+
+@pytest.mark.parametrize(
+    "y_train,y_test,classes,message",
+    [
+        ([5] * 20, [5] * 4, None, "every training image is of class '5' (label 5)"),
+        ([255] * 20, None, None, "every training image is of class '255'"),
+        ([0, 1] * 10, [0, 1, 2], None, "the test part holds class(es) '2'"),
+        (list(range(1000)) * 1, None, None, "classes have fewer than 2 training images"),
+        ([0, 1] * 10, [0, 1], "a,b,c", "1 of 3 classes have fewer than 2 training images ('c')"),
+    ],
+    ids=["one-label", "all-255", "test-only-class", "one-image-per-class", "extra-names"],
+)
+def test_data_add_refuses_sets_that_cannot_be_trained(
+    models, tmp_path, y_train, y_test, classes, message
+):
+    source = _npz(tmp_path / "set.npz", y_train, y_test)
+    flags = ["--classes", classes] if classes else []
+    code, out, err = call("data", "add", str(source), "--name", "bad", *flags)
+    assert code == 2 and message in err, err
+    assert not (tmp_path / "sets").exists() or not list((tmp_path / "sets").iterdir())
+
+
+def test_idx_labels_all_255_are_refused_at_add(models, tmp_path):
+    from datasets_synthetic import write_idx
+
+    x = np.zeros((20, 4, 4), dtype=np.uint8)
+    write_idx(tmp_path / "idx", x, np.full(20, 255))
+    code, out, err = call("data", "add", str(tmp_path / "idx"), "--name", "bad")
+    assert code == 2 and "every training image is of class '255'" in err, err
+
+
+# ------------------------------------------------------------------ 9: one name, two adds
+def test_two_adds_of_one_name_do_not_both_succeed(models, tmp_path, monkeypatch):
+    import nn.data.registry as R
+
+    first = _npz(tmp_path / "first.npz", [0, 1] * 10)
+    second = _npz(tmp_path / "second.npz", [1, 0] * 12)
+    write_set = R._write_set
+    raced = []
+
+    def write_then_race(tmp, arrays, info):  # the other add finishes while this one writes
+        write_set(tmp, arrays, info)
+        if not raced:
+            raced.append(None)
+            raced.append(R.add_set(second, "same"))
+
+    monkeypatch.setattr(R, "_write_set", write_then_race)
+    with pytest.raises(R.DataError, match="was added meanwhile"):
+        R.add_set(first, "same")
+    assert R.get_info("same").sha256 == raced[1].sha256  # the second add's set stays
+    assert [p.name for p in (tmp_path / "sets").iterdir()] == ["same"]
+
+
+# ------------------------------------------------------------------ 11: leftovers
+def test_a_killed_adds_folder_is_removed_at_the_next_listing_and_named(models, tmp_path):
+    import fcntl
+
+    sets = tmp_path / "sets"
+    dead = sets / ".adding-big.k1l2"
+    dead.mkdir(parents=True)
+    (dead / "arrays.npz").write_bytes(b"\0" * 100_000)
+    busy = sets / ".adding-busy.x9y8"
+    busy.mkdir()
+    fd = os.open(busy, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # an add still working in it
+        code, out, err = call("data", "list")
+    finally:
+        os.close(fd)
+    assert code == 0 and f"removed {dead}, left by an add" in out, out
+    assert not dead.exists() and busy.exists()
