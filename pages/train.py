@@ -6,8 +6,7 @@ import time
 
 import streamlit as st
 
-from nn.io.model_files import save_model
-from nn.io.models_folder import model_path, sanitize_model_name
+from nn.io.models_folder import model_path, sanitize_model_name, save_named
 from nn.services.presets import PRESETS, fitting_presets
 from ui import state, train_form
 from ui.charts import live_training_figure
@@ -106,9 +105,8 @@ def _start(continue_model=None, epochs: int | None = None) -> None:
 def _save() -> None:
     """Save button callback: validated name, overwrite only when confirmed."""
     w = slot.worker
-    if w is None or w.model is None:
+    if w is None or w.model is None or w.save_record is None:
         return
-    snap = w.snapshot()
     try:
         name = sanitize_model_name(st.session_state.get("save_name", ""))
         path = model_path(state.models_dir(), name)
@@ -121,16 +119,8 @@ def _save() -> None:
             f"A model called **{name}** exists: tick *Overwrite* to replace it.",
         )
         return
-    metrics = {k: snap[k] for k in ("test_accuracy", "val_accuracy") if snap.get(k) is not None}
     try:
-        save_model(
-            w.model,
-            path,
-            name=name,
-            metrics=metrics,
-            inside=snap.get("inside"),
-            dataset=w.dataset_record,
-        )
+        save_named(w.model, path, name, w.save_record)
     except (OSError, ValueError) as exc:
         st.session_state["save_feedback"] = ("error", f"Could not save: {exc}")
         return

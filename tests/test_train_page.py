@@ -138,6 +138,12 @@ def test_short_training_then_save(env, open_train, texts, started_jobs):
     model = load_model(path)
     assert model.layer_sizes_ == [784, 16, 10] and model.n_iter_ == 2
     assert 0 < model.metadata_["metrics"]["test_accuracy"] <= 1
+    # the record `python -m nn train` saves too (nn.io.models_folder.SaveRecord)
+    meta = model.metadata_
+    assert {"val_accuracy", "loss", "train_seconds", "epochs", "train_size"} <= set(meta["metrics"])
+    assert meta["metrics"]["epochs"] == 2 and meta["metrics"]["train_size"] > 0
+    assert meta["notes"].startswith("dashboard: standard split (seed")
+    assert meta["dataset"]["name"] == "mnist" and meta["inside"]["epochs"] == [1, 2]
     assert at.session_state["active_model_name"] == "tiny_net"
     mtime = path.stat().st_mtime_ns
     # the same name again: refused until "overwrite" is ticked

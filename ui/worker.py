@@ -24,12 +24,14 @@ Statuses: [``queued`` ->] ``preparing`` -> ``running`` -> ``finished`` | ``stopp
 from __future__ import annotations
 
 import copy
+import dataclasses
 from typing import Any
 
 import numpy as np
 
 from nn.core.network import TrainingEvent
 from nn.core.probe import append_epoch, empty_record
+from nn.io.models_folder import SaveRecord
 from nn.services.training import TrainingJob, check_model_kwargs, run_training_job
 from ui.jobs import BackgroundJob
 
@@ -129,8 +131,8 @@ class TrainingWorker(BackgroundJob):
         )
         self._data = data
         self.model = model
-        # the set trained on (nn.data.registry record), for save_model(dataset=...)
-        self.dataset_record: dict | None = None
+        # what the model file records when Save is pressed (nn.io.models_folder.SaveRecord)
+        self.save_record: SaveRecord | None = None
         self._first_epoch = 0
         self._n_epochs = int(self.job.model.get("epochs", 1) or 1)
         self._ema = 0.0
@@ -167,6 +169,7 @@ class TrainingWorker(BackgroundJob):
             return
         result = outcome.result
         model = self.model = result.model
+        self._keep_save_record(outcome.save_record)
         hist = getattr(model, "history_", {}) or {}
         self._set(
             status=outcome.status,
@@ -205,6 +208,7 @@ class TrainingWorker(BackgroundJob):
             )
             return
         self.model = model
+        self._keep_save_record(SaveRecord.from_dict(value["save_record"]))
         hist = getattr(model, "history_", {}) or {}
         self._set(
             status=value["status"],
@@ -219,6 +223,11 @@ class TrainingWorker(BackgroundJob):
             elapsed=self._active_seconds(),
         )
 
+    def _keep_save_record(self, record: SaveRecord) -> None:
+        """The job's record for the model file, with the layers' record of every round of
+        training this session (continued training appends to the model's earlier record)."""
+        self.save_record = dataclasses.replace(record, inside=self._state["inside"])
+
     def worker_event(self, event: dict[str, Any]) -> None:
         if event.get("kind") == "stage":
             self._listen(event["stage"], event["info"])
@@ -228,7 +237,6 @@ class TrainingWorker(BackgroundJob):
     def _listen(self, stage: str, info: dict[str, Any]) -> None:
         if stage == "prepared":
             self._set(n_train=info["n_train"], n_val=info["n_val"], n_test=info["n_test"])
-            self.dataset_record = info.get("dataset_record")
         elif stage == "started":
             self._first_epoch = info["first_epoch"]
             self._mark_started()

@@ -340,7 +340,8 @@ def run_finetune(
     raises is recorded as failed and the exception re-raised."""
     from nn.data.datasets import load_mnist
     from nn.data.registry import check_model_fits, mnist_info
-    from nn.io.model_files import load_model, save_model
+    from nn.io.model_files import load_model
+    from nn.io.models_folder import SaveRecord, save_named
     from nn.io.models_folder import model_path as saved_path
     from nn.services.control import JobControl
     from nn.services.runs import RunRecorder, RunStore, run_status
@@ -382,16 +383,12 @@ def run_finetune(
     status = run_status(result.stop_reason, stop_requested=control.stop_requested)
     saved: Path | None = None
     if status == "finished":
-        saved = save_model(
-            result.model,
-            target,
-            name=new_name,
-            metrics=result.metrics(),
-            notes=(
-                f"fine-tuned from {base} on {result.n_user_train} of the user's drawings "
-                f"(x{result.repeats}) and {result.n_mnist_train} MNIST images"
-            ),
+        notes = (
+            f"fine-tuned from {base} on {result.n_user_train} of the user's drawings "
+            f"(x{result.repeats}) and {result.n_mnist_train} MNIST images"
         )
+        record = SaveRecord(metrics=result.metrics(), notes=notes, dataset=mnist_info().record())
+        saved = save_named(result.model, target, new_name, record)
     message = "; ".join(result.warnings) or getattr(result.model, "stop_message_", None) or None
     if status == "stopped" and control.stop_note:
         message = control.stop_note

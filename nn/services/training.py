@@ -38,6 +38,7 @@ import numpy as np
 
 from nn.core import limits
 from nn.core.network import NeuralNetwork, ParameterError, format_bytes
+from nn.io.models_folder import SaveRecord, save_named
 from nn.services.control import JobControl
 
 __all__ = [
@@ -330,6 +331,7 @@ class TrainingOutcome:
     replaced: bool = False
     run_errors: list[str] = field(default_factory=list)
     inside: dict[str, Any] | None = None
+    save_record: SaveRecord | None = None  # what a saved model records (None: no result)
 
     def metrics(self) -> dict[str, Any]:
         """What the run store records as the run's final metrics."""
@@ -513,24 +515,29 @@ def _fit_and_score(model: NeuralNetwork, split: Any, callback: Callable) -> Trai
     return TrainResult(model, split, test_acc, val_acc, seconds)
 
 
-def _save(job: TrainingJob, outcome: TrainingOutcome, info: Any) -> None:
-    path = Path(job.save_path)
-    outcome.replaced = path.exists()
+def _save_record(job: TrainingJob, outcome: TrainingOutcome, info: Any) -> SaveRecord:
+    """What the model file records about this training, whoever saves it (this job, or the
+    Train page's Save button afterwards)."""
     cfg, n_train = outcome.data, int(outcome.result.split.x_train.shape[0])
+    preset = "" if job.preset is None else f"preset {job.preset}, "
     notes = (
-        f"{SOURCE_LABELS.get(job.source, job.source)}: preset {job.preset}, "
+        f"{SOURCE_LABELS.get(job.source, job.source)}: {preset}"
         f"{cfg['split']} split (seed {cfg['seed']}), {n_train} training images"
     )
     if not info.builtin:
         notes += f", data set {info.name}"
-    outcome.model_path = outcome.result.model.save(
-        path,
-        name=job.name,
+    return SaveRecord(
         metrics=outcome.result.metrics(),
         notes=notes,
         inside=outcome.inside,
         dataset=info.record(),
     )
+
+
+def _save(job: TrainingJob, outcome: TrainingOutcome) -> None:
+    path = Path(job.save_path)
+    outcome.replaced = path.exists()
+    outcome.model_path = save_named(outcome.result.model, path, job.name, outcome.save_record)
 
 
 def run_training_job(
@@ -580,7 +587,6 @@ def run_training_job(
             "dataset": info.name,
             "image_shape": list(info.image_shape),
             "class_names": list(info.class_names),
-            "dataset_record": info.record(),
         },
     )
     record = _Record(job, listener)
@@ -620,8 +626,9 @@ def run_training_job(
         result = _fit_and_score(trained, split, callback)
         outcome = _outcome(result, cfg, record, control)
         outcome.inside = None if recorder is None else recorder.record
+        outcome.save_record = _save_record(job, outcome, info)
         if outcome.status == "finished" and job.save_path:
-            _save(job, outcome, info)
+            _save(job, outcome)
     except BaseException as exc:
         status = "stopped" if isinstance(exc, KeyboardInterrupt) else "failed"
         message = "aborted with Ctrl-C" if status == "stopped" else f"{type(exc).__name__}: {exc}"

@@ -29,8 +29,9 @@ def train_job(ctx: JobContext) -> tuple[dict[str, Any], dict[str, Any] | None]:
     TrainingJob.to_dict(), "continue": a model's to_state() settings or None}`` (then
     ``ctx.arrays`` hold its arrays and training goes on from there). Emits every stage of the
     job as ``{"kind": "stage", "stage": ..., "info": ...}`` and every ``TrainingEvent`` as a
-    dict; returns the outcome (``status``, ``message``, ``run_id``, ``metrics``, the
-    accuracies, ``model``: the fitted model's settings) and the model's arrays."""
+    dict; returns the outcome (``status``, ``message``, ``run_id``, ``metrics``,
+    ``save_record``, the accuracies, ``model``: the fitted model's settings) and the model's
+    arrays."""
     job = TrainingJob.from_dict(ctx.config["job"])
     previous = ctx.config.get("continue")
     model = NeuralNetwork.from_state(previous, ctx.arrays) if previous else None
@@ -53,6 +54,7 @@ def train_job(ctx: JobContext) -> tuple[dict[str, Any], dict[str, Any] | None]:
         "metrics": outcome.metrics(),
         "model": None,
         "inside": outcome.inside,
+        "save_record": None if outcome.save_record is None else outcome.save_record.to_dict(),
     }
     if outcome.result is None:
         return value, None
