@@ -47,7 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_common(parser, models=True)
 
 
-def _evaluation_set(args: argparse.Namespace, model: Any, label: str) -> tuple[Any, Any, str]:
+def evaluation_set(args: argparse.Namespace, model: Any, label: str) -> tuple[Any, Any, str]:
     """The images, labels and their description; the model must fit the data set."""
     from nn.data.datasets import MNIST, split_dataset
     from nn.data.registry import check_model_fits
@@ -91,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
     out = Out(args)
     path = resolve_model_path(args.model, args.models_dir)
     model = load_model(path)
-    x, y, described = _evaluation_set(args, model, path.stem)
+    x, y, described = evaluation_set(args, model, path.stem)
     if x.shape[0] == 0:
         raise UsageError("the evaluation set is empty")
     if x.shape[1] != model.n_features_in_:

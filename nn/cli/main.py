@@ -14,6 +14,8 @@ Commands
     export     a saved model as ONNX or as a single offline HTML page that reads drawn digits
     data       the data sets beside MNIST: add (validated, stored in $NN_DATA_DIR), list, remove
     explain    the arithmetic of one unit on one example: forward, backward, gradient check, a step
+    map        a 2-D map (PCA or UMAP) of one layer's outputs for test images
+    robustness test accuracy as corruptions grow; the accuracy/coverage curve of a threshold
 
 Every command takes ``--json`` (one JSON object as the last line of stdout; the human text then
 goes to stderr or is left out). MODEL arguments are a file path or the name of a model in the
@@ -52,10 +54,12 @@ from nn.cli import (
     mine,
     predict,
     presets,
+    robustness,
     runs,
     train,
     tune,
 )
+from nn.cli import map as map_command
 from nn.cli.common import (
     EXIT_DIVERGED,
     EXIT_ERROR,
@@ -99,6 +103,12 @@ COMMANDS: dict[str, Command] = {
     "export": Command(export.HELP, export.add_arguments, export.run, export.DESCRIPTION),
     "data": Command(data.HELP, data.add_arguments, data.run, data.DESCRIPTION),
     "explain": Command(explain.HELP, explain.add_arguments, explain.run, explain.DESCRIPTION),
+    "map": Command(
+        map_command.HELP, map_command.add_arguments, map_command.run, map_command.DESCRIPTION
+    ),
+    "robustness": Command(
+        robustness.HELP, robustness.add_arguments, robustness.run, robustness.DESCRIPTION
+    ),
 }
 
 
