@@ -105,7 +105,8 @@ def test_layer_output_is_the_models_own(cnn_model, small_model):
     outputs = cnn_model.layer_outputs(x)
     for index in (0, 3, last_hidden_layer(cnn_model.layers_)):
         features, logits = layer_output(cnn_model.layers_, x, index, to_end=True)
-        np.testing.assert_allclose(features, outputs[index][1].reshape(37, -1), rtol=1e-4, atol=1e-6)
+        expected = outputs[index][1].reshape(37, -1)
+        np.testing.assert_allclose(features, expected, rtol=1e-4, atol=1e-6)
         np.testing.assert_allclose(logits, outputs[-1][1], rtol=1e-5, atol=1e-6)
     assert cnn_model.layers_[last_hidden_layer(cnn_model.layers_) + 1].param_names or any(
         layer.kind == "dropout"

@@ -6,10 +6,11 @@ components. When the smaller side of the matrix is at most :data:`EXACT_SIDE`, t
 from the eigenvectors of the smaller Gram matrix (``X^T X`` or ``X X^T``); beyond it, from a
 randomized subspace iteration (Halko, Martinsson & Tropp, 2011) with :data:`OVERSAMPLE` extra
 columns and :data:`POWER_ITERATIONS` passes, which for the top two components of a layer's
-outputs (a fast-decaying spectrum) agrees with a direct SVD to about 1e-4 of the map's extent. A component's sign is arbitrary; it is
-fixed so that the component's entry of largest magnitude is positive (:func:`fix_signs`), or,
-given a reference basis, so that each component points the way of the reference's
-(:func:`align_signs`), which keeps successive maps of a training run from flipping.
+outputs (a fast-decaying spectrum) agrees with a direct SVD to about 1e-4 of the map's extent.
+A component's sign is arbitrary; it is fixed so that the component's entry of largest
+magnitude is positive (:func:`fix_signs`), or, given a reference basis, so that each component
+points the way of the reference's (:func:`align_signs`), which keeps successive maps of a
+training run from flipping.
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from nn.data.augment import gaussian_smoothing_matrix, warp_batch
+from nn.core.augment import gaussian_smoothing_matrix, warp_batch
 
 SIDE = 28
 N_PIXELS = SIDE * SIDE
