@@ -135,6 +135,10 @@ def test_cli_default_name_zip_and_refusals(tmp_path, monkeypatch, capsys):
     assert "cannot be imported" in capsys.readouterr().err
     assert main([*argv, "-o", str(tmp_path / "reader.txt")]) == 2
     assert not (tmp_path / "reader.txt").exists() and not (tmp_path / "reader.npz").exists()
+    model.save(tmp_path / "kept.npz")  # the program's weights never replace a saved model
+    assert main([*argv, "-o", str(tmp_path / "kept.py"), "--overwrite"]) == 2
+    assert "is a saved model" in capsys.readouterr().err
+    assert load_model(tmp_path / "kept.npz").n_features_in_ == 784
     with zipfile.ZipFile(__import__("io").BytesIO(export_bytes(model, "numpy"))) as archive:
         assert sorted(archive.namelist()) == ["reader/reader.npz", "reader/reader.py"]
     assert module_name("cnn-best") == "cnn_best" and module_name("class") == "model_class"
