@@ -20,6 +20,7 @@ from nn.cli.common import (
     text_table,
     widths_describe,
 )
+from nn.core.confidence import threshold_value
 from nn.core.layer_spec import compact, token
 from nn.core.network import NeuralNetwork
 
@@ -134,6 +135,7 @@ def run(args: argparse.Namespace) -> int:
         "metrics": metrics,
         "notes": meta.get("notes"),
         "dataset": meta.get("dataset"),
+        "confidence_threshold": threshold_value(meta),
         "created": meta.get("created"),
         "saved": meta.get("saved"),
         "format_version": meta.get("format_version"),
@@ -162,6 +164,8 @@ def run(args: argparse.Namespace) -> int:
         out(f"  metrics      {_metrics_line(metrics)}")
     out(f"  created      {info['created'] or '-'}")
     out(f"  saved        {info['saved'] or '-'}")
+    if info["confidence_threshold"] is not None:
+        out(f"  not sure     below {fmt_pct(info['confidence_threshold'], 0)} confidence")
     record = info["dataset"] or {"name": "mnist", "image_shape": [28, 28, 1], "class_names": []}
     shape = "x".join(str(d) for d in record["image_shape"])
     classes = len(record["class_names"]) or 10

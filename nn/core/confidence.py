@@ -61,6 +61,15 @@ def answers(proba: np.ndarray, threshold: float | None) -> tuple[np.ndarray, np.
     return best, proba[np.arange(len(best)), best] >= threshold
 
 
+def threshold_value(metadata: dict | None) -> float | None:
+    """The threshold saved in a model file's metadata (``confidence_threshold``), or ``None``
+    when it has none (older files) or one of a later version than this reader knows."""
+    record = (metadata or {}).get("confidence_threshold")
+    if not isinstance(record, dict) or record.get("version") != THRESHOLD_VERSION:
+        return None
+    return check_threshold(record.get("value"))
+
+
 def threshold_record(
     value: float, *, coverage: float | None = None, accuracy: float | None = None, images: int = 0
 ) -> dict:

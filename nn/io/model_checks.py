@@ -69,6 +69,7 @@ def _check_field_types(meta: dict, state: dict, label: Any) -> None:
         label, "best_val_accuracy", value, value is None or _is_real(value), "expected a number"
     )
     _check_dataset(meta.get("dataset"), label)
+    _check_threshold(meta.get("confidence_threshold"), label)
     params = state.get("params")
     _check_type(label, "params", params, isinstance(params, dict), "expected an object")
     sizes = state.get("layer_sizes")
@@ -95,6 +96,24 @@ def _check_field_types(meta: dict, state: dict, label: Any) -> None:
             "a classifier needs 2 or more distinct classes",
         )
     _check_dataset_fits(meta.get("dataset"), n_features, len(classes), label)
+
+
+def _check_threshold(record: Any, label: Any) -> None:
+    """A ``confidence_threshold`` record of version 1 holds a ``value`` from 0 to 1; a record
+    of a later version is left to the readers that know it (``threshold_value`` reads it as
+    none)."""
+    if record is None:
+        return
+    _check_type(
+        label, "confidence_threshold", record, isinstance(record, dict), "expected an object"
+    )
+    version = record.get("version")
+    ok = _is_int(version) and version >= 1
+    _check_type(label, "confidence_threshold.version", version, ok, "expected a whole number >= 1")
+    if version == 1:
+        value = record.get("value")
+        ok = _is_real(value) and 0 <= value <= 1
+        _check_type(label, "confidence_threshold.value", value, ok, "expected a number from 0 to 1")
 
 
 def _check_dataset_fits(record: Any, n_features: int, n_classes: int, label: Any) -> None:

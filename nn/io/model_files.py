@@ -10,6 +10,9 @@ The file-level metadata document looks like::
      "architecture": {"layer_sizes": [...], "activations": [...]},
      "metrics": {...}, "notes": ..., "n_parameters": int,
      "inside": {...} or None,        # per-layer statistics recorded in training (nn.core.probe)
+     "confidence_threshold": {"version": 1, "value", "coverage", "accuracy", "images"} or None,
+                                     # below it the model says "not sure" (nn.core.confidence);
+                                     # absent in older files, read as None
      "dataset": {"name", "sha256", "image_shape": [h, w, c], "class_names": [...]},  # or absent
      "array_manifest": {name: {"shape": [...], "dtype": "float32"}},
      "state_keys": [...],            # which top-level keys came from model.to_state()
@@ -78,6 +81,7 @@ _FILE_KEYS = (
     "n_parameters",
     "inside",
     "dataset",
+    "confidence_threshold",
     "array_manifest",
     "state_keys",
     "state_shadowed",
@@ -206,6 +210,7 @@ def _build_meta(
     notes: str | None,
     inside: dict | None = None,
     dataset: dict | None = None,
+    threshold: dict | None = None,
 ) -> dict:
     state_meta = _to_json_compatible(state_meta, "the model metadata (to_state)")
     previous = getattr(model, "metadata_", None)
@@ -221,6 +226,8 @@ def _build_meta(
         inside = previous.get("inside") if same_weights else None
     if dataset is None:
         dataset = previous.get("dataset")
+    if threshold is None:  # chosen on these weights' predictions
+        threshold = previous.get("confidence_threshold") if same_weights else None
     if name is None:  # the file stem, so list_models rows and delete_model agree by default
         name = path.stem
     now = _utcnow()
@@ -236,6 +243,9 @@ def _build_meta(
         "n_parameters": _n_parameters(model, arrays),
         "inside": None if inside is None else _to_json_compatible(dict(inside), "inside"),
         "dataset": _to_json_compatible(dataset, "dataset") if dataset else None,
+        "confidence_threshold": _to_json_compatible(threshold, "confidence_threshold")
+        if threshold
+        else None,
         "array_manifest": {
             k: {"shape": [int(s) for s in a.shape], "dtype": a.dtype.str} for k, a in arrays.items()
         },
@@ -264,6 +274,7 @@ def save_model(
     notes: str | None = None,
     inside: dict | None = None,
     dataset: dict | None = None,
+    threshold: dict | None = None,
 ) -> Path:
     """Save a fitted model atomically; returns the path written.
 
@@ -274,7 +285,10 @@ def save_model(
     those in ``metadata_`` -- metrics and inside only if the model was not trained further
     since. ``dataset`` (``nn.data.registry.DataSetInfo.record()``: name, SHA-256, image shape,
     class names) says what the model was trained on, default the one in ``metadata_``; a file
-    without it holds an MNIST model. Sets ``model.metadata_`` to the new file's metadata.
+    without it holds an MNIST model. ``threshold`` (``nn.core.confidence.threshold_record``):
+    the confidence below which the model says "not sure", default the one in ``metadata_`` if
+    the model was not trained further since; ``{}`` removes it. Sets ``model.metadata_`` to
+    the new file's metadata.
     """
     path = _normalise_suffix(Path(path))
     if path.suffix.lower() == ".pkl":
@@ -286,9 +300,12 @@ def save_model(
             notes=notes,
             inside=inside,
             dataset=dataset,
+            threshold=threshold,
         )
     state_meta, arrays = _collect_state(model)
-    meta = _build_meta(model, path, state_meta, arrays, name, metrics, notes, inside, dataset)
+    meta = _build_meta(
+        model, path, state_meta, arrays, name, metrics, notes, inside, dataset, threshold
+    )
     meta_array = np.array(json.dumps(meta, ensure_ascii=False))  # 0-d '<U..' array
 
     atomic_write(path, lambda f: np.savez(f, **{META_KEY: meta_array}, **arrays))
@@ -305,6 +322,7 @@ def export_pickle(
     notes: str | None = None,
     inside: dict | None = None,
     dataset: dict | None = None,
+    threshold: dict | None = None,
 ) -> Path:
     """Write the compatibility pickle: ``{"format_version", "meta", "arrays"}`` of plain
     containers and ndarrays only (protocol 4), atomically. Never pickles the model object."""
@@ -312,7 +330,9 @@ def export_pickle(
     if path.suffix.lower() != ".pkl":
         raise ValueError(f"cannot export pickle to {path}: the file name must end with .pkl")
     state_meta, arrays = _collect_state(model)
-    meta = _build_meta(model, path, state_meta, arrays, name, metrics, notes, inside, dataset)
+    meta = _build_meta(
+        model, path, state_meta, arrays, name, metrics, notes, inside, dataset, threshold
+    )
     atomic_write(path, lambda f: write_pickle_payload(f, meta, arrays))
     _remember(model, meta, path, "pkl")
     return path

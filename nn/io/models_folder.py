@@ -22,7 +22,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from nn.io.model_files import SUPPORTED_FORMATS, read_metadata, save_model
+from nn.io.model_files import SUPPORTED_FORMATS, load_model, read_metadata, save_model
 from nn.io.npz import ModelFileError
 
 __all__ = [
@@ -323,3 +323,11 @@ def save_named(
         inside=record.inside,
         dataset=record.dataset,
     )
+
+
+def save_threshold(path: str | os.PathLike, record: dict | None) -> Path:
+    """Rewrite the saved model at ``path`` with the confidence threshold ``record``
+    (``nn.core.confidence.threshold_record``; None removes it), everything else kept."""
+    model = load_model(path)
+    name = (getattr(model, "metadata_", None) or {}).get("name")
+    return save_model(model, path, name=name, threshold=record or {})
