@@ -162,3 +162,17 @@ def test_a_killed_adds_folder_is_removed_at_the_next_listing_and_named(models, t
         os.close(fd)
     assert code == 0 and f"removed {dead}, left by an add" in out, out
     assert not dead.exists() and busy.exists()
+
+
+# ------------------------------------------------------------------ 10: --data before --layers
+def test_a_stack_is_checked_against_the_sets_images_not_mnists(models, tmp_path):
+    from datasets_synthetic import COLOUR_SHAPE, make_images, write_npz
+
+    x, y = make_images(80, COLOUR_SHAPE, 4, seed=3)
+    write_npz(tmp_path / "colour.npz", x, y, 20)
+    assert call("data", "add", str(tmp_path / "colour.npz"), "--name", "colour")[0] == 0
+    flags = ["--epochs", "1", "--train-size", "40", "--batch-size", "20", "--no-save", "-q"]
+    code, out, err = call("train", "--data", "colour", "--layers", "conv8k30,relu", *flags)
+    assert code == 0, err  # 32x32 images take a 30x30 kernel; 28x28 ones would not
+    code, out, err = call("train", "--data", "colour", "--layers", "conv8k33,relu", *flags)
+    assert code == 2 and "does not fit colour (32x32x3 images, 4 classes)" in err, err

@@ -478,11 +478,11 @@ def train_plan(args: argparse.Namespace, notes: list[str] | None = None) -> Trai
     seed = model_kwargs.get("random_state")
     if isinstance(seed, int) and not 0 <= seed <= MAX_SEED:
         raise UsageError(f"--seed {seed}: use a whole number from 0 to {MAX_SEED}, or 'none'")
-    try:
-        check_model_kwargs(model_kwargs)
+    try:  # the settings first; a stack is checked against the data set's images (_fit_to_set)
+        check_model_kwargs({k: v for k, v in model_kwargs.items() if k != "layers"})
         data_kwargs = resolve_data_source(check_data_kwargs(data_kwargs))
         set_notes = _fit_to_set(preset, overrides, model_kwargs, data_set_info(data_kwargs))
-        model = check_model_kwargs(model_kwargs)
+        model = NeuralNetwork(**model_kwargs)  # checked on the set's images by _fit_to_set
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     if notes is not None:
