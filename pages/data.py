@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from nn.data.datasets import DataError
+from nn.data.arrays import DataError
 from nn.data.registry import data_dir, remove_set
 from ui import state
 from ui.data_sets import MAX_UPLOAD_BYTES, add_from_folder, add_from_uploads

@@ -17,12 +17,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import nn.data.datasets as D
+import nn.data.datasets as datasets
+import nn.data.idx as D
 import nn.data.preprocess as PP
 import nn.io.model_files as P
 from nn.cli.main import main
 from nn.core.network import NeuralNetwork
-from nn.data.datasets import DataError, load_dataset, read_idx
+from nn.data.arrays import DataError
+from nn.data.datasets import load_dataset
+from nn.data.idx import read_idx
 from nn.data.preprocess import load_image_file
 
 EXIT_USAGE = 2
@@ -135,8 +138,8 @@ def test_gzip_idx_promising_more_than_a_dataset_is_refused_before_decompressing(
         f.write(_idx_header(3_000_000))  # 2.3 GB promised
         f.write(b"\0" * 1000)
     reads = []
-    real = D._read_exactly
-    monkeypatch.setattr(D, "_read_exactly", lambda f, n, *a: reads.append(n) or real(f, n, *a))
+    real = D.read_exactly
+    monkeypatch.setattr(D, "read_exactly", lambda f, n, *a: reads.append(n) or real(f, n, *a))
     with pytest.raises(DataError, match=r"promises shape \(3000000, 28, 28\).*at most 300,000"):
         read_idx(path)
     assert max(reads) <= 12  # only the header was read
@@ -189,7 +192,7 @@ def test_bad_npz_dataset_never_suggests_allow_pickle(tmp_path, content):
 
 
 def test_csv_larger_than_the_cap_is_refused_while_streaming(tmp_path, monkeypatch):
-    monkeypatch.setattr(D, "MAX_CSV_BYTES", 10_000)
+    monkeypatch.setattr(datasets, "MAX_CSV_BYTES", 10_000)
     path = tmp_path / "big.csv.gz"
     with gzip.open(path, "wt") as f:
         f.write(",".join(["0"] * 785) + "\n")

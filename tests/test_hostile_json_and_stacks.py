@@ -15,7 +15,7 @@ from nn.cli.main import main
 from nn.core.bounded_json import JSONInputError, loads, read_json_file
 from nn.core.layer_spec import parse_layers, parse_shape
 from nn.core.limits import MAX_JSON_DEPTH, MAX_LAYERS
-from nn.data.datasets import DataError
+from nn.data.arrays import DataError
 from nn.data.registry import get_info, list_sets, parse_image_shape
 from nn.search.engine import SearchSpace, parse_dimension, run_search
 

@@ -22,7 +22,7 @@ from datasets_synthetic import (
 )
 
 from nn.cli.main import main
-from nn.data.datasets import DataError
+from nn.data.arrays import DataError
 from nn.data.registry import (
     MNIST_NAME,
     MNIST_SHA256,

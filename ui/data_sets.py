@@ -8,7 +8,7 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from nn.data.datasets import DataError
+from nn.data.arrays import DataError
 from nn.data.registry import DataSetInfo, add_set, parse_class_names, parse_image_shape
 
 __all__ = ["MAX_UPLOAD_BYTES", "add_from_folder", "add_from_uploads"]

@@ -22,7 +22,7 @@ HELP = "accuracy, per-class precision/recall and confusion matrix"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from nn.data.datasets import SPLITS
+    from nn.data.splits import SPLITS
 
     parser.add_argument("model", metavar="MODEL", help="model file or saved model name")
     parser.add_argument(
@@ -49,8 +49,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def evaluation_set(args: argparse.Namespace, model: Any, label: str) -> tuple[Any, Any, str]:
     """The images, labels and their description; the model must fit the data set."""
-    from nn.data.datasets import MNIST, split_dataset
+    from nn.data.arrays import MNIST
     from nn.data.registry import check_model_fits
+    from nn.data.splits import split_dataset
     from nn.services.training import data_set_info, load_data, resolve_data_source
 
     cfg = resolve_data_source({"path": args.data})

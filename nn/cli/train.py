@@ -275,7 +275,7 @@ def _add_augment_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_data_flags(parser: argparse.ArgumentParser) -> None:
-    from nn.data.datasets import SPLITS
+    from nn.data.splits import SPLITS
 
     group = parser.add_argument_group("data")
     group.add_argument(

@@ -48,12 +48,9 @@ import numpy as np
 
 from nn.core.bounded_json import JSONInputError, read_json_file
 from nn.core.limits import MAX_DATASET_CLASSES
-from nn.data.datasets import (
-    MNIST,
-    DataError,
-    load_dataset,
-    load_mnist,
-)
+from nn.data.arrays import MNIST, DataError
+from nn.data.datasets import load_dataset
+from nn.data.idx import load_mnist
 from nn.data.set_checks import SET_KEYS, TEST_FRACTION, TEST_SPLIT_SEED, validated_arrays
 
 __all__ = [

@@ -12,14 +12,9 @@ from typing import Any
 import numpy as np
 
 from nn.core.limits import MAX_DATASET_CLASSES, MAX_DATASET_IMAGES, MIN_CLASS_TRAIN_IMAGES
-from nn.data.datasets import (
-    MAX_DATASET_ELEMENTS,
-    MNIST,
-    DataError,
-    ImageSet,
-    load_dataset,
-    split_dataset,
-)
+from nn.data.arrays import MAX_DATASET_ELEMENTS, MNIST, DataError, ImageSet
+from nn.data.datasets import load_dataset
+from nn.data.splits import split_dataset
 
 __all__ = [
     "SET_KEYS",

@@ -58,7 +58,7 @@ from typing import Any
 
 import numpy as np
 
-from nn.data.datasets import N_CLASSES
+from nn.data.arrays import N_CLASSES
 
 __all__ = [
     "AUGMENT",
@@ -338,7 +338,7 @@ def run_finetune(
     (``ValueError`` if a model of that name exists, unless ``overwrite``). A run that diverges
     or is stopped is recorded as such and not saved (the path is then ``None``); one that
     raises is recorded as failed and the exception re-raised."""
-    from nn.data.datasets import load_mnist
+    from nn.data.idx import load_mnist
     from nn.data.registry import check_model_fits, mnist_info
     from nn.io.model_files import load_model
     from nn.io.models_folder import SaveRecord, save_named

@@ -17,7 +17,7 @@ import numpy as np
 
 from nn.core.maths import MathsError, Trace
 from nn.core.unit_edits import edit_units
-from nn.data.datasets import MNIST_DIR, find_idx_pair, read_idx
+from nn.data.idx import MNIST_DIR, find_idx_pair, read_idx
 from nn.data.preprocess import load_image_file
 from nn.io.models_folder import SaveRecord, model_path, sanitize_model_name, save_named
 

@@ -50,7 +50,8 @@ from pathlib import Path
 
 import numpy as np
 
-from nn.data.datasets import N_CLASSES, N_PIXELS, DataError, ImageSet, load_dataset
+from nn.data.arrays import N_CLASSES, N_PIXELS, DataError, ImageSet
+from nn.data.datasets import load_dataset
 from nn.services.runs import default_runs_path
 from nn.services.transactions import read_transaction, write_transaction
 

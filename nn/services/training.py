@@ -161,7 +161,7 @@ def resolve_data_source(data_kwargs: Mapping[str, Any] | None) -> dict[str, Any]
     """The data settings with ``path`` read as a set's name when no file or folder has that
     name (what ``--data NAME`` means); ``DataError`` when it is neither, or names an unknown
     set."""
-    from nn.data.datasets import DataError
+    from nn.data.arrays import DataError
     from nn.data.registry import get_info, has_set, list_sets
 
     cfg = check_data_kwargs(data_kwargs)
@@ -202,7 +202,8 @@ def data_set_info(data_kwargs: Mapping[str, Any] | None = None):
 def load_data(data_kwargs: Mapping[str, Any] | None = None):
     """The dataset named by ``data_kwargs["set"]`` (``nn.data.registry``), by
     ``data_kwargs["path"]`` (``nn.data.load_dataset``) or the bundled MNIST."""
-    from nn.data.datasets import load_dataset, load_mnist
+    from nn.data.datasets import load_dataset
+    from nn.data.idx import load_mnist
     from nn.data.registry import load_set
 
     cfg = check_data_kwargs(data_kwargs)
@@ -214,7 +215,7 @@ def load_data(data_kwargs: Mapping[str, Any] | None = None):
 def make_split(data_kwargs: Mapping[str, Any] | None = None, mnist: Any = None):
     """``nn.data.split_dataset`` with these settings; ``mnist`` (an ``MNIST`` or ``ImageSet``)
     avoids loading the data again."""
-    from nn.data.datasets import split_dataset
+    from nn.data.splits import split_dataset
 
     cfg = check_data_kwargs(data_kwargs)
     data = mnist if mnist is not None else load_data(cfg)
