@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 
 from nn.cli.common import EXIT_OK, Out, add_common, fmt_pct, print_json, resolve_model_path
-from nn.data.datasets import load_mnist
+from nn.data.idx import load_mnist
 from nn.io.model_files import load_model
 from nn.services.robustness import DEFAULT_IMAGES, robustness
 
