@@ -218,3 +218,36 @@ def test_a_grid_beyond_int64_is_sampled():
     )
     assert len(result.trials) == 2
     assert result.trials[0].params != result.trials[1].params
+
+
+# ------------------------------------------------------------------ 12, 14: tune's numbers
+@pytest.mark.parametrize(
+    "flags,message",
+    [
+        (["--timeout", "nan"], "--timeout nan: use a number of seconds above 0"),
+        (["--timeout", "inf"], "--timeout inf: use a number of seconds above 0"),
+        (["--seed", str(10**23)], f"--seed {10**23}: use a whole number from 0 to"),
+        (["--epochs-per-trial", "1000000000"], "--epochs-per-trial 1000000000: use 1 to"),
+        (["--name", "n" * 5000], "--name: 5,000 characters; use at most 100"),
+        (
+            ["--param", "hidden_layers=choice:[100000000]"],
+            "hidden_layers: the value [100000000] is too big",
+        ),
+        (["--set", "hidden_layers=[100000000]"], "the fixed settings (--set): hidden_layers"),
+    ],
+    ids=["timeout-nan", "timeout-inf", "seed", "epochs", "name", "choice-size", "set-size"],
+)
+def test_tune_refuses_out_of_bound_numbers_before_loading_data(no_search, flags, message):
+    code, out, err = call("tune", "--no-record", *flags)
+    assert code == 2 and message in err, err
+    assert "Traceback" not in err
+
+
+# ------------------------------------------------------------------ 13: the Tune page's widths
+@pytest.mark.parametrize("text", ["-5", "5--5", "1_0", "٥", "128 | -64"])
+def test_the_tune_pages_widths_refuse_what_is_not_a_positive_width(text):
+    import ui.tune as tn
+
+    with pytest.raises(ValueError, match="is not a list of whole numbers from 1 up"):
+        tn.parse_layers(text)
+    assert tn.parse_layers("64 | 256-128 | [32, 16]") == [[64], [256, 128], [32, 16]]

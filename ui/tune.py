@@ -21,6 +21,7 @@ import copy
 import json
 import math
 import os
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -30,7 +31,7 @@ from nn.core.activations import ACTIVATIONS
 from nn.core.limits import MAX_GRID_POINTS, MAX_TRIALS
 from nn.core.network import NeuralNetwork
 from nn.core.optimizers import OPTIMIZERS
-from nn.services.training import check_network_size
+from nn.services.training import check_size_on_set, check_sizes_of_choices
 from nn.services.tuning import SearchJob, run_search_job
 from ui.charts import note_in_middle
 from ui.jobs import BackgroundJob
@@ -143,19 +144,21 @@ def _float(text: Any, what: str) -> float:
     return value
 
 
+_WIDTHS = re.compile(r"[0-9]{1,9}(?:\s*[-,\s]\s*[0-9]{1,9})*")
+
+
 def parse_layers(text: str) -> list[list[int]]:
     """``"64 | 128 | 256,128"`` -> ``[[64], [128], [256, 128]]`` (``ValueError`` if malformed)."""
     choices = []
     for part in str(text).split("|"):
-        part = part.strip().strip("[]")
+        part = part.strip().strip("[]").strip()
         if not part:
             continue
-        try:
-            widths = [int(w) for w in part.replace("-", ",").replace(" ", ",").split(",") if w]
-        except ValueError:
+        if not _WIDTHS.fullmatch(part):
             raise ValueError(
-                f"{part!r} is not a list of whole numbers (write e.g. 256,128)"
-            ) from None
+                f"{part[:40]!r} is not a list of whole numbers from 1 up (write e.g. 256,128)"
+            )
+        widths = [int(w) for w in re.split(r"[-,\s]+", part)]
         if not widths or any(w < 1 for w in widths):
             raise ValueError(f"{part!r}: every layer needs at least 1 neuron")
         choices.append(widths)
@@ -214,18 +217,6 @@ def set_size_problems(settings: Mapping[str, Any], info: Any) -> list[str]:
     return out
 
 
-def _check_size(model_kwargs: Mapping[str, Any], info: Any = None) -> None:
-    """``check_network_size`` of these settings on the images of the data set ``info``
-    (``nn.data.registry.DataSetInfo``; None: MNIST's): a stack sees the image shape, dense
-    layers the flattened pixels."""
-    model = NeuralNetwork(**model_kwargs)
-    if info is None:
-        check_network_size(model)
-        return
-    shape = info.image_shape if model.layers is not None else info.n_features
-    check_network_size(model, shape, info.n_classes)
-
-
 def build_space(
     settings: Mapping[str, Any], base: Mapping[str, Any] | None = None, info: Any = None
 ):
@@ -242,9 +233,7 @@ def build_space(
         try:
             dim = _dimension(name, entry)
             SearchSpace({name: dim}).check(base or {})
-            if name in ("hidden_layers", "layers", "batch_size"):  # sizes decide the memory
-                for value in dim.values_to_check():
-                    _check_size({**(base or {}), name: value}, info)
+            check_sizes_of_choices(name, dim.values_to_check(), base, info)
             dims[name] = dim
         except ValueError as exc:
             msg = str(exc)
@@ -253,7 +242,7 @@ def build_space(
         errors["space"] = "Choose at least one hyperparameter to search."
     budget = _budget_problems(settings)
     try:  # the Train page's network, sized before anything is allocated
-        _check_size(base or {}, info)
+        check_size_on_set(base or {}, info)
     except (ValueError, TypeError) as exc:
         errors["base"] = f"The Train page's settings cannot be searched: {exc}"
     if budget:

@@ -15,13 +15,27 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 from typing import Any
 
 from nn.core.bounded_json import JSONSyntaxError, loads, read_json_file
-from nn.core.limits import MAX_GRID_POINTS, MAX_TRIALS
+from nn.core.limits import (
+    MAX_EPOCHS,
+    MAX_GRID_POINTS,
+    MAX_NAME_LENGTH,
+    MAX_SEED,
+    MAX_TIMEOUT,
+    MAX_TRIALS,
+)
 from nn.search.engine import STRATEGIES, SearchEvent, SearchSpace, parse_dimension
+from nn.services.training import (
+    check_size_on_set,
+    check_sizes_of_choices,
+    data_set_info,
+    resolve_data_source,
+)
 from nn.services.tuning import SearchJob, run_search_job
 
 HELP = "search hyperparameters (grid/random + successive halving)"
@@ -267,11 +281,36 @@ def run_tune(args: argparse.Namespace) -> int:
         return 2
 
 
+def _check_numbers(args: argparse.Namespace) -> None:
+    """The search's numbers within bounds: a finite positive timeout, seeds up to MAX_SEED,
+    epochs up to MAX_EPOCHS, a name up to MAX_NAME_LENGTH characters."""
+    timeout = args.timeout
+    if timeout is not None and not (math.isfinite(timeout) and 0 < timeout <= MAX_TIMEOUT):
+        raise ValueError(
+            f"--timeout {timeout}: use a number of seconds above 0 and at most {MAX_TIMEOUT:,}"
+        )
+    for flag, seed in (("--seed", args.seed), ("--data-seed", args.data_seed)):
+        if seed is not None and not 0 <= seed <= MAX_SEED:
+            raise ValueError(f"{flag} {seed}: use a whole number from 0 to {MAX_SEED}")
+    if args.epochs_per_trial > MAX_EPOCHS:
+        raise ValueError(f"--epochs-per-trial {args.epochs_per_trial}: use 1 to {MAX_EPOCHS:,}")
+    if args.name is not None and len(args.name) > MAX_NAME_LENGTH:
+        raise ValueError(f"--name: {len(args.name):,} characters; use at most {MAX_NAME_LENGTH}")
+
+
 def _job(args: argparse.Namespace) -> SearchJob:
     """The search job of these flags; bad flags raise ``ValueError``."""
     space = build_space(args)
     base = dict(parse_set(t) for t in getattr(args, "fixed", None) or [])
+    _check_numbers(args)
     space.check(base)  # before any data is loaded
+    info = data_set_info(resolve_data_source({"path": args.data}))
+    try:
+        check_size_on_set(base, info)
+    except ValueError as exc:
+        raise ValueError(f"the fixed settings (--set): {exc}") from None
+    for name, dim in space:
+        check_sizes_of_choices(name, dim.values_to_check(), base, info)
     if args.trials is not None and not 1 <= args.trials <= MAX_TRIALS:
         raise ValueError(f"--trials {args.trials}: use 1 to {MAX_TRIALS:,} trials")
     cores = os.cpu_count() or 1

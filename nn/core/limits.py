@@ -68,5 +68,8 @@ MAX_LAYERS = 200
 MAX_EPOCHS = 100_000
 """Epochs of one training (``--epochs``, the forms, a search's ``--epochs``)."""
 
+MAX_TIMEOUT = 7 * 24 * 3600
+"""Seconds of a search's ``--timeout`` (a week)."""
+
 MAX_NAME_LENGTH = 100
 """Characters of a model's or a run's name."""

@@ -145,6 +145,36 @@ def check_network_size(
     return need
 
 
+def check_size_on_set(model_kwargs: Mapping[str, Any], info: Any = None) -> dict[str, int]:
+    """:func:`check_network_size` of these settings on the images and classes of the data set
+    ``info`` (``nn.data.registry.DataSetInfo``; None: MNIST's): a stack sees the image shape,
+    dense layers the flattened pixels."""
+    model = NeuralNetwork(**model_kwargs)
+    if info is None:
+        return check_network_size(model)
+    shape = tuple(info.image_shape) if model.layers is not None else info.n_features
+    return check_network_size(model, shape, info.n_classes)
+
+
+SIZE_PARAMS = ("hidden_layers", "layers", "batch_size")
+"""The hyperparameters that decide a network's memory (searched values are sized up front)."""
+
+
+def check_sizes_of_choices(
+    name: str, values: Any, base: Mapping[str, Any] | None = None, info: Any = None
+) -> None:
+    """:func:`check_size_on_set` for every value a search may give ``name`` (with the fixed
+    settings ``base``), when ``name`` is one of :data:`SIZE_PARAMS`; ``ValueError`` naming the
+    value otherwise."""
+    if name not in SIZE_PARAMS:
+        return
+    for value in values:
+        try:
+            check_size_on_set({**(base or {}), name: value}, info)
+        except ValueError as exc:
+            raise ValueError(f"{name}: the value {value!r} is too big ({exc})") from None
+
+
 def check_data_kwargs(data_kwargs: Mapping[str, Any] | None) -> dict[str, Any]:
     """:data:`DATA_DEFAULTS` updated with ``data_kwargs``; ``ValueError`` for unknown keys."""
     data_kwargs = dict(data_kwargs or {})
