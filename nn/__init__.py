@@ -3,7 +3,8 @@
 from nn import NeuralNetwork, load_model, load_mnist
 """
 
-from nn.core.network import NeuralNetwork, ParameterError, TrainingEvent
+from nn.core.network import NeuralNetwork, TrainingEvent
+from nn.core.params import ParameterError
 
 __all__ = [
     "NeuralNetwork",

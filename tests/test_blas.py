@@ -7,6 +7,7 @@ import pytest
 from nn import NeuralNetwork
 from nn.core import blas
 from nn.core.optimizers import OPTIMIZERS, flat_like, make_optimizer
+from nn.io.model_files import save_model
 
 
 def test_found_in_numpys_own_openblas():
@@ -99,7 +100,7 @@ def test_network_parameters_share_one_flat_array_and_survive_reloading(tmp_path)
     assert all(p.base is flat for p in model._params())
     # A reloaded model's arrays (weights and Adam's m and v) are separate; fitting packs them
     # again and continues exactly (no shuffling, so no random numbers are involved).
-    path = model.save(tmp_path / "m.npz")
+    path = save_model(model, tmp_path / "m.npz")
     from nn.io.model_files import load_model
 
     loaded = load_model(path)

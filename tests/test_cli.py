@@ -26,8 +26,11 @@ from nn.cli.common import EXIT_DIVERGED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from nn.cli.main import build_parser, main
 from nn.cli.progress import Progress
 from nn.cli.train import MODEL_FLAGS, train_plan
+from nn.core.config import configure
 from nn.core.network import NeuralNetwork
+from nn.core.params import PARAMS
 from nn.data import load_mnist
+from nn.io.model_files import save_model
 from nn.services.presets import PRESETS
 from nn.services.runs import RunStore
 
@@ -331,18 +334,18 @@ def test_train_on_a_user_dataset(mnist, tmp_path):
 def _tiny_model(mnist, tmp_path) -> Path:
     model = NeuralNetwork(hidden_layers=[8], epochs=1, random_state=0)
     model.fit(mnist.x_train[:500], mnist.y_train[:500])
-    return model.save(tmp_path / "tiny.npz")
+    return save_model(model, tmp_path / "tiny.npz")
 
 
 def test_flags_cover_every_hyperparameter():
     parser = build_parser()
     train = parser._subparsers._group_actions[0].choices["train"]
     options = {s for action in train._actions for s in action.option_strings}
-    for name in NeuralNetwork._param_names():
+    for name in PARAMS:
         if name in ("warm_start", "augment"):
             continue
         assert "--" + name.replace("_", "-") in options, name
-    assert {flag.param for flag in MODEL_FLAGS} <= set(NeuralNetwork._param_names())
+    assert {flag.param for flag in MODEL_FLAGS} <= set(PARAMS)
     for extra in (
         "--preset",
         "--seed",
@@ -417,7 +420,7 @@ def test_augment_flags():
     }
     on = _plan("--augment").model["augment"]  # the Augmenter's defaults: {} would augment nothing
     assert on["shift"] == 2.0 and on["rotation"] == 10.0 and on["scale"] == 0.1
-    assert NeuralNetwork(augment=on)._validated_augmenter() is not None
+    assert configure({"augment": on}).augmenter is not None
     best = _plan("--preset", "best", "--augment-rotation", "5").model["augment"]
     assert best == {**PRESETS["best"].model["augment"], "rotation": 5.0}
     assert _plan("--preset", "best", "--no-augment").model["augment"] is None

@@ -23,7 +23,7 @@ from datasets_synthetic import (
 from streamlit.testing.v1 import AppTest
 
 from nn.data.registry import add_set, data_dir, list_sets
-from nn.io.model_files import load_model
+from nn.io.model_files import load_model, save_model
 from nn.services.training import TrainingJob, run_training_job
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
@@ -44,7 +44,7 @@ def folders(tmp_path_factory, small_model):
     mp.setenv("NN_RUNS_DB", str(root / "runs.sqlite"))
     models = root / "models"
     models.mkdir()
-    small_model[0].save(models / "small.npz")
+    save_model(small_model[0], models / "small.npz")
     for name, shape, classes in (
         ("grey3", GREY_SHAPE, GREY_CLASSES),
         ("colour", COLOUR_SHAPE, COLOUR_CLASSES),

@@ -8,6 +8,7 @@ import pytest
 from PIL import Image, ImageFilter
 
 from nn.data.preprocess import preprocess_drawing
+from nn.io.model_files import save_model
 from nn.services.finetune import (
     check_settings,
     check_user_set,
@@ -110,7 +111,7 @@ def test_finetuning_raises_the_accuracy_on_held_out_drawings(base_model, user_se
 
 def test_run_finetune_saves_and_records(small_model, user_set, tmp_path):
     model, data = small_model
-    base = model.save(tmp_path / "base.npz")
+    base = save_model(model, tmp_path / "base.npz")
     x, y = user_set
     result, saved, run_id = run_finetune(
         base,
@@ -134,7 +135,7 @@ def test_a_stopped_finetuning_is_recorded_as_stopped_and_not_saved(small_model, 
     from nn.services.control import JobControl
 
     model, data = small_model
-    base = model.save(tmp_path / "base.npz")
+    base = save_model(model, tmp_path / "base.npz")
     x, y = user_set
     control = JobControl()
     batches = []

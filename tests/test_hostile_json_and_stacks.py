@@ -13,6 +13,7 @@ import pytest
 
 from nn.cli.main import main
 from nn.core.bounded_json import JSONInputError, loads, read_json_file
+from nn.core.config import configure
 from nn.core.layer_spec import parse_layers, parse_shape
 from nn.core.limits import MAX_JSON_DEPTH, MAX_LAYERS
 from nn.data.arrays import DataError
@@ -130,10 +131,8 @@ def test_a_layer_type_that_is_not_text_is_refused(tmp_path):
     path.write_text(json.dumps([{"type": ["dense"], "units": 8}]))
     code, out, err = call("train", "--layers", str(path), "--epochs", "1", "--no-save")
     assert code == 2 and 'layer 1\'s "type"' in err and "unhashable" not in err, err
-    from nn.core.network import NeuralNetwork
-
     with pytest.raises(ValueError, match="unknown type"):
-        NeuralNetwork(layers=[{"type": ["dense"], "units": 8}])._validated()
+        configure({"layers": [{"type": ["dense"], "units": 8}]})
 
 
 def test_the_dashboards_box_reads_no_server_file(tmp_path):

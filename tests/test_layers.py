@@ -8,6 +8,8 @@ import pytest
 from nn import NeuralNetwork, ParameterError, load_model
 from nn.core.layer_spec import compact, parse_layers, parse_shape
 from nn.core.layers import LAYERS, Sequential, StackError
+from nn.core.state import to_state
+from nn.io.model_files import save_model
 
 
 def _rel_error(a, b):
@@ -296,14 +298,14 @@ def test_cnn_estimator_gradients_match_central_differences():
 def test_cnn_saves_and_loads_in_both_formats(tmp_path, fmt):
     X, y = _images()
     model = NeuralNetwork(layers=CNN, epochs=2, batch_size=16, random_state=0).fit(X, y)
-    path = model.save(tmp_path / f"cnn.{fmt}")
+    path = save_model(model, tmp_path / f"cnn.{fmt}")
     loaded = load_model(path)
     np.testing.assert_array_equal(loaded.predict_proba(X), model.predict_proba(X))
     assert loaded.get_params() == model.get_params()
     bn = loaded.layers_[1]
     np.testing.assert_array_equal(bn.state["running_var"], model.layers_[1].state["running_var"])
     assert loaded.optimizer_.state_dict()[1].keys() == model.optimizer_.state_dict()[1].keys()
-    meta, arrays = model.to_state()
+    meta, arrays = to_state(model)
     assert "layer1.batchnorm.running_mean" in arrays and "opt.m.layer0.conv2d.weight" in arrays
     assert meta["stack"][-1] == {"type": "dense", "units": 3}
     loaded.set_params(warm_start=True, epochs=1).fit(X, y)  # training goes on from the file

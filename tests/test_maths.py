@@ -14,7 +14,7 @@ from nn.cli.main import main
 from nn.core.maths import EXPLAINED_KINDS, MathsError, Trace
 from nn.core.network import NeuralNetwork
 from nn.core.unit_edits import UnitEditError, edit_units
-from nn.io.model_files import load_model
+from nn.io.model_files import load_model, save_model
 from nn.services.maths import (
     EXPLAIN_FIELDS,
     Example,
@@ -83,7 +83,7 @@ def test_z_is_the_layers_own_forward_output(cnn, dense, example):
     x, label = example
     for model in (cnn, dense):
         outputs = [out for _, out in model.layer_outputs(x[None, :])]
-        trace = Trace(model._net, x, label)
+        trace = Trace(model.stack_, x, label)
         for index, kind, unit in _units(trace):
             numbers = trace.unit(index, unit)
             at = (0, unit) if numbers["position"] is None else (0, *numbers["position"], unit)
@@ -97,7 +97,7 @@ def test_z_is_the_layers_own_forward_output(cnn, dense, example):
 
 def test_the_unit_reads_the_layer_input_it_should(cnn, example):
     x, label = example
-    trace = Trace(cnn._net, x, label)
+    trace = Trace(cnn.stack_, x, label)
     conv = trace.unit(4, 2, (1, 0))  # stride 2, padding 'same': row 1 starts at input row 1
     patch = np.array(conv["inputs"]).reshape(3, 3, 4)
     layer_input = trace.inputs[4][0]
@@ -122,7 +122,7 @@ def test_backprop_matches_central_differences_for_every_layer_kind(cnn, dense, e
     x, label = example
     seen = set()
     for model in (cnn, dense):
-        trace = Trace(model._net, x, label)
+        trace = Trace(model.stack_, x, label)
         for index, kind, unit in _units(trace):
             check = trace.gradient_check(index, unit, sample=6)
             assert check["numeric_grad"], (index, kind)
@@ -133,7 +133,7 @@ def test_backprop_matches_central_differences_for_every_layer_kind(cnn, dense, e
 
 def test_dl_dlogits_is_p_minus_onehot_and_the_output_delta(dense, example):
     x, label = example
-    trace = Trace(dense._net, x, label)
+    trace = Trace(dense.stack_, x, label)
     onehot = np.eye(10)[label]
     np.testing.assert_allclose(trace.output_grads[-1][0], trace.proba - onehot, atol=1e-15)
     table = trace.softmax_table(1.0)
@@ -147,8 +147,8 @@ def test_one_small_step_lowers_the_loss(cnn, dense, example):
     x, label = example
     for model in (cnn, dense):
         wrong = (label + 1) % 10  # a label the network does not believe: a large gradient
-        trace = Trace(model._net, x, wrong)
-        weights_before = model._net.flat_params.copy()
+        trace = Trace(model.stack_, x, wrong)
+        weights_before = model.stack_.flat_params.copy()
         losses = [trace.loss]
         for _ in range(3):
             step = trace.sgd_step(0.01)
@@ -156,19 +156,19 @@ def test_one_small_step_lowers_the_loss(cnn, dense, example):
             losses.append(step["loss_after"])
             assert 0 < step["relative_step"] < 0.1
         assert losses[0] > losses[1] > losses[2] > losses[3]
-        np.testing.assert_array_equal(model._net.flat_params, weights_before)  # a copy
+        np.testing.assert_array_equal(model.stack_.flat_params, weights_before)  # a copy
 
 
 def _forward_scaled(model, x, layer, unit, scale):
     """Logits of the original network with the unit's activated output scaled by hand."""
-    layers = model._net.layers
+    layers = model.stack_.layers
     target = layer + 1
     while target < len(layers) - 1 and layers[target].kind in ("batchnorm", "dropout"):
         target += 1
     if not layers[target].kind.endswith("relu") and layers[target].kind not in ("tanh",):
         target = layer
-    a = x.reshape(1, *model._net.input_shape).astype(np.float64)
-    net = Trace(model._net, x, 0).net
+    a = x.reshape(1, *model.stack_.input_shape).astype(np.float64)
+    net = Trace(model.stack_, x, 0).net
     for i, each in enumerate(net.layers):
         a = each.forward(a, False, False, None).copy()
         if i == target:
@@ -182,7 +182,7 @@ def test_a_scaled_unit_gives_what_the_maths_says(cnn, mnist_part, layer, unit, s
     edited = edit_units(cnn, {(layer, unit): scale})
     for row in x[:5] / 255.0:
         expected = _forward_scaled(cnn, row, layer, unit, scale)
-        logits = Trace(edited._net, row, 0).logits  # the edited copy, through the engine
+        logits = Trace(edited.stack_, row, 0).logits  # the edited copy, through the engine
         np.testing.assert_allclose(logits, expected, rtol=1e-6, atol=1e-6)
     assert edit_units(cnn, {}).predict(x[:20]).tolist() == cnn.predict(x[:20]).tolist()
 
@@ -194,7 +194,7 @@ def test_every_unit_of_a_layer_off_gives_one_answer_for_every_image(cnn, dense, 
         edits = {(layer, u): 0.0 for u in range(n)}
         accuracy, predicted = edited_accuracy(model, edits, x, y)
         # the next layer reads zeros: every image gets the network's answer for zeros there
-        trace = Trace(edit_units(model, edits)._net, x[0] / 255.0, 0)
+        trace = Trace(edit_units(model, edits).stack_, x[0] / 255.0, 0)
         assert set(predicted.tolist()) == {int(np.argmax(trace.logits))}
         assert accuracy == pytest.approx(np.mean(y == predicted))
 
@@ -207,7 +207,7 @@ def test_bad_edits_and_units_are_refused(cnn, example):
         edit_units(cnn, {(0, 4): 0.0})
     with pytest.raises(UnitEditError, match="scale"):
         edit_units(cnn, {(0, 1): -1.0})
-    trace = Trace(cnn._net, x, label)
+    trace = Trace(cnn.stack_, x, label)
     with pytest.raises(MathsError, match="no units of its own"):
         trace.unit(2, 0)
     with pytest.raises(MathsError, match="rows 0 to"):
@@ -219,7 +219,7 @@ def test_bad_edits_and_units_are_refused(cnn, example):
     with pytest.raises(MathsError, match="temperature"):
         trace.softmax_table(0.0)
     with pytest.raises(MathsError, match="label 10"):
-        Trace(cnn._net, x, 10)
+        Trace(cnn.stack_, x, 10)
 
 
 def test_an_edited_model_saves_and_loads(cnn, mnist_part, tmp_path):
@@ -240,7 +240,7 @@ def test_an_edited_model_saves_and_loads(cnn, mnist_part, tmp_path):
 
 
 def test_explain_gives_exactly_the_issue_fields(cnn, tmp_path, capsys):
-    cnn.save(tmp_path / "small.npz")
+    save_model(cnn, tmp_path / "small.npz")
     argv = ["explain", "small", "--models-dir", str(tmp_path), "--image", "test:3"]
     code = main([*argv, "--layer", "4", "--unit", "2", "--position", "1,1", "--json"])
     assert code == 0

@@ -5,6 +5,7 @@ import pytest
 
 from nn import NeuralNetwork, ParameterError
 from nn.core.activations import ACTIVATIONS, get_activation
+from nn.core.config import configure
 from nn.core.limits import MAX_SEED
 from nn.core.losses import softmax, softmax_cross_entropy
 
@@ -326,9 +327,9 @@ def test_bad_hyperparameters_name_parameter_and_allowed(params, fragment):
 @pytest.mark.parametrize("seed", [-1, MAX_SEED + 1, 99999999999999999999999, 1.5, True])
 def test_random_state_is_bounded(seed):
     with pytest.raises(ParameterError, match=f"random_state.*0..{MAX_SEED}") as err:
-        NeuralNetwork(random_state=seed)._validated()
+        configure({"random_state": seed})
     assert err.value.param == "random_state"
-    NeuralNetwork(random_state=MAX_SEED)._validated()
+    configure({"random_state": MAX_SEED})
 
 
 def test_too_many_parameters_refused_before_allocating():

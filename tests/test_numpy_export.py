@@ -18,7 +18,7 @@ from PIL import Image
 from nn.cli.main import main
 from nn.core.network import NeuralNetwork
 from nn.io.export import ExportError, export_bytes
-from nn.io.model_files import load_model
+from nn.io.model_files import load_model, save_model
 from nn.io.numpy_export import module_name, numpy_program, write_numpy_program
 from nn.services.maths import mnist_test_set
 
@@ -125,7 +125,7 @@ def test_cli_default_name_zip_and_refusals(tmp_path, monkeypatch, capsys):
     model = NeuralNetwork(hidden_layers=[4], epochs=1, batch_size=32, random_state=0)
     x, y = mnist_test_set()
     model.fit(x[:100], y[:100])
-    model.save(tmp_path / "my-model.npz")
+    save_model(model, tmp_path / "my-model.npz")
     monkeypatch.chdir(tmp_path)
     argv = ["export", "my-model", "--models-dir", str(tmp_path), "--format", "numpy"]
     assert main([*argv, "--json"]) == 0
@@ -135,7 +135,7 @@ def test_cli_default_name_zip_and_refusals(tmp_path, monkeypatch, capsys):
     assert "cannot be imported" in capsys.readouterr().err
     assert main([*argv, "-o", str(tmp_path / "reader.txt")]) == 2
     assert not (tmp_path / "reader.txt").exists() and not (tmp_path / "reader.npz").exists()
-    model.save(tmp_path / "kept.npz")  # the program's weights never replace a saved model
+    save_model(model, tmp_path / "kept.npz")  # the program's weights never replace a saved model
     assert main([*argv, "-o", str(tmp_path / "kept.py"), "--overwrite"]) == 2
     assert "is a saved model" in capsys.readouterr().err
     assert load_model(tmp_path / "kept.npz").n_features_in_ == 784

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from nn.core.network import NeuralNetwork
+from nn.core.config import configure
 from nn.data import MNIST, SPLITS, load_mnist
 from nn.services.presets import DEFAULT_PRESET, PRESETS, Preset, get_preset, resolve_config, train
 from nn.services.training import (
@@ -54,7 +54,7 @@ def test_registry():
 @pytest.mark.parametrize("name", list(PRESETS))
 def test_every_preset_is_valid(name):
     p = PRESETS[name]
-    NeuralNetwork(**p.model)._validated()
+    configure(p.model)
     check_model_kwargs(p.model)
     data = check_data_kwargs(p.data)
     assert data["split"] in SPLITS

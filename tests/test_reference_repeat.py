@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from nn import NeuralNetwork, load_model
+from nn.core.state import from_state
 from nn.data import load_mnist
 from nn.io import model_files
 from nn.io.model_checks import state_meta
@@ -192,7 +193,7 @@ def test_a_model_in_the_earlier_format_continues_training_as_the_reference_does(
     reference = ReferenceMLP(**params, warm_start=True).fit(X, y)
     meta, arrays = reference.to_state()  # coef_<i>, intercept_<i>, opt.<slot>.<i>
     assert "coef_0" in arrays and "opt.m.0" in arrays
-    model = NeuralNetwork.from_state(meta, arrays)
+    model = from_state(meta, arrays)
     np.testing.assert_array_equal(model.predict_proba(X), reference.predict_proba(X))
     for m in (model, reference):
         m._rng = np.random.default_rng(1)

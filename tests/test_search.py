@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from nn.cli.tune import add_tune_arguments, build_space, parse_param, run_tune
+from nn.core.config import configure
 from nn.core.network import NeuralNetwork
 from nn.search import (
     Choice,
@@ -81,7 +82,7 @@ def test_space_round_trips_and_samples_reproducibly():
     a, b = random_search(space, 5, seed=3), random_search(space, 5, seed=3)
     assert a == b and a != random_search(space, 5, seed=4)
     for cfg in a:
-        NeuralNetwork(**cfg)._validated()
+        configure(cfg)
 
 
 def test_grid_combines_choices_and_points_per_range():

@@ -32,10 +32,12 @@ from typing import Any
 import streamlit as st
 
 from nn.core.activations import ACTIVATIONS
+from nn.core.config import configure
 from nn.core.initializers import INIT_CHOICES
 from nn.core.limits import MAX_SEED
-from nn.core.network import MONITORS, NeuralNetwork
+from nn.core.network import NeuralNetwork
 from nn.core.optimizers import OPTIMIZERS
+from nn.core.params import MONITORS
 from nn.core.schedules import SCHEDULES
 from nn.services.training import check_network_size
 from ui import stack_editor
@@ -308,7 +310,7 @@ def _check_bounds(cfg: dict, add: Callable[[str, str], None]) -> None:
 def validate(cfg: dict, train_limit: int | None = None, info: Any = None) -> dict[str, list[str]]:
     """Problems of the form, by section (empty dict: ready to train), for the data set ``info``
     (default: MNIST): its image shape and classes for the layers, its counts for the split.
-    Uses the engine's own checks (``NeuralNetwork(**kw)._validated()``) plus the split and
+    Uses the engine's own checks (``nn.core.config.configure``) plus the split and
     batch checks."""
     info = _set_info(info)
     errors: dict[str, list[str]] = {}
@@ -332,8 +334,8 @@ def validate(cfg: dict, train_limit: int | None = None, info: Any = None) -> dic
         kwargs["hidden_layers"] = [max(1, min(4096, int(u))) for u in kwargs["hidden_layers"]]
         kwargs["layers"] = None
     try:
+        configure(kwargs)
         model = NeuralNetwork(**kwargs)
-        model._validated()
         if "layers" not in errors:  # the estimate, before anything is allocated
             check_network_size(
                 model, info.image_shape if stacked else info.n_features, info.n_classes

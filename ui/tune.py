@@ -27,6 +27,7 @@ from typing import Any
 
 import streamlit as st
 
+from nn.core import params as hyperparams
 from nn.core.activations import ACTIVATIONS
 from nn.core.limits import MAX_GRID_POINTS, MAX_TRIALS
 from nn.core.network import NeuralNetwork
@@ -268,7 +269,7 @@ def base_config_from_train(train_config: Mapping[str, Any] | None) -> dict[str, 
     try:
         kwargs = to_model_kwargs(cfg)
     except (KeyError, TypeError, ValueError):  # a partial form: keep the settings it names
-        known = set(NeuralNetwork._param_names())
+        known = set(hyperparams.PARAMS)
         kwargs = {k: v for k, v in (cfg.get("model") or cfg).items() if k in known}
     kwargs.pop("random_state", None)
     kwargs.pop("warm_start", None)
@@ -279,7 +280,7 @@ def run_settings(config: Mapping[str, Any] | None) -> tuple[dict[str, Any], dict
     """``(model_kwargs, data_kwargs)`` from a recorded run's config: ``{"model": ...,
     "data": ...}`` (dashboard, tune, CLI) or a flat dict of NeuralNetwork settings."""
     config = dict(config or {})
-    known = set(NeuralNetwork._param_names())
+    known = set(hyperparams.PARAMS)
     model = config.get("model") if isinstance(config.get("model"), dict) else config
     model = {k: copy.deepcopy(v) for k, v in model.items() if k in known}
     model.pop("warm_start", None)

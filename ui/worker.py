@@ -31,6 +31,7 @@ import numpy as np
 
 from nn.core.network import TrainingEvent
 from nn.core.probe import append_epoch, empty_record
+from nn.core.state import to_state
 from nn.io.models_folder import SaveRecord
 from nn.services.training import TrainingJob, check_model_kwargs, run_training_job
 from ui.jobs import BackgroundJob
@@ -193,7 +194,7 @@ class TrainingWorker(BackgroundJob):
         config: dict[str, Any] = {"job": self.job.to_dict(), "continue": None}
         arrays = None
         if self.model is not None:
-            config["continue"], arrays = self.model.to_state()
+            config["continue"], arrays = to_state(self.model)
         job = self.run_in_worker("train", config, arrays)
         if job is None:
             return

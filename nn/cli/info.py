@@ -23,6 +23,7 @@ from nn.cli.common import (
 from nn.core.confidence import threshold_value
 from nn.core.layer_spec import compact, token
 from nn.core.network import NeuralNetwork
+from nn.core.params import PARAMS
 
 HELP = "describe a saved model"
 
@@ -84,7 +85,7 @@ def _stack_rows(meta: dict[str, Any]) -> list[dict[str, Any]]:
     from the hyperparameters and input shape in the metadata (nothing allocated); empty when the
     metadata does not describe a network this version builds."""
     params = meta.get("params") if isinstance(meta.get("params"), dict) else {}
-    known = set(NeuralNetwork._param_names())
+    known = set(PARAMS)
     shape = meta.get("input_shape") or meta.get("n_features_in")
     classes = meta.get("classes")
     if shape is None or not isinstance(classes, list):

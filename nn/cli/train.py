@@ -31,8 +31,9 @@ from nn.core.activations import ACTIVATIONS
 from nn.core.initializers import INIT_CHOICES
 from nn.core.layer_spec import compact, parse_layers, parse_shape
 from nn.core.limits import MAX_SEED
-from nn.core.network import DTYPES, MONITORS, NeuralNetwork
+from nn.core.network import NeuralNetwork
 from nn.core.optimizers import OPTIMIZERS
+from nn.core.params import DTYPES, MONITORS
 from nn.core.schedules import SCHEDULES
 from nn.services.control import JobControl
 from nn.services.training import (

@@ -15,7 +15,7 @@ The file-level metadata document looks like::
                                      # absent in older files, read as None
      "dataset": {"name", "sha256", "image_shape": [h, w, c], "class_names": [...]},  # or absent
      "array_manifest": {name: {"shape": [...], "dtype": "float32"}},
-     "state_keys": [...],            # which top-level keys came from model.to_state()
+     "state_keys": [...],            # which top-level keys came from to_state(model)
      "state_shadowed": {...},        # to_state() keys that collide with file-level keys
      "params": ..., "classes": ..., "history": ..., "n_iter": ..., ...}   # to_state() metadata
 
@@ -39,7 +39,9 @@ import numpy as np
 from nn.core.activations import ACTIVATIONS
 from nn.core.layer_spec import compact
 from nn.core.limits import MAX_PARAMETERS
+from nn.core.network import NeuralNetwork
 from nn.core.npy import ZIP_MAGICS
+from nn.core.state import from_state, to_state
 from nn.io import npz
 from nn.io.model_checks import check_weights, checked_state
 from nn.io.npz import (
@@ -68,7 +70,7 @@ SUPPORTED_FORMATS = (".npz", ".pkl")
 MAX_UPLOAD_BYTES = 50 * 1024 * 1024
 _NPY_MAGIC = b"\x93NUMPY"
 
-# Keys of the file-level document (everything else at top level came from model.to_state()).
+# Keys of the file-level document (everything else at top level came from to_state(model)).
 _FILE_KEYS = (
     "format_version",
     "library",
@@ -118,13 +120,6 @@ def _to_json_compatible(value: Any, what: str) -> Any:
         return json.loads(json.dumps(value, default=_json_default))
     except (TypeError, ValueError) as exc:
         raise ValueError(f"cannot save model: {what} is not JSON-serialisable ({exc})") from exc
-
-
-def _model_class():
-    """The class used to rebuild models (indirection so tests can substitute a stand-in)."""
-    from nn.core.network import NeuralNetwork
-
-    return NeuralNetwork
 
 
 def _normalise_suffix(path: Path) -> Path:
@@ -181,11 +176,9 @@ def _n_parameters(model: Any, arrays: dict[str, np.ndarray]) -> int:
 
 
 def _collect_state(model: Any) -> tuple[dict, dict[str, np.ndarray]]:
-    if not hasattr(model, "to_state"):
-        raise TypeError(f"cannot save {type(model).__name__}: it has no to_state() method")
-    state_meta, arrays = model.to_state()
-    if not isinstance(state_meta, dict) or not isinstance(arrays, dict):
-        raise TypeError("model.to_state() must return (dict, dict[str, ndarray])")
+    if not isinstance(model, NeuralNetwork):
+        raise TypeError(f"cannot save {type(model).__name__}: it is not a NeuralNetwork")
+    state_meta, arrays = to_state(model)
     clean: dict[str, np.ndarray] = {}
     for name, arr in arrays.items():
         if not isinstance(name, str) or not _ARRAY_NAME_RE.match(name) or name in _SAVEZ_RESERVED:
@@ -360,9 +353,8 @@ def _build_model(meta: dict, arrays: dict[str, np.ndarray], label: Any, path: An
     state = checked_state(meta, {k: (a.shape, a.dtype) for k, a in arrays.items()}, label)
     arrays = {k: arrays[k] for k in meta["array_manifest"]}
     check_weights(arrays, label)
-    cls = _model_class()
     try:
-        model = cls.from_state(state, arrays)
+        model = from_state(state, arrays)
     except (ValueError, KeyError, TypeError, IndexError, AttributeError, OverflowError) as exc:
         raise ModelFileError(
             label, f"model state is inconsistent: {type(exc).__name__}: {exc}"

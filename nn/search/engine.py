@@ -56,8 +56,10 @@ from typing import Any
 import numpy as np
 
 from nn.core.bounded_json import JSONSyntaxError, loads
+from nn.core.config import configure
 from nn.core.limits import MAX_GRID_POINTS, MAX_TRIALS
 from nn.core.network import NeuralNetwork
+from nn.core.params import PARAMS
 
 __all__ = [
     "Dimension",
@@ -83,14 +85,8 @@ __all__ = [
 
 STRATEGIES = ("random", "grid")
 TRIAL_STATUSES = ("running", "finished", "pruned", "failed", "cancelled")
-FORBIDDEN_PARAMS = {
-    "epochs": "the number of epochs is the search budget: set epochs_per_trial instead",
-    "warm_start": "the search sets warm_start itself (successive halving continues trials)",
-}
-
-
-def _param_names() -> list[str]:
-    return NeuralNetwork._param_names()
+FORBIDDEN_PARAMS = {name: p.fixed_in_search for name, p in PARAMS.items() if p.fixed_in_search}
+"""The hyperparameters a search may not vary, and why (``nn.core.params``)."""
 
 
 def _number(name: str, what: str, value: Any) -> float:
@@ -410,7 +406,7 @@ class SearchSpace:
             raise ValueError(
                 "the search space is empty: give at least one hyperparameter to search"
             )
-        known = set(_param_names())
+        known = set(PARAMS)
         self.dimensions: dict[str, Dimension] = {}
         for name, dim in dims.items():
             if name not in known:
@@ -511,13 +507,13 @@ class SearchSpace:
         base = _check_base(base_config)
         fixed = {k: v for k, v in base.items() if k not in self.dimensions}
         try:  # the fixed settings alone first: a fault there is not the searched parameter's
-            NeuralNetwork(**fixed)._validated()
+            configure(fixed)
         except ValueError as exc:
             raise ValueError(f"a fixed setting is not accepted by the network: {exc}") from None
         for name, dim in self.dimensions.items():
             for value in dim.values_to_check():
                 try:  # with the fixed settings only: the other searched values vary anyway
-                    NeuralNetwork(**{**fixed, name: value})._validated()
+                    configure({**fixed, name: value})
                 except ValueError as exc:
                     raise ValueError(
                         f"{name}: the value {value!r} is not accepted by the network ({exc})"
@@ -526,7 +522,7 @@ class SearchSpace:
 
 def _check_base(base_config: Mapping[str, Any] | None) -> dict[str, Any]:
     base = dict(base_config or {})
-    known = set(_param_names())
+    known = set(PARAMS)
     unknown = sorted(set(base) - known)
     if unknown:
         raise ValueError(

@@ -116,7 +116,7 @@ def trace_for(model: Any, x: np.ndarray, label: Any = None) -> Trace:
         index = int(np.argmax(model.predict_proba(x[None, :])[0]))
     else:
         index = label_index(model, label)
-    return Trace(model._net, x, index)
+    return Trace(model.stack_, x, index)
 
 
 def explain(

@@ -344,7 +344,6 @@ def fit_problem(
     model, _ = adapted_to_set(p, image_shape, n_classes)
     try:
         net = NeuralNetwork(**model)
-        net._validated()
         check_network_size(net, tuple(int(s) for s in image_shape), int(n_classes))
     except ValueError as exc:
         shape = "x".join(str(int(s)) for s in image_shape)

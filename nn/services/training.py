@@ -37,7 +37,9 @@ from typing import Any
 import numpy as np
 
 from nn.core import limits
-from nn.core.network import NeuralNetwork, ParameterError, format_bytes
+from nn.core.config import format_bytes
+from nn.core.network import NeuralNetwork
+from nn.core.params import PARAMS, ParameterError
 from nn.io.models_folder import SaveRecord, save_named
 from nn.services.control import JobControl
 
@@ -107,7 +109,7 @@ class TrainResult:
 def check_model_kwargs(model_kwargs: Mapping[str, Any]) -> NeuralNetwork:
     """An unfitted NeuralNetwork with these settings, validated (``ValueError`` naming the bad
     parameter otherwise, unknown names included)."""
-    known = set(NeuralNetwork._param_names())
+    known = set(PARAMS)
     unknown = sorted(set(model_kwargs) - known)
     if unknown:
         raise ValueError(
@@ -115,7 +117,6 @@ def check_model_kwargs(model_kwargs: Mapping[str, Any]) -> NeuralNetwork:
             f"NeuralNetwork takes {', '.join(sorted(known))}"
         )
     model = NeuralNetwork(**dict(model_kwargs))
-    model._validated()  # random_state bounded by MAX_SEED there
     shape = model.input_shape  # a data set's images (nn.data.registry), else MNIST's
     check_network_size(model, tuple(int(d) for d in shape) if shape else MNIST_FEATURES)
     return model

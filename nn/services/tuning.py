@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from nn.core.network import ParameterError
+from nn.core.params import ParameterError
 from nn.search.engine import SearchResult, SearchSpace, run_search
 from nn.services.control import JobControl
 from nn.services.training import data_set_info, load_data, make_split, resolve_data_source

@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from nn.core.network import NeuralNetwork
+from nn.core.state import from_state, to_state
 from nn.search.engine import SearchResult, Trial
 from nn.services.jobs.context import JobContext
 from nn.services.jobs.runner import Job
@@ -26,7 +26,7 @@ def _emit_training_event(ctx: JobContext, event: Any) -> None:
 
 def train_job(ctx: JobContext) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """``nn.services.training.run_training_job`` in a worker. ``ctx.config``: ``{"job":
-    TrainingJob.to_dict(), "continue": a model's to_state() settings or None}`` (then
+    TrainingJob.to_dict(), "continue": a model's ``to_state`` settings or None}`` (then
     ``ctx.arrays`` hold its arrays and training goes on from there). Emits every stage of the
     job as ``{"kind": "stage", "stage": ..., "info": ...}`` and every ``TrainingEvent`` as a
     dict; returns the outcome (``status``, ``message``, ``run_id``, ``metrics``,
@@ -34,7 +34,7 @@ def train_job(ctx: JobContext) -> tuple[dict[str, Any], dict[str, Any] | None]:
     arrays."""
     job = TrainingJob.from_dict(ctx.config["job"])
     previous = ctx.config.get("continue")
-    model = NeuralNetwork.from_state(previous, ctx.arrays) if previous else None
+    model = from_state(previous, ctx.arrays) if previous else None
     outcome = run_training_job(
         job,
         model=model,
@@ -60,7 +60,7 @@ def train_job(ctx: JobContext) -> tuple[dict[str, Any], dict[str, Any] | None]:
         return value, None
     result = outcome.result
     value.update(val_accuracy=result.val_accuracy, test_accuracy=result.test_accuracy)
-    meta, arrays = result.model.to_state()
+    meta, arrays = to_state(result.model)
     value["model"] = meta
     return value, arrays
 
@@ -91,4 +91,4 @@ def model_from_job(job: Job):
     meta = job.value.get("model") if isinstance(job.value, dict) else None
     if not meta or not job.arrays:
         return None
-    return NeuralNetwork.from_state(meta, job.arrays)
+    return from_state(meta, job.arrays)

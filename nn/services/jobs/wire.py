@@ -1,7 +1,8 @@
 """What travels between the server and a job's worker: JSON messages, named arrays as ``.npz``
 bytes (``allow_pickle=False``), and the one vocabulary of job statuses.
 
-A model comes back as ``to_state()`` settings and named arrays, never as a pickled object.
+A model comes back as ``nn.core.state.to_state`` settings and named arrays, never as a pickled
+object.
 """
 
 from __future__ import annotations
