@@ -30,7 +30,6 @@ import streamlit as st
 from nn.core import params as hyperparams
 from nn.core.activations import ACTIVATIONS
 from nn.core.limits import MAX_GRID_POINTS, MAX_TRIALS
-from nn.core.network import NeuralNetwork
 from nn.core.optimizers import OPTIMIZERS
 from nn.services.training import check_size_on_set, check_sizes_of_choices
 from nn.services.tuning import SearchJob, run_search_job
