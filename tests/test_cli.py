@@ -249,7 +249,9 @@ def test_diverged_training_exits_3(tmp_path):
     assert run.status == "diverged" and "diverged" in run.message
 
 
-def test_ctrl_c_stops_cleanly(tmp_path):
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_ctrl_c_stops_cleanly(tmp_path, signum):
+    """Ctrl-C, and SIGTERM (a service manager's stop, kill's default) alike."""
     db = tmp_path / "r.sqlite"
     out = tmp_path / "s.npz"
     with open(tmp_path / "stdout", "w") as so, open(tmp_path / "stderr", "w") as se:
@@ -287,7 +289,7 @@ def test_ctrl_c_stops_cleanly(tmp_path):
                         break
                 time.sleep(0.2)
             assert proc.poll() is None, "training ended before it could be interrupted"
-            proc.send_signal(signal.SIGINT)
+            proc.send_signal(signum)
             code = proc.wait(timeout=60)
         finally:
             if proc.poll() is None:

@@ -135,31 +135,35 @@ class Progress:
 
 
 class StopOnInterrupt:
-    """First Ctrl-C: ask the job to stop after the current batch (``control.stop``). Second:
+    """First Ctrl-C or SIGTERM (what ``kill`` and service managers send): ask the job to stop
+    after the current batch (``control.stop``), so its run is recorded as stopped. Second:
     KeyboardInterrupt."""
+
+    SIGNALS = {signal.SIGINT: "Ctrl-C", signal.SIGTERM: "SIGTERM"}
 
     def __init__(self, stream: TextIO | None, control: JobControl):
         self.control = control
         self.stream = stream
-        self._previous: Any = None
-        self._installed = False
+        self._previous: dict[int, Any] = {}
 
     def _handle(self, signum, frame) -> None:
         if self.control.stop_requested:
             raise KeyboardInterrupt
-        self.control.stop("stopped with Ctrl-C")
+        how = self.SIGNALS.get(signum, "a signal")
+        self.control.stop(f"stopped with {how}")
         if self.stream is not None:
-            self.stream.write("\nstopping after this batch (press Ctrl-C again to abort)\n")
+            self.stream.write(f"\nstopping after this batch ({how} again aborts)\n")
             self.stream.flush()
 
     def __enter__(self) -> StopOnInterrupt:
         try:
-            self._previous = signal.signal(signal.SIGINT, self._handle)
-            self._installed = True
+            for signum in self.SIGNALS:
+                self._previous[signum] = signal.signal(signum, self._handle)
         except ValueError:  # not the main thread: Ctrl-C stays a KeyboardInterrupt
             pass
         return self
 
     def __exit__(self, *exc) -> None:
-        if self._installed:
-            signal.signal(signal.SIGINT, self._previous)
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous)
+        self._previous.clear()
