@@ -10,25 +10,27 @@ import pytest
 
 from nn.core.network import NeuralNetwork
 from nn.core.probe import (
-    HIST_BINS,
-    MAX_ROWS,
-    MAX_SAMPLE,
     MIN_PROBE,
     PROBE_SIZE,
-    QUANTILES,
     InsideRecorder,
     append_epoch,
     decode_images,
-    distribution,
-    distributions,
-    draw_positions,
     empty_record,
-    fired_units,
     grid_indices,
     multiply_adds,
     probe_count,
-    rounded,
     snapshot,
+)
+from nn.core.probe_stats import (
+    HIST_BINS,
+    MAX_ROWS,
+    MAX_SAMPLE,
+    QUANTILES,
+    distribution,
+    distributions,
+    draw_positions,
+    fired_units,
+    rounded,
     unit_spread,
 )
 
