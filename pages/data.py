@@ -6,7 +6,8 @@ from __future__ import annotations
 import streamlit as st
 
 from nn.data.arrays import DataError
-from nn.data.registry import data_dir, remove_set
+from nn.data.registry import remove_set
+from nn.services.workspace import QuotaError
 from ui import state
 from ui.data_sets import MAX_UPLOAD_BYTES, add_from_folder, add_from_uploads
 from ui.text import markdown_escape
@@ -48,7 +49,11 @@ st.dataframe(
     width="stretch",
     key="data_table",
 )
-st.caption(f"Added sets are kept in `{data_dir()}` (`NN_DATA_DIR`).")
+st.caption(
+    f"Added sets are kept in `{state.data_dir()}`."
+    if state.workspace().is_local
+    else "Added sets are kept in your workspace: nobody else sees them."
+)
 
 # ----------------------------------------------------------------------------- add
 st.subheader("Add a data set")
@@ -97,14 +102,26 @@ if st.button("Add data set", key="data_add", type="primary"):
     try:
         if where == "Upload files":
             files = [(f.name, f.getvalue()) for f in uploads or []]
+            state.check_room(sum(len(data) for _, data in files))
             info = add_from_uploads(
-                files, set_name, classes=classes, shape=shape, overwrite=overwrite
+                files,
+                set_name,
+                classes=classes,
+                shape=shape,
+                overwrite=overwrite,
+                data_dir=state.data_dir(),
             )
         else:
+            state.check_room(0)
             info = add_from_folder(
-                folder, set_name, classes=classes, shape=shape, overwrite=overwrite
+                folder,
+                set_name,
+                classes=classes,
+                shape=shape,
+                overwrite=overwrite,
+                data_dir=state.data_dir(),
             )
-    except (DataError, OSError) as exc:
+    except (DataError, QuotaError, OSError) as exc:
         st.error(f"Not added: {markdown_escape(str(exc))}", icon=":material/error:")
     else:
         state.set_active_set(info.name)
@@ -131,7 +148,7 @@ if added:
     )
     if btn_col.button("Remove", key="data_remove", disabled=not sure):
         try:
-            remove_set(doomed)
+            remove_set(doomed, state.data_dir())
         except (DataError, OSError) as exc:
             st.error(f"Not removed: {markdown_escape(str(exc))}")
         else:

@@ -11,6 +11,7 @@ import streamlit as st
 from nn.data import DataError
 from nn.data.registry import mnist_info
 from nn.services.mine import MAX_IMPORT_BYTES, MineStoreError
+from nn.services.workspace import QuotaError
 from ui import state
 from ui.charts import batch_loss_figure
 from ui.drawing import enlarge
@@ -264,8 +265,9 @@ with files_tab:
                     f"{upload.name}: {upload.size / 2**20:.1f} MB; at most "
                     f"{MAX_IMPORT_BYTES // 2**20} MB may be imported"
                 )
+            state.check_room(upload.size)
             added = drawings.import_bytes(upload.getvalue(), upload.name)
-        except (DataError, MineStoreError) as exc:
+        except (DataError, MineStoreError, QuotaError) as exc:
             st.error(
                 f"Not imported, nothing was added: {markdown_escape(str(exc))}",
                 icon=":material/error:",

@@ -18,7 +18,7 @@ from nn.io.model_files import (
     load_model_bytes,
     save_model,
 )
-from nn.io.models_folder import delete_model, list_models, model_path, sanitize_model_name
+from nn.io.models_folder import delete_model, model_path, sanitize_model_name
 from ui import state
 from ui.charts import compare_figure
 from ui.mine import accuracy_text as mine_accuracy_text
@@ -115,7 +115,7 @@ def _when(value) -> str:
         return ""
 
 
-rows = list_models(folder)
+rows = state.model_rows()
 active = state.active_model_name()
 data_set = state.active_set()
 
@@ -153,6 +153,26 @@ def _use_problem(name: str) -> str | None:
     )
 
 
+def _delete_controls(pick: str) -> None:
+    """Delete the workspace's model ``pick``, after a tick."""
+    confirm = st.checkbox(
+        f"Yes, delete **{pick}**",
+        key="confirm_delete",
+        help="Deleting removes the file(s) from the models folder.",
+    )
+    if st.button("Delete", key="delete_model", icon=":material/delete:", disabled=not confirm):
+        try:
+            delete_model(folder, pick)
+        except (OSError, ValueError) as exc:
+            st.error(f"Could not delete {pick}: {markdown_escape(exc)}")
+        else:
+            if st.session_state.get("active_model_name") == pick:
+                state.set_active_model(None)
+            st.session_state.pop("confirm_delete", None)
+            st.toast(f"Deleted {pick}.", icon=":material/delete:")
+            st.rerun()
+
+
 stems = list(dict.fromkeys(Path(r["path"]).stem for r in rows if not r.get("error")))
 
 # ------------------------------------------------------------------ table
@@ -178,7 +198,7 @@ else:
             "parameters": _dash(r.get("n_parameters"), "{:,}"),
             "saved": _when(r.get("saved")),
             "size (MB)": r["size_bytes"] / 1e6,
-            "format": r["format"],
+            "format": r["format"] + (" · shared" if r.get("shared") else ""),
         }
         for r in rows
     ]
@@ -280,22 +300,13 @@ if stems:
             b4, b5 = st.columns(2)
             _export_button(b4, path, pick, "onnx")
             _export_button(b5, path, pick, "html")
-        confirm = st.checkbox(
-            f"Yes, delete **{pick}**",
-            key="confirm_delete",
-            help="Deleting removes the file(s) from the models folder.",
-        )
-        if st.button("Delete", key="delete_model", icon=":material/delete:", disabled=not confirm):
-            try:
-                delete_model(folder, pick)
-            except (OSError, ValueError) as exc:
-                st.error(f"Could not delete {pick}: {markdown_escape(exc)}")
-            else:
-                if st.session_state.get("active_model_name") == pick:
-                    state.set_active_model(None)
-                st.session_state.pop("confirm_delete", None)
-                st.toast(f"Deleted {pick}.", icon=":material/delete:")
-                st.rerun()
+        if state.is_shared(path):
+            st.caption(
+                f"**{pick}** is shared with everyone on this server: you can use and download "
+                "it, not delete or replace it."
+            )
+        else:
+            _delete_controls(pick)
 
     with right:
         st.subheader("Compare")
@@ -429,6 +440,7 @@ if upload is not None:
                 st.warning(f"A model called **{target.stem}** exists: tick *Overwrite* first.")
             else:
                 try:
+                    state.check_room(len(data))
                     save_model(model, target, name=target.stem)
                 except (OSError, ValueError) as exc:
                     st.error(f"Could not save: {markdown_escape(exc)}")

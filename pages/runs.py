@@ -19,7 +19,7 @@ st.caption(
 )
 
 try:
-    store = RunStore()
+    store = RunStore(state.workspace().runs_db)
     if not st.session_state.get("runs_checked_interrupted"):
         store.mark_interrupted()  # runs whose process died are not "running" any more
         st.session_state["runs_checked_interrupted"] = True

@@ -55,6 +55,7 @@ def add_from_uploads(
     classes: str = "",
     shape: str = "",
     overwrite: bool = False,
+    data_dir: Path | None = None,
 ) -> DataSetInfo:
     """Add the set held by the uploaded ``files`` (``(file name, bytes)`` pairs): one file (an
     ``.npz``, a ``.csv``), IDX or ``.npy`` files named as in a data folder, or an images file and
@@ -94,6 +95,7 @@ def add_from_uploads(
             class_names=class_names,
             image_shape=image_shape,
             overwrite=overwrite,
+            folder=data_dir,
             source_label=f"upload: {label}",
         )
 
@@ -105,6 +107,7 @@ def add_from_folder(
     classes: str = "",
     shape: str = "",
     overwrite: bool = False,
+    data_dir: Path | None = None,
 ) -> DataSetInfo:
     """Add the set in ``folder`` (or the file ``folder`` names) on the server's disk."""
     text = str(folder or "").strip()
@@ -119,5 +122,6 @@ def add_from_folder(
         class_names=parse_class_names(classes),
         image_shape=parse_image_shape(shape),
         overwrite=overwrite,
+        folder=data_dir,
         source_label=str(path),
     )

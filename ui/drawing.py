@@ -33,6 +33,7 @@ import streamlit as st
 from PIL import Image
 
 from nn.data.preprocess import DrawingResult, preprocess_drawing
+from ui import state
 from ui.canvas import draw_canvas
 
 COUNTER_KEY = "draw_canvas_counter"
@@ -280,6 +281,7 @@ def _keep(image28: np.ndarray, image: np.ndarray, model_name: str, predicted: in
     if digit is None:
         return
     try:
+        state.check_room(len(png_bytes(image)) + image28.nbytes)
         drawing_id = store().add(
             image28,
             int(digit),

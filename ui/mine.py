@@ -1,8 +1,9 @@
 """The user's kept drawings in the dashboard: the store, and every model scored on them.
 
-``store()`` is the :class:`nn.services.mine.MineStore` at ``nn.services.mine.default_mine_path``
-(``$NN_MINE_DB``, else ``mine.sqlite`` beside the run database), read at call time so tests can
-set the variable; one store object per path is kept (``st.cache_resource``).
+``store()`` is the :class:`nn.services.mine.MineStore` of the session's workspace
+(``ui.state.workspace``; without sign-in ``$NN_MINE_DB``, else ``mine.sqlite`` beside the run
+database), read at call time so tests can set the variable; one store object per path is kept
+(``st.cache_resource``).
 
 ``mine_scores(model_path)`` is a model's accuracy on the drawings and its predictions, cached per
 (model file version, drawings version): a page that lists every model does the predictions once
@@ -20,7 +21,7 @@ import numpy as np
 import streamlit as st
 
 from nn.data.registry import mnist_info
-from nn.services.mine import MineStore, MineStoreError, default_mine_path
+from nn.services.mine import MineStore, MineStoreError
 from ui import state
 
 
@@ -30,8 +31,8 @@ def _store_at(path: str) -> MineStore:
 
 
 def store() -> MineStore:
-    """The drawings store (one object per database path)."""
-    return _store_at(str(default_mine_path().expanduser().resolve()))
+    """The workspace's drawings store (one object per database path)."""
+    return _store_at(str(state.workspace().mine_db.expanduser().resolve()))
 
 
 def drawings_version() -> tuple[int, int, int]:

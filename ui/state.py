@@ -15,8 +15,15 @@ Session keys owned here (plain keys, not widget keys, so they survive page chang
     ``active_set_name`` (str)           the data set every page works on (``nn.data.registry``;
                                         ``mnist`` by default, and when the chosen set is gone).
 
-Paths and environment
-    ``models_dir() -> Path``    ``$NN_MODELS_DIR`` or ``<repo>/saved_models`` (created on demand).
+Workspace, paths and environment
+    ``workspace() -> Workspace``  this session's (``ui.auth.current_workspace``): the signed-in
+                                person's own, else the local one.
+    ``models_dir() -> Path``    the workspace's models folder (created on demand): without
+                                sign-in ``$NN_MODELS_DIR`` or ``<repo>/saved_models``.
+    ``shared_models_dir() -> Path | None``  with sign-in, the folder every workspace reads and
+                                none writes (the shipped default, models a teacher hands out).
+    ``check_room(nbytes)``      ``QuotaError`` before a write that would take the workspace over
+                                its disk quota.
     ``train_limit() -> int | None``  ``$NN_TRAIN_LIMIT``: caps the number of training images the
                                 Train page uses (tests set e.g. 1000); unset/empty/0 = no cap.
     Both are read at call time, so tests can ``monkeypatch.setenv`` before ``AppTest.run()``.
@@ -42,15 +49,19 @@ Active data set
     ``get_test_predictions`` and ``require_test_predictions`` work on the active set's test part.
 
 Active model
-    ``saved_models() -> list[dict]``            ``nn.io.models_folder.list_models(models_dir())``
-                                                without the unreadable rows.
+    ``model_rows() -> list[dict]``              ``nn.io.models_folder.list_models`` rows of the
+                                                workspace's models, then the shared ones it does
+                                                not shadow (``row["shared"]`` True).
+    ``saved_models() -> list[dict]``            those rows without the unreadable ones.
     ``fitting_models() -> list[dict]``          those that fit the active set.
     ``active_model_name() -> str | None``       resolved as described above among the models that
                                                 fit the active set (None: no model yet).
     ``active_model_path() -> Path | None``
     ``active_model() -> (name, model) | None``
     ``set_active_model(name)``                  make a saved model active (all pages, this session).
-    ``model_path_for(name) -> Path | None``     ``<dir>/<name>.npz`` or ``.pkl`` if it exists.
+    ``model_path_for(name) -> Path | None``     ``<dir>/<name>.npz`` or ``.pkl`` if it exists,
+                                                the workspace's own first, then the shared one.
+    ``is_shared(path) -> bool``                 whether the file is a shared, read-only model.
     ``layers_text(sizes, stack) -> str``        e.g. ``"784-256-128-10"``, ``"C32k3-P2-D10"``.
     ``model_layers_text(model) -> str``         the same for a fitted model.
 
@@ -62,6 +73,7 @@ Training slot
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import threading
@@ -72,6 +84,9 @@ import numpy as np
 import streamlit as st
 
 from nn.io import models_folder
+from nn.services.workspace import Workspace
+from nn.services.workspace import shared_models_dir as _shared_folder
+from ui.auth import current_workspace
 
 DEFAULT_MODEL_NAME = "default"
 TRAIN_LIMIT_ENV = "NN_TRAIN_LIMIT"
@@ -79,9 +94,30 @@ ACTIVE_SET_KEY = "active_set_name"
 
 
 # ------------------------------------------------------------------------------ environment
+def workspace() -> Workspace:
+    """This session's workspace: the signed-in person's own, else the local one."""
+    return current_workspace()
+
+
 def models_dir() -> Path:
-    """Folder of saved models (``nn.io.models_folder.models_dir``), created if missing."""
-    return models_folder.models_dir(create=True)
+    """The workspace's models folder, created if missing (a failure is left to the first
+    write, which names it)."""
+    folder = workspace().models_dir
+    with contextlib.suppress(OSError):
+        folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def shared_models_dir() -> Path | None:
+    """The shared, read-only models folder of a signed-in person (None without sign-in, where
+    the one models folder is everyone's)."""
+    return None if workspace().is_local else _shared_folder()
+
+
+def check_room(nbytes: int) -> None:
+    """``QuotaError`` (a ValueError) if writing ``nbytes`` would take the workspace over its
+    quota; nothing without sign-in."""
+    workspace().check_room(nbytes)
 
 
 def train_limit() -> int | None:
@@ -159,11 +195,17 @@ def get_model(path: str | os.PathLike):
 
 
 # ------------------------------------------------------------------------------ data sets
+def data_dir() -> Path:
+    """The workspace's folder of added data sets."""
+    return workspace().data_dir
+
+
 def data_sets() -> list:
-    """MNIST, then every added set (``nn.data.registry.list_sets``; unreadable ones left out)."""
+    """MNIST, then the workspace's added sets (``nn.data.registry.list_sets``; unreadable ones
+    left out)."""
     from nn.data.registry import list_sets
 
-    return list_sets()
+    return list_sets(data_dir())
 
 
 def active_set():
@@ -182,10 +224,10 @@ def set_active_set(name: str) -> None:
 
 
 @st.cache_resource(max_entries=4, show_spinner="Loading the data set…")
-def _set_data_cached(name: str, sha256: str):
+def _set_data_cached(name: str, sha256: str, folder: str):
     from nn.data.registry import load_set
 
-    data = load_set(name).data
+    data = load_set(name, folder).data
     for a in data:
         a.flags.writeable = False
     return data
@@ -197,7 +239,7 @@ def get_set_data(info=None):
     info = info if info is not None else active_set()
     if info.builtin:
         return get_mnist()
-    return _set_data_cached(info.name, info.sha256)
+    return _set_data_cached(info.name, info.sha256, str(data_dir()))
 
 
 def model_fits(row_or_meta, info=None) -> bool:
@@ -230,7 +272,7 @@ def _info_named(name: str):
             return info
     from nn.data.registry import get_info
 
-    return get_info(name)  # raises DataError naming the sets
+    return get_info(name, data_dir())  # raises DataError naming the sets
 
 
 def get_test_predictions(path: str | os.PathLike, info=None) -> tuple[np.ndarray, np.ndarray]:
@@ -280,9 +322,25 @@ def get_model_metadata(path: str | os.PathLike) -> dict:
 
 
 # ------------------------------------------------------------------------------ active model
+def model_rows() -> list[dict]:
+    """The workspace's model files (``list_models`` rows, newest first), then the shared ones
+    whose names it does not use, each with ``shared`` set."""
+    own = [dict(row, shared=False) for row in models_folder.list_models(models_dir())]
+    shared_folder = shared_models_dir()
+    if shared_folder is None:
+        return own
+    names = {Path(row["path"]).stem for row in own}
+    shared = [
+        dict(row, shared=True)
+        for row in models_folder.list_models(shared_folder)
+        if Path(row["path"]).stem not in names
+    ]
+    return own + shared
+
+
 def saved_models() -> list[dict]:
-    """Readable saved models (``list_models`` rows without ``error``), newest first."""
-    return [row for row in models_folder.list_models(models_dir()) if not row.get("error")]
+    """Readable saved models (``model_rows`` without ``error``), own first, newest first."""
+    return [row for row in model_rows() if not row.get("error")]
 
 
 def fitting_models(info=None) -> list[dict]:
@@ -302,8 +360,23 @@ def _fits_by_name(name: str, info) -> bool:
 
 
 def model_path_for(name: str | None) -> Path | None:
-    """Path of the saved model called ``name`` in this dashboard's models folder, or None."""
-    return models_folder.find_model(models_dir(), name)
+    """Path of the saved model called ``name``: the workspace's own, else the shared one with
+    that name, else None."""
+    own = models_folder.find_model(models_dir(), name)
+    shared_folder = shared_models_dir()
+    if own is not None or shared_folder is None:
+        return own
+    return models_folder.find_model(shared_folder, name)
+
+
+def is_shared(path: str | os.PathLike | None) -> bool:
+    """Whether ``path`` is a shared model (read-only for this person)."""
+    shared_folder = shared_models_dir()
+    return (
+        path is not None
+        and shared_folder is not None
+        and Path(path).resolve().parent == shared_folder.resolve()
+    )
 
 
 def active_model_name() -> str | None:
