@@ -16,7 +16,7 @@ from __future__ import annotations
 import pandas  # noqa: F401
 import streamlit as st
 
-from ui.auth import current_workspace, render_account, require_sign_in
+from ui.auth import current_workspace, is_admin, render_account, require_sign_in
 from ui.sidebar import render_sidebar
 from ui.state import init_state
 
@@ -34,15 +34,19 @@ PAGES = [
     ("pages/tune.py", "Tune", "tune", ":material/tune:"),
     ("pages/mine.py", "My digits", "mine", ":material/gesture:"),
 ]
+# Shown only to the teachers named in NN_ADMINS, on a server where people sign in.
+TEACHER_PAGES = [("pages/class_view.py", "Class", "class", ":material/school:")]
 
 
 def _pages() -> list:
-    """The st.Page objects of ``PAGES``; the first one is the default page."""
+    """The st.Page objects of ``PAGES`` (and ``TEACHER_PAGES`` for a teacher); the first one is
+    the default page."""
+    listed = PAGES + (TEACHER_PAGES if is_admin() else [])
     return [
         st.Page(
             file, title=title, icon=icon, default=(i == 0), **({"url_path": url} if url else {})
         )
-        for i, (file, title, url, icon) in enumerate(PAGES)
+        for i, (file, title, url, icon) in enumerate(listed)
     ]
 
 

@@ -3,6 +3,7 @@ page, and each signed-in person in a workspace of their own."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,8 @@ from streamlit.testing.v1 import AppTest
 
 from nn.services.workspace import WORKSPACES_DIR_ENV, Workspace
 
-APP = Path(__file__).resolve().parents[1] / "app.py"
+REPO = Path(__file__).resolve().parents[1]
+APP = REPO / "app.py"
 
 GOOD_SECRET = "tZ8qLw3Np7Vd2Hk9Rb4Mx6Gc1Fj5Sy0Ua8Ei3Ko7Qn2Pv6"
 AUTH = {
@@ -94,3 +96,49 @@ def test_admins_are_named_by_email(workspaces, monkeypatch):
     user = {"iss": "http://idp", "sub": "t1", "email": "teacher@example.com", "name": "T"}
     at = _app(AUTH, user).run()
     assert any("teacher" in c.value for c in at.sidebar.caption)
+
+
+def _two_people(workspaces):
+    from nn.services.runs import RunStore
+
+    people = {}
+    for sub, name in (("alice", "Alice"), ("bob", "Bob")):
+        person = Workspace.for_identity("http://idp", sub).create()
+        person.write_profile(name, f"{sub}@example.com")
+        store = RunStore(person.runs_db)
+        run_id = store.start_run({"hidden_layers": [8]}, name=f"{sub}-run", source="dashboard")
+        store.log_epoch(run_id, 1, loss=1.0, val_accuracy=0.5)
+        store.finish_run(run_id, "finished")
+        people[sub] = person
+    shutil.copy2(REPO / "saved_models" / "default.npz", people["alice"].models_dir / "net.npz")
+    return people
+
+
+def test_the_class_page_shows_everyone_to_a_teacher_only(workspaces, monkeypatch):
+    monkeypatch.setenv("NN_ADMINS", "teacher@example.com")
+    people = _two_people(workspaces)
+    student = {"iss": "http://idp", "sub": "alice", "email": "alice@example.com", "name": "Alice"}
+    at = _app(AUTH, student).run()
+    with pytest.raises(ValueError, match="Could not find a navigation page"):
+        at.switch_page("pages/class_view.py")  # not in a student's navigation
+
+    teacher = {"iss": "http://idp", "sub": "t", "email": "teacher@example.com", "name": "T"}
+    at = _app(AUTH, teacher).run()
+    at.switch_page("pages/class_view.py").run()
+    assert not at.exception
+    table = at.dataframe[0].value
+    assert set(table["person"]) >= {"Alice", "Bob"}
+    row = table[table["person"] == "Alice"].iloc[0]
+    assert (row["models"], row["runs"]) == (1, 1)
+    at.selectbox(key="class_person").set_value(people["alice"].id).run()
+    at.multiselect(key="class_runs").set_value([at.multiselect(key="class_runs").options[0]]).run()
+    assert not at.exception and at.get("plotly_chart")
+    at.text_input(key="class_share_name").set_value("week-1").run()
+    at.button(key="class_hand_out").click().run()
+    assert any("week-1" in s.value for s in at.success)
+    # Bob now sees the handed-out model, read-only, beside his own (none).
+    bob = {"iss": "http://idp", "sub": "bob", "email": "bob@example.com", "name": "Bob"}
+    at = _app(AUTH, bob).run()
+    at.switch_page("pages/models.py").run()
+    names = list(at.dataframe[0].value["name"])
+    assert "week-1" in names and "net" not in names

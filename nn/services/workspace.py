@@ -223,6 +223,29 @@ def disk_used(root: Path) -> int:
     return total
 
 
+def summarize(workspace: Workspace) -> dict:
+    """What the teacher's view shows of one workspace: who (name, email, last visit), its
+    models, runs and kept drawings counted, and the disk it uses against its quota. Nothing is
+    created: a database that does not exist yet counts 0."""
+    root = workspace.root
+    models = models_folder.list_models(workspace.models_dir)
+    n_runs = 0
+    if workspace.runs_db.is_file():
+        n_runs = len(runs.RunStore(workspace.runs_db).list_runs())
+    n_drawings = 0
+    if workspace.mine_db.is_file():
+        n_drawings = mine.MineStore(workspace.mine_db).count()
+    return {
+        "id": workspace.id,
+        **workspace.profile(),
+        "models": len(models),
+        "runs": n_runs,
+        "drawings": n_drawings,
+        "disk_bytes": disk_used(root) if root is not None else None,
+        "quota_bytes": workspace_bytes() if root is not None else None,
+    }
+
+
 def list_workspaces() -> list[Workspace]:
     """Every person's workspace under ``workspaces_dir()``, by id (folders of other names and
     links are passed over)."""
