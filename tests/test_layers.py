@@ -7,7 +7,8 @@ import pytest
 
 from nn import NeuralNetwork, ParameterError, load_model
 from nn.core.layer_spec import compact, parse_layers, parse_shape
-from nn.core.layers import LAYERS, Sequential, StackError
+from nn.core.layers import LAYERS
+from nn.core.sequential import Sequential, StackError
 from nn.core.state import to_state
 from nn.io.model_files import save_model
 

@@ -14,9 +14,10 @@ import numpy as np
 
 from nn.core import limits
 from nn.core.augment import Augmenter
-from nn.core.layers import IMAGE_LAYERS, Sequential, StackError, make_layer
+from nn.core.layers import IMAGE_LAYERS, make_layer
 from nn.core.optimizers import CHUNK, OPTIMIZERS
 from nn.core.params import PARAMS, ParameterError, check_names, check_values, defaults, refusal
+from nn.core.sequential import Sequential, StackError
 
 EVAL_CHUNK = 4096
 EVAL_BUFFER_BYTES = 256 * 1024**2

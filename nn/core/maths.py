@@ -31,7 +31,8 @@ from typing import Any
 
 import numpy as np
 
-from nn.core.layers import ActivationLayer, Layer, Sequential
+from nn.core.layers import ActivationLayer, Layer
+from nn.core.sequential import Sequential
 
 __all__ = [
     "CHECK_STEP",

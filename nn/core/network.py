@@ -33,11 +33,12 @@ from nn.core.config import (
     input_shape_for,
     memory,
 )
-from nn.core.layers import ActivationLayer, Dense, Sequential
+from nn.core.layers import ActivationLayer, Dense
 from nn.core.losses import softmax, softmax_cross_entropy
 from nn.core.optimizers import Optimizer, make_optimizer
 from nn.core.params import PARAMS, ParameterError, check_names, defaults, refusal
 from nn.core.schedules import learning_rate
+from nn.core.sequential import Sequential
 
 STOP_REASONS = ("completed", "early_stopping", "callback", "diverged")
 DIVERGENCE_FACTOR = 100.0

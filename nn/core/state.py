@@ -12,9 +12,10 @@ from typing import Any
 import numpy as np
 
 from nn.core.config import build_stack, configure, input_shape_for
-from nn.core.layers import Dense, Sequential
+from nn.core.layers import Dense
 from nn.core.network import NeuralNetwork
 from nn.core.params import PARAMS
+from nn.core.sequential import Sequential
 
 
 def to_state(model: NeuralNetwork) -> tuple[dict[str, Any], dict[str, np.ndarray]]:

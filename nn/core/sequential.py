@@ -1,0 +1,200 @@
+"""``Sequential``: layers in order over one flat parameter array and one flat gradient array.
+
+Building a stack checks every layer's settings and infers every shape without allocating; a
+fault names the layer by its index (from 0) and type (:class:`StackError`). The trained
+parameters are views of ONE flat parameter array and their gradients views of ONE flat gradient
+array, so an optimizer updates everything in a few long passes.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from nn.core.layers import (
+    ActivationLayer,
+    BatchNorm,
+    Dropout,
+    Flatten,
+    Layer,
+    Shape,
+    make_layer,
+)
+
+__all__ = ["StackError", "Sequential"]
+
+
+class StackError(ValueError):
+    """A stack fault naming the layer: ``index`` (in the stack) and ``kind``."""
+
+    def __init__(self, index: int, kind: Any, fault: str):
+        self.index, self.kind, self.fault = index, kind, fault
+        super().__init__(f"layer {index} ({kind}): {fault}")
+
+
+class Sequential:
+    """Layers in order over one flat parameter array and one flat gradient array.
+
+    ``specs`` are the layer dicts, the output dense layer included. Building checks every
+    layer's settings and shapes without allocating; ``allocate()`` makes the flat parameter
+    array and the state, ``attach_gradients()`` the flat gradient array (for training).
+    """
+
+    def __init__(self, specs: Sequence[dict], input_shape: Shape, dtype=np.float32):
+        self.dtype = np.dtype(dtype)
+        self.input_shape = tuple(int(s) for s in input_shape)
+        self.layers: list[Layer] = []
+        shape = self.input_shape
+        for index, spec in enumerate(specs):
+            kind = spec.get("type") if isinstance(spec, dict) else type(spec).__name__
+            try:
+                layer = make_layer(spec)
+                shape = layer.build(shape, self.dtype)
+            except ValueError as exc:
+                raise StackError(index, kind, str(exc)) from None
+            self.layers.append(layer)
+        self.output_shape = shape
+        self._plan_in_place()
+        self.trained = [i for i, layer in enumerate(self.layers) if layer.param_names]
+        self.n_parameters = int(sum(layer.n_parameters for layer in self.layers))
+        self.flat_params: np.ndarray | None = None
+        self.flat_grads: np.ndarray | None = None
+
+    def _plan_in_place(self) -> None:
+        """An activation works in place unless its input is the stack's input or another
+        activation's output (seen through layers that may pass their input on unchanged)."""
+        for i, layer in enumerate(self.layers):
+            if not isinstance(layer, ActivationLayer):
+                continue
+            j = i - 1
+            while j >= 0 and isinstance(self.layers[j], (Dropout, Flatten)):
+                j -= 1
+            layer.in_place = j >= 0 and not isinstance(self.layers[j], ActivationLayer)
+
+    # -- description
+    def specs(self) -> list[dict[str, Any]]:
+        return [layer.spec() for layer in self.layers]
+
+    def named_parameters(self) -> list[tuple[str, np.ndarray]]:
+        return [
+            (f"layer{i}.{layer.kind}.{name}", array)
+            for i, layer in enumerate(self.layers)
+            for name, array in zip(layer.param_names, layer.params, strict=True)
+        ]
+
+    def named_state(self) -> list[tuple[str, np.ndarray]]:
+        return [
+            (f"layer{i}.{layer.kind}.{name}", layer.state[name])
+            for i, layer in enumerate(self.layers)
+            for name in layer.state_names
+        ]
+
+    def load_state(self, named: dict[str, np.ndarray]) -> None:
+        """Copy the non-trainable state named as ``named_state`` gives it (missing names keep
+        their values)."""
+        for i, layer in enumerate(self.layers):
+            for name in layer.state_names:
+                value = named.get(f"layer{i}.{layer.kind}.{name}")
+                if value is not None:
+                    layer.state[name][...] = value
+
+    def param_names(self) -> list[str]:
+        return [
+            f"layer{i}.{layer.kind}.{name}"
+            for i, layer in enumerate(self.layers)
+            for name in layer.param_names
+        ]
+
+    def param_shapes(self) -> list[Shape]:
+        return [s for layer in self.layers for s in layer.param_shapes()]
+
+    @property
+    def params(self) -> list[np.ndarray]:
+        return [p for layer in self.layers for p in layer.params]
+
+    @property
+    def grads(self) -> list[np.ndarray]:
+        return [g for layer in self.layers for g in layer.grads]
+
+    # -- memory
+    def _views(self, flat: np.ndarray) -> list[list[np.ndarray]]:
+        out, start = [], 0
+        for layer in self.layers:
+            views = []
+            for shape in layer.param_shapes():
+                size = math.prod(shape)
+                views.append(flat[start : start + size].reshape(shape))
+                start += size
+            out.append(views)
+        return out
+
+    def allocate(self) -> np.ndarray:
+        """Make the flat parameter array (uninitialised) and the layers' state."""
+        self.flat_params = np.empty(self.n_parameters, self.dtype)
+        for layer, views in zip(self.layers, self._views(self.flat_params), strict=True):
+            layer.params = views
+            layer.reset_state()
+        return self.flat_params
+
+    def attach_gradients(self) -> np.ndarray:
+        self.flat_grads = np.empty(self.n_parameters, self.dtype)
+        for layer, views in zip(self.layers, self._views(self.flat_grads), strict=True):
+            layer.grads = views
+        return self.flat_grads
+
+    def detach_gradients(self) -> None:
+        self.flat_grads = None
+        for layer in self.layers:
+            layer.grads = []
+
+    def clear_buffers(self) -> None:
+        for layer in self.layers:
+            layer.clear_buffers()
+
+    def buffer_bytes(self, n: int, keep: bool = True) -> int:
+        return int(sum(layer.buffer_bytes(n, keep) for layer in self.layers))
+
+    def initialize(self, rng: np.random.Generator, init: str) -> None:
+        """Initialise every trained layer in order from ``rng``; ``auto`` picks He or Xavier by
+        the activation that follows the layer (``softmax`` for the last one)."""
+        for i, layer in enumerate(self.layers):
+            if layer.param_names:
+                layer.initialize(rng, init, self._next_activation(i))
+
+    def _next_activation(self, index: int) -> str:
+        for layer in self.layers[index + 1 :]:
+            if layer.activation_name:
+                return layer.activation_name
+            if layer.param_names and not isinstance(layer, BatchNorm):
+                return "linear"
+        return "softmax"
+
+    # -- passes
+    def forward(
+        self,
+        x: np.ndarray,
+        training: bool = False,
+        keep: bool = False,
+        rng: np.random.Generator | None = None,
+        record: list | None = None,
+    ) -> np.ndarray:
+        """The output of the stack for a float batch ``x``; ``record`` (a list) receives every
+        layer's output."""
+        a = x.reshape(x.shape[0], *self.input_shape)
+        for layer in self.layers:
+            a = layer.forward(a, training, keep, rng)
+            if record is not None:
+                record.append(a.copy())
+        return a
+
+    def backward(self, dy: np.ndarray, need_dx: bool = False) -> np.ndarray | None:
+        """Gradients of every parameter into the flat gradient array, from dL/d(output); with
+        ``need_dx`` also returns dL/d(input) (otherwise the layers before the first trained one
+        are skipped)."""
+        first = 0 if need_dx else (self.trained[0] if self.trained else len(self.layers))
+        for i in range(len(self.layers) - 1, first - 1, -1):
+            dy = self.layers[i].backward(dy, need_dx=need_dx or i > first)
+        return dy if need_dx else None
