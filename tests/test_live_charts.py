@@ -51,5 +51,13 @@ def test_the_live_training_figure_is_one_figure_with_fixed_margins():
     assert list(by_name["train loss"].x) == [1, 2]
     assert by_name["batch loss"].xaxis != by_name["train loss"].xaxis  # its own panel
     assert fig.layout.margin.autoexpand is False
+    # the legend is drawn in the figure's top margin (not above the figure, out of sight)
+    assert fig.layout.legend.yref == "container" and fig.layout.legend.y == 1
+    assert fig.layout.legend.yanchor == "top" and fig.layout.margin.t >= 50
     empty = live_training_figure({}, [])
     assert not empty.data and "no batches yet" in empty.layout.annotations[-1].text
+    # the note stands in the batch-loss panel, not across its title
+    queued = live_training_figure({}, [], note="waiting for a free worker")
+    note = queued.layout.annotations[-1]
+    assert note.text == "waiting for a free worker"
+    assert (note.xref, note.yref) == ("x3 domain", "y3 domain")

@@ -35,13 +35,15 @@ METRIC_LABELS = {
 }
 
 
-def note_in_middle(fig: go.Figure, text: str) -> None:
-    """A grey note in the middle of an empty figure ("no epochs yet")."""
+def note_in_middle(fig: go.Figure, text: str, *, panel: str = "paper") -> None:
+    """A grey note in the middle of an empty figure ("no epochs yet"); ``panel`` (an axis
+    pair such as ``"x3 y3"``) puts it in the middle of that panel instead of the figure."""
+    xref, yref = ("paper", "paper") if panel == "paper" else (f"{a} domain" for a in panel.split())
     fig.add_annotation(
         text=text,
         showarrow=False,
-        xref="paper",
-        yref="paper",
+        xref=xref,
+        yref=yref,
         x=0.5,
         y=0.5,
         font=dict(color="gray"),
@@ -143,16 +145,20 @@ def live_training_figure(
     steps: Sequence[float] | None = None,
     smoothed: Sequence[float] | None = None,
     max_points: int | None = None,
-    height: int = 560,
+    height: int = 590,
     uirevision: str | None = None,
+    note: str = "no batches yet",
 ) -> go.Figure:
     """The live view of a training in one figure: loss and accuracy per epoch (top row, as
     :func:`training_curves_figure`), the loss of every batch and its EMA below (as
     :func:`batch_loss_figure`, thinned to about ``max_points`` points, 4 significant digits).
+    Without data, ``note`` stands in the middle of the batch-loss panel (a queued training
+    says so there).
 
-    One figure is one message and one redraw per poll. The margins are fixed
-    (``autoexpand`` off): Plotly otherwise lays a figure out, measures its tick labels and lays
-    it out again on every redraw."""
+    The legend sits in the top margin, above the panels' titles, so that the training and
+    validation curves can be told apart. One figure is one message and one redraw per poll.
+    The margins are fixed (``autoexpand`` off): Plotly otherwise lays a figure out, measures
+    its tick labels and lays it out again on every redraw."""
     history = history or {}
     epochs = _epochs(history)
     fig = make_subplots(
@@ -173,11 +179,19 @@ def live_training_figure(
     fig.update_xaxes(title_text="epoch", title_standoff=4, row=2, col=1)
     fig.update_yaxes(tickformat=".0%", row=1, col=2)
     if not epochs and not ys:
-        note_in_middle(fig, "no batches yet")
+        note_in_middle(fig, note, panel="x3 y3")
     fig.update_layout(
         height=height,
-        margin=dict(l=55, r=15, t=30, b=45, autoexpand=False),
-        legend=dict(orientation="h", x=0, y=1.12, yanchor="bottom", font=dict(size=11)),
+        margin=dict(l=55, r=15, t=60, b=45, autoexpand=False),
+        legend=dict(
+            orientation="h",
+            xref="container",
+            yref="container",
+            x=0,
+            y=1,
+            yanchor="top",
+            font=dict(size=11),
+        ),
         hovermode="x unified",
         uirevision=uirevision,
     )
