@@ -314,10 +314,13 @@ def render_keep(analysis: DrawingAnalysis, image: np.ndarray, model_name: str) -
         st.session_state[choice_key] = predicted
         st.session_state[CHOICE_FOR_KEY] = (counter, predicted)
     with st.container(key="keep", border=True):
+        # required: a click on the chosen digit keeps it chosen (it would otherwise clear the
+        # choice and grey the button out)
         digit = st.segmented_control(
             "True digit",
             options=list(range(10)),
             key=choice_key,
+            required=True,
             help="What you meant to draw: the network's guess is picked; one click corrects it.",
         )
         st.button(
