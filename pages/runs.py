@@ -3,6 +3,8 @@ of the selected runs overlaid; a run's settings loaded back into the Train page 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import streamlit as st
 
 from nn.services.runs import ORDER_BY_FIELDS, SOURCES, STATUSES, RunStore
@@ -43,7 +45,12 @@ order_by = f4.selectbox(
     key="runs_order",
 )
 g1, g2, g3 = st.columns([2, 1, 1])
-name_filter = g1.text_input("Name contains", key="runs_name", placeholder="any name")
+name_filter = g1.text_input(
+    "Name or model contains",
+    key="runs_name",
+    placeholder="any name",
+    help="A run is named after its layers and data set, and after its model once saved.",
+)
 descending = g2.toggle("Descending", value=True, key="runs_desc")
 limit = g3.number_input(
     "Show at most", min_value=10, max_value=10_000, value=500, step=50, key="runs_limit"
@@ -59,7 +66,12 @@ runs = store.list_runs(
 )
 if name_filter.strip():
     needle = name_filter.strip().lower()
-    runs = [r for r in runs if needle in (r.name or "").lower()]
+    runs = [
+        r
+        for r in runs
+        if needle in (r.name or "").lower()
+        or (r.model_path and needle in Path(r.model_path).stem.lower())
+    ]
 
 if not runs:
     st.info(

@@ -6,8 +6,9 @@ import time
 
 import streamlit as st
 
+from nn.core.layer_spec import compact
 from nn.io.models_folder import model_path, sanitize_model_name, save_named
-from nn.services.presets import PRESETS, fitting_presets
+from nn.services.presets import PRESETS, adapted_to_set, fitting_presets
 from ui import state, train_form
 from ui.charts import live_training_figure
 from ui.live import CHART_SECONDS, HEAVY_KEYS, LIVE_BATCH_POINTS, STATUS_SECONDS, cached_view
@@ -50,8 +51,49 @@ on_set = (
     else f". On {data_set.name}: {data_set.shape_text} images in, {data_set.n_classes} classes "
     "out" + ("" if data_set.image_shape == (28, 28, 1) else ", no augmentation") + "."
 )
-if PRESETS:
+
+
+def _preset_in_force() -> str:
+    """The preset the form holds unchanged (as its button fills it for the active set), or ""
+    once a setting was changed by hand."""
+    name = cfg.get("preset") or ""
+    if name not in PRESETS or problems.get(name) is not None:
+        return ""
+    model, _ = adapted_to_set(name, data_set.image_shape, data_set.n_classes)
+    model.pop("input_shape", None)
+    preset = train_form.config_from_preset({"model": model, "data": PRESETS[name].data_kwargs()})
+    same = train_form.to_model_kwargs(cfg) == train_form.to_model_kwargs(preset)
+    return (
+        name if same and train_form.to_data_kwargs(cfg) == train_form.to_data_kwargs(preset) else ""
+    )
+
+
+def _run_name(model_kwargs: dict) -> str:
+    """What a run is called until its model is saved: its layers and data set, after the
+    preset it is, e.g. "fast: dense 256-128 on mnist", "C8k3-P2-D32 on mnist"."""
+    if model_kwargs.get("layers"):
+        layers = compact(model_kwargs["layers"]) or "custom stack"
+    else:
+        hidden = model_kwargs.get("hidden_layers") or []
+        layers = "dense " + ("-".join(str(int(u)) for u in hidden) or "no hidden layer")
+    preset = _preset_in_force()
+    return (f"{preset}: " if preset else "") + f"{layers} on {data_set.name}"
+
+
+def _save_name(run_name: str) -> str:
+    """The Save box's first suggestion: the preset and data set ("fast-mnist"), else the run's
+    layers and data set ("C8k3-P2-D32-mnist"), in the letters a model name allows."""
+    preset, _, rest = run_name.rpartition(": ")
+    base = f"{preset} {data_set.name}" if preset else rest.replace(" on ", " ")
+    cleaned = "".join(c if c.isalnum() or c in "-_." else "-" for c in base)
+    return "-".join(part for part in cleaned.split("-") if part)[:60] or "model"
+
+
+def _preset_buttons() -> None:
+    """One button a preset, the one the form holds unchanged highlighted (drawn after the form,
+    whose widgets write ``cfg``, into the place kept for them above it)."""
     st.markdown("**Presets** (one click fills the form)")
+    in_force = _preset_in_force()
     cols = st.columns(len(PRESETS))
     for col, (name, preset) in zip(cols, PRESETS.items(), strict=True):
         col.button(
@@ -62,7 +104,7 @@ if PRESETS:
             help=(preset.description + on_set) if problems[name] is None else problems[name],
             disabled=running or problems[name] is not None,
             width="stretch",
-            type="primary" if cfg.get("preset") == name else "secondary",
+            type="primary" if in_force == name else "secondary",
         )
     unfit = [name for name, problem in problems.items() if problem is not None]
     if unfit:
@@ -70,6 +112,9 @@ if PRESETS:
             f"Not offered for {data_set.name}'s {data_set.shape_text} images: "
             + "; ".join(problems[name] for name in unfit)
         )
+
+
+preset_place = st.container()
 
 
 # ------------------------------------------------------------------ actions
@@ -84,13 +129,14 @@ def _start(continue_model=None, epochs: int | None = None) -> None:
         if data_set.image_shape != (28, 28, 1):
             model_kwargs["augment"] = None
     old_snap = slot.worker.snapshot() if slot.worker is not None else None
+    run_name = _run_name(model_kwargs)
     new = TrainingWorker(
         model_kwargs,
         data_kwargs,
         state.get_set_data(data_set),
         train_limit=limit,
         model=continue_model,
-        run_name=cfg.get("preset") or None,
+        run_name=run_name,
         inside=None if continue_model is None else (old_snap or {}).get("inside"),
         runner=state.job_runner(),
     )
@@ -99,6 +145,8 @@ def _start(continue_model=None, epochs: int | None = None) -> None:
         old.stop()
     slot.worker = new
     st.session_state["train_saved"] = None
+    # the Save box's name, set before its text box is drawn for this training
+    st.session_state["save_suggestion"] = (id(new), _save_name(run_name))
     new.start()
 
 
@@ -204,6 +252,9 @@ form_col, live_col = st.columns([5, 6], gap="large")
 with form_col:
     st.subheader("Settings")
     errors = train_form.render_form(cfg, disabled=running, train_limit=limit, info=data_set)
+if PRESETS:
+    with preset_place:
+        _preset_buttons()
 
 with live_col:
     st.subheader("Training")
@@ -335,9 +386,11 @@ with live_col:
             )
             with st.container(border=True):
                 st.markdown("**Save this model**")
-                st.session_state.setdefault(
-                    "save_name", cfg.get("preset") or time.strftime("model-%Y%m%d-%H%M")
-                )
+                made_for, suggestion = st.session_state.get("save_suggestion", (None, None))
+                if suggestion and st.session_state.get("save_name_for") != made_for:
+                    st.session_state["save_name"] = suggestion
+                    st.session_state["save_name_for"] = made_for
+                st.session_state.setdefault("save_name", time.strftime("model-%Y%m%d-%H%M"))
                 s1, s2 = st.columns([3, 1], vertical_alignment="bottom")
                 s1.text_input(
                     "Name",

@@ -95,7 +95,10 @@ def _status_body(polling: bool) -> None:
         )
     else:
         status = snap.get("status")
-        if status in ("finished", "stopped"):
+        saved = st.session_state.get("train_saved")  # the name Save gave it (pages/train.py)
+        if status in ("finished", "stopped") and saved:
+            st.success(f"Training {status}, saved as **{saved}**.", icon=":material/check_circle:")
+        elif status in ("finished", "stopped"):
             st.success(
                 f"Training {status}: save it on the **Train** page.", icon=":material/check_circle:"
             )

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -321,7 +322,8 @@ class TrainingWorker(BackgroundJob):
 
     # ------------------------------------------------------------------ after training
     def set_model_path(self, path: str) -> None:
-        """Record where the trained model was saved (after Save on the Train page)."""
+        """Record where the trained model was saved (after Save on the Train page); the run
+        takes the model's name, so that the Runs page finds it by that name."""
         from nn.services.runs import RunStore
 
         run_id = self._state.get("run_id")
@@ -329,7 +331,7 @@ class TrainingWorker(BackgroundJob):
             return
         try:
             store = RunStore(self.job.runs_db) if self.job.runs_db else RunStore()
-            store.update_run(run_id, model_path=str(path))
+            store.update_run(run_id, model_path=str(path), name=Path(path).stem)
         except Exception as exc:  # noqa: BLE001 - a database problem is shown, never raised
             with self._lock:
                 self._state["run_errors"].append(f"{type(exc).__name__}: {exc}")
