@@ -17,30 +17,17 @@ import pandas  # noqa: F401
 import streamlit as st
 
 from ui.auth import current_workspace, is_admin, render_account, require_sign_in
+from ui.page_registry import PAGES
 from ui.sidebar import render_sidebar
 from ui.state import init_state
 
-# (file, title, url_path, icon); "" is the default page (/). Every file listed must exist.
-PAGES = [
-    ("pages/overview.py", "Overview", "", ":material/home:"),
-    ("pages/train.py", "Train", "train", ":material/model_training:"),
-    ("pages/draw.py", "Draw", "draw", ":material/draw:"),
-    ("pages/inside.py", "Inside", "inside", ":material/biotech:"),
-    ("pages/predictions.py", "Predictions", "predictions", ":material/grid_view:"),
-    ("pages/evaluate.py", "Evaluate", "evaluate", ":material/analytics:"),
-    ("pages/models.py", "Models", "models", ":material/inventory_2:"),
-    ("pages/data.py", "Data sets", "data", ":material/dataset:"),
-    ("pages/runs.py", "Runs", "runs", ":material/history:"),
-    ("pages/tune.py", "Tune", "tune", ":material/tune:"),
-    ("pages/mine.py", "My digits", "mine", ":material/gesture:"),
-]
 # Shown only to the teachers named in NN_ADMINS, on a server where people sign in.
 TEACHER_PAGES = [("pages/class_view.py", "Class", "class", ":material/school:")]
 
 
 def _pages() -> list:
-    """The st.Page objects of ``PAGES`` (and ``TEACHER_PAGES`` for a teacher); the first one is
-    the default page."""
+    """The st.Page objects of ``PAGES`` (``ui.page_registry``) and, for a teacher,
+    ``TEACHER_PAGES``; the first one is the default page."""
     listed = PAGES + (TEACHER_PAGES if is_admin() else [])
     return [
         st.Page(

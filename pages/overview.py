@@ -17,6 +17,7 @@ from ui.gallery import (
     sample_per_class,
     tile_images,
 )
+from ui.page_registry import PAGES, page_summary
 
 MAX_SAMPLE_ROWS = 20  # classes shown in the sample grid (one row each)
 
@@ -54,25 +55,51 @@ def _dataset_summary(name: str, sha256: str):
     return train_counts, test_counts, sample_grid, mean_grid
 
 
+def _model_sentence(name: str | None) -> str:
+    """What the active model is: "The model that ships, **default**, is a convolutional
+    network (C32k5-...), 99.61% right on the test images", or how to get one."""
+    path = state.model_path_for(name) if name else None
+    if path is None:
+        return "No trained model yet: train one on the **Train** page (a minute for a dense one)."
+    try:
+        meta = state.get_model_metadata(path)
+    except (OSError, ValueError):
+        return f"The active model is **{name}**."
+    stack = meta.get("stack") if (meta.get("params") or {}).get("layers") else None
+    layers = state.layers_text((meta.get("architecture") or {}).get("layer_sizes"), stack)
+    conv = any(isinstance(layer, dict) and layer.get("type") == "conv2d" for layer in stack or [])
+    kind = "a convolutional network" if conv else "a dense network"
+    acc = (meta.get("metrics") or {}).get("test_accuracy")
+    right = f", {acc:.2%} right on the test images" if isinstance(acc, (int, float)) else ""
+    which = "The model that ships" if name == state.DEFAULT_MODEL_NAME else "The active model"
+    return (
+        f"{which}, **{name}**, is {kind} (`{layers}`){right}: draw, browse its predictions and "
+        "look inside it straight away, or train your own."
+    )
+
+
 state.init_state()
 info = state.active_set()
 noun = "digit" if info.builtin else "class"
+active = state.active_model_name()
 st.title("A neural network from scratch, on " + ("MNIST" if info.builtin else info.name))
 if info.builtin:
     st.markdown(
-        "This dashboard trains and explores a fully connected neural network written with "
-        "nothing but **NumPy**: forward pass, backpropagation and optimisers by hand. It learns "
-        "to read handwritten digits from **MNIST**, 70,000 small grey images of the digits 0-9."
+        "This dashboard trains and explores neural networks written with nothing but **NumPy**: "
+        "forward pass, backpropagation and optimisers by hand, for dense (fully connected) "
+        "networks and for convolutional networks (CNNs) built layer by layer. They learn to "
+        "read handwritten digits from **MNIST**, 70,000 small grey images of the digits 0-9. "
+        + _model_sentence(active)
     )
 else:
     colour = "grey" if info.greyscale else "colour"
     st.markdown(
-        "This dashboard trains and explores a neural network written with nothing but "
-        "**NumPy**: forward pass, backpropagation and optimisers by hand. It learns to tell "
-        f"apart the images of the data set **{info.name}**: "
-        f"{info.n_train + info.n_test:,} {info.shape_text} {colour} images of "
+        "This dashboard trains and explores neural networks written with nothing but "
+        "**NumPy**: forward pass, backpropagation and optimisers by hand, dense or "
+        "convolutional. It learns to tell apart the images of the data set "
+        f"**{info.name}**: {info.n_train + info.n_test:,} {info.shape_text} {colour} images of "
         f"{info.n_classes} classes. The bundled MNIST (handwritten digits) stays one choice "
-        "away in the sidebar."
+        "away in the sidebar. " + _model_sentence(active)
     )
 if info.builtin:
     draw_text = "Draw a digit with the mouse and see what the network thinks, stroke by stroke."
@@ -81,49 +108,34 @@ elif info.image_shape == (28, 28, 1):
 else:
     draw_text = "For 28x28 greyscale sets, as MNIST: choose one in the sidebar to draw."
 
+# what each page is for, by URL path; a page without a text here is described by its docstring
+GUIDE = {
+    "train": "Pick a preset or build your own network, dense or convolutional; watch the loss "
+    "fall live.",
+    "draw": draw_text,
+    "inside": "What every layer does over the epochs: weights, activations, gradients, live "
+    "while a model trains.",
+    "predictions": f"Browse the {info.n_test:,} test images: right ones in green, mistakes in "
+    "red; click one for its probabilities.",
+    "evaluate": f"Accuracy, per-{noun} scores, the confusion matrix, the training curves.",
+    "models": "Save, load, compare, upload and download trained networks.",
+    "data": "Add a data set of your own (a folder or an upload) beside MNIST.",
+    "runs": "Every training recorded: compare the curves of several, load one's settings back.",
+    "tune": "Search learning rates, layers and more in the background; train the best.",
+    "mine": "The digits you kept on Draw: how every model reads them, and fine-tuning on them.",
+}
 st.subheader("How to use it")
-GUIDE = [
-    (
-        "pages/train.py",
-        "Train",
-        ":material/model_training:",
-        "Pick layers, activation and optimiser; watch the loss fall live.",
-    ),
-    (
-        "pages/draw.py",
-        "Draw",
-        ":material/draw:",
-        draw_text,
-    ),
-    (
-        "pages/predictions.py",
-        "Predictions",
-        ":material/grid_view:",
-        f"Browse the {info.n_test:,} test images: right ones in green, mistakes in red.",
-    ),
-    (
-        "pages/evaluate.py",
-        "Evaluate",
-        ":material/analytics:",
-        f"Accuracy, per-{noun} scores, the confusion matrix, what the first layer learnt.",
-    ),
-    (
-        "pages/models.py",
-        "Models",
-        ":material/inventory_2:",
-        "Save, load, compare, upload and download trained networks.",
-    ),
-]
-for col, (page, label, icon, text) in zip(st.columns(len(GUIDE)), GUIDE, strict=True):
-    with col.container(border=True, height="stretch"):
-        st.page_link(page, label=f"**{label}**", icon=icon)
-        st.caption(text)
-active = state.active_model_name()
+st.caption("Every page of the dashboard (the sidebar lists them too):")
+guide = [page for page in PAGES if page[2]]  # all but this one
+PER_ROW = 5
+for first in range(0, len(guide), PER_ROW):
+    row = guide[first : first + PER_ROW]
+    for col, (file, title, url, icon) in zip(st.columns(PER_ROW), row, strict=False):
+        with col.container(border=True, height="stretch"):
+            st.page_link(file, label=f"**{title}**", icon=icon)
+            st.caption(GUIDE.get(url) or page_summary(file))
 if active:
-    st.caption(
-        f"Active model: **{active}** (switch it in the sidebar). New here? Train a model "
-        f"first, then draw."
-    )
+    st.caption(f"Active model: **{active}** (switch it in the sidebar).")
 else:
     st.caption("No trained model yet: start on the **Train** page, then come back and draw.")
 

@@ -3,11 +3,12 @@ set at a glance (counts per digit, sample grid, mean images)."""
 
 from __future__ import annotations
 
-import json
+import shutil
+from pathlib import Path
 
-import numpy as np
+from ui.page_registry import PAGES, page_summary
 
-from nn.data import load_mnist
+REPO = Path(__file__).resolve().parents[1]
 
 PAGE = "pages/overview.py"  # opened by switching to it, as from another page
 
@@ -18,28 +19,35 @@ def test_overview_is_the_default_page(small_env, open_app):
 
 
 def test_overview_explains_and_links(small_env, open_app):
+    """Every page of the registry but the Overview has a card with its link and a text, in
+    the sidebar's order; the active model is named and nobody is told to train first."""
     at = open_app(PAGE)
     links = at.get("page_link")
-    targets = " ".join(str(link.proto.page) for link in links)
-    for page in ("train", "draw", "predictions", "evaluate", "models"):
-        assert page in targets
-    assert any("Active model: **small**" in c.value for c in at.caption)
+    targets = [str(link.proto.page) for link in links]
+    expected = [file for file, _, url, _ in PAGES if url]
+    assert len(expected) >= 10
+    assert [t.removesuffix(".py").rsplit("/", 1)[-1] for t in targets] == [
+        Path(f).stem for f in expected
+    ]
+    captions = [c.value for c in at.caption]
+    assert any("Active model: **small**" in c for c in captions)
+    assert not any("first" in c.lower() and "train" in c.lower() for c in captions)
+    assert "a dense network" in at.markdown[0].value  # the small test model is dense
 
 
-def test_dataset_at_a_glance(small_env, open_app):
+def test_overview_names_the_shipped_cnn(env, open_app):
+    """With the shipped default model (a CNN), the Overview says it is a convolutional
+    network and needs no training first."""
+    shutil.copy2(REPO / "saved_models" / "default.npz", env / "default.npz")
     at = open_app(PAGE)
-    data = load_mnist()
-    metrics = {m.label: m.value for m in at.main.metric}
-    assert metrics["Training images"] == "60,000"
-    assert metrics["Test images"] == "10,000"
-    fig = json.loads(at.get("plotly_chart")[0].proto.spec)
-    train = next(t for t in fig["data"] if t["name"] == "train")
-    test = next(t for t in fig["data"] if t["name"] == "test")
-    assert train["y"] == np.bincount(data.y_train, minlength=10).tolist()
-    assert test["y"] == np.bincount(data.y_test, minlength=10).tolist()
-    assert len(at.image) == 2  # the mean images and the samples, each one picture
+    intro = at.markdown[0].value
+    assert "is a convolutional network (`C32k5" in intro
+    assert "fully connected neural network" not in intro
 
 
-def test_overview_without_a_model(env, open_app):
-    at = open_app(PAGE)
-    assert any("No trained model yet" in c.value for c in at.caption)
+def test_a_page_without_a_text_is_described_by_its_docstring():
+    """A page the Overview has no text for (a new page of the registry) gets its docstring's
+    first sentence, without the "Runs page:" prefix."""
+    text = page_summary("pages/runs.py")
+    assert text.startswith("Every recorded training run") and text.endswith(".")
+    assert page_summary("pages/no-such-page.py") == ""
