@@ -127,3 +127,70 @@ def test_hand_out_copies_and_never_replaces(tmp_path):
     assert not (ws.shared_models_dir() / "junk.npz").exists()
     assert [p.name for p in ws.shared_models_dir().iterdir()] == ["week1.npz"]
     shutil.rmtree(ws.shared_models_dir())
+
+
+# ------------------------------------------------------------------ the command line
+@pytest.fixture
+def cli_env(tmp_path, monkeypatch):
+    """Every variable --workspace sets, recorded so that the test's changes are undone."""
+    for name in ("NN_MODELS_DIR", "NN_RUNS_DB", "NN_MINE_DB", "NN_DATA_DIR", ws.SHARED_MODELS_ENV):
+        monkeypatch.setenv(name, os.environ.get(name, ""))
+    monkeypatch.setenv("NN_MODELS_DIR", str(tmp_path / "shared"))
+    monkeypatch.delenv(ws.SHARED_MODELS_ENV)
+    (tmp_path / "shared").mkdir(exist_ok=True)
+    shutil.copy2(REPO / "saved_models" / "default.npz", tmp_path / "shared" / "default.npz")
+    alice = Workspace.for_identity("http://idp", "alice").create()
+    bob = Workspace.for_identity("http://idp", "bob").create()
+    shutil.copy2(REPO / "saved_models" / "default.npz", bob.models_dir / "bobs-net.npz")
+    return alice, bob
+
+
+def _cli(capsys, *argv) -> tuple[int, str, str]:
+    from nn.cli.main import main
+
+    code = main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_workspace_flag_reads_own_and_shared_models_only(cli_env, capsys):
+    alice, bob = cli_env
+    code, out, _ = _cli(capsys, "--workspace", bob.id, "info", "bobs-net", "--json")
+    assert code == 0 and "bobs-net" in out
+    code, out, _ = _cli(capsys, "info", "default", "--workspace", alice.id)
+    assert code == 0  # the shared default, read from alice's workspace
+    code, _, err = _cli(capsys, "--workspace", alice.id, "info", "bobs-net")
+    assert code == 2 and "no saved model of that name" in err
+    code, _, err = _cli(capsys, "--workspace", alice.id, "info", f"../{bob.id}/models/bobs-net")
+    assert code == 2
+
+
+def test_workspace_flag_trains_into_the_workspace(cli_env, capsys, tmp_path):
+    alice, _ = cli_env
+    code, _, err = _cli(
+        capsys,
+        "--workspace",
+        alice.id,
+        "train",
+        "--preset",
+        "fast",
+        "--epochs",
+        "1",
+        "--train-size",
+        "500",
+        "--name",
+        "mine-first",
+        "--quiet",
+    )
+    assert code == 0, err
+    assert (alice.models_dir / "mine-first.npz").is_file()
+    assert alice.runs_db.is_file()
+    assert not (tmp_path / "shared" / "mine-first.npz").exists()
+    code, out, _ = _cli(capsys, "workspaces", "--json")
+    assert code == 0 and '"models": 1' in out
+
+
+@pytest.mark.parametrize("ident", ["../x", "u" + "0" * 24, "bob", "/tmp"])
+def test_workspace_flag_refuses_what_is_not_a_workspace(cli_env, capsys, ident):
+    code, _, err = _cli(capsys, "--workspace", ident, "runs")
+    assert code == 2 and "workspace" in err and "Traceback" not in err

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sqlite3
 import sys
 from collections.abc import Callable, Sequence
@@ -13,7 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nn.io.models_folder import MODELS_DIR_ENV, models_dir, resolve_model_path
+from nn.io import models_folder
+from nn.io.models_folder import MODELS_DIR_ENV, models_dir
+from nn.services.workspace import SHARED_MODELS_ENV, shared_models_dir
 
 __all__ = [
     "EXIT_DIVERGED",
@@ -84,6 +87,20 @@ def add_common(
             metavar="PATH",
             help="run database file (default: $NN_RUNS_DB or ./runs.sqlite)",
         )
+
+
+def resolve_model_path(spec: str, folder: str | None = None) -> Path:
+    """A model file from a path or a saved model's name: in ``folder`` (default the models
+    folder), else, in a command run with ``--workspace``, among the shared models."""
+    try:
+        return models_folder.resolve_model_path(spec, folder)
+    except FileNotFoundError:
+        if folder or not os.environ.get(SHARED_MODELS_ENV):
+            raise
+        found = models_folder.find_model(shared_models_dir(), spec)
+        if found is None:
+            raise
+        return found
 
 
 def none_or(conv: Callable[[str], Any]) -> Callable[[str], Any]:

@@ -13,6 +13,10 @@ Commands
     finetune   continue training a saved model on MNIST plus the user's drawings
     export     a saved model as ONNX or as a single offline HTML page that reads drawn digits
     data       the data sets beside MNIST: add (validated, stored in $NN_DATA_DIR), list, remove
+    workspaces the people's workspaces, when the dashboard has sign-in
+
+``--workspace ID`` (before or after the command) makes a command act on that person's workspace
+instead of the local one.
     explain    the arithmetic of one unit on one example: forward, backward, gradient check, a step
     map        a 2-D map (PCA or UMAP) of one layer's outputs for test images
     robustness test accuracy as corruptions grow; the accuracy/coverage curve of a threshold
@@ -58,6 +62,7 @@ from nn.cli import (
     runs,
     train,
     tune,
+    workspaces,
 )
 from nn.cli import map as map_command
 from nn.cli.common import (
@@ -74,6 +79,7 @@ from nn.cli.common import (
 )
 from nn.services.mine import MineStoreError
 from nn.services.runs import RunStoreError
+from nn.services.workspace import Workspace
 
 __all__ = [
     "main",
@@ -109,6 +115,7 @@ COMMANDS: dict[str, Command] = {
     "robustness": Command(
         robustness.HELP, robustness.add_arguments, robustness.run, robustness.DESCRIPTION
     ),
+    "workspaces": Command(workspaces.HELP, workspaces.add_arguments, workspaces.run),
 }
 
 
@@ -119,9 +126,21 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Exit codes: 0 success, 1 internal error, 2 bad arguments or input, "
         "3 training diverged, 130 interrupted. 'python -m nn COMMAND --help' for more.",
     )
+    workspace = argparse.ArgumentParser(add_help=False)
+    workspace.add_argument(
+        "--workspace",
+        metavar="ID",
+        default=argparse.SUPPRESS,
+        help="act on a signed-in person's workspace (its models, runs, drawings and data sets; "
+        "the shared models stay readable) instead of the local one; 'python -m nn workspaces' "
+        "lists the ids",
+    )
+    parser.add_argument("--workspace", metavar="ID", help=workspace._actions[0].help)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, cmd in COMMANDS.items():
-        p = sub.add_parser(name, help=cmd.help, description=cmd.description or cmd.help)
+        p = sub.add_parser(
+            name, help=cmd.help, description=cmd.description or cmd.help, parents=[workspace]
+        )
         cmd.add_arguments(p)
         p.set_defaults(_handler=cmd.handler, _parser=p)
     return parser
@@ -142,6 +161,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
     try:
+        if args.workspace:
+            Workspace.of(args.workspace).activate()
         return int(args._handler(args))
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)

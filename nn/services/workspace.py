@@ -33,6 +33,7 @@ __all__ = [
     "DEFAULT_WORKSPACE_BYTES",
     "LOCAL_ID",
     "QuotaError",
+    "SHARED_MODELS_ENV",
     "WORKSPACES_DIR_ENV",
     "WORKSPACE_BYTES_ENV",
     "Workspace",
@@ -48,6 +49,7 @@ __all__ = [
 
 WORKSPACES_DIR_ENV = "NN_WORKSPACES_DIR"
 WORKSPACE_BYTES_ENV = "NN_WORKSPACE_BYTES"
+SHARED_MODELS_ENV = "NN_SHARED_MODELS_DIR"
 DEFAULT_WORKSPACE_BYTES = 2 * 1024**3
 LOCAL_ID = "local"
 PROFILE_FILE = "profile.json"
@@ -83,8 +85,10 @@ def workspaces_dir() -> Path:
 
 def shared_models_dir() -> Path:
     """The models every workspace reads and none writes: the shipped ``saved_models/`` (or
-    ``$NN_MODELS_DIR``), where the default model lives and a teacher hands models out."""
-    return models_folder.models_dir()
+    ``$NN_MODELS_DIR``), where the default model lives and a teacher hands models out. In a
+    command run with ``--workspace`` (:meth:`Workspace.activate`), the folder it was before."""
+    value = os.environ.get(SHARED_MODELS_ENV, "").strip()
+    return Path(value) if value else models_folder.models_dir()
 
 
 def workspace_bytes() -> int:
@@ -143,6 +147,24 @@ class Workspace:
 
     def exists(self) -> bool:
         return self.root is None or self.root.is_dir()
+
+    def activate(self) -> None:
+        """Point this process's folders (``NN_MODELS_DIR``, ``NN_RUNS_DB``, ``NN_MINE_DB``,
+        ``NN_DATA_DIR``) at this workspace, the shared models staying readable: what the
+        command line's ``--workspace ID`` does. ``WorkspaceError`` if nobody with that id has
+        signed in (the folder does not exist)."""
+        if self.root is None:
+            return
+        if not self.exists():
+            raise WorkspaceError(
+                f"no workspace {self.id} on this server: nobody with that id has signed in "
+                "('python -m nn workspaces' lists them)"
+            )
+        os.environ[SHARED_MODELS_ENV] = str(shared_models_dir())
+        os.environ[models_folder.MODELS_DIR_ENV] = str(self.models_dir)
+        os.environ[runs.ENV_VAR] = str(self.runs_db)
+        os.environ[mine.ENV_VAR] = str(self.mine_db)
+        os.environ[registry.DATA_DIR_ENV] = str(self.data_dir)
 
     def create(self) -> Workspace:
         """Make the folder (a person's first visit); the local workspace's folders exist."""
