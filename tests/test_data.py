@@ -397,7 +397,8 @@ def test_split_seeds(mnist: MNIST) -> None:
         (dict(scheme="custom", val_fraction=0.6, test_fraction=0.4), "must be below 1"),
         (dict(scheme="custom", val_fraction="a"), "val_fraction='a' must be a number"),
         (dict(train_size=0), r"train_size=0 is outside the allowed range 1\.\.88"),
-        (dict(seed=-1), "seed=-1 must be a non-negative integer"),
+        (dict(seed=-1), "split seed -1: use a whole number from 0 to"),
+        (dict(seed=2**70), "split seed 1180591620717411303424: use a whole number"),
     ],
 )
 def test_split_validation(kwargs: dict, message: str) -> None:

@@ -176,3 +176,27 @@ def test_a_stack_is_checked_against_the_sets_images_not_mnists(models, tmp_path)
     assert code == 0, err  # 32x32 images take a 30x30 kernel; 28x28 ones would not
     code, out, err = call("train", "--data", "colour", "--layers", "conv8k33,relu", *flags)
     assert code == 2 and "does not fit colour (32x32x3 images, 4 classes)" in err, err
+
+
+# ------------------------------------------------------------------ 8: a BOM before a CSV
+def test_a_bom_before_a_header_less_csv_keeps_row_one(models, tmp_path):
+    from nn.data.datasets import load_dataset
+
+    rows = [f"{k % 2}," + ",".join(str((k * 7 + i) % 256) for i in range(16)) for k in range(10)]
+    path = tmp_path / "bom.csv"
+    path.write_bytes(b"\xef\xbb\xbf" + "\n".join(rows).encode() + b"\n")
+    data = load_dataset(path, any_shape=True)
+    assert len(data.y) == 10 and data.x[0, 1] == 1 and data.x[1, 0] == 7  # row 1 kept
+
+
+# ------------------------------------------------------------------ caps on training's numbers
+@pytest.mark.parametrize(
+    "flags,message",
+    [
+        (["--epochs", "1000000000"], "epochs=1000000000 is not allowed: use a whole number in"),
+        (["--split-seed", str(10**23)], f"--split-seed {10**23}: use a whole number from 0 to"),
+    ],
+)
+def test_train_refuses_numbers_beyond_the_limits(models, flags, message):
+    code, out, err = call("train", "--no-save", *flags)
+    assert code == 2 and message in err, err

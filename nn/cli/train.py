@@ -476,9 +476,12 @@ def train_plan(args: argparse.Namespace, notes: list[str] | None = None) -> Trai
     preset = get_preset(args.preset)
     overrides = _model_overrides(args, preset.model.get("augment"))
     model_kwargs, data_kwargs = resolve_config(preset, overrides, _overrides(args, "data__"))
-    seed = model_kwargs.get("random_state")
-    if isinstance(seed, int) and not 0 <= seed <= MAX_SEED:
-        raise UsageError(f"--seed {seed}: use a whole number from 0 to {MAX_SEED}, or 'none'")
+    for flag, seed in (
+        ("--seed", model_kwargs.get("random_state")),
+        ("--split-seed", data_kwargs.get("seed")),
+    ):
+        if isinstance(seed, int) and not 0 <= seed <= MAX_SEED:
+            raise UsageError(f"{flag} {seed}: use a whole number from 0 to {MAX_SEED}, or 'none'")
     try:  # the settings first; a stack is checked against the data set's images (_fit_to_set)
         check_model_kwargs({k: v for k, v in model_kwargs.items() if k != "layers"})
         data_kwargs = resolve_data_source(check_data_kwargs(data_kwargs))

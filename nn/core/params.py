@@ -19,7 +19,7 @@ import numpy as np
 
 from nn.core.activations import ACTIVATIONS
 from nn.core.initializers import INIT_CHOICES
-from nn.core.limits import MAX_SEED
+from nn.core.limits import MAX_EPOCHS, MAX_SEED
 from nn.core.optimizers import OPTIMIZERS
 from nn.core.schedules import SCHEDULES
 
@@ -411,7 +411,7 @@ PARAMS: dict[str, Param] = {
             "Epochs",
             "Passes over the training images (per call of fit).",
             "training",
-            interval=_POSITIVE,
+            interval=Interval(1, MAX_EPOCHS, closed="both"),
             widget=Widget(1, None, 1000),
             fixed_in_search="the number of epochs is the search budget: set epochs_per_trial "
             "instead",

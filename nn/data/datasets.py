@@ -139,7 +139,7 @@ def _load_csv(path: Path, any_shape: bool = False) -> ImageSet:
                     f"{path}: the CSV holds more than {MAX_CSV_BYTES:,} bytes of text; "
                     f"split it, or store the images as .npz or IDX files"
                 )
-            text = raw.decode("utf-8").replace("\r\n", "\n")
+            text = raw.decode("utf-8-sig").replace("\r\n", "\n")  # a BOM is not row 1's
         except UnicodeDecodeError as exc:
             raise DataError(f"{path}: not a UTF-8 text CSV ({exc})") from None
         except (OSError, EOFError, zlib.error) as exc:

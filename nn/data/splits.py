@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from nn.core.limits import MAX_SEED
 from nn.data.arrays import MNIST, ImageSet, Split, readonly
 
 __all__ = ["SPLITS", "split_dataset"]
@@ -139,9 +140,11 @@ def split_dataset(
     if scheme not in SPLITS:
         raise ValueError(f"scheme={scheme!r} is not allowed; choose one of {SPLITS}")
     if seed is not None and (
-        isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0
+        isinstance(seed, bool)
+        or not isinstance(seed, (int, np.integer))
+        or not 0 <= seed <= MAX_SEED
     ):
-        raise ValueError(f"seed={seed!r} must be a non-negative integer or None")
+        raise ValueError(f"split seed {seed!r}: use a whole number from 0 to {MAX_SEED}, or None")
     rng = np.random.default_rng(seed)
 
     x_pool_parts, y_pool_parts = _parts_to_pool(data, scheme)
