@@ -3,7 +3,8 @@
 from nn import NeuralNetwork, load_model, load_mnist
 """
 
-from nn.core.network import NeuralNetwork, TrainingEvent
+from nn.core.events import TrainingEvent
+from nn.core.network import NeuralNetwork
 from nn.core.params import ParameterError
 
 __all__ = [

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from nn.core.network import TrainingEvent
+from nn.core.events import EPOCH_KEYS, TrainingEvent
 from nn.core.probe import append_epoch, empty_record
 from nn.core.state import to_state
 from nn.io.models_folder import SaveRecord
@@ -42,15 +42,6 @@ from ui.jobs import BackgroundJob
 MAX_BATCH_POINTS = 800
 EMA_SMOOTHING = 0.98
 FINAL_STATUSES = ("finished", "stopped", "diverged", "failed")
-_HISTORY_KEYS = (
-    "epoch",
-    "loss",
-    "train_accuracy",
-    "val_loss",
-    "val_accuracy",
-    "learning_rate",
-    "seconds",
-)
 
 
 class TrainingWorker(BackgroundJob):
@@ -101,7 +92,7 @@ class TrainingWorker(BackgroundJob):
                 "images_per_second": None,
                 "eta_seconds": None,
                 "elapsed": 0.0,
-                "history": {k: [] for k in _HISTORY_KEYS},
+                "history": {k: [] for k in EPOCH_KEYS},
                 "batches_seen": 0,  # batches told so far: the batch chart changed when it did
                 "batch_steps": [],
                 "batch_loss": [],
@@ -180,7 +171,7 @@ class TrainingWorker(BackgroundJob):
             test_accuracy=result.test_accuracy,
             val_accuracy=result.val_accuracy,
             paused=False,
-            history={k: list(hist.get(k, [])) for k in _HISTORY_KEYS},
+            history={k: list(hist.get(k, [])) for k in EPOCH_KEYS},
             progress=1.0 if outcome.status == "finished" else self._state["progress"],
             eta_seconds=0.0,
             elapsed=self._active_seconds(),
@@ -219,7 +210,7 @@ class TrainingWorker(BackgroundJob):
             test_accuracy=value.get("test_accuracy"),
             val_accuracy=value.get("val_accuracy"),
             paused=False,
-            history={k: list(hist.get(k, [])) for k in _HISTORY_KEYS},
+            history={k: list(hist.get(k, [])) for k in EPOCH_KEYS},
             progress=1.0 if value["status"] == "finished" else self._state["progress"],
             eta_seconds=0.0,
             elapsed=self._active_seconds(),

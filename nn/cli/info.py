@@ -21,6 +21,7 @@ from nn.cli.common import (
     widths_describe,
 )
 from nn.core.confidence import threshold_value
+from nn.core.config import describe_stack
 from nn.core.layer_spec import compact, token
 from nn.core.network import NeuralNetwork
 from nn.core.params import PARAMS
@@ -91,8 +92,7 @@ def _stack_rows(meta: dict[str, Any]) -> list[dict[str, Any]]:
     if shape is None or not isinstance(classes, list):
         return []
     try:
-        model = NeuralNetwork(**{k: v for k, v in params.items() if k in known})
-        return model.describe_stack(shape, len(classes))
+        return describe_stack({k: v for k, v in params.items() if k in known}, shape, len(classes))
     except (TypeError, ValueError):
         return []
 

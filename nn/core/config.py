@@ -218,6 +218,34 @@ def build_stack(config: Config, stack_input: tuple[int, ...], n_classes: int) ->
     return net
 
 
+def stack_for(
+    values: Mapping[str, Any], n_features_or_input_shape: Any, n_classes: int
+) -> tuple[Sequential, Config]:
+    """The stack these settings build for inputs ``784`` or ``(28, 28, 1)`` and ``n_classes``
+    (checked, nothing allocated), and their config."""
+    config = configure(values)
+    shape = input_shape_for(n_features_or_input_shape, config)
+    return build_stack(config, shape, n_classes), config
+
+
+def describe_stack(
+    values: Mapping[str, Any], n_features_or_input_shape: Any, n_classes: int
+) -> list[dict[str, Any]]:
+    """Every layer these settings build for this input, the output layer included: ``index``,
+    ``type``, ``spec`` (its dict), ``output_shape`` and ``parameters``; nothing allocated."""
+    net, _ = stack_for(values, n_features_or_input_shape, n_classes)
+    return [
+        {
+            "index": i,
+            "type": layer.kind,
+            "spec": layer.spec(),
+            "output_shape": list(layer.output_shape),
+            "parameters": layer.n_parameters,
+        }
+        for i, layer in enumerate(net.layers)
+    ]
+
+
 def format_bytes(n: float) -> str:
     """``n`` bytes as MB or GB (powers of 1024), for messages."""
     if n >= 1024**3:
@@ -231,6 +259,13 @@ def eval_chunk(net: Sequential, batch_size: int) -> int:
     per_row = net.buffer_bytes(1, keep=False) + math.prod(net.input_shape) * net.dtype.itemsize
     fits = max(EVAL_BUFFER_BYTES // max(per_row, 1), 1)
     return int(min(EVAL_CHUNK, max(fits, min(int(batch_size), EVAL_CHUNK))))
+
+
+def estimate_memory(
+    values: Mapping[str, Any], n_features_or_input_shape: Any, n_classes: int
+) -> dict[str, int]:
+    """``memory`` of the stack these settings build for this input (nothing allocated)."""
+    return memory(*stack_for(values, n_features_or_input_shape, n_classes))
 
 
 def memory(net: Sequential, config: Config) -> dict[str, int]:

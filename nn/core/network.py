@@ -18,8 +18,8 @@ from __future__ import annotations
 import copy
 import math
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -31,8 +31,8 @@ from nn.core.config import (
     configure,
     eval_chunk,
     input_shape_for,
-    memory,
 )
+from nn.core.events import HISTORY_KEYS, Callback, TrainingEvent
 from nn.core.layers import ActivationLayer, Dense
 from nn.core.losses import softmax, softmax_cross_entropy
 from nn.core.optimizers import Optimizer, make_optimizer
@@ -40,44 +40,8 @@ from nn.core.params import PARAMS, ParameterError, check_names, defaults, refusa
 from nn.core.schedules import learning_rate
 from nn.core.sequential import Sequential
 
-STOP_REASONS = ("completed", "early_stopping", "callback", "diverged")
 DIVERGENCE_FACTOR = 100.0
 """A batch loss above this many times max(ln(classes), the fit's first batch loss) diverged."""
-_HISTORY_KEYS = (
-    "epoch",
-    "loss",
-    "train_accuracy",
-    "val_loss",
-    "val_accuracy",
-    "learning_rate",
-    "seconds",
-    "batch_loss",
-)
-
-
-@dataclass(frozen=True)
-class TrainingEvent:
-    """What a training callback receives after every batch (``kind="batch"``) and epoch
-    (``kind="epoch"``). ``epoch`` counts from 1 over the model's whole life (continued training
-    counts on); validation fields are ``None`` when there is no validation set or mid-epoch.
-    When training diverges, one ``kind="diverged"`` event comes before the last good weights are
-    restored (``batch`` and ``loss`` say where and how; ``train_accuracy`` is NaN)."""
-
-    kind: str
-    epoch: int
-    epochs: int
-    batch: int
-    n_batches: int
-    loss: float
-    train_accuracy: float
-    val_loss: float | None
-    val_accuracy: float | None
-    learning_rate: float
-    samples_per_second: float
-    elapsed: float
-
-
-Callback = Callable[[TrainingEvent], Any]
 
 
 @dataclass
@@ -92,10 +56,37 @@ class _Run:
     best: tuple | None = None
     best_score: float | None = None
     waited: int = 0
-    stop: bool = False
     loss_limit: float = math.inf
     epoch_start: float = 0.0
-    extra: dict = field(default_factory=dict)
+
+
+def _event(
+    run: _Run,
+    kind: str,
+    epoch: int,
+    batch: int,
+    loss: float,
+    accuracy: float,
+    lr: float,
+    speed: float,
+    val_loss: float | None = None,
+    val_accuracy: float | None = None,
+) -> TrainingEvent:
+    """The ``TrainingEvent`` of this run after ``batch`` (from 1) of the 0-based ``epoch``."""
+    return TrainingEvent(
+        kind=kind,
+        epoch=epoch + 1,
+        epochs=run.last_epoch,
+        batch=batch,
+        n_batches=run.n_batches,
+        loss=loss,
+        train_accuracy=accuracy,
+        val_loss=val_loss,
+        val_accuracy=val_accuracy,
+        learning_rate=lr,
+        samples_per_second=speed,
+        elapsed=time.perf_counter() - run.start,
+    )
 
 
 class NeuralNetwork:
@@ -212,34 +203,6 @@ class NeuralNetwork:
         training uses."""
         return configure(self.get_params())
 
-    # ------------------------------------------------------------------ shapes and memory
-    def _stack_for(self, n_features_or_input_shape, n_classes: int) -> tuple[Sequential, Config]:
-        config = self._configured()
-        shape = input_shape_for(n_features_or_input_shape, config)
-        return build_stack(config, shape, n_classes), config
-
-    def estimate_memory(self, n_features_or_input_shape, n_classes: int) -> dict[str, int]:
-        """Bytes training would need, from the shapes alone (nothing is allocated): parameters,
-        gradients, optimizer state, snapshots, per-batch buffers and their total (see
-        ``nn.core.config.memory``). ``n_features_or_input_shape`` is ``784`` or
-        ``(28, 28, 1)``."""
-        return memory(*self._stack_for(n_features_or_input_shape, n_classes))
-
-    def describe_stack(self, n_features_or_input_shape, n_classes: int) -> list[dict[str, Any]]:
-        """Every layer of the network for this input, the output layer included: ``index``,
-        ``type``, ``spec`` (its dict), ``output_shape`` and ``parameters``; nothing allocated."""
-        net, _ = self._stack_for(n_features_or_input_shape, n_classes)
-        return [
-            {
-                "index": i,
-                "type": layer.kind,
-                "spec": layer.spec(),
-                "output_shape": list(layer.output_shape),
-                "parameters": layer.n_parameters,
-            }
-            for i, layer in enumerate(net.layers)
-        ]
-
     # ------------------------------------------------------------------ state
     @property
     def layers_(self) -> list:
@@ -293,7 +256,7 @@ class NeuralNetwork:
         self.input_shape_ = shape
         self.n_features_in_ = math.prod(shape)
         self.n_iter_ = 0
-        self.history_ = {k: [] for k in _HISTORY_KEYS}
+        self.history_ = {k: [] for k in HISTORY_KEYS}
         self.optimizer_ = self.new_optimizer()
         self.best_val_accuracy_ = None
         self.stop_reason_ = None
@@ -625,40 +588,13 @@ class NeuralNetwork:
         """A ``kind="diverged"`` event while the weights are still those that diverged (its
         return value is ignored: training stops)."""
         if callback is not None:
-            event = TrainingEvent(
-                "diverged",
-                epoch + 1,
-                run.last_epoch,
-                batch + 1,
-                run.n_batches,
-                float(loss),
-                math.nan,
-                None,
-                None,
-                lr,
-                0.0,
-                time.perf_counter() - run.start,
-            )
-            callback(event)
+            callback(_event(run, "diverged", epoch, batch + 1, float(loss), math.nan, lr, 0.0))
 
     def _batch_callback(self, callback, epoch, b, run: _Run, sums, loss) -> bool:
-        elapsed = time.perf_counter() - run.epoch_start
         seen = sums["seen"]
-        event = TrainingEvent(
-            "batch",
-            epoch + 1,
-            run.last_epoch,
-            b + 1,
-            run.n_batches,
-            loss,
-            sums["correct"] / seen,
-            None,
-            None,
-            sums["lr"],
-            seen / max(elapsed, 1e-9),
-            time.perf_counter() - run.start,
-        )
-        if not callback(event):
+        speed = seen / max(time.perf_counter() - run.epoch_start, 1e-9)
+        accuracy = sums["correct"] / seen
+        if not callback(_event(run, "batch", epoch, b + 1, loss, accuracy, sums["lr"], speed)):
             return False
         self.stop_reason_ = "callback"
         self.stop_message_ = f"Stopped on request in epoch {epoch + 1}."
@@ -707,19 +643,17 @@ class NeuralNetwork:
 
     def _epoch_callback(self, callback, epoch, run: _Run, sums, seconds, val_loss, val_acc):
         seen = sums["seen"]
-        event = TrainingEvent(
+        event = _event(
+            run,
             "epoch",
-            epoch + 1,
-            run.last_epoch,
-            run.n_batches,
+            epoch,
             run.n_batches,
             sums["loss"] / seen,
             sums["correct"] / seen,
-            val_loss,
-            val_acc,
             sums["lr"],
             seen / max(seconds, 1e-9),
-            time.perf_counter() - run.start,
+            val_loss,
+            val_acc,
         )
         if not callback(event):
             return False

@@ -36,8 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from nn.core import limits
-from nn.core.config import format_bytes
+from nn.core.config import check_memory, stack_for
 from nn.core.network import NeuralNetwork
 from nn.core.params import PARAMS, ParameterError
 from nn.io.models_folder import SaveRecord, save_named
@@ -130,20 +129,10 @@ def check_network_size(
     model: NeuralNetwork, n_features: int = MNIST_FEATURES, n_classes: int = MNIST_CLASSES
 ) -> dict[str, int]:
     """The bytes training ``model`` on ``n_features`` inputs and ``n_classes`` needs
-    (``NeuralNetwork.estimate_memory``: from the shapes, nothing allocated). ``ParameterError``
+    (``nn.core.config.memory``: from the shapes, nothing allocated). ``ParameterError``
     naming the layer parameter above ``MAX_PARAMETERS`` or ``MAX_TRAINING_BYTES``, with the
     estimate, so a job is refused before its data is loaded."""
-    need = model.estimate_memory(n_features, n_classes)
-    if need["total"] > limits.MAX_TRAINING_BYTES:
-        param = "hidden_layers" if getattr(model, "layers", None) is None else "layers"
-        raise ParameterError(
-            param,
-            f"{param}: training this network needs about {format_bytes(need['total'])} "
-            f"({need['n_parameters']:,} parameters); the limit is "
-            f"{format_bytes(limits.MAX_TRAINING_BYTES)}. Use fewer or smaller layers, or a "
-            "smaller batch_size.",
-        )
-    return need
+    return check_memory(*stack_for(model.get_params(), n_features, n_classes))
 
 
 def check_size_on_set(model_kwargs: Mapping[str, Any], info: Any = None) -> dict[str, int]:
