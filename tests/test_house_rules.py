@@ -5,16 +5,22 @@
   other, and ``nn`` never imports Streamlit.
 - No file in ``nn/``, ``ui/`` or ``pages/`` is over 700 lines.
 - No module uses another module's ``_private`` names.
+- The databases the product makes by default are not part of the repository.
 """
 
 from __future__ import annotations
 
 import ast
+import shutil
+import subprocess
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
 import pytest
+
+from nn.services.mine import default_mine_path
+from nn.services.runs import default_runs_path
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("nn", "ui", "pages")
@@ -212,3 +218,23 @@ def test_no_module_uses_another_modules_private_names():
             if not target.startswith(here + "."):
                 wrong.append(f"{relative(path)}:{node.lineno}: {target}.{node.attr}")
     assert not wrong, "another module's private names:\n" + "\n".join(sorted(set(wrong)))
+
+
+@pytest.mark.skipif(
+    shutil.which("git") is None or not (ROOT / ".git").exists(), reason="not a git checkout"
+)
+def test_default_databases_do_not_dirty_the_repository(monkeypatch):
+    monkeypatch.delenv("NN_RUNS_DB", raising=False)
+    monkeypatch.delenv("NN_MINE_DB", raising=False)
+    monkeypatch.chdir(ROOT)
+    files = [default_runs_path(), default_mine_path()]
+    names = [p.resolve().relative_to(ROOT).as_posix() for p in files]
+    names += [f"{n}-{end}" for n in names for end in ("wal", "shm", "journal")]
+    tracked = subprocess.run(
+        ["git", "ls-files", "--", *names], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert not tracked, f"committed: {tracked}"
+    ignored = subprocess.run(
+        ["git", "check-ignore", "--", *names], cwd=ROOT, capture_output=True, text=True
+    ).stdout.split()
+    assert sorted(ignored) == sorted(names), f"not ignored: {sorted(set(names) - set(ignored))}"
