@@ -238,12 +238,17 @@ MAX_IMAGE_PIXELS = 40_000_000
 Pillow's own bomb check (``Image.MAX_IMAGE_PIXELS``) is turned into the same refusal."""
 
 
+_IMAGE_FORMATS = ("PNG", "JPEG", "BMP", "GIF", "TIFF", "WEBP")
+"""The raster formats an image file may be in (Pillow's names). Others Pillow knows are never
+opened: EPS and PostScript would run Ghostscript, and the rest are not what a digit comes in."""
+
+
 def _open_image(path: Path) -> Image.Image:
     """The decoded image, its pixel count checked against MAX_IMAGE_PIXELS before decoding."""
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
-            with Image.open(path) as img:
+            with Image.open(path, formats=_IMAGE_FORMATS) as img:
                 width, height = img.size
                 if width * height > MAX_IMAGE_PIXELS:
                     raise ValueError(
@@ -257,7 +262,7 @@ def _open_image(path: Path) -> Image.Image:
 
 
 def load_image_file(path: str | Path, **kwargs: Any) -> DrawingResult:
-    """Read a PNG/JPEG (or any format Pillow reads) and preprocess it like a drawing.
+    """Read a PNG, JPEG, BMP, GIF, TIFF or WebP file and preprocess it like a drawing.
 
     Dark-on-light photos and scans are inverted automatically (see the module docstring); EXIF
     rotation is honoured. ``kwargs`` go to :func:`preprocess_drawing`. An unreadable or
@@ -272,7 +277,7 @@ def load_image_file(path: str | Path, **kwargs: Any) -> DrawingResult:
         raise ValueError(f"cannot read image {str(path)!r}: it is a directory") from None
     except UnidentifiedImageError:
         raise ValueError(
-            f"cannot read image {str(path)!r}: not an image format Pillow recognises"
+            f"cannot read image {str(path)!r}: not a PNG, JPEG, BMP, GIF, TIFF or WebP image"
         ) from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise ValueError(f"cannot read image {str(path)!r}: {exc}") from None

@@ -170,8 +170,12 @@ def _check_dataset(record: Any, label: Any) -> None:
 _WEIGHT_NAME_RE = re.compile(r"(coef|intercept)_\d+|layer\d+\..+|opt\..+")
 
 
+_NON_NEGATIVE_RE = re.compile(r"layer\d+\.batchnorm\.running_var|opt\.(v|square_avg)\..+")
+
+
 def check_weights(arrays: dict[str, np.ndarray], label: Any) -> None:
-    """Weights and optimizer state are finite float32/float64 numbers."""
+    """Weights and optimizer state are finite float32/float64 numbers; variances (batch
+    norm's running variance, Adam's second moment) are not negative."""
     for key, arr in arrays.items():
         if not _WEIGHT_NAME_RE.fullmatch(key):
             continue
@@ -181,6 +185,12 @@ def check_weights(arrays: dict[str, np.ndarray], label: Any) -> None:
             )
         if not np.isfinite(arr).all():
             raise ModelFileError(label, f"array {key!r} holds NaN or infinite values")
+        if _NON_NEGATIVE_RE.fullmatch(key) and (arr < 0).any():
+            raise ModelFileError(
+                label,
+                f"array {key!r} holds negative values; a variance (batch norm's running "
+                "variance, Adam's second moment) is 0 or more",
+            )
 
 
 def state_meta(meta: dict, label: Any) -> dict:

@@ -1,0 +1,73 @@
+"""Hostile model files and images: impossible batch-norm statistics are refused like
+non-finite weights, and only the raster formats the product means are opened (never EPS, which
+would run Ghostscript); each refusal a message and exit 2."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from nn.cli.main import main
+from nn.core.network import NeuralNetwork
+from nn.io.model_files import ModelFileError, load_model, save_model
+
+
+def call(*args: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(list(args))
+    return code, out.getvalue(), err.getvalue()
+
+
+@pytest.fixture(autouse=True)
+def _isolated(tmp_path, monkeypatch):
+    monkeypatch.setenv("NN_MODELS_DIR", str(tmp_path / "models"))
+    monkeypatch.setenv("NN_RUNS_DB", str(tmp_path / "runs.sqlite"))
+
+
+@pytest.fixture(scope="module")
+def bn_file(tmp_path_factory):
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (60, 784), dtype=np.uint8)
+    y = np.arange(60) % 10
+    stack = [{"type": "dense", "units": 8}, {"type": "batchnorm"}, {"type": "relu"}]
+    model = NeuralNetwork(layers=stack, epochs=1, batch_size=20, random_state=0).fit(x, y)
+    return save_model(model, tmp_path_factory.mktemp("m") / "bn.npz")
+
+
+def _edited(src, dst, **replace):
+    with np.load(src, allow_pickle=False) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    arrays.update(replace)
+    np.savez(dst, **arrays)
+    return dst
+
+
+@pytest.mark.parametrize("key", ["layer1.batchnorm.running_var", "opt.v.layer0.dense.bias"])
+def test_negative_variances_are_refused_on_load(bn_file, tmp_path, key):
+    with np.load(bn_file) as npz:
+        value = npz[key]
+    bad = _edited(bn_file, tmp_path / "bad.npz", **{key: -np.abs(value) - 1.0})
+    with pytest.raises(ModelFileError, match=f"array '{key}' holds negative values"):
+        load_model(bad)
+    image = tmp_path / "digit.png"
+    Image.new("L", (28, 28), 0).save(image)
+    code, out, err = call("predict", str(bad), str(image))
+    assert code == 2 and "negative values" in err and "Traceback" not in err, err
+    assert load_model(bn_file).predict(np.zeros((1, 784), np.float32)).shape == (1,)
+
+
+def test_eps_and_other_formats_are_not_opened(bn_file, tmp_path):
+    eps = tmp_path / "digit.eps"
+    eps.write_bytes(b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 28 28\nshowpage\n")
+    code, out, err = call("predict", str(bn_file), str(eps))
+    assert code == 2 and "not a PNG, JPEG, BMP, GIF, TIFF or WebP image" in err, err
+    ok = tmp_path / "digit.webp"
+    Image.new("L", (28, 28), 0).save(ok)
+    code, out, err = call("predict", str(bn_file), str(ok), "--json")
+    assert code == 0 and json.loads(out.strip().splitlines()[-1]), err
