@@ -71,3 +71,10 @@ def test_eps_and_other_formats_are_not_opened(bn_file, tmp_path):
     Image.new("L", (28, 28), 0).save(ok)
     code, out, err = call("predict", str(bn_file), str(ok), "--json")
     assert code == 0 and json.loads(out.strip().splitlines()[-1]), err
+
+
+# ------------------------------------------------------------------ 16: no features
+@pytest.mark.parametrize("shape", [(10, 0), (10, 0, 0, 1)])
+def test_x_without_features_is_refused_in_fit(shape):
+    with pytest.raises(ValueError, match=r"X has no features \(shape"):
+        NeuralNetwork(epochs=1).fit(np.zeros(shape), np.arange(10) % 2)

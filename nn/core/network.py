@@ -307,6 +307,8 @@ class NeuralNetwork:
             )
         if X.shape[0] == 0:
             raise ValueError(f"{name} has no rows.")
+        if math.prod(X.shape[1:]) == 0:
+            raise ValueError(f"{name} has no features (shape {X.shape}); a row needs 1 or more.")
         if X.dtype.kind not in "uif" or X.dtype == np.bool_:
             raise ValueError(f"{name} must hold numbers; got dtype {X.dtype}.")
         if X.dtype.kind == "f" and not np.isfinite(X).all():
