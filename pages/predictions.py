@@ -6,7 +6,6 @@ from __future__ import annotations
 import streamlit as st
 
 from ui import state
-from ui.eval_charts import probability_figure
 from ui.gallery import (
     GREEN,
     RED,
@@ -17,6 +16,7 @@ from ui.gallery import (
     page_slice,
     sort_indices,
 )
+from ui.image_detail import image_detail
 from ui.persist import keep, remember
 
 PAGE_SIZE = 48
@@ -142,33 +142,15 @@ pick = st.selectbox(
         f"({confidence[i]:.0%})" + ("" if pred[i] == y_true[i] else " ✗")
     ),
 )
-a, b = st.columns([1, 3], vertical_alignment="center")
-a.image(
-    labelled_grid(
-        data.x_test[pick],
-        [
-            GridTile(
-                (f"#{pick}: {'right' if pred[pick] == y_true[pick] else 'wrong'}",),
-                GREEN if pred[pick] == y_true[pick] else RED,
-            )
-        ],
-        ncols=1,
-        scale=max(2, 168 // max(info.image_shape[:2])),
-        border=4,
-        font_size=15,
-        shape=info.image_shape,
-    ),
-    width="content",
-    output_format="PNG",
-)
-b.plotly_chart(
-    probability_figure(
-        proba[pick],
-        [label(c) for c in model.classes_],
-        true_label=label(int(y_true[pick])),
-        title=f"Probabilities for #{pick} (true {noun} {label(y_true[pick])}, outlined)",
-        noun=noun,
-    ),
-    width="stretch",
+image_detail(
+    data.x_test[pick],
+    pick,
+    int(y_true[pick]),
+    int(pred[pick]),
+    proba[pick],
+    model.classes_,
+    label=label,
+    noun=noun,
+    shape=info.image_shape,
     key="pred_proba",
 )

@@ -16,6 +16,7 @@ PAGES = [
     ("pages/inside.py", "Inside", "inside", ":material/biotech:"),
     ("pages/predictions.py", "Predictions", "predictions", ":material/grid_view:"),
     ("pages/evaluate.py", "Evaluate", "evaluate", ":material/analytics:"),
+    ("pages/map.py", "Layer map", "map", ":material/scatter_plot:"),
     ("pages/models.py", "Models", "models", ":material/inventory_2:"),
     ("pages/data.py", "Data sets", "data", ":material/dataset:"),
     ("pages/runs.py", "Runs", "runs", ":material/history:"),
