@@ -1,10 +1,10 @@
 """The arithmetic of one example through a network, as JSON-able numbers.
 
 :class:`Trace` runs one example through a float64 copy of a fitted network's stack
-(``nn.core.layers.Sequential``), using the layers' own ``forward`` and ``backward``, and keeps every
-layer's input, output, dL/d(output) and dL/d(input) and every parameter's gradient. From those it
-answers, for one unit of one layer (layer indices as ``Sequential.layers`` numbers them, which is
-what ``python -m nn info`` prints):
+(``nn.core.sequential.Sequential``), using the layers' own ``forward`` and ``backward``, and
+keeps every layer's input, output, dL/d(output) and dL/d(input) and every parameter's
+gradient. From those it answers, for one unit of one layer (layer indices as
+``Sequential.layers`` numbers them, which is what ``python -m nn info`` prints):
 
 - ``unit(layer, unit, position)``: what the unit reads and its weights, its bias, ``z``, the
   activation that follows (or the softmax probability for the output layer), the loss, dL/dz,
