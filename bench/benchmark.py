@@ -471,31 +471,41 @@ def bench_drawing(data, model: NeuralNetwork) -> dict:
 
 def bench_worker_thread(data, epochs: int, seed: int, repeats: int = 3) -> dict:
     """Seconds per epoch of the fast preset's network trained as the command line does (main
-    thread, ``nn.training.run_training``) and as the dashboard does (``ui.worker.TrainingWorker``:
-    a thread whose callback updates a snapshot under a lock after every batch and records epochs
-    in SQLite), alternating the two."""
+    thread, ``nn.training.run_training``) and as the dashboard does (``ui.session_jobs``: a job
+    of a ``JobRunner`` in a worker process that streams every batch back and records epochs in
+    SQLite, its messages folded into a snapshot), alternating the two."""
     import tempfile
 
+    from nn.services.jobs import JobRunner
     from nn.services.presets import get_preset
     from nn.services.training import run_training
-    from ui.worker import TrainingWorker
+    from ui.session_jobs import JobBoard, start_training
 
     preset = get_preset("fast")
     model_kwargs = preset.model_kwargs(epochs=epochs, random_state=seed)
     data_kwargs = preset.data_kwargs()
     main_t, thread_t = [], []
-    with tempfile.TemporaryDirectory() as tmp:
-        for _ in range(repeats):
-            result = run_training(model_kwargs, data_kwargs, mnist=data)
-            main_t += result.model.history_["seconds"]
-            worker = TrainingWorker(
-                model_kwargs, data_kwargs, data, runs_path=str(Path(tmp) / "runs.sqlite")
-            )
-            worker.start()
-            worker.join()
-            if worker.model is None:
-                raise RuntimeError(f"the worker failed: {worker.snapshot().get('error')}")
-            thread_t += worker.model.history_["seconds"]
+    runner = JobRunner(max_jobs=1, blas_threads=1)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            for _ in range(repeats):
+                result = run_training(model_kwargs, data_kwargs, mnist=data)
+                main_t += result.model.history_["seconds"]
+                job = start_training(
+                    JobBoard(),
+                    runner,
+                    None,
+                    model_kwargs,
+                    data_kwargs,
+                    runs_path=str(Path(tmp) / "runs.sqlite"),
+                )
+                job.wait()
+                job.snapshot()
+                if job.result is None:
+                    raise RuntimeError(f"the job failed: {job.snapshot().get('error')}")
+                thread_t += job.result.history_["seconds"]
+    finally:
+        runner.shutdown()
     main_s, thread_s = statistics.median(main_t), statistics.median(thread_t)
     return {
         "main_thread_seconds_per_epoch": main_s,

@@ -25,11 +25,10 @@ st.caption(
     "N(0, 1) weights, or a learning rate of 1 on the Train page and watch what changes here."
 )
 
-slot = state.training_slot()
-worker = slot.worker
-live_snap = worker.snapshot() if worker is not None else None
+job = state.session_job("train")
+live_snap = job.snapshot() if job is not None else None
 has_live = bool(live_snap and live_snap.get("inside"))
-running = bool(worker is not None and worker.is_alive())
+running = bool(job is not None and not job.done)
 # the record grows once an epoch: the live view polls every STATUS_SECONDS, copies the record and
 # rebuilds its charts only when the job moved on, and does not poll while the job is paused
 _RECORD_KEYS = tuple(k for k in HEAVY_KEYS if k != "inside")
@@ -83,10 +82,10 @@ def _record() -> tuple[dict | None, str, tuple]:
     """The record to show, a line saying where it comes from, and a token that changes when the
     record does (the charts are rebuilt only then)."""
     if source == LIVE:
-        w = slot.worker
+        w = job
         light = w.snapshot(without=HEAVY_KEYS) if w is not None else {}
         status = light.get("status", "")
-        token = (id(w), status, light.get("epoch", 0))
+        token = (getattr(w, "id", None), status, light.get("epoch", 0))
         record = (
             cached_view("inside_record", token, lambda: w.snapshot(without=_RECORD_KEYS)["inside"])
             if w is not None
@@ -138,7 +137,7 @@ def _chart(key: str, token: tuple, build, lesson: str) -> None:
     st.caption(lesson)
 
 
-polling = running and source == LIVE and not worker.paused
+polling = running and source == LIVE and not job.paused
 
 
 @st.fragment(run_every=STATUS_SECONDS if polling else None)
@@ -150,7 +149,7 @@ def inside_view() -> None:
             "Waiting for the first epoch: the charts appear when it ends.",
             icon=":material/hourglass_top:",
         )
-        if source == LIVE and running and not slot.worker.is_alive():
+        if source == LIVE and running and job.done:
             st.rerun()
         return
     for note in charts.summary(record):
@@ -213,7 +212,7 @@ def inside_view() -> None:
                 st.image(images, caption=captions, width=84)
             else:  # inputs recorded as rows of values, not images
                 st.text("\n".join(captions))
-    if source == LIVE and running and not slot.worker.is_alive():
+    if source == LIVE and running and job.done:
         st.rerun()
 
 

@@ -15,9 +15,9 @@ from nn.services.workspace import QuotaError
 from ui import state
 from ui.charts import batch_loss_figure
 from ui.drawing import enlarge
-from ui.finetune_job import FinetuneJob, finetune_slot
 from ui.live import STATUS_SECONDS
 from ui.mine import drawings_arrays, mine_score, store
+from ui.session_jobs import start_finetune
 from ui.text import markdown_escape
 
 TOAST_KEY = "mine_toast"
@@ -296,17 +296,17 @@ def _start_finetune(base: str, new_name: str, epochs: int) -> str | None:
     base_path = state.model_path_for(base)
     if base_path is None:
         return f"The model {base} is gone."
-    job = FinetuneJob(
+    start_finetune(
+        state.job_board(),
+        state.job_runner(),
+        state.current_owner(),
         base_path,
         name,
         np.array(x),
         np.array(y),
-        state.get_mnist(),
         models_dir=state.models_dir(),
         settings=settings,
     )
-    finetune_slot().job = job
-    job.start()
     return None
 
 
@@ -315,8 +315,8 @@ def _pct(value) -> str:
 
 
 with tune_tab:
-    slot = finetune_slot()
-    running = slot.running()
+    job = state.session_job("finetune")  # this person's, whichever tab started it
+    running = bool(job is not None and not job.done)
     st.caption(
         "Continue training a saved model on MNIST plus your drawings: they are repeated to be "
         "about 8% of each epoch, augmentation is on, and a seeded part of them is held out to "
@@ -353,7 +353,6 @@ with tune_tab:
                 st.error(markdown_escape(problem), icon=":material/block:")
             else:
                 st.rerun()
-        job = slot.job
         b2.button(
             "Pause",
             key="mine_ft_pause",
@@ -380,7 +379,7 @@ with tune_tab:
 # every poll re-renders the page in the browser (ui.live): as seldom as the Train page's status
 @st.fragment(run_every=STATUS_SECONDS if running else None)
 def finetune_status() -> None:
-    job = finetune_slot().job
+    job = state.session_job("finetune")
     if job is None:
         return
     snap = job.snapshot()

@@ -2,25 +2,32 @@
 
 from __future__ import annotations
 
+import copy
 import time
 
 import streamlit as st
 
 from nn.core.layer_spec import compact
-from nn.io.models_folder import model_path, sanitize_model_name, save_named
+from nn.io.models_folder import model_path, sanitize_model_name
 from nn.services.presets import PRESETS, adapted_to_set, fitting_presets
 from ui import state, train_form
 from ui.charts import live_training_figure
 from ui.live import CHART_SECONDS, HEAVY_KEYS, LIVE_BATCH_POINTS, STATUS_SECONDS, cached_view
-from ui.worker import TrainingWorker
+from ui.session_jobs import save_training, start_training
 
 state.init_state()
+job = state.session_job("train")  # this person's training, whichever tab started it
+if job is not None and st.session_state.get("train_job_shown") != job.id:
+    # a training this session has not shown yet (a reload, another tab): its form with it
+    st.session_state["train_job_shown"] = job.id
+    if job.form is not None:
+        st.session_state["train_config"] = copy.deepcopy(job.form)
+        for key in [k for k in st.session_state if str(k).startswith("tf_")]:
+            del st.session_state[key]  # the widgets start again from that form
 cfg = st.session_state["train_config"]
-slot = state.training_slot()
-worker = slot.worker
-running = bool(worker is not None and worker.is_alive())
+running = bool(job is not None and not job.done)
 # a paused job changes nothing until Resume or Stop, whose clicks rerun the page: no polling
-polling = running and not worker.paused
+polling = running and not job.paused
 limit = state.train_limit()
 
 st.title(":material/model_training: Train a network")
@@ -119,7 +126,7 @@ preset_place = st.container()
 
 # ------------------------------------------------------------------ actions
 def _start(continue_model=None, epochs: int | None = None) -> None:
-    """Start a worker for the form's settings (or continue ``continue_model``)."""
+    """Start a training of the form's settings (or continue ``continue_model``)."""
     model_kwargs = train_form.to_model_kwargs(cfg)
     if epochs is not None:
         model_kwargs["epochs"] = int(epochs)
@@ -128,32 +135,31 @@ def _start(continue_model=None, epochs: int | None = None) -> None:
         data_kwargs["set"] = data_set.name
         if data_set.image_shape != (28, 28, 1):
             model_kwargs["augment"] = None
-    old_snap = slot.worker.snapshot() if slot.worker is not None else None
     run_name = _run_name(model_kwargs)
-    new = TrainingWorker(
+    old = state.session_job("train")
+    old_inside = old.snapshot().get("inside") if old is not None and continue_model else None
+    new = start_training(
+        state.job_board(),
+        state.job_runner(),
+        state.current_owner(),
         model_kwargs,
         data_kwargs,
-        state.get_set_data(data_set),
         train_limit=limit,
         model=continue_model,
         run_name=run_name,
-        inside=None if continue_model is None else (old_snap or {}).get("inside"),
-        runner=state.job_runner(),
+        inside=old_inside,
+        form=cfg,
     )
-    old = slot.worker
-    if old is not None and old.is_alive():
-        old.stop()
-    slot.worker = new
+    st.session_state["train_job_shown"] = new.id
     st.session_state["train_saved"] = None
     # the Save box's name, set before its text box is drawn for this training
-    st.session_state["save_suggestion"] = (id(new), _save_name(run_name))
-    new.start()
+    st.session_state["save_suggestion"] = (new.id, _save_name(run_name))
 
 
 def _save() -> None:
     """Save button callback: validated name, overwrite only when confirmed."""
-    w = slot.worker
-    if w is None or w.model is None or w.save_record is None:
+    w = state.session_job("train")
+    if w is None or w.result is None:
         return
     try:
         name = sanitize_model_name(st.session_state.get("save_name", ""))
@@ -168,11 +174,10 @@ def _save() -> None:
         )
         return
     try:
-        save_named(w.model, path, name, w.save_record)
+        save_training(w, path, name)
     except (OSError, ValueError) as exc:
         st.session_state["save_feedback"] = ("error", f"Could not save: {exc}")
         return
-    w.set_model_path(str(path))
     state.set_active_model(name)
     st.session_state["train_saved"] = name
     st.session_state["save_feedback"] = (
@@ -272,16 +277,16 @@ with live_col:
         key="pause_training",
         icon=":material/pause:",
         width="stretch",
-        disabled=not running or worker.paused,
-        on_click=(worker.pause if worker is not None else None),
+        disabled=not running or job.paused,
+        on_click=(job.pause if job is not None else None),
     )
     c3.button(
         "Resume",
         key="resume_training",
         icon=":material/resume:",
         width="stretch",
-        disabled=not running or not worker.paused,
-        on_click=(worker.resume if worker is not None else None),
+        disabled=not running or not job.paused,
+        on_click=(job.resume if job is not None else None),
     )
     c4.button(
         "Stop",
@@ -289,7 +294,7 @@ with live_col:
         icon=":material/stop:",
         width="stretch",
         disabled=not running,
-        on_click=(worker.stop if worker is not None else None),
+        on_click=(job.stop if job is not None else None),
     )
     if start:
         if errors:
@@ -315,7 +320,7 @@ with live_col:
     # bench/dashboard_overhead.py).
     @st.fragment(run_every=STATUS_SECONDS if polling else None)
     def live_status() -> None:
-        w = slot.worker
+        w = state.session_job("train")
         if w is None:
             st.info("Press **Start** to train with these settings.", icon=":material/info:")
             return
@@ -327,11 +332,11 @@ with live_col:
 
     @st.fragment(run_every=CHART_SECONDS if polling else None)
     def live_charts() -> None:
-        w = slot.worker
+        w = state.session_job("train")
         if w is None:
             return
         light = w.snapshot(without=HEAVY_KEYS)
-        token = (id(w), light["status"], light["epoch"], light["batches_seen"])
+        token = (w.id, light["status"], light["epoch"], light["batches_seen"])
         st.plotly_chart(
             cached_view("train", token, lambda: _live_figure(w)),
             width="stretch",
@@ -343,8 +348,8 @@ with live_col:
     live_charts()
 
     # ------------------------------------------------------------------ results
-    if worker is not None and not running:
-        snap = worker.snapshot()
+    if job is not None and not running:
+        snap = job.snapshot()
         status = snap["status"]
         if status == "failed":
             st.error(f"Training failed: {snap['error']}", icon=":material/error:")
@@ -373,7 +378,7 @@ with live_col:
             st.success(msg, icon=":material/check_circle:")
         if snap.get("run_errors"):
             st.caption("Run log problems: " + "; ".join(snap["run_errors"]))
-        trained = worker.model is not None and int(getattr(worker.model, "n_iter_", 0) or 0) > 0
+        trained = job.result is not None and int(getattr(job.result, "n_iter_", 0) or 0) > 0
         if status in ("finished", "stopped", "diverged") and trained:
             r1, r2 = st.columns(2)
             r1.metric(
@@ -432,5 +437,5 @@ with live_col:
                     icon=":material/fast_forward:",
                     width="stretch",
                 ):
-                    _start(continue_model=worker.model, epochs=int(more))
+                    _start(continue_model=job.result, epochs=int(more))
                     st.rerun()

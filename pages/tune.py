@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from nn.services.status import is_final
 from nn.services.training import part_sizes
 from ui import state
 from ui import tune as tn
@@ -12,9 +13,8 @@ from ui.live import STATUS_SECONDS
 
 state.init_state()
 settings = tn.init_tune_state()
-slot = tn.tune_slot()
-worker = slot.worker
-running = slot.running()
+job = state.session_job("search")  # this person's search, whichever tab started it
+running = bool(job is not None and not job.done)
 base = tn.base_config_from_train(st.session_state.get("train_config"))
 
 st.title(":material/tune: Tune hyperparameters")
@@ -182,24 +182,19 @@ if c1.button(
     if data_set.image_shape != (28, 28, 1):  # augmentation distorts 28x28 digits only
         base = {**base, "augment": None}
     tn.start_search(
-        settings,
-        space,
-        base,
-        state.get_set_data(data_set),
-        state.train_limit(),
-        None if data_set.builtin else data_set.name,
+        settings, space, base, state.train_limit(), None if data_set.builtin else data_set.name
     )
     st.rerun()
 c2.button(
     "Cancel",
     key="cancel_search",
     disabled=not running,
-    on_click=worker.stop if worker is not None else None,
+    on_click=job.stop if job is not None else None,
     icon=":material/stop:",
 )
 
-snap_now = worker.snapshot() if worker is not None else None
-best_ready = snap_now is not None and snap_now["status"] in tn.FINAL and snap_now.get("best_config")
+snap_now = job.snapshot() if job is not None else None
+best_ready = snap_now is not None and is_final(snap_now["status"]) and snap_now.get("best_config")
 if best_ready and c3.button(
     "Train the best",
     key="train_best",
@@ -215,7 +210,7 @@ if best_ready and c3.button(
 # every poll re-renders the page in the browser (ui.live): as seldom as the Train page's status
 @st.fragment(run_every=STATUS_SECONDS if running else None)
 def live() -> None:
-    w = tn.tune_slot().worker
+    w = state.session_job("search")
     if w is None:
         st.info(
             "Choose what to search and the budget, then **Start search**.", icon=":material/info:"
@@ -232,7 +227,7 @@ def live() -> None:
         done = sum(1 for t in snap["trials"] if t["status"] in ("finished", "pruned", "failed"))
         if snap["status"] in ("preparing", "running") and n:
             st.progress(min(1.0, done / n))
-        if snap["stop_requested"] and snap["status"] not in tn.FINAL:
+        if snap["stop_requested"] and not is_final(snap["status"]):
             st.caption("Cancelling: the running trials finish their current step…")
     if snap["trials"]:
         st.dataframe(
@@ -244,11 +239,11 @@ def live() -> None:
             },
         )
         st.plotly_chart(
-            tn.parallel_coordinates_figure(snap["trials"], w.space.to_dict()),
+            tn.parallel_coordinates_figure(snap["trials"], snap["space"]),
             width="stretch",
             key="tune_parcoords",
         )
-    if snap["status"] in tn.FINAL and snap.get("best_config"):
+    if is_final(snap["status"]) and snap.get("best_config"):
         st.success(
             f"Best: trial {snap['best_trial']} with validation accuracy "
             f"{snap['best_val_accuracy']:.2%}. **Train the best** opens it on the Train "
@@ -257,7 +252,7 @@ def live() -> None:
         )
         with st.expander("Best settings"):
             st.json(snap["best_config"])
-    if snap.get("message") and snap["status"] in tn.FINAL:
+    if snap.get("message") and is_final(snap["status"]):
         st.caption(snap["message"])
     if running and not snap["alive"]:
         st.rerun()  # the search ended: redraw the whole page (buttons, form)

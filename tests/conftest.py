@@ -11,13 +11,13 @@ Pages under ``streamlit.testing.v1.AppTest`` (through ``app.py``, as served):
   ``small_env`` points ``NN_MODELS_DIR`` at ``small_model_dir`` instead. ``runs_db`` and
   ``mine_db`` are the two database paths.
 - ``open_app(page=None, session_state=None)``: the app run once (with those session-state
-  values set first), then switched to ``page``; no exception on the way. The session's slots
-  (training, search, fine-tuning) start empty in every test that takes ``open_app``.
+  values set first), then switched to ``page``; no exception on the way. The job board (every
+  owner's training, search and fine-tuning) starts empty in every test that takes ``open_app``.
 - ``texts(elements)``: the values of elements (``at.error``, ``at.info``...) joined in one string.
 - ``tiny_model(...)``: a network fitted in milliseconds on random pixels.
 - ``inject_drawing(at, image)``: a drawing put on the Draw page's canvas, then a rerun.
-- ``started_jobs``: every ``ui.jobs.BackgroundJob`` a page starts during the test, in order, so
-  a test waits on the job itself (``join``, ``wait_until_paused``) instead of sleeping.
+- ``started_jobs``: every ``ui.session_jobs.SessionJob`` a page starts during the test, in order,
+  so a test waits on the job itself (``wait``, ``wait_until_paused``) instead of sleeping.
 """
 
 from __future__ import annotations
@@ -36,7 +36,8 @@ from streamlit.testing.v1 import AppTest
 from nn.core.network import NeuralNetwork
 from nn.data import load_mnist
 from nn.io.model_files import save_model
-from ui.jobs import BackgroundJob
+from ui.session_jobs import SessionJob
+from ui.state import job_board
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 APP_TIMEOUT = 60
@@ -122,10 +123,12 @@ def _open_app(
 
 
 def _end_session() -> None:
-    """Release the AppTest session's resources (``cache_resource(scope="session")``: the training,
-    search and fine-tuning slots; releasing a slot stops its job). Every AppTest runs as the same
-    session, so without this a job or slot would pass from one test to the next."""
+    """Release the AppTest session's resources (``cache_resource(scope="session")``) and stop and
+    forget every job on the server's job board (they belong to the owner, not the session).
+    Every AppTest runs as the same session and owner, so without this a job would pass from one
+    test to the next."""
     clear_session_cache(APPTEST_SESSION_ID)
+    job_board().clear()
 
 
 @pytest.fixture
@@ -166,15 +169,15 @@ def inject_drawing() -> Callable[..., None]:
 
 
 @pytest.fixture
-def started_jobs(monkeypatch) -> list[BackgroundJob]:
-    jobs: list[BackgroundJob] = []
-    start = BackgroundJob.start
+def started_jobs(monkeypatch) -> list[SessionJob]:
+    jobs: list[SessionJob] = []
+    start = SessionJob.start
 
-    def recording_start(self: BackgroundJob) -> None:
+    def recording_start(self: SessionJob, *args, **kwargs) -> SessionJob:
         jobs.append(self)
-        start(self)
+        return start(self, *args, **kwargs)
 
-    monkeypatch.setattr(BackgroundJob, "start", recording_start)
+    monkeypatch.setattr(SessionJob, "start", recording_start)
     return jobs
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from streamlit.testing.v1 import AppTest
 
 from nn.io.model_files import load_model, read_metadata, save_model
-from ui.jobs import BackgroundJob
+from ui.session_jobs import SessionJob
 
 JOB_SECONDS = 90
 
@@ -26,7 +26,7 @@ def figures(at) -> dict[str, dict]:
 
 
 def train_briefly(
-    at: AppTest, jobs: list[BackgroundJob], epochs: int = 2, learning_rate: float | None = None
+    at: AppTest, jobs: list[SessionJob], epochs: int = 2, learning_rate: float | None = None
 ) -> None:
     """Train a small network on the Train page (at ``learning_rate`` if given) and wait for
     its thread to end."""
@@ -38,8 +38,8 @@ def train_briefly(
     at.number_input(key="tf_batch_size").set_value(100).run()
     at.button(key="start_training").click().run()
     (job,) = jobs
-    job.join(JOB_SECONDS)
-    assert not job.is_alive(), "training did not finish in time"
+    job.wait(JOB_SECONDS)
+    assert job.done, "training did not finish in time"
     at.run()
     assert not at.exception
     assert not at.button(key="start_training").disabled

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 from pathlib import Path
 
 import numpy as np
@@ -154,17 +155,8 @@ def test_models_page_has_a_my_digits_column(page, mine_db, small_model):
     assert list(at.dataframe[0].value["my digits"]) == [expected]
 
 
-def _join_finetune_thread() -> None:
-    import threading
-
-    for thread in threading.enumerate():
-        if thread.name == "nn-finetune":
-            thread.join(timeout=120)
-            assert not thread.is_alive()
-
-
 def test_finetune_from_the_page_saves_a_new_model(
-    page, mine_db, runs_db, small_model_dir, monkeypatch
+    page, mine_db, runs_db, small_model_dir, monkeypatch, started_jobs
 ):
     monkeypatch.setenv("NN_TRAIN_LIMIT", "500")
     _fill(mine_db, 1)
@@ -178,7 +170,9 @@ def test_finetune_from_the_page_saves_a_new_model(
     at.run()
     at.button(key="mine_ft_start").click().run()
     assert not at.exception and not at.error, [e.value for e in at.error]
-    _join_finetune_thread()
+    (job,) = started_jobs  # a job of the runner, in a worker process
+    assert job.wait(120), "the fine-tuning did not finish in time"
+    assert job.runner_job.worker["pid"] != os.getpid()
     at.run()
     assert not at.exception
     assert any("Saved as" in s.value for s in at.success), [s.value for s in at.success]

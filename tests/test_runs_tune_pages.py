@@ -10,7 +10,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from nn.services.runs import RunStore
-from ui.jobs import BackgroundJob
+from ui.session_jobs import SessionJob
 
 SEARCH_SECONDS = 90
 
@@ -113,11 +113,11 @@ def _small_search(at: AppTest, trials: int = 4, epochs: int = 2) -> None:
     at.run()
 
 
-def _wait_finished(at: AppTest, job: BackgroundJob) -> None:
+def _wait_finished(at: AppTest, job: SessionJob) -> None:
     """Wait for the search thread to end, then rerun the page (``run_every`` never fires under
     AppTest)."""
-    job.join(SEARCH_SECONDS)
-    assert not job.is_alive(), "the search did not finish in time:\n" + _texts(at)
+    job.wait(SEARCH_SECONDS)
+    assert job.done, "the search did not finish in time:\n" + _texts(at)
     at.run()
     assert not at.exception, [e.value for e in at.exception]
 

@@ -9,7 +9,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from nn.io.model_files import load_model
-from ui.jobs import BackgroundJob
+from ui.session_jobs import SessionJob
 
 PAGE = "pages/train.py"
 JOB_SECONDS = 90
@@ -27,11 +27,11 @@ def small_form(at: AppTest, epochs: int = 1) -> None:
     at.number_input(key="tf_batch_size").set_value(100).run()
 
 
-def wait_finished(at: AppTest, job: BackgroundJob) -> None:
+def wait_finished(at: AppTest, job: SessionJob) -> None:
     """Wait for the training thread to end, then rerun the page (``run_every`` never fires
     under AppTest)."""
-    job.join(JOB_SECONDS)
-    assert not job.is_alive(), "training did not finish in time"
+    job.wait(JOB_SECONDS)
+    assert job.done, "training did not finish in time"
     at.run()
     assert not at.exception
     assert not at.button(key="start_training").disabled

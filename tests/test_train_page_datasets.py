@@ -38,8 +38,8 @@ def _train_until_finished(at: AppTest, started_jobs) -> None:
     """Press Start, wait for the one job (bounded), and check the page says it finished."""
     at.button(key="start_training").click().run()
     (job,) = started_jobs
-    job.join(90)
-    assert not job.is_alive(), "training did not finish in time"
+    job.wait(90)
+    assert job.done, "training did not finish in time"
     at.run()
     assert not at.exception
     assert "Training finished" in texts(at.success), texts(at.error)

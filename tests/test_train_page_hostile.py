@@ -85,8 +85,8 @@ def test_train_page_shows_divergence_without_nan_as_an_error(open_train, texts, 
     at.number_input(key="tf_batch_size").set_value(100).run()
     at.button(key="start_training").click().run()
     (job,) = started_jobs
-    job.join(JOB_SECONDS)
-    assert not job.is_alive(), "training did not end in time"
+    job.wait(JOB_SECONDS)
+    assert job.done, "training did not end in time"
     at.run()
     assert not at.button(key="start_training").disabled
     shown = texts(at.success)

@@ -1,6 +1,7 @@
 """The Train page's trainings in the server's job runner (worker processes): a queued training
-shows its place, a killed worker shows as a failed training while the page goes on, closing the
-session stops its job (and a queued one leaves the queue)."""
+shows its place, a killed worker shows as a failed training while the page goes on, a training
+belongs to its owner and outlives the session that started it, a stopped queued one leaves the
+queue."""
 
 from __future__ import annotations
 
@@ -10,11 +11,14 @@ import time
 
 import job_functions
 import pytest
+from streamlit.runtime.caching.cache_resource_api import clear_session_cache
+from streamlit.testing.v1 import AppTest
 from test_train_page import small_form, wait_finished
 
+from conftest import APP, APPTEST_SESSION_ID
 from nn.services.jobs import JobRunner
-from ui.state import TrainingSlot, _release_slot, job_runner
-from ui.worker import TrainingWorker
+from ui.session_jobs import JobBoard, start_training
+from ui.state import job_runner
 
 PAGE = "pages/train.py"
 WAIT = 120
@@ -25,11 +29,11 @@ def open_train(env, open_app):
     return lambda: open_app(PAGE)
 
 
-def _wait_for_a_batch(worker) -> None:
+def _wait_for_a_batch(job) -> None:
     end = time.monotonic() + WAIT
-    while worker.snapshot()["batch"] == 0 and time.monotonic() < end:
-        worker.join(0.1)
-    assert worker.snapshot()["batch"] > 0, "no batch trained in time"
+    while job.snapshot()["batch"] == 0 and time.monotonic() < end:
+        job.wait(0.1)
+    assert job.snapshot()["batch"] > 0, "no batch trained in time"
 
 
 def _holders(runner, n):
@@ -89,38 +93,56 @@ def one_slot_runner():
     runner.shutdown(timeout=WAIT)
 
 
-def _session_worker(runner, tmp_path, epochs):
-    worker = TrainingWorker(
+def _owners_training(runner, board, owner, tmp_path, epochs):
+    return start_training(
+        board,
+        runner,
+        owner,
         {"hidden_layers": [16], "epochs": epochs, "batch_size": 50, "random_state": 0},
         {"train_size": 300},
-        None,
         runs_path=str(tmp_path / "runs.sqlite"),
-        runner=runner,
     )
-    slot = TrainingSlot()
-    slot.worker = worker
-    worker.start()
-    return slot, worker
 
 
-def test_closing_the_session_stops_its_job_and_leaves_the_queue(one_slot_runner, tmp_path):
-    runner = one_slot_runner
-    running_slot, running = _session_worker(runner, tmp_path, epochs=500)
-    end = time.time() + WAIT
-    while running.snapshot()["batch"] == 0 and time.time() < end:
-        running.join(0.1)
-    queued_slot, queued = _session_worker(runner, tmp_path, epochs=500)
-    while queued.snapshot()["status"] != "queued" and time.time() < end:
-        queued.join(0.1)
-    assert queued.snapshot()["queue_position"] == 1
-    _release_slot(queued_slot)  # Streamlit calls this when the tab closes
-    _release_slot(running_slot)
-    _release_slot(running_slot)  # again: nothing more happens
-    running.join(WAIT)
-    queued.join(WAIT)
+def test_a_queued_training_stopped_leaves_the_queue(one_slot_runner, tmp_path):
+    runner, board = one_slot_runner, JobBoard()
+    running = _owners_training(runner, board, "first", tmp_path, epochs=500)
+    queued = _owners_training(runner, board, "second", tmp_path, epochs=500)
+    assert queued.snapshot()["status"] == "queued" and queued.snapshot()["queue_position"] == 1
+    assert queued.runner_job.owner == "second"
+    queued.stop()
+    queued.stop()  # again: nothing more happens
+    running.stop()
+    assert running.wait(WAIT) and queued.wait(WAIT)
     assert running.snapshot()["status"] == "stopped"
     assert running.runner_job.status == "stopped"
     assert queued.snapshot()["status"] == "stopped"
     assert queued.snapshot()["stop_message"] == "Stopped while waiting in the queue."
     assert queued.runner_job.status == "cancelled"
     assert runner.counts() == {"running": 0, "queued": 0}
+
+
+def test_a_training_outlives_its_session_and_another_session_controls_it(
+    open_train, texts, started_jobs
+):
+    """A new session (a reload, another tab) of the same person finds the running training on
+    the Train page, with its form, and stops it; ending the first session stops nothing."""
+    at = open_train()
+    small_form(at, epochs=300)
+    at.button(key="start_training").click().run()
+    (job,) = started_jobs
+    _wait_for_a_batch(job)
+    clear_session_cache(APPTEST_SESSION_ID)  # the tab is gone: its session's resources too
+    assert not job.done and not job.stop_requested
+    again = AppTest.from_file(APP, default_timeout=60)
+    again.run()
+    again.switch_page(PAGE).run()
+    assert not again.exception
+    assert "Training — epoch" in again.get("progress")[0].proto.text
+    assert again.number_input(key="tf_epochs").value == 300  # the training's own form
+    assert again.button(key="start_training").disabled
+    again.button(key="stop_training").click().run()
+    assert job.wait(WAIT)
+    again.run()
+    assert "Stopped" in again.get("progress")[0].proto.text
+    assert again.button(key="save_model") is not None  # its model waits to be saved

@@ -1,80 +1,57 @@
-"""The training worker directly: pause, resume, stop, captured exceptions, divergence."""
+"""The dashboard's training as a job of the runner (``ui.session_jobs``): a worker process, its
+messages folded into the snapshot when it is read; pause, resume, stop, failures, divergence,
+the run record, the owner's board and its idle limits."""
 
 from __future__ import annotations
 
-import threading
+import os
+import time
 
-import numpy as np
 import pytest
 
-from nn.data import MNIST
-from ui.worker import TrainingWorker
+from nn.services.jobs import JobRunner
+from nn.services.runs import RunStore
+from ui.session_jobs import JobBoard, start_training
+
+WAIT = 120
+DATA = {"split": "standard", "seed": 0, "train_size": 600}
 
 
 @pytest.fixture(scope="module")
-def tiny_mnist():
-    """A synthetic MNIST-shaped set (fast, no file I/O): 10 separable classes."""
-    rng = np.random.default_rng(0)
-
-    def part(n):
-        y = np.arange(n) % 10
-        x = rng.integers(0, 60, (n, 784)).astype(np.uint8)
-        for c in range(10):
-            x[y == c, c * 70 : (c + 1) * 70] = 255
-        return x, y.astype(np.int64)
-
-    x_tr, y_tr = part(1200)
-    x_te, y_te = part(200)
-    return MNIST(x_tr, y_tr, x_te, y_te)
+def runner():
+    runner = JobRunner(max_jobs=2, blas_threads=1)
+    yield runner
+    runner.shutdown(timeout=WAIT)
 
 
-class BatchCounter:
-    """Counts a worker's batch events; ``wait_for(n)`` blocks until n batches have run."""
-
-    def __init__(self, worker):
-        self._seen = 0
-        self._changed = threading.Condition()
-        forward = worker._on_event
-
-        def on_event(event):
-            forward(event)
-            if event.kind == "batch":
-                with self._changed:
-                    self._seen += 1
-                    self._changed.notify_all()
-
-        worker._on_event = on_event
-
-    @property
-    def seen(self) -> int:
-        with self._changed:
-            return self._seen
-
-    def wait_for(self, n: int, timeout: float = 30.0) -> bool:
-        with self._changed:
-            return self._changed.wait_for(lambda: self._seen >= n, timeout)
-
-
-def _worker(data, tmp_path, **model):
+def _train(runner, tmp_path, board=None, owner="someone", **model):
+    runs_path = str(model.pop("runs_path", tmp_path / "runs.sqlite"))
     kwargs = {"hidden_layers": [16], "epochs": 2, "batch_size": 50, "random_state": 0}
     kwargs.update(model)
-    return TrainingWorker(
-        kwargs, {"split": "standard", "seed": 0}, data, runs_path=str(tmp_path / "runs.sqlite")
-    )
+    return start_training(board or JobBoard(), runner, owner, kwargs, DATA, runs_path=runs_path)
 
 
-def test_finishes_and_records(tiny_mnist, tmp_path):
-    w = _worker(tiny_mnist, tmp_path)
-    w.start()
-    w.join(30)
-    snap = w.snapshot()
+def _wait_for(job, predicate, what: str):
+    """Read the job's snapshot until ``predicate`` holds (the runner's threads fill it)."""
+    end = time.monotonic() + WAIT
+    while not predicate(job.snapshot()) and time.monotonic() < end:
+        job.runner_job.wait(0.05)
+    snap = job.snapshot()
+    assert predicate(snap), f"no {what} within {WAIT} s: {snap['status']}"
+    return snap
+
+
+def test_finishes_and_records_in_a_worker_process(runner, tmp_path):
+    job = _train(runner, tmp_path)
+    assert job.wait(WAIT)
+    snap = job.snapshot()
     assert snap["status"] == "finished", snap["error"]
+    assert job.runner_job.worker["pid"] != os.getpid() and job.runner_job.owner == "someone"
     assert snap["history"]["epoch"] == [1, 2]
-    assert snap["test_accuracy"] > 0.5 and snap["val_accuracy"] is not None
+    assert snap["test_accuracy"] > 0.3 and snap["val_accuracy"] is not None
     assert len(snap["batch_loss"]) == len(snap["batch_ema"]) == len(snap["batch_steps"]) > 0
-    assert snap["progress"] == 1.0
-    from nn.services.runs import RunStore
-
+    assert snap["progress"] == 1.0 and snap["inside"]["epochs"]
+    assert job.result.n_iter_ == 2
     run = RunStore(tmp_path / "runs.sqlite").get_run(snap["run_id"])
     assert run.status == "finished" and run.epochs_done == 2
     assert run.history["epoch"] == [1, 2]
@@ -82,112 +59,121 @@ def test_finishes_and_records(tiny_mnist, tmp_path):
     assert snap["run_errors"] == []
 
 
-@pytest.mark.filterwarnings("ignore:run 1. could not record epoch:RuntimeWarning")
-def test_database_errors_are_noted_and_training_goes_on(tiny_mnist, tmp_path, monkeypatch):
-    import sqlite3
-
-    from nn.services.runs import RunStore
-
-    def broken(self, *args, **kwargs):
-        raise sqlite3.OperationalError("database is locked")
-
-    monkeypatch.setattr(RunStore, "log_epoch", broken)
-    w = _worker(tiny_mnist, tmp_path)
-    w.start()
-    w.join(30)
-    snap = w.snapshot()
+def test_a_run_database_that_cannot_be_opened_is_noted_and_the_model_is_kept(runner, tmp_path):
+    broken = tmp_path / "broken.sqlite"
+    broken.write_bytes(b"this is no database" * 100)
+    job = _train(runner, tmp_path, runs_path=broken)
+    assert job.wait(WAIT)
+    snap = job.snapshot()
     assert snap["status"] == "finished", snap["error"]
-    assert w.model.n_iter_ == 2
-    assert snap["run_errors"] == ["OperationalError: database is locked"] * 2
+    assert job.result is not None and job.result.n_iter_ == 2
+    assert snap["run_id"] is None and len(snap["run_errors"]) == 1
 
 
-def test_pause_blocks_resume_continues_stop_stops(tiny_mnist, tmp_path):
-    w = _worker(tiny_mnist, tmp_path, epochs=200)
-    batches = BatchCounter(w)
-    w.start()
-    assert batches.wait_for(2)
-    w.pause()
-    assert w.wait_until_paused(30)  # blocked between two batches
-    before, seen = w.snapshot(), batches.seen
-    assert w.wait_until_paused(0)  # still blocked
-    after = w.snapshot()
-    assert after["paused"] and w.is_alive() and batches.seen == seen
-    assert (after["epoch"], after["batch"]) == (before["epoch"], before["batch"])
-    w.resume()
-    assert batches.wait_for(seen + 1)
-    w.stop()
-    w.join(30)
-    snap = w.snapshot()
-    assert not w.is_alive()
+def test_pause_blocks_resume_continues_stop_stops(runner, tmp_path):
+    job = _train(runner, tmp_path, epochs=300)
+    _wait_for(job, lambda s: s["batches_seen"] >= 2, "two batches")
+    job.pause()
+    assert job.wait_until_paused(WAIT)  # blocked between two batches in its worker
+    before = job.snapshot()
+    assert job.wait_until_paused(0)  # still blocked
+    after = job.snapshot()
+    assert after["paused"] and after["alive"] and not job.done
+    assert after["batches_seen"] == before["batches_seen"]
+    job.resume()
+    _wait_for(job, lambda s: s["batches_seen"] > after["batches_seen"], "one more batch")
+    job.stop()
+    assert job.wait(WAIT)
+    snap = job.snapshot()
     assert snap["status"] == "stopped" and snap["stop_reason"] == "callback"
-    assert snap["epoch"] < 200
+    assert snap["epoch"] < 300 and job.result is not None
 
 
-def test_stop_while_paused(tiny_mnist, tmp_path):
-    w = _worker(tiny_mnist, tmp_path, epochs=200)
-    batches = BatchCounter(w)
-    w.start()
-    assert batches.wait_for(1)
-    w.pause()
-    assert w.wait_until_paused(30)
-    w.stop()
-    w.join(10)
-    assert not w.is_alive() and w.snapshot()["status"] == "stopped"
+def test_stop_while_paused(runner, tmp_path):
+    job = _train(runner, tmp_path, epochs=300)
+    _wait_for(job, lambda s: s["batches_seen"] >= 1, "a batch")
+    job.pause()
+    assert job.wait_until_paused(WAIT)
+    job.stop()
+    assert job.wait(WAIT) and job.snapshot()["status"] == "stopped"
 
 
-def test_bad_settings_are_captured_before_a_run_is_recorded(tiny_mnist, tmp_path):
-    w = _worker(tiny_mnist, tmp_path, batch_size=100_000)  # larger than the data
-    w.start()
-    w.join(30)
-    snap = w.snapshot()
+def test_bad_settings_fail_before_a_worker_or_a_run(runner, tmp_path):
+    job = _train(runner, tmp_path, learning_rate=-1.0)  # refused before submitting
+    snap = job.snapshot()
+    assert job.done and job.runner_job is None
+    assert snap["status"] == "failed" and "learning_rate" in snap["error"]
+    job = _train(runner, tmp_path, batch_size=100_000)  # larger than the data: in the worker
+    assert job.wait(WAIT)
+    snap = job.snapshot()
     assert snap["status"] == "failed" and snap["run_id"] is None
     assert "batch_size" in snap["error"] and "Traceback" in snap["traceback"]
     assert not (tmp_path / "runs.sqlite").exists()
 
 
-def test_exception_during_training_is_captured_and_recorded(tiny_mnist, tmp_path):
-    w = _worker(tiny_mnist, tmp_path)
-
-    def broken(event):
-        raise RuntimeError("boom")
-
-    w._on_event = broken
-    w.start()
-    w.join(30)
-    snap = w.snapshot()
-    assert snap["status"] == "failed"
-    assert "boom" in snap["error"] and "Traceback" in snap["traceback"]
-    from nn.services.runs import RunStore
-
-    run = RunStore(tmp_path / "runs.sqlite").get_run(snap["run_id"])
-    assert run.status == "failed" and "boom" in run.message
-
-
-def test_diverging_config_reports_diverged(tiny_mnist, tmp_path):
-    w = _worker(tiny_mnist, tmp_path, optimizer="sgd", learning_rate=1e10)
-    w.start()
-    w.join(30)
-    snap = w.snapshot()
+def test_diverging_config_reports_diverged(runner, tmp_path):
+    job = _train(runner, tmp_path, optimizer="sgd", learning_rate=1e10)
+    assert job.wait(WAIT)
+    snap = job.snapshot()
     assert snap["status"] == "diverged"
     assert "learning rate" in snap["stop_message"]
-    from nn.services.runs import RunStore
-
     assert RunStore(tmp_path / "runs.sqlite").get_run(snap["run_id"]).status == "diverged"
 
 
-def test_continue_training_counts_on(tiny_mnist, tmp_path):
-    w = _worker(tiny_mnist, tmp_path, epochs=1)
-    w.start()
-    w.join(30)
-    w2 = TrainingWorker(
+def test_continue_training_counts_on(runner, tmp_path):
+    first = _train(runner, tmp_path, epochs=1)
+    assert first.wait(WAIT) and first.result is not None
+    job = start_training(
+        JobBoard(),
+        runner,
+        "someone",
         {"hidden_layers": [16], "epochs": 2, "batch_size": 50},
-        {"split": "standard", "seed": 0},
-        tiny_mnist,
-        model=w.model,
-        record_run=False,
+        DATA,
+        model=first.result,
+        record=False,
     )
-    w2.start()
-    w2.join(30)
-    snap = w2.snapshot()
+    assert job.wait(WAIT)
+    snap = job.snapshot()
     assert snap["status"] == "finished", snap["error"]
-    assert w2.model.n_iter_ == 3 and snap["epochs"] == 3
+    assert job.result.n_iter_ == 3 and snap["epochs"] == 3
+
+
+def test_the_board_keeps_one_job_per_owner_and_applies_its_limits(runner, tmp_path):
+    """A new training of the same owner stops the old one; a paused job nobody polls is stopped
+    after the idle limit; an ended job leaves the board after the result limit."""
+    now = [0.0]
+    board = JobBoard(idle_seconds=60, result_seconds=3600, clock=lambda: now[0])
+    first = _train(runner, tmp_path, board=board, epochs=300)
+    _wait_for(first, lambda s: s["batches_seen"] >= 1, "a batch")
+    other = _train(runner, tmp_path, board=board, owner="someone else", epochs=300)
+    assert board.get("someone", "train") is first and board.get("someone else", "train") is other
+    second = _train(runner, tmp_path, board=board, epochs=300)
+    assert first.stop_requested and board.get("someone", "train") is second
+    assert first.wait(WAIT) and first.snapshot()["status"] == "stopped"
+    other.stop()
+    _wait_for(second, lambda s: s["batches_seen"] >= 1, "a batch")
+    second.pause()
+    now[0] = second.polled_at + 30
+    assert board.get("someone", "train") is second and not second.stop_requested
+    now[0] = second.polled_at + 61  # paused, and no page has read it for a minute
+    board.get("someone", "train")
+    assert second.stop_requested
+    assert second.wait(WAIT) and second.snapshot()["status"] == "stopped"
+    assert "paused with no page open" in second.snapshot()["stop_message"]
+    now[0] = second.ended_at + 3599
+    assert board.get("someone", "train") is second  # the result waits to be saved
+    now[0] = second.ended_at + 3601
+    assert board.get("someone", "train") is None
+
+
+def test_the_limits_come_from_the_environment(monkeypatch):
+    monkeypatch.setenv("NN_JOB_IDLE_MINUTES", "5")
+    monkeypatch.setenv("NN_JOB_RESULT_HOURS", "0.5")
+    board = JobBoard.from_environment()
+    assert (board.idle_seconds, board.result_seconds) == (300, 1800)
+    monkeypatch.setenv("NN_JOB_IDLE_MINUTES", "soon")
+    with pytest.raises(ValueError, match="NN_JOB_IDLE_MINUTES='soon' is not a number"):
+        JobBoard.from_environment()
+    monkeypatch.setenv("NN_JOB_IDLE_MINUTES", "-1")
+    with pytest.raises(ValueError, match="NN_JOB_IDLE_MINUTES must be a positive number"):
+        JobBoard.from_environment()

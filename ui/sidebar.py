@@ -72,12 +72,12 @@ def _model_card(name: str, path: Path) -> None:
 
 
 def _status_body(polling: bool) -> None:
-    """ "training: epoch x/y" (or the outcome of the last run) from the worker's snapshot."""
-    worker = state.training_slot().worker
-    if worker is None:
+    """ "training: epoch x/y" (or the outcome of the last run) from the training's snapshot."""
+    job = state.session_job("train")
+    if job is None:
         return
-    snap = worker.snapshot(without=HEAVY_KEYS)
-    running = worker.is_alive()
+    snap = job.snapshot(without=HEAVY_KEYS)
+    running = snap["alive"]
     if running and snap.get("status") == "queued":
         st.info(
             f"**Queued**: place {snap.get('queue_position') or 1}, waiting for a free worker.",
@@ -114,15 +114,15 @@ def _live_status(poll: bool) -> None:
     Train page's buttons change that, and their clicks rerun the page). Not on the Train page
     (``poll=False``), which shows the progress itself: every poll re-renders the page in the
     browser and takes CPU from the training (bench/dashboard_overhead.py)."""
-    slot = state.training_slot()
-    running = slot.running()
+    job = state.session_job("train")
+    running = job is not None and not job.done
     if running and not poll:
-        if slot.worker.paused:  # a pause reruns the page: the snapshot is current
+        if job.paused:  # a pause reruns the page: the snapshot is current
             _status_body(False)
         else:
             st.info("**Training**: progress on this page.", icon=":material/model_training:")
         return
-    polling = running and not slot.worker.paused
+    polling = running and not job.paused
     st.fragment(run_every=STATUS_SECONDS if polling else None)(_status_body)(running)
 
 

@@ -65,10 +65,10 @@ Active model
     ``layers_text(sizes, stack) -> str``        e.g. ``"784-256-128-10"``, ``"C32k3-P2-D10"``.
     ``model_layers_text(model) -> str``         the same for a fitted model.
 
-Training slot
-    ``training_slot() -> TrainingSlot``  one per browser session (``cache_resource(scope=
-    "session")``); ``slot.worker`` is the session's ``ui.worker.TrainingWorker`` or ``None``.
-    Closing the tab stops the worker (``on_release``).
+Jobs
+    ``session_job(kind) -> SessionJob | None``  this person's training (``train``), search
+    (``search``) or fine-tuning (``finetune``), held by the server's ``job_board()`` for the
+    owner ``current_owner()``: a reload or another tab finds it; closing a tab stops nothing.
 """
 
 from __future__ import annotations
@@ -76,7 +76,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -476,38 +475,37 @@ def no_model_message() -> None:
     st.info(text, icon=":material/model_training:")
 
 
-# ------------------------------------------------------------------------------ training slot
-class TrainingSlot:
-    """Holds the session's training worker (``ui.worker.TrainingWorker``) between reruns."""
-
-    def __init__(self) -> None:
-        self.worker = None
-        self.lock = threading.Lock()
-
-    def running(self) -> bool:
-        w = self.worker
-        return bool(w is not None and w.is_alive())
+# ------------------------------------------------------------------------------ jobs
+LOCAL_OWNER = "local"
+"""The owner of every job while the dashboard has one workspace (no sign-in)."""
 
 
-def _release_slot(slot: TrainingSlot) -> None:
-    """Called ~0.2 s after the browser session ends: stop its training (and end its worker
-    process if it does not stop by itself)."""
-    worker = getattr(slot, "worker", None)
-    if worker is not None:
-        worker.close()
+def current_owner() -> str:
+    """Whose jobs this session shows and controls: the local workspace (a sign-in will set a
+    person's id here)."""
+    return LOCAL_OWNER
 
 
 @st.cache_resource(show_spinner=False)
 def job_runner():
     """The server's ``nn.services.jobs.JobRunner`` (``NN_MAX_JOBS``, ``NN_JOB_BLAS_THREADS``,
-    ``NN_JOB_RESERVED_CORES``, ``NN_RAY_ADDRESS``): every session's trainings and searches run
-    in its worker processes, or on the Ray cluster."""
+    ``NN_JOB_RESERVED_CORES``, ``NN_RAY_ADDRESS``): every session's trainings, searches and
+    fine-tunings run in its worker processes, or on the Ray cluster."""
     from nn.services.jobs import JobRunner
 
     return JobRunner.from_environment()
 
 
-@st.cache_resource(scope="session", on_release=_release_slot, show_spinner=False)
-def training_slot() -> TrainingSlot:
-    """The session's training slot (one per browser tab)."""
-    return TrainingSlot()
+@st.cache_resource(show_spinner=False)
+def job_board():
+    """The server's ``ui.session_jobs.JobBoard``: every owner's jobs, whichever tab shows them
+    (``NN_JOB_IDLE_MINUTES``, ``NN_JOB_RESULT_HOURS``)."""
+    from ui.session_jobs import JobBoard
+
+    return JobBoard.from_environment()
+
+
+def session_job(kind: str):
+    """This person's ``ui.session_jobs.SessionJob`` of ``kind`` (``train``, ``search``,
+    ``finetune``), running or ended and kept, or None."""
+    return job_board().get(current_owner(), kind)

@@ -6,11 +6,8 @@ Contract
                                             form, plain values; survives page changes).
     ``build_space(settings, base)``         -> ``(SearchSpace | None, {param or "budget": msg})``
                                             (pure; no Streamlit).
-    ``SearchWorker``                        a thread running ``nn.search.run_search``; never calls
-                                            Streamlit. ``stop()`` only sets an Event;
-                                            ``snapshot()`` is a consistent copy for the page.
-    ``tune_slot()``                         one per browser session (``cache_resource(scope=
-                                            "session")``): ``slot.worker``.
+    ``start_search(settings, space, base)`` this person's search, a ``ui.session_jobs``
+                                            job in a worker (``ui.state.session_job("search")``).
     ``trials_frame(trials)``, ``parallel_coordinates_figure(trials, space)``  (pure).
     ``runs_frame(runs)``, ``run_settings(run)`` (pure), ``load_into_train(model, data)``.
 """
@@ -22,7 +19,7 @@ import json
 import math
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import streamlit as st
@@ -32,13 +29,13 @@ from nn.core.activations import ACTIVATIONS
 from nn.core.limits import MAX_GRID_POINTS, MAX_TRIALS
 from nn.core.optimizers import OPTIMIZERS
 from nn.services.training import check_size_on_set, check_sizes_of_choices
-from nn.services.tuning import SearchJob, run_search_job
+from nn.services.tuning import SearchJob
+from ui import session_jobs
 from ui.charts import note_in_middle
-from ui.jobs import BackgroundJob
+from ui.state import current_owner, job_board, job_runner
 from ui.train_form import config_from_preset, to_model_kwargs
 
 SETTINGS_KEY = "tune_settings"
-FINAL = ("finished", "cancelled", "timeout", "failed")
 
 # The hyperparameters the Tune page offers: kind "log" (log-uniform range typed as text),
 # "range" (uniform), "layers" (choices typed as "128 | 256,128"), "choices" (multiselect).
@@ -318,156 +315,6 @@ def load_into_train(
         del st.session_state[key]
 
 
-# ------------------------------------------------------------------------------ the worker
-class SearchWorker(BackgroundJob):
-    """Runs ``nn.services.tuning``'s search job (the one ``python -m nn tune`` runs) in a daemon
-    thread; never calls Streamlit.
-
-    ``data`` is an ``nn.data.MNIST`` (or a zero-argument callable returning one).
-    ``data_kwargs`` are split settings (``split``, ``seed``, ``train_size``).
-    ``budget``: ``strategy``, ``trials``, ``grid_points``, ``epochs_per_trial``, ``halving``,
-    ``n_jobs``, ``seed``, ``val_size`` (0 = whole validation part), optional ``timeout``.
-    ``stop()`` launches no new trials and stops a trial in this process.
-    Statuses: ``preparing`` -> ``running`` -> ``finished`` | ``cancelled`` | ``timeout`` |
-    ``failed``.
-    """
-
-    FINAL_STATUSES = FINAL
-    STOPPED_STATUS = "cancelled"
-
-    def __init__(
-        self,
-        base_config: Mapping[str, Any],
-        space: Any,
-        data: Any,
-        data_kwargs: Mapping[str, Any],
-        budget: Mapping[str, Any],
-        *,
-        runs_path: str | None = None,
-        record: bool = True,
-        name: str | None = None,
-        runner: Any = None,
-    ):
-        super().__init__(
-            "nn-search",
-            {
-                "trials": [],
-                "rung": 0,
-                "n_rungs": 1,
-                "n_trials": 0,
-                "best_val_accuracy": None,
-                "best_trial": None,
-                "best_config": None,
-                "search_id": None,
-                "message": "",
-                "elapsed": 0.0,
-                "n_train": None,
-                "n_val": None,
-                "current": None,
-            },
-            runner,
-        )
-        self.space = space
-        self._data = data
-        self.result = None
-        b = dict(budget)
-        self.job = SearchJob(
-            base=dict(base_config),
-            space=space.to_dict(),
-            data=dict(data_kwargs),
-            val_size=int(b.get("val_size") or 0),
-            strategy=b.get("strategy", "random"),
-            trials=int(b["trials"]) if b.get("trials") else None,
-            grid_points=int(b.get("grid_points", 3)),
-            epochs_per_trial=int(b.get("epochs_per_trial", 3)),
-            halving=bool(b.get("halving", True)),
-            n_jobs=int(b.get("n_jobs", 1)),
-            backend=b.get("backend"),
-            seed=int(b.get("seed", 0)),
-            timeout=b.get("timeout"),
-            record=record,
-            runs_db=runs_path,
-            name=name,
-        )
-
-    def _on_event(self, event) -> None:
-        values = {
-            "trials": event.trials,
-            "rung": event.rung,
-            "n_rungs": event.n_rungs,
-            "n_trials": event.n_trials,
-            "best_val_accuracy": event.best_val_accuracy,
-        }
-        if event.kind == "trial_started" and event.trial is not None:
-            values["current"] = {"index": event.trial["index"], "epoch": None}
-        elif event.kind == "trial_epoch" and event.trial is not None:
-            values["current"] = {"index": event.trial["index"], "epoch": event.epoch}
-        self._set(**values)
-
-    def _listen(self, stage: str, info: dict[str, Any]) -> None:
-        if stage == "prepared":
-            self._set(status="running", n_train=info["n_train"], n_val=info["n_val"])
-
-    def worker_event(self, event: dict[str, Any]) -> None:
-        from nn.search.engine import SearchEvent
-
-        if event.get("kind") == "stage":
-            self._listen(event["stage"], event["info"])
-        else:
-            self._on_event(SearchEvent(**event))
-
-    def work(self) -> None:
-        self._mark_started()
-        if self.runner is not None:
-            from nn.services.jobs import search_result_from_job
-
-            job = self.run_in_worker("search", {"job": self.job.to_dict()})
-            if job is None:
-                return
-            result = search_result_from_job(job)
-        else:
-            data = self._data() if callable(self._data) else self._data
-            result = run_search_job(
-                self.job,
-                data=data,
-                on_event=self._on_event,
-                listener=self._listen,
-                control=self.control,
-            )
-        self.result = result
-        self._set(
-            status=result.status,
-            trials=[t.to_dict() for t in result.trials],
-            best_val_accuracy=result.best_val_accuracy,
-            best_trial=result.best_trial,
-            best_config=result.best_config,
-            search_id=result.search_id,
-            message=result.message,
-            elapsed=result.seconds,
-            current=None,
-        )
-
-
-class TuneSlot:
-    """The session's search worker, kept between reruns and page changes."""
-
-    def __init__(self) -> None:
-        self.worker: SearchWorker | None = None
-
-    def running(self) -> bool:
-        return bool(self.worker is not None and self.worker.is_alive())
-
-
-def _release(slot: TuneSlot) -> None:
-    if slot.worker is not None:
-        slot.worker.close()
-
-
-@st.cache_resource(scope="session", on_release=_release, show_spinner=False)
-def tune_slot() -> TuneSlot:
-    return TuneSlot()
-
-
 # ------------------------------------------------------------------------------ tables, charts
 def _short(value: Any) -> Any:
     if isinstance(value, float):
@@ -651,25 +498,29 @@ def start_search(
     settings: Mapping[str, Any],
     space: Any,
     base: Mapping[str, Any],
-    data: Any | Callable[[], Any],
     train_limit: int | None = None,
     dataset: str | None = None,
-) -> SearchWorker:
-    """Start a worker for the form's settings in the session's slot (stops an older one);
-    ``dataset`` names the data set of ``data`` (``nn.data.registry``; None: MNIST)."""
+):
+    """Start this person's search of the form's settings (one running is stopped); ``dataset``
+    names the data set to search on (``nn.data.registry``; None: MNIST). Returns the
+    ``ui.session_jobs.SessionJob``."""
     train_size = int(settings["train_size"]) or None
     if train_limit:
         train_size = min(train_size, train_limit) if train_size else int(train_limit)
     data_kwargs = {"split": "standard", "seed": 0, "train_size": train_size}
     if dataset is not None:
         data_kwargs["set"] = dataset
-    budget = {k: settings[k] for k in BUDGET_DEFAULTS}
-    slot = tune_slot()
-    if slot.worker is not None and slot.worker.is_alive():
-        slot.worker.stop()
-    from ui.state import job_runner
-
-    worker = SearchWorker(base, space, data, data_kwargs, budget, runner=job_runner())
-    slot.worker = worker
-    worker.start()
-    return worker
+    job = SearchJob(
+        base=dict(base),
+        space=space.to_dict(),
+        data=data_kwargs,
+        val_size=int(settings.get("val_size") or 0),
+        strategy=settings.get("strategy", "random"),
+        trials=int(settings["trials"]) if settings.get("trials") else None,
+        grid_points=int(settings.get("grid_points", 3)),
+        epochs_per_trial=int(settings.get("epochs_per_trial", 3)),
+        halving=bool(settings.get("halving", True)),
+        n_jobs=int(settings.get("n_jobs", 1)),
+        seed=int(settings.get("seed", 0)),
+    )
+    return session_jobs.start_search(job_board(), job_runner(), current_owner(), job)

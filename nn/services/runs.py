@@ -60,6 +60,7 @@ from pathlib import Path
 from typing import Any
 
 from nn.core.limits import MAX_SEED
+from nn.services.status import RUN_STATUSES
 from nn.services.transactions import read_transaction, write_transaction
 
 __all__ = [
@@ -90,8 +91,8 @@ SCHEMA_VERSION = 2
 MNIST_DATASET = "mnist"
 """``runs.dataset`` of a run on the bundled MNIST (and of every run recorded before version 2)."""
 
-STATUSES: tuple[str, ...] = ("running", "finished", "stopped", "diverged", "failed", "interrupted")
-"""Every status a run (or search) can have."""
+STATUSES: tuple[str, ...] = RUN_STATUSES
+"""Every status a run (or search) can have (``nn.services.status``)."""
 
 FINAL_STATUSES: tuple[str, ...] = tuple(s for s in STATUSES if s != "running")
 """Statuses accepted by :meth:`RunStore.finish_run`."""

@@ -16,7 +16,7 @@ hold what was submitted, ``ctx.emit(payload)`` streams a JSON-able dict back (tr
 once a stop was asked for. Jobs are named by :data:`JOB_KINDS` or ``"module:function"``.
 
 One concern a file:
-    ``wire``      the messages and arrays that travel, and the job statuses
+    ``wire``      the messages and arrays that travel (statuses: ``nn.services.status``)
     ``context``   what a job function sees in its worker, and the worker's work around it
     ``limits``    the OS's limits on a local worker (priority, address space, BLAS variables)
     ``governor``  a job's BLAS threads
@@ -59,13 +59,10 @@ from nn.services.jobs.fair import FairQueue
 from nn.services.jobs.governor import BlasGovernor, auto_blas_threads
 from nn.services.jobs.limits import DEFAULT_JOB_NICE, default_memory_limit
 from nn.services.jobs.runner import Job, JobRunner
-from nn.services.jobs.wire import FINAL_STATUSES, STATUSES
 
 __all__ = [
     "DEFAULT_JOB_NICE",
-    "FINAL_STATUSES",
     "JOB_KINDS",
-    "STATUSES",
     "BlasGovernor",
     "FairQueue",
     "Job",

@@ -8,8 +8,10 @@ from typing import Any
 
 from nn.core.state import from_state, to_state
 from nn.search.engine import SearchResult, Trial
+from nn.services.finetune import run_finetune
 from nn.services.jobs.context import JobContext
 from nn.services.jobs.runner import Job
+from nn.services.runs import run_status
 from nn.services.training import TrainingJob, run_training_job
 from nn.services.tuning import SearchJob, run_search_job
 
@@ -76,6 +78,43 @@ def search_job(ctx: JobContext) -> dict[str, Any]:
         control=ctx.control,
     )
     return result.to_dict()
+
+
+def finetune_job(ctx: JobContext) -> dict[str, Any]:
+    """``nn.services.finetune.run_finetune`` in a worker. ``ctx.config``: ``{"base": the saved
+    model's path, "name": the new model's name, "models_dir", "settings", "runs_db"}``;
+    ``ctx.arrays``: the drawings ``x`` and their digits ``y``. Emits ``started`` and every
+    ``TrainingEvent`` as ``train_job`` does; returns the status, where the new model was
+    saved, the run and the scores before and after."""
+    config = ctx.config
+    ctx.emit({"kind": "stage", "stage": "started", "info": {}})
+    result, saved, run_id = run_finetune(
+        config["base"],
+        config["name"],
+        ctx.arrays["x"],
+        ctx.arrays["y"],
+        models_dir=config["models_dir"],
+        settings=config.get("settings"),
+        runs_path=config.get("runs_db"),
+        on_event=lambda event: _emit_training_event(ctx, event),
+        control=ctx.control,
+    )
+    return {
+        "status": run_status(result.stop_reason, stop_requested=ctx.control.stop_requested),
+        "saved": None if saved is None else str(saved),
+        "run_id": run_id,
+        "result": {
+            "held_out_before": result.held_out_before,
+            "held_out_after": result.held_out_after,
+            "mnist_before": result.mnist_before,
+            "mnist_after": result.mnist_after,
+            "n_user_train": result.n_user_train,
+            "n_user_held_out": result.n_user_held_out,
+            "repeats": result.repeats,
+            "n_mnist_train": result.n_mnist_train,
+            "warnings": list(result.warnings),
+        },
+    }
 
 
 def search_result_from_job(job: Job):

@@ -18,6 +18,7 @@ from nn.services.jobs.wire import pack_arrays
 JOB_KINDS: dict[str, str] = {
     "train": "nn.services.jobs.bodies:train_job",
     "search": "nn.services.jobs.bodies:search_job",
+    "finetune": "nn.services.jobs.bodies:finetune_job",
 }
 """Job names the dashboard submits, and the functions that run them."""
 

@@ -25,7 +25,8 @@ from nn.services.jobs.fair import DEFAULT_JOBS_PER_OWNER, JOBS_PER_OWNER_ENV, Fa
 from nn.services.jobs.governor import auto_blas_threads
 from nn.services.jobs.limits import DEFAULT_JOB_NICE, default_memory_limit
 from nn.services.jobs.local import LocalBackend
-from nn.services.jobs.wire import FINAL_STATUSES, describe_exit, pack_arrays
+from nn.services.jobs.wire import describe_exit, pack_arrays
+from nn.services.status import is_final
 
 STOP_GRACE_SECONDS = 10.0
 """How long a cancelled job may take to stop by itself before its worker is terminated."""
@@ -107,7 +108,7 @@ class Job:
 
     @property
     def done(self) -> bool:
-        return self.status in FINAL_STATUSES
+        return is_final(self.status)
 
     @property
     def queue_position(self) -> int | None:

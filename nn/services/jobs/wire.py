@@ -1,5 +1,5 @@
 """What travels between the server and a job's worker: JSON messages, named arrays as ``.npz``
-bytes (``allow_pickle=False``), and the one vocabulary of job statuses.
+bytes (``allow_pickle=False``).
 
 A model comes back as ``nn.core.state.to_state`` settings and named arrays, never as a pickled
 object.
@@ -14,9 +14,6 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
-
-STATUSES = ("queued", "running", "finished", "stopped", "failed", "cancelled")
-FINAL_STATUSES = ("finished", "stopped", "failed", "cancelled")
 
 
 def encode(message: Mapping[str, Any]) -> bytes:
