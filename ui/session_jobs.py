@@ -36,6 +36,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from nn.core.state import to_state
 from nn.io.models_folder import SaveRecord, save_named
 from nn.services.runs import RunStore
 from nn.services.status import is_final
@@ -364,7 +365,7 @@ def start_training(
     config: dict[str, Any] = {"job": settings.to_dict(), "continue": None}
     arrays = None
     if model is not None:
-        config["continue"], arrays = model.to_state()
+        config["continue"], arrays = to_state(model)
     check = None if model is not None else (lambda: check_model_kwargs(settings.model))
     return job.start(config, arrays, check=check)
 
