@@ -160,7 +160,7 @@ def test_a_killed_adds_folder_is_removed_at_the_next_listing_and_named(models, t
         code, out, err = call("data", "list")
     finally:
         os.close(fd)
-    assert code == 0 and f"removed {dead}, left by an add" in out, out
+    assert code == 0 and f"removed {dead} (97.7 KB), left by an add" in out, out
     assert not dead.exists() and busy.exists()
 
 
@@ -200,3 +200,62 @@ def test_a_bom_before_a_header_less_csv_keeps_row_one(models, tmp_path):
 def test_train_refuses_numbers_beyond_the_limits(models, flags, message):
     code, out, err = call("train", "--no-save", *flags)
     assert code == 2 and message in err, err
+
+
+# ------------------------------------------------------------------ 11: killed saves, full disks
+def test_a_save_killed_midway_leaves_a_temp_file_the_next_listing_removes(models, tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    from nn.io.models_folder import list_models
+
+    code = (
+        "import sys, time\n"
+        "from pathlib import Path\n"
+        "from nn.io.npz import atomic_write\n"
+        "def write(f):\n"
+        "    f.write(b'x' * 100_000); f.flush(); print('writing', flush=True); time.sleep(60)\n"
+        "atomic_write(Path(sys.argv[1]), write)\n"
+    )
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, str(models / "big.npz")],
+        cwd=repo,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout.readline().strip() == "writing"
+        (tmp,) = [p for p in models.iterdir() if p.name.startswith(".big.npz.")]
+        list_models(models)
+        assert tmp.exists()  # a save at work is left alone
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert tmp.exists() and tmp.name.endswith(".tmp")
+    rows = list_models(models)
+    assert not tmp.exists() and [r["stem"] for r in rows] == ["tiny"]
+
+
+def test_mine_export_on_a_full_disk_names_the_file_and_leaves_nothing(
+    models, tmp_path, monkeypatch
+):
+    import errno
+
+    monkeypatch.setenv("NN_MINE_DB", str(tmp_path / "mine.sqlite"))
+    np.savez(tmp_path / "good.npz", x=np.full((4, 784), 9, np.uint8), y=np.array([1, 1, 5, 0]))
+    assert call("mine", "import", str(tmp_path / "good.npz"))[0] == 0
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr("nn.io.npz.os.fsync", full)
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    code, out, err = call("mine", "export", str(out_dir / "x.npz"))
+    assert code == 2 and f"{out_dir / 'x.npz'}: No space left on device" in err, err
+    assert list(out_dir.iterdir()) == []

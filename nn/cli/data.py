@@ -6,7 +6,15 @@ from __future__ import annotations
 
 import argparse
 
-from nn.cli.common import EXIT_OK, Out, UsageError, add_common, print_json, text_table
+from nn.cli.common import (
+    EXIT_OK,
+    Out,
+    UsageError,
+    add_common,
+    fmt_bytes,
+    print_json,
+    text_table,
+)
 
 HELP = "add, list and remove data sets (any image classification set)"
 DESCRIPTION = (
@@ -104,8 +112,8 @@ def _add(args: argparse.Namespace, out: Out) -> int:
 def _report_leftovers(out: Out) -> None:
     from nn.data.registry import clean_leftovers
 
-    for path in clean_leftovers():
-        out(f"removed {path}, left by an add or a removal that was interrupted")
+    for path, size in clean_leftovers():
+        out(f"removed {path} ({fmt_bytes(size)}), left by an add or a removal that was interrupted")
 
 
 def _list(args: argparse.Namespace, out: Out) -> int:

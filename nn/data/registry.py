@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import hashlib
 import json
 import math
@@ -48,6 +47,7 @@ import numpy as np
 
 from nn.core.bounded_json import JSONInputError, read_json_file
 from nn.core.limits import MAX_DATASET_CLASSES
+from nn.core.tempfiles import held, remove_abandoned
 from nn.data.arrays import MNIST, DataError
 from nn.data.datasets import load_dataset
 from nn.data.idx import load_mnist
@@ -347,7 +347,7 @@ def add_set(
     tmp = Path(tempfile.mkdtemp(prefix=f"{_ADDING}{clean}.", dir=root))
     old: Path | None = None
     try:
-        with _held(tmp):
+        with held(tmp):
             tmp.chmod(0o755)  # mkdtemp makes it private; a set is as readable as the folder
             _write_set(tmp, arrays, info)
             if overwrite and target.exists():
@@ -378,44 +378,13 @@ def _rename_new(tmp: Path, target: Path, clean: str) -> None:
         raise
 
 
-@contextlib.contextmanager
-def _held(folder: Path):
-    """An exclusive lock on ``folder`` while an add or a removal works in it: a leftover
-    folder nobody holds is one an interrupted add left (see :func:`clean_leftovers`)."""
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
-
-
-def _abandoned(folder: Path) -> bool:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        return False  # an add or a removal is working in it
-    finally:
-        os.close(fd)
-    return True
-
-
-def clean_leftovers(folder: str | os.PathLike | None = None) -> list[Path]:
+def clean_leftovers(folder: str | os.PathLike | None = None) -> list[tuple[Path, int]]:
     """Delete what interrupted adds and removals left in the data folder (``.adding-*`` and
-    ``.removing-*`` folders no running add or removal holds); returns their paths."""
+    ``.removing-*`` folders no running add or removal holds); returns their paths and sizes."""
     root = data_dir(folder)
     if not root.is_dir():
         return []
-    removed = []
-    for path in sorted(root.iterdir()):
-        if path.name.startswith((_ADDING, _REMOVING)) and path.is_dir() and _abandoned(path):
-            shutil.rmtree(path, ignore_errors=True)
-            removed.append(path)
-    return removed
+    return remove_abandoned(root, lambda name: name.startswith((_ADDING, _REMOVING)))
 
 
 def remove_set(name: str, folder: str | os.PathLike | None = None) -> Path:
@@ -428,7 +397,7 @@ def remove_set(name: str, folder: str | os.PathLike | None = None) -> Path:
         raise DataError(f"no data set named {clean!r} in {data_dir(folder)}")
     root = target.parent
     doomed = Path(tempfile.mkdtemp(prefix=f"{_REMOVING}{clean}.", dir=root))
-    with _held(doomed):
+    with held(doomed):
         os.replace(target, doomed / clean)
         shutil.rmtree(doomed / clean, ignore_errors=True)
     shutil.rmtree(doomed, ignore_errors=True)

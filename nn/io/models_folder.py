@@ -22,8 +22,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from nn.core.tempfiles import remove_abandoned
 from nn.io.model_files import SUPPORTED_FORMATS, load_model, read_metadata, save_model
-from nn.io.npz import ModelFileError
+from nn.io.npz import TEMP_SUFFIX, ModelFileError
 
 __all__ = [
     "MODELS_DIR_ENV",
@@ -43,6 +44,7 @@ __all__ = [
 MODELS_DIR_ENV = "NN_MODELS_DIR"
 REPO_DIR = Path(__file__).resolve().parents[2]
 MAX_NAME_LENGTH = 64
+_WRITE_TEST = ".write-test."
 
 
 def models_dir(override: str | os.PathLike | None = None, *, create: bool = False) -> Path:
@@ -165,7 +167,7 @@ def check_writable_folder(folder: str | os.PathLike) -> Path:
     if folder.exists() and not folder.is_dir():
         raise NotADirectoryError(20, "it is a file, not a folder", str(folder))
     folder.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test.", suffix=".tmp") as f:
+    with tempfile.NamedTemporaryFile(dir=folder, prefix=_WRITE_TEST, suffix=".tmp") as f:
         f.write(b"\0")
         f.flush()
     return folder
@@ -183,6 +185,18 @@ def _parse_time(value: Any) -> float | None:
     return dt.timestamp()
 
 
+def _remove_killed_saves(folder: str | os.PathLike) -> list[tuple[Path, int]]:
+    """Delete the temp files of saves that were killed midway (``.NAME.*.tmp`` that no running
+    save holds; the folder check's own ``.write-test.*`` files are left alone); returns their
+    paths and sizes. Every listing does this first."""
+    return remove_abandoned(
+        folder,
+        lambda name: (
+            name.startswith(".") and name.endswith(TEMP_SUFFIX) and not name.startswith(_WRITE_TEST)
+        ),
+    )
+
+
 def list_models(folder: str | os.PathLike) -> list[dict]:
     """One row per ``.npz``/``.pkl`` file in ``folder`` (not recursive, hidden/temp files
     skipped), newest ``saved`` first. Unreadable files get a row with ``error`` set instead of
@@ -194,6 +208,7 @@ def list_models(folder: str | os.PathLike) -> list[dict]:
     folder = Path(folder)
     if not folder.is_dir():
         return []
+    _remove_killed_saves(folder)
     rows = []
     for path in folder.iterdir():
         if path.name.startswith(".") or path.suffix.lower() not in SUPPORTED_FORMATS:

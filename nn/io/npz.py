@@ -31,6 +31,7 @@ import numpy as np
 
 from nn.core.limits import MAX_PARAMETERS
 from nn.core.npy import ARCHIVE_ERRORS, archive_members, read_member
+from nn.core.tempfiles import hold
 
 __all__ = [
     "FORMAT_VERSION",
@@ -41,6 +42,7 @@ __all__ = [
     "MAX_ARRAY_BYTES",
     "MAX_META_BYTES",
     "MAX_UNCOMPRESSED_BYTES",
+    "TEMP_SUFFIX",
     "ModelFileError",
     "ArrayBudget",
     "atomic_write",
@@ -49,6 +51,8 @@ __all__ = [
     "load_npz_payload",
 ]
 
+TEMP_SUFFIX = ".tmp"
+"""The ending of :func:`atomic_write`'s temp files (``.NAME.XXXXXXXX.tmp``)."""
 FORMAT_VERSION = 2
 """2: arrays named by layer (``layer0.dense.weight``, ``layer3.batchnorm.running_mean``,
 ``opt.m.layer0.dense.weight``) and the stack in the metadata; 1: a dense net's ``coef_<i>``,
@@ -116,7 +120,10 @@ def shape_elements(shape: Any, label: Any) -> int:
 
 
 def atomic_write(path: Path, write: Callable[[IO[bytes]], Any]) -> None:
-    """Call ``write(fileobj)`` on a temp file next to ``path``, fsync, then os.replace."""
+    """Call ``write(fileobj)`` on a temp file next to ``path`` (``.NAME.*.tmp``, locked while
+    it is written, so a killed writer's file is found by
+    :func:`nn.core.tempfiles.remove_abandoned`), fsync, then os.replace. An ``OSError`` (a full
+    disk) names ``path``, and the temp file is removed."""
     folder = path.parent
     folder.mkdir(parents=True, exist_ok=True)
     try:
@@ -124,19 +131,22 @@ def atomic_write(path: Path, write: Callable[[IO[bytes]], Any]) -> None:
     except FileNotFoundError:
         mode = 0o644
     tmp = tempfile.NamedTemporaryFile(  # noqa: SIM115 (closed by `with tmp:`, kept for its name)
-        dir=folder, prefix=f".{path.name}.", suffix=".tmp", delete=False
+        dir=folder, prefix=f".{path.name}.", suffix=TEMP_SUFFIX, delete=False
     )
     tmp_path = Path(tmp.name)
     try:
         with tmp:
+            hold(tmp.fileno())
             write(tmp)
             tmp.flush()
             os.fsync(tmp.fileno())
-        os.chmod(tmp_path, mode)
-        os.replace(tmp_path, path)
-    except BaseException:
+            os.fchmod(tmp.fileno(), mode)
+            os.replace(tmp_path, path)  # still locked: never taken for a leftover
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()
+        if isinstance(exc, OSError) and not exc.filename:
+            raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from None
         raise
     try:  # make the rename itself durable (best effort; not available on every platform)
         dir_fd = os.open(folder, os.O_RDONLY)

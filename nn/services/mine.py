@@ -52,6 +52,7 @@ import numpy as np
 
 from nn.data.arrays import N_CLASSES, N_PIXELS, DataError, ImageSet
 from nn.data.datasets import load_dataset
+from nn.io.npz import atomic_write
 from nn.services.runs import default_runs_path
 from nn.services.transactions import read_transaction, write_transaction
 
@@ -485,10 +486,7 @@ class MineStore:
         np.savez_compressed(buf, x=x, y=y)
         data = buf.getvalue()
         if path is not None:
-            target = Path(path)
-            partial = target.with_name(target.name + ".partial")
-            partial.write_bytes(data)
-            os.replace(partial, target)
+            atomic_write(Path(path), lambda f: f.write(data))
         return data
 
 
