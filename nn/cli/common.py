@@ -14,8 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from nn.core.activations import ACTIVATIONS
 from nn.io import models_folder
 from nn.io.models_folder import MODELS_DIR_ENV, models_dir
+from nn.services.runs import RunStore
 from nn.services.workspace import SHARED_MODELS_ENV, shared_models_dir
 
 __all__ = [
@@ -118,8 +120,6 @@ def none_or(conv: Callable[[str], Any]) -> Callable[[str], Any]:
 
 def open_run_store(path: str | None):
     """The run database at ``path``, else the default one."""
-    from nn.services.runs import RunStore
-
     return RunStore(path) if path else RunStore()
 
 
@@ -174,8 +174,6 @@ WIDTH_LAYER_KINDS = frozenset({"dense", "flatten", "dropout"})
 def widths_describe(specs: Sequence[dict]) -> bool:
     """Whether a stack's widths (``[784, 256, 128, 10]``) describe it: only dense layers,
     activations, dropout and flatten -- no convolution, pooling or batch norm."""
-    from nn.core.activations import ACTIVATIONS
-
     return all(
         spec.get("type") in WIDTH_LAYER_KINDS or spec.get("type") in ACTIVATIONS for spec in specs
     )

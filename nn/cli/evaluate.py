@@ -17,13 +17,17 @@ from nn.cli.common import (
     resolve_model_path,
     text_table,
 )
+from nn.core.metrics import classification_report, confusion_matrix
+from nn.data.arrays import MNIST
+from nn.data.registry import check_model_fits
+from nn.data.splits import SPLITS, split_dataset
+from nn.io.model_files import load_model
+from nn.services.training import data_set_info, load_data, resolve_data_source
 
 HELP = "accuracy, per-class precision/recall and confusion matrix"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from nn.data.splits import SPLITS
-
     parser.add_argument("model", metavar="MODEL", help="model file or saved model name")
     parser.add_argument(
         "--data",
@@ -49,11 +53,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def evaluation_set(args: argparse.Namespace, model: Any, label: str) -> tuple[Any, Any, str]:
     """The images, labels and their description; the model must fit the data set."""
-    from nn.data.arrays import MNIST
-    from nn.data.registry import check_model_fits
-    from nn.data.splits import split_dataset
-    from nn.services.training import data_set_info, load_data, resolve_data_source
-
     cfg = resolve_data_source({"path": args.data})
     info = data_set_info(cfg)
     check_model_fits(model, info, f"model {label}")
@@ -85,9 +84,6 @@ def _per_class(report: dict[str, Any]) -> list[dict[str, Any]]:
 
 def run(args: argparse.Namespace) -> int:
     import numpy as np
-
-    from nn.core.metrics import classification_report, confusion_matrix
-    from nn.io.model_files import load_model
 
     out = Out(args)
     path = resolve_model_path(args.model, args.models_dir)

@@ -20,6 +20,20 @@ from nn.cli.common import (
     suppress_db_errors,
 )
 from nn.cli.progress import Progress, StopOnInterrupt
+from nn.io.model_files import load_model
+from nn.io.models_folder import model_path, sanitize_model_name
+from nn.services.control import JobControl
+from nn.services.finetune import (
+    AUGMENT_MODES,
+    DEFAULTS,
+    MNIST_TRAIN_SIZE,
+    check_settings,
+    check_user_set,
+    run_finetune,
+    split_user_set,
+    user_repeats,
+)
+from nn.services.mine import load_drawings
 
 HELP = "continue training a saved model on MNIST plus your own drawn digits"
 DESCRIPTION = (
@@ -31,8 +45,6 @@ DESCRIPTION = (
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from nn.services.finetune import AUGMENT_MODES, DEFAULTS
-
     parser.add_argument("model", metavar="MODEL", help="a saved model's name or file")
     parser.add_argument(
         "--mine",
@@ -97,9 +109,6 @@ def _summary(result, out: Out) -> None:
 
 def _epoch_size(source, y_user, settings: dict) -> tuple[int, int]:
     """Images per epoch and the model's batch size, for the progress bar."""
-    from nn.io.model_files import load_model
-    from nn.services.finetune import MNIST_TRAIN_SIZE, split_user_set, user_repeats
-
     n_mnist = min(settings["train_limit"] or MNIST_TRAIN_SIZE, MNIST_TRAIN_SIZE)
     train, _ = split_user_set(y_user, settings["held_out"], settings["seed"])
     repeats = user_repeats(len(train), n_mnist, settings["user_share"])
@@ -107,11 +116,6 @@ def _epoch_size(source, y_user, settings: dict) -> tuple[int, int]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from nn.io.models_folder import model_path, sanitize_model_name
-    from nn.services.control import JobControl
-    from nn.services.finetune import check_settings, check_user_set, run_finetune
-    from nn.services.mine import load_drawings
-
     out = Out(args)
     settings = check_settings(
         {

@@ -25,6 +25,7 @@ from nn.core.config import describe_stack
 from nn.core.layer_spec import compact, token
 from nn.core.network import NeuralNetwork
 from nn.core.params import PARAMS
+from nn.io.model_files import read_metadata
 
 HELP = "describe a saved model"
 
@@ -111,8 +112,6 @@ def _stack_table(rows: list[dict[str, Any]]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from nn.io.model_files import read_metadata
-
     out = Out(args)
     path = resolve_model_path(args.model, args.models_dir)
     meta = read_metadata(path, check_arrays=True)

@@ -13,6 +13,7 @@ from nn.cli.common import (
     text_table,
 )
 from nn.core.layer_spec import compact
+from nn.services.presets import DEFAULT_PRESET, PRESETS, get_preset
 
 HELP = "list the named training configurations"
 
@@ -23,8 +24,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from nn.services.presets import DEFAULT_PRESET, PRESETS, get_preset
-
     out = Out(args)
     chosen = [get_preset(args.name)] if args.name else list(PRESETS.values())
     if args.name:

@@ -17,13 +17,12 @@ from nn.cli.common import (
     suppress_db_errors,
     text_table,
 )
+from nn.services.runs import SOURCES, STATUSES
 
 HELP = "list the recorded training runs"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from nn.services.runs import SOURCES, STATUSES
-
     parser.add_argument("--status", choices=STATUSES, help="only runs with this status")
     parser.add_argument("--source", choices=SOURCES, help="only runs started from here")
     parser.add_argument(

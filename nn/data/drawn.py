@@ -24,6 +24,8 @@ import math
 import numpy as np
 from PIL import Image, ImageDraw
 
+from nn.data.preprocess import preprocess_drawing
+
 __all__ = ["CANVAS_SIZE", "digit_strokes", "drawn_digits", "drawn_inputs"]
 
 CANVAS_SIZE = 280
@@ -139,8 +141,6 @@ def drawn_digits(
 def drawn_inputs(per_class: int = 8, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """``(x uint8 (n, 784), labels)``: :func:`drawn_digits` through ``preprocess_drawing``, the
     28x28 images a model sees on the Draw page."""
-    from nn.data.preprocess import preprocess_drawing
-
     canvases, labels = drawn_digits(per_class, seed)
     x = np.stack([preprocess_drawing(c).image28.reshape(-1) for c in canvases])
     return x, labels
