@@ -200,3 +200,37 @@ def test_a_huge_convolution_is_refused_before_anything_is_made():
     rows = infer_shapes([{"type": "conv2d", "filters": 10**9, "kernel": 999, "padding": "same"}])
     assert "the limit is 20,000,000" in rows[0].fault
     assert rows[1].output_shape is None
+
+
+def test_starting_points_are_one_click_each(env):
+    """Empty, LeNet-5, the cnn preset's stack and the dense layers: one click each replaces the
+    stack (building a CNN from the dense default took 21 clicks)."""
+    from nn.services.presets import PRESETS
+    from ui.stack_editor import LENET5
+
+    at = stack_page()
+    at.button(key="tf_stk_start_lenet5").click().run()
+    assert stack(at) == LENET5
+    assert "28x28x1 -> 28x28x6 -> 14x14x6 -> 10x10x16 -> 5x5x16 -> 120 -> 84 -> 10" in " ".join(
+        c.value for c in at.caption
+    )
+    at.button(key="tf_stk_start_empty").click().run()
+    assert stack(at) == []
+    at.button(key="tf_stk_start_cnn").click().run()
+    assert stack(at) == PRESETS["cnn"].model_kwargs()["layers"]
+    at.button(key="tf_stk_start_dense").click().run()
+    assert [s["type"] for s in stack(at)][:2] == ["dense", "relu"]
+    assert not at.exception
+
+
+def test_a_kernel_larger_than_its_input_gets_a_word(env):
+    """A 40x40 kernel with padding 'same' on 28x28 images is allowed (the engine pads), but the
+    row says most of the kernel reads zeros; a 5x5 kernel gets no such word."""
+    rows = infer_shapes([{"type": "conv2d", "filters": 4, "kernel": 40, "padding": "same"}])
+    assert rows[0].fault is None and rows[0].output_shape == (28, 28, 4)
+    assert "40x40 kernel is larger than its 28x28 input" in rows[0].note
+    assert infer_shapes(CNN)[0].note is None
+    at = stack_page()
+    at.text_input(key="tf_stk_text").set_value("conv4k40same,relu").run()
+    at.button(key="tf_stk_apply_text").click().run()
+    assert any("larger than its 28x28 input" in w.value for w in at.warning)

@@ -77,6 +77,7 @@ class Row:
     output_shape: tuple[int, ...] | None
     n_parameters: int
     fault: str | None = None
+    note: str | None = None  # allowed, but likely not meant (a kernel larger than its input)
 
     @property
     def shape_text(self) -> str:
@@ -99,12 +100,28 @@ def infer_shapes(
             continue
         try:
             layer = make_layer(spec)
+            note = _oversized_kernel(spec, shape)
             shape = tuple(layer.build(shape, "float32"))
-            rows.append(Row(out_index, kind, shape, int(layer.n_parameters)))
+            rows.append(Row(out_index, kind, shape, int(layer.n_parameters), note=note))
         except ValueError as exc:
             rows.append(Row(out_index, kind, None, 0, str(exc)))
             shape = None
     return rows
+
+
+def _oversized_kernel(spec: dict, in_shape: tuple[int, ...]) -> str | None:
+    """A word on a convolution whose kernel is larger than its input: with padding ``same``
+    it is accepted (the input is padded with zeros), but most of the kernel then reads zeros."""
+    if spec.get("type") != "conv2d" or len(in_shape) != 3:
+        return None
+    kernel, (h, w) = int(spec.get("kernel", 3)), in_shape[:2]
+    if kernel <= max(h, w):
+        return None
+    return (
+        f"The {kernel}x{kernel} kernel is larger than its {h}x{w} input: with padding 'same' "
+        f"the input is padded with zeros to fit, so most of the kernel reads zeros. A kernel "
+        f"of 3 or 5 is usual."
+    )
 
 
 def shape_chain(rows: list[Row], input_shape: tuple[int, ...] = INPUT_SHAPE) -> str:
@@ -196,11 +213,6 @@ def _apply_text() -> None:
         return
     st.session_state.pop("tf_stk_text_error", None)
     set_stack(cfg, stack)
-
-
-def _from_dense() -> None:
-    cfg = _config()
-    set_stack(cfg, dense_as_stack(cfg))
 
 
 # ------------------------------------------------------------------------------ widgets
@@ -297,6 +309,70 @@ def _row(cfg: dict, position: int, row: Row, disabled: bool) -> None:
                 _setting_widget(col, spec, row_id, field, label, widget, disabled)
         if row.fault:
             st.error(row.fault, icon=":material/error:")
+        elif row.note:
+            st.warning(row.note, icon=":material/warning:")
+
+
+# The stacks the editor starts from besides the dense form's (the output layer is added).
+LENET5 = [
+    {"type": "conv2d", "filters": 6, "kernel": 5, "padding": "same"},
+    {"type": "tanh"},
+    {"type": "avgpool", "size": 2},
+    {"type": "conv2d", "filters": 16, "kernel": 5, "padding": "valid"},
+    {"type": "tanh"},
+    {"type": "avgpool", "size": 2},
+    {"type": "dense", "units": 120},
+    {"type": "tanh"},
+    {"type": "dense", "units": 84},
+    {"type": "tanh"},
+]
+"""LeNet-5 (LeCun et al., 1998) on 28x28 images: its first convolution pads to keep 28x28, as
+the original's 32x32 input gave it room."""
+
+
+STARTING_LABELS = {
+    "empty": "Empty",
+    "lenet5": "LeNet-5",
+    "cnn": "The cnn preset's",
+    "dense": "The dense layers",
+}
+"""The editor's starting points, by key: the stack each gives is :func:`starting_stack`'s."""
+
+
+def starting_stack(key: str, cfg: dict) -> list[dict]:
+    """The stack of a starting point: an empty stack, LeNet-5, the ``cnn`` preset's, or the
+    dense form's layers of ``cfg``."""
+    from nn.services.presets import PRESETS
+
+    if key == "lenet5":
+        return copy.deepcopy(LENET5)
+    if key == "cnn":
+        return copy.deepcopy(PRESETS["cnn"].model_kwargs().get("layers") or [])
+    if key == "dense":
+        return dense_as_stack(cfg)
+    return []
+
+
+def _start_from(key: str) -> None:
+    cfg = _config()
+    set_stack(cfg, starting_stack(key, cfg))
+
+
+def _starting_buttons(disabled: bool) -> None:
+    """One click replaces the stack by a starting point (the output layer is added)."""
+    st.caption("Start from:")
+    for col, (key, label) in zip(
+        st.columns(len(STARTING_LABELS)), STARTING_LABELS.items(), strict=True
+    ):
+        col.button(
+            label,
+            key=f"tf_stk_start_{key}",
+            on_click=_start_from,
+            args=(key,),
+            disabled=disabled,
+            width="stretch",
+            help="Replace the stack by this one (the output layer is added).",
+        )
 
 
 def render(
@@ -311,6 +387,7 @@ def render(
     ensure_ids(cfg)
     _sync(cfg)
     rows = infer_shapes(cfg["stack"], input_shape, n_classes)
+    _starting_buttons(disabled)
     for position in range(len(cfg["stack"])):
         _row(cfg, position, rows[position], disabled)
     out = rows[-1]
@@ -347,15 +424,7 @@ def render(
             help="Comma-separated: conv32k3same, relu, pool2, dense128, dropout0.3, bn, flatten, "
             "tanh, sigmoid, lrelu0.1, avgpool2, conv16k5s2valid.",
         )
-        b1, b2 = st.columns(2)
-        b1.button("Use this line", key="tf_stk_apply_text", on_click=_apply_text, disabled=disabled)
-        b2.button(
-            "Start from the dense layers",
-            key="tf_stk_from_dense",
-            on_click=_from_dense,
-            disabled=disabled,
-            help="Replace the stack by the dense form's layers.",
-        )
+        st.button("Use this line", key="tf_stk_apply_text", on_click=_apply_text, disabled=disabled)
         error = st.session_state.get("tf_stk_text_error")
         if error:
             st.error(error, icon=":material/error:")
