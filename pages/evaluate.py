@@ -3,6 +3,8 @@ see its images), the training curves and the first layer's weights."""
 
 from __future__ import annotations
 
+import html
+
 import numpy as np
 import streamlit as st
 
@@ -42,11 +44,15 @@ cm = confusion_matrix(y_true, pred, n_classes)
 report = classification_report(y_true, pred, n_classes)
 
 # ----------------------------------------------------------------------------- headline numbers
-m1, m2, m3, m4 = st.columns(4)
+m1, m2, m3, m4 = st.columns([1, 1, 1, 2])
 m1.metric("Test accuracy", f"{report['accuracy']:.2%}")
 m2.metric(f"Mistakes (of {int(cm.sum()):,})", f"{int(cm.sum() - np.trace(cm)):,}")
 m3.metric("Macro F1", f"{report['macro']['f1']:.3f}")
-m4.metric("Architecture", state.model_layers_text(model))
+# the layers as wrapping text, not a metric: a metric cuts a long stack ("C32k5-BN-P…") off
+m4.html(
+    '<div style="font-size:0.875rem">Architecture</div><div style="font-size:1.5rem;'
+    f'overflow-wrap:anywhere;line-height:1.3">{html.escape(state.model_layers_text(model))}</div>'
+)
 if info.builtin:
     st.caption(f"Model **{name}** on the 10,000 official MNIST test images.")
 else:
