@@ -73,9 +73,6 @@ if method == "integrated_gradients":
         format_func=draw_inside.BASELINE_LABELS.get,
         key="draw_attr_baseline",
     )
-# room for the canvas's floating toolbar, which sits above the canvas and overlapped the
-# selectbox's bottom edge
-st.space("medium")
 model_path = state.model_path_for(model_name)
 try:
     model = state.get_model(model_path)
@@ -87,6 +84,9 @@ st.caption(
     + ("" if class_names is None else f" (classes: {', '.join(class_names)})")
     + "."
 )
+# room for the canvas's floating toolbar, which sits above the canvas: it covered whatever
+# came right before it (the selectbox's bottom edge, this caption)
+st.space("medium")
 
 
 def _named(analysis):
