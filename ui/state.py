@@ -82,10 +82,17 @@ from typing import Any
 import numpy as np
 import streamlit as st
 
+from nn.core.layer_spec import compact
+from nn.data import load_mnist
+from nn.data.registry import fits, get_info, list_sets, load_set, model_record
 from nn.io import models_folder
+from nn.io.model_files import load_model, read_metadata
+from nn.services.jobs import JobRunner
 from nn.services.workspace import Workspace
 from nn.services.workspace import shared_models_dir as _shared_folder
 from ui.auth import current_workspace
+from ui.session_jobs import JobBoard
+from ui.train_form import default_config
 
 DEFAULT_MODEL_NAME = "default"
 TRAIN_LIMIT_ENV = "NN_TRAIN_LIMIT"
@@ -155,8 +162,6 @@ def init_state() -> None:
     ss = st.session_state
     ss.setdefault("active_model_name", None)
     if "train_config" not in ss:
-        from ui.train_form import default_config
-
         ss["train_config"] = default_config()
     ss.setdefault("train_result", None)
     ss.setdefault(ACTIVE_SET_KEY, "mnist")
@@ -166,8 +171,6 @@ def init_state() -> None:
 @st.cache_resource(show_spinner="Loading MNIST…")
 def get_mnist():
     """The bundled MNIST (``nn.data.MNIST``), loaded once per server; arrays are read-only."""
-    from nn.data import load_mnist
-
     data = load_mnist()
     for a in data:
         a.flags.writeable = False
@@ -180,8 +183,6 @@ def _mtime(path: Path) -> float:
 
 @st.cache_resource(max_entries=8, show_spinner=False)
 def _load_model_cached(path: str, mtime: float):
-    from nn.io.model_files import load_model
-
     return load_model(path)
 
 
@@ -202,8 +203,6 @@ def data_dir() -> Path:
 def data_sets() -> list:
     """MNIST, then the workspace's added sets (``nn.data.registry.list_sets``; unreadable ones
     left out)."""
-    from nn.data.registry import list_sets
-
     return list_sets(data_dir())
 
 
@@ -224,8 +223,6 @@ def set_active_set(name: str) -> None:
 
 @st.cache_resource(max_entries=4, show_spinner="Loading the data set…")
 def _set_data_cached(name: str, sha256: str, folder: str):
-    from nn.data.registry import load_set
-
     data = load_set(name, folder).data
     for a in data:
         a.flags.writeable = False
@@ -244,8 +241,6 @@ def get_set_data(info=None):
 def model_fits(row_or_meta, info=None) -> bool:
     """Whether the model of this ``list_models`` row (or file metadata, or the model itself)
     fits ``info`` (default: the active set): the same image shape and number of classes."""
-    from nn.data.registry import fits
-
     return fits(row_or_meta, info if info is not None else active_set())
 
 
@@ -269,7 +264,6 @@ def _info_named(name: str):
     for info in data_sets():
         if info.name == name:
             return info
-    from nn.data.registry import get_info
 
     return get_info(name, data_dir())  # raises DataError naming the sets
 
@@ -310,8 +304,6 @@ def measured_test_accuracy(model, data: bytes, info=None) -> float | None:
 
 @st.cache_data(max_entries=64, show_spinner=False)
 def _metadata_cached(path: str, mtime: float) -> dict:
-    from nn.io.model_files import read_metadata
-
     return read_metadata(path)
 
 
@@ -415,7 +407,6 @@ def set_active_model(name: str | None) -> None:
     st.session_state["active_model_name"] = name
     if not name or _fits_by_name(name, active_set()):
         return
-    from nn.data.registry import model_record
 
     try:
         record = model_record(get_model_metadata(model_path_for(name)))
@@ -431,8 +422,6 @@ def layers_text(sizes, stack=None) -> str:
     """``[784, 256, 10] -> "784-256-10"`` (``"?"`` when unknown); a model built from a layer
     stack in the compact form of ``nn.core.layer_spec``, e.g. ``"C32k3-P2-C64k3-P2-D128-D10"``."""
     if stack:
-        from nn.core.layer_spec import compact
-
         return compact(stack) or "?"
     if not sizes:
         return "?"
@@ -491,8 +480,6 @@ def job_runner():
     """The server's ``nn.services.jobs.JobRunner`` (``NN_MAX_JOBS``, ``NN_JOB_BLAS_THREADS``,
     ``NN_JOB_RESERVED_CORES``, ``NN_RAY_ADDRESS``): every session's trainings, searches and
     fine-tunings run in its worker processes, or on the Ray cluster."""
-    from nn.services.jobs import JobRunner
-
     return JobRunner.from_environment()
 
 
@@ -500,8 +487,6 @@ def job_runner():
 def job_board():
     """The server's ``ui.session_jobs.JobBoard``: every owner's jobs, whichever tab shows them
     (``NN_JOB_IDLE_MINUTES``, ``NN_JOB_RESULT_HOURS``)."""
-    from ui.session_jobs import JobBoard
-
     return JobBoard.from_environment()
 
 
