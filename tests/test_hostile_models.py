@@ -78,3 +78,10 @@ def test_eps_and_other_formats_are_not_opened(bn_file, tmp_path):
 def test_x_without_features_is_refused_in_fit(shape):
     with pytest.raises(ValueError, match=r"X has no features \(shape"):
         NeuralNetwork(epochs=1).fit(np.zeros(shape), np.arange(10) % 2)
+
+
+def test_finetune_help_prints_a_single_percent_sign(capsys):
+    with contextlib.suppress(SystemExit):
+        main(["finetune", "--help"])
+    text = capsys.readouterr().out
+    assert "about 8% of each epoch" in " ".join(text.split()) and "%%" not in text

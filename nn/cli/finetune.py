@@ -38,7 +38,7 @@ from nn.services.mine import load_drawings
 HELP = "continue training a saved model on MNIST plus your own drawn digits"
 DESCRIPTION = (
     "Fine-tune MODEL on the MNIST training images plus the drawings in DB_OR_NPZ (a drawings "
-    "database, or an .npz with x and y), the drawings repeated to be about 8%% of each epoch, "
+    "database, or an .npz with x and y), the drawings repeated to be about 8% of each epoch, "
     "augmentation on. A seeded part of the drawings is held out: the accuracy on it and on the "
     "MNIST test set is shown before and after. The result is saved as NEW and recorded as a run."
 )
