@@ -259,3 +259,16 @@ def test_mine_export_on_a_full_disk_names_the_file_and_leaves_nothing(
     code, out, err = call("mine", "export", str(out_dir / "x.npz"))
     assert code == 2 and f"{out_dir / 'x.npz'}: No space left on device" in err, err
     assert list(out_dir.iterdir()) == []
+
+
+def test_mine_import_of_a_device_says_what_it_is(models, tmp_path, monkeypatch):
+    monkeypatch.setenv("NN_MINE_DB", str(tmp_path / "mine.sqlite"))
+    code, out, err = call("mine", "import", "/dev/zero")
+    assert code == 2 and "/dev/zero: not a regular file" in err and "no such file" not in err
+    code, out, err = call("mine", "import", str(tmp_path))
+    assert code == 2 and "not a regular file" in err
+
+
+def test_runs_limit_beyond_the_database_is_refused(models):
+    code, out, err = call("runs", "--limit", str(10**23))
+    assert code == 2 and "use 0 (all) to 1,000,000" in err and "OverflowError" not in err, err

@@ -22,6 +22,10 @@ from nn.services.runs import SOURCES, STATUSES
 HELP = "list the recorded training runs"
 
 
+MAX_LISTED = 1_000_000
+"""Largest --limit (the run database counts its rows in 64-bit integers)."""
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--status", choices=STATUSES, help="only runs with this status")
     parser.add_argument("--source", choices=SOURCES, help="only runs started from here")
@@ -36,8 +40,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.limit < 0:
-        raise UsageError(f"--limit {args.limit}: use 0 (all) or more")
+    if not 0 <= args.limit <= MAX_LISTED:
+        raise UsageError(f"--limit {args.limit}: use 0 (all) to {MAX_LISTED:,}")
     out = Out(args)
     store = open_run_store(args.runs_db)
     with suppress_db_errors():  # listing must work on a read-only database too

@@ -218,7 +218,10 @@ def read_import_file(path: str | os.PathLike) -> ImageSet:
     is checked. Raises :class:`nn.data.DataError` naming the file and the fault."""
     path = Path(path)
     if not path.is_file():
-        raise DataError(f"{path}: no such file")
+        what = (
+            "not a regular file (a folder, a device or a pipe)" if path.exists() else "no such file"
+        )
+        raise DataError(f"{path}: {what}; import an .npz, .npy pair, IDX or CSV file")
     size = path.stat().st_size
     if size > MAX_IMPORT_BYTES:
         raise DataError(
