@@ -15,7 +15,9 @@ import pytest
 
 import nn.io.model_files as P
 import nn.io.models_folder as F
+from nn.core.inputs import NotFittedError
 from nn.core.network import NeuralNetwork
+from nn.core.params import json_params
 from nn.io.model_files import ModelFileError
 
 FORMATS = ("npz", "pkl")
@@ -78,7 +80,7 @@ def test_round_trip_is_exact(tmp_path, fmt, classes):
     assert isinstance(loaded, NeuralNetwork)
     assert np.array_equal(model.predict_proba(X), loaded.predict_proba(X))
     assert np.array_equal(model.predict(X), loaded.predict(X))
-    assert loaded.get_params() == model.get_params()
+    assert json_params(loaded.get_params()) == json_params(model.get_params())
     assert loaded.classes_.tolist() == model.classes_.tolist()
     assert loaded.history_ == model.history_
     assert loaded.n_iter_ == model.n_iter_ and loaded.stop_reason_ == model.stop_reason_
@@ -111,7 +113,7 @@ def test_formats_agree_and_metadata_stored(tmp_path, fitted, clock):
             "stack": "D8-D3",
         }
         assert m["n_parameters"] == model.n_parameters_
-        assert m["params"] == model.get_params()
+        assert m["params"] == json_params(model.get_params())
         assert m["classes"] == [0, 1, 2]
         assert m["history"]["loss"] == model.history_["loss"]
     assert m1["notes"] == "first"
@@ -176,7 +178,7 @@ def test_save_paths(tmp_path, fitted):
         P.save_model(model, tmp_path / "m.h5")
     with pytest.raises(ValueError, match=".pkl"):
         P.export_pickle(model, tmp_path / "m.npz")
-    with pytest.raises(RuntimeError, match="not fitted"):
+    with pytest.raises(NotFittedError, match="not fitted"):
         P.save_model(NeuralNetwork(), tmp_path / "unfitted.npz")
     assert not (tmp_path / "unfitted.npz").exists()
 

@@ -379,18 +379,19 @@ def test_cancel_between_parallel_batches(tiny):
 
 
 def test_failed_trial_does_not_stop_the_search(tiny):
+    too_wide = [{"type": "conv2d", "filters": 2, "kernel": 29}, {"type": "flatten"}]
     result = run_search(
         {"hidden_layers": [16]},
-        {"batch_size": Choice([64, 5000])},
+        {"layers": Choice([None, too_wide])},  # a 29x29 kernel fits no 28x28 image
         *tiny,
         strategy="grid",
         n_trials=None,
         epochs_per_trial=1,
         halving=False,
     )
-    by_bs = {t.params["batch_size"]: t for t in result.trials}
-    assert by_bs[5000].status == "failed" and "batch_size" in by_bs[5000].message
-    assert by_bs[64].status == "finished" and result.best_params == {"batch_size": 64}
+    failed, finished = sorted(result.trials, key=lambda t: t.params["layers"] is None)
+    assert failed.status == "failed" and "layers: layer 0 (conv2d)" in failed.message
+    assert finished.status == "finished" and result.best_params == {"layers": None}
 
 
 def test_timeout_stops_launching(tiny):

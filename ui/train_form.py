@@ -37,7 +37,7 @@ from nn.core.initializers import INIT_CHOICES
 from nn.core.limits import MAX_SEED
 from nn.core.network import NeuralNetwork
 from nn.core.optimizers import OPTIMIZERS
-from nn.core.params import MONITORS
+from nn.core.params import MONITORS, json_params
 from nn.core.schedules import SCHEDULES
 from nn.services.training import check_network_size
 from ui import stack_editor
@@ -109,7 +109,7 @@ def config_from_preset(preset: Any) -> dict[str, Any]:
         if preset is not None
         else {}
     )
-    p = NeuralNetwork(**model).get_params()
+    p = json_params(NeuralNetwork(**model).get_params())
     layers = p["hidden_layers"]
     layers = [layers] if isinstance(layers, int) else list(layers)
     acts = p["activation"] if isinstance(p["activation"], list) else [p["activation"]] * len(layers)

@@ -23,8 +23,7 @@ from nn.cli.common import (
 from nn.core.confidence import threshold_value
 from nn.core.config import describe_stack
 from nn.core.layer_spec import compact, token
-from nn.core.network import NeuralNetwork
-from nn.core.params import PARAMS
+from nn.core.params import PARAMS, defaults
 from nn.io.model_files import read_metadata
 
 HELP = "describe a saved model"
@@ -173,10 +172,10 @@ def run(args: argparse.Namespace) -> int:
     if info["notes"]:
         out(f"  notes        {info['notes']}")
     if params:
-        defaults = NeuralNetwork().get_params()
+        default = defaults()
         out("  hyperparameters (* = not the default)")
         for key, value in params.items():
-            mark = "*" if key in defaults and defaults[key] != value else " "
+            mark = "*" if key in default and default[key] != value else " "
             out(f"   {mark} {key:<20} {json.dumps(jsonable(value))}")
     if args.history and history.get("epoch"):
         out()

@@ -15,9 +15,9 @@ computed in the logits' own buffer.
 
 from __future__ import annotations
 
-import copy
 import math
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -33,10 +33,11 @@ from nn.core.config import (
     input_shape_for,
 )
 from nn.core.events import HISTORY_KEYS, Callback, TrainingEvent
+from nn.core.inputs import NotFittedError, check_X, check_y, class_labels, dense_rows
 from nn.core.layers import ActivationLayer, Dense
 from nn.core.losses import softmax, softmax_cross_entropy
 from nn.core.optimizers import Optimizer, make_optimizer
-from nn.core.params import PARAMS, ParameterError, check_names, defaults, refusal
+from nn.core.params import PARAMS, ParameterError, check_names, defaults, json_params
 from nn.core.schedules import learning_rate
 from nn.core.sequential import Sequential
 
@@ -48,6 +49,7 @@ DIVERGENCE_FACTOR = 100.0
 class _Run:
     """The state of one call of ``fit``'s loop, shared by its named steps."""
 
+    batch_size: int
     first_epoch: int
     last_epoch: int
     n_batches: int
@@ -178,14 +180,9 @@ class NeuralNetwork:
 
     # ------------------------------------------------------------------ parameters
     def get_params(self, deep: bool = True) -> dict[str, Any]:
-        """Hyperparameters as given, JSON-able (sequences become lists)."""
-        out = {}
-        for name in PARAMS:
-            value = getattr(self, name)
-            if isinstance(value, tuple):
-                value = list(value)
-            out[name] = copy.deepcopy(value)
-        return out
+        """Hyperparameters as given (the very objects, as scikit-learn's ``clone`` expects);
+        ``nn.core.params.json_params`` gives the form model files and runs hold."""
+        return {name: getattr(self, name) for name in PARAMS}
 
     def set_params(self, **params: Any) -> NeuralNetwork:
         check_names(params)
@@ -193,9 +190,21 @@ class NeuralNetwork:
             setattr(self, key, value)
         return self
 
+    def __sklearn_tags__(self):
+        """scikit-learn's tags of a classifier that takes dense or sparse 2-D input (read by its
+        meta-estimators and checks; scikit-learn is imported here, only when they ask)."""
+        from sklearn.utils import ClassifierTags, InputTags, Tags, TargetTags
+
+        return Tags(
+            estimator_type="classifier",
+            target_tags=TargetTags(required=True),
+            classifier_tags=ClassifierTags(),
+            input_tags=InputTags(sparse=True),
+        )
+
     def __repr__(self) -> str:
-        default = defaults()
-        changed = {k: v for k, v in self.get_params().items() if v != default[k]}
+        default, given = defaults(), self.get_params()
+        changed = {k: given[k] for k, v in json_params(given).items() if v != default[k]}
         return f"NeuralNetwork({', '.join(f'{k}={v!r}' for k, v in changed.items())})"
 
     def _configured(self) -> Config:
@@ -235,10 +244,14 @@ class NeuralNetwork:
     def _is_fitted(self) -> bool:
         return hasattr(self, "stack_")
 
+    def __sklearn_is_fitted__(self) -> bool:
+        return self._is_fitted()
+
     def check_fitted(self) -> None:
-        """``RuntimeError`` unless the model is fitted."""
+        """``nn.core.inputs.NotFittedError`` (a ``ValueError`` and an ``AttributeError``)
+        unless the model is fitted."""
         if not self._is_fitted():
-            raise RuntimeError("This NeuralNetwork is not fitted yet: call fit(X, y) first.")
+            raise NotFittedError("This NeuralNetwork is not fitted yet: call fit(X, y) first.")
 
     def _params(self) -> list[np.ndarray]:
         return self.stack_.params
@@ -296,43 +309,23 @@ class NeuralNetwork:
             self.stack_ = net
 
     # ------------------------------------------------------------------ input handling
-    def _check_X(self, X: Any, name: str = "X") -> np.ndarray:
-        """``X`` as a 2-D array of rows (images ``(n, h, w, c)`` are read as their flattened
-        rows, a free view for contiguous data)."""
-        X = np.asarray(X)
-        if X.ndim not in (2, 4):
-            raise ValueError(
-                f"{name} must be a 2-D array (samples x features) or 4-D images (samples x "
-                f"height x width x channels); got shape {X.shape}."
-            )
-        if X.shape[0] == 0:
-            raise ValueError(f"{name} has no rows.")
-        if math.prod(X.shape[1:]) == 0:
-            raise ValueError(f"{name} has no features (shape {X.shape}); a row needs 1 or more.")
-        if X.dtype.kind not in "uif" or X.dtype == np.bool_:
-            raise ValueError(f"{name} must hold numbers; got dtype {X.dtype}.")
-        if X.dtype.kind == "f" and not np.isfinite(X).all():
-            raise ValueError(f"{name} contains NaN or infinite values.")
-        if self._is_fitted():
-            shape = self.input_shape_
-            if X.ndim == 4 and len(shape) == 3 and X.shape[1:] != tuple(shape):
-                raise ValueError(
-                    f"{name} holds images of shape {X.shape[1:]} but the model expects {shape}."
-                )
-            features = math.prod(X.shape[1:])
-            if features != self.n_features_in_:
-                raise ValueError(
-                    f"{name} has {features} features but the model expects {self.n_features_in_}."
-                )
-        return X
+    def _check_X(self, X: Any, name: str = "X", fitted: bool = True) -> np.ndarray:
+        """``X`` checked by ``nn.core.inputs.check_X``: rows, images ``(n, h, w, c)`` or a sparse
+        matrix of rows; when ``fitted`` (and the model is), of the fitted model's shape."""
+        if not (fitted and self._is_fitted()):
+            return check_X(X, name)
+        shape = tuple(self.input_shape_)
+        image_shape = shape if len(shape) == 3 else None
+        return check_X(X, name, n_features=self.n_features_in_, image_shape=image_shape)
 
     @staticmethod
     def _rows(X: np.ndarray) -> np.ndarray:
         return X.reshape(X.shape[0], -1) if X.ndim != 2 else X
 
     def _to_float(self, X: np.ndarray, out: np.ndarray) -> np.ndarray:
-        """Convert a slice of input to the model's float dtype in ``out``; uint8 is scaled to
-        [0, 1]."""
+        """Convert a slice of input (dense or sparse) to the model's float dtype in ``out``;
+        uint8 is scaled to [0, 1]."""
+        X = dense_rows(X)
         if X.dtype == np.uint8:
             np.multiply(X, out.dtype.type(1.0 / 255.0), out=out)
         else:
@@ -355,11 +348,11 @@ class NeuralNetwork:
         return idx.astype(np.intp)
 
     # ------------------------------------------------------------------ forward / backward
-    def _input_buffer(self, n: int) -> np.ndarray:
-        """The float input rows for batches of ``n``, made once per batch size."""
-        buf = self._work.get(n)
+    def _input_buffer(self, work: dict[int, np.ndarray], n: int) -> np.ndarray:
+        """The float input rows for batches of ``n``, made once per batch size in ``work``."""
+        buf = work.get(n)
         if buf is None:
-            buf = self._work[n] = np.empty((n, self.n_features_in_), self.stack_.dtype)
+            buf = work[n] = np.empty((n, self.n_features_in_), self.stack_.dtype)
         return buf
 
     def _release_buffers(self) -> None:
@@ -406,12 +399,13 @@ class NeuralNetwork:
         """Logits of a float batch, without dropout, in the batch's own buffers."""
         return self.stack_.forward(x)
 
-    def _chunks(self, X: np.ndarray):
-        """Yield ``(slice, float batch)`` over ``X`` in chunks, converting uint8 per chunk."""
+    def _chunks(self, X: np.ndarray, work: dict[int, np.ndarray]):
+        """Yield ``(slice, float batch)`` over ``X`` in chunks, converting uint8 (and densifying
+        sparse rows) per chunk into buffers kept in ``work``."""
         step = eval_chunk(self.stack_, self.batch_size)
         for start in range(0, X.shape[0], step):
             part = self._rows(X[start : start + step])
-            buf = self._input_buffer(part.shape[0])
+            buf = self._input_buffer(work, part.shape[0])
             yield slice(start, start + part.shape[0]), self._to_float(part, buf)
 
     # ------------------------------------------------------------------ training
@@ -426,16 +420,12 @@ class NeuralNetwork:
         """
         cfg = self._configured()
         continuing = self.warm_start and self._is_fitted()
-        X = self._check_X(X)
-        y = np.asarray(y)
-        if y.ndim != 1 or y.shape[0] != X.shape[0]:
-            raise ValueError(
-                f"y must be 1-D with one label per row of X ({X.shape[0]}); got shape {y.shape}."
-            )
+        X = self._check_X(X, fitted=continuing)
+        y = check_y(y, X.shape[0])
         if continuing:
             self._continue(cfg, X.shape[1:])
         else:
-            classes = np.unique(y)
+            classes = class_labels(y)
             if classes.size < 2:
                 raise ValueError(f"y has {classes.size} class; at least 2 are needed.")
             self._rng = np.random.default_rng(self.random_state)
@@ -443,18 +433,21 @@ class NeuralNetwork:
             self._initialize(X.shape[1:], classes, cfg)
         X = self._rows(X)
         X, y_idx, X_val, yv_idx = self._training_sets(X, self._encode(y), X_val, y_val)
-        if self.batch_size > X.shape[0]:
-            raise refusal(
-                "batch_size",
-                self.batch_size,
-                f"use at most the number of training samples ({X.shape[0]})",
+        batch_size = int(self.batch_size)
+        if batch_size > X.shape[0]:
+            warnings.warn(
+                f"batch_size={batch_size} is larger than the {X.shape[0]} training samples; "
+                f"each batch holds all {X.shape[0]}.",
+                UserWarning,
+                stacklevel=2,
             )
+            batch_size = X.shape[0]
         self._work: dict[int, np.ndarray] = {}
         self.stack_.attach_gradients()
         self._grads = self.stack_.grads
         # Overflow is detected and handled as divergence; NumPy need not warn about it too.
         with np.errstate(over="ignore", invalid="ignore"):
-            self._train_loop(X, y_idx, X_val, yv_idx, callback)
+            self._train_loop(X, y_idx, X_val, yv_idx, callback, batch_size)
         return self
 
     def _continue(self, cfg: Config, tail: tuple[int, ...]) -> None:
@@ -496,9 +489,7 @@ class NeuralNetwork:
         if X_val is None:
             return X, y_idx, None, None
         X_val = self._rows(self._check_X(X_val, "X_val"))
-        yv_idx = self._encode(y_val, "y_val")
-        if yv_idx.shape[0] != X_val.shape[0]:
-            raise ValueError(f"y_val has {yv_idx.shape[0]} labels for {X_val.shape[0]} rows.")
+        yv_idx = self._encode(check_y(y_val, X_val.shape[0], "y_val"), "y_val")
         return X, y_idx, X_val, yv_idx
 
     def _hold_out(self, X, y_idx):
@@ -515,9 +506,10 @@ class NeuralNetwork:
             raise ValueError("Too few samples to hold out a validation set for early stopping.")
         return X[mask], y_idx[mask], X[val_idx], y_idx[val_idx]
 
-    def _train_loop(self, X, y_idx, X_val, yv_idx, callback) -> None:
-        n, bs = X.shape[0], int(self.batch_size)
+    def _train_loop(self, X, y_idx, X_val, yv_idx, callback, bs: int) -> None:
+        n = X.shape[0]
         run = _Run(
+            batch_size=bs,
             first_epoch=self.n_iter_,
             last_epoch=self.n_iter_ + int(self.epochs),
             n_batches=math.ceil(n / bs),
@@ -543,13 +535,13 @@ class NeuralNetwork:
     def _batch_input(self, X: np.ndarray, idx: np.ndarray, dtype) -> np.ndarray:
         augmenter = self._cfg.augmenter
         if augmenter is None:
-            return self._to_float(X[idx], self._input_buffer(idx.size))
-        xb = augmenter(X[idx], rng=self._rng)
+            return self._to_float(X[idx], self._input_buffer(self._work, idx.size))
+        xb = augmenter(dense_rows(X[idx]), rng=self._rng)
         return xb.astype(dtype) if xb.dtype != dtype else xb
 
     def _run_batches(self, X, y_idx, order, epoch, run: _Run, callback) -> dict[str, Any]:
         """One epoch's batches: forward, backward, clipping and the optimizer's step."""
-        bs, n_batches = int(self.batch_size), run.n_batches
+        bs, n_batches = run.batch_size, run.n_batches
         params, flat = self._params(), (self.stack_.flat_params, self.stack_.flat_grads)
         dtype, hist = self.stack_.dtype, self.history_
         sums = {"loss": 0.0, "correct": 0, "seen": 0, "lr": self.learning_rate}
@@ -730,7 +722,7 @@ class NeuralNetwork:
     def _evaluate(self, X: np.ndarray, y_idx: np.ndarray) -> tuple[float, float]:
         """Mean cross-entropy and accuracy on a whole set, without dropout."""
         loss_sum, correct = 0.0, 0
-        for part, xb in self._chunks(X):
+        for part, xb in self._chunks(X, self._work):
             logits = self._forward_eval(xb)
             correct += int(np.count_nonzero(logits.argmax(axis=1) == y_idx[part]))
             loss, _ = softmax_cross_entropy(logits, y_idx[part], grad_out=logits)
@@ -748,12 +740,12 @@ class NeuralNetwork:
     def predict_proba(self, X) -> np.ndarray:
         """Class probabilities, one row per sample (rows sum to 1), columns in ``classes_``
         order."""
-        self._ready()
+        self.check_fitted()
         X = self._check_X(X)
         out = np.empty((X.shape[0], len(self.classes_)), dtype=self.stack_.dtype)
-        for part, xb in self._chunks(X):
+        for part, xb in self._chunks(X, {}):
             softmax(self._forward_eval(xb), out=out[part])
-        self._release_buffers()
+        self.stack_.clear_buffers()
         return out
 
     def predict(self, X) -> np.ndarray:
@@ -762,11 +754,8 @@ class NeuralNetwork:
 
     def score(self, X, y) -> float:
         """Accuracy on ``(X, y)``; labels the model does not know raise ``ValueError``."""
-        self._ready()
-        y_idx = self._encode(y)
         proba = self.predict_proba(X)
-        if y_idx.shape[0] != proba.shape[0]:
-            raise ValueError(f"y has {y_idx.shape[0]} labels for {proba.shape[0]} rows of X.")
+        y_idx = self._encode(check_y(y, proba.shape[0]))
         return float(np.mean(proba.argmax(axis=1) == y_idx))
 
     def loss_and_gradients(self, X, y) -> tuple[float, list[np.ndarray]]:

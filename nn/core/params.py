@@ -597,10 +597,24 @@ PARAMS: dict[str, Param] = {
 
 def defaults() -> dict[str, Any]:
     """Every hyperparameter's default, JSON-able (sequences as lists)."""
-    return {
-        name: list(p.default) if isinstance(p.default, tuple) else p.default
-        for name, p in PARAMS.items()
-    }
+    return json_params({name: p.default for name, p in PARAMS.items()})
+
+
+def json_params(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Hyperparameters (``NeuralNetwork.get_params()``, which returns them as given) in the JSON
+    form model files, runs and searches hold: tuples as lists, NumPy numbers as Python numbers,
+    containers copied."""
+    return {name: _plain(value) for name, value in values.items()}
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {key: _plain(v) for key, v in value.items()}
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
 
 
 def check_names(names: Any) -> None:

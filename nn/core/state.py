@@ -14,7 +14,7 @@ import numpy as np
 from nn.core.config import build_stack, configure, input_shape_for
 from nn.core.layers import Dense
 from nn.core.network import NeuralNetwork
-from nn.core.params import PARAMS
+from nn.core.params import PARAMS, json_params
 from nn.core.sequential import Sequential
 
 
@@ -24,7 +24,7 @@ def to_state(model: NeuralNetwork) -> tuple[dict[str, Any], dict[str, np.ndarray
     opt_scalars, opt_arrays = model.optimizer_.state_dict()
     net = model.stack_
     meta = {
-        "params": model.get_params(),
+        "params": json_params(model.get_params()),
         "classes": model.classes_.tolist(),
         "classes_dtype": model.classes_.dtype.str,
         "n_features_in": int(model.n_features_in_),
