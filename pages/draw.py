@@ -22,6 +22,7 @@ from ui.drawing import (
     show_kept_confirmation,
     steps_html,
 )
+from ui.maths_session import remember_drawing
 
 MODEL_SELECT_KEY = "draw_model_select"
 
@@ -114,6 +115,8 @@ def _drawing_area(model, model_name: str, method: str, baseline: str) -> None:
         image = render_canvas()
         st.button("Clear", key="draw_clear", icon=":material/delete:", on_click=clear_canvas)
     analysis = _named(analyse_drawing(model, image))
+    if not analysis.blank and class_names is None:
+        remember_drawing(analysis.result.x)  # carried over to How it computes (/maths)
     outputs = None if class_names is None else [class_names[int(c)] for c in model.classes_]
     # everything is computed before the elements are sent, so that they reach the browser
     # together and it redraws the page once or twice rather than once per element

@@ -67,6 +67,12 @@ EXPORT_BUTTONS = {
         "text/html",
         "One self-contained web page that reads digits drawn on it, offline, in any browser.",
     ),
+    "numpy": (
+        "Download NumPy program",
+        "application/zip",
+        "reader.py and its weights reader.npz (a .zip): the forward pass written out in NumPy, "
+        "one short function per layer; 'python reader.py digit.png' reads a digit.",
+    ),
 }
 
 
@@ -94,7 +100,7 @@ def _export_button(column, path: Path, pick: str, fmt: str) -> None:
     column.download_button(
         label,
         data,
-        file_name=f"{pick}.{fmt}",
+        file_name=f"{pick}.{'zip' if fmt == 'numpy' else fmt}",
         mime=mime,
         key=f"download_{fmt}",
         icon=":material/download:",
@@ -297,9 +303,10 @@ if stems:
                 )
             except (OSError, ValueError) as exc:
                 st.error(f"Cannot prepare the download: {markdown_escape(exc)}")
-            b4, b5 = st.columns(2)
+            b4, b5, b6 = st.columns(3)
             _export_button(b4, path, pick, "onnx")
             _export_button(b5, path, pick, "html")
+            _export_button(b6, path, pick, "numpy")
         if state.is_shared(path):
             st.caption(
                 f"**{pick}** is shared with everyone on this server: you can use and download "

@@ -49,7 +49,13 @@ def test_table_and_widgets(two_models, open_models):
     for key in ("load_model", "delete_model"):
         assert at.button(key=key) is not None
     keys = [d.key for d in at.get("download_button")]
-    assert keys == ["download_npz", "download_pkl", "download_onnx", "download_html"]
+    assert keys == [
+        "download_npz",
+        "download_pkl",
+        "download_onnx",
+        "download_html",
+        "download_numpy",
+    ]
     assert at.multiselect(key="compare_models").value == ["default"]
     spec = json.loads(at.get("plotly_chart")[0].proto.spec)
     assert [t["name"] for t in spec["data"]] == ["default"]

@@ -14,6 +14,7 @@ PAGES = [
     ("pages/train.py", "Train", "train", ":material/model_training:"),
     ("pages/draw.py", "Draw", "draw", ":material/draw:"),
     ("pages/inside.py", "Inside", "inside", ":material/biotech:"),
+    ("pages/maths.py", "How it computes", "maths", ":material/function:"),
     ("pages/predictions.py", "Predictions", "predictions", ":material/grid_view:"),
     ("pages/evaluate.py", "Evaluate", "evaluate", ":material/analytics:"),
     ("pages/map.py", "Layer map", "map", ":material/scatter_plot:"),
