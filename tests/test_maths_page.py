@@ -51,7 +51,7 @@ def test_a_test_image_and_a_units_numbers(cnn_env, cnn_model, open_app):
     html = _html(at)
     assert "inputs x" in html and "dL/dw" in html and "backpropagation is right" in html
     shown = at.session_state["maths_trace"][1]
-    z = Trace(cnn_model._net, shown.x, shown.label).unit(0, 3)["z"]
+    z = Trace(cnn_model.stack_, shown.x, shown.label).unit(0, 3)["z"]
     assert f"<b>{z:.4g}</b>".replace("-", "−") in html  # the engine's own z, written in
     at.slider(key="maths_temperature").set_value(3.0).run()
     assert not at.exception and "/ 3)" in _html(at)
