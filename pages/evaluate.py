@@ -1,5 +1,6 @@
 """Evaluate (/evaluate): test accuracy, per-digit scores, the confusion matrix (click a cell to
-see its images), the training curves and the first layer's weights."""
+see its images), the accuracy/coverage curve of a "not sure" threshold, robustness to
+corruptions (MNIST), the training curves and the first layer's weights."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from ui.eval_charts import (
     weights_figure,
 )
 from ui.gallery import GREEN, RED, GridTile, filter_indices, labelled_grid, sort_indices
+from ui.robustness_view import render_not_sure, render_robustness
 
 CM_KEY = "eval_cm"
 TRUE_KEY = "eval_true"
@@ -149,6 +151,11 @@ with cell_col:
         )
     else:
         st.info("No test image falls in this cell.")
+
+# ----------------------------------------------------------------------------- how far it holds
+render_not_sure(name, state.active_model_path(), proba, pred, y_true)
+if info.image_shape == (28, 28, 1) and info.builtin:
+    render_robustness(name)
 
 # ----------------------------------------------------------------------------- training
 st.subheader("Training curves")
