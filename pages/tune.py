@@ -224,7 +224,9 @@ def live() -> None:
     else:
         st.markdown(tn.status_text(snap))
         n = snap.get("n_trials") or 0
-        done = sum(1 for t in snap["trials"] if t["status"] in ("finished", "pruned", "failed"))
+        done = sum(
+            1 for t in snap["trials"] if t["status"] in ("finished", "diverged", "pruned", "failed")
+        )
         if snap["status"] in ("preparing", "running") and n:
             st.progress(min(1.0, done / n))
         if snap["stop_requested"] and not is_final(snap["status"]):

@@ -250,3 +250,30 @@ def test_the_tune_pages_widths_refuse_what_is_not_a_positive_width(text):
     with pytest.raises(ValueError, match="is not a list of whole numbers from 1 up"):
         tn.parse_layers(text)
     assert tn.parse_layers("64 | 256-128 | [32, 16]") == [[64], [256, 128], [32, 16]]
+
+
+# ------------------------------------------------------------------ diverged trials
+def test_diverged_trials_are_shown_as_diverged_with_the_reason():
+    import ui.tune as tn
+
+    rng = np.random.default_rng(3)
+    x = rng.integers(0, 256, (200, 784)).astype(np.uint8)
+    y = np.arange(200) % 10
+    space = SearchSpace({"learning_rate": parse_dimension("choice:1e6|0.01")})
+    result = run_search(
+        {"hidden_layers": [64, 64], "optimizer": "sgd", "batch_size": 16, "random_state": 0},
+        space,
+        x,
+        y,
+        x,
+        y,
+        strategy="grid",
+        epochs_per_trial=3,
+        halving=False,
+    )
+    by_rate = {t.params["learning_rate"]: t for t in result.trials}
+    wild = by_rate[1e6]
+    assert wild.status == "diverged" and wild.stop_reason == "diverged" and wild.message
+    assert by_rate[0.01].status == "finished" and result.best_params == {"learning_rate": 0.01}
+    frame = tn.trials_frame([t.to_dict() for t in result.trials])
+    assert frame.loc[frame["trial"] == wild.index, "status"].item().startswith("diverged: ")

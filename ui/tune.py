@@ -332,7 +332,11 @@ def trials_frame(trials: list[Mapping[str, Any]]):
     for t in trials:
         row = {
             "trial": t["index"],
-            "status": t["status"],
+            "status": (
+                f"diverged: {t.get('message') or 'the loss was not finite'}"
+                if t["status"] == "diverged"
+                else t["status"]
+            ),
             "epochs": t["epochs"],
             "val_accuracy": t["val_accuracy"],
             "seconds": round(float(t["seconds"]), 1),
@@ -472,7 +476,7 @@ def runs_frame(runs: list[Any]):
 def status_text(snap: Mapping[str, Any]) -> str:
     """One line about a search's progress."""
     trials = snap.get("trials") or []
-    done = sum(1 for t in trials if t["status"] in ("finished", "pruned", "failed"))
+    done = sum(1 for t in trials if t["status"] in ("finished", "diverged", "pruned", "failed"))
     best = snap.get("best_val_accuracy")
     if snap["status"] == "queued":
         return (

@@ -256,10 +256,11 @@ def _progress(args):
             acc = "-" if t["val_accuracy"] is None else f"{t['val_accuracy']:.4f}"
             params = ", ".join(f"{k}={_fmt(v)}" for k, v in t["params"].items())
             state = t["status"] if t["status"] != "running" else f"rung {event.rung + 1} done"
+            why = f"  ({t.get('message') or 'diverged'})" if t["status"] == "diverged" else ""
             _say(
                 args,
                 f"trial {t['index']:>3}  {state:<14} epochs {t['epochs']:>3}  "
-                f"val acc {acc}  {t['seconds']:6.1f}s  {params}",
+                f"val acc {acc}  {t['seconds']:6.1f}s  {params}{why}",
             )
         elif event.kind == "rung_finished":
             _say(args, f"-- rung {event.rung + 1}/{event.n_rungs} done: {event.message}")

@@ -84,7 +84,7 @@ __all__ = [
 ]
 
 STRATEGIES = ("random", "grid")
-TRIAL_STATUSES = ("running", "finished", "pruned", "failed", "cancelled")
+TRIAL_STATUSES = ("running", "finished", "diverged", "pruned", "failed", "cancelled")
 FORBIDDEN_PARAMS = {name: p.fixed_in_search for name, p in PARAMS.items() if p.fixed_in_search}
 """The hyperparameters a search may not vary, and why (``nn.core.params``)."""
 
@@ -852,9 +852,8 @@ class _Recorder:
             "pruned": "stopped",
             "cancelled": "stopped",
             "failed": "failed",
+            "diverged": "diverged",
         }.get(trial.status, "finished")
-        if trial.status == "finished" and trial.stop_reason == "diverged":
-            status = "diverged"
         metrics = {
             "train_accuracy": (trial.history.get("train_accuracy") or [None])[-1],
             "loss": (trial.history.get("loss") or [None])[-1],
@@ -1209,7 +1208,9 @@ class _Search:
             t.status = "failed"
         elif self.cancelled and out["stop_reason"] == "callback":
             t.status = "cancelled"
-        elif out["stop_reason"] == "diverged" or rung == self.n_rungs - 1:
+        elif out["stop_reason"] == "diverged":
+            t.status = "diverged"  # its message says why (the loss that was not finite)
+        elif rung == self.n_rungs - 1:
             t.status = "finished"
         if t.status != "running":
             self.models.pop(t.index, None)
@@ -1284,7 +1285,11 @@ def _pick_best(trials: list[Trial]) -> Trial | None:
     finished (cancelled early), the best of those that have a score."""
     pool = [t for t in trials if t.status == "finished" and t.val_accuracy is not None]
     if not pool:
-        pool = [t for t in trials if t.status != "failed" and t.val_accuracy is not None]
+        pool = [
+            t
+            for t in trials
+            if t.status not in ("failed", "diverged") and t.val_accuracy is not None
+        ]
     if not pool:
         return None
     return min(pool, key=lambda t: (-t.val_accuracy, t.index))
