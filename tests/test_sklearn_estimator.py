@@ -27,7 +27,10 @@ from nn import NeuralNetwork, load_model, save_model
 from nn.core.inputs import DataConversionWarning, NotFittedError, check_X
 from nn.core.params import json_params
 from nn.core.state import to_state
-from nn.data import load_mnist
+from nn.data import MNIST, load_mnist
+from nn.io.model_files import read_metadata
+from nn.services.runs import RunStore
+from nn.services.training import TrainingJob, run_training_job
 
 EXPECTED_FAILED_CHECKS = {
     "check_estimators_unfitted": (
@@ -91,6 +94,28 @@ def test_model_files_and_json_hold_params_as_json(tmp_path):
     loaded = load_model(save_model(model, tmp_path / "m.npz"))
     assert loaded.get_params()["hidden_layers"] == [8]
     assert np.array_equal(loaded.predict_proba(X), model.predict_proba(X))
+
+
+def test_a_training_job_records_and_saves_json_params_given_as_tuples(tmp_path):
+    rng = np.random.default_rng(0)
+    y = np.arange(500) % 10
+    x = rng.integers(0, 60, (500, 784)).astype(np.uint8)
+    for c in range(10):
+        x[y == c, c * 70 : (c + 1) * 70] = 255
+    job = TrainingJob(
+        model={"hidden_layers": (16,), "dropout": (np.float64(0.1),), "epochs": 1},
+        data={"split": "standard", "seed": 0},
+        name="job",
+        source="cli",
+        runs_db=str(tmp_path / "runs.sqlite"),
+        save_path=str(tmp_path / "job.npz"),
+    )
+    outcome = run_training_job(job, data=MNIST(x[:400], y[:400], x[400:], y[400:]))
+    assert outcome.status == "finished"
+    config = RunStore(tmp_path / "runs.sqlite").get_run(outcome.run_id).config
+    assert config["model"]["hidden_layers"] == [16] and config["model"]["dropout"] == [0.1]
+    saved = read_metadata(outcome.model_path)["params"]
+    assert saved["hidden_layers"] == [16] and saved["dropout"] == [0.1]
 
 
 # ------------------------------------------------------------------------------ protocol
