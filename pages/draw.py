@@ -11,6 +11,7 @@ from pathlib import Path
 import streamlit as st
 
 from nn.core.blas import limit_threads
+from nn.core.confidence import threshold_value
 from ui import draw_inside, state
 from ui.drawing import (
     analyse_drawing,
@@ -126,7 +127,7 @@ def _drawing_area(model, model_name: str, method: str, baseline: str) -> None:
         else _result_blocks(model, model_name, analysis, outputs, method, baseline)
     )
     with right:
-        render_prediction(analysis, outputs)
+        render_prediction(analysis, outputs, threshold_value(getattr(model, "metadata_", None)))
         if not analysis.blank:
             if class_names is None:  # the kept drawings are digits (My digits)
                 render_keep(analysis, image, model_name)

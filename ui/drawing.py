@@ -91,6 +91,9 @@ def analyse_drawing(model, image: np.ndarray | None) -> DrawingAnalysis:
     return DrawingAnalysis(result, proba, model.classes_[best], float(proba[best]), acts)
 
 
+NOT_SURE = "Not sure"
+
+
 def prediction_text(label: Any, confidence: float) -> str:
     """``"Prediction: 7, 93% sure"`` (the digit is the first number in the text)."""
     return f"Prediction: {label}, {confidence:.0%} sure"
@@ -147,22 +150,34 @@ def section_html(title: str, caption: str, body: str) -> str:
     )
 
 
-def prediction_html(analysis: DrawingAnalysis, names: list[str] | None = None) -> str:
+def prediction_html(
+    analysis: DrawingAnalysis, names: list[str] | None = None, threshold: float | None = None
+) -> str:
     """The predicted class and its confidence, with the second guess, of a drawing that is not
     blank. ``names``: the class names of the model's outputs (default: the output index,
-    MNIST's digit)."""
+    MNIST's digit). Below the model's saved confidence ``threshold``: "Not sure", with the best
+    guess in small print."""
     runner_up = np.argsort(analysis.proba)[::-1][1]
     guess = runner_up if names is None else names[int(runner_up)]
     second = f"Second guess: {guess} ({analysis.proba[runner_up]:.0%})."
+    if threshold is not None and analysis.confidence < threshold:
+        best = f"Best guess: {analysis.label} ({analysis.confidence:.0%}); {second.lower()}"
+        return (
+            f'<h3 style="margin:0">{html.escape(NOT_SURE)}</h3><p style="{CAPTION_STYLE}">'
+            f"{html.escape(best)} This model answers from {threshold:.0%} sure (its saved "
+            "threshold, set on Evaluate).</p>"
+        )
     return (
         f'<h3 style="margin:0">{html.escape(prediction_text(analysis.label, analysis.confidence))}'
         f'</h3><p style="{CAPTION_STYLE}">{html.escape(second)}</p>'
     )
 
 
-def render_prediction(analysis: DrawingAnalysis, names: list[str] | None = None) -> None:
-    """The prediction (``prediction_html``), or the invitation to draw, in the ``prediction``
-    container (the browser tests read its text)."""
+def render_prediction(
+    analysis: DrawingAnalysis, names: list[str] | None = None, threshold: float | None = None
+) -> None:
+    """The prediction (``prediction_html``, "Not sure" below ``threshold``), or the invitation
+    to draw, in the ``prediction`` container (the browser tests read its text)."""
     with st.container(key=PREDICTION_KEY, border=True):
         if analysis.blank and names is None:
             st.markdown(f":material/draw: {INVITATION}")
@@ -172,7 +187,7 @@ def render_prediction(analysis: DrawingAnalysis, names: list[str] | None = None)
                 "(large and centred works best). The prediction appears here while you draw."
             )
         else:
-            st.html(prediction_html(analysis, names))
+            st.html(prediction_html(analysis, names, threshold))
 
 
 def probability_html(

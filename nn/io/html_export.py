@@ -12,6 +12,8 @@ allows no network request at all.
 For scripts and tests the page defines ``predictPixels(array784)`` (ten probabilities, in the
 model's ``classes_`` order), ``preprocessImageData(rgba, width, height)`` and ``predictCanvas()``;
 the canvas has the id ``canvas`` and the prediction (the label first) the id ``prediction``.
+A model saved with a confidence threshold (``nn.core.confidence``) makes the page say "Not sure
+(best guess 7, 62.0 %)" when the top probability is below it.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from nn.core.confidence import threshold_value
 from nn.io.export import InferencePlan, inference_plan
 
 __all__ = ["html_page", "plan_to_html", "plan_json"]
@@ -42,12 +45,14 @@ def _base64(array: np.ndarray) -> str:
     return base64.b64encode(np.asarray(array, dtype="<f4").tobytes()).decode("ascii")
 
 
-def plan_json(plan: InferencePlan) -> str:
-    """The plan as the page's JSON document (safe to embed in a ``<script>`` element)."""
+def plan_json(plan: InferencePlan, threshold: float | None = None) -> str:
+    """The plan as the page's JSON document (safe to embed in a ``<script>`` element);
+    ``threshold``: the confidence below which the page says "Not sure" (None: never)."""
     document = {
         "n_features": plan.n_features,
         "labels": [str(c) for c in plan.classes],
         "contract": plan.contract,
+        "threshold": threshold,
         "steps": [
             {
                 "kind": step.kind,
@@ -77,21 +82,28 @@ def _describe(plan: InferencePlan) -> str:
     return " → ".join(parts)
 
 
-def plan_to_html(plan: InferencePlan, *, title: str = "Digit reader") -> str:
-    """The page for ``plan``."""
+def plan_to_html(
+    plan: InferencePlan, *, title: str = "Digit reader", threshold: float | None = None
+) -> str:
+    """The page for ``plan``; below ``threshold`` (the model's saved confidence threshold) it
+    says "Not sure" instead of naming a digit."""
     about = (
         f"A neural network trained from scratch in NumPy on MNIST ({_describe(plan)}), running "
         "in this page with no network access. Draw a digit with the mouse or a finger."
     )
+    if threshold is not None:
+        about += f" It names a digit only when at least {threshold:.0%} sure."
     values = {
         "TITLE": html.escape(title),
         "ABOUT": html.escape(about),
-        "MODEL_JSON": plan_json(plan),
+        "MODEL_JSON": plan_json(plan, threshold),
         "SCRIPT": _template("digit_reader.js"),
     }
     return _PLACEHOLDER.sub(lambda m: values[m.group(1)], _template("digit_reader.html"))
 
 
 def html_page(model: Any, *, title: str | None = None) -> str:
-    """The single-file HTML digit reader of a fitted ``model``; ExportError if unsupported."""
-    return plan_to_html(inference_plan(model), title=title or "Digit reader")
+    """The single-file HTML digit reader of a fitted ``model`` (with the confidence threshold
+    saved with it, if any); ExportError if unsupported."""
+    threshold = threshold_value(getattr(model, "metadata_", None))
+    return plan_to_html(inference_plan(model), title=title or "Digit reader", threshold=threshold)

@@ -157,3 +157,26 @@ def test_clear_empties_the_canvas_and_the_prediction(open_reader, model):
     reader.locator("#clear").click()
     assert not _canvas_rgba(reader)[..., :3].any()
     assert not re.search(r"\d", reader.locator("#prediction").inner_text())
+
+
+def test_below_the_saved_threshold_the_page_says_not_sure(open_reader, tiny_model):
+    """A network trained on random pixels is never sure of a drawn digit: exported with a
+    threshold above its confidence, the page says "Not sure"; without one, it names a digit."""
+    from nn.core.confidence import threshold_record
+
+    unsure = tiny_model()
+    unsure.metadata_ = {"confidence_threshold": threshold_record(0.9)}
+    reader = open_reader(unsure)
+    _draw(reader, DRAWINGS["one"])
+    reader.wait_for_function("document.getElementById('canvas').dataset.strokes === '1'")
+    result = preprocess_drawing(_canvas_rgba(reader))
+    proba = unsure.predict_proba(result.x[None, :])[0]
+    assert proba.max() < 0.9
+    shown = reader.locator("#prediction").inner_text()
+    best = int(unsure.classes_[proba.argmax()])
+    assert shown == f"Not sure (best guess {best}, {100 * proba.max():.1f} %)", shown
+    unsure.metadata_ = {}
+    reader = open_reader(unsure)
+    _draw(reader, DRAWINGS["one"])
+    reader.wait_for_function("document.getElementById('canvas').dataset.strokes === '1'")
+    assert reader.locator("#prediction").inner_text().startswith(f"{best} (")

@@ -425,7 +425,11 @@ function showProbabilities(probabilities) {
   } else {
     let best = 0;
     for (let i = 1; i < probabilities.length; i++) if (probabilities[i] > probabilities[best]) best = i;
-    predictionElement.textContent = `${MODEL.labels[best]} (${(100 * probabilities[best]).toFixed(1)} %)`;
+    const sure = `${(100 * probabilities[best]).toFixed(1)} %`;
+    predictionElement.textContent =
+      MODEL.threshold !== null && MODEL.threshold !== undefined && probabilities[best] < MODEL.threshold
+        ? `Not sure (best guess ${MODEL.labels[best]}, ${sure})`
+        : `${MODEL.labels[best]} (${sure})`;
   }
   for (let i = 0; i < rows.length; i++) {
     const p = probabilities === null ? 0 : probabilities[i];
