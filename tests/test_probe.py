@@ -26,12 +26,12 @@ from nn.core.probe_stats import (
     MAX_ROWS,
     MAX_SAMPLE,
     QUANTILES,
+    RowBlocks,
     distribution,
     distributions,
     draw_positions,
     fired_units,
     rounded,
-    unit_spread,
 )
 
 
@@ -344,14 +344,18 @@ def test_rounded_keeps_six_significant_digits_as_the_string_does():
 
 def test_spread_across_units_matches_numpys_std_and_is_zero_for_identical_units():
     rng = np.random.default_rng(4)
-    for shape in [(64, 256), (3136, 128), (8, 28, 28, 32), (3, 3, 32, 64), (5, 2)]:
-        values = rng.standard_normal(shape).astype(np.float32) * 0.05 + 0.3
-        rows = values.reshape(-1, shape[-1])
+    shapes = [(64, 256), (3136, 128), (8, 28, 28, 32), (3, 3, 32, 64), (5, 2)]
+    arrays = [rng.standard_normal(shape).astype(np.float32) * 0.05 + 0.3 for shape in shapes]
+    arrays.append(np.tile(rng.standard_normal((40, 1)).astype(np.float32), (1, 16)))
+    blocks = RowBlocks([(a.size // a.shape[-1], a.shape[-1]) for a in arrays])
+    for i, values in enumerate(arrays):
+        blocks.put(i, values)
+    spreads = blocks.spreads()
+    for values, spread in zip(arrays[:-1], spreads[:-1], strict=True):
+        rows = values.reshape(-1, values.shape[-1])
         expected = rows[:: -(-rows.shape[0] // MAX_ROWS)].astype(np.float64).std(axis=1).mean()
-        assert unit_spread(values) == pytest.approx(expected, rel=1e-5)
-    identical = np.tile(rng.standard_normal((40, 1)).astype(np.float32), (1, 16))
-    assert unit_spread(identical) == 0.0
-    assert unit_spread(np.ones((4, 1))) is None
+        assert spread == pytest.approx(expected, rel=1e-5)
+    assert spreads[-1] == 0.0  # identical units
 
 
 def test_dead_units_are_counted_on_every_value():

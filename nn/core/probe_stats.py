@@ -27,7 +27,6 @@ __all__ = [
     "distributions",
     "distribution",
     "RowBlocks",
-    "unit_spread",
     "fired_units",
     "norm_of",
 ]
@@ -241,18 +240,6 @@ class RowBlocks:
         np.square(self.buffer, out=self.buffer)
         stds = np.sqrt(np.add.reduceat(self.buffer, self.row_starts) / self.widths)
         return rounded(np.add.reduceat(stds, self.block_starts) / self.rows)
-
-
-def unit_spread(values: np.ndarray) -> float | None:
-    """Standard deviation across the last axis (the units), averaged over the other axes (over
-    at most :data:`MAX_ROWS` evenly spaced positions); ``None`` for fewer than 2 units."""
-    units = values.shape[-1] if values.ndim else 0
-    if units < 2 or not values.size:
-        return None
-    blocks = RowBlocks([(values.size // units, units)])
-    blocks.put(0, values)
-    with np.errstate(all="ignore"):
-        return blocks.spreads()[0]
 
 
 def fired_units(out: np.ndarray) -> np.ndarray:
