@@ -8,7 +8,7 @@ import streamlit as st
 from nn.data.arrays import DataError
 from nn.data.registry import remove_set
 from nn.services.workspace import QuotaError
-from ui import state
+from ui import auth, data_sets, state
 from ui.data_sets import MAX_UPLOAD_BYTES, add_from_folder, add_from_uploads
 from ui.text import markdown_escape
 
@@ -80,8 +80,12 @@ shape = shape_col.text_input(
     "colour images.",
 )
 overwrite = over_col.checkbox("Replace a set of the same name", key="data_overwrite")
+from_server = data_sets.folder_import_allowed(auth.identity() is not None, auth.is_admin())
 where = st.radio(
-    "From", ["Upload files", "A folder on the server"], key="data_where", horizontal=True
+    "From",
+    ["Upload files", "A folder on the server"] if from_server else ["Upload files"],
+    key="data_where",
+    horizontal=True,
 )
 if where == "Upload files":
     uploads = st.file_uploader(
@@ -93,9 +97,10 @@ if where == "Upload files":
 else:
     uploads = []
     folder = st.text_input(
-        "Folder (or data file) on the server",
+        f"Folder (or data file) inside {data_sets.import_root()}",
         key="data_folder",
-        placeholder="/data/fashion-mnist",
+        placeholder="fashion-mnist",
+        help=f"The import folder is set by ${data_sets.IMPORT_ROOT_ENV}.",
     )
 
 if st.button("Add data set", key="data_add", type="primary"):

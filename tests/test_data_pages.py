@@ -234,7 +234,10 @@ def test_data_page_adds_an_upload_and_refuses_bad_input(env, own_sets):
     assert [s.name for s in list_sets()] == ["mnist", "fashionish"]
     # the same name again: refused until replacing is ticked
     at.button(key="data_add").click().run()
-    assert "exists already" in texts(at.error)
+    assert "exists already" in texts(at.error) and "Replace a set of the same name" in texts(
+        at.error
+    )
+    assert "--overwrite" not in texts(at.error)
     # a bad file: refused, nothing left behind
     at.text_input(key="data_name").set_value("broken").run()
     at.text_input(key="data_classes").set_value("").run()
@@ -251,6 +254,7 @@ def test_data_page_adds_an_upload_and_refuses_bad_input(env, own_sets):
     ).run()
     at.button(key="data_add").click().run()
     assert "Not added" in texts(at.error) and "6x6" in texts(at.error)
+    assert "nn-upload-" not in texts(at.error) and "bad.npz" in texts(at.error)
     assert sorted(p.name for p in data_dir().iterdir()) == ["fashionish"]
     # remove it: the active set falls back to MNIST
     at.selectbox(key="data_remove_name").set_value("fashionish").run()
@@ -261,7 +265,8 @@ def test_data_page_adds_an_upload_and_refuses_bad_input(env, own_sets):
     assert at.session_state["active_set_name"] == "mnist"
 
 
-def test_data_page_adds_a_folder_on_the_server(env, own_sets):
+def test_data_page_adds_a_folder_on_the_server(env, own_sets, monkeypatch):
+    monkeypatch.setenv("NN_IMPORT_ROOT", str(own_sets))
     x, y = make_images(90, GREY_SHAPE, 3)
     folder = own_sets / "csvset"
     folder.mkdir()

@@ -272,3 +272,15 @@ def test_mine_import_of_a_device_says_what_it_is(models, tmp_path, monkeypatch):
 def test_runs_limit_beyond_the_database_is_refused(models):
     code, out, err = call("runs", "--limit", str(10**23))
     assert code == 2 and "use 0 (all) to 1,000,000" in err and "OverflowError" not in err, err
+
+
+@pytest.mark.parametrize("name", ["x\ny", "x\ty", "x\x00y"])
+def test_names_with_control_characters_are_refused_not_rewritten(models, tmp_path, name):
+    from nn.data.registry import sanitize_set_name
+    from nn.io.models_folder import sanitize_model_name
+
+    with pytest.raises(ValueError, match="line break, tab or other control character"):
+        sanitize_set_name(name)
+    with pytest.raises(ValueError, match="line break, tab or other control character"):
+        sanitize_model_name(name)
+    assert sanitize_set_name("My Set") == "my-set" and sanitize_model_name("my net") == "my_net"

@@ -1,17 +1,36 @@
-"""Adding a data set from the dashboard: uploaded files written to a temporary folder, then
+"""Adding a data set from the dashboard: uploaded files written to a temporary folder (whose
+path never reaches a message), or a folder inside the import folder (``$NN_IMPORT_ROOT``, else
+``data/``; links out of it are not followed, and nothing is said about paths outside it), then
 ``nn.data.registry.add_set`` (the same checks as ``python -m nn data add``). No Streamlit here."""
 
 from __future__ import annotations
 
+import os
 import re
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 from nn.data.arrays import DataError
-from nn.data.registry import DataSetInfo, add_set, parse_class_names, parse_image_shape
+from nn.data.registry import (
+    DataSetInfo,
+    SetExistsError,
+    add_set,
+    parse_class_names,
+    parse_image_shape,
+)
 
-__all__ = ["MAX_UPLOAD_BYTES", "add_from_folder", "add_from_uploads"]
+__all__ = [
+    "IMPORT_ROOT_ENV",
+    "MAX_UPLOAD_BYTES",
+    "add_from_folder",
+    "add_from_uploads",
+    "folder_import_allowed",
+    "import_root",
+]
+
+IMPORT_ROOT_ENV = "NN_IMPORT_ROOT"
+_DATA_FOLDER = Path(__file__).resolve().parents[1] / "data"
 
 MAX_UPLOAD_BYTES = 400 << 20
 """Bytes of all files of one upload together (CIFAR-10 as .npz is about 180 MB)."""
@@ -89,15 +108,65 @@ def add_from_uploads(
             source = pair
         else:
             source = folder
-        return add_set(
-            source,  # type: ignore[arg-type]
-            name,
-            class_names=class_names,
-            image_shape=image_shape,
-            overwrite=overwrite,
-            folder=data_dir,
-            source_label=f"upload: {label}",
-        )
+        try:
+            return add_set(
+                source,  # type: ignore[arg-type]
+                name,
+                class_names=class_names,
+                image_shape=image_shape,
+                overwrite=overwrite,
+                folder=data_dir,
+                source_label=f"upload: {label}",
+            )
+        except SetExistsError as exc:
+            raise SetExistsError(f"{exc}, or tick “Replace a set of the same name”") from None
+        except DataError as exc:  # the files by the names they were uploaded with
+            text = str(exc).replace(f"{folder}{os.sep}", "").replace(str(folder), "the upload")
+            raise DataError(text) from None
+
+
+def import_root() -> Path:
+    """The one folder on the server that sets may be added from: ``$NN_IMPORT_ROOT``, else the
+    repository's ``data/`` folder."""
+    text = os.environ.get(IMPORT_ROOT_ENV, "").strip()
+    return Path(text) if text else _DATA_FOLDER
+
+
+def folder_import_allowed(signed_in: bool, admin: bool) -> bool:
+    """Whether a person may add a set from a folder on the server: without sign-in (one
+    person's own dashboard), or when signed in as a teacher (``NN_ADMINS``)."""
+    return not signed_in or admin
+
+
+def _inside_root(text: str, root: Path) -> Path:
+    """The real path ``text`` names inside ``root`` (relative to it, or absolute), links
+    followed; ``DataError`` for anything outside it, saying nothing about what is there."""
+    root_real = root.resolve()
+    outside = DataError(
+        f"{text[:80]!r} is not in the import folder; give a folder or data file inside "
+        f"{root} (a path relative to it, or absolute)"
+    )
+    if not text.isprintable():
+        raise outside
+    candidate = Path(text)
+    if not candidate.is_absolute():
+        candidate = root_real / candidate
+    try:
+        real = candidate.resolve()
+    except (OSError, RuntimeError):
+        raise outside from None
+    if not real.is_relative_to(root_real):
+        raise outside
+    if not real.exists():
+        raise DataError(f"{text[:80]!r}: no such file or folder in the import folder {root}")
+    if real.is_dir():
+        for entry in real.iterdir():
+            if entry.is_symlink() and not entry.resolve().is_relative_to(root_real):
+                raise DataError(
+                    f"{text[:80]!r}: {entry.name} links outside the import folder; copy the file "
+                    "in instead"
+                )
+    return real
 
 
 def add_from_folder(
@@ -108,20 +177,24 @@ def add_from_folder(
     shape: str = "",
     overwrite: bool = False,
     data_dir: Path | None = None,
+    root: Path | None = None,
 ) -> DataSetInfo:
-    """Add the set in ``folder`` (or the file ``folder`` names) on the server's disk."""
+    """Add the set in ``folder`` (or the file ``folder`` names) inside the import folder
+    ``root`` (default :func:`import_root`); links out of it are not followed."""
+    root = import_root() if root is None else Path(root)
     text = str(folder or "").strip()
     if not text:
-        raise DataError("give the path of a folder (or data file) on the server")
-    path = Path(text).expanduser()
-    if not path.exists():
-        raise DataError(f"{path}: no such file or folder on the server")
-    return add_set(
-        path,
-        name,
-        class_names=parse_class_names(classes),
-        image_shape=parse_image_shape(shape),
-        overwrite=overwrite,
-        folder=data_dir,
-        source_label=str(path),
-    )
+        raise DataError(f"give the path of a folder (or data file) inside {root}")
+    path = _inside_root(text, root)
+    try:
+        return add_set(
+            path,
+            name,
+            class_names=parse_class_names(classes),
+            image_shape=parse_image_shape(shape),
+            overwrite=overwrite,
+            folder=data_dir,
+            source_label=str(path),
+        )
+    except SetExistsError as exc:
+        raise SetExistsError(f"{exc}, or tick “Replace a set of the same name”") from None

@@ -78,7 +78,7 @@ def _row(info) -> dict:
 
 
 def _add(args: argparse.Namespace, out: Out) -> int:
-    from nn.data.registry import add_set, parse_class_names, parse_image_shape
+    from nn.data.registry import SetExistsError, add_set, parse_class_names, parse_image_shape
 
     if len(args.path) > 2:
         raise UsageError(
@@ -87,14 +87,17 @@ def _add(args: argparse.Namespace, out: Out) -> int:
         )
     source = args.path[0] if len(args.path) == 1 else tuple(args.path)
     _report_leftovers(out)
-    info = add_set(
-        source,
-        args.name,
-        class_names=parse_class_names(args.classes),
-        image_shape=parse_image_shape(args.shape),
-        overwrite=args.overwrite,
-        source_label=" + ".join(args.path),
-    )
+    try:
+        info = add_set(
+            source,
+            args.name,
+            class_names=parse_class_names(args.classes),
+            image_shape=parse_image_shape(args.shape),
+            overwrite=args.overwrite,
+            source_label=" + ".join(args.path),
+        )
+    except SetExistsError as exc:
+        raise UsageError(f"{exc}, or replace it with --overwrite") from None
     out(f"added {info.describe()}")
     if info.test_split:
         out(

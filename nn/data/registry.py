@@ -62,6 +62,7 @@ __all__ = [
     "DataSet",
     "DataSetInfo",
     "DataSetMismatch",
+    "SetExistsError",
     "add_set",
     "arrays_sha256",
     "check_model_fits",
@@ -92,6 +93,11 @@ _REPO_DIR = Path(__file__).resolve().parents[2]
 
 #: :func:`arrays_sha256` of the bundled MNIST (its IDX files are checked by their own digests).
 MNIST_SHA256 = "1e35582d42a90940c55b956deb61875c020b567ed20e3c5b174f52bf7809ed9b"
+
+
+class SetExistsError(DataError):
+    """A data set of that name exists and replacing it was not asked for (the command line
+    says how: ``--overwrite``; the Data page: its "Replace" box)."""
 
 
 class DataSetMismatch(ValueError):
@@ -262,10 +268,16 @@ _NAME_RULES = (
 
 
 def sanitize_set_name(name: Any) -> str:
-    """The set's name in lowercase (spaces become ``-``), or ``DataError`` naming the rule."""
+    """The set's name in lowercase (spaces become ``-``; the caller shows the name it got), or
+    ``DataError`` naming the rule (a control character is refused, never replaced)."""
     if not isinstance(name, str):
         raise DataError(f"data set name {name!r}: {_NAME_RULES}")
-    clean = re.sub(r"\s+", "-", name.strip()).lower()
+    if not name.isprintable():
+        raise DataError(
+            f"data set name {name!r}: it holds a line break, tab or other control character; "
+            f"{_NAME_RULES}"
+        )
+    clean = re.sub(r" +", "-", name.strip()).lower()
     if not clean or len(clean) > MAX_SET_NAME_LENGTH or not _NAME_RE.match(clean) or ".." in clean:
         raise DataError(f"data set name {name!r}: {_NAME_RULES}")
     return clean
@@ -322,10 +334,7 @@ def add_set(
     root = data_dir(folder)
     target = root / clean
     if target.exists() and not overwrite:
-        raise DataError(
-            f"a data set named {clean!r} exists already; remove it first or overwrite it "
-            f"(--overwrite)"
-        )
+        raise SetExistsError(f"a data set named {clean!r} exists already; remove it first")
     arrays, shape, names, test_split = validated_arrays(source, class_names, image_shape)
     k = len(names)
     info = DataSetInfo(
@@ -372,8 +381,8 @@ def _rename_new(tmp: Path, target: Path, clean: str) -> None:
         os.rename(tmp, target)
     except OSError as exc:
         if exc.errno in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR, errno.EISDIR):
-            raise DataError(
-                f"a data set named {clean!r} was added meanwhile; remove it first or overwrite it"
+            raise SetExistsError(
+                f"a data set named {clean!r} was added meanwhile; remove it first"
             ) from None
         raise
 

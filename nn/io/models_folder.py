@@ -78,12 +78,18 @@ _NAME_RULES = (
 def sanitize_model_name(name: str) -> str:
     """Validate a user-supplied model name and return the safe file stem (no extension).
 
-    Whitespace runs become '_'; a trailing .npz/.pkl is dropped. Raises ValueError naming
+    Runs of spaces become '_' (control characters are refused); a trailing .npz/.pkl is
+    dropped. Raises ValueError naming
     the problem and the rules otherwise.
     """
     if not isinstance(name, str):
         raise ValueError(f"invalid model name {name!r}: {_NAME_RULES}")
-    stem = re.sub(r"\s+", "_", name.strip())
+    if not name.isprintable():
+        raise ValueError(
+            f"invalid model name {name!r}: it holds a line break, tab or other control "
+            f"character; {_NAME_RULES}"
+        )
+    stem = re.sub(r" +", "_", name.strip())
     for ext in SUPPORTED_FORMATS:
         if stem.lower().endswith(ext) and len(stem) > len(ext):
             stem = stem[: -len(ext)]
