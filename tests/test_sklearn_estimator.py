@@ -24,6 +24,8 @@ from sklearn.utils.estimator_checks import check_classifiers_train, check_estima
 from sklearn.utils.validation import check_is_fitted
 
 from nn import NeuralNetwork, load_model, save_model
+from nn.cli.main import build_parser
+from nn.cli.train import train_plan
 from nn.core.inputs import DataConversionWarning, NotFittedError, check_X
 from nn.core.params import json_params
 from nn.core.state import to_state
@@ -116,6 +118,15 @@ def test_a_training_job_records_and_saves_json_params_given_as_tuples(tmp_path):
     assert config["model"]["hidden_layers"] == [16] and config["model"]["dropout"] == [0.1]
     saved = read_metadata(outcome.model_path)["params"]
     assert saved["hidden_layers"] == [16] and saved["dropout"] == [0.1]
+
+
+def test_the_train_commands_job_holds_json_params():
+    parser = build_parser()
+    job = train_plan(parser.parse_args(["train", "--no-save", "--hidden-layers", "32"]))
+    assert job.model["hidden_layers"] == [32]
+    cnn = train_plan(parser.parse_args(["train", "--no-save", "--preset", "cnn"]))  # no widths
+    assert cnn.model["hidden_layers"] == [128]  # the default (128,), as JSON
+    assert TrainingJob.from_dict(json.loads(json.dumps(cnn.to_dict()))) == cnn
 
 
 # ------------------------------------------------------------------------------ protocol

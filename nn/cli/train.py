@@ -33,7 +33,7 @@ from nn.core.layer_spec import compact, parse_layers, parse_shape
 from nn.core.limits import MAX_SEED
 from nn.core.network import NeuralNetwork
 from nn.core.optimizers import OPTIMIZERS
-from nn.core.params import DTYPES, MONITORS
+from nn.core.params import DTYPES, MONITORS, json_params
 from nn.core.schedules import SCHEDULES
 from nn.services.control import JobControl
 from nn.services.training import (
@@ -496,7 +496,7 @@ def train_plan(args: argparse.Namespace, notes: list[str] | None = None) -> Trai
         raise UsageError(f"--train-size {ts}: use a positive number of images")
     path, name = _save_target(args, f"{preset.name}-{datetime.now():%Y%m%d-%H%M%S}")
     return TrainingJob(
-        model=model.get_params(),
+        model=json_params(model.get_params()),
         data=data_kwargs,
         name=name,
         preset=preset.name,

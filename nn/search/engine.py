@@ -59,7 +59,7 @@ from nn.core.bounded_json import JSONSyntaxError, loads
 from nn.core.config import configure
 from nn.core.limits import MAX_GRID_POINTS, MAX_TRIALS
 from nn.core.network import NeuralNetwork
-from nn.core.params import PARAMS
+from nn.core.params import PARAMS, json_params
 
 __all__ = [
     "Dimension",
@@ -817,7 +817,7 @@ class _Recorder:
         return self.search_id
 
     def run_config(self, trial: Trial) -> dict:
-        model = NeuralNetwork(**trial.config).get_params()
+        model = json_params(NeuralNetwork(**trial.config).get_params())
         return {
             "model": model,
             "data": self.data_config,

@@ -58,6 +58,7 @@ from typing import Any
 
 import numpy as np
 
+from nn.core.params import json_params
 from nn.data.arrays import N_CLASSES
 
 __all__ = [
@@ -358,7 +359,7 @@ def run_finetune(
     data = mnist if mnist is not None else load_mnist()
     store = RunStore(runs_path) if runs_path is not None else RunStore()
     config = {
-        "model": model.get_params(),
+        "model": json_params(model.get_params()),
         "finetune_of": base,
         "finetune": cfg,
         "augment": dict(AUGMENT),

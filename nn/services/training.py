@@ -38,7 +38,7 @@ import numpy as np
 
 from nn.core.config import check_memory, stack_for
 from nn.core.network import NeuralNetwork
-from nn.core.params import PARAMS, ParameterError
+from nn.core.params import PARAMS, ParameterError, json_params
 from nn.io.models_folder import SaveRecord, save_named
 from nn.services.control import JobControl
 
@@ -604,7 +604,7 @@ def run_training_job(
             "n_features": int(split.x_train.shape[1]),
             "n_classes": len(set(split.y_train.tolist())),
             "split": cfg["split"],
-            "model": trained.get_params(),
+            "model": json_params(trained.get_params()),
             "dataset": info.name,
             "image_shape": list(info.image_shape),
             "class_names": list(info.class_names),
@@ -612,7 +612,7 @@ def run_training_job(
     )
     record = _Record(job, listener)
     record.open()
-    config = {"model": trained.get_params(), "data": cfg}
+    config = {"model": json_params(trained.get_params()), "data": cfg}
     if job.preset is not None:
         config["preset"] = job.preset
     if job.train_limit:
