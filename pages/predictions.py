@@ -11,10 +11,12 @@ from ui.gallery import (
     RED,
     GridTile,
     filter_indices,
+    grid_figure,
     labelled_grid,
     page_count,
     page_slice,
     sort_indices,
+    tile_from_selection,
 )
 from ui.image_detail import image_detail
 from ui.persist import keep, remember
@@ -119,20 +121,48 @@ tiles = [
     )
     for i in shown
 ]
-st.image(
-    labelled_grid(data.x_test[shown], tiles, ncols=NCOLS, shape=info.image_shape),
+options = [int(i) for i in shown]
+# a new selection of tiles (filters, sort, page) opens its first tile ("least sure first": the
+# least sure image); a click on a tile opens that one
+if st.session_state.get("pred_pick_for") != options:
+    st.session_state["pred_pick_for"] = options
+    st.session_state["pred_pick"] = options[0]
+elif st.session_state.get("pred_pick") not in options:
+    st.session_state["pred_pick"] = options[0]
+
+
+def _on_tile_clicked() -> None:
+    event = st.session_state.get("pred_grid")
+    tile = tile_from_selection(event, len(options))
+    if tile is not None:
+        st.session_state["pred_pick"] = options[tile]
+
+
+picture = labelled_grid(data.x_test[shown], tiles, ncols=NCOLS, shape=info.image_shape)
+st.plotly_chart(
+    grid_figure(
+        picture,
+        len(options),
+        NCOLS,
+        [
+            f"#{i}: true {label(y_true[i])}, predicted {label(pred[i])}, click for details"
+            for i in options
+        ],
+        picked=options.index(st.session_state["pred_pick"]),
+    ),
     width="content",
-    output_format="PNG",
+    key="pred_grid",
+    on_select=_on_tile_clicked,
+    selection_mode="points",
+    config={"displayModeBar": False},
 )
 st.caption(
     f"Under each image: its test-set index, then true {noun} → predicted {noun} · "
-    "confidence. Green frame: right; red frame: a mistake."
+    "confidence. Green frame: right; red frame: a mistake. Click an image to see it in detail "
+    "below."
 )
 
 st.subheader("One image in detail")
-options = [int(i) for i in shown]
-if st.session_state.get("pred_pick") not in options:
-    st.session_state["pred_pick"] = options[0]
 pick = st.selectbox(
     "Image",
     options,

@@ -162,3 +162,24 @@ def test_tiling_48_images_makes_six_rows_of_eight():
     one_row = labelled_grid(imgs[:8], tiles[:8], ncols=8)
     assert grid.shape[1] == one_row.shape[1]
     assert 5 * one_row.shape[0] < grid.shape[0] <= 6 * one_row.shape[0]
+
+
+def test_grid_figure_puts_a_clickable_marker_on_every_tile():
+    """The grid picture at its own pixel size with one invisible square marker per tile centre
+    (the clicks), the picked tile tinted; a selection event gives back the tile."""
+    from ui.gallery import PICKED_TINT, GridTile, grid_figure, labelled_grid, tile_from_selection
+
+    images = np.zeros((10, 784), dtype=np.uint8)
+    picture = labelled_grid(images, [GridTile(("#1", "7 → 7"))] * 10, ncols=4)
+    fig = grid_figure(picture, 10, 4, [f"tile {i}" for i in range(10)], picked=5)
+    height, width = picture.shape[:2]
+    assert (fig.layout.width, fig.layout.height) == (width, height)
+    marks = fig.data[1]
+    cell_w, cell_h = width / 4, height / 3
+    assert marks.x[5] == 1.5 * cell_w and marks.y[5] == 1.5 * cell_h  # row 1, column 1
+    assert marks.marker.color[5] == PICKED_TINT and marks.marker.color[0] == "rgba(0,0,0,0)"
+    assert fig.layout.clickmode == "event+select" and fig.layout.dragmode is False
+    event = {"selection": {"points": [{"point_index": 7, "x": 1.0, "y": 2.0}]}}
+    assert tile_from_selection(event, 10) == 7
+    assert tile_from_selection({"selection": {"points": []}}, 10) is None
+    assert tile_from_selection({"selection": {"points": [{"point_index": 12}]}}, 10) is None

@@ -41,8 +41,29 @@ def test_page_shows_all_test_images_paged(app, trained):
         assert app.selectbox(key=key).value == "any"
     assert app.toggle(key="pred_wrong").value is False
     assert app.number_input(key="pred_page").value == 1
-    assert len(app.image) == 2  # the grid (one picture) + the chosen image
+    assert len(app.image) == 1  # the chosen image; the grid is a clickable chart
+    grid = app.get("plotly_chart")[0]
+    assert grid.proto.id and '"clickmode":"event+select"' in grid.proto.spec.replace(" ", "")
     assert app.selectbox(key="pred_pick").value == 0
+
+
+def test_least_sure_first_opens_the_first_tile(app, small_model):
+    """Sorting by confidence opens the least sure image, the first tile, even when the image
+    open before is on the new page too (one kind of mistake: one page, two orders)."""
+    model, data = small_model
+    proba = model.predict_proba(data.x_test)
+    pred = proba.argmax(axis=1)
+    pairs = [(t, q) for t in range(10) for q in range(10) if t != q]
+    true, said = next(
+        (t, q) for t, q in pairs if 2 <= ((data.y_test == t) & (pred == q)).sum() <= 48
+    )
+    mistakes = np.flatnonzero((data.y_test == true) & (pred == said))
+    least_sure = mistakes[np.argsort(proba[mistakes].max(axis=1), kind="stable")]
+    app.selectbox(key="pred_true").select(true).run()
+    app.selectbox(key="pred_pred").select(said).run()
+    app.selectbox(key="pred_pick").select(int(least_sure[-1])).run()  # the surest of them
+    app.button_group(key="pred_sort").set_value("confidence").run()
+    assert app.selectbox(key="pred_pick").value == int(least_sure[0])
 
 
 def test_filters_change_the_count(app, trained):

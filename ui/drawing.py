@@ -21,9 +21,7 @@ prediction) and writes to the drawings store (``ui.mine``) only when the button 
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -35,6 +33,7 @@ from PIL import Image
 from nn.data.preprocess import DrawingResult, preprocess_drawing
 from ui import state
 from ui.canvas import draw_canvas
+from ui.gallery import png_data_url
 
 COUNTER_KEY = "draw_canvas_counter"
 KEPT_KEY = "draw_kept"
@@ -123,13 +122,6 @@ def render_canvas() -> np.ndarray | None:
 
 
 # ------------------------------------------------------------------------------ rendering
-def png_data_url(picture: np.ndarray) -> str:
-    """``picture`` (grey or RGB uint8) as a ``data:image/png;base64,...`` URL."""
-    buf = io.BytesIO()
-    Image.fromarray(picture).save(buf, format="PNG", compress_level=1)
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
-
-
 def figure_html(picture: np.ndarray, caption: str, width: int | None = None) -> str:
     """An ``<img>`` of ``picture`` (``width`` pixels wide, default its own; enlarged, its pixels
     stay crisp squares) with its caption below."""

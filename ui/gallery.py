@@ -1,5 +1,6 @@
 """Image-grid helpers for the dashboard: filter, sort and page test images, and tile many 28x28
-images into ONE picture (one ``st.image`` call instead of hundreds).
+images into ONE picture (one ``st.image`` call instead of hundreds); ``grid_figure`` makes such
+a picture clickable (a Plotly figure whose tiles can be picked).
 
 Everything here is a pure function of NumPy arrays (no Streamlit), so it is tested directly in
 ``tests/test_gallery.py``.
@@ -7,12 +8,15 @@ Everything here is a pure function of NumPy arrays (no Streamlit), so it is test
 
 from __future__ import annotations
 
+import base64
+import io
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
+import plotly.graph_objects as go
 from PIL import Image, ImageDraw, ImageFont
 
 __all__ = [
@@ -30,6 +34,9 @@ __all__ = [
     "tile_images",
     "labelled_grid",
     "GridTile",
+    "grid_figure",
+    "tile_from_selection",
+    "png_data_url",
 ]
 
 GREEN = (34, 160, 80)  #: border / caption colour of a correct prediction
@@ -293,3 +300,75 @@ def labelled_grid(
                 (x0 + max(0.0, (tw - width) / 2), y0 + j * line_h), line, fill=t.color, font=font
             )
     return np.asarray(out)
+
+
+def png_data_url(picture: np.ndarray) -> str:
+    """``picture`` (grey or RGB uint8) as a ``data:image/png;base64,...`` URL."""
+    buf = io.BytesIO()
+    Image.fromarray(picture).save(buf, format="PNG", compress_level=1)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+PICKED_TINT = "rgba(31,119,180,0.28)"  #: the picked tile of a :func:`grid_figure`
+
+
+def grid_figure(
+    picture: np.ndarray,
+    n: int,
+    ncols: int,
+    hover: Sequence[str],
+    picked: int | None = None,
+) -> go.Figure:
+    """A :func:`labelled_grid` picture of ``n`` tiles as a Plotly figure at its own pixel size,
+    each tile clickable: an invisible square marker on every tile centre takes the click (a
+    selection event whose point index is the tile's) and shows ``hover[i]``; the ``picked``
+    tile is tinted."""
+    height, width = picture.shape[:2]
+    ncols = max(1, min(ncols, max(n, 1)))
+    nrows = max(1, math.ceil(n / ncols))
+    cell_w, cell_h = width / ncols, height / nrows
+    rows, cols = np.divmod(np.arange(n), ncols)
+    xs, ys = ((cols + 0.5) * cell_w).tolist(), ((rows + 0.5) * cell_h).tolist()
+    colours = [PICKED_TINT if i == picked else "rgba(0,0,0,0)" for i in range(n)]
+    fig = go.Figure(
+        [
+            go.Image(source=png_data_url(picture), x0=0, y0=0, dx=1, dy=1, hoverinfo="skip"),
+            go.Scatter(
+                x=xs,
+                y=ys,
+                mode="markers",
+                marker=dict(symbol="square", size=min(cell_w, cell_h) - 4, color=colours),
+                selected=dict(marker=dict(opacity=1)),
+                unselected=dict(marker=dict(opacity=1)),
+                text=list(hover),
+                hovertemplate="%{text}<extra></extra>",
+                showlegend=False,
+            ),
+        ]
+    )
+    fig.update_layout(
+        width=width,
+        height=height,
+        margin=dict(l=0, r=0, t=0, b=0),
+        xaxis=dict(visible=False, range=[0, width], fixedrange=True),
+        yaxis=dict(visible=False, range=[height, 0], fixedrange=True),
+        plot_bgcolor="white",
+        clickmode="event+select",
+        dragmode=False,
+        hovermode="closest",
+    )
+    return fig
+
+
+def tile_from_selection(event, n: int) -> int | None:
+    """The tile (0..n-1) picked in a :func:`grid_figure`'s selection event (the last point of
+    the tiles' trace), or ``None``."""
+    try:
+        points = event["selection"]["points"]
+    except (KeyError, TypeError, AttributeError):
+        return None
+    for point in reversed(list(points or [])):
+        index = point.get("point_index", point.get("pointIndex")) if hasattr(point, "get") else None
+        if isinstance(index, int) and 0 <= index < n:
+            return index
+    return None
