@@ -34,7 +34,8 @@ Cached resources (never copied, arrays read-only)
                                                 ``model.metadata_``. Treat the model as read-only.
     ``get_test_predictions(path) -> (proba, pred)``  the model's predictions on the official MNIST
                                                 test set: ``proba`` float32 (10000, 10), ``pred``
-                                                int64 (10000,), computed once per (path, mtime).
+                                                int64 (10000,), computed once per (path, mtime)
+                                                and kept on disk by file content.
     ``get_model_metadata(path) -> dict``        ``read_metadata`` (``nn.io.model_files``) per mtime.
 
 Active data set
@@ -76,6 +77,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -249,15 +251,14 @@ def class_names(info=None) -> list[str]:
     return list((info if info is not None else active_set()).class_names)
 
 
-@st.cache_resource(max_entries=8, show_spinner="Predicting the test set…")
-def _test_predictions_cached(path: str, mtime: float, set_name: str = "mnist", sha256: str = ""):
-    model = _load_model_cached(path, mtime)
-    data = get_set_data(_info_named(set_name))
-    proba = np.asarray(model.predict_proba(data.x_test), dtype=np.float32)
-    pred = np.asarray(model.classes_)[proba.argmax(axis=1)].astype(np.int64)
-    proba.flags.writeable = False
-    pred.flags.writeable = False
-    return proba, pred
+PREDICTIONS_KEPT = 8
+"""Test-set predictions kept in memory (models x sets), the oldest dropped first."""
+
+
+@st.cache_resource(show_spinner=False)
+def _predictions_kept() -> tuple[dict, threading.Lock]:
+    """The server's test-set predictions by (path, mtime, set name, set SHA-256), and its lock."""
+    return {}, threading.Lock()
 
 
 def _info_named(name: str):
@@ -271,10 +272,42 @@ def _info_named(name: str):
 def get_test_predictions(path: str | os.PathLike, info=None) -> tuple[np.ndarray, np.ndarray]:
     """``(proba float32 (n, classes), pred int64 (n,))`` of the model at ``path`` on the test
     part of ``info`` (default: the active set; MNIST's is the official test set); computed once
-    per (path, mtime, set). Read-only arrays."""
+    per (path, mtime, set) with a progress bar, and kept on disk by the file's content
+    (``nn.services.prediction_cache``) for the next server. Read-only arrays."""
+    from nn.services.prediction_cache import cached_proba
+
     path = Path(path)
     info = info if info is not None else active_set()
-    return _test_predictions_cached(str(path.resolve()), _mtime(path), info.name, info.sha256)
+    key = (str(path.resolve()), _mtime(path), info.name, info.sha256)
+    kept, lock = _predictions_kept()
+    with lock:
+        found = kept.get(key)
+    if found is not None:
+        return found
+    model = _load_model_cached(key[0], key[1])
+    x = get_set_data(info).x_test
+    set_digest = hashlib.sha256(f"{info.name}:{info.sha256}".encode()).hexdigest()
+    bar = st.empty()  # shown only while the predictions are computed
+    try:
+        proba = cached_proba(
+            model,
+            key[0],
+            x,
+            set_digest,
+            progress=lambda done: bar.progress(
+                done, text=f"Predicting the {len(x):,} test images (once for this model)…"
+            ),
+        )
+    finally:
+        bar.empty()
+    pred = np.asarray(model.classes_)[proba.argmax(axis=1)].astype(np.int64)
+    proba.flags.writeable = False
+    pred.flags.writeable = False
+    with lock:
+        kept[key] = (proba, pred)
+        while len(kept) > PREDICTIONS_KEPT:
+            kept.pop(next(iter(kept)))
+    return proba, pred
 
 
 @st.cache_data(max_entries=16, show_spinner="Measuring on the test set…")
