@@ -224,11 +224,8 @@ def live() -> None:
     else:
         st.markdown(tn.status_text(snap))
         n = snap.get("n_trials") or 0
-        done = sum(
-            1 for t in snap["trials"] if t["status"] in ("finished", "diverged", "pruned", "failed")
-        )
         if snap["status"] in ("preparing", "running") and n:
-            st.progress(min(1.0, done / n))
+            st.progress(min(1.0, tn.trials_scored(snap) / n))
         if snap["stop_requested"] and not is_final(snap["status"]):
             st.caption("Cancelling: the running trials finish their current step…")
     if snap["trials"]:
@@ -236,9 +233,7 @@ def live() -> None:
             tn.trials_frame(snap["trials"]),
             hide_index=True,
             key="tune_trials_table",
-            column_config={
-                "val_accuracy": st.column_config.NumberColumn("val accuracy", format="percent")
-            },
+            column_config={"val_accuracy": st.column_config.TextColumn("val accuracy")},
         )
         st.plotly_chart(
             tn.parallel_coordinates_figure(snap["trials"], snap["space"]),

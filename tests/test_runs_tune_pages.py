@@ -252,3 +252,46 @@ def test_build_space_and_helpers():
     assert list(dims[0].values) == [pytest.approx(-3.0)]
     assert list(dims[1].ticktext) == ["[16]", "[32, 16]"]
     assert len(tn.trials_frame(trials)) == 2
+
+
+def test_tune_status_agrees_with_itself_and_the_table_shows_no_none():
+    """While a halving search runs, its trials stay "running" between rungs: the line counts
+    the trials scored (not "0/8 done" beside a best score); once ended it says what became of
+    them, without a rung; a trial not scored yet shows dashes in the table, never "None"."""
+    from ui import tune as tn
+
+    def trial(i, status, acc, run_id=None):
+        return {
+            "index": i,
+            "status": status,
+            "val_accuracy": acc,
+            "epochs": 1 if acc is not None else 0,
+            "seconds": 1.0,
+            "run_id": run_id,
+            "params": {"learning_rate": 0.01, "momentum": None},
+        }
+
+    running = {
+        "status": "running",
+        "n_trials": 8,
+        "n_rungs": 3,
+        "rung": 0,
+        "best_val_accuracy": 0.924,
+        "current": {"index": 7, "epoch": 1},
+        "elapsed": 12.0,
+        "trials": [trial(i, "running", 0.9 if i < 7 else None) for i in range(8)],
+    }
+    text = tn.status_text(running)
+    assert "7/8 trials scored" in text and "rung 1/3" in text and "92.40%" in text
+    assert tn.trials_scored(running) == 7
+    cancelled = running | {
+        "status": "cancelled",
+        "rung": 2,
+        "trials": [trial(i, "pruned", 0.9) for i in range(5)]
+        + [trial(i, "cancelled", None) for i in range(5, 8)],
+    }
+    text = tn.status_text(cancelled)
+    assert "8 trials: 5 pruned, 3 cancelled" in text and "rung" not in text
+    frame = tn.trials_frame(running["trials"])
+    assert "None" not in frame.astype(str).to_numpy().ravel().tolist()
+    assert frame.loc[7, "val_accuracy"] == "—" and frame.loc[0, "val_accuracy"] == "90.00%"

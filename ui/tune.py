@@ -338,12 +338,13 @@ def trials_frame(trials: list[Mapping[str, Any]]):
                 else t["status"]
             ),
             "epochs": t["epochs"],
-            "val_accuracy": t["val_accuracy"],
+            # text, so that a trial not scored yet shows a dash, not "None"
+            "val_accuracy": "—" if t["val_accuracy"] is None else f"{t['val_accuracy']:.2%}",
             "seconds": round(float(t["seconds"]), 1),
-            "run": t.get("run_id"),
+            "run": "—" if t.get("run_id") is None else str(t["run_id"]),
         }
         for name, value in t["params"].items():
-            row[name] = _short(value)
+            row[name] = "—" if value is None else _short(value)
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -473,19 +474,36 @@ def runs_frame(runs: list[Any]):
     return pd.DataFrame(rows, columns=columns)
 
 
+ENDED_TRIALS = ("finished", "pruned", "diverged", "failed", "cancelled")
+"""A trial's statuses once it trains no more, in the order the status line counts them."""
+
+
+def trials_scored(snap: Mapping[str, Any]) -> int:
+    """Trials with a validation accuracy: trained at least one rung (with halving a trial stays
+    "running" between rungs, so the ended ones alone said "0/8 done" beside a best score)."""
+    return sum(1 for t in snap.get("trials") or [] if t.get("val_accuracy") is not None)
+
+
 def status_text(snap: Mapping[str, Any]) -> str:
-    """One line about a search's progress."""
+    """One line about a search's progress: while it runs, the trials scored, the rung, the
+    best score and the trial in training; once ended, what became of its trials."""
     trials = snap.get("trials") or []
-    done = sum(1 for t in trials if t["status"] in ("finished", "diverged", "pruned", "failed"))
+    n = snap.get("n_trials") or len(trials)
     best = snap.get("best_val_accuracy")
     if snap["status"] == "queued":
         return (
             f"**queued**: place {snap.get('queue_position') or 1} in the queue, waiting for a "
             "free worker"
         )
-    parts = [f"**{snap['status']}**", f"{done}/{snap.get('n_trials') or len(trials)} trials done"]
-    if snap.get("n_rungs", 1) > 1:
-        parts.append(f"rung {snap.get('rung', 0) + 1}/{snap['n_rungs']}")
+    parts = [f"**{snap['status']}**"]
+    if snap["status"] in ("preparing", "running"):
+        parts.append(f"{trials_scored(snap)}/{n} trials scored")
+        if snap.get("n_rungs", 1) > 1:
+            parts.append(f"rung {snap.get('rung', 0) + 1}/{snap['n_rungs']}")
+    else:
+        counts = {s: sum(1 for t in trials if t["status"] == s) for s in ENDED_TRIALS}
+        ended = ", ".join(f"{k} {s}" for s, k in counts.items() if k)
+        parts.append(f"{n} trials: {ended}" if ended else f"{n} trials, none trained")
     if best is not None:
         parts.append(f"best val accuracy {best:.2%}")
     cur = snap.get("current")
