@@ -277,3 +277,13 @@ def test_diverged_trials_are_shown_as_diverged_with_the_reason():
     assert by_rate[0.01].status == "finished" and result.best_params == {"learning_rate": 0.01}
     frame = tn.trials_frame([t.to_dict() for t in result.trials])
     assert frame.loc[frame["trial"] == wild.index, "status"].item().startswith("diverged: ")
+
+
+def test_the_estimator_bounds_its_stack_and_batch():
+    from nn.core.network import NeuralNetwork
+
+    x, y = np.zeros((20, 784)), np.arange(20) % 2
+    with pytest.raises(ValueError, match=f"10,000 layers; a stack has at most {MAX_LAYERS}"):
+        NeuralNetwork(layers=[{"type": "relu"}] * 10_000, epochs=1).fit(x, y)
+    with pytest.raises(ValueError, match="batch_size=100000000000000000000 is not allowed"):
+        NeuralNetwork(batch_size=10**20, epochs=1).fit(x, y)

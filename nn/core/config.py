@@ -139,6 +139,10 @@ def _dense_shorthand(values: Mapping[str, Any]) -> tuple[list[int], list[dict]]:
 def _explicit_stack(stack: Any, leaky_slope: float) -> list[dict]:
     if isinstance(stack, (str, bytes, dict)) or not isinstance(stack, (list, tuple)):
         raise refusal("layers", stack, "use None or a list of layer dicts such as {'type': 'relu'}")
+    if len(stack) > limits.MAX_LAYERS:
+        raise ParameterError(
+            "layers", f"layers: {len(stack):,} layers; a stack has at most {limits.MAX_LAYERS}."
+        )
     specs = []
     for index, spec in enumerate(stack):
         if isinstance(spec, dict) and spec.get("type") == "leaky_relu" and "slope" not in spec:

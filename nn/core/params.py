@@ -19,7 +19,7 @@ import numpy as np
 
 from nn.core.activations import ACTIVATIONS
 from nn.core.initializers import INIT_CHOICES
-from nn.core.limits import MAX_EPOCHS, MAX_SEED
+from nn.core.limits import MAX_DATASET_IMAGES, MAX_EPOCHS, MAX_SEED
 from nn.core.optimizers import OPTIMIZERS
 from nn.core.schedules import SCHEDULES
 
@@ -394,7 +394,7 @@ PARAMS: dict[str, Param] = {
             "Batch size",
             "Images per gradient step.",
             "training",
-            interval=_POSITIVE,
+            interval=Interval(1, MAX_DATASET_IMAGES, closed="both"),
             widget=Widget(16, None, 70_000),
             search=Search(
                 "choice",
