@@ -4,7 +4,7 @@
 ``m`` and ``v``, ...) is one flat array allocated on the first step, and the per-parameter arrays in
 ``state`` are views of it. When the parameters are themselves views of one flat array, as the
 network's are, ``step(..., flat=(flat_params, flat_grads))`` updates everything in a few long passes
-instead of a few short ones per parameter. The passes use ``nn.blas`` (one-pass ``axpy`` and
+instead of a few short ones per parameter. The passes use ``nn.core.blas`` (one-pass ``axpy`` and
 ``axpby`` from NumPy's OpenBLAS, NumPy ufuncs where it is not available). ``state_dict`` and
 ``load_state_dict`` let training continue exactly where it stopped (and be saved with the model).
 """
