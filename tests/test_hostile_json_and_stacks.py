@@ -287,3 +287,12 @@ def test_the_estimator_bounds_its_stack_and_batch():
         NeuralNetwork(layers=[{"type": "relu"}] * 10_000, epochs=1).fit(x, y)
     with pytest.raises(ValueError, match="batch_size=100000000000000000000 is not allowed"):
         NeuralNetwork(batch_size=10**20, epochs=1).fit(x, y)
+
+
+def test_choices_are_bounded_and_described_briefly():
+    from nn.core.limits import MAX_CHOICES
+
+    with pytest.raises(ValueError, match=f"5,000 choices; a parameter has at most {MAX_CHOICES:,}"):
+        parse_dimension("choice:" + "|".join(str(k) for k in range(5000)), "batch_size")
+    many = parse_dimension("choice:" + "|".join(str(k) for k in range(1, 101)), "batch_size")
+    assert many.describe().endswith("| ... (92 more)") and len(many.describe()) < 120

@@ -28,6 +28,9 @@ MAX_TRIALS = 10_000
 """Trials of one hyperparameter search (each trains at least one epoch): ``--trials``, a grid's
 size, the Tune page."""
 
+MAX_CHOICES = 1_000
+"""Values of one searched choice (``choice:a|b|...``, a ``--space`` file's list)."""
+
 MAX_GRID_POINTS = 1_000
 """Points per range of a grid search."""
 

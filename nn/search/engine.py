@@ -57,7 +57,7 @@ import numpy as np
 
 from nn.core.bounded_json import JSONSyntaxError, loads
 from nn.core.config import configure
-from nn.core.limits import MAX_GRID_POINTS, MAX_TRIALS
+from nn.core.limits import MAX_CHOICES, MAX_GRID_POINTS, MAX_TRIALS
 from nn.core.network import NeuralNetwork
 from nn.core.params import PARAMS, json_params
 
@@ -279,6 +279,11 @@ class Choice(Dimension):
     def _check(self) -> None:
         if not self.values:
             raise ValueError(f"{self.name}: give at least one choice (the list is empty)")
+        if len(self.values) > MAX_CHOICES:
+            raise ValueError(
+                f"{self.name}: {len(self.values):,} choices; a parameter has at most "
+                f"{MAX_CHOICES:,}"
+            )
         try:
             json.dumps(self.values, allow_nan=False)
         except (TypeError, ValueError) as exc:
@@ -297,7 +302,10 @@ class Choice(Dimension):
         return copy.deepcopy(self.values)
 
     def describe(self):
-        return " | ".join(json.dumps(v) for v in self.values)
+        shown = [json.dumps(v) for v in self.values[:8]]
+        text = " | ".join(v if len(v) <= 60 else v[:57] + "..." for v in shown)
+        more = len(self.values) - len(shown)
+        return text + (f" | ... ({more:,} more)" if more else "")
 
 
 _KINDS = {"loguniform": LogUniform, "uniform": Uniform, "int": IntRange, "choice": Choice}
