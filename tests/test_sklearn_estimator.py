@@ -8,6 +8,7 @@ import json
 import pickle
 import subprocess
 import sys
+import threading
 import warnings
 from pathlib import Path
 
@@ -168,6 +169,37 @@ def test_predict_proba_and_score_leave_the_estimator_dict_unchanged(tmp_path):
         model.score(X, y)
         assert model.__dict__.keys() == before.keys()
         assert all(model.__dict__[k] is v for k, v in before.items())
+
+
+def test_threads_predicting_with_one_model_get_their_own_answers():
+    """The dashboard's cached models serve every session at once: predictions from several
+    threads must not write over each other's numbers in the layers' buffers."""
+    rng = np.random.default_rng(0)
+    layers = [
+        {"type": "conv2d", "filters": 8, "kernel": 3},
+        {"type": "relu"},
+        {"type": "maxpool", "size": 2},
+        {"type": "flatten"},
+    ]
+    X = rng.integers(0, 256, (200, 784)).astype(np.uint8)
+    model = NeuralNetwork(layers=layers, epochs=1, random_state=0).fit(X, np.arange(200) % 10)
+    inputs = [rng.integers(0, 256, (32, 784)).astype(np.uint8) for _ in range(4)]
+    expected = [(model.predict_proba(x), model.layer_outputs(x)[-1][1].copy()) for x in inputs]
+    start, wrong = threading.Barrier(len(inputs)), []
+
+    def predict_often(i):
+        start.wait()
+        for _ in range(40):
+            proba, last = model.predict_proba(inputs[i]), model.layer_outputs(inputs[i])[-1][1]
+            if not (np.array_equal(proba, expected[i][0]) and np.array_equal(last, expected[i][1])):
+                wrong.append(i)
+
+    threads = [threading.Thread(target=predict_often, args=(i,)) for i in range(len(inputs))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert wrong == []
 
 
 # ------------------------------------------------------------------------------ conventions

@@ -16,8 +16,10 @@ computed in the logits' own buffer.
 from __future__ import annotations
 
 import math
+import threading
 import time
 import warnings
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -41,6 +43,8 @@ from nn.core.params import PARAMS, ParameterError, check_names, defaults, json_p
 from nn.core.schedules import learning_rate
 from nn.core.sequential import Sequential
 
+_PREDICTING: weakref.WeakKeyDictionary[Sequential, threading.Lock] = weakref.WeakKeyDictionary()
+_PREDICTING_GUARD = threading.Lock()
 DIVERGENCE_FACTOR = 100.0
 """A batch loss above this many times max(ln(classes), the fit's first batch loss) diverged."""
 
@@ -743,9 +747,10 @@ class NeuralNetwork:
         self.check_fitted()
         X = self._check_X(X)
         out = np.empty((X.shape[0], len(self.classes_)), dtype=self.stack_.dtype)
-        for part, xb in self._chunks(X, {}):
-            softmax(self._forward_eval(xb), out=out[part])
-        self.stack_.clear_buffers()
+        with _predicting(self.stack_):
+            for part, xb in self._chunks(X, {}):
+                softmax(self._forward_eval(xb), out=out[part])
+            self.stack_.clear_buffers()
         return out
 
     def predict(self, X) -> np.ndarray:
@@ -779,12 +784,13 @@ class NeuralNetwork:
     def layer_outputs(self, X) -> list[tuple[str, np.ndarray]]:
         """``(name, output)`` of every layer of the stack for ``X`` (no dropout), feature maps
         ``(n, h, w, c)`` included, in order; names are ``"<index> <type>"``."""
-        self._ready()
+        self.check_fitted()
         X = self._rows(self._check_X(X))
         x = self._to_float(X, np.empty(X.shape, self.stack_.dtype))
         record: list[np.ndarray] = []
-        self.stack_.forward(x, record=record)
-        self._release_buffers()
+        with _predicting(self.stack_):
+            self.stack_.forward(x, record=record)
+            self.stack_.clear_buffers()
         return [
             (f"{i} {layer.kind}", out)
             for i, (layer, out) in enumerate(zip(self.stack_.layers, record, strict=True))
@@ -798,3 +804,15 @@ class NeuralNetwork:
             for layer, (_, out) in zip(self.stack_.layers, self.layer_outputs(X), strict=True)
             if isinstance(layer, ActivationLayer)
         ]
+
+
+def _predicting(stack: Sequential) -> threading.Lock:
+    """The lock a fitted stack's predictions take turns on: its layers compute in buffers of
+    their own, so two threads predicting with one model (the dashboard's cached models serve
+    every session) would write over each other's numbers. Kept outside the estimator, whose
+    ``__dict__`` prediction leaves unchanged."""
+    with _PREDICTING_GUARD:
+        lock = _PREDICTING.get(stack)
+        if lock is None:
+            lock = _PREDICTING[stack] = threading.Lock()
+        return lock
