@@ -11,6 +11,8 @@ from nn.core.probe import GRID_PER_CLASS
 from ui import inside_charts as charts
 from ui import state
 from ui.live import HEAVY_KEYS, STATUS_SECONDS, cached_view
+from ui.live_map_chart import LESSON as LIVE_MAP_LESSON
+from ui.live_map_chart import live_map_figure
 
 SOURCE_KEY = "inside_source"
 LIVE = "The model training now"
@@ -212,6 +214,9 @@ def inside_view() -> None:
                 st.image(images, caption=captions, width=84)
             else:  # inputs recorded as rows of values, not images
                 st.text("\n".join(captions))
+    if record.get("map_frames"):
+        st.subheader("The live layer map")
+        _chart("inside_map", token, lambda: live_map_figure(record, names), LIVE_MAP_LESSON)
     if source == LIVE and running and job.done:
         st.rerun()
 

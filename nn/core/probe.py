@@ -45,6 +45,7 @@ from typing import Any
 import numpy as np
 
 from nn.core.layers import ActivationLayer, Layer
+from nn.core.live_map import LiveMap
 from nn.core.losses import softmax, softmax_cross_entropy
 from nn.core.probe_stats import (
     MAX_SAMPLE,
@@ -215,6 +216,7 @@ def empty_record(start: dict[str, Any]) -> dict[str, Any]:
     record["series"] = [{key: [] for key in LAYER_SERIES} for _ in start["layers"]]
     record["grid_top"] = None
     record["diverged"] = None
+    record["map_frames"] = None
     return record
 
 
@@ -233,6 +235,8 @@ def append_epoch(record: dict[str, Any], epoch: dict[str, Any]) -> dict[str, Any
             series[key].append(values.get(key))
     if epoch.get("grid_top") is not None:
         record["grid_top"] = epoch["grid_top"]
+    if epoch.get("map_frames") is not None:  # every frame so far (nn.core.live_map)
+        record["map_frames"] = epoch["map_frames"]
     return record
 
 
@@ -323,7 +327,8 @@ class InsideRecorder:
     "training"), for the page to say so.
     Call :meth:`observe` from the training callback with every event; it returns the
     ``(stage, payload)`` pairs to send on (``inside_start`` once, ``inside_epoch`` per epoch)
-    and keeps the whole record in :attr:`record`.
+    and keeps the whole record in :attr:`record`. ``live_map`` (``nn.core.live_map.LiveMap``)
+    adds the live layer map: ``map`` in the start, ``map_frames`` every epoch.
 
     A ``diverged`` event (training stops: the loss exploded) adds one more point, measured on
     the weights that diverged, before ``fit`` puts the last good ones back. Its ``epoch`` is
@@ -341,7 +346,9 @@ class InsideRecorder:
         *,
         probe_images: str = "validation",
         grid_images: str = "test",
+        live_map: LiveMap | None = None,
     ):
+        self.live_map = live_map
         self.probe_x = np.asarray(probe_x)
         self.probe_y = np.asarray(probe_y)
         self.grid_x = None if grid_x is None else np.asarray(grid_x)
@@ -404,6 +411,8 @@ class InsideRecorder:
                 "labels": self.grid_y.tolist(),
                 "images": self.grid_images,
             }
+        if self.live_map is not None:
+            start["map"] = self.live_map.start(model)
         return start
 
     def keep_weights(self, model: Any) -> None:
@@ -465,6 +474,8 @@ class InsideRecorder:
         }
         if grid is not None:
             payload.update(grid)
+        if self.live_map is not None:
+            payload["map_frames"] = self.live_map.epoch(model, epoch)
         return payload
 
     def _trained(self, work: _Workspace, index: int, layer: Layer) -> None:

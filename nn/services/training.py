@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from nn.core.config import check_memory, stack_for
+from nn.core.live_map import MAX_IMAGES, LiveMap, map_indices
 from nn.core.network import NeuralNetwork
 from nn.core.params import PARAMS, ParameterError, json_params
 from nn.io.models_folder import SaveRecord, save_named
@@ -497,7 +498,8 @@ def _fit_callback(
 def inside_recorder(split: Any):
     """An ``nn.core.probe.InsideRecorder`` on the split's first validation images (training
     images when there is no validation part) and a grid of test images (validation images
-    when there is no test part)."""
+    when there is no test part), and the live layer map on up to 500 of the grid's images
+    (``nn.core.live_map``)."""
     from nn.core.probe import PROBE_SIZE, InsideRecorder, grid_indices
 
     has_val = split.x_val.shape[0] > 0
@@ -506,6 +508,7 @@ def inside_recorder(split: Any):
     grid = "test" if split.x_test.shape[0] else "validation"
     grid_x, grid_y = (split.x_test, split.y_test) if grid == "test" else (split.x_val, split.y_val)
     picks = grid_indices(grid_y)
+    map_picks = map_indices(grid_y, MAX_IMAGES)
     return InsideRecorder(
         probe_x[:PROBE_SIZE],
         probe_y[:PROBE_SIZE],
@@ -513,6 +516,7 @@ def inside_recorder(split: Any):
         grid_y[picks],
         probe_images=probe,
         grid_images=grid,
+        live_map=LiveMap(grid_x[map_picks], grid_y[map_picks], images=grid),
     )
 
 
