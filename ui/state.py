@@ -90,6 +90,7 @@ from nn.data.registry import fits, get_info, list_sets, load_set, model_record
 from nn.io import models_folder
 from nn.io.model_files import load_model, read_metadata
 from nn.services.jobs import JobRunner
+from nn.services.prediction_cache import cached_proba
 from nn.services.workspace import Workspace
 from nn.services.workspace import shared_models_dir as _shared_folder
 from ui.auth import current_workspace
@@ -274,8 +275,6 @@ def get_test_predictions(path: str | os.PathLike, info=None) -> tuple[np.ndarray
     part of ``info`` (default: the active set; MNIST's is the official test set); computed once
     per (path, mtime, set) with a progress bar, and kept on disk by the file's content
     (``nn.services.prediction_cache``) for the next server. Read-only arrays."""
-    from nn.services.prediction_cache import cached_proba
-
     path = Path(path)
     info = info if info is not None else active_set()
     key = (str(path.resolve()), _mtime(path), info.name, info.sha256)
