@@ -211,7 +211,7 @@ def inside_view() -> None:
         images = charts.grid_images(record)
         with st.container(key="inside_grid"):
             if images:
-                st.image(images, caption=captions, width=84)
+                st.html(charts.grid_html(record, images, names))
             else:  # inputs recorded as rows of values, not images
                 st.text("\n".join(captions))
     if record.get("map_frames"):

@@ -60,9 +60,12 @@ def test_inside_page_after_a_short_training(env, open_app, started_jobs):
     assert any("histogram per epoch" in title for title in figs)
     captions = " ".join(c.value for c in at.caption)
     assert "vanishing gradients" in captions and "learning rate is too high" in captions
-    grid = [im for im in at.image if len(im.proto.imgs) == 50]
+    grid = [h.proto.body for h in at.get("html") if h.proto.body.count("<img") == 50]
     assert grid, "the test grid of 50 digits is shown"
-    assert all(c.caption[0] in "✓✗" for c in grid[0].proto.imgs)
+    # two caption lines a digit, neither wrapping: the prediction, then the next guesses
+    assert grid[0].count("white-space:nowrap") == 50
+    assert grid[0].count('<figcaption style="font-size:0.75rem;line-height:1.25;white-space') == 50
+    assert all(c[0] in "✓✗" for c in grid[0].split('opacity:0.8">')[1:])
     # the distribution explorer switches layer and kind
     at.selectbox(key="inside_layer").select(names[1]).run()
     at.radio(key="inside_kind_3").set_value("grad").run()
@@ -126,7 +129,7 @@ def test_a_model_file_saved_before_the_record_named_its_images_still_shows(env, 
     assert "50 fixed test digits (5 of each class), from the test set" in captions
     grad = figures(at)["gradient norm"]
     assert all(len(t["y"]) == len(record["epochs"]) for t in grad["data"])
-    assert [im for im in at.image if len(im.proto.imgs) == 50]
+    assert [h for h in at.get("html") if h.proto.body.count("<img") == 50]
 
 
 def test_the_live_view_remakes_its_charts_only_when_the_job_moved_on(
@@ -159,3 +162,26 @@ def test_the_live_view_remakes_its_charts_only_when_the_job_moved_on(
     assert not at.exception
     assert "grad_norm" in made and "update_ratio" in made
     assert "gradient norm" in figures(at)
+
+
+def test_inside_charts_that_looked_like_bugs():
+    """A 0 on a log scale (no step at a schedule's end) is left out with a word, not drawn as a
+    drop to the bottom; a chart without values says so; the grid accuracy's axis ticks every
+    20%."""
+    from ui import inside_charts as charts
+
+    record = {
+        "epochs": [1, 2, 3],
+        "layers": [{"name": "0 dense", "trained": True, "kind": "dense"}],
+        "series": [{"update_ratio": [1e-3, 5e-4, 0.0], "act_unit_spread": [None, None, None]}],
+        "probe_loss": [0.5, 0.4, 0.3],
+        "grid_accuracy": [0.8, 0.9, 0.95],
+    }
+    fig = charts.series_figure(record, "update_ratio")
+    assert list(fig.data[0].y) == [1e-3, 5e-4, None]
+    assert "a log scale has no 0" in fig.layout.annotations[0].text
+    empty = charts.series_figure(record, "act_unit_spread")
+    assert not empty.data and empty.layout.annotations[0].text == "no values yet"
+    probe = charts.probe_figure(record)
+    right = probe.layout.yaxis2
+    assert (right.tickmode, right.tick0, right.dtick) == ("linear", 0, 0.2)

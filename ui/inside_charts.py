@@ -16,6 +16,7 @@ Pure functions of the record (plain lists and dicts), never calling Streamlit:
 
 from __future__ import annotations
 
+import html
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -23,6 +24,8 @@ from typing import Any
 import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
+
+from ui.gallery import png_data_url
 
 KINDS = {"weight": "weights", "grad": "gradients", "act": "outputs"}
 SERIES_LABELS = {
@@ -132,8 +135,12 @@ def series_figure(record: dict, key: str, *, height: int = 300) -> go.Figure:
     """One line per layer of the per-layer number ``key`` over the epochs."""
     fig = go.Figure()
     epochs = record["epochs"]
+    zeros = False
     for i in layers_with(record, key):
         values = _clean(record["series"][i][key])
+        if key in LOG_SERIES:  # a 0 (no step: the learning rate reached 0) has no log
+            zeros = zeros or any(v is not None and v <= 0 for v in values)
+            values = [v if v is None or v > 0 else None for v in values]
         fig.add_trace(
             go.Scatter(
                 x=epochs,
@@ -147,9 +154,31 @@ def series_figure(record: dict, key: str, *, height: int = 300) -> go.Figure:
     if key in LOG_SERIES:
         fig.update_yaxes(type="log", exponentformat="power")
     elif key in ("dead_fraction", "saturated_fraction"):
-        fig.update_yaxes(range=[0, 1.02], tickformat=".0%")
+        fig.update_yaxes(range=[0, 1.02], tickformat=".0%", dtick=0.2, tick0=0)
     fig.update_xaxes(title_text="epoch", dtick=1 if len(epochs) <= 12 else None)
     _mark_divergence(fig, record)
+    if zeros:
+        fig.add_annotation(
+            text="0 (no step) is left out: a log scale has no 0",
+            xref="paper",
+            yref="paper",
+            x=1,
+            y=1,
+            xanchor="right",
+            yanchor="bottom",
+            showarrow=False,
+            font={"size": 11, "color": "gray"},
+        )
+    if not fig.data:
+        fig.add_annotation(
+            text="no values yet",
+            xref="paper",
+            yref="paper",
+            x=0.5,
+            y=0.5,
+            showarrow=False,
+            font={"color": "gray"},
+        )
     return _layout(fig, SERIES_LABELS.get(key, key), height)
 
 
@@ -271,15 +300,26 @@ def probe_figure(record: dict, *, height: int = 280) -> go.Figure:
         secondary_y=True,
     )
     fig.update_yaxes(title_text="loss", secondary_y=False)
-    fig.update_yaxes(title_text="accuracy", tickformat=".0%", range=[0, 1.02], secondary_y=True)
+    # fixed ticks (0%, 20%, ...): left to itself the right axis took the left one's grid, at
+    # 21%, 63%...
+    fig.update_yaxes(
+        title_text="accuracy",
+        tickformat=".0%",
+        range=[0, 1.02],
+        tickmode="linear",
+        tick0=0,
+        dtick=0.2,
+        showgrid=False,
+        secondary_y=True,
+    )
     fig.update_xaxes(title_text="epoch", dtick=1 if len(epochs) <= 12 else None)
     _mark_divergence(fig, record)
     return _layout(fig, "probe loss and test grid accuracy", height)
 
 
-def grid_captions(record: dict, names: list[str] | None = None) -> list[str]:
-    """For each test-grid digit: ``"✓ 7 · 7 98% 1 1% 2 0%"`` (✗ when the top guess is wrong);
-    with ``names`` (a data set's class names, by label) the classes by name."""
+def _grid_guesses(record: dict, names: list[str] | None) -> list[tuple[str, list[tuple]]]:
+    """For each test-grid image: its mark (✓ right, ✗ wrong) and its top guesses as
+    ``(class shown, probability)``; with ``names`` the classes by name."""
 
     def shown(label: Any) -> Any:
         if names is None or not isinstance(label, (int, np.integer)) or not 0 <= label < len(names):
@@ -292,11 +332,38 @@ def grid_captions(record: dict, names: list[str] | None = None) -> list[str]:
     out = []
     for label, guesses, probs in zip(grid["labels"], top["labels"], top["proba"], strict=True):
         mark = "✓" if guesses[0] == label else "✗"
-        parts = " ".join(
-            f"{shown(g)} {0 if p is None else p:.0%}" for g, p in zip(guesses, probs, strict=True)
-        )
-        out.append(f"{mark} {shown(guesses[0])} · {parts}")
+        pairs = zip(guesses, probs, strict=True)
+        out.append((mark, [(shown(g), 0 if p is None else p) for g, p in pairs]))
     return out
+
+
+def grid_captions(record: dict, names: list[str] | None = None) -> list[str]:
+    """For each test-grid digit: ``"✓ 7 · 7 98% 1 1% 2 0%"`` (✗ when the top guess is wrong);
+    with ``names`` (a data set's class names, by label) the classes by name."""
+    return [
+        f"{mark} {top[0][0]} · " + " ".join(f"{g} {p:.0%}" for g, p in top)
+        for mark, top in _grid_guesses(record, names)
+    ]
+
+
+def grid_html(record: dict, images: list[np.ndarray], names: list[str] | None = None) -> str:
+    """The test grid as HTML: each image with two caption lines that never wrap inside a label,
+    "✓ 7 98%" (the prediction) and "1 1% · 2 0%" (the next guesses)."""
+    tiles = []
+    for image, (mark, top) in zip(images, _grid_guesses(record, names), strict=True):
+        (first, p0), rest = top[0], top[1:]
+        lines = [f"{mark} {first} {p0:.0%}", " · ".join(f"{g} {p:.0%}" for g, p in rest)]
+        caption = "<br>".join(html.escape(line) for line in lines if line)
+        alt = html.escape(f"{mark} {first}")
+        tiles.append(
+            '<figure style="display:inline-block;vertical-align:top;margin:0 10px 10px 0;'
+            'min-width:84px;width:max-content">'
+            f'<img src="{png_data_url(image)}" width="84" alt="{alt}" '
+            'style="image-rendering:pixelated;display:block">'
+            '<figcaption style="font-size:0.75rem;line-height:1.25;white-space:nowrap;'
+            f'opacity:0.8">{caption}</figcaption></figure>'
+        )
+    return "<div>" + "".join(tiles) + "</div>"
 
 
 GRID_SOURCES = {
