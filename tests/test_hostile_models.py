@@ -85,3 +85,11 @@ def test_finetune_help_prints_a_single_percent_sign(capsys):
         main(["finetune", "--help"])
     text = capsys.readouterr().out
     assert "about 8% of each epoch" in " ".join(text.split()) and "%%" not in text
+
+
+def test_deeply_nested_model_metadata_is_refused_not_recursed(bn_file, tmp_path):
+    deep = _edited(bn_file, tmp_path / "deep.npz", __meta__=np.array("[" * 100_000 + "]" * 100_000))
+    with pytest.raises(ModelFileError, match="nested 100,000 deep"):
+        load_model(deep)
+    code, out, err = call("info", str(deep))
+    assert code == 2 and "nested 100,000 deep" in err and "RecursionError" not in err, err

@@ -65,16 +65,18 @@ def _finite(text: str) -> float:
     return value
 
 
-def loads(text: str | bytes, what: str = "the JSON") -> Any:
-    """The value of the JSON ``text``; ``what`` names it in messages ("--space space.json")."""
+def loads(text: str | bytes, what: str = "the JSON", max_chars: int = MAX_JSON_BYTES) -> Any:
+    """The value of the JSON ``text``; ``what`` names it in messages ("--space space.json").
+    ``max_chars`` raises the size bound for documents that are larger by nature (a model
+    file's metadata, with its training history)."""
     if isinstance(text, bytes):
         try:
             text = text.decode("utf-8")
         except UnicodeDecodeError:
             raise JSONInputError(f"{what}: not UTF-8 text") from None
-    if len(text) > MAX_JSON_BYTES:
+    if len(text) > max_chars:
         raise JSONInputError(
-            f"{what}: {len(text):,} characters; a JSON document here is at most {MAX_JSON_BYTES:,}"
+            f"{what}: {len(text):,} characters; a JSON document here is at most {max_chars:,}"
         )
     depth = json_depth(text)
     if depth > MAX_JSON_DEPTH:

@@ -18,7 +18,6 @@ All writes are atomic: temp file in the target directory, fsync, ``os.replace``.
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import os
 import tempfile
@@ -29,6 +28,7 @@ from typing import IO, Any
 
 import numpy as np
 
+from nn.core.bounded_json import JSONInputError, loads
 from nn.core.limits import MAX_PARAMETERS
 from nn.core.npy import ARCHIVE_ERRORS, archive_members, read_member
 from nn.core.tempfiles import hold
@@ -211,9 +211,9 @@ def _decode_meta(meta_array: np.ndarray, label: Any) -> dict:
     if isinstance(text, bytes):
         text = text.decode("utf-8", errors="strict")
     try:
-        meta = json.loads(str(text))
-    except ValueError as exc:
-        raise ModelFileError(label, f"'{META_KEY}' is not valid JSON ({exc})") from exc
+        meta = loads(str(text), f"'{META_KEY}'", max_chars=MAX_META_BYTES)
+    except JSONInputError as exc:
+        raise ModelFileError(label, str(exc)) from None
     if not isinstance(meta, dict):
         raise ModelFileError(label, f"'{META_KEY}' is not a JSON object")
     return meta

@@ -119,8 +119,8 @@ def check_settings(settings: Mapping[str, Any] | None) -> dict[str, Any]:
         kinds = (int, np.integer) if integer else (int, float, np.integer, np.floating)
         ok = not isinstance(value, bool) and isinstance(value, kinds)
         if not ok or not math.isfinite(float(value)) or not low <= float(value) <= high:
-            what = "a whole number" if integer else "a number"
-            raise ValueError(f"{name}={value!r}: use {what} from {low:g} to {high:g}")
+            what, shown = ("a whole number", ",") if integer else ("a number", "g")
+            raise ValueError(f"{name}={value!r}: use {what} from {low:{shown}} to {high:{shown}}")
 
     number("epochs", 1, MAX_EPOCHS, integer=True)
     number("learning_rate_factor", 1e-4, 10.0)
