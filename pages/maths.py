@@ -129,7 +129,9 @@ if numbers["position"] is not None:
             view.feature_map_figure(
                 trace.outputs[layer][0][..., unit],
                 numbers["position"],
-                f"map {unit}: click a position (now {numbers['position']})",
+                "map {}: click a position (now row {}, column {})".format(
+                    unit, *numbers["position"]
+                ),
             ),
             on_select="rerun",
             selection_mode="points",
@@ -177,6 +179,8 @@ if pictures:
     st.html(view.pictures_html(pictures))
 if kind == "batchnorm":
     st.html(f"<p>{view.batchnorm_formula(numbers)}</p>")
+elif kind in ("maxpool", "avgpool"):
+    st.html(f"<p>{view.pool_text(numbers)}</p>")
 else:
     st.html(f"<p>{view.z_formula(numbers)}</p>")
     rows = [list(c) for c in view.contributions(numbers)]

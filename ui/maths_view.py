@@ -137,6 +137,18 @@ def z_formula(numbers: dict[str, Any], terms: int = 4) -> str:
     return f"z = Σ w·x + b = {written}{more} + {num(numbers['bias'])} = <b>{num(numbers['z'])}</b>"
 
 
+def pool_text(numbers: dict[str, Any]) -> str:
+    """The pooling window's values and the result: the largest (max) or the mean (avg)."""
+    values = numbers["inputs"]
+    won = int(np.argmax(numbers["weights"]))
+    shown = ", ".join(
+        f"<b>{num(v, 3)}</b>" if i == won and max(numbers["weights"]) == 1 else num(v, 3)
+        for i, v in enumerate(values)
+    )
+    rule = "the largest" if max(numbers["weights"]) == 1 else "their mean"
+    return f"window [{shown}] → z = {rule} = <b>{num(numbers['z'])}</b>"
+
+
 def batchnorm_formula(numbers: dict[str, Any]) -> str:
     """``(x − mean) / sqrt(var + eps) · gamma + beta`` with the unit's numbers."""
     return (
@@ -242,8 +254,13 @@ def feature_map_figure(values: np.ndarray, position: Sequence[int], title: str) 
             "title": {"text": title, "font": {"size": 13}},
             "clickmode": "event+select",
             "dragmode": False,
-            "xaxis": {"showgrid": False},
-            "yaxis": {"autorange": "reversed", "scaleanchor": "x", "showgrid": False},
+            "xaxis": {"range": [-0.5, w - 0.5], "constrain": "domain", "showgrid": False},
+            "yaxis": {
+                "range": [h - 0.5, -0.5],
+                "scaleanchor": "x",
+                "constrain": "domain",
+                "showgrid": False,
+            },
         },
     }
 

@@ -3,6 +3,8 @@ the sidebar (the drawing carried over), pick a unit, take three steps and watch 
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from tests.browser.test_browser import (
@@ -55,3 +57,22 @@ def test_draw_then_maths_three_steps_lower_the_loss(app_server, new_page, shots)
     page.locator(".st-key-maths_update").scroll_into_view_if_needed()
     page.wait_for_timeout(300)
     page.screenshot(path=str(shots / "maths.png"))
+
+    # a convolution: click a position on its feature map
+    select = page.locator(".st-key-maths_layer input[role=combobox]")
+    select.scroll_into_view_if_needed()
+    select.click()
+    page.get_by_role("option", name=re.compile(r"^0 conv2d")).click()
+    settle(page)
+    title = page.locator(".js-plotly-plot .gtitle").first
+    title.wait_for(timeout=30_000)
+    before = title.text_content()
+    area = page.locator(".js-plotly-plot .nsewdrag").first.bounding_box()
+    page.mouse.click(area["x"] + area["width"] * 0.1, area["y"] + area["height"] * 0.9)
+    page.wait_for_function(
+        "t => document.querySelector('.js-plotly-plot .gtitle').textContent !== t", arg=before
+    )
+    settle(page)
+    row, col = map(int, re.search(r"row (\d+), column (\d+)", title.text_content()).groups())
+    assert row > 12 and col < 12, title.text_content()  # low and to the left, where clicked
+    no_exception(page)
