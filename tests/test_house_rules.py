@@ -164,7 +164,6 @@ LOCAL_IMPORTS_FOR_NOW = {
     "nn/services/finetune.py",
     "nn/services/jobs/runner.py",
     "nn/services/presets.py",
-    "nn/services/training.py",
     "nn/services/tuning.py",
     "pages/inside.py",
     "pages/maths.py",

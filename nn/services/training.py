@@ -40,8 +40,15 @@ from nn.core.config import check_memory, stack_for
 from nn.core.live_map import MAX_IMAGES, LiveMap, map_indices
 from nn.core.network import NeuralNetwork
 from nn.core.params import PARAMS, ParameterError, json_params
+from nn.core.probe import PROBE_SIZE, InsideRecorder, grid_indices
+from nn.data.arrays import DataError
+from nn.data.datasets import load_dataset
+from nn.data.idx import load_mnist
+from nn.data.registry import check_model_fits, get_info, has_set, list_sets, load_set, mnist_info
+from nn.data.splits import split_dataset
 from nn.io.models_folder import SaveRecord, save_named
 from nn.services.control import JobControl
+from nn.services.runs import RunRecorder, RunStore, RunStoreError, run_status
 
 __all__ = [
     "DATA_DEFAULTS",
@@ -182,9 +189,6 @@ def resolve_data_source(data_kwargs: Mapping[str, Any] | None) -> dict[str, Any]
     """The data settings with ``path`` read as a set's name when no file or folder has that
     name (what ``--data NAME`` means); ``DataError`` when it is neither, or names an unknown
     set."""
-    from nn.data.arrays import DataError
-    from nn.data.registry import get_info, has_set, list_sets
-
     cfg = check_data_kwargs(data_kwargs)
     path = cfg["path"]
     if path is not None and cfg["set"] is not None:
@@ -207,8 +211,6 @@ def resolve_data_source(data_kwargs: Mapping[str, Any] | None) -> dict[str, Any]
 def data_set_info(data_kwargs: Mapping[str, Any] | None = None):
     """The ``nn.data.registry.DataSetInfo`` of these settings: the named set, MNIST, or for a
     data file an MNIST-shaped description named by its path (its SHA-256 unknown)."""
-    from nn.data.registry import get_info, mnist_info
-
     cfg = check_data_kwargs(data_kwargs)
     if cfg["set"] is not None:
         return get_info(cfg["set"])
@@ -223,10 +225,6 @@ def data_set_info(data_kwargs: Mapping[str, Any] | None = None):
 def load_data(data_kwargs: Mapping[str, Any] | None = None):
     """The dataset named by ``data_kwargs["set"]`` (``nn.data.registry``), by
     ``data_kwargs["path"]`` (``nn.data.load_dataset``) or the bundled MNIST."""
-    from nn.data.datasets import load_dataset
-    from nn.data.idx import load_mnist
-    from nn.data.registry import load_set
-
     cfg = check_data_kwargs(data_kwargs)
     if cfg["set"] is not None:
         return load_set(cfg["set"]).data
@@ -236,8 +234,6 @@ def load_data(data_kwargs: Mapping[str, Any] | None = None):
 def make_split(data_kwargs: Mapping[str, Any] | None = None, mnist: Any = None):
     """``nn.data.split_dataset`` with these settings; ``mnist`` (an ``MNIST`` or ``ImageSet``)
     avoids loading the data again."""
-    from nn.data.splits import split_dataset
-
     cfg = check_data_kwargs(data_kwargs)
     data = mnist if mnist is not None else load_data(cfg)
     return split_dataset(
@@ -394,8 +390,6 @@ class _Record:
     def open(self) -> None:
         import sqlite3
 
-        from nn.services.runs import RunStore, RunStoreError
-
         if not self.job.record:
             return
         try:
@@ -411,8 +405,6 @@ class _Record:
             self.note(exc)
 
     def start(self, config: dict[str, Any], dataset: str | None = None) -> None:
-        from nn.services.runs import RunRecorder
-
         if self.store is None:
             return
         seed = self.job.model.get("random_state")
@@ -500,8 +492,6 @@ def inside_recorder(split: Any):
     images when there is no validation part) and a grid of test images (validation images
     when there is no test part), and the live layer map on up to 500 of the grid's images
     (``nn.core.live_map``)."""
-    from nn.core.probe import PROBE_SIZE, InsideRecorder, grid_indices
-
     has_val = split.x_val.shape[0] > 0
     probe = "validation" if has_val else "training"
     probe_x, probe_y = (split.x_val, split.y_val) if has_val else (split.x_train, split.y_train)
@@ -667,8 +657,6 @@ def _job_for_set(job: TrainingJob, model: NeuralNetwork | None) -> tuple[Trainin
     """The job with its data settings resolved (``path`` may name a set) and, for a set of
     another shape than MNIST's, the set's ``input_shape``; and the set's description. A model
     to continue must fit the set."""
-    from nn.data.registry import check_model_fits
-
     cfg = resolve_data_source(job.data)
     info = data_set_info(cfg)
     if model is not None:
@@ -689,8 +677,6 @@ def _job_for_set(job: TrainingJob, model: NeuralNetwork | None) -> tuple[Trainin
 def _outcome(
     result: TrainResult, cfg: dict, record: _Record, control: JobControl
 ) -> TrainingOutcome:
-    from nn.services.runs import run_status
-
     model = result.model
     status = run_status(model.stop_reason_, stop_requested=control.stop_requested)
     message = model.stop_message_ or None
