@@ -10,6 +10,7 @@ import streamlit as st
 
 from nn.data import DataError
 from nn.data.registry import mnist_info
+from nn.services.finetune import check_user_set
 from nn.services.mine import MAX_IMPORT_BYTES, MineStoreError
 from nn.services.workspace import QuotaError
 from ui import state
@@ -18,7 +19,7 @@ from ui.drawing import enlarge
 from ui.live import STATUS_SECONDS
 from ui.mine import drawings_arrays, mine_score, store
 from ui.session_jobs import start_finetune
-from ui.text import markdown_escape
+from ui.text import duration_text, markdown_escape
 
 TOAST_KEY = "mine_toast"
 PICK_KEY = "mine_pick"
@@ -280,7 +281,7 @@ with files_tab:
 def _start_finetune(base: str, new_name: str, epochs: int) -> str | None:
     """Start the session's fine-tuning job; an error message instead when it cannot start."""
     from nn.io.models_folder import model_path, sanitize_model_name
-    from nn.services.finetune import check_settings, check_user_set
+    from nn.services.finetune import check_settings
 
     try:
         name = sanitize_model_name(new_name)
@@ -340,13 +341,20 @@ with tune_tab:
         epochs = c3.number_input(
             "Epochs", min_value=1, max_value=5, value=1, key="mine_ft_epochs", disabled=running
         )
+        # what keeps the drawings from being fine-tuned on, said before the click
+        try:
+            check_user_set(x, y)
+            refused = None
+        except ValueError as exc:
+            refused = str(exc)
         b1, b2, b3, b4, _ = st.columns([1, 1, 1, 1, 2])
         if b1.button(
             "Fine-tune",
             key="mine_ft_start",
             type="primary",
             icon=":material/play_arrow:",
-            disabled=running,
+            disabled=running or refused is not None,
+            help=None if refused is None else f"Not yet: {refused}.",
         ):
             problem = _start_finetune(base, new_name, int(epochs))
             if problem:
@@ -374,6 +382,8 @@ with tune_tab:
             disabled=not running,
             on_click=job.stop if job is not None else None,
         )
+        if refused is not None and not running:
+            st.info(f"Not yet: {markdown_escape(refused)}.", icon=":material/block:")
 
 
 # every poll re-renders the page in the browser (ui.live): as seldom as the Train page's status
@@ -396,6 +406,8 @@ def finetune_status() -> None:
         "failed": "Failed",
     }.get(status, status)
     epoch_text = f" — epoch {snap['epoch']}/{snap['epochs']}" if snap["epochs"] else ""
+    if status == "running" and snap.get("eta_seconds") is not None:
+        epoch_text += f", about {duration_text(snap['eta_seconds'])} left"
     st.progress(min(1.0, float(snap["progress"])), text=f"{label}{epoch_text}")
     st.plotly_chart(
         batch_loss_figure(

@@ -14,6 +14,7 @@ from ui import state, train_form
 from ui.charts import live_training_figure
 from ui.live import CHART_SECONDS, HEAVY_KEYS, LIVE_BATCH_POINTS, STATUS_SECONDS, cached_view
 from ui.session_jobs import save_training, start_training
+from ui.text import duration_text
 
 state.init_state()
 job = state.session_job("train")  # this person's training, whichever tab started it
@@ -186,15 +187,6 @@ def _save() -> None:
     )
 
 
-def _duration(seconds: float) -> str:
-    seconds = int(round(seconds))
-    if seconds < 60:
-        return f"{seconds} s"
-    if seconds < 3600:
-        return f"{seconds // 60} min {seconds % 60:02d} s"
-    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
-
-
 _LABELS = {
     "preparing": "Preparing the data…",
     "running": "Training",
@@ -215,7 +207,7 @@ def _status_text(snap: dict) -> str:
     text = f"{label} — epoch {snap['epoch']}/{snap['epochs']}"
     eta = snap.get("eta_seconds")
     if status == "running" and eta is not None:
-        text += f", about {_duration(eta)} left"
+        text += f", about {duration_text(eta)} left"
     return text
 
 
@@ -228,7 +220,7 @@ def _numbers_text(snap: dict) -> str:
         parts.append(f"validation accuracy **{snap['last_val_accuracy']:.2%}**")
     if snap.get("images_per_second"):
         parts.append(f"**{snap['images_per_second']:,.0f}** images/s")
-    parts.append(f"**{_duration(snap.get('elapsed') or 0.0)}** elapsed")
+    parts.append(f"**{duration_text(snap.get('elapsed') or 0.0)}** elapsed")
     if snap.get("n_train"):
         parts.append(
             f"{snap['n_train']:,} training, {snap['n_val']:,} validation, "

@@ -160,3 +160,14 @@ def test_a_stopped_finetuning_is_recorded_as_stopped_and_not_saved(small_model, 
     assert len(batches) == 1 and result.stop_reason == "callback"
     run = RunStore(tmp_path / "runs.sqlite").get_run(run_id)
     assert run.status == "stopped" and run.message == "stopped from the test"
+
+
+def test_no_word_that_the_held_out_drawings_did_not_go_up_when_they_could_not():
+    """Held-out drawings all read right before the fine-tuning cannot go up: no warning then
+    (it said "did not go up (100% -> 100%)"); a fall, or staying below 100%, is still named."""
+    from nn.services.finetune import held_out_warning
+
+    assert held_out_warning(1.0, 1.0) is None
+    assert held_out_warning(0.4, 0.9) is None
+    assert "did not go up (80% -> 80%)" in held_out_warning(0.8, 0.8)
+    assert "did not go up (100% -> 90%)" in held_out_warning(1.0, 0.9)

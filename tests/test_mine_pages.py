@@ -161,9 +161,10 @@ def test_finetune_from_the_page_saves_a_new_model(
     monkeypatch.setenv("NN_TRAIN_LIMIT", "500")
     _fill(mine_db, 1)
     at = page("pages/mine.py")
-    at.button(key="mine_ft_start").click().run()
-    assert not at.exception
-    assert any("two drawings" in e.value for e in at.error)  # none can be held out
+    # refused before the click: the button is greyed out and says why (none can be held out)
+    button = at.button(key="mine_ft_start")
+    assert button.disabled and "two drawings" in button.help
+    assert any("Not yet" in i.value and "two drawings" in i.value for i in at.info)
     store = MineStore(mine_db)
     x, y = drawn_inputs(1, seed=5)
     store.add_many(x, y)

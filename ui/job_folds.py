@@ -266,6 +266,8 @@ class FinetuneFold(Fold):
             "progress": 0.0,
             **_curve_fields(),
             "held_out_accuracy": [],
+            "elapsed": 0.0,
+            "eta_seconds": None,
             "result": None,
             "saved": None,
             "run_id": None,
@@ -294,7 +296,11 @@ class FinetuneFold(Fold):
             batch=int(event.batch),
             n_batches=int(event.n_batches),
             progress=min(1.0, max(0.0, done / n_epochs)),
+            elapsed=elapsed,
         )
+        if elapsed > 0 and state["progress"] > 0:
+            p = state["progress"]
+            state["eta_seconds"] = elapsed * (1 - p) / p
 
     def outcome(self, state, job):
         value = job.value
