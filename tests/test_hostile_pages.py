@@ -70,3 +70,16 @@ def test_upload_messages_name_the_uploaded_file_not_the_servers_temp_folder(root
     assert "/tmp" not in str(caught.value)
     sets = root.parent / "sets"
     assert not sets.exists() or not any(sets.iterdir())
+
+
+def test_a_shape_message_names_no_command_line_flag(root):
+    import io
+
+    import numpy as np
+
+    buf = io.BytesIO()
+    rng = np.random.default_rng(0)
+    np.savez(buf, x=rng.integers(0, 255, (40, 50), dtype=np.uint8), y=np.arange(40) % 2)
+    with pytest.raises(DataError, match="give the image shape of the rows") as caught:
+        add_from_uploads([("rows.npz", buf.getvalue())], "rows")
+    assert "--" not in str(caught.value)

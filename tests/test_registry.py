@@ -134,7 +134,7 @@ def test_flat_csv_of_colour_rows_needs_no_shape_when_square(env):
     assert add_set(env / "small.csv", "small").image_shape == (8, 8, 3)
     x, y = make_images(40, (6, 10, 1), 4)
     write_csv(env / "wide.csv", x, y)
-    with pytest.raises(DataError, match="give the shape"):
+    with pytest.raises(DataError, match="give the image shape of the rows"):
         add_set(env / "wide.csv", "wide")
     assert add_set(env / "wide.csv", "wide", image_shape=(6, 10, 1)).image_shape == (6, 10, 1)
 

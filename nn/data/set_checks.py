@@ -83,7 +83,7 @@ def _image_shape(x: np.ndarray, given: tuple[int, int, int] | None, source: str)
         return side, side, 3
     raise DataError(
         f"{source}: {d} pixel values per image are neither a square greyscale nor a square colour "
-        f"image; give the shape (--shape HEIGHTxWIDTHxCHANNELS)"
+        f"image; give the image shape of the rows (HEIGHTxWIDTHxCHANNELS, e.g. 32x32x3)"
     )
 
 
