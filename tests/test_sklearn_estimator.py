@@ -27,6 +27,7 @@ from sklearn.utils.validation import check_is_fitted
 from nn import NeuralNetwork, load_model, save_model
 from nn.cli.main import build_parser
 from nn.cli.train import train_plan
+from nn.core import attributions
 from nn.core.inputs import DataConversionWarning, NotFittedError, check_X
 from nn.core.params import json_params
 from nn.core.state import to_state
@@ -184,14 +185,19 @@ def test_threads_predicting_with_one_model_get_their_own_answers():
     X = rng.integers(0, 256, (200, 784)).astype(np.uint8)
     model = NeuralNetwork(layers=layers, epochs=1, random_state=0).fit(X, np.arange(200) % 10)
     inputs = [rng.integers(0, 256, (32, 784)).astype(np.uint8) for _ in range(4)]
-    expected = [(model.predict_proba(x), model.layer_outputs(x)[-1][1].copy()) for x in inputs]
+
+    def answers(x):
+        logits = attributions.scores(model, x / np.float32(255))
+        return model.predict_proba(x), model.layer_outputs(x)[-1][1].copy(), logits
+
+    expected = [answers(x) for x in inputs]
     start, wrong = threading.Barrier(len(inputs)), []
 
     def predict_often(i):
         start.wait()
         for _ in range(40):
-            proba, last = model.predict_proba(inputs[i]), model.layer_outputs(inputs[i])[-1][1]
-            if not (np.array_equal(proba, expected[i][0]) and np.array_equal(last, expected[i][1])):
+            got = answers(inputs[i])
+            if not all(np.array_equal(a, b) for a, b in zip(got, expected[i], strict=True)):
                 wrong.append(i)
 
     threads = [threading.Thread(target=predict_often, args=(i,)) for i in range(len(inputs))]

@@ -26,6 +26,7 @@ import streamlit as st
 
 from nn.core.attributions import attribution
 from nn.core.layers import ActivationLayer
+from nn.core.network import predicting
 from nn.core.probe import forward, image_shape, release
 from ui.drawing import figure_html, section_html
 
@@ -114,14 +115,15 @@ def layer_pictures(
     ``scale`` times larger (the browser enlarges it: fewer bytes to encode and send)."""
     layers = model.layers_
     outputs: list[np.ndarray] = []
-    logits = forward(
-        layers,
-        np.asarray(x, layers[0].dtype).reshape(1, -1),
-        keep=False,
-        on_output=lambda i, layer, a: outputs.append(np.array(a[0])),
-    )
-    logits = np.array(logits[0], np.float64)
-    release(layers)
+    with predicting(model):
+        logits = forward(
+            layers,
+            np.asarray(x, layers[0].dtype).reshape(1, -1),
+            keep=False,
+            on_output=lambda i, layer, a: outputs.append(np.array(a[0])),
+        )
+        logits = np.array(logits[0], np.float64)
+        release(layers)
     pictures = []
     for i, layer in enumerate(layers):
         if layer.kind not in IMAGE_KINDS:

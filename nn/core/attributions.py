@@ -27,6 +27,7 @@ import math
 import numpy as np
 
 from nn.core.losses import softmax
+from nn.core.network import predicting
 from nn.core.probe import forward, gradient_arrays, image_shape, release
 
 METHODS = ("saliency", "integrated_gradients", "occlusion")
@@ -53,9 +54,10 @@ def _target(model, target: int) -> int:
 def scores(model, x: np.ndarray) -> np.ndarray:
     """Logits of a float batch ``(n, features)``, in float64."""
     layers = model.layers_
-    out = forward(layers, np.asarray(x, layers[0].dtype), keep=False)
-    result = np.array(out, np.float64)
-    release(layers)
+    with predicting(model):
+        out = forward(layers, np.asarray(x, layers[0].dtype), keep=False)
+        result = np.array(out, np.float64)
+        release(layers)
     return result
 
 
@@ -63,7 +65,7 @@ def score_gradients(model, x: np.ndarray, target: int) -> tuple[np.ndarray, np.n
     """``(logits, d logit[target] / d x)`` of a float batch ``(n, features)``."""
     layers = model.layers_
     dtype = layers[0].dtype
-    with gradient_arrays(layers):
+    with predicting(model), gradient_arrays(layers):
         out = forward(layers, np.asarray(x, dtype), keep=True)
         logits = np.array(out, np.float64)
         dy = np.zeros(out.shape, dtype)
@@ -72,7 +74,7 @@ def score_gradients(model, x: np.ndarray, target: int) -> tuple[np.ndarray, np.n
         for layer in reversed(layers):
             a = layer.backward(a, need_dx=True)
         dx = np.array(a, np.float64).reshape(x.shape[0], -1)
-    release(layers)
+        release(layers)
     return logits, dx
 
 

@@ -747,7 +747,7 @@ class NeuralNetwork:
         self.check_fitted()
         X = self._check_X(X)
         out = np.empty((X.shape[0], len(self.classes_)), dtype=self.stack_.dtype)
-        with _predicting(self.stack_):
+        with predicting(self):
             for part, xb in self._chunks(X, {}):
                 softmax(self._forward_eval(xb), out=out[part])
             self.stack_.clear_buffers()
@@ -788,7 +788,7 @@ class NeuralNetwork:
         X = self._rows(self._check_X(X))
         x = self._to_float(X, np.empty(X.shape, self.stack_.dtype))
         record: list[np.ndarray] = []
-        with _predicting(self.stack_):
+        with predicting(self):
             self.stack_.forward(x, record=record)
             self.stack_.clear_buffers()
         return [
@@ -806,11 +806,13 @@ class NeuralNetwork:
         ]
 
 
-def _predicting(stack: Sequential) -> threading.Lock:
-    """The lock a fitted stack's predictions take turns on: its layers compute in buffers of
-    their own, so two threads predicting with one model (the dashboard's cached models serve
-    every session) would write over each other's numbers. Kept outside the estimator, whose
-    ``__dict__`` prediction leaves unchanged."""
+def predicting(model: NeuralNetwork) -> threading.Lock:
+    """The lock everything computed in a fitted model's layers takes turns on (predictions,
+    layer outputs, attributions, layer maps): the layers compute in buffers of their own, so two
+    threads using one model (the dashboard's cached models serve every session) would write over
+    each other's numbers. Kept outside the estimator, whose ``__dict__`` prediction leaves
+    unchanged; ``with predicting(model): ...``."""
+    stack = model.stack_
     with _PREDICTING_GUARD:
         lock = _PREDICTING.get(stack)
         if lock is None:

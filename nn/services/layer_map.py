@@ -18,6 +18,7 @@ import numpy as np
 
 from nn.core.limits import MAX_DATASET_IMAGES
 from nn.core.losses import softmax
+from nn.core.network import predicting
 from nn.core.projection import (
     check_layer,
     last_hidden_layer,
@@ -127,7 +128,8 @@ def layer_map(
     layers = model.layers_
     index = last_hidden_layer(layers) if layer is None else check_layer(layers, layer)
     xs, ys = x[:n], np.asarray(y[:n])
-    features, logits = layer_output(layers, xs, index, to_end=True)
+    with predicting(model):
+        features, logits = layer_output(layers, xs, index, to_end=True)
     proba = softmax(logits)
     predicted = np.asarray(model.classes_)[proba.argmax(axis=1)]
     start = time.perf_counter()
