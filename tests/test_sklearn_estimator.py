@@ -208,6 +208,18 @@ def test_threads_predicting_with_one_model_get_their_own_answers():
     assert wrong == []
 
 
+def test_a_loaded_model_gives_the_same_loss_and_gradients_and_keeps_its_dict(tmp_path):
+    X, y = _blobs()
+    fitted = _small(dropout=0.2).fit(X, y)
+    loaded = load_model(save_model(fitted, tmp_path / "m.npz"))
+    before = dict(loaded.__dict__)
+    loss, grads = loaded.loss_and_gradients(X, y)  # no training generator in a loaded model
+    assert loaded.__dict__.keys() == before.keys()
+    same_loss, same_grads = fitted.loss_and_gradients(X, y)
+    assert loss == same_loss
+    assert all(np.array_equal(a, b) for a, b in zip(grads, same_grads, strict=True))
+
+
 # ------------------------------------------------------------------------------ conventions
 def test_batch_size_larger_than_the_data_is_clipped_with_a_warning():
     X, y = _blobs(n=20)

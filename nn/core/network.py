@@ -381,7 +381,8 @@ class NeuralNetwork:
         and batch statistics on.
         """
         net = self.stack_
-        logits = net.forward(x, training=training, keep=True, rng=self._rng)
+        rng = self._rng if training else None  # only dropout draws; a loaded model has none
+        logits = net.forward(x, training=training, keep=True, rng=rng)
         correct = int(np.count_nonzero(logits.argmax(axis=1) == y))
         loss, delta = softmax_cross_entropy(logits, y, grad_out=logits)
         net.backward(delta)
@@ -734,13 +735,6 @@ class NeuralNetwork:
         return loss_sum / X.shape[0], correct / X.shape[0]
 
     # ------------------------------------------------------------------ inference
-    def _ready(self) -> None:
-        self.check_fitted()
-        if not hasattr(self, "_cfg"):
-            self._cfg = self._configured()
-        if not hasattr(self, "_work"):
-            self._work = {}
-
     def predict_proba(self, X) -> np.ndarray:
         """Class probabilities, one row per sample (rows sum to 1), columns in ``classes_``
         order."""
@@ -767,18 +761,20 @@ class NeuralNetwork:
         """The training objective on ``(X, y)`` without dropout (batch norm on its running
         statistics), and copies of its gradients in ``_params()`` order (``[W0, b0, W1, b1,
         ...]`` for a dense net), for gradient checks and teaching."""
-        self._ready()
+        self.check_fitted()
         X = self._rows(self._check_X(X))
         xb = self._to_float(X, np.empty(X.shape, self.stack_.dtype))
-        self.stack_.attach_gradients()
-        self._grads = self.stack_.grads
-        try:
-            loss, _, grads = self._loss_and_grads(xb, self._encode(y), training=False)
-            copies = [g.copy() for g in grads]
-        finally:
-            self._release_buffers()
-            self.stack_.detach_gradients()
-            del self._grads
+        y_idx = self._encode(check_y(y, X.shape[0]))
+        with predicting(self):
+            self.stack_.attach_gradients()
+            self._grads = self.stack_.grads
+            try:
+                loss, _, grads = self._loss_and_grads(xb, y_idx, training=False)
+                copies = [g.copy() for g in grads]
+            finally:
+                self.stack_.clear_buffers()
+                self.stack_.detach_gradients()
+                del self._grads
         return loss, copies
 
     def layer_outputs(self, X) -> list[tuple[str, np.ndarray]]:
