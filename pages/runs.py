@@ -8,6 +8,7 @@ from pathlib import Path
 import streamlit as st
 
 from nn.services.runs import ORDER_BY_FIELDS, SOURCES, STATUSES, RunStore
+from nn.services.settings import recorded_settings
 from ui import state
 from ui import tune as tn
 from ui.charts import compare_figure
@@ -169,7 +170,7 @@ if labels:
         "Run to load", list(labels), key="runs_load_choice", label_visibility="collapsed"
     )
     run = labels[choice]
-    model_kwargs, data_kwargs = tn.run_settings(run.config)
+    model_kwargs, data_kwargs = recorded_settings(run.config)
     if l2.button(
         "Load settings into Train",
         key="load_run",

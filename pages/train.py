@@ -9,6 +9,7 @@ import streamlit as st
 
 from nn.core.layer_spec import compact
 from nn.io.models_folder import model_path, sanitize_model_name
+from nn.services import settings
 from nn.services.presets import PRESETS, adapted_to_set, fitting_presets
 from ui import state, train_form
 from ui.charts import live_training_figure
@@ -43,7 +44,7 @@ if not data_set.builtin:
         ": the network's input shape comes from its images"
         + (
             "; augmentation (made for 28x28 digits) is switched off for it."
-            if data_set.image_shape != (28, 28, 1)
+            if not settings.augments(data_set.image_shape)
             else "."
         )
     )
@@ -57,7 +58,7 @@ on_set = (
     ""
     if data_set.builtin
     else f". On {data_set.name}: {data_set.shape_text} images in, {data_set.n_classes} classes "
-    "out" + ("" if data_set.image_shape == (28, 28, 1) else ", no augmentation") + "."
+    "out" + ("" if settings.augments(data_set.image_shape) else ", no augmentation") + "."
 )
 
 
@@ -69,11 +70,9 @@ def _preset_in_force() -> str:
         return ""
     model, _ = adapted_to_set(name, data_set.image_shape, data_set.n_classes)
     model.pop("input_shape", None)
-    preset = train_form.config_from_preset({"model": model, "data": PRESETS[name].data_kwargs()})
-    same = train_form.to_model_kwargs(cfg) == train_form.to_model_kwargs(preset)
-    return (
-        name if same and train_form.to_data_kwargs(cfg) == train_form.to_data_kwargs(preset) else ""
-    )
+    preset = settings.form_values(model, PRESETS[name].data_kwargs())
+    same = settings.model_kwargs(cfg) == settings.model_kwargs(preset)
+    return name if same and settings.data_kwargs(cfg) == settings.data_kwargs(preset) else ""
 
 
 def _run_name(model_kwargs: dict) -> str:
@@ -128,14 +127,13 @@ preset_place = st.container()
 # ------------------------------------------------------------------ actions
 def _start(continue_model=None, epochs: int | None = None) -> None:
     """Start a training of the form's settings (or continue ``continue_model``)."""
-    model_kwargs = train_form.to_model_kwargs(cfg)
+    model_kwargs = settings.model_kwargs(cfg)
     if epochs is not None:
         model_kwargs["epochs"] = int(epochs)
-    data_kwargs = train_form.to_data_kwargs(cfg)
+    data_kwargs = settings.data_kwargs(cfg)
     if not data_set.builtin:  # the active data set (nn.data.registry); MNIST otherwise
         data_kwargs["set"] = data_set.name
-        if data_set.image_shape != (28, 28, 1):
-            model_kwargs["augment"] = None
+        model_kwargs, _ = settings.for_images(model_kwargs, data_set.image_shape)
     run_name = _run_name(model_kwargs)
     old = state.session_job("train")
     old_inside = old.snapshot().get("inside") if old is not None and continue_model else None

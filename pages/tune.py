@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from nn.services.settings import for_images, search_base
 from nn.services.status import is_final
 from nn.services.training import part_sizes
 from ui import state
@@ -15,7 +16,7 @@ state.init_state()
 settings = tn.init_tune_state()
 job = state.session_job("search")  # this person's search, whichever tab started it
 running = bool(job is not None and not job.done)
-base = tn.base_config_from_train(st.session_state.get("train_config"))
+base = search_base(st.session_state.get("train_config"))
 
 st.title(":material/tune: Tune hyperparameters")
 st.caption(
@@ -28,49 +29,50 @@ st.caption(
 st.subheader("What to search")
 params = settings["params"]
 error_slots = {}  # where each parameter's error is shown (next to its inputs)
-for name, spec in tn.PARAMS.items():
-    entry = params[name]
+for name, param in tn.offered().items():
+    search = param.search
+    entry = params.setdefault(name, tn.default_entry(param))
     c0, c1, c2 = st.columns([1.2, 1.4, 1.4])
     entry["on"] = c0.checkbox(
-        spec["label"], value=entry["on"], key=f"tune_on_{name}", help=spec["help"], disabled=running
+        param.label, value=entry["on"], key=f"tune_on_{name}", help=search.help, disabled=running
     )
     off = running or not entry["on"]
-    if spec["kind"] in ("log", "range"):
-        if spec["kind"] == "log":
-            entry["low"] = c1.text_input(
-                "from",
-                value=str(entry["low"]),
-                key=f"tune_low_{name}",
-                disabled=off,
-                help="Lowest value, e.g. 1e-4.",
-            )
-            entry["high"] = c2.text_input(
-                "to",
-                value=str(entry["high"]),
-                key=f"tune_high_{name}",
-                disabled=off,
-                help="Highest value, e.g. 1e-1.",
-            )
-        else:
-            entry["low"] = c1.number_input(
-                "from", value=float(entry["low"]), step=0.05, key=f"tune_low_{name}", disabled=off
-            )
-            entry["high"] = c2.number_input(
-                "to", value=float(entry["high"]), step=0.05, key=f"tune_high_{name}", disabled=off
-            )
-    elif spec["kind"] == "layers":
+    if search.kind == "loguniform":
+        entry["low"] = c1.text_input(
+            "from",
+            value=str(entry["low"]),
+            key=f"tune_low_{name}",
+            disabled=off,
+            help="Lowest value, e.g. 1e-4.",
+        )
+        entry["high"] = c2.text_input(
+            "to",
+            value=str(entry["high"]),
+            key=f"tune_high_{name}",
+            disabled=off,
+            help="Highest value, e.g. 1e-1.",
+        )
+    elif search.kind == "uniform":
+        entry["low"] = c1.number_input(
+            "from", value=float(entry["low"]), step=0.05, key=f"tune_low_{name}", disabled=off
+        )
+        entry["high"] = c2.number_input(
+            "to", value=float(entry["high"]), step=0.05, key=f"tune_high_{name}", disabled=off
+        )
+    elif tn.typed_widths(param):
         entry["text"] = c1.text_input(
-            "choices", value=entry["text"], key=f"tune_text_{name}", disabled=off, help=spec["help"]
+            "choices", value=entry["text"], key=f"tune_text_{name}", disabled=off, help=search.help
         )
     else:
+        options = list(search.options or param.choices or search.chosen)
         entry["choices"] = c1.multiselect(
             "choices",
-            spec["options"],
-            default=[c for c in entry["choices"] if c in spec["options"]],
+            options,
+            default=[c for c in entry["choices"] if c in options],
             key=f"tune_choices_{name}",
             disabled=off,
         )
-    error_slots[name] = c2 if spec["kind"] not in ("log", "range") else c0
+    error_slots[name] = c0 if search.kind in ("loguniform", "uniform") else c2
 
 # ------------------------------------------------------------------ budget
 st.subheader("Budget")
@@ -179,8 +181,7 @@ if c1.button(
     disabled=running or space is None,
     icon=":material/play_arrow:",
 ):
-    if data_set.image_shape != (28, 28, 1):  # augmentation distorts 28x28 digits only
-        base = {**base, "augment": None}
+    base, _ = for_images(base, data_set.image_shape)
     tn.start_search(
         settings, space, base, state.train_limit(), None if data_set.builtin else data_set.name
     )

@@ -25,7 +25,7 @@ from PIL import Image
 from nn.cli.common import EXIT_DIVERGED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from nn.cli.main import build_parser, main
 from nn.cli.progress import Progress
-from nn.cli.train import MODEL_FLAGS, train_plan
+from nn.cli.train import train_plan
 from nn.core.config import configure
 from nn.core.network import NeuralNetwork
 from nn.core.params import PARAMS
@@ -347,7 +347,6 @@ def test_flags_cover_every_hyperparameter():
         if name in ("warm_start", "augment"):
             continue
         assert "--" + name.replace("_", "-") in options, name
-    assert {flag.param for flag in MODEL_FLAGS} <= set(PARAMS)
     for extra in (
         "--preset",
         "--seed",

@@ -163,7 +163,7 @@ def test_tune_page_search_finishes_records_and_trains_the_best(runs_db, open_app
     parcoords = figure["data"][0]
     assert parcoords["type"] == "parcoords"
     labels = [d["label"] for d in parcoords["dimensions"]]
-    assert labels == ["log10 learning_rate", "hidden_layers", "batch_size", "val accuracy"]
+    assert labels == ["hidden_layers", "log10 learning_rate", "batch_size", "val accuracy"]
 
     store = RunStore(runs_db)
     search = store.list_searches()[0]
@@ -199,11 +199,12 @@ def test_tune_page_cancel(runs_db, open_app, started_jobs):
 
 # ------------------------------------------------------------------------------ helpers
 def test_build_space_and_helpers():
+    from nn.services.settings import recorded_settings
     from ui import tune as tn
 
     settings = tn.default_settings()
     space, errors = tn.build_space(settings)
-    assert errors == {} and space.names == ["learning_rate", "hidden_layers", "batch_size"]
+    assert errors == {} and space.names == ["hidden_layers", "learning_rate", "batch_size"]
     assert tn.parse_layers("64 | 256,128 | [32]") == [[64], [256, 128], [32]]
     for name in list(settings["params"]):
         settings["params"][name]["on"] = False
@@ -215,14 +216,14 @@ def test_build_space_and_helpers():
     settings["params"]["optimizer"].update(on=True, choices=[])
     assert "at least one" in tn.build_space(settings)[1]["optimizer"]
 
-    model, data = tn.run_settings(
+    model, data = recorded_settings(
         {
             "model": {"hidden_layers": [8], "bogus": 1},
             "data": {"split": "standard", "train_size": 10},
         }
     )
     assert model == {"hidden_layers": [8]} and data == {"split": "standard", "train_size": 10}
-    assert tn.run_settings({"learning_rate": 0.1, "x": 2}) == ({"learning_rate": 0.1}, {})
+    assert recorded_settings({"learning_rate": 0.1, "x": 2}) == ({"learning_rate": 0.1}, {})
 
     trials = [
         {

@@ -124,9 +124,9 @@ def test_add_set_reorder_remove(env):
     at.button(key="tf_stk_remove_1").click().run()
     assert [s["type"] for s in stack(at)] == ["conv2d", "relu"]
     # the stack reaches the model settings the job is given
-    from ui.train_form import to_model_kwargs
+    from nn.services.settings import model_kwargs
 
-    assert to_model_kwargs(at.session_state["train_config"])["layers"] == stack(at)
+    assert model_kwargs(at.session_state["train_config"])["layers"] == stack(at)
     assert "Compact: C8k3-D10" in " ".join(c.value for c in at.caption)
 
 
@@ -187,9 +187,9 @@ def test_a_cnn_preset_is_one_click(env, monkeypatch):
     assert cfg["stack_mode"] == "stack" and at.button_group(key="tf_stack_mode").value == "stack"
     assert [s["type"] for s in stack(at)] == ["conv2d", "relu", "maxpool"]
     assert "→ **14x14x32**" in markdown(at)
-    from ui.train_form import to_model_kwargs
+    from nn.services.settings import model_kwargs
 
-    assert to_model_kwargs(cfg)["layers"] == CNN[:3]
+    assert model_kwargs(cfg)["layers"] == CNN[:3]
     at.button(key="preset_fast").click().run()
     assert at.session_state["train_config"]["stack_mode"] == "dense"
     assert at.number_input(key="tf_n_layers").value == 2

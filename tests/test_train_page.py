@@ -64,7 +64,7 @@ def test_widgets_exist(open_train):
         assert at.number_input(key=key) is not None
     for key in ("tf_optimizer", "tf_schedule", "tf_init", "tf_split", "tf_act_0"):
         assert at.selectbox(key=key) is not None
-    for key in ("tf_clip", "tf_early_stopping", "tf_augment"):
+    for key in ("tf_clip_norm_on", "tf_early_stopping", "tf_augment"):
         assert at.toggle(key=key) is not None
     assert at.button(key="start_training").disabled is False
     assert at.button(key="stop_training").disabled is True

@@ -19,7 +19,9 @@ from test_data_pages import open_app, texts
 
 from nn.data.registry import add_set, get_info
 from nn.io.model_files import load_model
+from nn.services import form_checks
 from nn.services.presets import fitting_presets
+from nn.services.settings import form_values, search_base
 from ui import train_form
 
 env = test_data_pages.env  # the data folder and models of test_data_pages, as fixtures
@@ -102,7 +104,7 @@ def test_form_bounds_come_from_the_active_sets_counts(small_env):
     info = get_info("small")
     cfg = train_form.default_config()
     # standard split: 1/6 of the 300 training images for validation, 250 to train on
-    assert train_form.training_part_size(cfg, info) == 250
+    assert form_checks.training_part_size(cfg, info) == 250
     assert train_form.validate({**cfg, "train_size": 250, "batch_size": 16}, info=info) == {}
     errors = train_form.validate({**cfg, "train_size": 251, "batch_size": 16}, info=info)
     assert "outside 0..250" in " ".join(errors["data"]) and "small" in " ".join(errors["data"])
@@ -110,11 +112,11 @@ def test_form_bounds_come_from_the_active_sets_counts(small_env):
     assert "data" not in train_form.validate({**cfg, "train_size": 251, "batch_size": 16})
     # 80:10:10 pools the 360 images: 288 to train on
     pooled = {**cfg, "split": "80:10:10", "batch_size": 16}
-    assert train_form.training_part_size(pooled, info) == 288
+    assert form_checks.training_part_size(pooled, info) == 288
     assert "data" in train_form.validate({**pooled, "train_size": 289}, info=info)
     # custom fractions of 360 images
     custom = {**pooled, "split": "custom", "val_fraction": 0.25, "test_fraction": 0.25}
-    assert train_form.training_part_size(custom, info) == 180
+    assert form_checks.training_part_size(custom, info) == 180
     # a batch larger than the training images
     errors = train_form.validate({**cfg, "train_size": 100, "batch_size": 128}, info=info)
     assert "larger than the 100 training images" in " ".join(errors["training"])
@@ -186,7 +188,7 @@ def test_tune_sizes_the_train_pages_network_for_the_active_set(small_env):
     from nn.services.presets import PRESETS
     from ui import tune
 
-    cnn = tune.base_config_from_train(train_form.config_from_preset(PRESETS["cnn"]))
+    cnn = search_base(form_values(PRESETS["cnn"].model_kwargs(), PRESETS["cnn"].data_kwargs()))
     settings = tune.default_settings()
     settings["train_size"], settings["val_size"] = 100, 0
     _, errors = tune.build_space(settings, cnn)  # MNIST's 28x28 images: it fits
@@ -195,7 +197,9 @@ def test_tune_sizes_the_train_pages_network_for_the_active_set(small_env):
     assert "kernel 5 is larger than its 4x4 input" in errors["base"]
     at = AppTest.from_file(test_data_pages.APP, default_timeout=90)
     at.session_state["active_set_name"] = "tiny12"
-    at.session_state["train_config"] = train_form.config_from_preset(PRESETS["cnn"])
+    at.session_state["train_config"] = form_values(
+        PRESETS["cnn"].model_kwargs(), PRESETS["cnn"].data_kwargs(), "cnn"
+    )
     at.run()
     at.switch_page("pages/tune.py").run()
     assert not at.exception

@@ -113,10 +113,11 @@ def test_validate_checks_every_number_range_without_the_form_drawn():
 
 
 def test_every_number_field_has_a_range_and_a_widget_step():
-    from ui.train_form import NUMBER_FIELDS, default_config
+    from nn.services.settings import number_fields
+    from ui.train_form import default_config
 
     cfg = default_config()
-    for field, spec in NUMBER_FIELDS.items():
+    for field, spec in number_fields().items():
         assert field in cfg, field
         assert spec.step > 0, field
         assert spec.min_value is not None, field

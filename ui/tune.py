@@ -9,7 +9,8 @@ Contract
     ``start_search(settings, space, base)`` this person's search, a ``ui.session_jobs``
                                             job in a worker (``ui.state.session_job("search")``).
     ``trials_frame(trials)``, ``parallel_coordinates_figure(trials, space)``  (pure).
-    ``runs_frame(runs)``, ``run_settings(run)`` (pure), ``load_into_train(model, data)``.
+    ``offered()``                           the hyperparameters offered, from ``nn.core.params``.
+    ``runs_frame(runs)`` (pure), ``load_into_train(model, data)``.
 """
 
 from __future__ import annotations
@@ -25,78 +26,16 @@ from typing import Any
 import streamlit as st
 
 from nn.core import params as hyperparams
-from nn.core.activations import ACTIVATIONS
 from nn.core.limits import MAX_GRID_POINTS, MAX_TRIALS
-from nn.core.optimizers import OPTIMIZERS
+from nn.core.params import Param
+from nn.services import settings as train_settings
 from nn.services.training import check_size_on_set, check_sizes_of_choices
 from nn.services.tuning import SearchJob
 from ui import session_jobs
 from ui.charts import note_in_middle
 from ui.state import current_owner, job_board, job_runner
-from ui.train_form import config_from_preset, to_model_kwargs
 
 SETTINGS_KEY = "tune_settings"
-
-# The hyperparameters the Tune page offers: kind "log" (log-uniform range typed as text),
-# "range" (uniform), "layers" (choices typed as "128 | 256,128"), "choices" (multiselect).
-PARAMS: dict[str, dict[str, Any]] = {
-    "learning_rate": {
-        "label": "Learning rate",
-        "kind": "log",
-        "low": "1e-4",
-        "high": "1e-1",
-        "on": True,
-        "help": "Log-uniform: every decade is as likely.",
-    },
-    "hidden_layers": {
-        "label": "Hidden layers",
-        "kind": "layers",
-        "text": "64 | 128 | 256,128",
-        "on": True,
-        "help": "Choices separated by |, each a comma-separated list "
-        "of layer widths, e.g. 128 | 256,128.",
-    },
-    "batch_size": {
-        "label": "Batch size",
-        "kind": "choices",
-        "options": [16, 32, 64, 128, 256, 512],
-        "choices": [32, 64, 128],
-        "on": True,
-        "help": "Mini-batch sizes to try.",
-    },
-    "dropout": {
-        "label": "Dropout",
-        "kind": "range",
-        "low": 0.0,
-        "high": 0.3,
-        "on": False,
-        "help": "Uniform drop probability of every hidden layer.",
-    },
-    "optimizer": {
-        "label": "Optimizer",
-        "kind": "choices",
-        "options": list(OPTIMIZERS),
-        "choices": ["adam", "momentum"],
-        "on": False,
-        "help": "Optimizers to try.",
-    },
-    "activation": {
-        "label": "Activation",
-        "kind": "choices",
-        "options": list(ACTIVATIONS),
-        "choices": ["relu", "tanh"],
-        "on": False,
-        "help": "Activations to try.",
-    },
-    "l2": {
-        "label": "L2 penalty",
-        "kind": "log",
-        "low": "1e-6",
-        "high": "1e-2",
-        "on": False,
-        "help": "Log-uniform weight penalty.",
-    },
-}
 
 BUDGET_DEFAULTS: dict[str, Any] = {
     "strategy": "random",
@@ -112,14 +51,35 @@ BUDGET_DEFAULTS: dict[str, Any] = {
 
 
 # ------------------------------------------------------------------------------ settings
+def offered() -> dict[str, Param]:
+    """The hyperparameters the Tune page offers: those with a ``search`` in ``PARAMS``. A
+    range is typed as text ("log-uniform") or numbers ("uniform"); a choice among fixed
+    options is a multiselect; hidden layer widths are typed as "128 | 256,128"."""
+    return {name: p for name, p in hyperparams.PARAMS.items() if p.search is not None}
+
+
+def typed_widths(param: Param) -> bool:
+    """Whether the page takes this hyperparameter's choices as typed lists of widths."""
+    return param.kind == "widths"
+
+
+def default_entry(param: Param) -> dict[str, Any]:
+    """The Tune form's first settings of one offered hyperparameter."""
+    search = param.search
+    entry: dict[str, Any] = {"on": search.on}
+    if search.kind == "loguniform":
+        entry.update(low=f"{search.low:g}", high=f"{search.high:g}")
+    elif search.kind == "uniform":
+        entry.update(low=float(search.low), high=float(search.high))
+    elif typed_widths(param):
+        entry["text"] = " | ".join(",".join(map(str, widths)) for widths in search.chosen)
+    else:
+        entry["choices"] = list(search.chosen)
+    return entry
+
+
 def default_settings() -> dict[str, Any]:
-    params = {}
-    for name, spec in PARAMS.items():
-        entry = {"on": spec["on"]}
-        for key in ("low", "high", "text", "choices"):
-            if key in spec:
-                entry[key] = copy.deepcopy(spec[key])
-        params[name] = entry
+    params = {name: default_entry(p) for name, p in offered().items()}
     return {"params": params, **copy.deepcopy(BUDGET_DEFAULTS)}
 
 
@@ -167,12 +127,13 @@ def parse_layers(text: str) -> list[list[int]]:
 def _dimension(name: str, entry: Mapping[str, Any]):
     from nn.search import Choice, LogUniform, Uniform
 
-    kind = PARAMS[name]["kind"]
-    if kind == "log":
+    param = hyperparams.PARAMS[name]
+    kind = param.search.kind
+    if kind == "loguniform":
         return LogUniform(_float(entry["low"], "low"), _float(entry["high"], "high"), name=name)
-    if kind == "range":
+    if kind == "uniform":
         return Uniform(_float(entry["low"], "low"), _float(entry["high"], "high"), name=name)
-    if kind == "layers":
+    if typed_widths(param):
         return Choice(parse_layers(entry["text"]), name=name)
     return Choice(list(entry.get("choices") or []), name=name)
 
@@ -257,43 +218,11 @@ def build_space(
 
 
 # ------------------------------------------------------------------------------ train config
-def base_config_from_train(train_config: Mapping[str, Any] | None) -> dict[str, Any]:
-    """NeuralNetwork kwargs of the Train page's form (the settings a search does not vary);
-    ``random_state`` is dropped so that every trial gets its own seed."""
-    cfg = dict(train_config or {})
-    kwargs: dict[str, Any] = {}
-    try:
-        kwargs = to_model_kwargs(cfg)
-    except (KeyError, TypeError, ValueError):  # a partial form: keep the settings it names
-        known = set(hyperparams.PARAMS)
-        kwargs = {k: v for k, v in (cfg.get("model") or cfg).items() if k in known}
-    kwargs.pop("random_state", None)
-    kwargs.pop("warm_start", None)
-    return kwargs
-
-
-def run_settings(config: Mapping[str, Any] | None) -> tuple[dict[str, Any], dict[str, Any]]:
-    """``(model_kwargs, data_kwargs)`` from a recorded run's config: ``{"model": ...,
-    "data": ...}`` (dashboard, tune, CLI) or a flat dict of NeuralNetwork settings."""
-    config = dict(config or {})
-    known = set(hyperparams.PARAMS)
-    model = config.get("model") if isinstance(config.get("model"), dict) else config
-    model = {k: copy.deepcopy(v) for k, v in model.items() if k in known}
-    model.pop("warm_start", None)
-    data = config.get("data") if isinstance(config.get("data"), dict) else {}
-    data = {
-        k: v
-        for k, v in data.items()
-        if k in ("split", "seed", "train_size", "val_fraction", "test_fraction")
-    }
-    return model, data
-
-
 def to_train_config(
     model_kwargs: Mapping[str, Any], data_kwargs: Mapping[str, Any] | None = None
 ) -> dict[str, Any]:
     """The Train page's ``train_config`` dict for these settings (``ui.train_form`` shape)."""
-    return config_from_preset({"model": dict(model_kwargs), "data": dict(data_kwargs or {})})
+    return train_settings.form_values(model_kwargs, data_kwargs)
 
 
 TRAIN_DATA_FIELDS = ("split", "val_fraction", "test_fraction", "train_size", "data_seed")
@@ -427,7 +356,7 @@ def runs_frame(runs: list[Any]):
 
     rows = []
     for run in runs:
-        model, data = run_settings(run.config)
+        model, data = train_settings.recorded_settings(run.config)
         hidden = model.get("hidden_layers")
         stack = model.get("layers")
         rows.append(

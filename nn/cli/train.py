@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -27,15 +26,12 @@ from nn.cli.common import (
 )
 from nn.cli.progress import Progress, StopOnInterrupt
 from nn.core import augment
-from nn.core.activations import ACTIVATIONS
-from nn.core.initializers import INIT_CHOICES
 from nn.core.layer_spec import compact, parse_layers, parse_shape
 from nn.core.limits import MAX_SEED
 from nn.core.network import NeuralNetwork
-from nn.core.optimizers import OPTIMIZERS
-from nn.core.params import DTYPES, MONITORS, json_params
-from nn.core.schedules import SCHEDULES
+from nn.core.params import PARAMS, Param, json_params
 from nn.services.control import JobControl
+from nn.services.settings import for_images
 from nn.services.training import (
     TrainingJob,
     TrainingOutcome,
@@ -57,33 +53,6 @@ DESCRIPTION = (
 
 
 # ----------------------------------------------------------------------------- hyperparameter flags
-@dataclass(frozen=True)
-class ModelFlag:
-    """The command-line flag of one ``NeuralNetwork`` hyperparameter.
-
-    ``type`` None makes a ``--x/--no-x`` switch. ``nargs`` ``"+"`` takes one value for every layer
-    or one per layer (a single value is passed on as the scalar); ``"*"`` takes a list that may be
-    empty. ``optional`` accepts ``none`` to switch the setting off.
-    """
-
-    param: str
-    help: str
-    type: Callable[[str], Any] | None = None
-    nargs: str | None = None
-    choices: Sequence[str] | None = None
-    optional: bool = False
-    metavar: str | None = None
-    aliases: tuple[str, ...] = ()
-
-    @property
-    def dest(self) -> str:
-        return f"model__{self.param}"
-
-    @property
-    def per_layer(self) -> bool:
-        return self.nargs == "+"
-
-
 def _argument(parse: Callable[[str], Any]) -> Callable[[str], Any]:
     """An argparse type whose ``ValueError`` message is shown as it is."""
 
@@ -97,105 +66,15 @@ def _argument(parse: Callable[[str], Any]) -> Callable[[str], Any]:
     return convert
 
 
-# augment is set through the --augment-* flags; warm_start needs a loaded model, so has no flag
-MODEL_FLAGS: tuple[ModelFlag, ...] = (
-    ModelFlag(
-        "hidden_layers",
-        "widths of the hidden layers, e.g. 256 128; give none for softmax regression",
-        int,
-        nargs="*",
-        metavar="N",
-    ),
-    ModelFlag(
-        "activation",
-        "hidden activation: one for all layers or one per layer",
-        str,
-        nargs="+",
-        choices=list(ACTIVATIONS),
-        metavar="NAME",
-    ),
-    ModelFlag(
-        "layers",
-        "the hidden stack instead of --hidden-layers/--activation/--dropout: one line such as "
-        "conv32k3,relu,pool2,conv64k3,relu,pool2,flatten,dense128,relu,dropout0.3 (also "
-        "conv32k5s2same, avgpool2, bn, sigmoid, tanh, lrelu), or a JSON file of layer dicts; "
-        "'none' for the dense shorthand",
-        _argument(parse_layers),
-        optional=True,
-        metavar="SPEC",
-    ),
-    ModelFlag(
-        "input_shape",
-        "image shape HEIGHTxWIDTHxCHANNELS for --layers with convolutions; 'none' reads "
-        "square greyscale images (784 -> 28x28x1)",
-        _argument(parse_shape),
-        optional=True,
-        metavar="HxWxC",
-    ),
-    ModelFlag("leaky_slope", "slope of leaky_relu for negative inputs, in [0, 1)", float),
-    ModelFlag(
-        "init",
-        "weight initialisation; auto: He for ReLU-like layers, Xavier otherwise",
-        str,
-        choices=list(INIT_CHOICES),
-    ),
-    ModelFlag("optimizer", "update rule", str, choices=list(OPTIMIZERS)),
-    ModelFlag("learning_rate", "initial learning rate (> 0)", float),
-    ModelFlag("momentum", "momentum of the momentum and nesterov optimizers, in [0, 1)", float),
-    ModelFlag("beta1", "Adam's first-moment decay, in [0, 1)", float),
-    ModelFlag("beta2", "Adam's second-moment decay, in [0, 1)", float),
-    ModelFlag("rho", "RMSprop's decay, in [0, 1)", float),
-    ModelFlag("epsilon", "numerical floor of RMSprop and Adam", float),
-    ModelFlag(
-        "schedule", "learning-rate schedule (see nn.schedules)", str, choices=list(SCHEDULES)
-    ),
-    ModelFlag("lr_decay", "decay of the inverse_time schedule: lr / (1 + decay * epoch)", float),
-    ModelFlag("step_size", "epochs between the step schedule's drops", int),
-    ModelFlag("gamma", "factor of the step and exponential schedules, in (0, 1]", float),
-    ModelFlag(
-        "warmup_epochs", "linear warm-up from 0 over this many epochs (fractions allowed)", float
-    ),
-    ModelFlag("min_lr", "floor of the cosine schedule", float),
-    ModelFlag("batch_size", "images per mini-batch", int),
-    ModelFlag("epochs", "passes over the training set", int),
-    ModelFlag("shuffle", "reshuffle the training set every epoch"),
-    ModelFlag("l2", "L2 weight penalty (l2/2 * sum of squared weights)", float),
-    ModelFlag(
-        "dropout",
-        "drop probability of hidden units: one for all layers or one per layer",
-        float,
-        nargs="+",
-        metavar="P",
-    ),
-    ModelFlag("input_dropout", "drop probability of input pixels", float),
-    ModelFlag(
-        "clip_norm",
-        "clip the gradient to this global L2 norm; 'none' to switch off",
-        float,
-        optional=True,
-    ),
-    ModelFlag(
-        "early_stopping", "stop when the validation metric stops improving; keep the best weights"
-    ),
-    ModelFlag("patience", "epochs without improvement before early stopping", int),
-    ModelFlag(
-        "monitor", "validation metric watched by early stopping", str, choices=list(MONITORS)
-    ),
-    ModelFlag("min_delta", "smallest change that counts as an improvement", float),
-    ModelFlag(
-        "validation_fraction",
-        "held-out fraction for early stopping when there is no validation set",
-        float,
-    ),
-    ModelFlag("dtype", "float32 (fast) or float64", str, choices=list(DTYPES)),
-    ModelFlag(
-        "random_state",
-        "seed of initialisation, shuffling, dropout and augmentation; 'none' for an unseeded run",
-        int,
-        optional=True,
-        aliases=("--seed",),
-    ),
-)
+# how a flag reads each kind of hyperparameter (nn.core.params.KINDS), and its metavar
+_READERS: dict[str, tuple[Callable[[str], Any], str]] = {
+    "float": (float, "X"),
+    "int": (int, "N"),
+    "choice": (str, "NAME"),
+    "widths": (int, "N"),
+    "stack": (_argument(parse_layers), "SPEC"),
+    "shape": (_argument(parse_shape), "HxWxC"),
+}
 
 
 def _shown_default(default: Any) -> str:
@@ -206,28 +85,32 @@ def _shown_default(default: Any) -> str:
     return str(default)
 
 
-def _flag_arguments(flag: ModelFlag, default: Any) -> dict[str, Any]:
-    """argparse keywords of one flag. Defaults are suppressed so that only the flags given
-    override the preset."""
+def _flag_arguments(param: Param) -> dict[str, Any]:
+    """argparse keywords of one hyperparameter's flag, from its entry in ``PARAMS``. Defaults
+    are suppressed so that only the flags given override the preset; a switch is
+    ``--x/--no-x``; ``none`` switches an optional setting off; a per-layer setting takes one
+    value for every layer or one per layer, and the widths a list that may be empty."""
     kw: dict[str, Any] = {
-        "dest": flag.dest,
+        "dest": f"model__{param.name}",
         "default": argparse.SUPPRESS,
-        "help": f"{flag.help} (default: {_shown_default(default)})".replace("%", "%%"),
+        "help": f"{param.help.rstrip('.')} (default: {_shown_default(param.default)})".replace(
+            "%", "%%"
+        ),
     }
-    if flag.type is None:
+    if param.kind == "bool":
         kw["action"] = argparse.BooleanOptionalAction
         return kw
-    kw["type"] = none_or(flag.type) if flag.optional else flag.type
-    if flag.nargs:
-        kw["nargs"] = flag.nargs
-    if flag.choices is not None:
-        kw["choices"] = flag.choices
-    if flag.metavar:
-        kw["metavar"] = flag.metavar
-    elif flag.choices is not None:
-        kw["metavar"] = "{" + ",".join(flag.choices) + "}"
-    else:
-        kw["metavar"] = {int: "N", float: "X"}.get(flag.type, "VALUE")
+    read, metavar = _READERS[param.kind]
+    kw["type"] = none_or(read) if param.optional else read
+    if param.kind == "widths":
+        kw["nargs"] = "*"
+    elif param.per_layer:
+        kw["nargs"] = "+"
+    if param.choices is not None:
+        kw["choices"] = list(param.choices)
+        if not param.per_layer:
+            metavar = "{" + ",".join(param.choices) + "}"
+    kw["metavar"] = "P" if param.per_layer and param.kind == "float" else metavar
     return kw
 
 
@@ -235,10 +118,9 @@ def _add_model_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group(
         "hyperparameters (each overrides the preset; defaults are NeuralNetwork's)"
     )
-    defaults = NeuralNetwork().get_params()
-    for flag in MODEL_FLAGS:
-        option = "--" + flag.param.replace("_", "-")
-        group.add_argument(option, *flag.aliases, **_flag_arguments(flag, defaults[flag.param]))
+    for param in PARAMS.values():
+        if param.flag:
+            group.add_argument(param.option, *param.aliases, **_flag_arguments(param))
 
 
 _AUGMENT_OFF = {"shift": 0.0, "rotation": 0.0, "scale": 0.0, "elastic_alpha": 0.0}
@@ -246,7 +128,7 @@ _AUGMENT_OFF = {"shift": 0.0, "rotation": 0.0, "scale": 0.0, "elastic_alpha": 0.
 
 def _augment_defaults() -> dict[str, float]:
     """The Augmenter's defaults, spelled out: ``NeuralNetwork(augment={})`` augments nothing."""
-    return {name: float(p[3]) for name, p in augment.SETTINGS.items()}
+    return {name: float(s.default) for name, s in augment.SETTINGS.items()}
 
 
 def _add_augment_flags(parser: argparse.ArgumentParser) -> None:
@@ -264,14 +146,14 @@ def _add_augment_flags(parser: argparse.ArgumentParser) -> None:
         default=argparse.SUPPRESS,
         help="augment the training batches",
     )
-    for name, (_, _, _, default, meaning) in augment.SETTINGS.items():
+    for name, setting in augment.SETTINGS.items():
         group.add_argument(
             "--augment-" + name.replace("_", "-"),
             dest=f"augment__{name}",
             type=float,
             metavar="X",
             default=argparse.SUPPRESS,
-            help=f"{meaning} (Augmenter default: {default})",
+            help=f"{setting.meaning} (Augmenter default: {setting.default})".replace("%", "%%"),
         )
 
 
@@ -336,13 +218,10 @@ def _overrides(args: argparse.Namespace, prefix: str) -> dict[str, Any]:
 
 
 def _model_overrides(args: argparse.Namespace, base_augment: dict | None) -> dict[str, Any]:
-    out = {}
-    for flag in MODEL_FLAGS:
-        if hasattr(args, flag.dest):
-            value = getattr(args, flag.dest)
-            if flag.per_layer and isinstance(value, list) and len(value) == 1:
-                value = value[0]
-            out[flag.param] = value
+    out = _overrides(args, "model__")
+    for name, value in out.items():
+        if PARAMS[name].per_layer and isinstance(value, list) and len(value) == 1:
+            out[name] = value[0]
     aug = _overrides(args, "augment__")
     on = aug.pop("on", None)
     if on is False:
@@ -439,21 +318,20 @@ def _fit_to_set(preset: Any, overrides: dict[str, Any], model_kwargs: dict, info
     augmentation (not one asked for by a flag) is switched off for images other than 28x28
     greyscale, with a note; a network that cannot take the set's images or classes is refused,
     naming the presets that fit. Returns the notes; ``model_kwargs`` is changed in place."""
-    from nn.services.presets import MNIST_IMAGE_SHAPE, adapted_to_set, fitting_presets
+    from nn.services.presets import fitting_presets
 
     notes: list[str] = []
-    if tuple(info.image_shape) != MNIST_IMAGE_SHAPE and "augment" not in overrides:
-        _, notes = adapted_to_set(preset, info.image_shape, info.n_classes)
-        if notes:  # the preset's augmentation, switched off
-            model_kwargs["augment"] = None
-    shaped = dict(model_kwargs)
-    if shaped.get("input_shape") is None and tuple(info.image_shape) != MNIST_IMAGE_SHAPE:
-        shaped["input_shape"] = list(info.image_shape)
+    if "augment" not in overrides:  # augmentation asked for by a flag is refused by the job
+        fitted, notes = for_images(model_kwargs, info.image_shape, info.name)
+        model_kwargs["augment"] = fitted.get("augment")
+        notes = [f"preset {preset.name}: {note}" for note in notes]
+    shaped, _ = for_images({**model_kwargs, "augment": None}, info.image_shape)
+    layer_flags = [p.option for p in PARAMS.values() if p.kind in ("widths", "stack")]
     try:
         check_network_size(check_model_kwargs(shaped), tuple(info.image_shape), info.n_classes)
     except ValueError as exc:
         where = f"{info.name} ({info.shape_text} images, {info.n_classes} classes)"
-        if {"layers", "hidden_layers"} & set(overrides):
+        if any(PARAMS[name].kind in ("widths", "stack") for name in overrides):
             raise UsageError(f"the network does not fit {where}: {exc}") from None
         fit = [
             name
@@ -462,8 +340,8 @@ def _fit_to_set(preset: Any, overrides: dict[str, Any], model_kwargs: dict, info
         ]
         raise UsageError(
             f"preset {preset.name} does not fit {where}: {exc} The presets that fit "
-            f"{info.name}: {', '.join(fit) or 'none'}; or give the layers (--layers, "
-            "--hidden-layers)."
+            f"{info.name}: {', '.join(fit) or 'none'}; or give the layers "
+            f"({', '.join(layer_flags)})."
         ) from None
     return notes
 

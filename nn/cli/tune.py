@@ -29,6 +29,7 @@ from nn.core.limits import (
     MAX_TIMEOUT,
     MAX_TRIALS,
 )
+from nn.core.params import PARAMS, searchable
 from nn.search.engine import STRATEGIES, SearchEvent, SearchSpace, parse_dimension
 from nn.services.training import (
     check_size_on_set,
@@ -41,7 +42,7 @@ from nn.services.tuning import SearchJob, run_search_job
 HELP = "search hyperparameters (grid/random + successive halving)"
 
 __all__ = [
-    "DEFAULT_SPACE",
+    "default_space",
     "add_tune_arguments",
     "parse_param",
     "parse_set",
@@ -49,19 +50,16 @@ __all__ = [
     "run_tune",
 ]
 
-# searched when neither --space nor --param is given
-DEFAULT_SPACE: dict[str, Any] = {
-    "learning_rate": {"type": "loguniform", "low": 1e-4, "high": 1e-1},
-    "hidden_layers": {"type": "choice", "values": [[64], [128], [256], [256, 128]]},
-    "batch_size": {"type": "choice", "values": [32, 64, 128, 256]},
-}
+
+def default_space() -> dict[str, Any]:
+    """The space searched when neither --space nor --param is given: every hyperparameter
+    whose default search (``nn.core.params.Search``) is on, as the Tune page starts."""
+    return {name: p.search.dimension() for name, p in PARAMS.items() if p.search and p.search.on}
 
 
 def add_tune_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Add the ``tune`` options to ``parser`` (a sub-parser)."""
-    space = parser.add_argument_group(
-        "search space (default: learning rate, hidden size, batch size)"
-    )
+    space = parser.add_argument_group(f"search space (default: {', '.join(default_space())})")
     space.add_argument(
         "--param",
         action="append",
@@ -69,7 +67,8 @@ def add_tune_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPars
         metavar="NAME=SPEC",
         help="a searched hyperparameter, repeatable. SPEC: loguniform:LOW:HIGH, "
         "uniform:LOW:HIGH, int:LOW:HIGH[:log], choice:A|B|... (values in "
-        "JSON, e.g. choice:[128]|[256,128] or choice:adam|sgd) or JSON",
+        "JSON, e.g. choice:[128]|[256,128] or choice:adam|sgd) or JSON. NAME: one of "
+        f"{', '.join(searchable())}",
     )
     space.add_argument(
         "--space",
@@ -212,7 +211,7 @@ def parse_set(text: str) -> tuple[str, Any]:
 
 
 def build_space(args: argparse.Namespace) -> SearchSpace:
-    """The search space from ``--space`` and ``--param`` (``DEFAULT_SPACE`` if neither)."""
+    """The search space from ``--space`` and ``--param`` (``default_space()`` if neither)."""
     dims: dict[str, Any] = {}
     if getattr(args, "space", None):
         data = read_json_file(args.space, f"--space {args.space}")
@@ -226,7 +225,7 @@ def build_space(args: argparse.Namespace) -> SearchSpace:
         dims[name] = dim
     fixed = [parse_set(t)[0] for t in getattr(args, "fixed", None) or []]
     if not dims:  # a --set parameter is fixed, so the default space leaves it out
-        dims = {k: v for k, v in DEFAULT_SPACE.items() if k not in fixed}
+        dims = {k: v for k, v in default_space().items() if k not in fixed}
         if not dims:
             raise ValueError("--set fixes every parameter of the default space: add --param")
     both = sorted(set(fixed) & set(dims))

@@ -16,7 +16,7 @@ distortion 2.3 ms / 4-8 ms (a third of it is drawing the 200k uniform numbers); 
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -33,14 +33,39 @@ _GRID = np.stack([*np.mgrid[0:SIDE, 0:SIDE][::-1].reshape(2, -1), np.ones(N_PIXE
     np.float32
 )
 
-# name -> (low, high, low_inclusive, default, meaning)
-SETTINGS: dict[str, tuple[float, float, bool, float, str]] = {
-    "shift": (0.0, 14.0, True, 2.0, "maximum shift in pixels"),
-    "rotation": (0.0, 180.0, True, 10.0, "maximum rotation in degrees"),
-    "scale": (0.0, 0.9, True, 0.1, "maximum relative zoom"),
-    "elastic_alpha": (0.0, 200.0, True, 0.0, "elastic strength in pixels, 0 = off"),
-    "elastic_sigma": (0.0, 28.0, False, 4.0, "elastic smoothness (Gaussian std in pixels)"),
-    "probability": (0.0, 1.0, True, 1.0, "chance that an image is augmented at all"),
+
+class Setting(NamedTuple):
+    """One setting of the Augmenter: its range, default and meaning, and how the Train form
+    shows it (``step`` None: it does not)."""
+
+    low: float
+    high: float
+    low_inclusive: bool
+    default: float
+    meaning: str
+    label: str
+    step: float | None
+
+
+SETTINGS: dict[str, Setting] = {
+    "shift": Setting(0.0, 14.0, True, 2.0, "maximum shift in pixels", "Shift (px)", 0.5),
+    "rotation": Setting(0.0, 180.0, True, 10.0, "maximum rotation in degrees", "Rotation (°)", 1.0),
+    "scale": Setting(0.0, 0.9, True, 0.1, "maximum relative zoom (0.1 = ±10%)", "Scale", 0.05),
+    "elastic_alpha": Setting(
+        0.0, 200.0, True, 0.0, "elastic strength in pixels, 0 = off", "Elastic alpha", 1.0
+    ),
+    "elastic_sigma": Setting(
+        0.0,
+        28.0,
+        False,
+        4.0,
+        "elastic smoothness (Gaussian std in pixels)",
+        "Elastic sigma",
+        0.5,
+    ),
+    "probability": Setting(
+        0.0, 1.0, True, 1.0, "chance that an image is augmented at all", "Probability", None
+    ),
 }
 
 
@@ -232,7 +257,7 @@ class Augmenter:
 
     @staticmethod
     def _check(name: str, value: Any) -> float:
-        low, high, low_inclusive, _, meaning = SETTINGS[name]
+        low, high, low_inclusive, _, meaning, _, _ = SETTINGS[name]
         allowed = f"{'[' if low_inclusive else '('}{low:g}, {high:g}]"
         if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
             raise ValueError(f"{name}={value!r} must be a number in {allowed} ({meaning})")

@@ -15,6 +15,7 @@ computed in the logits' own buffer.
 
 from __future__ import annotations
 
+import inspect
 import math
 import threading
 import time
@@ -39,7 +40,7 @@ from nn.core.inputs import NotFittedError, check_X, check_y, class_labels, dense
 from nn.core.layers import ActivationLayer, Dense
 from nn.core.losses import softmax, softmax_cross_entropy
 from nn.core.optimizers import Optimizer, make_optimizer
-from nn.core.params import PARAMS, ParameterError, check_names, defaults, json_params
+from nn.core.params import ParameterError, check_names, defaults, json_params
 from nn.core.schedules import learning_rate
 from nn.core.sequential import Sequential
 
@@ -183,13 +184,18 @@ class NeuralNetwork:
         self.input_shape = input_shape
 
     # ------------------------------------------------------------------ parameters
+    @classmethod
+    def _param_names(cls) -> list[str]:
+        """The constructor's arguments (``nn.core.params.PARAMS`` declares each of them)."""
+        return [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
+
     def get_params(self, deep: bool = True) -> dict[str, Any]:
         """Hyperparameters as given (the very objects, as scikit-learn's ``clone`` expects);
         ``nn.core.params.json_params`` gives the form model files and runs hold."""
-        return {name: getattr(self, name) for name in PARAMS}
+        return {name: getattr(self, name) for name in self._param_names()}
 
     def set_params(self, **params: Any) -> NeuralNetwork:
-        check_names(params)
+        check_names(params, self._param_names())
         for key, value in params.items():
             setattr(self, key, value)
         return self

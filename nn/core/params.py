@@ -99,12 +99,16 @@ class Widget:
     """The value it takes when switched on with no value given."""
 
 
+SEARCH_KINDS = ("loguniform", "uniform", "choice")
+
+
 @dataclass(frozen=True)
 class Search:
-    """How a search varies a hyperparameter on the Tune page: ``kind`` "log" (log-uniform
-    between ``low`` and ``high``), "uniform", "choice" (among ``options``, ``chosen`` ticked at
-    first) or "widths" (lists of layer widths typed as ``text``, e.g. "128 | 256,128").
-    ``on`` ticks the hyperparameter at first."""
+    """How a search varies a hyperparameter by default (the Tune page's first settings, the
+    ``tune`` command's space when none is given): ``kind`` "loguniform" or "uniform" between
+    ``low`` and ``high``, or "choice" among ``chosen`` (of ``options`` when the choices are a
+    fixed list; lists of widths for ``hidden_layers``). ``on``: searched unless a person says
+    otherwise."""
 
     kind: str
     help: str
@@ -112,8 +116,17 @@ class Search:
     high: float | None = None
     options: tuple = ()
     chosen: tuple = ()
-    text: str = ""
     on: bool = False
+
+    def dimension(self) -> dict[str, Any]:
+        """This default as a search dimension's dict (``nn.search.engine.dimension_from_dict``)."""
+        if self.kind == "choice":
+            return {"type": "choice", "values": [_plain(v) for v in self.chosen]}
+        return {"type": self.kind, "low": self.low, "high": self.high}
+
+
+def _plain(value: Any) -> Any:
+    return [_plain(v) for v in value] if isinstance(value, (list, tuple)) else value
 
 
 @dataclass(frozen=True)
@@ -195,13 +208,13 @@ PARAMS: dict[str, Param] = {
             "widths",
             (128,),
             "Hidden layers",
-            "widths of the hidden layers, e.g. 256 128; none for softmax regression",
+            "Widths of the hidden layers, e.g. 256 128; none for softmax regression.",
             "layers",
             search=Search(
-                "widths",
+                "choice",
                 "Choices separated by |, each a comma-separated list of layer widths, "
                 "e.g. 128 | 256,128.",
-                text="64 | 128 | 256,128",
+                chosen=((64,), (128,), (256, 128)),
                 on=True,
             ),
         ),
@@ -210,7 +223,7 @@ PARAMS: dict[str, Param] = {
             "choice",
             "relu",
             "Activation",
-            "hidden activation: one for all layers or one per layer",
+            "Hidden activation: one for all layers or one per layer.",
             "layers",
             choices=tuple(ACTIVATIONS),
             per_layer=True,
@@ -238,6 +251,7 @@ PARAMS: dict[str, Param] = {
             "How weights start: auto = He for ReLU-like layers, Xavier otherwise.",
             "layers",
             choices=tuple(INIT_CHOICES),
+            widget=Widget(),
         ),
         Param(
             "optimizer",
@@ -247,6 +261,7 @@ PARAMS: dict[str, Param] = {
             "The update rule: sgd, momentum, nesterov, rmsprop or adam.",
             _OPTIMIZER,
             choices=tuple(OPTIMIZERS),
+            widget=Widget(),
             search=Search(
                 "choice",
                 "Optimizers to try.",
@@ -264,7 +279,11 @@ PARAMS: dict[str, Param] = {
             interval=_POSITIVE,
             widget=Widget(1e-4, "%.5f", 10.0),
             search=Search(
-                "log", "Log-uniform: every decade is as likely.", low=1e-4, high=1e-1, on=True
+                "loguniform",
+                "Log-uniform: every decade is as likely.",
+                low=1e-4,
+                high=1e-1,
+                on=True,
             ),
         ),
         Param(
@@ -331,6 +350,18 @@ PARAMS: dict[str, Param] = {
             "How the learning rate changes over the epochs.",
             _SCHEDULE,
             choices=tuple(SCHEDULES),
+            widget=Widget(),
+        ),
+        Param(
+            "warmup_epochs",
+            "float",
+            0.0,
+            "Warm-up epochs",
+            "Ramp the learning rate up linearly over this many epochs (fractions allowed; "
+            "0 = off).",
+            _SCHEDULE,
+            interval=_NON_NEGATIVE,
+            widget=Widget(0.5, None, 100.0),
         ),
         Param(
             "lr_decay",
@@ -364,17 +395,6 @@ PARAMS: dict[str, Param] = {
             interval=Interval(0, 1, closed="right"),
             widget=Widget(0.05, None, 1.0),
             when=(_SCHEDULE, ("step", "exponential")),
-        ),
-        Param(
-            "warmup_epochs",
-            "float",
-            0.0,
-            "Warm-up epochs",
-            "Ramp the learning rate up linearly over this many epochs (fractions allowed; "
-            "0 = off).",
-            _SCHEDULE,
-            interval=_NON_NEGATIVE,
-            widget=Widget(0.5, None, 100.0),
         ),
         Param(
             "min_lr",
@@ -433,7 +453,7 @@ PARAMS: dict[str, Param] = {
             "regularisation",
             interval=_NON_NEGATIVE,
             widget=Widget(1e-5, "%.6f", 1.0),
-            search=Search("log", "Log-uniform weight penalty.", low=1e-6, high=1e-2),
+            search=Search("loguniform", "Log-uniform weight penalty.", low=1e-6, high=1e-2),
         ),
         Param(
             "dropout",
@@ -574,10 +594,10 @@ PARAMS: dict[str, Param] = {
             "stack",
             None,
             "Layer stack",
-            "the hidden stack instead of --hidden-layers/--activation/--dropout: one line such "
+            "The hidden stack instead of hidden_layers, activation and dropout: one line such "
             "as conv32k3,relu,pool2,conv64k3,relu,pool2,flatten,dense128,relu,dropout0.3 (also "
             "conv32k5s2same, avgpool2, bn, sigmoid, tanh, lrelu), or a JSON file of layer "
-            "dicts; 'none' for the dense shorthand",
+            "dicts; none for the dense shorthand.",
             "layers",
             optional=True,
         ),
@@ -586,8 +606,8 @@ PARAMS: dict[str, Param] = {
             "shape",
             None,
             "Input shape",
-            "image shape HEIGHTxWIDTHxCHANNELS for a stack with convolutions; none reads square "
-            "greyscale images (784 -> 28x28x1)",
+            "Image shape HEIGHTxWIDTHxCHANNELS for a stack with convolutions; none reads square "
+            "greyscale images (784 -> 28x28x1).",
             "layers",
             optional=True,
         ),
@@ -617,14 +637,15 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def check_names(names: Any) -> None:
-    """``ParameterError`` for the first name that is not a hyperparameter."""
+def check_names(names: Any, known: Any = None) -> None:
+    """``ParameterError`` for the first name that is not a hyperparameter (of ``known``, by
+    default every name of ``PARAMS``)."""
+    known = sorted(PARAMS if known is None else known)
     for name in names:
-        if name not in PARAMS:
+        if name not in known:
             raise ParameterError(
                 name,
-                f"{name!r} is not a parameter of NeuralNetwork: use one of "
-                f"{', '.join(sorted(PARAMS))}.",
+                f"{name!r} is not a parameter of NeuralNetwork: use one of {', '.join(known)}.",
             )
 
 

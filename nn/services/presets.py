@@ -19,6 +19,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from nn.services.settings import for_images
+
 __all__ = [
     "Preset",
     "PRESETS",
@@ -306,8 +308,6 @@ def train(
 # Presets on a data set of another shape than MNIST's (nn.data.registry)
 # --------------------------------------------------------------------------------------------
 
-MNIST_IMAGE_SHAPE = (28, 28, 1)
-
 
 def adapted_to_set(
     preset: str | Preset, image_shape: tuple[int, int, int], n_classes: int
@@ -316,18 +316,8 @@ def adapted_to_set(
     a note for every change: the augmentations distort 28x28 greyscale digits, so they are
     switched off for other images; the input shape comes from the images (``input_shape``)."""
     p = get_preset(preset)
-    model = p.model_kwargs()
-    notes = []
-    shape = tuple(int(s) for s in image_shape)
-    if shape != MNIST_IMAGE_SHAPE:
-        if model.get("augment"):
-            model["augment"] = None
-            notes.append(
-                f"preset {p.name}: augmentation (made for 28x28 greyscale digits) is switched "
-                f"off for {'x'.join(map(str, shape))} images"
-            )
-        model.setdefault("input_shape", list(shape))
-    return model, notes
+    model, notes = for_images(p.model_kwargs(), image_shape)
+    return model, [f"preset {p.name}: {note}" for note in notes]
 
 
 def fit_problem(

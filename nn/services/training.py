@@ -39,7 +39,7 @@ import numpy as np
 from nn.core.config import check_memory, stack_for
 from nn.core.live_map import MAX_IMAGES, LiveMap, map_indices
 from nn.core.network import NeuralNetwork
-from nn.core.params import PARAMS, ParameterError, json_params
+from nn.core.params import PARAMS, json_params
 from nn.core.probe import PROBE_SIZE, InsideRecorder, grid_indices
 from nn.data.arrays import DataError
 from nn.data.datasets import load_dataset
@@ -49,6 +49,7 @@ from nn.data.splits import split_dataset
 from nn.io.models_folder import SaveRecord, save_named
 from nn.services.control import JobControl
 from nn.services.runs import RunRecorder, RunStore, RunStoreError, run_status
+from nn.services.settings import for_images
 
 __all__ = [
     "DATA_DEFAULTS",
@@ -147,11 +148,11 @@ def check_size_on_set(model_kwargs: Mapping[str, Any], info: Any = None) -> dict
     """:func:`check_network_size` of these settings on the images and classes of the data set
     ``info`` (``nn.data.registry.DataSetInfo``; None: MNIST's): a stack sees the image shape,
     dense layers the flattened pixels."""
-    model = NeuralNetwork(**model_kwargs)
     if info is None:
-        return check_network_size(model)
-    shape = tuple(info.image_shape) if model.layers is not None else info.n_features
-    return check_network_size(model, shape, info.n_classes)
+        return check_memory(*stack_for(model_kwargs, MNIST_FEATURES, MNIST_CLASSES))
+    stacked = model_kwargs.get("layers") is not None
+    shape = tuple(info.image_shape) if stacked else info.n_features
+    return check_memory(*stack_for(model_kwargs, shape, info.n_classes))
 
 
 SIZE_PARAMS = ("hidden_layers", "layers", "batch_size")
@@ -661,16 +662,9 @@ def _job_for_set(job: TrainingJob, model: NeuralNetwork | None) -> tuple[Trainin
     info = data_set_info(cfg)
     if model is not None:
         check_model_fits(model, info)
-    settings = dict(job.model)
-    if info.image_shape != (28, 28, 1):
-        if settings.get("augment"):
-            raise ParameterError(
-                "augment",
-                f"augment: the augmentations distort 28x28 greyscale digits; {info.name} holds "
-                f"{info.shape_text} images: switch augmentation off (--no-augment)",
-            )
-        if model is None and settings.get("input_shape") is None:
-            settings["input_shape"] = list(info.image_shape)
+    settings, _ = for_images(job.model, info.image_shape, info.name, switch_off=False)
+    if model is not None:  # a model to continue keeps its own input shape
+        settings["input_shape"] = job.model.get("input_shape")
     return dataclasses.replace(job, model=settings, data=cfg), info
 
 

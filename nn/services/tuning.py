@@ -13,9 +13,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from nn.core.params import ParameterError
 from nn.search.engine import SearchResult, SearchSpace, run_search
 from nn.services.control import JobControl
+from nn.services.settings import for_images
 from nn.services.training import data_set_info, load_data, make_split, resolve_data_source
 
 __all__ = ["SearchJob", "run_search_job"]
@@ -88,16 +88,7 @@ def run_search_job(
     space = SearchSpace.from_dict(job.space) if isinstance(job.space, Mapping) else job.space
     data_kwargs = resolve_data_source(job.data)
     info = data_set_info(data_kwargs)
-    base = dict(job.base)
-    if info.image_shape != (28, 28, 1):
-        if base.get("augment"):
-            raise ParameterError(
-                "augment",
-                f"augment: the augmentations distort 28x28 greyscale digits; {info.name} holds "
-                f"{info.shape_text} images: switch augmentation off",
-            )
-        if base.get("input_shape") is None:
-            base["input_shape"] = list(info.image_shape)  # the set's images, for convolutions
+    base, _ = for_images(job.base, info.image_shape, info.name, switch_off=False)
     space.check(base)
     started = time.perf_counter()
     split = make_split(data_kwargs, data if data is not None else load_data(data_kwargs))
