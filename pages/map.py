@@ -97,11 +97,16 @@ images = c4.number_input(
 if not has_umap:
     st.caption(
         f"UMAP is optional and not installed here: `{UMAP_INSTALL}` adds umap-learn (with "
-        "scikit-learn, SciPy and numba: ~465 MB, ~11 s from a package mirror)."
+        "scikit-learn, SciPy and numba: ~465 MB installed, ~11 s from a package mirror; a map "
+        "takes ~250 MB more memory than PCA's). For the shipped CNN's last hidden layer it "
+        "keeps the digits apart far better: a 5-NN vote recovers 99.2% of labels, PCA's 82.8%."
     )
 spinner = "Projecting…"
 if method == "umap":
-    spinner = "UMAP… (the first map after the server starts spends ~30 s compiling numba code)"
+    spinner = (
+        "UMAP… (the first map after the server starts spends 30 s or more compiling numba "
+        "code; later ones take seconds)"
+    )
 with st.spinner(spinner):
     result = _cached_map(
         str(path.resolve()), path.stat().st_mtime, info.name, int(layer), method, int(images)

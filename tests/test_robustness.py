@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from nn.cli.main import main
-from nn.core.confidence import answers, check_threshold, coverage_curve
+from nn.core.confidence import check_threshold, coverage_curve
 from nn.data.corruptions import CORRUPTIONS, as_unit, corrupt
 from nn.io.model_files import save_model
 from nn.services.robustness import robustness
@@ -83,11 +83,7 @@ def test_coverage_curve_falls_from_one():
         assert a == (pytest.approx(correct[kept].mean()) if kept.any() else None)
 
 
-def test_answers_and_threshold_checks():
-    proba = np.array([[0.9, 0.1], [0.4, 0.6]])
-    best, answered = answers(proba, 0.7)
-    assert best.tolist() == [0, 1] and answered.tolist() == [True, False]
-    assert answers(proba, None)[1].all()
+def test_threshold_checks():
     for bad in (-0.1, 1.5, "x", None, True, float("nan")):
         with pytest.raises(ValueError, match="from 0 to 1"):
             check_threshold(bad)

@@ -51,16 +51,6 @@ def coverage_curve(
     return rows
 
 
-def answers(proba: np.ndarray, threshold: float | None) -> tuple[np.ndarray, np.ndarray]:
-    """The predicted column of every row of ``proba`` and whether it is answered (its
-    probability is at least ``threshold``; every row when there is no threshold)."""
-    proba = np.atleast_2d(np.asarray(proba, np.float64))
-    best = proba.argmax(axis=1)
-    if threshold is None:
-        return best, np.ones(len(best), bool)
-    return best, proba[np.arange(len(best)), best] >= threshold
-
-
 def threshold_value(metadata: dict | None) -> float | None:
     """The threshold saved in a model file's metadata (``confidence_threshold``), or ``None``
     when it has none (older files) or one of a later version than this reader knows."""
