@@ -16,6 +16,7 @@ from ui import maths_session as session
 from ui import maths_view as view
 from ui import state
 from ui.drawing import probability_html
+from ui.mine import store as mine_store
 from ui.text import markdown_escape
 
 SOURCES = ("Your drawing from Draw", "A test image", "A kept drawing")
@@ -63,9 +64,7 @@ def _input() -> tuple[np.ndarray, int, str]:
         data = state.get_mnist()
         index = st.number_input("Test image", 0, len(data.y_test) - 1, 0, key="maths_test_index")
         return data.x_test[index] / 255.0, int(data.y_test[index]), f"test image {index}"
-    from ui.mine import store
-
-    kept = store().list()
+    kept = mine_store().list()
     if not kept:
         st.info("No kept drawings yet: keep one on the Draw page.", icon=":material/info:")
         st.stop()

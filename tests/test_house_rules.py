@@ -155,7 +155,6 @@ WORKER_ENTRY_POINTS: set[tuple[str, str]] = set()
 
 LOCAL_IMPORTS_FOR_NOW = {
     "nn/cli/data.py",
-    "nn/cli/explain.py",
     "nn/cli/export.py",
     "nn/cli/mine.py",
     "nn/cli/predict.py",
@@ -166,7 +165,6 @@ LOCAL_IMPORTS_FOR_NOW = {
     "nn/services/presets.py",
     "nn/services/tuning.py",
     "pages/inside.py",
-    "pages/maths.py",
     "pages/mine.py",
     "ui/drawing.py",
     "ui/inside_charts.py",

@@ -220,6 +220,12 @@ def test_bad_edits_and_units_are_refused(cnn, example):
         trace.softmax_table(0.0)
     with pytest.raises(MathsError, match="label 10"):
         Trace(cnn.stack_, x, 10)
+    with pytest.raises(MathsError, match="NaN"):
+        Trace(cnn.stack_, np.full(784, np.nan), label)
+    with pytest.raises(MathsError, match="numbers"):
+        Trace(cnn.stack_, np.array(["a"] * 784), label)
+    with pytest.raises(MathsError, match="reads 784"):
+        Trace(cnn.stack_, np.zeros(10**6), label)
 
 
 def test_an_edited_model_saves_and_loads(cnn, mnist_part, tmp_path):

@@ -7,6 +7,7 @@ import math
 from typing import Any
 
 from nn.cli.common import EXIT_OK, Out, UsageError, add_common, print_json, resolve_model_path
+from nn.io.model_files import load_model
 from nn.services.maths import DEFAULT_LR, explain, load_example
 
 HELP = "the arithmetic of one unit on one example: forward, backward, gradient check, one step"
@@ -77,8 +78,6 @@ def _summary(result: dict[str, Any]) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from nn.io.model_files import load_model
-
     if not (math.isfinite(args.lr) and 0 < args.lr <= 10):
         raise UsageError(f"--lr {args.lr}: use a number in (0, 10]")
     out = Out(args)

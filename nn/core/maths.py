@@ -92,20 +92,23 @@ class Trace:
     """
 
     def __init__(self, net: Sequential, x: np.ndarray, label: int):
-        self.net = float64_stack(net)
-        self.n_classes = int(self.net.output_shape[-1])
-        x = np.asarray(x, dtype=np.float64)
-        if x.size != math.prod(self.net.input_shape):
+        self.n_classes = int(net.output_shape[-1])
+        x = np.asarray(x)
+        if x.size != math.prod(net.input_shape):  # checked before anything is copied
             raise MathsError(
                 f"the input has {x.size} values but the network reads "
-                f"{math.prod(self.net.input_shape)}"
+                f"{math.prod(net.input_shape)}"
             )
+        if x.dtype.kind not in "uif" or x.dtype == np.bool_:
+            raise MathsError(f"the input must hold numbers, not {x.dtype}")
+        x = x.astype(np.float64)
         if not np.isfinite(x).all():
             raise MathsError("the input holds NaN or infinite values")
         if isinstance(label, bool) or not isinstance(label, (int, np.integer)):
             raise MathsError(f"label {label!r} is not a class index")
         if not 0 <= int(label) < self.n_classes:
             raise MathsError(f"label {label} is not allowed: use 0 to {self.n_classes - 1}")
+        self.net = float64_stack(net)
         self.x = x.reshape(1, *self.net.input_shape)
         self.label = int(label)
         self.steps = 0
