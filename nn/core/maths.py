@@ -96,8 +96,7 @@ class Trace:
         x = np.asarray(x)
         if x.size != math.prod(net.input_shape):  # checked before anything is copied
             raise MathsError(
-                f"the input has {x.size} values but the network reads "
-                f"{math.prod(net.input_shape)}"
+                f"the input has {x.size} values but the network reads {math.prod(net.input_shape)}"
             )
         if x.dtype.kind not in "uif" or x.dtype == np.bool_:
             raise MathsError(f"the input must hold numbers, not {x.dtype}")
