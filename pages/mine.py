@@ -307,6 +307,7 @@ def _start_finetune(base: str, new_name: str, epochs: int) -> str | None:
         np.array(y),
         models_dir=state.models_dir(),
         settings=settings,
+        runs_path=str(state.workspace().runs_db),
     )
     return None
 

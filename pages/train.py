@@ -14,7 +14,7 @@ from nn.services.presets import PRESETS, adapted_to_set, fitting_presets
 from ui import state, train_form
 from ui.charts import live_training_figure
 from ui.live import CHART_SECONDS, HEAVY_KEYS, LIVE_BATCH_POINTS, STATUS_SECONDS, cached_view
-from ui.session_jobs import save_training, start_training
+from ui.session_jobs import queue_text, save_training, start_training
 from ui.text import duration_text
 
 state.init_state()
@@ -133,6 +133,7 @@ def _start(continue_model=None, epochs: int | None = None) -> None:
     data_kwargs = settings.data_kwargs(cfg)
     if not data_set.builtin:  # the active data set (nn.data.registry); MNIST otherwise
         data_kwargs["set"] = data_set.name
+        data_kwargs["sets_dir"] = str(state.data_dir())
         model_kwargs, _ = settings.for_images(model_kwargs, data_set.image_shape)
     run_name = _run_name(model_kwargs)
     old = state.session_job("train")
@@ -147,6 +148,7 @@ def _start(continue_model=None, epochs: int | None = None) -> None:
         model=continue_model,
         run_name=run_name,
         inside=old_inside,
+        runs_path=str(state.workspace().runs_db),
         form=cfg,
     )
     st.session_state["train_job_shown"] = new.id
@@ -173,6 +175,7 @@ def _save() -> None:
         )
         return
     try:
+        state.check_room(w.result.stack_.flat_params.nbytes)
         save_training(w, path, name)
     except (OSError, ValueError) as exc:
         st.session_state["save_feedback"] = ("error", f"Could not save: {exc}")
@@ -200,7 +203,7 @@ def _status_text(snap: dict) -> str:
     ended."""
     status = snap["status"]
     if status == "queued":
-        return f"Waiting for a free worker: place {snap.get('queue_position') or 1} in the queue"
+        return queue_text(snap).capitalize()
     label = "Paused" if snap.get("paused") and status == "running" else _LABELS.get(status, status)
     text = f"{label} — epoch {snap['epoch']}/{snap['epochs']}"
     eta = snap.get("eta_seconds")

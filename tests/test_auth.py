@@ -142,3 +142,56 @@ def test_the_class_page_shows_everyone_to_a_teacher_only(workspaces, monkeypatch
     at.switch_page("pages/models.py").run()
     names = list(at.dataframe[0].value["name"])
     assert "week-1" in names and "net" not in names
+
+
+ALICE = {"iss": "http://idp", "sub": "alice", "email": "alice@example.com", "name": "Alice"}
+BOB = {"iss": "http://idp", "sub": "bob", "email": "bob@example.com", "name": "Bob"}
+
+
+def _signed_in(user: dict, page: str) -> AppTest:
+    at = _app(AUTH, user).run()
+    at.switch_page(page).run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def test_a_persons_training_is_theirs_alone(workspaces, open_app):
+    from test_train_page import small_form
+
+    from ui.state import job_board
+
+    alice = _signed_in(ALICE, "pages/train.py")
+    small_form(alice, epochs=1)
+    alice.button(key="start_training").click().run()
+    alice_id = Workspace.for_identity("http://idp", "alice").id
+    job = job_board().get(alice_id, "train")
+    assert job is not None and job.owner == alice_id
+    job.wait(120)
+    assert job.done and job.snapshot()["status"] == "finished"
+    runs_db = Workspace.of(alice_id).runs_db
+    assert runs_db.is_file()  # the run is recorded in her workspace, not the server's
+    bob = _signed_in(BOB, "pages/train.py")
+    bob_id = Workspace.for_identity("http://idp", "bob").id
+    assert job_board().get(bob_id, "train") is None
+    assert not bob.button(key="start_training").disabled
+    assert "save_model" not in {b.key for b in bob.button}  # nothing of Alice's to save
+    again = _signed_in(ALICE, "pages/train.py")  # Alice, in another tab: her model waits
+    assert "save_model" in {b.key for b in again.button}
+
+
+def test_the_quota_refuses_an_upload_before_writing(workspaces, monkeypatch):
+    monkeypatch.setenv("NN_WORKSPACE_BYTES", "1000")
+    at = _signed_in(ALICE, "pages/models.py")
+    data = (REPO / "saved_models" / "default.npz").read_bytes()
+    at.file_uploader(key="model_upload_0").set_value(("net.npz", data, "application/zip")).run()
+    at.button(key="save_upload").click().run()
+    assert any("quota" in e.value for e in at.error), [e.value for e in at.error]
+    assert not list(Workspace.for_identity("http://idp", "alice").models_dir.glob("*.npz"))
+
+
+def test_queue_text_says_why_a_job_waits():
+    from ui.session_jobs import queue_text
+
+    assert "free worker: place 2" in queue_text({"queue_position": 2})
+    mine = queue_text({"queue_position": 1, "waits_for_own_job": True})
+    assert "your other job" in mine and "place 1" in mine

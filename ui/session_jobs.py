@@ -53,6 +53,18 @@ STOPPED_IN_QUEUE = "Stopped while waiting in the queue."
 _IDS = itertools.count(1)
 
 
+def queue_text(snap: Mapping[str, Any]) -> str:
+    """Why a queued job waits, and its place: for a free worker, or for the person's own other
+    job (one job at a time per person, ``NN_JOBS_PER_USER``)."""
+    place = snap.get("queue_position") or 1
+    if snap.get("waits_for_own_job"):
+        return (
+            f"waiting for your other job to end (each person runs one at a time): place {place} "
+            "in the queue"
+        )
+    return f"waiting for a free worker: place {place} in the queue"
+
+
 class SessionJob:
     """One dashboard job of ``kind`` (``train``, ``search``, ``finetune``) for ``owner``, run by
     ``runner``; ``form``: the settings it was started from, as the page shows them.
@@ -195,6 +207,8 @@ class SessionJob:
                 snap["elapsed"] = self._active_seconds()
         snap["alive"] = not self.done
         snap["stop_requested"] = self.control.stop_requested
+        if snap["status"] == "queued" and self.runner_job is not None:
+            snap["waits_for_own_job"] = self.runner.waits_for_own_job(self.runner_job)
         return snap
 
     def note_run_error(self, text: str) -> None:

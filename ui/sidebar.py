@@ -17,6 +17,7 @@ import streamlit as st
 
 from ui import state
 from ui.live import HEAVY_KEYS, STATUS_SECONDS
+from ui.session_jobs import queue_text
 
 SELECT_KEY = "sidebar_model"
 SET_KEY = "sidebar_set"
@@ -80,7 +81,7 @@ def _status_body(polling: bool) -> None:
     running = snap["alive"]
     if running and snap.get("status") == "queued":
         st.info(
-            f"**Queued**: place {snap.get('queue_position') or 1}, waiting for a free worker.",
+            f"**Queued**: {queue_text(snap)}.",
             icon=":material/hourglass_top:",
         )
     elif running:

@@ -497,14 +497,10 @@ def no_model_message() -> None:
 
 
 # ------------------------------------------------------------------------------ jobs
-LOCAL_OWNER = "local"
-"""The owner of every job while the dashboard has one workspace (no sign-in)."""
-
-
 def current_owner() -> str:
-    """Whose jobs this session shows and controls: the local workspace (a sign-in will set a
-    person's id here)."""
-    return LOCAL_OWNER
+    """Whose jobs this session shows and controls: its workspace's id (``local`` without
+    sign-in), so that every tab of one person shows the same jobs and nobody else's."""
+    return workspace().id
 
 
 @st.cache_resource(show_spinner=False)

@@ -34,6 +34,7 @@ from nn.services.tuning import SearchJob
 from ui import session_jobs
 from ui.charts import note_in_middle
 from ui.state import current_owner, job_board, job_runner
+from ui.state import workspace as state_workspace
 
 SETTINGS_KEY = "tune_settings"
 
@@ -420,10 +421,7 @@ def status_text(snap: Mapping[str, Any]) -> str:
     n = snap.get("n_trials") or len(trials)
     best = snap.get("best_val_accuracy")
     if snap["status"] == "queued":
-        return (
-            f"**queued**: place {snap.get('queue_position') or 1} in the queue, waiting for a "
-            "free worker"
-        )
+        return f"**queued**: {session_jobs.queue_text(snap)}"
     parts = [f"**{snap['status']}**"]
     if snap["status"] in ("preparing", "running"):
         parts.append(f"{trials_scored(snap)}/{n} trials scored")
@@ -461,6 +459,7 @@ def start_search(
     data_kwargs = {"split": "standard", "seed": 0, "train_size": train_size}
     if dataset is not None:
         data_kwargs["set"] = dataset
+        data_kwargs["sets_dir"] = str(state_workspace().data_dir)
     job = SearchJob(
         base=dict(base),
         space=space.to_dict(),
@@ -473,5 +472,6 @@ def start_search(
         halving=bool(settings.get("halving", True)),
         n_jobs=int(settings.get("n_jobs", 1)),
         seed=int(settings.get("seed", 0)),
+        runs_db=str(state_workspace().runs_db),
     )
     return session_jobs.start_search(job_board(), job_runner(), current_owner(), job)

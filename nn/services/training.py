@@ -75,6 +75,7 @@ DATA_DEFAULTS: dict[str, Any] = {
     "test_fraction": 0.1,
     "path": None,
     "set": None,
+    "sets_dir": None,  # the folder of added sets (a person's workspace); None: the default one
 }
 
 
@@ -196,16 +197,17 @@ def resolve_data_source(data_kwargs: Mapping[str, Any] | None) -> dict[str, Any]
         raise DataError(f"give a data file ({path}) or a data set ({cfg['set']}), not both")
     if path is not None and not str(path).strip():
         raise DataError("the data is named by an empty text: give a data file, a folder or a set")
+    sets_dir = cfg["sets_dir"]
     if path is not None and not Path(path).expanduser().exists():
-        if not has_set(str(path)):
-            names = [info.name for info in list_sets()]
+        if not has_set(str(path), sets_dir):
+            names = [info.name for info in list_sets(sets_dir)]
             raise DataError(
                 f"{path}: no such file or folder, and no data set of that name "
                 f"(the data sets: {', '.join(names)}; add one with 'python -m nn data add')"
             )
         cfg["path"], cfg["set"] = None, str(path).strip().lower()
     if cfg["set"] is not None:
-        cfg["set"] = get_info(cfg["set"]).name
+        cfg["set"] = get_info(cfg["set"], sets_dir).name
     return cfg
 
 
@@ -214,7 +216,7 @@ def data_set_info(data_kwargs: Mapping[str, Any] | None = None):
     data file an MNIST-shaped description named by its path (its SHA-256 unknown)."""
     cfg = check_data_kwargs(data_kwargs)
     if cfg["set"] is not None:
-        return get_info(cfg["set"])
+        return get_info(cfg["set"], cfg["sets_dir"])
     info = mnist_info()
     if cfg["path"] is None:
         return info
@@ -228,7 +230,7 @@ def load_data(data_kwargs: Mapping[str, Any] | None = None):
     ``data_kwargs["path"]`` (``nn.data.load_dataset``) or the bundled MNIST."""
     cfg = check_data_kwargs(data_kwargs)
     if cfg["set"] is not None:
-        return load_set(cfg["set"]).data
+        return load_set(cfg["set"], cfg["sets_dir"]).data
     return load_mnist() if cfg["path"] is None else load_dataset(cfg["path"])
 
 
