@@ -47,7 +47,6 @@ def check_X(
     X: Any,
     name: str = "X",
     *,
-    estimator: str = "NeuralNetwork",
     n_features: int | None = None,
     image_shape: tuple[int, ...] | None = None,
 ) -> Any:
@@ -73,7 +72,7 @@ def check_X(
         features = math.prod(X.shape[1:])
         if features != n_features:
             raise ValueError(
-                f"{name} has {features} features, but {estimator} is expecting {n_features} "
+                f"{name} has {features} features, but NeuralNetwork is expecting {n_features} "
                 f"features as input."
             )
     return X
@@ -122,15 +121,13 @@ def _check_shape(shape: tuple[int, ...], name: str) -> None:
         )
 
 
-def check_y(
-    y: Any, n_rows: int, name: str = "y", *, estimator: str = "NeuralNetwork"
-) -> np.ndarray:
+def check_y(y: Any, n_rows: int, name: str = "y") -> np.ndarray:
     """``y`` as a 1-D array of ``n_rows`` labels. A column vector ``(n, 1)`` is ravelled with a
     ``DataConversionWarning``; complex, NaN and infinite labels are refused."""
     if y is None:
         raise ValueError(
-            f"{estimator} requires y to be passed, but the target y is None: give one label "
-            f"per row of X."
+            "NeuralNetwork requires y to be passed, but the target y is None: give one label "
+            "per row of X."
         )
     y = np.asarray(y)
     if y.ndim == 2 and y.shape[1] == 1:
