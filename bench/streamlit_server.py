@@ -41,15 +41,24 @@ def streamlit_command(port: int) -> list[str]:
 
 
 def start_streamlit(
-    env: dict[str, str], log: Path, start_seconds: float = 60.0
+    env: dict[str, str],
+    log: Path,
+    start_seconds: float = 60.0,
+    *,
+    port: int | None = None,
+    extra_args: tuple[str, ...] = (),
 ) -> tuple[subprocess.Popen, str]:
-    """``(process, url)`` of the dashboard started with ``env``, its output in ``log``, once
-    ``/_stcore/health`` answers ``ok``; ``RuntimeError`` if it exits or is not healthy within
-    ``start_seconds``."""
-    port = free_port()
+    """``(process, url)`` of the dashboard started with ``env`` (at ``port``, default a free
+    one, with ``extra_args`` for Streamlit), its output in ``log``, once ``/_stcore/health``
+    answers ``ok``; ``RuntimeError`` if it exits or is not healthy within ``start_seconds``."""
+    port = port or free_port()
     with open(log, "wb") as out:
         proc = subprocess.Popen(
-            streamlit_command(port), cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT
+            [*streamlit_command(port), *extra_args],
+            cwd=REPO,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
         )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + start_seconds
