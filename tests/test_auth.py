@@ -195,3 +195,24 @@ def test_queue_text_says_why_a_job_waits():
     assert "free worker: place 2" in queue_text({"queue_position": 2})
     mine = queue_text({"queue_position": 1, "waits_for_own_job": True})
     assert "your other job" in mine and "place 1" in mine
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["../{bob}/models/evil", "/{bob}/models/evil", "..", "evil/../../{bob}", "evil\\..\\x"],
+)
+def test_a_model_name_never_reaches_another_workspace(workspaces, name):
+    bob = Workspace.for_identity("http://idp", "bob").create()
+    at = _signed_in(ALICE, "pages/models.py")
+    data = (REPO / "saved_models" / "default.npz").read_bytes()
+    at.file_uploader(key="model_upload_0").set_value(("net.npz", data, "application/zip")).run()
+    at.text_input(key="upload_name").set_value(name.format(bob=bob.id)).run()
+    if at.button(key="save_upload").disabled:
+        assert at.error  # the name is refused with a message before any button
+    else:
+        at.button(key="save_upload").click().run()
+    assert not at.exception
+    assert not list(bob.root.rglob("*.npz"))
+    outside = [p for p in workspaces.rglob("*.npz") if bob.root not in p.parents]
+    alice_models = Workspace.for_identity("http://idp", "alice").models_dir
+    assert all(p.parent == alice_models for p in outside)
