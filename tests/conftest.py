@@ -42,7 +42,7 @@ from ui.state import job_board
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 APP_TIMEOUT = 60
 APPTEST_SESSION_ID = "test session id"  # the one session id of every AppTest (streamlit 1.67)
-DRAW_CANVAS_KEY = "draw_canvas_0"
+DRAW_CANVAS_KEY = "draw_canvas"
 
 
 # ------------------------------------------------------------------------------ models

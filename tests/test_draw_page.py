@@ -138,14 +138,21 @@ def test_blank_drawing_data_keeps_the_invitation(app, inject_drawing):
     assert "Prediction" not in prediction_text(app)
 
 
-def test_clear_gives_a_new_empty_canvas(app, trained, inject_drawing):
+def test_clear_empties_the_same_canvas(app, trained, inject_drawing):
+    """Clear empties the canvas in place (the same element, a new generation of its initial
+    drawing) rather than mounting a new one; until the browser sends the empty drawing, the
+    cleared one reads as none, and the next stroke is predicted."""
     _, data = trained
     inject_drawing(app, upscaled(data.x_test[0]))
     assert "Prediction" in prediction_text(app)
     app.button(key="draw_clear").click().run()
     assert not app.exception
     assert app.session_state["draw_canvas_counter"] == 1
+    # the canvas still holds the cleared drawing (AppTest's browser sends nothing)
+    assert app.session_state["draw_canvas"]["drawing"]["data"]
     assert "Prediction" not in prediction_text(app)
+    inject_drawing(app, upscaled(data.x_test[1]))  # the next stroke, on the same canvas
+    assert "Prediction" in prediction_text(app)
 
 
 def test_no_model_says_so(env, open_app):

@@ -115,7 +115,7 @@ def test_the_drawing_from_draw_and_a_kept_drawing(cnn_env, open_app, inject_draw
     at = open_app("pages/draw.py")
     img = Image.new("RGB", (280, 280), "black")
     ImageDraw.Draw(img).line([(140, 40), (140, 240)], fill="white", width=22)
-    inject_drawing(at, img, key="draw_canvas_0")
+    inject_drawing(at, img)
     assert at.session_state[DRAWING_KEY].shape == (784,)
     at.switch_page(PAGE).run()
     assert not at.exception

@@ -130,10 +130,31 @@ def canvas_data(
     }
 
 
+def drawing_data(value: Any) -> str | None:
+    """The PNG data URL of the drawing in a canvas's session-state value (``None`` if none)."""
+    try:
+        return (value.get("drawing") or {}).get("data")
+    except AttributeError:
+        return None
+
+
 def draw_canvas(
-    *, key: str, stroke_width: int, stroke_color: str, background_color: str, size: int
+    *,
+    key: str,
+    stroke_width: int,
+    stroke_color: str,
+    background_color: str,
+    size: int,
+    generation: int = 0,
+    stale: str | None = None,
 ) -> np.ndarray | None:
-    """A ``size`` x ``size`` freehand canvas; returns its RGBA image, ``None`` before a stroke."""
+    """A ``size`` x ``size`` freehand canvas; returns its RGBA image, ``None`` before a stroke.
+
+    A new ``generation`` empties the canvas in place: its initial drawing changes, so the
+    browser loads it (empty) and sends the empty drawing, with no new canvas mounted (a new
+    key's canvas took a moment to appear, and a stroke drawn meanwhile was lost). Until that
+    empty drawing arrives, the drawing whose data is ``stale`` (the one held when it was
+    emptied) reads as no drawing. The stock ``st_canvas`` fallback gets a new key instead."""
     from streamlit_drawable_canvas import CanvasResult, st_canvas
 
     component, _ = _component()
@@ -147,7 +168,7 @@ def draw_canvas(
             width=size,
             drawing_mode="freedraw",
             return_image_data=True,
-            key=key,
+            key=f"{key}_{generation}" if generation else key,
         ).image_data
     data = canvas_data(
         stroke_width=stroke_width,
@@ -156,6 +177,7 @@ def draw_canvas(
         width=size,
         height=size,
     )
+    data["initialDrawing"]["generation"] = int(generation)
     result = component(
         data=data,
         key=key,
@@ -166,4 +188,6 @@ def draw_canvas(
         height="content",
     )
     drawing = result.get("drawing") or {"raw": data["initialDrawing"], "data": None}
+    if stale is not None and drawing.get("data") == stale:
+        return None
     return CanvasResult(drawing.get("raw"), drawing.get("data"), True).image_data

@@ -9,9 +9,10 @@ as inline PNG data URLs, the probabilities as HTML bars) rather than one Streaml
 picture, caption and chart: the browser's redraw of each element after every stroke, not the
 server, was most of the page's round trip (bench/draw_browser.py, bench/README.md).
 
-Session keys owned here: ``draw_canvas_counter`` (int, part of the canvas key; bumping it clears
-the canvas), ``draw_model`` (name of the model picked on the Draw page), ``draw_kept`` (the
-confirmation to show after a drawing was kept, until the fragment's next run shows it),
+Session keys owned here: ``draw_canvas`` (the canvas), ``draw_canvas_counter`` (int, the canvas's
+generation; bumping it clears the canvas), ``draw_canvas_cleared`` (the drawing it held then),
+``draw_model`` (name of the model picked on the Draw page), ``draw_kept`` (the confirmation
+to show after a drawing was kept, until the fragment's next run shows it),
 ``draw_true_digit_<counter>`` (the "True digit" choice) and ``draw_true_digit_for`` (the canvas
 counter and prediction that choice was last set to).
 
@@ -32,10 +33,12 @@ from PIL import Image
 
 from nn.data.preprocess import DrawingResult, preprocess_drawing
 from ui import state
-from ui.canvas import draw_canvas
+from ui.canvas import draw_canvas, drawing_data
 from ui.gallery import png_data_url
 
-COUNTER_KEY = "draw_canvas_counter"
+CANVAS_KEY = "draw_canvas"
+COUNTER_KEY = "draw_canvas_counter"  # the canvas's generation: Clear empties it
+STALE_KEY = "draw_canvas_cleared"  # the drawing's data when it was cleared
 KEPT_KEY = "draw_kept"
 KEEP_BUTTON_KEY = "draw_keep"
 CHOICE_FOR_KEY = "draw_true_digit_for"  # (canvas counter, prediction) the choice was set for
@@ -99,25 +102,24 @@ def prediction_text(label: Any, confidence: float) -> str:
 
 
 # ------------------------------------------------------------------------------ canvas
-def canvas_key() -> str:
-    st.session_state.setdefault(COUNTER_KEY, 0)
-    return f"draw_canvas_{st.session_state[COUNTER_KEY]}"
-
-
 def clear_canvas() -> None:
-    """Button callback: a new canvas key gives an empty canvas."""
+    """Button callback: the next canvas generation (``ui.canvas.draw_canvas`` empties it in
+    place); the drawing it holds now reads as none until the empty one arrives."""
     st.session_state[COUNTER_KEY] = st.session_state.get(COUNTER_KEY, 0) + 1
+    st.session_state[STALE_KEY] = drawing_data(st.session_state.get(CANVAS_KEY))
 
 
 def render_canvas() -> np.ndarray | None:
     """The drawing canvas (white ink on black); returns its RGBA image or ``None`` if untouched.
     It sends each stroke at its mouse-up (``ui.canvas``)."""
     return draw_canvas(
-        key=canvas_key(),
+        key=CANVAS_KEY,
         stroke_width=STROKE_WIDTH,
         stroke_color="#FFFFFF",
         background_color="#000000",
         size=CANVAS_SIZE,
+        generation=st.session_state.setdefault(COUNTER_KEY, 0),
+        stale=st.session_state.get(STALE_KEY),
     )
 
 

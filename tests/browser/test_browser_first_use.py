@@ -13,6 +13,7 @@ from tests.browser.test_browser import (
     CANVAS,
     NAV_LINK,
     _predicted_digit,
+    _prediction_text,
     _stroke,
     no_exception,
     open_page,
@@ -155,4 +156,23 @@ def test_a_custom_run_is_named_for_its_network_then_for_its_saved_model(app_serv
     settle(page)
     names = wait_until(lambda: _runs_names(page), 20, "the runs table")
     assert names == ["first-use-net"], names
+    no_exception(page)
+
+
+def test_a_stroke_right_after_clear_is_predicted(app_server, new_page):
+    """Clear empties the canvas where it is: a stroke drawn a moment after the click (before the
+    page has settled) lands on a canvas that is there, and is predicted."""
+    page = new_page
+    open_page(page, app_server, "draw", "Draw a digit")
+    page.locator(CANVAS).wait_for()
+    for _ in range(3):
+        _stroke(page, [(140, 40), (140, 240)])  # a "1"
+        assert _predicted_digit(page) == 1
+        page.locator(".st-key-draw_clear button").click()
+        page.wait_for_timeout(150)  # the hand moving back to the canvas
+        _stroke(page, [(70, 50), (210, 50), (110, 240)])  # a "7"
+        assert _predicted_digit(page) == 7, _prediction_text(page)
+        page.locator(".st-key-draw_clear button").click()
+        wait_until(lambda: not re.search(r"\d", _prediction_text(page)), 20, "the invitation")
+        settle(page)
     no_exception(page)
