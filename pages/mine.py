@@ -18,7 +18,7 @@ from ui.charts import batch_loss_figure
 from ui.drawing import enlarge
 from ui.live import STATUS_SECONDS
 from ui.mine import drawings_arrays, mine_score, store
-from ui.session_jobs import start_finetune
+from ui.session_jobs import run_errors_text, start_finetune
 from ui.text import duration_text, markdown_escape
 
 TOAST_KEY = "mine_toast"
@@ -423,6 +423,8 @@ def finetune_status() -> None:
     )
     if status == "failed":
         st.error(f"Fine-tuning failed: {markdown_escape(snap['error'] or '')}")
+    if snap.get("run_errors"):
+        st.warning(run_errors_text(snap["run_errors"]), icon=":material/database:")
     result = snap["result"]
     if result is not None:
         st.dataframe(
@@ -449,8 +451,9 @@ def finetune_status() -> None:
             st.warning(markdown_escape(warning), icon=":material/warning:")
         if snap["saved"]:
             st.success(
-                f"Saved as **{markdown_escape(Path(snap['saved']).stem)}** (run "
-                f"{snap['run_id']}); pick it in the sidebar to use it.",
+                f"Saved as **{markdown_escape(Path(snap['saved']).stem)}**"
+                + ("" if snap["run_id"] is None else f" (run {snap['run_id']})")
+                + "; pick it in the sidebar to use it.",
                 icon=":material/check_circle:",
             )
     if running and not snap["alive"]:

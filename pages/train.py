@@ -14,7 +14,7 @@ from nn.services.presets import PRESETS, adapted_to_set, fitting_presets
 from ui import state, train_form
 from ui.charts import live_training_figure
 from ui.live import CHART_SECONDS, HEAVY_KEYS, LIVE_BATCH_POINTS, STATUS_SECONDS, cached_view
-from ui.session_jobs import queue_text, save_training, start_training
+from ui.session_jobs import queue_text, run_errors_text, save_training, start_training
 from ui.text import duration_text
 
 state.init_state()
@@ -370,7 +370,7 @@ with live_col:
                 msg = snap["stop_message"]
             st.success(msg, icon=":material/check_circle:")
         if snap.get("run_errors"):
-            st.caption("Run log problems: " + "; ".join(snap["run_errors"]))
+            st.warning(run_errors_text(snap["run_errors"]), icon=":material/database:")
         trained = job.result is not None and int(getattr(job.result, "n_iter_", 0) or 0) > 0
         if status in ("finished", "stopped", "diverged") and trained:
             r1, r2 = st.columns(2)

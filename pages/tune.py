@@ -11,6 +11,7 @@ from nn.services.training import part_sizes
 from ui import state
 from ui import tune as tn
 from ui.live import STATUS_SECONDS
+from ui.session_jobs import run_errors_text
 
 state.init_state()
 settings = tn.init_tune_state()
@@ -250,6 +251,8 @@ def live() -> None:
         )
         with st.expander("Best settings"):
             st.json(snap["best_config"])
+    if snap.get("run_errors"):
+        st.warning(run_errors_text(snap["run_errors"]), icon=":material/database:")
     if snap.get("message") and is_final(snap["status"]):
         st.caption(snap["message"])
     if running and not snap["alive"]:

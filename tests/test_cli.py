@@ -705,3 +705,18 @@ def test_train_refuses_a_bad_stack_with_the_layer_and_fault(tmp_path, spec, frag
         str(tmp_path / "runs.sqlite"),
     )
     assert code == EXIT_USAGE and fragment in err and "Traceback" not in err, err
+
+
+def test_a_failing_run_database_is_a_warning_and_the_model_is_saved(tmp_path):
+    """The run database's rule (nn.services.recorder): training goes on, the model is saved, the
+    command line warns and exits 0."""
+    broken = tmp_path / "runs.sqlite"
+    broken.write_bytes(b"this is no database" * 100)
+    code, out, err = call(
+        "train", *TINY, "--out", str(tmp_path / "m.npz"), "--runs-db", str(broken), "--json"
+    )
+    assert code == EXIT_OK, err
+    assert "warning: run database:" in err and "runs.sqlite" in err and "Traceback" not in err
+    assert (tmp_path / "m.npz").is_file()
+    result = json.loads(out.strip().splitlines()[-1])
+    assert result["run_id"] is None

@@ -171,3 +171,24 @@ def test_no_word_that_the_held_out_drawings_did_not_go_up_when_they_could_not():
     assert held_out_warning(0.4, 0.9) is None
     assert "did not go up (80% -> 80%)" in held_out_warning(0.8, 0.8)
     assert "did not go up (100% -> 90%)" in held_out_warning(1.0, 0.9)
+
+
+def test_a_failing_run_database_never_loses_the_finetuned_model(small_model, user_set, tmp_path):
+    model, data = small_model
+    base = save_model(model, tmp_path / "base.npz")
+    x, y = user_set
+    (tmp_path / "runs.sqlite").mkdir()  # a folder where the database file should be
+    heard = []
+    result, saved, run_id = run_finetune(
+        base,
+        "tuned",
+        x,
+        y,
+        models_dir=tmp_path,
+        mnist=data,
+        settings={"train_limit": 1000},
+        runs_path=tmp_path / "runs.sqlite",
+        listener=lambda stage, info: heard.append(stage),
+    )
+    assert saved == tmp_path / "tuned.npz" and saved.is_file() and run_id is None
+    assert heard == ["run_error"]

@@ -18,7 +18,8 @@ from nn.core.layer_spec import parse_layers, parse_shape
 from nn.core.limits import MAX_JSON_DEPTH, MAX_LAYERS
 from nn.data.arrays import DataError
 from nn.data.registry import get_info, list_sets, parse_image_shape
-from nn.search.engine import SearchSpace, parse_dimension, run_search
+from nn.search.engine import run_search
+from nn.search.space import SearchSpace, parse_dimension
 
 DEEP = "[" * 100_000 + "]" * 100_000
 

@@ -325,7 +325,7 @@ def test_batchnorm_state_is_not_trained_by_the_optimizer():
 
 
 def test_search_space_chooses_between_stacks():
-    from nn.search.engine import SearchSpace
+    from nn.search.space import SearchSpace
 
     stacks = [CNN, [{"type": "dense", "units": 8}, {"type": "relu"}]]
     space = SearchSpace(layers=stacks)

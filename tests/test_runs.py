@@ -15,13 +15,13 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from nn.services.recorder import RunRecorder
 from nn.services.runs import (
     ENV_VAR,
     FINAL_STATUSES,
     ORDER_BY_FIELDS,
     SCHEMA_VERSION,
     STATUSES,
-    RunRecorder,
     RunStore,
     RunStoreError,
     default_runs_path,
@@ -296,12 +296,12 @@ def test_searches(store):
 
 
 def test_recorder_writes_epochs_only(store):
-    run_id = store.start_run({"lr": 0.1}, name="t", seed=1)
-    rec = RunRecorder(store, run_id)
+    rec = RunRecorder(store.path)
+    run_id = rec.start_run({"lr": 0.1}, name="t", source="cli", seed=1)
     for epoch in (1, 2, 3):
         for batch in range(5):
-            assert rec.callback(_event("batch", epoch=epoch, batch=batch)) is None
-        rec.callback(_event("epoch", epoch=epoch, elapsed=2.0 * epoch, loss=1.0 / epoch))
+            assert rec.log_event(run_id, _event("batch", epoch=epoch, batch=batch)) is None
+        rec.log_event(run_id, _event("epoch", epoch=epoch, elapsed=2.0 * epoch, loss=1.0 / epoch))
     assert store.get_run(run_id).status == "running"
     store.finish_run(run_id, "finished", metrics={"test_accuracy": np.float64(0.93)})
     run = store.get_run(run_id)
@@ -311,6 +311,26 @@ def test_recorder_writes_epochs_only(store):
     assert run.history["seconds"] == [2.0, 2.0, 2.0]  # per-epoch, from cumulative elapsed
     assert run.metrics == {"test_accuracy": 0.93}
     assert rec.errors == []
+
+
+@pytest.mark.parametrize("broken", ["folder", "garbage"])
+def test_a_failing_database_is_noted_and_never_raised(tmp_path, broken):
+    """The one rule: whatever is wrong with the database, the recorder notes it (listener,
+    errors) and every call returns instead of raising."""
+    path = tmp_path / "runs.sqlite"
+    if broken == "folder":
+        path.mkdir()
+    else:
+        path.write_bytes(b"this is no database" * 100)
+    heard = []
+    rec = RunRecorder(path, listener=lambda stage, info: heard.append((stage, info["message"])))
+    run_id = rec.start_run({}, name="t", source="cli")
+    rec.log_event(run_id, _event("epoch", epoch=1, elapsed=1.0))
+    rec.finish_run(run_id, "finished", metrics={"test_accuracy": 0.9})
+    record = rec.search_record()
+    assert record("search_started", {"search": {}, "name": "s"}) is None
+    assert run_id is None and rec.path is None and len(rec.errors) == 1
+    assert heard == [("run_error", rec.errors[0])] and str(path) in rec.errors[0]
 
 
 def test_run_status():
@@ -449,11 +469,11 @@ def test_concurrent_writer_and_reader_threads(store):
 
     def writer():
         try:
-            run_id = store.start_run({"worker": True}, source="dashboard")
-            rec = RunRecorder(store, run_id)
+            rec = RunRecorder(store.path)
+            run_id = rec.start_run({"worker": True}, name=None, source="dashboard")
             for epoch in range(1, n_epochs + 1):
-                rec.callback(_event("batch", epoch=epoch))
-                rec.callback(_event("epoch", epoch=epoch, elapsed=float(epoch)))
+                rec.log_event(run_id, _event("batch", epoch=epoch))
+                rec.log_event(run_id, _event("epoch", epoch=epoch, elapsed=float(epoch)))
             store.finish_run(run_id, "finished")
         except BaseException as exc:  # pragma: no cover - reported below
             errors.append(exc)

@@ -28,6 +28,7 @@ from nn.search import (
     run_search,
     trial_seed,
 )
+from nn.services.recorder import RunRecorder
 from nn.services.runs import RunStore
 
 BASE = {"hidden_layers": [16], "batch_size": 64}
@@ -286,7 +287,7 @@ def test_trials_and_search_are_recorded_in_the_store(tiny, tmp_path):
         *tiny,
         n_trials=4,
         epochs_per_trial=2,
-        store=store,
+        record=RunRecorder(store.path).search_record(),
         name="lr sweep",
         data_config={"split": "standard", "seed": 0, "train_size": 1500},
     )
@@ -329,7 +330,7 @@ def test_cancel_stops_launching_trials(tiny, tmp_path):
         n_trials=6,
         epochs_per_trial=2,
         halving=False,
-        store=store,
+        record=RunRecorder(store.path).search_record(),
         callback=callback,
     )
     assert result.status == "cancelled"

@@ -12,7 +12,8 @@ import pytest
 
 from nn.cli.main import main
 from nn.core.limits import MAX_TRIALS
-from nn.search.engine import SearchSpace, parse_dimension, run_search
+from nn.search.engine import run_search
+from nn.search.space import SearchSpace, parse_dimension
 
 
 def call(*args: str) -> tuple[int, str, str]:

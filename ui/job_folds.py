@@ -11,7 +11,7 @@ from typing import Any
 
 from nn.core.events import EPOCH_KEYS, TrainingEvent
 from nn.core.probe import append_epoch, empty_record
-from nn.search.engine import SearchEvent
+from nn.search.results import SearchEvent
 from nn.services.jobs import model_from_job, search_result_from_job
 
 MAX_BATCH_POINTS = 800
@@ -65,6 +65,10 @@ class Fold:
 
     def stage(self, state: dict[str, Any], stage: str, info: dict[str, Any]) -> None:
         """A stage of the job (``{"kind": "stage"}`` events)."""
+
+    def run_error(self, state: dict[str, Any], message: str) -> None:
+        """A run-database error the job met and went on past (``nn.services.recorder``)."""
+        state.setdefault("run_errors", []).append(message)
 
     def event(self, state: dict[str, Any], payload: dict[str, Any], elapsed: float) -> None:
         """Any other event the job emitted (decoded here, once)."""
@@ -129,8 +133,6 @@ class TrainingFold(Fold):
                 epochs=self.first_epoch + self.n_epochs,
                 epoch=self.first_epoch,
             )
-        elif stage == "run_error":
-            state["run_errors"].append(info["message"])
         elif stage == "inside_start":
             previous = self.previous_inside
             same = previous is not None and previous.get("layers") == info.get("layers")

@@ -94,6 +94,7 @@ class SessionJob:
             "error": None,
             "traceback": None,
             "queue_position": None,
+            "run_errors": [],
             **fold.initial(),
         }
         self._started_at: float | None = None
@@ -244,7 +245,9 @@ class SessionJob:
             self._started_at = time.perf_counter()
         elif kind == "event":
             event = message["event"]
-            if event.get("kind") == "stage":
+            if event.get("kind") == "stage" and event["stage"] == "run_error":
+                self.fold.run_error(state, event["info"]["message"])
+            elif event.get("kind") == "stage":
                 if event["stage"] == self.fold.start_stage:
                     self._started_at = time.perf_counter()
                 self.fold.stage(state, event["stage"], event["info"])
@@ -445,3 +448,14 @@ def save_training(job: SessionJob, path: str | os.PathLike, name: str) -> Path:
     except Exception as exc:  # noqa: BLE001 - a database problem is shown, never raised
         job.note_run_error(f"{type(exc).__name__}: {exc}")
     return path
+
+
+def run_errors_text(errors: list[str]) -> str | None:
+    """What a page says when the run database failed during a job (``nn.services.recorder``'s
+    rule): a warning, never a failed job."""
+    if not errors:
+        return None
+    return (
+        "The run database failed, so this job is not (or only partly) recorded on the Runs "
+        "page; the job itself and what it trained are not affected. " + "; ".join(errors)
+    )

@@ -14,10 +14,8 @@ from nn.cli.common import (
     add_common,
     fmt_pct,
     models_dir,
-    open_run_store,
     print_json,
     resolve_model_path,
-    suppress_db_errors,
 )
 from nn.cli.progress import Progress, StopOnInterrupt
 from nn.io.model_files import load_model
@@ -135,9 +133,6 @@ def run(args: argparse.Namespace) -> int:
     source = resolve_model_path(args.model, args.models_dir)
     x_user, y_user = load_drawings(args.mine)
     check_user_set(x_user, y_user)
-    store = open_run_store(args.runs_db)
-    with suppress_db_errors():
-        store.mark_interrupted()
     out(f"fine-tuning {source.stem} on {len(y_user)} drawings and MNIST ...")
     n_train, batch_size = _epoch_size(source, y_user, settings)
     progress = None if out.quiet else Progress(sys.stderr, n_train, batch_size)
@@ -151,17 +146,18 @@ def run(args: argparse.Namespace) -> int:
                 y_user,
                 models_dir=folder,
                 settings=settings,
-                runs_path=store.path,
+                runs_path=args.runs_db,
                 on_event=progress,
                 control=control,
                 overwrite=True,
+                listener=_warn_run_error,
             )
         finally:
             if progress is not None:
                 progress.close()
     _summary(result, out)
     if saved is not None:
-        out(f"saved {saved} (run {run_id})")
+        out(f"saved {saved}" + ("" if run_id is None else f" (run {run_id})"))
     if args.json:
         print_json(
             {
@@ -176,3 +172,9 @@ def run(args: argparse.Namespace) -> int:
     if control.stop_requested:
         return EXIT_INTERRUPTED
     return EXIT_DIVERGED if result.stop_reason == "diverged" else EXIT_OK
+
+
+def _warn_run_error(stage: str, info: dict) -> None:
+    """A run-database problem: a warning, and the fine-tuning goes on (nn.services.recorder)."""
+    if stage == "run_error":
+        print(f"warning: run database: {info['message']}", file=sys.stderr)

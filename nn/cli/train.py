@@ -380,7 +380,6 @@ def train_plan(args: argparse.Namespace, notes: list[str] | None = None) -> Trai
         preset=preset.name,
         source="cli",
         save_path=None if path is None else str(path),
-        strict_record=True,
         runs_db=args.runs_db,
         keep_split=hasattr(args, "data__split"),
     )
@@ -495,7 +494,10 @@ def _report(out: Out, outcome: TrainingOutcome) -> None:
         out(f"saved {outcome.model_path}{replaced}")
     else:
         out("not saved (--no-save)")
-    out(f"run #{outcome.run_id} recorded in {outcome.runs_db}")
+    if outcome.run_id is not None:
+        out(f"run #{outcome.run_id} recorded in {outcome.runs_db}")
+    else:
+        out("the run is not recorded (the run database failed: see the warning)")
 
 
 def run(args: argparse.Namespace) -> int:

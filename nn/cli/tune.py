@@ -30,7 +30,9 @@ from nn.core.limits import (
     MAX_TRIALS,
 )
 from nn.core.params import PARAMS, searchable
-from nn.search.engine import STRATEGIES, SearchEvent, SearchSpace, parse_dimension
+from nn.search.engine import STRATEGIES
+from nn.search.results import SearchEvent
+from nn.search.space import SearchSpace, parse_dimension
 from nn.services.training import (
     check_size_on_set,
     check_sizes_of_choices,
@@ -371,6 +373,9 @@ def _run(args: argparse.Namespace) -> int:
     where: dict[str, Any] = {}
 
     def prepared(stage: str, info: dict[str, Any]) -> None:
+        if stage == "run_error":  # the search goes on (nn.services.recorder)
+            print(f"warning: run database: {info['message']}", file=sys.stderr)
+            return
         where["runs_db"] = info["runs_db"]
         _say(args, f"searching {', '.join(f'{k} ({d.describe()})' for k, d in space)}")
         _say(

@@ -1,15 +1,7 @@
 """Hyperparameter search: grid or random search with successive halving, run through joblib.
 
-NumPy and joblib only (never Streamlit). The pieces:
-
-``SearchSpace({"learning_rate": LogUniform(1e-4, 1e-1), "batch_size": Choice([64, 128]),
-"hidden_layers": Choice([[128], [256, 128]]), "dropout": Uniform(0.0, 0.5)})``
-    One dimension per ``NeuralNetwork`` hyperparameter: :class:`LogUniform` (rates, penalties),
-    :class:`Uniform`, :class:`IntRange` (``log=True`` for sizes), :class:`Choice` (layers,
-    activations, optimizers, ...). Every dimension validates itself (``ValueError`` naming the
-    parameter) and round-trips through JSON (``to_dict`` / ``dimension_from_dict``), so a search
-    is recorded in the run store and can be shown again. ``parse_dimension("loguniform:1e-4:1e-1")``
-    reads the compact command-line form.
+NumPy and joblib only (never Streamlit). The space is a ``nn.search.space.SearchSpace``; the
+trials and the result are ``nn.search.results``' dataclasses.
 
 ``grid_search(space, n=3)`` / ``random_search(space, n_trials, seed)``
     The trial configurations (dicts of the searched parameters only).
@@ -30,10 +22,9 @@ base config sets ``random_state``), the configurations are drawn from ``seed`` i
 a continued trial carries its own generator state, so serial and parallel runs with the same
 seed give the same configurations and the same validation accuracies.
 
-Recording: with a ``store`` (:class:`nn.runs.RunStore`) the parent process records the search in
-``searches`` and every trial as a run (``source="tune"``, ``search_id``) with its epochs; workers
-never touch the database. A trial's run config is ``{"model": <all NeuralNetwork params>,
-"data": data_config, "search": {"search_id", "trial", "params"}}``.
+Recording: the search calls its ``record`` callback (:data:`Record`; the run store's is
+``nn.services.recorder.RunRecorder.search_record``) in the parent process as the search and each
+trial start, train and end; workers never record anything.
 
 "Train the best": ``SearchResult.best_config`` is ``base_config`` with the best trial's
 parameters, ``epochs = epochs_per_trial`` (unless the base config sets ``epochs``) and the
@@ -44,504 +35,37 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import dataclasses
 import importlib.util
-import json
-import math
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import numpy as np
 
-from nn.core.bounded_json import JSONSyntaxError, loads
-from nn.core.config import configure
-from nn.core.limits import MAX_CHOICES, MAX_GRID_POINTS, MAX_TRIALS
+from nn.core.limits import MAX_TRIALS
 from nn.core.network import NeuralNetwork
-from nn.core.params import PARAMS, json_params
+from nn.search.results import SearchEvent, SearchResult, Trial
+from nn.search.space import SearchSpace, as_space, check_base_config
 
 __all__ = [
-    "Dimension",
-    "LogUniform",
-    "Uniform",
-    "IntRange",
-    "Choice",
-    "SearchSpace",
-    "SearchEvent",
-    "Trial",
-    "SearchResult",
     "STRATEGIES",
-    "TRIAL_STATUSES",
-    "FORBIDDEN_PARAMS",
-    "dimension_from_dict",
-    "parse_dimension",
+    "Record",
     "grid_search",
-    "random_search",
-    "trial_seed",
     "halving_schedule",
+    "random_search",
     "run_search",
+    "trial_seed",
 ]
 
 STRATEGIES = ("random", "grid")
-TRIAL_STATUSES = ("running", "finished", "diverged", "pruned", "failed", "cancelled")
-FORBIDDEN_PARAMS = {name: p.fixed_in_search for name, p in PARAMS.items() if p.fixed_in_search}
-"""The hyperparameters a search may not vary, and why (``nn.core.params``)."""
-
-
-def _number(name: str, what: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise ValueError(f"{name}: {what} must be a number, got {value!r}")
-    value = float(value)
-    if not math.isfinite(value):
-        raise ValueError(f"{name}: {what} must be finite, got {value!r}")
-    return value
-
-
-def _plain(value: Any) -> Any:
-    """JSON-able plain Python (tuples -> lists, NumPy scalars -> numbers)."""
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
-
-
-# --------------------------------------------------------------------------------- dimensions
-class Dimension:
-    """One searched hyperparameter. ``name`` is filled in by :class:`SearchSpace` (it is only
-    used in messages)."""
-
-    kind = ""
-    name = "parameter"
-
-    def sample(self, rng: np.random.Generator) -> Any:
-        raise NotImplementedError
-
-    def grid(self, n: int) -> list:
-        raise NotImplementedError
-
-    def to_dict(self) -> dict:
-        raise NotImplementedError
-
-    def values_to_check(self) -> list:
-        """Values that must be acceptable to NeuralNetwork (the ends of a range, every choice)."""
-        raise NotImplementedError
-
-    def describe(self) -> str:
-        raise NotImplementedError
-
-    def _named(self, name: str) -> Dimension:
-        self.name = name
-        self._check()
-        return self
-
-    def _check(self) -> None:
-        pass
-
-    def __eq__(self, other: Any) -> bool:
-        return type(other) is type(self) and other.to_dict() == self.to_dict()
-
-    def __repr__(self) -> str:
-        args = {k: v for k, v in self.to_dict().items() if k != "type"}
-        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in args.items())})"
-
-
-class _Range(Dimension):
-    log = False
-
-    def __init__(self, low: float, high: float, name: str | None = None):
-        self.low, self.high = low, high
-        if name:
-            self.name = name
-        self._check()
-
-    def _check(self) -> None:
-        self.low = _number(self.name, "low", self.low)
-        self.high = _number(self.name, "high", self.high)
-        if self.low > self.high:
-            raise ValueError(f"{self.name}: low ({self.low:g}) is above high ({self.high:g})")
-        if self.log and self.low <= 0:
-            raise ValueError(f"{self.name}: a log range needs low > 0, got low={self.low:g}")
-
-    def values_to_check(self) -> list:
-        return [self.low, self.high]
-
-
-class LogUniform(_Range):
-    """A number drawn log-uniformly from ``[low, high]`` (``low > 0``): learning rates, l2."""
-
-    kind = "loguniform"
-    log = True
-
-    def sample(self, rng):
-        return float(math.exp(rng.uniform(math.log(self.low), math.log(self.high))))
-
-    def grid(self, n):
-        return (
-            [float(v) for v in np.geomspace(self.low, self.high, max(1, n))]
-            if n > 1
-            else [float(math.sqrt(self.low * self.high))]
-        )
-
-    def to_dict(self):
-        return {"type": self.kind, "low": self.low, "high": self.high}
-
-    def describe(self):
-        return f"log-uniform {self.low:g} .. {self.high:g}"
-
-
-class Uniform(_Range):
-    """A number drawn uniformly from ``[low, high]``: dropout, momentum."""
-
-    kind = "uniform"
-
-    def sample(self, rng):
-        return float(rng.uniform(self.low, self.high))
-
-    def grid(self, n):
-        return (
-            [float(v) for v in np.linspace(self.low, self.high, n)]
-            if n > 1
-            else [(self.low + self.high) / 2]
-        )
-
-    def to_dict(self):
-        return {"type": self.kind, "low": self.low, "high": self.high}
-
-    def describe(self):
-        return f"uniform {self.low:g} .. {self.high:g}"
-
-
-class IntRange(_Range):
-    """A whole number in ``[low, high]`` (both included), log-spaced with ``log=True``."""
-
-    kind = "int"
-
-    def __init__(self, low: int, high: int, log: bool = False, name: str | None = None):
-        self.log = bool(log)
-        super().__init__(low, high, name)
-
-    def _check(self) -> None:
-        super()._check()
-        for what, v in (("low", self.low), ("high", self.high)):
-            if v != int(v):
-                raise ValueError(f"{self.name}: {what} must be a whole number, got {v:g}")
-        self.low, self.high = int(self.low), int(self.high)
-
-    def sample(self, rng):
-        if self.log:
-            v = math.exp(rng.uniform(math.log(self.low), math.log(self.high + 1)))
-            return int(min(self.high, max(self.low, math.floor(v))))
-        return int(rng.integers(self.low, self.high + 1))
-
-    def grid(self, n):
-        points = (
-            (
-                np.geomspace(self.low, self.high, n)
-                if self.log
-                else np.linspace(self.low, self.high, n)
-            )
-            if n > 1
-            else [math.sqrt(self.low * self.high) if self.log else (self.low + self.high) / 2]
-        )
-        out: list[int] = []
-        for p in points:
-            v = int(round(float(p)))
-            if v not in out:
-                out.append(v)
-        return out
-
-    def to_dict(self):
-        return {"type": self.kind, "low": self.low, "high": self.high, "log": self.log}
-
-    def describe(self):
-        return f"{'log-spaced ' if self.log else ''}whole numbers {self.low} .. {self.high}"
-
-
-class Choice(Dimension):
-    """One of a list of values: ``Choice([[128], [256, 128]])``, ``Choice(["adam", "sgd"])``."""
-
-    kind = "choice"
-
-    def __init__(self, values: Sequence[Any], name: str | None = None):
-        if isinstance(values, (str, bytes)) or not isinstance(values, Iterable):
-            raise ValueError(
-                f"{name or self.name}: choices must be a list of values, got {values!r}"
-            )
-        self.values = [_plain(v) for v in values]
-        if name:
-            self.name = name
-        self._check()
-
-    def _check(self) -> None:
-        if not self.values:
-            raise ValueError(f"{self.name}: give at least one choice (the list is empty)")
-        if len(self.values) > MAX_CHOICES:
-            raise ValueError(
-                f"{self.name}: {len(self.values):,} choices; a parameter has at most "
-                f"{MAX_CHOICES:,}"
-            )
-        try:
-            json.dumps(self.values, allow_nan=False)
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"{self.name}: choices must be JSON values ({exc})") from None
-
-    def sample(self, rng):
-        return copy.deepcopy(self.values[int(rng.integers(len(self.values)))])
-
-    def grid(self, n):
-        return copy.deepcopy(self.values)
-
-    def to_dict(self):
-        return {"type": self.kind, "values": copy.deepcopy(self.values)}
-
-    def values_to_check(self):
-        return copy.deepcopy(self.values)
-
-    def describe(self):
-        shown = [json.dumps(v) for v in self.values[:8]]
-        text = " | ".join(v if len(v) <= 60 else v[:57] + "..." for v in shown)
-        more = len(self.values) - len(shown)
-        return text + (f" | ... ({more:,} more)" if more else "")
-
-
-_KINDS = {"loguniform": LogUniform, "uniform": Uniform, "int": IntRange, "choice": Choice}
-
-
-def dimension_from_dict(data: Mapping[str, Any] | Sequence, name: str = "parameter") -> Dimension:
-    """The inverse of ``Dimension.to_dict``; a plain list means ``Choice(list)``."""
-    if isinstance(data, (list, tuple)):
-        return Choice(data, name=name)
-    if not isinstance(data, Mapping):
-        raise ValueError(
-            f'{name}: a dimension is a dict like {{"type": "loguniform", '
-            f'"low": 1e-4, "high": 0.1}} or a list of choices; got {data!r}'
-        )
-    kind = str(data.get("type", "")).lower()
-    aliases = {
-        "log_uniform": "loguniform",
-        "log": "loguniform",
-        "intrange": "int",
-        "integer": "int",
-        "int_range": "int",
-        "intlog": "int",
-    }
-    kind = aliases.get(kind, kind)
-    if kind not in _KINDS:
-        raise ValueError(
-            f"{name}: unknown dimension type {data.get('type')!r}; use one of {', '.join(_KINDS)}"
-        )
-    extra = set(data) - {"type", "low", "high", "log", "values"}
-    if extra:
-        raise ValueError(f"{name}: unknown key(s) {', '.join(sorted(extra))} in {data!r}")
-    if kind == "choice":
-        if "values" not in data:
-            raise ValueError(f'{name}: a choice needs "values": [...]')
-        return Choice(data["values"], name=name)
-    for key in ("low", "high"):
-        if key not in data:
-            raise ValueError(f'{name}: a {kind} range needs "low" and "high"')
-    if kind == "int":
-        log = bool(data.get("log", False)) or str(data.get("type")).lower() == "intlog"
-        return IntRange(data["low"], data["high"], log=log, name=name)
-    return _KINDS[kind](data["low"], data["high"], name=name)
-
-
-def _parse_value(text: str, name: str) -> Any:
-    """A choice's value: JSON when it parses, else the text itself (``adam``); JSON beyond the
-    bounds of :mod:`nn.core.bounded_json` is refused."""
-    text = text.strip()
-    try:
-        return loads(text, f"{name}: the choice {text[:40]!r}")
-    except JSONSyntaxError:
-        return text
-
-
-def parse_dimension(spec: str, name: str = "parameter") -> Dimension:
-    """Read a dimension from its command-line form.
-
-    ``loguniform:1e-4:1e-1`` (alias ``log:``), ``uniform:0:0.5``, ``int:16:256`` (``int:16:256:log``
-    or ``intlog:16:256`` for log spacing), ``choice:[128]|[256,128]`` or ``choice:adam|sgd``
-    (each value JSON when it parses, else a string), or JSON: a list of choices or a dict as
-    written by ``to_dict``.
-    """
-    if not isinstance(spec, str) or not spec.strip():
-        raise ValueError(f"{name}: empty specification")
-    spec = spec.strip()
-    if spec[0] in "[{":
-        return dimension_from_dict(loads(spec, name), name)
-    kind, _, rest = spec.partition(":")
-    kind = kind.strip().lower()
-    if kind == "choice":
-        if not rest.strip():
-            raise ValueError(f"{name}: give at least one choice (the list is empty)")
-        return Choice([_parse_value(v, name) for v in rest.split("|")], name=name)
-    if kind in ("loguniform", "log", "uniform", "int", "intlog"):
-        parts = [p.strip() for p in rest.split(":")]
-        log = kind == "intlog"
-        if kind == "int" and len(parts) == 3 and parts[2].lower() == "log":
-            parts, log = parts[:2], True
-        if len(parts) != 2 or not all(parts):
-            raise ValueError(f"{name}: write {kind}:LOW:HIGH, got {spec!r}")
-        try:
-            low, high = (float(p) for p in parts)
-        except ValueError:
-            raise ValueError(f"{name}: LOW and HIGH must be numbers in {spec!r}") from None
-        if kind in ("int", "intlog"):
-            return IntRange(low, high, log=log, name=name)
-        return (Uniform if kind == "uniform" else LogUniform)(low, high, name=name)
-    raise ValueError(
-        f"{name}: unknown specification {spec!r}; use loguniform:LOW:HIGH, "
-        "uniform:LOW:HIGH, int:LOW:HIGH[:log], choice:A|B|... or JSON"
-    )
-
-
-# --------------------------------------------------------------------------------- the space
-class SearchSpace:
-    """The searched hyperparameters: ``{NeuralNetwork parameter name: Dimension}``.
-
-    Values may also be given as ``to_dict`` dicts or plain lists (choices). Unknown names,
-    ``epochs`` and ``warm_start`` (set by the search itself) are refused with a ``ValueError``.
-    """
-
-    def __init__(self, dimensions: Mapping[str, Any] | None = None, **more: Any):
-        dims = dict(dimensions or {})
-        dims.update(more)
-        if not dims:
-            raise ValueError(
-                "the search space is empty: give at least one hyperparameter to search"
-            )
-        known = set(PARAMS)
-        self.dimensions: dict[str, Dimension] = {}
-        for name, dim in dims.items():
-            if name not in known:
-                raise ValueError(
-                    f"{name!r} is not a hyperparameter of NeuralNetwork; use one of "
-                    f"{', '.join(sorted(known - set(FORBIDDEN_PARAMS)))}"
-                )
-            if name in FORBIDDEN_PARAMS:
-                raise ValueError(f"{name!r} cannot be searched: {FORBIDDEN_PARAMS[name]}")
-            if isinstance(dim, Dimension):
-                dim = copy.deepcopy(dim)._named(name)
-            else:
-                dim = dimension_from_dict(dim, name)
-            self.dimensions[name] = dim
-
-    @property
-    def names(self) -> list[str]:
-        return list(self.dimensions)
-
-    def __iter__(self):
-        return iter(self.dimensions.items())
-
-    def __len__(self) -> int:
-        return len(self.dimensions)
-
-    def __getitem__(self, name: str) -> Dimension:
-        return self.dimensions[name]
-
-    def __eq__(self, other: Any) -> bool:
-        return isinstance(other, SearchSpace) and other.to_dict() == self.to_dict()
-
-    def __repr__(self) -> str:
-        return f"SearchSpace({self.dimensions!r})"
-
-    def to_dict(self) -> dict[str, dict]:
-        return {name: dim.to_dict() for name, dim in self.dimensions.items()}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> SearchSpace:
-        if not isinstance(data, Mapping):
-            raise ValueError(
-                f"a search space is a JSON object {{name: dimension}}, got {type(data).__name__}"
-            )
-        return cls(data)
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict())
-
-    @classmethod
-    def from_json(cls, text: str) -> SearchSpace:
-        return cls.from_dict(loads(text, "the search space"))
-
-    def sample(self, rng: np.random.Generator) -> dict[str, Any]:
-        return {name: dim.sample(rng) for name, dim in self.dimensions.items()}
-
-    def grid(self, n: int = 3) -> list[dict[str, Any]]:
-        """Every combination of the choices and ``n`` points per range (first name varies
-        slowest); refused above MAX_TRIALS combinations (see :meth:`iter_grid`)."""
-        size = self.grid_size(n)
-        if size > MAX_TRIALS:
-            raise ValueError(
-                f"the grid has {size:,} points; a search runs at most {MAX_TRIALS:,} trials "
-                "(use fewer grid points, or sample the grid with a number of trials)"
-            )
-        return list(self.iter_grid(n))
-
-    def _axes(self, n: Any) -> list[tuple[str, list]]:
-        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-            raise ValueError(f"grid points per range must be a whole number >= 1, got {n!r}")
-        if n > MAX_GRID_POINTS:
-            raise ValueError(
-                f"grid points per range: {n:,} is more than the {MAX_GRID_POINTS:,} allowed"
-            )
-        return [(name, dim.grid(int(n))) for name, dim in self.dimensions.items()]
-
-    def grid_size(self, n: int = 3) -> int:
-        """Number of grid combinations, counted without building them."""
-        return math.prod(len(values) for _, values in self._axes(n))
-
-    def grid_point(self, index: int, n: int = 3, axes: list | None = None) -> dict[str, Any]:
-        """Combination number ``index`` of :meth:`iter_grid`, built alone (mixed radix)."""
-        axes = self._axes(n) if axes is None else axes
-        point: dict[str, Any] = {}
-        for name, values in reversed(axes):
-            index, digit = divmod(int(index), len(values))
-            point[name] = copy.deepcopy(values[digit])
-        return {name: point[name] for name, _ in axes}
-
-    def iter_grid(self, n: int = 3, indices: Iterable[int] | None = None) -> Iterator[dict]:
-        """The grid's combinations one at a time (all of them, or those at ``indices``)."""
-        axes = self._axes(n)
-        for index in range(math.prod(len(v) for _, v in axes)) if indices is None else indices:
-            yield self.grid_point(index, n, axes)
-
-    def check(self, base_config: Mapping[str, Any] | None = None) -> None:
-        """Make sure NeuralNetwork accepts every choice and both ends of every range together
-        with ``base_config`` (``ValueError`` naming the parameter otherwise)."""
-        base = _check_base(base_config)
-        fixed = {k: v for k, v in base.items() if k not in self.dimensions}
-        try:  # the fixed settings alone first: a fault there is not the searched parameter's
-            configure(fixed)
-        except ValueError as exc:
-            raise ValueError(f"a fixed setting is not accepted by the network: {exc}") from None
-        for name, dim in self.dimensions.items():
-            for value in dim.values_to_check():
-                try:  # with the fixed settings only: the other searched values vary anyway
-                    configure({**fixed, name: value})
-                except ValueError as exc:
-                    raise ValueError(
-                        f"{name}: the value {value!r} is not accepted by the network ({exc})"
-                    ) from None
-
-
-def _check_base(base_config: Mapping[str, Any] | None) -> dict[str, Any]:
-    base = dict(base_config or {})
-    known = set(PARAMS)
-    unknown = sorted(set(base) - known)
-    if unknown:
-        raise ValueError(
-            f"unknown setting(s) {', '.join(map(repr, unknown))} in the base config; "
-            f"NeuralNetwork takes {', '.join(sorted(known))}"
-        )
-    return {k: _plain(v) for k, v in base.items()}
-
-
-def _as_space(space: SearchSpace | Mapping[str, Any]) -> SearchSpace:
-    return space if isinstance(space, SearchSpace) else SearchSpace(space)
+Record = Callable[[str, dict[str, Any]], Any]
+"""How a search is recorded: ``record(kind, info)`` hears ``search_started`` (``search``: what
+the search is, ``name``) and returns the search's id, ``trial_started`` (``trial``,
+``search_id``, ``name``) and returns the trial's run id, ``trial_epochs`` (``trial``,
+``history``: the epochs it just trained), ``trial_finished`` (``trial``) and
+``search_finished`` (``search_id``, ``status``: ``finished``, ``stopped`` or ``failed``,
+``best``: the best trial or None, ``message``). It runs in the searching process only."""
 
 
 def _check_n_jobs(n_jobs: Any) -> int:
@@ -565,14 +89,14 @@ def _positive_int(name: str, value: Any) -> int:
 def grid_search(space: SearchSpace | Mapping[str, Any], n: int = 3) -> list[dict[str, Any]]:
     """Trial configurations of a grid search: every combination of the choices and ``n``
     points per range (log-spaced for log ranges)."""
-    return _as_space(space).grid(n)
+    return as_space(space).grid(n)
 
 
 def random_search(
     space: SearchSpace | Mapping[str, Any], n_trials: int, seed: int | None = 0
 ) -> list[dict[str, Any]]:
     """``n_trials`` configurations drawn from ``space`` with ``np.random.default_rng(seed)``."""
-    space = _as_space(space)
+    space = as_space(space)
     n_trials = _positive_int("n_trials", n_trials)
     rng = np.random.default_rng(seed)
     return [space.sample(rng) for _ in range(n_trials)]
@@ -611,89 +135,6 @@ def halving_schedule(n_trials: int, epochs: int, eta: int = 3) -> list[tuple[int
     if schedule[-1][1] != epochs:
         schedule[-1] = (schedule[-1][0], epochs)
     return schedule
-
-
-# --------------------------------------------------------------------------------- results
-@dataclasses.dataclass
-class Trial:
-    """One trial of a search. ``params`` are the searched values, ``config`` the full
-    ``NeuralNetwork`` keyword arguments (``epochs`` = the budget ``epochs_per_trial``; the
-    epochs it actually trained, fewer when pruned, are ``epochs``)."""
-
-    index: int
-    params: dict
-    config: dict
-    status: str = "running"
-    val_accuracy: float | None = None
-    epochs: int = 0
-    seconds: float = 0.0
-    rung: int = 0
-    run_id: int | None = None
-    stop_reason: str | None = None
-    message: str = ""
-    history: dict = dataclasses.field(default_factory=dict)
-
-    def to_dict(self, history: bool = False) -> dict[str, Any]:
-        out = dataclasses.asdict(self)
-        if not history:
-            out.pop("history")
-        return out
-
-
-@dataclasses.dataclass
-class SearchResult:
-    trials: list[Trial]
-    best_config: dict | None
-    best_val_accuracy: float | None
-    best_trial: int | None
-    status: str  # "finished", "cancelled", "timeout"
-    search_id: int | None
-    space: dict
-    strategy: str
-    seconds: float
-    message: str = ""
-
-    @property
-    def best_params(self) -> dict | None:
-        return None if self.best_trial is None else dict(self.trials[self.best_trial].params)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "status": self.status,
-            "search_id": self.search_id,
-            "strategy": self.strategy,
-            "space": self.space,
-            "seconds": round(self.seconds, 3),
-            "best_trial": self.best_trial,
-            "best_val_accuracy": self.best_val_accuracy,
-            "best_params": self.best_params,
-            "best_config": self.best_config,
-            "message": self.message,
-            "trials": [t.to_dict() for t in self.trials],
-        }
-
-
-@dataclasses.dataclass
-class SearchEvent:
-    """What ``run_search``'s callback receives; a truthy return cancels the search.
-
-    ``kind``: ``search_started``, ``trial_started``, ``trial_epoch`` (only when trials run in
-    this process, ``n_jobs=1``; cancelling there stops the running trial too),
-    ``trial_finished`` (after each rung: ``trial.status`` is ``running`` when it may go on),
-    ``rung_finished``, ``search_finished``. ``trials`` is a snapshot of every trial as dicts.
-    """
-
-    kind: str
-    trial: dict | None
-    trials: list[dict]
-    rung: int
-    n_rungs: int
-    n_trials: int
-    elapsed: float
-    best_val_accuracy: float | None
-    epoch: int | None = None
-    val_accuracy: float | None = None
-    message: str = ""
 
 
 # --------------------------------------------------------------------------------- workers
@@ -801,85 +242,6 @@ def _check_backend(backend: str | None) -> None:
 
 
 # --------------------------------------------------------------------------------- the search
-class _Recorder:
-    """Writes trials to the run store from the parent process; a database error never stops the
-    search (it is kept in ``errors``)."""
-
-    def __init__(self, store, data_config):
-        self.store = store
-        self.data_config = data_config
-        self.errors: list[str] = []
-        self.search_id: int | None = None
-
-    def _do(self, fn, *args, **kwargs):
-        if self.store is None:
-            return None
-        try:
-            return fn(*args, **kwargs)
-        except Exception as exc:  # noqa: BLE001
-            self.errors.append(f"{type(exc).__name__}: {exc}")
-            return None
-
-    def start_search(self, record: dict, name: str | None):
-        self.search_id = self._do(lambda: self.store.start_search(record, name=name))
-        return self.search_id
-
-    def run_config(self, trial: Trial) -> dict:
-        model = json_params(NeuralNetwork(**trial.config).get_params())
-        return {
-            "model": model,
-            "data": self.data_config,
-            "search": {"search_id": self.search_id, "trial": trial.index, "params": trial.params},
-        }
-
-    def start_trial(self, trial: Trial, name: str) -> None:
-        if trial.run_id is None:
-            trial.run_id = self._do(
-                lambda: self.store.start_run(
-                    self.run_config(trial),
-                    name=name,
-                    source="tune",
-                    seed=trial.config.get("random_state"),
-                    search_id=self.search_id,
-                )
-            )
-
-    def log(self, trial: Trial, history: dict) -> None:
-        if trial.run_id is None:
-            return
-        keys = ("loss", "train_accuracy", "val_loss", "val_accuracy", "learning_rate", "seconds")
-        for i, epoch in enumerate(history.get("epoch", [])):
-            values = {k: history[k][i] for k in keys if i < len(history.get(k, []))}
-            self._do(self.store.log_epoch, trial.run_id, int(epoch), **values)
-
-    def finish_trial(self, trial: Trial) -> None:
-        if trial.run_id is None:
-            return
-        status = {
-            "finished": "finished",
-            "pruned": "stopped",
-            "cancelled": "stopped",
-            "failed": "failed",
-            "diverged": "diverged",
-        }.get(trial.status, "finished")
-        metrics = {
-            "train_accuracy": (trial.history.get("train_accuracy") or [None])[-1],
-            "loss": (trial.history.get("loss") or [None])[-1],
-            "val_loss": (trial.history.get("val_loss") or [None])[-1],
-            "val_accuracy": trial.val_accuracy,
-            "epochs": trial.epochs,
-            "trial": trial.index,
-            "train_seconds": round(trial.seconds, 3),
-        }
-        metrics = {k: v for k, v in metrics.items() if v is not None}
-        message = trial.message or None
-        if trial.status == "pruned":
-            message = f"pruned by successive halving after {trial.epochs} epoch(s)"
-        self._do(
-            lambda: self.store.finish_run(trial.run_id, status, metrics=metrics, message=message)
-        )
-
-
 def run_search(
     base_config: Mapping[str, Any] | None,
     space: SearchSpace | Mapping[str, Any],
@@ -897,7 +259,7 @@ def run_search(
     n_jobs: int = 1,
     backend: str | None = None,
     seed: int | None = 0,
-    store: Any = None,
+    record: Record | None = None,
     name: str | None = None,
     data_config: Mapping[str, Any] | None = None,
     callback: Callable[[SearchEvent], Any] | None = None,
@@ -909,14 +271,15 @@ def run_search(
     (``grid_points`` per range), or ``n_trials`` of it picked at random (seeded) when smaller.
     ``epochs_per_trial`` is the budget: the epochs of a trial that is never pruned. ``halving``:
     successive halving with ``eta`` (see :func:`halving_schedule`). ``n_jobs``/``backend``:
-    joblib. ``store``: an ``nn.runs.RunStore`` (or ``None``: nothing recorded); ``name`` names
-    the search; ``data_config`` is recorded with every trial (e.g. split settings). ``callback``
+    joblib. ``record``: how the search and its trials are recorded (:data:`Record`; None:
+    nothing is); ``name`` names the search; ``data_config`` is recorded with it (e.g. the split
+    settings). ``callback``
     gets :class:`SearchEvent`s; a truthy return cancels. ``timeout`` (seconds) stops launching
     trials once exceeded. Bad settings raise ``ValueError`` before anything trains.
     """
     started = time.perf_counter()
-    space = _as_space(space)
-    base = _check_base(base_config)
+    space = as_space(space)
+    base = check_base_config(base_config)
     base.pop("warm_start", None)
     n_trials = _check_budget(strategy, n_trials, n_jobs, timeout, halving)
     epochs_per_trial = _positive_int("epochs_per_trial (budget)", epochs_per_trial)
@@ -935,7 +298,7 @@ def run_search(
         if halving
         else [(len(trials), epochs_per_trial)]
     )
-    record = {
+    what = {
         "space": space.to_dict(),
         "strategy": strategy,
         "n_trials": len(trials),
@@ -954,13 +317,13 @@ def run_search(
     search = _Search(
         trials,
         schedule,
-        _Recorder(store, dict(data_config or {})),
+        record or _no_record,
         (X_train, y_train, X_val, y_val),
         callback,
         started,
         timeout,
     )
-    search.rec.start_search(record, name)
+    search.search_id = search.record("search_started", {"search": what, "name": name})
     search.run(n_jobs, backend)
     best = _pick_best(trials)
     search.close(best)
@@ -970,11 +333,11 @@ def run_search(
         best_val_accuracy=None if best is None else best.val_accuracy,
         best_trial=None if best is None else best.index,
         status=search.stop_status,
-        search_id=search.rec.search_id,
+        search_id=search.search_id,
         space=space.to_dict(),
         strategy=strategy,
         seconds=time.perf_counter() - started,
-        message="; ".join(filter(None, [search.stop_message, *search.rec.errors])),
+        message=search.stop_message,
     )
     search.emit("search_finished", len(schedule) - 1, message=search.stop_status)
     return result
@@ -1072,11 +435,12 @@ class _Search:
     """One search's rungs: launches trials in batches, settles their outcomes, promotes the best
     1/eta to the next rung, and keeps the stop status."""
 
-    def __init__(self, trials, schedule, rec, data, callback, started, timeout):
+    def __init__(self, trials, schedule, record, data, callback, started, timeout):
         self.trials: list[Trial] = trials
         self.schedule = schedule
         self.n_rungs = len(schedule)
-        self.rec: _Recorder = rec
+        self.record: Record = record
+        self.search_id: int | None = None
         self.data = data
         self.callback = callback
         self.started = started
@@ -1132,7 +496,7 @@ class _Search:
                 t.status = "cancelled"
                 if t.run_id is not None:
                     t.message = t.message or self.stop_message
-                    self.rec.finish_trial(t)
+                    self.record("trial_finished", {"trial": t})
 
     def _rungs(self, pool, batch_size: int) -> None:
         alive = list(self.trials)
@@ -1161,11 +525,14 @@ class _Search:
         return True
 
     def _run_batch(self, pool, rung: int, step: int, batch: list[Trial]) -> None:
-        search_id = self.rec.search_id
+        search_id = self.search_id
         for t in batch:
             t.rung = rung
             t.status = "running"
-            self.rec.start_trial(t, f"search {search_id or ''} trial {t.index}".strip())
+            if t.run_id is None:
+                name = f"search {search_id or ''} trial {t.index}".strip()
+                info = {"trial": t, "search_id": search_id, "name": name}
+                t.run_id = self.record("trial_started", info)
             self._note(self.emit("trial_started", rung, t))
         if self.cancelled:
             return
@@ -1211,7 +578,7 @@ class _Search:
 
     def _settle(self, rung: int, t: Trial, out: dict) -> None:
         _apply(t, out, self.models)
-        self.rec.log(t, out["history"])
+        self.record("trial_epochs", {"trial": t, "history": out["history"]})
         if not out["ok"]:
             t.status = "failed"
         elif self.cancelled and out["stop_reason"] == "callback":
@@ -1222,7 +589,7 @@ class _Search:
             t.status = "finished"
         if t.status != "running":
             self.models.pop(t.index, None)
-            self.rec.finish_trial(t)
+            self.record("trial_finished", {"trial": t})
         self._note(self.emit("trial_finished", rung, t))
 
     def _promote(self, rung: int, alive: list[Trial]) -> list[Trial]:
@@ -1235,7 +602,7 @@ class _Search:
         for t in ranked[len(keep) :]:
             t.status = "pruned"
             self.models.pop(t.index, None)
-            self.rec.finish_trial(t)
+            self.record("trial_finished", {"trial": t})
         self._note(
             self.emit("rung_finished", rung, message=f"kept trials {[t.index for t in keep]}")
         )
@@ -1247,18 +614,14 @@ class _Search:
             if t.status == "running":
                 t.status = "cancelled"
                 t.message = t.message or "the search failed"
-                self.rec.finish_trial(t)
-        if self.rec.search_id is not None:
-            self.rec._do(
-                self.rec.store.finish_search,
-                self.rec.search_id,
-                "failed",
-                message="the search raised an error",
-            )
+                self.record("trial_finished", {"trial": t})
+        if self.search_id is not None:
+            info = {"status": "failed", "best": None, "message": "the search raised an error"}
+            self.record("search_finished", {"search_id": self.search_id, **info})
 
     def close(self, best: Trial | None) -> None:
         """Record the search's status, best run and message."""
-        if self.rec.search_id is None:
+        if self.search_id is None:
             return
         status = {"finished": "finished"}.get(self.stop_status, "stopped")
         text = self.stop_message or (
@@ -1266,13 +629,8 @@ class _Search:
             if best is not None and best.val_accuracy is not None
             else "no trial finished"
         )
-        self.rec._do(
-            self.rec.store.finish_search,
-            self.rec.search_id,
-            status,
-            best_run_id=None if best is None else best.run_id,
-            message=text,
-        )
+        info = {"status": status, "best": best, "message": text}
+        self.record("search_finished", {"search_id": self.search_id, **info})
 
 
 def _apply(t: Trial, out: dict, models: dict) -> None:
@@ -1301,3 +659,8 @@ def _pick_best(trials: list[Trial]) -> Trial | None:
     if not pool:
         return None
     return min(pool, key=lambda t: (-t.val_accuracy, t.index))
+
+
+def _no_record(kind: str, info: dict[str, Any]) -> None:
+    """The ``record`` of a search that is not recorded."""
+    return None

@@ -338,7 +338,8 @@ def run_finetune(
     on_event: Callable[[Any], Any] | None = None,
     control: Any = None,
     overwrite: bool = False,
-) -> tuple[FinetuneResult, Path | None, int]:
+    listener: Callable[[str, dict[str, Any]], Any] | None = None,
+) -> tuple[FinetuneResult, Path | None, int | None]:
     """Load the model at ``model_path``, fine-tune it, save it as ``new_name`` in ``models_dir``
     and record the run (source ``"finetune"``). Returns ``(result, saved path, run id)``.
 
@@ -347,14 +348,17 @@ def run_finetune(
     can be checked is checked before training starts: the settings, the drawings, the new name
     (``ValueError`` if a model of that name exists, unless ``overwrite``). A run that diverges
     or is stopped is recorded as such and not saved (the path is then ``None``); one that
-    raises is recorded as failed and the exception re-raised."""
+    raises is recorded as failed and the exception re-raised. A run database that fails is
+    noted (``listener("run_error", {"message": ...})``, ``nn.services.recorder``): the run id is
+    then None, and the model is saved all the same."""
     from nn.data.idx import load_mnist
     from nn.data.registry import check_model_fits, mnist_info
     from nn.io.model_files import load_model
     from nn.io.models_folder import SaveRecord, save_named
     from nn.io.models_folder import model_path as saved_path
     from nn.services.control import JobControl
-    from nn.services.runs import RunRecorder, RunStore, run_status
+    from nn.services.recorder import RunRecorder
+    from nn.services.runs import run_status
 
     control = control or JobControl()
     cfg = check_settings(settings)
@@ -366,7 +370,7 @@ def run_finetune(
     check_model_fits(model, mnist_info(), f"model {Path(model_path).stem!r}")  # MNIST + drawings
     base = Path(model_path).stem
     data = mnist if mnist is not None else load_mnist()
-    store = RunStore(runs_path) if runs_path is not None else RunStore()
+    recorder = RunRecorder(runs_path, listener=listener)
     config = {
         "model": json_params(model.get_params()),
         "finetune_of": base,
@@ -374,11 +378,10 @@ def run_finetune(
         "augment": dict(AUGMENT),
         "mine_drawings": int(len(y_user)),
     }
-    run_id = store.start_run(config, name=new_name, source="finetune", seed=cfg["seed"])
-    recorder = RunRecorder(store, run_id)
+    run_id = recorder.start_run(config, name=new_name, source="finetune", seed=cfg["seed"])
 
     def callback(event):
-        recorder.callback(event)
+        recorder.log_event(run_id, event)
         if event.kind == "diverged":  # training stops anyway
             return False
         if on_event is not None:
@@ -388,7 +391,7 @@ def run_finetune(
     try:
         result = finetune(model, x_user, y_user, data, cfg, callback=callback)
     except BaseException as exc:
-        store.finish_run(run_id, "failed", message=f"{type(exc).__name__}: {exc}"[:2000])
+        recorder.finish_run(run_id, "failed", message=f"{type(exc).__name__}: {exc}")
         raise
     status = run_status(result.stop_reason, stop_requested=control.stop_requested)
     saved: Path | None = None
@@ -402,7 +405,7 @@ def run_finetune(
     message = "; ".join(result.warnings) or getattr(result.model, "stop_message_", None) or None
     if status == "stopped" and control.stop_note:
         message = control.stop_note
-    store.finish_run(
+    recorder.finish_run(
         run_id,
         status,
         metrics=result.metrics(),

@@ -46,20 +46,35 @@ and sets the version to 2.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import json
-import math
 import os
 import socket
 import sqlite3
 import time
-import warnings
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
 from nn.core.limits import MAX_SEED
+from nn.services.run_records import (
+    HISTORY_KEYS,
+    MNIST_DATASET,
+    RUN_COLUMNS,
+    SEARCH_COLUMNS,
+    Run,
+    Search,
+    check_status,
+    dumps,
+    empty_history,
+    integer_value,
+    json_value,
+    loads,
+    pid_alive,
+    real_value,
+    run_dataset,
+    run_from_row,
+    search_from_row,
+)
 from nn.services.status import RUN_STATUSES
 from nn.services.transactions import read_transaction, write_transaction
 
@@ -73,7 +88,6 @@ __all__ = [
     "SOURCES",
     "STATUSES",
     "Run",
-    "RunRecorder",
     "RunStore",
     "RunStoreError",
     "Search",
@@ -88,8 +102,6 @@ DEFAULT_FILENAME = "runs.sqlite"
 
 SCHEMA_VERSION = 2
 
-MNIST_DATASET = "mnist"
-"""``runs.dataset`` of a run on the bundled MNIST (and of every run recorded before version 2)."""
 
 STATUSES: tuple[str, ...] = RUN_STATUSES
 """Every status a run (or search) can have (``nn.services.status``)."""
@@ -109,7 +121,6 @@ EPOCH_FIELDS: tuple[str, ...] = (
 )
 """Per-epoch values accepted by :meth:`RunStore.log_epoch` (all optional)."""
 
-HISTORY_KEYS: tuple[str, ...] = ("epoch", *EPOCH_FIELDS)
 
 _METRIC_KEYS = ("test_accuracy", "val_accuracy", "train_accuracy", "loss", "val_loss")
 
@@ -223,240 +234,6 @@ def run_status(
 
 
 # ---------------------------------------------------------------------------------------------
-# value conversion
-
-
-def _jsonable(obj: Any) -> Any:
-    """Recursively turn ``obj`` into strict-JSON-able Python values (see module docstring)."""
-    if obj is None or isinstance(obj, (bool, str)):
-        return obj
-    if isinstance(obj, int):
-        return int(obj)
-    if isinstance(obj, float):
-        return float(obj) if math.isfinite(obj) else None
-    if isinstance(obj, Mapping):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple, set, frozenset)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, os.PathLike):
-        return os.fspath(obj)
-    # numpy (without importing it): scalars have .item(), arrays .tolist()
-    if hasattr(obj, "tolist") and hasattr(obj, "dtype"):
-        return _jsonable(obj.tolist())
-    if hasattr(obj, "item") and hasattr(obj, "dtype"):
-        return _jsonable(obj.item())
-    if hasattr(obj, "get_config") and callable(obj.get_config):
-        return _jsonable(obj.get_config())
-    raise TypeError(f"cannot store a {type(obj).__name__} as JSON: {obj!r}")
-
-
-def _json_default(obj: Any) -> Any:
-    """``json.dumps(default=...)`` hook; ``_jsonable`` has already handled everything it can."""
-    return _jsonable(obj)
-
-
-def _dumps(obj: Any) -> str:
-    return json.dumps(_jsonable(obj), default=_json_default, allow_nan=False, sort_keys=True)
-
-
-def _loads(text: str | None) -> dict:
-    if not text:
-        return {}
-    value = json.loads(text)
-    return value if isinstance(value, dict) else {"value": value}
-
-
-def _real(value: Any, name: str) -> float | None:
-    """A number for a REAL column (NumPy scalars included); None stays None."""
-    if value is None:
-        return None
-    if hasattr(value, "item") and hasattr(value, "dtype"):
-        value = value.item()
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"{name} must be a number or None, got {value!r}")
-    return float(value)
-
-
-def _integer(value: Any, name: str, *, allow_none: bool = True) -> int | None:
-    if value is None and allow_none:
-        return None
-    if hasattr(value, "item") and hasattr(value, "dtype"):
-        value = value.item()
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"{name} must be an integer, got {value!r}")
-    return int(value)
-
-
-def _check_status(status: str, allowed: Sequence[str], what: str = "status") -> str:
-    if status not in allowed:
-        raise ValueError(f"{what} must be one of {', '.join(map(repr, allowed))}; got {status!r}")
-    return status
-
-
-def _pid_alive(pid: int | None) -> bool:
-    """Whether process ``pid`` (on this host) is still running; zombies count as dead."""
-    if not pid or pid <= 0:
-        return False
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by someone else
-        return True
-    except OSError:
-        return False
-    try:  # a killed but not yet reaped child still answers signal 0
-        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as fh:
-            state = fh.read().rsplit(")", 1)[1].split()[0]
-        return state not in ("Z", "X")
-    except (OSError, IndexError):
-        return True
-
-
-# ---------------------------------------------------------------------------------------------
-# records
-
-
-@dataclasses.dataclass
-class Run:
-    """One training run as read back from the store.
-
-    ``history`` is a dict of equal-length lists keyed by :data:`HISTORY_KEYS` (``epoch``, ``loss``,
-    ``train_accuracy``, ``val_loss``, ``val_accuracy``, ``learning_rate``, ``seconds``), ordered by
-    epoch, with ``None`` where a value was not logged. It is ``{}`` when the run was listed
-    without ``with_history=True``.
-    """
-
-    id: int
-    name: str | None
-    source: str
-    status: str
-    config: dict
-    seed: int | None
-    started_at: float
-    finished_at: float | None
-    duration_seconds: float | None
-    epochs_done: int
-    metrics: dict
-    model_path: str | None
-    message: str | None
-    search_id: int | None
-    pid: int | None
-    hostname: str | None
-    history: dict[str, list] = dataclasses.field(default_factory=dict)
-    dataset: str = MNIST_DATASET
-
-    @property
-    def label(self) -> str:
-        """Short unique label, e.g. ``"#12 adam-wide"``."""
-        return f"#{self.id} {self.name}" if self.name else f"#{self.id}"
-
-    @property
-    def is_running(self) -> bool:
-        return self.status == "running"
-
-    def summary(self) -> dict[str, Any]:
-        """A flat row for tables: run columns plus ``metrics`` entries (no config, no history)."""
-        row = {
-            "id": self.id,
-            "name": self.name,
-            "source": self.source,
-            "status": self.status,
-            "seed": self.seed,
-            "started_at": self.started_at,
-            "duration_seconds": self.duration_seconds,
-            "epochs_done": self.epochs_done,
-            "dataset": self.dataset,
-        }
-        for key, value in self.metrics.items():
-            row.setdefault(key, value)
-        row["model_path"] = self.model_path
-        row["search_id"] = self.search_id
-        row["message"] = self.message
-        return row
-
-
-@dataclasses.dataclass
-class Search:
-    """One hyperparameter search; its trials are the runs with ``search_id == id``."""
-
-    id: int
-    name: str | None
-    status: str
-    space: dict
-    started_at: float
-    finished_at: float | None
-    best_run_id: int | None
-    message: str | None
-    pid: int | None
-    hostname: str | None
-
-
-_RUN_COLUMNS = (
-    "id, name, source, status, config, seed, started_at, finished_at, duration_seconds, "
-    "epochs_done, metrics, model_path, message, search_id, pid, hostname, dataset"
-)
-_SEARCH_COLUMNS = (
-    "id, name, status, space, started_at, finished_at, best_run_id, message, pid, hostname"
-)
-
-
-def _run_from_row(row: sqlite3.Row) -> Run:
-    return Run(
-        id=row["id"],
-        name=row["name"],
-        source=row["source"],
-        status=row["status"],
-        config=_loads(row["config"]),
-        seed=row["seed"],
-        started_at=row["started_at"],
-        finished_at=row["finished_at"],
-        duration_seconds=row["duration_seconds"],
-        epochs_done=row["epochs_done"],
-        metrics=_loads(row["metrics"]),
-        model_path=row["model_path"],
-        message=row["message"],
-        search_id=row["search_id"],
-        pid=row["pid"],
-        hostname=row["hostname"],
-        dataset=row["dataset"] or MNIST_DATASET,
-    )
-
-
-def _run_dataset(config: Mapping[str, Any], dataset: str | None) -> str:
-    """``dataset``, else the set or data file of ``config["data"]``, else ``mnist``."""
-    if dataset is not None:
-        return str(dataset)
-    data = config.get("data")
-    if isinstance(data, Mapping):
-        for key in ("set", "path"):
-            if data.get(key):
-                return str(data[key])
-    return MNIST_DATASET
-
-
-def _search_from_row(row: sqlite3.Row) -> Search:
-    return Search(
-        id=row["id"],
-        name=row["name"],
-        status=row["status"],
-        space=_loads(row["space"]),
-        started_at=row["started_at"],
-        finished_at=row["finished_at"],
-        best_run_id=row["best_run_id"],
-        message=row["message"],
-        pid=row["pid"],
-        hostname=row["hostname"],
-    )
-
-
-def _empty_history() -> dict[str, list]:
-    return {key: [] for key in HISTORY_KEYS}
-
-
-# ---------------------------------------------------------------------------------------------
 # the store
 
 
@@ -563,13 +340,13 @@ class RunStore:
     ) -> int:
         """Record a new ``running`` run of this process; returns its id. ``dataset`` defaults to
         the set (or data file) in ``config["data"]``, else ``mnist``."""
-        _check_status(source, SOURCES, "source")
-        dataset = _run_dataset(dict(config or {}), dataset)
-        config_json = _dumps(dict(config or {}))
-        seed = _integer(seed, "seed")
+        check_status(source, SOURCES, "source")
+        dataset = run_dataset(dict(config or {}), dataset)
+        config_json = dumps(dict(config or {}))
+        seed = integer_value(seed, "seed")
         if seed is not None and not 0 <= seed <= MAX_SEED:
             raise ValueError(f"seed must be a whole number from 0 to {MAX_SEED}, got {seed}")
-        search_id = _integer(search_id, "search_id")
+        search_id = integer_value(search_id, "search_id")
         with self._write() as conn:
             cursor = conn.execute(
                 "INSERT INTO runs (name, source, status, config, seed, started_at, search_id, "
@@ -596,8 +373,8 @@ class RunStore:
             raise ValueError(
                 f"log_epoch got unknown field(s) {unknown}; allowed: {', '.join(EPOCH_FIELDS)}"
             )
-        epoch = _integer(epoch, "epoch", allow_none=False)
-        values = {key: _real(value, key) for key, value in metrics.items()}
+        epoch = integer_value(epoch, "epoch", allow_none=False)
+        values = {key: real_value(value, key) for key, value in metrics.items()}
         columns = [key for key in EPOCH_FIELDS if key in values]  # whitelisted names only
         names = ", ".join(["run_id", "epoch", *columns])
         marks = ", ".join("?" * (2 + len(columns)))
@@ -633,12 +410,12 @@ class RunStore:
         metrics; ``model_path``/``message`` replace the stored value when given. Finishing an
         already finished run again overwrites its status (e.g. finished -> stopped).
         """
-        _check_status(status, FINAL_STATUSES, "finish_run status")
+        check_status(status, FINAL_STATUSES, "finish_run status")
         now = time.time()
         with self._write() as conn:
             row = self._require_run(conn, run_id)
-            merged = _loads(row["metrics"])
-            merged.update(_jsonable(dict(metrics or {})))
+            merged = loads(row["metrics"])
+            merged.update(json_value(dict(metrics or {})))
             conn.execute(
                 "UPDATE runs SET status = ?, finished_at = ?, duration_seconds = ?, "
                 "metrics = ?, model_path = COALESCE(?, model_path), "
@@ -647,7 +424,7 @@ class RunStore:
                     status,
                     now,
                     max(0.0, now - row["started_at"]),
-                    _dumps(merged),
+                    dumps(merged),
                     None if model_path is None else os.fspath(model_path),
                     message,
                     run_id,
@@ -666,15 +443,15 @@ class RunStore:
         """Change a run's name, merge metrics, or set model path/message without finishing it."""
         with self._write() as conn:
             row = self._require_run(conn, run_id)
-            merged = _loads(row["metrics"])
-            merged.update(_jsonable(dict(metrics or {})))
+            merged = loads(row["metrics"])
+            merged.update(json_value(dict(metrics or {})))
             conn.execute(
                 "UPDATE runs SET name = COALESCE(?, name), metrics = ?, "
                 "model_path = COALESCE(?, model_path), message = COALESCE(?, message) "
                 "WHERE id = ?",
                 (
                     name,
-                    _dumps(merged),
+                    dumps(merged),
                     None if model_path is None else os.fspath(model_path),
                     message,
                     run_id,
@@ -684,12 +461,10 @@ class RunStore:
     def get_run(self, run_id: int) -> Run:
         """The run with its full history; ``KeyError`` if there is none with that id."""
         with self._read() as conn:
-            row = conn.execute(
-                f"SELECT {_RUN_COLUMNS} FROM runs WHERE id = ?", (run_id,)
-            ).fetchone()
+            row = conn.execute(f"SELECT {RUN_COLUMNS} FROM runs WHERE id = ?", (run_id,)).fetchone()
             if row is None:
                 raise KeyError(f"no run with id {run_id} in {self.path}")
-            run = _run_from_row(row)
+            run = run_from_row(row)
             run.history = self._histories(conn, [run_id])[run_id]
             return run
 
@@ -725,7 +500,7 @@ class RunStore:
                 continue
             values = [value] if isinstance(value, str) else list(value)
             for v in values:
-                _check_status(v, allowed, column)
+                check_status(v, allowed, column)
             if not values:
                 return []
             where.append(f"{column} IN ({', '.join('?' * len(values))})")
@@ -738,21 +513,21 @@ class RunStore:
             params.extend(names)
         if search_id is not None:
             where.append("search_id = ?")
-            params.append(_integer(search_id, "search_id"))
+            params.append(integer_value(search_id, "search_id"))
         expr = _ORDER_COLUMNS[order_by]
         direction = "DESC" if descending else "ASC"
-        sql = f"SELECT {_RUN_COLUMNS} FROM runs"
+        sql = f"SELECT {RUN_COLUMNS} FROM runs"
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += f" ORDER BY ({expr}) IS NULL, {expr} {direction}, id {direction}"
         if limit is not None:
-            limit = _integer(limit, "limit", allow_none=False)
+            limit = integer_value(limit, "limit", allow_none=False)
             if limit < 0:
                 raise ValueError(f"limit must be >= 0 or None, got {limit}")
             sql += " LIMIT ?"
             params.append(limit)
         with self._read() as conn:
-            runs = [_run_from_row(row) for row in conn.execute(sql, params)]
+            runs = [run_from_row(row) for row in conn.execute(sql, params)]
             if with_history and runs:
                 histories = self._histories(conn, [run.id for run in runs])
                 for run in runs:
@@ -786,7 +561,7 @@ class RunStore:
                 for table in ("runs", "searches")
             }
         dead = {
-            table: [(i, pid) for i, pid in rows if not _pid_alive(pid)]
+            table: [(i, pid) for i, pid in rows if not pid_alive(pid)]
             for table, rows in candidates.items()
         }
         if not any(dead.values()):
@@ -817,7 +592,7 @@ class RunStore:
             cursor = conn.execute(
                 "INSERT INTO searches (name, status, space, started_at, pid, hostname) "
                 "VALUES (?, 'running', ?, ?, ?, ?)",
-                (name, _dumps(dict(space or {})), time.time(), os.getpid(), self.hostname),
+                (name, dumps(dict(space or {})), time.time(), os.getpid(), self.hostname),
             )
             return int(cursor.lastrowid)
 
@@ -830,13 +605,19 @@ class RunStore:
         message: str | None = None,
     ) -> None:
         """Close a search with a final status and (optionally) its best run."""
-        _check_status(status, FINAL_STATUSES, "finish_search status")
+        check_status(status, FINAL_STATUSES, "finish_search status")
         with self._write() as conn:
             cursor = conn.execute(
                 "UPDATE searches SET status = ?, finished_at = ?, "
                 "best_run_id = COALESCE(?, best_run_id), message = COALESCE(?, message) "
                 "WHERE id = ?",
-                (status, time.time(), _integer(best_run_id, "best_run_id"), message, search_id),
+                (
+                    status,
+                    time.time(),
+                    integer_value(best_run_id, "best_run_id"),
+                    message,
+                    search_id,
+                ),
             )
             if cursor.rowcount == 0:
                 raise KeyError(f"no search with id {search_id} in {self.path}")
@@ -844,25 +625,25 @@ class RunStore:
     def get_search(self, search_id: int) -> Search:
         with self._connect() as conn:
             row = conn.execute(
-                f"SELECT {_SEARCH_COLUMNS} FROM searches WHERE id = ?", (search_id,)
+                f"SELECT {SEARCH_COLUMNS} FROM searches WHERE id = ?", (search_id,)
             ).fetchone()
         if row is None:
             raise KeyError(f"no search with id {search_id} in {self.path}")
-        return _search_from_row(row)
+        return search_from_row(row)
 
     def list_searches(self, status: str | None = None, limit: int | None = None) -> list[Search]:
         """Searches, newest first."""
-        sql, params = f"SELECT {_SEARCH_COLUMNS} FROM searches", []
+        sql, params = f"SELECT {SEARCH_COLUMNS} FROM searches", []
         if status is not None:
-            _check_status(status, STATUSES)
+            check_status(status, STATUSES)
             sql += " WHERE status = ?"
             params.append(status)
         sql += " ORDER BY started_at DESC, id DESC"
         if limit is not None:
             sql += " LIMIT ?"
-            params.append(_integer(limit, "limit", allow_none=False))
+            params.append(integer_value(limit, "limit", allow_none=False))
         with self._connect() as conn:
-            return [_search_from_row(row) for row in conn.execute(sql, params)]
+            return [search_from_row(row) for row in conn.execute(sql, params)]
 
     # -- helpers --------------------------------------------------------------------------------
 
@@ -876,7 +657,7 @@ class RunStore:
 
     @staticmethod
     def _histories(conn: sqlite3.Connection, run_ids: list[int]) -> dict[int, dict[str, list]]:
-        histories = {run_id: _empty_history() for run_id in run_ids}
+        histories = {run_id: empty_history() for run_id in run_ids}
         columns = ", ".join(HISTORY_KEYS)
         rows: list[sqlite3.Row] = []
         for start in range(0, len(run_ids), 500):  # stay well under the bound-parameter limit
@@ -894,54 +675,3 @@ class RunStore:
                 for key in HISTORY_KEYS:
                     history[key].append(row[key])
         return histories
-
-
-class RunRecorder:
-    """Writes one run's epochs to the store while it trains.
-
-    Call :meth:`callback` from a ``NeuralNetwork.fit`` callback: only ``kind == "epoch"`` events
-    are written. A database error is kept in :attr:`errors` and reported with a
-    ``RuntimeWarning``; it never interrupts training.
-    """
-
-    def __init__(self, store: RunStore, run_id: int):
-        self.store = store
-        self.run_id = run_id
-        self.errors: list[Exception] = []
-        self._last_elapsed: float | None = None
-
-    def __repr__(self) -> str:
-        return f"RunRecorder(run_id={self.run_id}, store={self.store!r})"
-
-    def callback(self, event: Any) -> None:
-        """Training callback: log ``kind == "epoch"`` events (see DESIGN.md TrainingEvent).
-
-        ``seconds`` is the epoch's own duration, taken as the difference between consecutive
-        events' cumulative ``elapsed`` (the first epoch, or a restart, uses ``elapsed``).
-        """
-        if getattr(event, "kind", None) != "epoch":
-            return None
-        elapsed = getattr(event, "elapsed", None)
-        seconds = None
-        if elapsed is not None:
-            previous = self._last_elapsed
-            restarted = previous is None or elapsed < previous
-            seconds = elapsed if restarted else elapsed - previous
-            self._last_elapsed = elapsed
-        try:
-            self.store.log_epoch(
-                self.run_id,
-                event.epoch,
-                loss=getattr(event, "loss", None),
-                train_accuracy=getattr(event, "train_accuracy", None),
-                val_loss=getattr(event, "val_loss", None),
-                val_accuracy=getattr(event, "val_accuracy", None),
-                learning_rate=getattr(event, "learning_rate", None),
-                seconds=seconds,
-            )
-        except sqlite3.Error as exc:
-            self.errors.append(exc)
-            warnings.warn(
-                f"run {self.run_id}: could not record epoch: {exc}", RuntimeWarning, stacklevel=2
-            )
-        return None

@@ -48,7 +48,8 @@ from nn.data.registry import check_model_fits, get_info, has_set, list_sets, loa
 from nn.data.splits import split_dataset
 from nn.io.models_folder import SaveRecord, save_named
 from nn.services.control import JobControl
-from nn.services.runs import RunRecorder, RunStore, RunStoreError, run_status
+from nn.services.recorder import RunRecorder
+from nn.services.runs import run_status
 from nn.services.settings import for_images
 
 __all__ = [
@@ -305,14 +306,13 @@ SOURCE_LABELS = {"cli": "python -m nn train", "dashboard": "dashboard", "tune": 
 class TrainingJob:
     """Everything one training run needs, as plain values (:meth:`to_dict` is JSON-able).
 
-    ``model``: ``NeuralNetwork`` settings; ``data``: :data:`DATA_DEFAULTS` keys. ``save_path``:
-    save a finished model there. ``record`` the run in the run store at ``runs_db`` (default
-    store if None); with ``strict_record`` a database that cannot be opened is an error,
-    otherwise it is noted and training goes on. ``train_limit`` caps the training images on
-    top of ``train_size``. ``keep_split`` False lets a ``standard`` split of a dataset without
-    a test part fall back to ``80:10:10``. ``inside`` records the layers' statistics every epoch
-    on a probe batch of validation images (``nn.core.probe``), sent to the listener as
-    ``inside_start``/``inside_epoch`` and saved with the model.
+    ``model``: ``NeuralNetwork`` settings; ``data``: :data:`DATA_DEFAULTS` keys. ``save_path``: save
+    a finished model there. ``record`` the run in the run store at ``runs_db`` (default store if
+    None; a database error is noted and training goes on, ``nn.services.recorder``). ``train_limit``
+    caps the training images on top of ``train_size``. ``keep_split`` False lets a ``standard``
+    split of a dataset without a test part fall back to ``80:10:10``. ``inside`` records the layers'
+    statistics every epoch on a probe batch of validation images (``nn.core.probe``), sent to the
+    listener as ``inside_start``/``inside_epoch`` and saved with the model.
     """
 
     model: dict[str, Any]
@@ -322,7 +322,6 @@ class TrainingJob:
     source: str = "cli"
     save_path: str | None = None
     record: bool = True
-    strict_record: bool = False
     runs_db: str | None = None
     train_limit: int | None = None
     keep_split: bool = True
@@ -369,82 +368,6 @@ class TrainingOutcome:
 Listener = Callable[[str, dict[str, Any]], Any]
 
 
-class _Record:
-    """The run's row in the store. Database problems are kept in ``errors`` and passed to the
-    listener; they never stop training (unless ``strict`` when the store is opened)."""
-
-    def __init__(self, job: TrainingJob, listener: Listener):
-        self.job = job
-        self.listener = listener
-        self.errors: list[str] = []
-        self.store: Any = None
-        self.run_id: int | None = None
-        self.recorder: Any = None
-
-    @property
-    def path(self) -> str | None:
-        return None if self.store is None else str(self.store.path)
-
-    def note(self, exc: BaseException) -> None:
-        text = f"{type(exc).__name__}: {exc}"
-        self.errors.append(text)
-        self.listener("run_error", {"message": text})
-
-    def open(self) -> None:
-        import sqlite3
-
-        if not self.job.record:
-            return
-        try:
-            self.store = RunStore(self.job.runs_db) if self.job.runs_db else RunStore()
-        except (sqlite3.Error, OSError, RunStoreError) as exc:
-            if self.job.strict_record:
-                raise
-            self.note(exc)
-            return
-        try:  # runs of processes that are gone
-            self.store.mark_interrupted()
-        except (sqlite3.Error, OSError) as exc:
-            self.note(exc)
-
-    def start(self, config: dict[str, Any], dataset: str | None = None) -> None:
-        if self.store is None:
-            return
-        seed = self.job.model.get("random_state")
-        try:
-            self.run_id = self.store.start_run(
-                config, name=self.job.name, source=self.job.source, seed=seed, dataset=dataset
-            )
-        except Exception as exc:  # noqa: BLE001 - a database problem never stops training
-            if self.job.strict_record:
-                raise
-            self.note(exc)
-            return
-        self.recorder = RunRecorder(self.store, self.run_id)
-
-    def epoch(self, event: Any) -> None:
-        if self.recorder is None:
-            return
-        seen = len(self.recorder.errors)
-        self.recorder.callback(event)
-        for exc in self.recorder.errors[seen:]:
-            self.note(exc)
-
-    def finish(self, status: str, message: str | None, metrics: dict, model_path=None) -> None:
-        if self.store is None or self.run_id is None:
-            return
-        try:
-            self.store.finish_run(
-                self.run_id,
-                status,
-                metrics={k: v for k, v in metrics.items() if v is not None},
-                model_path=model_path,
-                message=message,
-            )
-        except Exception as exc:  # noqa: BLE001
-            self.note(exc)
-
-
 def _capped_data(job: TrainingJob, data: Any, listener: Listener) -> dict[str, Any]:
     """The data settings to split with: the split fallback and ``train_limit`` applied."""
     cfg = check_data_kwargs(job.data)
@@ -471,7 +394,8 @@ def _job_model(job: TrainingJob, model: NeuralNetwork | None) -> NeuralNetwork:
 
 
 def _fit_callback(
-    record: _Record,
+    record: RunRecorder,
+    run_id: int | None,
     on_event: Callable[[Any], Any] | None,
     control: JobControl,
     observe: Callable[[Any], Any] | None = None,
@@ -483,8 +407,7 @@ def _fit_callback(
             return False
         if on_event is not None:
             on_event(event)
-        if event.kind == "epoch":
-            record.epoch(event)
+        record.log_event(run_id, event)
         return control.checkpoint()
 
     return callback
@@ -607,8 +530,7 @@ def run_training_job(
             "class_names": list(info.class_names),
         },
     )
-    record = _Record(job, listener)
-    record.open()
+    record = RunRecorder(job.runs_db, record=job.record, listener=listener)
     config = {"model": json_params(trained.get_params()), "data": cfg}
     if job.preset is not None:
         config["preset"] = job.preset
@@ -616,20 +538,23 @@ def run_training_job(
         config["train_limit"] = job.train_limit
     if model is not None:
         config["continued"] = True
-    record.start(config, info.name)
+    seed = job.model.get("random_state")
+    run_id = record.start_run(
+        config, name=job.name, source=job.source, seed=seed, dataset=info.name
+    )
     first_epoch = int(getattr(trained, "n_iter_", 0) or 0) if model is not None else 0
     listener(
         "started",
-        {"run_id": record.run_id, "first_epoch": first_epoch, "epochs": int(trained.epochs)},
+        {"run_id": run_id, "first_epoch": first_epoch, "epochs": int(trained.epochs)},
     )
     if control.stop_requested:
-        record.finish("stopped", STOPPED_BEFORE_START, {})
+        record.finish_run(run_id, "stopped", message=STOPPED_BEFORE_START)
         return TrainingOutcome(
             "stopped",
             STOPPED_BEFORE_START,
             None,
             cfg,
-            record.run_id,
+            run_id,
             record.path,
             run_errors=record.errors,
         )
@@ -640,9 +565,10 @@ def run_training_job(
             listener(stage, payload)
 
     try:
-        callback = _fit_callback(record, on_event, control, observe if recorder else None)
+        callback = _fit_callback(record, run_id, on_event, control, observe if recorder else None)
         result = _fit_and_score(trained, split, callback)
-        outcome = _outcome(result, cfg, record, control)
+        outcome = _outcome(result, cfg, control)
+        outcome.run_id, outcome.runs_db, outcome.run_errors = run_id, record.path, record.errors
         outcome.inside = None if recorder is None else recorder.record
         outcome.save_record = _save_record(job, outcome, info)
         if outcome.status == "finished" and job.save_path:
@@ -650,9 +576,15 @@ def run_training_job(
     except BaseException as exc:
         status = "stopped" if isinstance(exc, KeyboardInterrupt) else "failed"
         message = "aborted with Ctrl-C" if status == "stopped" else f"{type(exc).__name__}: {exc}"
-        record.finish(status, message, {})
+        record.finish_run(run_id, status, message=message)
         raise
-    record.finish(outcome.status, outcome.message, outcome.metrics(), outcome.model_path)
+    record.finish_run(
+        run_id,
+        outcome.status,
+        metrics=outcome.metrics(),
+        model_path=outcome.model_path,
+        message=outcome.message,
+    )
     return outcome
 
 
@@ -670,14 +602,10 @@ def _job_for_set(job: TrainingJob, model: NeuralNetwork | None) -> tuple[Trainin
     return dataclasses.replace(job, model=settings, data=cfg), info
 
 
-def _outcome(
-    result: TrainResult, cfg: dict, record: _Record, control: JobControl
-) -> TrainingOutcome:
+def _outcome(result: TrainResult, cfg: dict, control: JobControl) -> TrainingOutcome:
     model = result.model
     status = run_status(model.stop_reason_, stop_requested=control.stop_requested)
     message = model.stop_message_ or None
     if status == "stopped" and control.stop_note:
         message = f"{control.stop_note}; {model.stop_message_}"
-    return TrainingOutcome(
-        status, message, result, cfg, record.run_id, record.path, run_errors=record.errors
-    )
+    return TrainingOutcome(status, message, result, cfg)

@@ -13,8 +13,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from nn.search.engine import SearchResult, SearchSpace, run_search
+from nn.search.engine import run_search
+from nn.search.results import SearchResult
+from nn.search.space import SearchSpace
 from nn.services.control import JobControl
+from nn.services.recorder import RunRecorder
 from nn.services.settings import for_images
 from nn.services.training import data_set_info, load_data, make_split, resolve_data_source
 
@@ -61,16 +64,6 @@ class SearchJob:
 Listener = Callable[[str, dict[str, Any]], Any]
 
 
-def _open_store(job: SearchJob) -> Any:
-    if not job.record:
-        return None
-    from nn.services.runs import RunStore
-
-    store = RunStore(job.runs_db) if job.runs_db else RunStore()
-    store.mark_interrupted()
-    return store
-
-
 def run_search_job(
     job: SearchJob,
     *,
@@ -95,7 +88,7 @@ def run_search_job(
     x_val, y_val = split.x_val, split.y_val
     if job.val_size:
         x_val, y_val = x_val[: job.val_size], y_val[: job.val_size]
-    store = _open_store(job)
+    record = RunRecorder(job.runs_db, record=job.record, listener=listener)
     recorded = {k: v for k, v in data_kwargs.items() if v is not None}
     if job.val_size:
         recorded["val_size"] = job.val_size
@@ -105,7 +98,7 @@ def run_search_job(
             "n_train": int(len(split.y_train)),
             "n_val": int(len(y_val)),
             "load_seconds": time.perf_counter() - started,
-            "runs_db": None if store is None else str(store.path),
+            "runs_db": record.path,
         },
     )
 
@@ -130,7 +123,7 @@ def run_search_job(
         n_jobs=job.n_jobs,
         backend=job.backend,
         seed=job.seed,
-        store=store,
+        record=record.search_record(),
         name=job.name,
         data_config=recorded,
         callback=callback,

@@ -7,7 +7,7 @@ import dataclasses
 from typing import Any
 
 from nn.core.state import from_state, to_state
-from nn.search.engine import SearchResult, Trial
+from nn.search.results import SearchResult, Trial
 from nn.services.finetune import run_finetune
 from nn.services.jobs.context import JobContext
 from nn.services.jobs.runner import Job
@@ -98,6 +98,7 @@ def finetune_job(ctx: JobContext) -> dict[str, Any]:
         runs_path=config.get("runs_db"),
         on_event=lambda event: _emit_training_event(ctx, event),
         control=ctx.control,
+        listener=lambda stage, info: ctx.emit({"kind": "stage", "stage": stage, "info": info}),
     )
     return {
         "status": run_status(result.stop_reason, stop_requested=ctx.control.stop_requested),
