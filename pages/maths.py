@@ -313,7 +313,7 @@ edit_row = e1.selectbox(
     key="maths_edit_layer",
 )
 chosen_units = e2.multiselect(
-    "Units", list(range(edit_row["output_shape"][-1])), key="maths_edit_units"
+    "Units", list(range(edit_row["output_shape"][-1])), key=f"maths_edit_units_{edit_row['index']}"
 )
 scale = e3.slider("Scale (0 = off)", 0.0, MAX_SCALE, 0.0, 0.1, key="maths_edit_scale")
 b1, b2, b3 = st.columns(3)

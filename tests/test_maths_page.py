@@ -72,10 +72,9 @@ def test_three_steps_lower_the_loss_and_reset_forgets_them(cnn_env, open_app):
 
 def test_units_off_accuracy_and_saving(cnn_env, cnn_model, open_app):
     at = open_app(PAGE)
-    at.selectbox(key="maths_edit_layer").set_value(
-        at.selectbox(key="maths_edit_layer").options[-1]
-    ).run()  # the output layer
-    at.multiselect(key="maths_edit_units").set_value([0, 1]).run()
+    output = at.selectbox(key="maths_edit_layer").options[-1]  # "11 dense (10 units)"
+    at.selectbox(key="maths_edit_layer").set_value(output).run()
+    at.multiselect(key=f"maths_edit_units_{output.split()[0]}").set_value([0, 1]).run()
     at.button(key="maths_edit_apply").click().run()
     assert not at.exception
     assert "Edited (2)" in " ".join(c.value for c in at.caption)
@@ -158,3 +157,20 @@ def test_the_models_page_offers_the_numpy_program(cnn_env, open_app, monkeypatch
     with zipfile.ZipFile(io.BytesIO(made["cnn.zip"])) as archive:
         source = archive.read("reader/reader.py").decode()
     assert "def conv2d(" in source and "import numpy as np" in source
+
+
+def test_another_model_in_the_sidebar_starts_the_page_again(cnn_env, small_model, open_app):
+    save_model(small_model[0], cnn_env / "dense.npz")
+    at = open_app(PAGE, session_state={"active_model_name": "dense"})
+    at.selectbox(key="maths_layer").set_value(at.selectbox(key="maths_layer").options[0]).run()
+    at.number_input(key="maths_unit_0").set_value(20).run()  # of 32 units
+    at.multiselect(key="maths_edit_units_0").set_value([20, 31]).run()
+    assert not at.exception
+    at.session_state["active_model_name"] = "cnn"  # as the sidebar's model switch does
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.selectbox(key="maths_layer").options[0].startswith("0 conv2d")
+    at.selectbox(key="maths_layer").set_value(at.selectbox(key="maths_layer").options[0]).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert 0 <= at.number_input(key="maths_unit_0").value < 6  # the CNN's first layer: 6 maps
+    assert at.multiselect(key="maths_edit_units_0").value == []
