@@ -41,6 +41,8 @@ class Config:
     dtype: np.dtype
     optimizer: str
     batch_size: int
+    schedule_settings: dict[str, Any]
+    """The learning-rate schedule's settings (``nn.core.schedules.learning_rate``'s keywords)."""
 
     @property
     def stack_param(self) -> str:
@@ -72,6 +74,13 @@ def configure(values: Mapping[str, Any]) -> Config:
         dtype=np.dtype(values["dtype"]),
         optimizer=values["optimizer"],
         batch_size=int(values["batch_size"]),
+        schedule_settings={
+            "decay": values["lr_decay"],
+            "step_size": values["step_size"],
+            "gamma": values["gamma"],
+            "warmup_epochs": values["warmup_epochs"],
+            "min_lr": values["min_lr"],
+        },
     )
     if input_shape is not None:
         stack_input = input_shape if config.images else (math.prod(input_shape),)
@@ -248,6 +257,31 @@ def describe_stack(
         }
         for i, layer in enumerate(net.layers)
     ]
+
+
+def check_same_network(config: Config, stack_input: tuple[int, ...], fitted: Sequential) -> None:
+    """``ParameterError`` unless these settings build the ``fitted`` stack again for this input
+    (what ``warm_start`` continues): the same layers, input shape and dtype."""
+    n_classes = fitted.layers[-1].spec()["units"]
+    specs = [*config.specs, {"type": "dense", "units": n_classes}]
+    if (
+        Sequential(specs, stack_input, config.dtype).specs() == fitted.specs()
+        and tuple(stack_input) == tuple(fitted.input_shape)
+        and fitted.dtype == config.dtype
+    ):
+        return
+
+    def described(stack: list[dict]) -> str:
+        if config.widths is None:
+            return str(stack[:-1])
+        return str([s["units"] for s in stack if s["type"] == "dense"][:-1])
+
+    param = config.stack_param
+    raise ParameterError(
+        param,
+        f"warm_start needs the same {param}, input and dtype as the fitted model "
+        f"({described(fitted.specs())}, {fitted.dtype}); got {described(specs)}, {config.dtype}.",
+    )
 
 
 def format_bytes(n: float) -> str:

@@ -1,11 +1,9 @@
 """A neural network classifier with a softmax output, as a scikit-learn style estimator.
 
-The network is a stack of layers (``nn.core.layers``): either the dense shorthand
-(``hidden_layers``, ``activation``, ``dropout``, ``input_dropout``) or an explicit ``layers``
-stack of JSON-able dicts with convolutions, pooling and batch normalisation. The output dense
-layer to the classes is appended to either. Hyperparameters are stored as given in ``__init__``
-and validated in ``fit``; learned state ends in ``_``. One ``np.random.default_rng(random_state)``
-drives initialisation, shuffling, dropout and augmentation, so a seeded run repeats exactly.
+The network is a stack of layers (``nn.core.sequential``) with an output dense layer to the
+classes. Hyperparameters are stored as given in ``__init__`` and validated in ``fit``; learned
+state ends in ``_``. One ``np.random.default_rng(random_state)`` drives initialisation,
+shuffling, dropout and augmentation, so a seeded run repeats exactly.
 
 The hot loop allocates nothing of the batch's size that it can avoid: every layer's buffers are
 made once per batch size, uint8 images are gathered and scaled into a float buffer per batch,
@@ -22,7 +20,6 @@ import time
 import warnings
 import weakref
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -31,69 +28,23 @@ from nn.core.config import (
     Config,
     build_stack,
     check_memory,
+    check_same_network,
     configure,
     eval_chunk,
     input_shape_for,
 )
-from nn.core.events import HISTORY_KEYS, Callback, TrainingEvent
+from nn.core.events import HISTORY_KEYS, Callback
+from nn.core.fit_run import FitRun, diverged_message, early_stopping_message, hold_out
 from nn.core.inputs import NotFittedError, check_X, check_y, class_labels, dense_rows
 from nn.core.layers import ActivationLayer, Dense
 from nn.core.losses import softmax, softmax_cross_entropy
 from nn.core.optimizers import Optimizer, make_optimizer
-from nn.core.params import ParameterError, check_names, defaults, json_params
+from nn.core.params import check_names, defaults, json_params
 from nn.core.schedules import learning_rate
 from nn.core.sequential import Sequential
 
 _PREDICTING: weakref.WeakKeyDictionary[Sequential, threading.Lock] = weakref.WeakKeyDictionary()
 _PREDICTING_GUARD = threading.Lock()
-DIVERGENCE_FACTOR = 100.0
-"""A batch loss above this many times max(ln(classes), the fit's first batch loss) diverged."""
-
-
-@dataclass
-class _Run:
-    """The state of one call of ``fit``'s loop, shared by its named steps."""
-
-    batch_size: int
-    first_epoch: int
-    last_epoch: int
-    n_batches: int
-    start: float
-    safe: tuple
-    best: tuple | None = None
-    best_score: float | None = None
-    waited: int = 0
-    loss_limit: float = math.inf
-    epoch_start: float = 0.0
-
-
-def _event(
-    run: _Run,
-    kind: str,
-    epoch: int,
-    batch: int,
-    loss: float,
-    accuracy: float,
-    lr: float,
-    speed: float,
-    val_loss: float | None = None,
-    val_accuracy: float | None = None,
-) -> TrainingEvent:
-    """The ``TrainingEvent`` of this run after ``batch`` (from 1) of the 0-based ``epoch``."""
-    return TrainingEvent(
-        kind=kind,
-        epoch=epoch + 1,
-        epochs=run.last_epoch,
-        batch=batch,
-        n_batches=run.n_batches,
-        loss=loss,
-        train_accuracy=accuracy,
-        val_loss=val_loss,
-        val_accuracy=val_accuracy,
-        learning_rate=lr,
-        samples_per_second=speed,
-        elapsed=time.perf_counter() - run.start,
-    )
 
 
 class NeuralNetwork:
@@ -290,33 +241,12 @@ class NeuralNetwork:
         return make_optimizer(self.optimizer, **self.get_params())
 
     def __getstate__(self) -> dict[str, Any]:
-        # Pickle ships settings and named arrays, never the layer objects or their buffers;
-        # unpickling builds the stack again around fresh flat arrays (and the config when used).
+        # the stack pickles as its settings and arrays (Sequential.__reduce__); the buffers and
+        # the config are made again when used
         state = self.__dict__.copy()
         state.pop("_work", None)
         state.pop("_cfg", None)
-        net = state.pop("stack_", None)
-        if net is not None:
-            state["_net_arrays"] = (
-                net.specs(),
-                net.input_shape,
-                net.dtype.str,
-                [p for p in net.params],
-                dict(net.named_state()),
-            )
         return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        packed = state.pop("_net_arrays", None)
-        self.__dict__.update(state)
-        if packed is not None:
-            specs, shape, dtype, params, named_state = packed
-            net = Sequential(specs, shape, np.dtype(dtype))
-            net.allocate()
-            for p, value in zip(net.params, params, strict=True):
-                p[...] = value
-            net.load_state(named_state)
-            self.stack_ = net
 
     # ------------------------------------------------------------------ input handling
     def _check_X(self, X: Any, name: str = "X", fitted: bool = True) -> np.ndarray:
@@ -463,20 +393,7 @@ class NeuralNetwork:
 
     def _continue(self, cfg: Config, tail: tuple[int, ...]) -> None:
         """Check that ``warm_start`` continues the same network; keep its generator."""
-        shape = input_shape_for(tail, cfg)
-        specs = [*cfg.specs, {"type": "dense", "units": len(self.classes_)}]
-        fitted = self.stack_.specs()
-        if (
-            Sequential(specs, shape, cfg.dtype).specs() != fitted
-            or tuple(shape) != tuple(self.input_shape_)
-            or self.stack_.dtype != cfg.dtype
-        ):
-            raise ParameterError(
-                cfg.stack_param,
-                f"warm_start needs the same {cfg.stack_param}, input and dtype as the fitted model "
-                f"({self._described(fitted)}, {self.stack_.dtype}); got "
-                f"{self._described(specs)}, {cfg.dtype}.",
-            )
+        check_same_network(cfg, input_shape_for(tail, cfg), self.stack_)
         if not hasattr(self, "_rng"):
             self._rng = np.random.default_rng(
                 None if self.random_state is None else [self.random_state, self.n_iter_]
@@ -485,16 +402,11 @@ class NeuralNetwork:
             self.optimizer_ = self.new_optimizer()
         self._cfg = cfg
 
-    def _described(self, specs: list[dict]) -> str:
-        if self.layers is None:
-            return str([s["units"] for s in specs if s["type"] == "dense"][:-1])
-        return str(specs[:-1])
-
     def _training_sets(self, X, y_idx, X_val, y_val):
         """Training and validation sets: ``X_val``/``y_val`` as given, a held-out part of ``X``
         for early stopping without them, or no validation set."""
         if X_val is None and y_val is None and self.early_stopping:
-            return self._hold_out(X, y_idx)
+            return hold_out(X, y_idx, len(self.classes_), self.validation_fraction, self._rng)
         if (X_val is None) != (y_val is None):
             raise ValueError("Give both X_val and y_val, or neither.")
         if X_val is None:
@@ -503,28 +415,13 @@ class NeuralNetwork:
         yv_idx = self._encode(check_y(y_val, X_val.shape[0], "y_val"), "y_val")
         return X, y_idx, X_val, yv_idx
 
-    def _hold_out(self, X, y_idx):
-        """Hold out ``validation_fraction`` of the data, stratified, for early stopping."""
-        order = self._rng.permutation(X.shape[0])
-        val = []
-        for c in range(len(self.classes_)):
-            members = order[y_idx[order] == c]
-            val.append(members[: int(round(len(members) * self.validation_fraction))])
-        val_idx = np.sort(np.concatenate(val))
-        mask = np.ones(X.shape[0], bool)
-        mask[val_idx] = False
-        if not val_idx.size or mask.sum() == 0:
-            raise ValueError("Too few samples to hold out a validation set for early stopping.")
-        return X[mask], y_idx[mask], X[val_idx], y_idx[val_idx]
-
     def _train_loop(self, X, y_idx, X_val, yv_idx, callback, bs: int) -> None:
         n = X.shape[0]
-        run = _Run(
+        run = FitRun(
             batch_size=bs,
             first_epoch=self.n_iter_,
             last_epoch=self.n_iter_ + int(self.epochs),
             n_batches=math.ceil(n / bs),
-            start=time.perf_counter(),
             safe=self._snapshot(),
         )
         run.best = self._snapshot() if self.early_stopping else None
@@ -550,7 +447,7 @@ class NeuralNetwork:
         xb = augmenter(dense_rows(X[idx]), rng=self._rng)
         return xb.astype(dtype) if xb.dtype != dtype else xb
 
-    def _run_batches(self, X, y_idx, order, epoch, run: _Run, callback) -> dict[str, Any]:
+    def _run_batches(self, X, y_idx, order, epoch, run: FitRun, callback) -> dict[str, Any]:
         """One epoch's batches: forward, backward, clipping and the optimizer's step."""
         bs, n_batches = run.batch_size, run.n_batches
         params, flat = self._params(), (self.stack_.flat_params, self.stack_.flat_grads)
@@ -576,36 +473,33 @@ class NeuralNetwork:
                 break
         return sums
 
-    def _diverging(self, loss, run: _Run, epoch: int, batch: int, lr: float, callback) -> bool:
-        """Whether the batch loss diverged (not finite, or beyond ``run.loss_limit``); if so,
-        tell the callback, restore the last good weights and explain."""
-        if run.loss_limit == math.inf and math.isfinite(loss):
-            base = max(math.log(len(self.classes_)), loss)
-            run.loss_limit = DIVERGENCE_FACTOR * base
-        if math.isfinite(loss) and loss <= run.loss_limit:
+    def _diverging(self, loss, run: FitRun, epoch: int, batch: int, lr: float, callback) -> bool:
+        """Whether the batch loss diverged (``FitRun.diverges``); if so, tell the callback,
+        restore the last good weights and explain."""
+        if not run.diverges(loss, len(self.classes_)):
             return False
         self._tell_diverged(callback, epoch, batch, run, loss, lr)
         self._restore(run.safe)
         self._diverged(epoch, batch, loss, lr)
         return True
 
-    def _tell_diverged(self, callback, epoch: int, batch: int, run: _Run, loss, lr) -> None:
+    def _tell_diverged(self, callback, epoch: int, batch: int, run: FitRun, loss, lr) -> None:
         """A ``kind="diverged"`` event while the weights are still those that diverged (its
         return value is ignored: training stops)."""
         if callback is not None:
-            callback(_event(run, "diverged", epoch, batch + 1, float(loss), math.nan, lr, 0.0))
+            callback(run.event("diverged", epoch, batch + 1, float(loss), math.nan, lr, 0.0))
 
-    def _batch_callback(self, callback, epoch, b, run: _Run, sums, loss) -> bool:
+    def _batch_callback(self, callback, epoch, b, run: FitRun, sums, loss) -> bool:
         seen = sums["seen"]
         speed = seen / max(time.perf_counter() - run.epoch_start, 1e-9)
         accuracy = sums["correct"] / seen
-        if not callback(_event(run, "batch", epoch, b + 1, loss, accuracy, sums["lr"], speed)):
+        if not callback(run.event("batch", epoch, b + 1, loss, accuracy, sums["lr"], speed)):
             return False
         self.stop_reason_ = "callback"
         self.stop_message_ = f"Stopped on request in epoch {epoch + 1}."
         return True
 
-    def _end_epoch(self, epoch, run: _Run, sums, X_val, yv_idx, y_idx, callback) -> bool:
+    def _end_epoch(self, epoch, run: FitRun, sums, X_val, yv_idx, y_idx, callback) -> bool:
         """Record a finished epoch, check it, call back, and decide on early stopping; returns
         whether training goes on."""
         seconds = time.perf_counter() - run.epoch_start
@@ -646,10 +540,9 @@ class NeuralNetwork:
             stop = self._early_stop(epoch, run, val_loss, val_acc, stop) or stop
         return not stop
 
-    def _epoch_callback(self, callback, epoch, run: _Run, sums, seconds, val_loss, val_acc):
+    def _epoch_callback(self, callback, epoch, run: FitRun, sums, seconds, val_loss, val_acc):
         seen = sums["seen"]
-        event = _event(
-            run,
+        event = run.event(
             "epoch",
             epoch,
             run.n_batches,
@@ -666,48 +559,22 @@ class NeuralNetwork:
         self.stop_message_ = f"Stopped on request after epoch {epoch + 1}."
         return True
 
-    def _early_stop(self, epoch, run: _Run, val_loss, val_acc, stopping: bool) -> bool:
+    def _early_stop(self, epoch, run: FitRun, val_loss, val_acc, stopping: bool) -> bool:
         score = val_loss if self.monitor == "val_loss" else -val_acc
-        if run.best_score is None or score < run.best_score - self.min_delta:
-            run.best_score, run.waited, run.best = score, 0, run.safe
-            return False
-        run.waited += 1
-        if run.waited < self.patience or stopping:
+        if not run.patience_ran_out(score, self.min_delta, self.patience) or stopping:
             return False
         self.stop_reason_ = "early_stopping"
-        self.stop_message_ = (
-            f"Early stopping after epoch {epoch + 1}: {self.monitor} did not "
-            f"improve for {self.patience} epochs; restored the best weights "
-            f"(epoch {epoch + 1 - run.waited})."
-        )
+        self.stop_message_ = early_stopping_message(epoch, self.monitor, self.patience, run.waited)
         return True
 
     def _lr(self, epoch: int, total: int, progress: float) -> float:
-        return learning_rate(
-            self.schedule,
-            self.learning_rate,
-            epoch,
-            total,
-            progress,
-            decay=self.lr_decay,
-            step_size=self.step_size,
-            gamma=self.gamma,
-            warmup_epochs=self.warmup_epochs,
-            min_lr=self.min_lr,
-        )
+        lr0, settings = self.learning_rate, self._cfg.schedule_settings
+        return learning_rate(self.schedule, lr0, epoch, total, progress, **settings)
 
     def _diverged(self, epoch: int, batch: int, loss: float, lr: float) -> None:
         self.stop_reason_ = "diverged"
-        kept = (
-            f"the weights from the end of epoch {self.n_iter_} were kept"
-            if self.n_iter_
-            else "the initial weights were kept"
-        )
-        self.stop_message_ = (
-            f"Training diverged in epoch {epoch + 1}, batch {batch + 1}: the loss became {loss} "
-            f"at learning rate {lr:.3g}; {kept}. Try a lower learning rate (for example "
-            f"{self.learning_rate / 10:.3g}), gradient clipping (clip_norm), or a different "
-            f"initialisation."
+        self.stop_message_ = diverged_message(
+            epoch, batch, loss, lr, self.n_iter_, self.learning_rate
         )
 
     def _snapshot(self) -> tuple:

@@ -154,6 +154,14 @@ class Sequential:
         for layer in self.layers:
             layer.clear_buffers()
 
+    def __reduce__(self):
+        """Pickle ships the specs, shapes, dtype and the named arrays, never the layer objects
+        or their buffers; unpickling builds the stack again around fresh flat arrays."""
+        arrays = None
+        if self.flat_params is not None:
+            arrays = (list(self.params), dict(self.named_state()))
+        return _unpickled, (self.specs(), self.input_shape, self.dtype.str, arrays)
+
     def buffer_bytes(self, n: int, keep: bool = True) -> int:
         return int(sum(layer.buffer_bytes(n, keep) for layer in self.layers))
 
@@ -198,3 +206,15 @@ class Sequential:
         for i in range(len(self.layers) - 1, first - 1, -1):
             dy = self.layers[i].backward(dy, need_dx=need_dx or i > first)
         return dy if need_dx else None
+
+
+def _unpickled(specs: list[dict], input_shape: Shape, dtype: str, arrays: Any) -> Sequential:
+    """The stack ``Sequential.__reduce__`` describes, its parameters and state filled in."""
+    net = Sequential(specs, input_shape, np.dtype(dtype))
+    if arrays is not None:
+        params, state = arrays
+        net.allocate()
+        for p, value in zip(net.params, params, strict=True):
+            p[...] = value
+        net.load_state(state)
+    return net
