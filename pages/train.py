@@ -213,7 +213,12 @@ def _status_text(snap: dict) -> str:
 
 
 def _numbers_text(snap: dict) -> str:
-    """One line under the bar: validation accuracy, speed, time, image counts."""
+    """One line under the bar: validation accuracy, speed, time, image counts; for a queued
+    training, that it starts when a worker is free (no time runs, no images are counted)."""
+    if snap["status"] == "queued":
+        return "It starts by itself when its turn comes; the charts fill from then on."
+    if snap["status"] == "preparing" and not snap.get("n_train"):
+        return "Loading and splitting the images…"
     parts = []
     if snap.get("val_accuracy") is not None:
         parts.append(f"validation accuracy **{snap['val_accuracy']:.2%}**")
@@ -242,6 +247,7 @@ def _live_figure(w):
         smoothed=snap["batch_ema"],
         max_points=LIVE_BATCH_POINTS,
         uirevision="live",
+        note=queue_text(snap) if snap["status"] == "queued" else "no batches yet",
     )
 
 

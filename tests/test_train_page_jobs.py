@@ -5,6 +5,7 @@ queue."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
@@ -62,6 +63,15 @@ def test_a_queued_training_shows_its_place_then_runs(open_train, texts, started_
     progress = at.get("progress")[0].proto.text
     assert "Waiting for a free worker: place 1 in the queue" in progress
     assert _training_job(runner).queue_position == 1
+    # no clock running and no images counted while it waits; the chart says it waits, in its
+    # batch panel (not "no batches yet" over a panel's title)
+    line = texts(at.caption)
+    assert "elapsed" not in line and "counting the images" not in line
+    assert "starts by itself when its turn comes" in line
+    chart = json.loads(at.get("plotly_chart")[0].proto.spec)
+    (note,) = chart["layout"]["annotations"][-1:]
+    assert note["text"] == "waiting for a free worker: place 1 in the queue"
+    assert note["yref"] == "y3 domain"
     for job in holders:
         job.stop()
     wait_finished(at, started_jobs[-1])
