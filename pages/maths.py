@@ -35,10 +35,12 @@ if picked is None:
     st.info("No model yet: train one on the Train page.", icon=":material/info:")
     st.stop()
 model_name, model = picked
-if not hasattr(model, "layers_") or int(model.n_features_in_) != 784:
+trained_on = ((getattr(model, "metadata_", None) or {}).get("dataset") or {}).get("name", "mnist")
+if not hasattr(model, "layers_") or int(model.n_features_in_) != 784 or trained_on != "mnist":
     st.info(
-        f"The model {model_name!r} does not read 28x28 digits with this project's layers; "
-        "choose an MNIST model in the sidebar.",
+        f"The model {model_name!r} is not an MNIST model of this project's layers (it reads "
+        f"{int(model.n_features_in_):,} values, trained on {trained_on}): this page takes "
+        "digits; choose an MNIST model in the sidebar.",
         icon=":material/info:",
     )
     st.stop()
@@ -78,7 +80,11 @@ def _input() -> tuple[np.ndarray, int, str]:
 
 
 x, label, described = _input()
-trace = session.base_trace(model_key, model, x, label)
+try:
+    trace = session.base_trace(model_key, model, x, label)
+except MathsError as exc:
+    st.error(f"Cannot follow this input through the network: {markdown_escape(exc)}")
+    st.stop()
 predicted = classes[int(np.argmax(trace.proba))]
 st.html(
     '<div style="display:flex;gap:1.5rem;align-items:center">'

@@ -174,3 +174,17 @@ def test_another_model_in_the_sidebar_starts_the_page_again(cnn_env, small_model
     assert not at.exception, [e.value for e in at.exception]
     assert 0 <= at.number_input(key="maths_unit_0").value < 6  # the CNN's first layer: 6 maps
     assert at.multiselect(key="maths_edit_units_0").value == []
+
+
+def test_a_model_of_another_data_set_is_explained_away(env, small_model, open_app):
+    record = {
+        "name": "letters",
+        "sha256": "0" * 64,
+        "image_shape": [28, 28, 1],
+        "class_names": [f"letter {c}" for c in "abcdefghij"],
+    }
+    save_model(small_model[0], env / "letters.npz", dataset=record)
+    at = open_app(PAGE, session_state={"active_model_name": "letters"})
+    assert not at.exception
+    assert "not an MNIST model" in at.info[0].value and "trained on letters" in at.info[0].value
+    assert not at.get("html")  # nothing computed for it
