@@ -231,6 +231,14 @@ st.html(
         bold_row=trace.label,
     )
 )
+st.html(
+    view.explanation(
+        "On its way back to the chosen layer, each layer multiplies the gradient by its own "
+        "derivative: an activation by f'(z) (zero where a ReLU was off), a dense or "
+        "convolution layer by its weights, pooling sends it to the values that won."
+    )
+    + view.chain_html([la.kind for la in trace.layers], trace.output_grads, layer)
+)
 weight_note = (
     "dL/dw = dL/dz · x for each weight (one example)"
     if kind == "dense"

@@ -43,6 +43,7 @@ def test_a_test_image_and_a_units_numbers(cnn_env, cnn_model, open_app):
     html = _html(at)
     assert "z = Σ w·x + b" in html and "backpropagation is right" in html
     assert "dL/dz = p − onehot" in html and "Loss = −log p[" in html
+    assert "|dL/d output|" in html  # the gradient's way back, layer by layer
     at.number_input(key="maths_test_index").set_value(5).run()
     at.selectbox(key="maths_layer").set_value(layers[0]).run()
     assert not at.exception

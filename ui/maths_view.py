@@ -280,6 +280,16 @@ def softmax_html(table: dict[str, Any], classes: Sequence[Any]) -> str:
     )
 
 
+def chain_html(kinds: Sequence[str], output_grads: Sequence[np.ndarray], layer: int) -> str:
+    """The gradient on its way back: for every layer from the output down to ``layer``, the
+    size of dL/d(its output) (the root of the sum of squares) and its largest value."""
+    rows = []
+    for i in range(len(kinds) - 1, layer - 1, -1):
+        g = np.asarray(output_grads[i], np.float64)
+        rows.append([i, kinds[i], float(np.sqrt((g * g).sum())), float(np.abs(g).max())])
+    return table_html(["layer", "kind", "|dL/d output|", "largest |dL/d output|"], rows)
+
+
 def check_html(check: dict[str, Any]) -> str:
     """The gradient check's table and its verdict."""
     rows = [
