@@ -354,8 +354,9 @@ with st.container(key="maths_edited"):
             session.edited_proba(model_key, model, changed, x), classes, title="Your input now"
         )
     )
-    original = session.accuracy(model_key, model, {}, data.x_test, data.y_test, "sample")
-    now = session.accuracy(model_key, model, changed, data.x_test, data.y_test, "sample")
+    with st.spinner(f"Scoring {session.SAMPLE_SIZE:,} test images…", show_time=True):
+        original = session.accuracy(model_key, model, {}, data.x_test, data.y_test, "sample")
+        now = session.accuracy(model_key, model, changed, data.x_test, data.y_test, "sample")
     full = session.measured(model_key, changed, "full")
     p_right.metric(
         f"Test accuracy, a fixed sample of {session.SAMPLE_SIZE:,}",
@@ -365,7 +366,8 @@ with st.container(key="maths_edited"):
     if full is not None:
         p_right.metric("All 10,000 test images", f"{full:.2%}")
     elif p_right.button("Measure on all 10,000", key="maths_full"):
-        full = session.accuracy(model_key, model, changed, data.x_test, data.y_test, "full")
+        with st.spinner("Scoring all 10,000 test images…", show_time=True):
+            full = session.accuracy(model_key, model, changed, data.x_test, data.y_test, "full")
         p_right.metric("All 10,000 test images", f"{full:.2%}")
 s1, s2 = st.columns([3, 1], vertical_alignment="bottom")
 new_name = s1.text_input("Save the edited network as", f"{model_name}-edited", key="maths_name")
