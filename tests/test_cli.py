@@ -676,8 +676,10 @@ def test_train_a_cnn_from_the_one_line_syntax_and_describe_it(tmp_path):
     assert code == EXIT_OK, err
     assert re.search(r"layers +C4k5s2same-BN-P2-D16-D10\n", out), out  # not 784-16-10
     assert "conv4k5s2same  14x14x4" in out and "dense10" in out
-    rows = [line.split() for line in out.splitlines() if line.strip().startswith("0 ")]
-    assert rows[0][:3] == ["0", "conv4k5s2same", "14x14x4"] and rows[0][3] == "104"
+    # the layers numbered from 1 as the train command's faults name them, the output layer last
+    rows = [line.split() for line in out.splitlines() if line.strip().startswith(("1 ", "output"))]
+    assert rows[0][:3] == ["1", "conv4k5s2same", "14x14x4"] and rows[0][3] == "104"
+    assert rows[-1][:3] == ["output", "dense10", "10"]
     code, out, err = call("info", str(out_path), "--json")
     assert code == EXIT_OK and last_json(out)["layers"] is None
     assert last_json(out)["stack"][0]["spec"]["type"] == "conv2d"
@@ -686,9 +688,9 @@ def test_train_a_cnn_from_the_one_line_syntax_and_describe_it(tmp_path):
 @pytest.mark.parametrize(
     "spec, fragment",
     [
-        ("conv4k3,relu,pool2,pool2,pool2,pool2,pool2", "layer 6 (maxpool): pool size 2"),
+        ("conv4k3,relu,pool2,pool2,pool2,pool2,pool2", "layer 7 (maxpool): pool size 2"),
         ("conv4k3,blob", "layer 2 of 'conv4k3,blob': 'blob' is not a layer"),
-        ("flatten,conv4k3", "layer 1 (conv2d): conv2d needs an image input"),
+        ("flatten,conv4k3", "layer 2 (conv2d): conv2d needs an image input"),
     ],
 )
 def test_train_refuses_a_bad_stack_with_the_layer_and_fault(tmp_path, spec, fragment):

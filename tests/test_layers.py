@@ -186,22 +186,22 @@ def test_shapes_and_parameter_counts():
 @pytest.mark.parametrize(
     "stack, fragment",
     [
-        ([{"type": "conv2d", "filters": 4, "kernel": 29}], "layer 0 (conv2d): kernel 29 is larger"),
+        ([{"type": "conv2d", "filters": 4, "kernel": 29}], "layer 1 (conv2d): kernel 29 is larger"),
         (
             [{"type": "maxpool", "size": 2}] * 3 + [{"type": "maxpool", "size": 4}],
-            "layer 3 (maxpool): pool size 4 is larger than its 3x3 input: pooling leaves nothing",
+            "layer 4 (maxpool): pool size 4 is larger than its 3x3 input: pooling leaves nothing",
         ),
         (
             [{"type": "flatten"}, {"type": "conv2d", "filters": 4, "kernel": 3}],
-            "layer 1 (conv2d): conv2d needs an image input",
+            "layer 2 (conv2d): conv2d needs an image input",
         ),
-        ([{"type": "dense", "units": 8}, {"type": "maxpool"}], "layer 1 (maxpool): maxpool needs"),
-        ([{"type": "convolution", "filters": 4}], "layer 0 (convolution): unknown type"),
-        ([{"type": "conv2d", "filters": 4, "size": 3}], "layer 0 (conv2d): unknown key(s) 'size'"),
-        ([{"type": "dense"}], "layer 0 (dense): units=None is not allowed"),
-        ([{"type": "dropout", "rate": 1.5}], "layer 0 (dropout): rate=1.5"),
+        ([{"type": "dense", "units": 8}, {"type": "maxpool"}], "layer 2 (maxpool): maxpool needs"),
+        ([{"type": "convolution", "filters": 4}], "layer 1 (convolution): unknown type"),
+        ([{"type": "conv2d", "filters": 4, "size": 3}], "layer 1 (conv2d): unknown key(s) 'size'"),
+        ([{"type": "dense"}], "layer 1 (dense): units=None is not allowed"),
+        ([{"type": "dropout", "rate": 1.5}], "layer 1 (dropout): rate=1.5"),
         ([{"type": "conv2d", "filters": 4, "padding": "full"}], "padding='full'"),
-        (["relu"], "layer 0 (str): 'relu' is not a layer"),
+        (["relu"], "layer 1 (str): 'relu' is not a layer"),
         ({"type": "relu"}, "list of layer dicts"),
     ],
 )

@@ -391,7 +391,7 @@ def test_failed_trial_does_not_stop_the_search(tiny):
         halving=False,
     )
     failed, finished = sorted(result.trials, key=lambda t: t.params["layers"] is None)
-    assert failed.status == "failed" and "layers: layer 0 (conv2d)" in failed.message
+    assert failed.status == "failed" and "layers: layer 1 (conv2d)" in failed.message
     assert finished.status == "finished" and result.best_params == {"layers": None}
 
 

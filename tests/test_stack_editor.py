@@ -10,7 +10,9 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from nn.core.config import configure, describe_stack
 from nn.core.layer_spec import to_line
+from nn.core.params import ParameterError
 from ui.stack_editor import faults, infer_shapes, shape_chain
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
@@ -53,6 +55,19 @@ def test_an_impossible_stack_names_its_layer():
     assert faults(rows)[0].startswith("Stack: layer 2 (conv2d):")
     pool = infer_shapes([{"type": "maxpool", "size": 2}] * 5)
     assert [r.fault is not None for r in pool].index(True) == 4  # 28 -> 14 -> 7 -> 3 -> 1 -> ?
+
+
+def test_the_editor_the_engine_and_info_number_layers_alike(tmp_path):
+    """One shape inference (Sequential's), one numbering from 1: the editor's fault, the
+    engine's (what the train command prints) and info's table name the same layer."""
+    stack = [{"type": "dense", "units": 16}, {"type": "conv2d", "filters": 4}]
+    assert faults(infer_shapes(stack))[0].startswith("Stack: layer 2 (conv2d): ")
+    with pytest.raises(ParameterError, match=r"^layers: layer 2 \(conv2d\): ") as err:
+        configure({"layers": stack, "input_dropout": 0.2, "input_shape": [28, 28, 1]})
+    assert faults(infer_shapes(stack))[0].endswith(str(err.value).split(": ", 2)[2])
+    rows = describe_stack({"layers": CNN[:3], "input_dropout": 0.2}, (28, 28, 1), 10)
+    assert [r["label"] for r in rows] == ["input", "1", "2", "3", "output"]
+    assert [r["type"] for r in rows] == ["dropout", "conv2d", "relu", "maxpool", "dense"]
 
 
 @pytest.fixture

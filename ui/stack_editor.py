@@ -5,9 +5,10 @@ The stack lives in ``train_config`` as ``stack`` (the layer dicts ``NeuralNetwor
 takes, the output layer left out) and ``stack_ids`` (a stable id per row, so a row's widgets
 keep their values when rows move). Widget keys are ``tf_stk_<id>_<setting>``.
 
-``infer_shapes(stack, input_shape, n_classes)`` builds every layer in turn (``nn.core.layers``,
-shapes only, nothing allocated) and returns one :class:`Row` per layer plus the output layer:
-its output shape, its parameter count, or the fault that stops the stack there.
+``infer_shapes(stack, input_shape, n_classes)`` builds the stack as the engine does
+(``nn.core.config.layer_rows``: shapes only, nothing allocated) and returns one :class:`Row`
+per layer plus the output layer: its output shape, its parameter count, or the fault that stops
+the stack there. Layers are numbered from 1, as the engine's messages number them.
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ from typing import Any
 
 import streamlit as st
 
+from nn.core.config import layer_rows
 from nn.core.layer_spec import compact, parse_layers, to_line
-from nn.core.layers import LAYERS, make_layer
+from nn.core.layers import LAYERS
 
 INPUT_SHAPE = (28, 28, 1)
 N_CLASSES = 10
@@ -87,25 +89,19 @@ class Row:
 def infer_shapes(
     stack: list[dict], input_shape: tuple[int, ...] = INPUT_SHAPE, n_classes: int = N_CLASSES
 ) -> list[Row]:
-    """A :class:`Row` per layer and one for the output dense layer; after a fault the rows that
-    follow have no shape."""
+    """A :class:`Row` per layer and one for the output dense layer, from the engine's own shape
+    inference (``nn.core.config.layer_rows``); after a fault the rows that follow have no
+    shape."""
     rows: list[Row] = []
     shape: tuple[int, ...] | None = tuple(input_shape)
     specs = [*stack, {"type": "dense", "units": int(n_classes)}]
-    for index, spec in enumerate(specs):
-        kind = spec.get("type", "?") if isinstance(spec, dict) else "?"
+    for index, (spec, row) in enumerate(zip(specs, layer_rows(specs, shape), strict=True)):
+        note = _oversized_kernel(spec, shape) if shape and isinstance(spec, dict) else None
         out_index = -1 if index == len(stack) else index
-        if shape is None:
-            rows.append(Row(out_index, kind, None, 0))
-            continue
-        try:
-            layer = make_layer(spec)
-            note = _oversized_kernel(spec, shape)
-            shape = tuple(layer.build(shape, "float32"))
-            rows.append(Row(out_index, kind, shape, int(layer.n_parameters), note=note))
-        except ValueError as exc:
-            rows.append(Row(out_index, kind, None, 0, str(exc)))
-            shape = None
+        rows.append(
+            Row(out_index, row.kind, row.output_shape, row.n_parameters, row.fault or None, note)
+        )
+        shape = row.output_shape
     return rows
 
 

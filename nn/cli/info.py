@@ -100,7 +100,7 @@ def _stack_rows(meta: dict[str, Any]) -> list[dict[str, Any]]:
 def _stack_table(rows: list[dict[str, Any]]) -> str:
     cells = [
         [
-            r["index"],
+            r["label"],
             token(r["spec"]),
             "x".join(map(str, r["output_shape"])),
             f"{r['parameters']:,}",

@@ -160,7 +160,7 @@ def _explicit_stack(stack: Any, leaky_slope: float) -> list[dict]:
             specs.append(make_layer(spec).spec())
         except ValueError as exc:
             kind = spec.get("type") if isinstance(spec, dict) else type(spec).__name__
-            raise ParameterError("layers", f"layers: layer {index} ({kind}): {exc}.") from None
+            raise ParameterError("layers", f"layers: layer {index + 1} ({kind}): {exc}.") from None
     return specs
 
 
@@ -219,7 +219,7 @@ def build_stack(config: Config, stack_input: tuple[int, ...], n_classes: int) ->
         elif index < 0:
             where = "input_dropout"
         else:
-            where = f"layer {index} ({exc.kind})"
+            where = f"layer {index + 1} ({exc.kind})"
         raise ParameterError(param, f"{param}: {where}: {exc.fault}.") from None
     if net.n_parameters > limits.MAX_PARAMETERS:
         raise ParameterError(
@@ -229,6 +229,43 @@ def build_stack(config: Config, stack_input: tuple[int, ...], n_classes: int) ->
             f"narrower layers.",
         )
     return net
+
+
+@dataclass(frozen=True)
+class LayerRow:
+    """One layer of a stack as ``Sequential``'s shape inference sees it: its type, output
+    shape and parameter count, or the fault that stops the stack there."""
+
+    kind: str
+    output_shape: tuple[int, ...] | None
+    n_parameters: int
+    fault: str = ""
+
+
+def layer_rows(specs: list[Any], input_shape: tuple[int, ...]) -> list[LayerRow]:
+    """A row per layer dict of ``specs`` for this input, from building the stack (nothing
+    allocated); the layers after a faulty one have no shape."""
+    try:
+        built, faulty, fault = Sequential(specs, input_shape).layers, len(specs), ""
+    except StackError as exc:
+        built, faulty, fault = exc.built, exc.index, exc.fault
+    rows = [LayerRow(x.kind, tuple(x.output_shape), int(x.n_parameters)) for x in built]
+    for index in range(len(built), len(specs)):
+        spec = specs[index]
+        kind = str(spec.get("type", "?")) if isinstance(spec, dict) else "?"
+        rows.append(LayerRow(kind, None, 0, fault if index == faulty else ""))
+    return rows
+
+
+def layer_label(index: int, n_prefix: int, n_layers: int) -> str:
+    """How a person reads layer ``index`` of a built stack of ``n_layers`` whose first
+    ``n_prefix`` come from ``input_dropout``: "input", "1", "2", ... (the person's own layers,
+    from 1, as the stack's messages number them), "output"."""
+    if index < n_prefix:
+        return "input"
+    if index == n_layers - 1:
+        return "output"
+    return str(index - n_prefix + 1)
 
 
 def stack_for(
@@ -244,12 +281,14 @@ def stack_for(
 def describe_stack(
     values: Mapping[str, Any], n_features_or_input_shape: Any, n_classes: int
 ) -> list[dict[str, Any]]:
-    """Every layer these settings build for this input, the output layer included: ``index``,
-    ``type``, ``spec`` (its dict), ``output_shape`` and ``parameters``; nothing allocated."""
-    net, _ = stack_for(values, n_features_or_input_shape, n_classes)
+    """Every layer these settings build for this input, the output layer included: ``index``
+    (from 0), ``label`` (``layer_label``), ``type``, ``spec`` (its dict), ``output_shape`` and
+    ``parameters``; nothing allocated."""
+    net, config = stack_for(values, n_features_or_input_shape, n_classes)
     return [
         {
             "index": i,
+            "label": layer_label(i, config.n_prefix, len(net.layers)),
             "type": layer.kind,
             "spec": layer.spec(),
             "output_shape": list(layer.output_shape),

@@ -1,7 +1,8 @@
 """``Sequential``: layers in order over one flat parameter array and one flat gradient array.
 
 Building a stack checks every layer's settings and infers every shape without allocating; a
-fault names the layer by its index (from 0) and type (:class:`StackError`). The trained
+fault names the layer by its position and type (:class:`StackError`: ``index`` from 0, the
+message from 1). The trained
 parameters are views of ONE flat parameter array and their gradients views of ONE flat gradient
 array, so an optimizer updates everything in a few long passes.
 """
@@ -28,11 +29,12 @@ __all__ = ["StackError", "Sequential"]
 
 
 class StackError(ValueError):
-    """A stack fault naming the layer: ``index`` (in the stack) and ``kind``."""
+    """A stack fault naming the layer: ``index`` (in the stack, from 0) and ``kind``;
+    ``built`` holds the layers before it, their shapes inferred."""
 
-    def __init__(self, index: int, kind: Any, fault: str):
-        self.index, self.kind, self.fault = index, kind, fault
-        super().__init__(f"layer {index} ({kind}): {fault}")
+    def __init__(self, index: int, kind: Any, fault: str, built: Sequence[Layer] = ()):
+        self.index, self.kind, self.fault, self.built = index, kind, fault, list(built)
+        super().__init__(f"layer {index + 1} ({kind}): {fault}")
 
 
 class Sequential:
@@ -54,7 +56,7 @@ class Sequential:
                 layer = make_layer(spec)
                 shape = layer.build(shape, self.dtype)
             except ValueError as exc:
-                raise StackError(index, kind, str(exc)) from None
+                raise StackError(index, kind, str(exc), self.layers) from None
             self.layers.append(layer)
         self.output_shape = shape
         self._plan_in_place()
