@@ -64,15 +64,23 @@ def test_a_diverged_epoch_is_left_out(model, small_model):
     assert live._epochs == [1]
 
 
-def test_the_budget_bounds_the_images(tiny_model, monkeypatch, small_model):
+def test_the_budget_bounds_the_images_and_the_frames(tiny_model, monkeypatch, small_model):
     data = small_model[1]
     wide = tiny_model(hidden=(64,), epochs=1)
     wide.set_params(epochs=400)
-    monkeypatch.setattr(live_map, "BUDGET_BYTES", 400 * 64 * 2 * 150)
+    monkeypatch.setattr(live_map, "BUDGET_BYTES", 400 * 64 * 4 * 150)
     start = LiveMap(data.x_test, data.y_test).start(wide)
     assert len(start["labels"]) == 150
-    monkeypatch.setattr(live_map, "BUDGET_BYTES", 1)
-    assert len(LiveMap(data.x_test, data.y_test).start(wide)["labels"]) == 100
+    # a budget of 5 epochs of 100 images: the array holds 5 (it cannot double), then
+    # every other kept epoch goes, the first and the newest stay
+    monkeypatch.setattr(live_map, "BUDGET_BYTES", 5 * 64 * 4 * 100)
+    live = LiveMap(data.x_test, data.y_test)
+    assert len(live.start(wide)["labels"]) == 100
+    for epoch in range(1, 8):
+        frames = live.epoch(wide, epoch)
+        assert live._store.nbytes <= live_map.BUDGET_BYTES
+    assert frames["epochs"] == [1, 3, 5, 6, 7]
+    assert decode_frames(frames, 100)[0].shape == (5, 100, 2)
 
 
 def test_the_recorder_carries_the_map(model, small_model):

@@ -3,10 +3,12 @@ that the frames of a training run can be compared (and played) and the clusters 
 
 :class:`LiveMap` rides on the inside recorder (``nn.core.probe.InsideRecorder``). Every epoch it
 runs its images through the model up to the last hidden layer and keeps that layer's outputs
-(float16, :data:`BUDGET_BYTES` at most over the planned epochs: that bounds how many images it
-takes, at most :data:`MAX_IMAGES`). It then fits PCA on the newest epoch's outputs and projects
-every kept epoch onto that one basis: all frames share the axes, and a finished run's frames
-are all on its last epoch's basis. Each component's sign is aligned with the previous epoch's
+(float32 in one array of at most :data:`BUDGET_BYTES`: the planned epochs' outputs bound how
+many images it takes, from :data:`MIN_IMAGES` to :data:`MAX_IMAGES`; a run longer than the array
+holds keeps every other epoch from then on, the first and the newest always). It then fits PCA
+on the newest epoch's outputs and projects every kept epoch onto that one basis, in one product
+over the array: all frames share the axes, and a finished run's frames are all on its last
+epoch's basis. Each component's sign is aligned with the previous epoch's
 basis (``nn.core.projection.align_signs``), so the picture does not flip while it is watched.
 
 What travels (as JSON, in ``inside_start``/``inside_epoch``, and is saved in the model file's
@@ -31,7 +33,7 @@ MAX_IMAGES = 500
 """Images the map follows at most (50 per class for MNIST)."""
 MIN_IMAGES = 100
 BUDGET_BYTES = 32 << 20
-"""Bytes the kept layer outputs may take over the planned epochs (float16)."""
+"""Bytes the kept layer outputs may take over the planned epochs (float32)."""
 
 
 def map_indices(y: np.ndarray, count: int) -> np.ndarray:
@@ -69,7 +71,7 @@ class LiveMap:
         self.images = images
         self._picks: np.ndarray | None = None
         self._layer: int | None = None
-        self._features: list[np.ndarray] = []
+        self._store: np.ndarray | None = None  # (capacity, n, width) float32
         self._predicted: list[np.ndarray] = []
         self._epochs: list[float] = []
         self._components: np.ndarray | None = None
@@ -80,10 +82,13 @@ class LiveMap:
         self._layer = last_hidden_layer(layers)
         width = int(np.prod(layers[self._layer].output_shape))
         epochs = max(int(getattr(model, "epochs", 1) or 1), 1)
-        fits = BUDGET_BYTES // (2 * width * epochs)
+        fits = BUDGET_BYTES // (4 * width * epochs)
         count = int(min(MAX_IMAGES, max(MIN_IMAGES, fits)))
         self._picks = map_indices(self.y, count)
-        self._features, self._predicted, self._epochs = [], [], []
+        per_epoch = 4 * width * len(self._picks)
+        capacity = max(2, min(epochs, BUDGET_BYTES // per_epoch))
+        self._store = np.empty((capacity, len(self._picks), width), np.float32)
+        self._predicted, self._epochs = [], []
         self._components = None
         classes = np.asarray(model.classes_)
         return {
@@ -101,6 +106,21 @@ class LiveMap:
         with limit_threads(1):
             return self._epoch(model, epoch)
 
+    def _room(self) -> int:
+        """Where the next epoch's outputs go: the array doubles while it stays within the
+        budget; past it, every other kept epoch goes (the first stays)."""
+        kept = len(self._epochs)
+        if kept < self._store.shape[0]:
+            return kept
+        if 2 * self._store.nbytes <= BUDGET_BYTES:
+            self._store = np.concatenate([self._store, np.empty_like(self._store)])
+            return kept
+        keep = list(range(0, kept, 2))
+        self._store[: len(keep)] = self._store[keep]
+        self._predicted = [self._predicted[i] for i in keep]
+        self._epochs = [self._epochs[i] for i in keep]
+        return len(keep)
+
     def _epoch(self, model: Any, epoch: float) -> dict[str, Any] | None:
         if self._picks is None:
             self.start(model)
@@ -109,12 +129,17 @@ class LiveMap:
         )
         if not (np.isfinite(features).all() and np.isfinite(logits).all()):
             return None
-        self._features.append(features.astype(np.float16))
+        kept = self._room()
+        self._store[kept] = features
         self._predicted.append(logits.argmax(axis=1).astype(np.uint16))
         self._epochs.append(epoch)
         basis = pca(features, 2, reference=self._components)
         self._components = basis.components
-        points = np.stack([basis.project(f.astype(np.float32)) for f in self._features])
+        frames = self._store[: kept + 1]
+        flat = frames.reshape(-1, frames.shape[2])
+        components = basis.components.astype(np.float32)
+        points = flat @ components.T - (basis.mean @ basis.components.T).astype(np.float32)
+        points = points.reshape(kept + 1, -1, 2)
         return {
             "epochs": list(self._epochs),
             "points": _b64(points.astype(np.float16)),
