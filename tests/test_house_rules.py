@@ -203,14 +203,8 @@ def test_project_imports_are_at_the_top(path):
     assert not inside, "move these imports to the top of the file:\n" + "\n".join(inside)
 
 
-OVER_700_FOR_NOW: set[str] = set()
-"""Files still being split (issue 21): each leaves this set when it is under the limit."""
-
-
 @pytest.mark.parametrize("path", source_files(), ids=relative)
 def test_no_file_is_over_700_lines(path):
-    if relative(path) in OVER_700_FOR_NOW:
-        pytest.skip("being split")
     n = len(path.read_text(encoding="utf-8").splitlines())
     assert n <= MAX_LINES, f"{relative(path)} has {n} lines; split it by concern"
 
