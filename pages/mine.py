@@ -10,7 +10,8 @@ import streamlit as st
 
 from nn.data import DataError
 from nn.data.registry import mnist_info
-from nn.services.finetune import check_user_set
+from nn.services.finetune import DEFAULTS as FINETUNE_DEFAULTS
+from nn.services.finetune import check_settings, check_user_set
 from nn.services.mine import MAX_IMPORT_BYTES, MineStoreError
 from nn.services.workspace import QuotaError
 from ui import state
@@ -281,7 +282,6 @@ with files_tab:
 def _start_finetune(base: str, new_name: str, epochs: int) -> str | None:
     """Start the session's fine-tuning job; an error message instead when it cannot start."""
     from nn.io.models_folder import model_path, sanitize_model_name
-    from nn.services.finetune import check_settings
 
     try:
         name = sanitize_model_name(new_name)
@@ -289,9 +289,10 @@ def _start_finetune(base: str, new_name: str, epochs: int) -> str | None:
             return f"A model called {name} exists already: pick another name."
         check_user_set(x, y)
         limit = state.train_limit()
-        settings = check_settings(
-            {"epochs": int(epochs), "train_limit": None if limit is None else max(100, limit)}
-        )
+        # the server's cap on training images (NN_TRAIN_LIMIT) below the fine-tuning's own
+        own = FINETUNE_DEFAULTS["train_limit"]
+        capped = {} if limit is None else {"train_limit": max(100, min(limit, own))}
+        settings = check_settings({"epochs": int(epochs), **capped})
     except ValueError as exc:
         return str(exc)
     base_path = state.model_path_for(base)
@@ -320,9 +321,10 @@ with tune_tab:
     job = state.session_job("finetune")  # this person's, whichever tab started it
     running = bool(job is not None and not job.done)
     st.caption(
-        "Continue training a saved model on MNIST plus your drawings: they are repeated to be "
-        "about 8% of each epoch, augmentation is on, and a seeded part of them is held out to "
-        "measure the gain. The result is saved as a new model and recorded as a run."
+        "Continue training a saved model on 10,000 MNIST images plus your drawings: they are "
+        "repeated to be about 8% of each epoch, augmentation is on, and a seeded part of them "
+        "is held out to measure the gain. The result is saved as a new model and recorded as "
+        "a run."
     )
     if not names:
         _no_mnist_model()

@@ -90,7 +90,7 @@ from nn.data.registry import fits, get_info, list_sets, load_set, model_record
 from nn.io import models_folder
 from nn.io.model_files import load_model, read_metadata
 from nn.services.jobs import JobRunner
-from nn.services.prediction_cache import cached_proba
+from nn.services.prediction_cache import cached_proba, set_digest
 from nn.services.workspace import Workspace
 from nn.services.workspace import shared_models_dir as _shared_folder
 from ui.auth import current_workspace
@@ -285,14 +285,13 @@ def get_test_predictions(path: str | os.PathLike, info=None) -> tuple[np.ndarray
         return found
     model = _load_model_cached(key[0], key[1])
     x = get_set_data(info).x_test
-    set_digest = hashlib.sha256(f"{info.name}:{info.sha256}".encode()).hexdigest()
     bar = st.empty()  # shown only while the predictions are computed
     try:
         proba = cached_proba(
             model,
             key[0],
             x,
-            set_digest,
+            set_digest(info.name, info.sha256),
             progress=lambda done: bar.progress(
                 done, text=f"Predicting the {len(x):,} test images (once for this model)…"
             ),

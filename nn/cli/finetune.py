@@ -87,7 +87,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--train-limit",
         type=int,
         metavar="N",
-        help="use N MNIST training images (a stratified subset; default all)",
+        default=DEFAULTS["train_limit"],
+        help="use N MNIST training images, a stratified subset (default %(default)s; 60000: all)",
     )
     add_common(parser, models=True, runs_db=True, quiet=True)
 

@@ -40,6 +40,11 @@ def file_digest(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
+def set_digest(name: str, sha256: str) -> str:
+    """The key of a data set in the cache's file names: its name and content hash, hashed."""
+    return hashlib.sha256(f"{name}:{sha256}".encode()).hexdigest()
+
+
 def _read(path: Path, shape: tuple[int, int]) -> np.ndarray | None:
     try:
         proba = np.load(path, allow_pickle=False)
