@@ -284,3 +284,15 @@ def test_an_image_file_without_a_label_takes_the_prediction(dense, tmp_path):
     with pytest.raises(MathsError, match="test:N"):
         load_example("test:x")
     assert explain(dense, Example(example.x, 3, "file"), 0, 0)["label"] == 3
+
+
+def test_the_activation_after_a_batch_norm_reads_the_batch_norms_output(cnn, example):
+    x, label = example
+    trace = Trace(cnn.stack_, x, label)
+    conv = trace.unit(0, 1)  # conv2d, batchnorm, relu
+    assert conv["between"] == ["batchnorm"] and conv["activation_layer"] == 2
+    at = (0, *conv["position"], 1)
+    assert conv["activation_input"] == float(trace.outputs[1][at])
+    assert conv["a"] == max(0.0, conv["activation_input"])
+    dense = trace.unit(12, 3)  # the output layer: nothing between
+    assert dense["between"] == [] and dense["activation_input"] == dense["z"]

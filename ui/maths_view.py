@@ -33,6 +33,8 @@ def num(value: float | None, digits: int = 4) -> str:
     """A number for a formula: ``digits`` significant digits, a true minus sign."""
     if value is None:
         return "–"
+    if value == 0:
+        value = 0.0  # no "−0"
     text = f"{value:.{digits}g}"
     return text.replace("-", "−")
 
@@ -160,10 +162,19 @@ def batchnorm_formula(numbers: dict[str, Any]) -> str:
 
 
 def activation_text(numbers: dict[str, Any]) -> str:
-    """The activation's formula and its value at this z."""
+    """The activation's formula and its value at this z (through the batch norm or dropout
+    between them, when there is one)."""
     name = numbers["activation"]
     formula = _FORMULAS.get(name, name).format(slope=numbers.get("activation_slope"))
-    return f"{html.escape(formula)}: a = <b>{num(numbers['a'])}</b>"
+    between = [k for k in numbers.get("between") or [] if k != "dropout"]
+    if not between:
+        return f"{html.escape(formula)}: a = <b>{num(numbers['a'])}</b>"
+    first = " then ".join(between)
+    return (
+        f"{html.escape(first)} first turns z = {num(numbers['z'])} into "
+        f"{num(numbers['activation_input'])}; then {html.escape(formula)} with that as z: "
+        f"a = <b>{num(numbers['a'])}</b>"
+    )
 
 
 def _activation_values(name: str, z: np.ndarray, slope: float | None) -> np.ndarray:
@@ -183,7 +194,7 @@ def activation_svg(numbers: dict[str, Any], width: int = 300, height: int = 170)
     name = numbers["activation"]
     if name == "softmax":
         return ""
-    z0, a0 = numbers["z"], numbers["a"]
+    z0, a0 = numbers["activation_input"], numbers["a"]
     reach = max(3.0, abs(z0) * 1.3)
     z = np.linspace(-reach, reach, 121)
     a = _activation_values(name, z, numbers.get("activation_slope"))

@@ -231,6 +231,8 @@ class Trace:
             "z": z,
             "activation": activation,
             "activation_layer": after,
+            "activation_input": z if after is None else float(self.inputs[after][at]),
+            "between": [la.kind for la in self.layers[ref.layer + 1 : after or ref.layer + 1]],
             "activation_slope": self._slope(after),
             "a": a,
             "label": self.label,
