@@ -22,6 +22,7 @@ import streamlit as st
 from nn.core.config import layer_rows
 from nn.core.layer_spec import compact, parse_layers, to_line
 from nn.core.layers import LAYERS
+from nn.services import settings
 
 INPUT_SHAPE = (28, 28, 1)
 N_CLASSES = 10
@@ -155,20 +156,6 @@ def set_stack(cfg: dict, stack: list[dict]) -> None:
     cfg["stack"] = copy.deepcopy(list(stack))
     cfg["stack_ids"] = list(range(start, start + len(stack)))
     cfg["stack_next_id"] = start + len(stack)
-
-
-def dense_as_stack(cfg: dict) -> list[dict]:
-    """The dense form's layers as a stack: dense, activation, dropout per layer."""
-    stack: list[dict] = []
-    for layer in cfg.get("layers", []):
-        stack.append({"type": "dense", "units": int(layer["units"])})
-        act = {"type": layer["activation"]}
-        if layer["activation"] == "leaky_relu":
-            act["slope"] = float(cfg.get("leaky_slope", 0.01))
-        stack.append(act)
-        if float(layer["dropout"]) > 0:
-            stack.append({"type": "dropout", "rate": float(layer["dropout"])})
-    return stack
 
 
 def _config() -> dict:
@@ -345,7 +332,7 @@ def starting_stack(key: str, cfg: dict) -> list[dict]:
     if key == "cnn":
         return copy.deepcopy(PRESETS["cnn"].model_kwargs().get("layers") or [])
     if key == "dense":
-        return dense_as_stack(cfg)
+        return settings.dense_stack(cfg)
     return []
 
 

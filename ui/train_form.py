@@ -199,7 +199,7 @@ def _mode_changed() -> None:
     """Switching to an empty stack starts it from the dense layers."""
     cfg = st.session_state["train_config"]
     if st.session_state.get("tf_stack_mode") == "stack" and not cfg.get("stack"):
-        stack_editor.set_stack(cfg, stack_editor.dense_as_stack(cfg))
+        stack_editor.set_stack(cfg, settings.dense_stack(cfg))
 
 
 def _layers_section(cfg: dict, disabled: bool, info: Any) -> None:

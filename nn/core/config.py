@@ -145,6 +145,13 @@ def _dense_shorthand(values: Mapping[str, Any]) -> tuple[list[int], list[dict]]:
     return widths, specs
 
 
+def dense_specs(values: Mapping[str, Any]) -> list[dict]:
+    """The dense shorthand of these settings (``hidden_layers`` with ``activation``,
+    ``dropout`` and ``leaky_slope``) as the layer dicts the engine builds: dense, activation and
+    dropout per hidden layer; ``ParameterError`` for a fault of them."""
+    return _dense_shorthand({**defaults(), **values})[1]
+
+
 def _explicit_stack(stack: Any, leaky_slope: float) -> list[dict]:
     if isinstance(stack, (str, bytes, dict)) or not isinstance(stack, (list, tuple)):
         raise refusal("layers", stack, "use None or a list of layer dicts such as {'type': 'relu'}")

@@ -99,9 +99,6 @@ class Widget:
     """The value it takes when switched on with no value given."""
 
 
-SEARCH_KINDS = ("loguniform", "uniform", "choice")
-
-
 @dataclass(frozen=True)
 class Search:
     """How a search varies a hyperparameter by default (the Tune page's first settings, the

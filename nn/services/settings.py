@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from nn.core.augment import SETTINGS as AUGMENT_SETTINGS
+from nn.core.config import dense_specs
 from nn.core.limits import MAX_SEED
 from nn.core.params import PARAMS, Param, ParameterError, defaults, json_params
 
@@ -211,6 +212,15 @@ def model_kwargs(form: Mapping[str, Any]) -> dict[str, Any]:
     shown = [name for name, s in AUGMENT_SETTINGS.items() if s.step is not None]
     kwargs["augment"] = {name: form[name] for name in shown} if form["augment"] else None
     return kwargs
+
+
+def dense_stack(form: Mapping[str, Any]) -> list[dict]:
+    """The form's dense rows as a layer stack (``nn.core.config.dense_specs``), or an empty
+    stack while the rows are not valid."""
+    try:
+        return dense_specs(model_kwargs(form))
+    except ParameterError:
+        return []
 
 
 def data_kwargs(form: Mapping[str, Any]) -> dict[str, Any]:
