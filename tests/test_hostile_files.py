@@ -284,3 +284,36 @@ def test_names_with_control_characters_are_refused_not_rewritten(models, tmp_pat
     with pytest.raises(ValueError, match="line break, tab or other control character"):
         sanitize_model_name(name)
     assert sanitize_set_name("My Set") == "my-set" and sanitize_model_name("my net") == "my_net"
+
+
+# ------------------------------------------------------------------ pipes and devices as inputs
+@pytest.mark.parametrize("suffix", [".npz", ".npy", ".csv", "-idx3-ubyte"])
+def test_a_pipe_given_as_data_is_refused_not_read(models, tmp_path, suffix):
+    fifo = tmp_path / f"data{suffix}"
+    os.mkfifo(fifo)  # reading it would block until someone writes
+    code, out, err = call("train", "--data", str(fifo), "--epochs", "1", "--no-save")
+    assert code == 2 and "not a regular file" in err, err
+    code, out, err = call("data", "add", str(fifo), "--name", "pipe")
+    assert code == 2 and "not a regular file" in err, err
+
+
+def test_a_pipe_given_as_an_image_is_refused_not_read(models, tmp_path):
+    fifo = tmp_path / "digit.png"
+    os.mkfifo(fifo)
+    code, out, err = call("predict", "tiny", str(fifo), "--json")
+    assert "not a regular file" in err, err
+
+
+def test_a_csv_that_is_not_numbers_is_described_in_its_own_terms(models, tmp_path):
+    path = tmp_path / "words.csv"
+    path.write_text("0,1,2,3\n1,2,c,4\n")
+    code, out, err = call("data", "add", str(path), "--name", "words")
+    assert code == 2 and "line 2 of the data, column 3: 'c' is not a number" in err, err
+    assert "could not convert" not in err and "float32" not in err
+
+
+def test_empty_names_are_refused_not_replaced_by_a_default(models):
+    code, out, err = call("train", "--name", "", "--epochs", "1", "--no-save")
+    assert code == 2 and "--name is empty" in err, err
+    code, out, err = call("--workspace", "", "info", "tiny")
+    assert code == 2 and "is not a workspace id" in err, err

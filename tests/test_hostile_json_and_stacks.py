@@ -297,3 +297,19 @@ def test_choices_are_bounded_and_described_briefly():
         parse_dimension("choice:" + "|".join(str(k) for k in range(5000)), "batch_size")
     many = parse_dimension("choice:" + "|".join(str(k) for k in range(1, 101)), "batch_size")
     assert many.describe().endswith("| ... (92 more)") and len(many.describe()) < 120
+
+
+def test_tune_exits_3_when_every_trial_diverged(tmp_path):
+    rng = np.random.default_rng(3)
+    np.savez(
+        tmp_path / "d.npz",
+        x=rng.integers(0, 256, (200, 784)).astype(np.uint8),
+        y=np.arange(200) % 10,
+    )
+    code, out, err = call(
+        "tune", "--no-record", "--data", str(tmp_path / "d.npz"), "--split", "custom",
+        "--param", "learning_rate=choice:1000000", "--set", "optimizer=sgd",
+        "--set", "hidden_layers=[64,64]", "--set", "batch_size=20", "--trials", "1",
+        "--epochs-per-trial", "2", "--train-size", "150", "--val-size", "20",
+    )  # fmt: skip
+    assert code == 3 and "1 diverged" in out + err, err

@@ -161,7 +161,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
     try:
-        if args.workspace:
+        if args.workspace is not None:  # an empty id is refused, not read as the local one
             Workspace.of(args.workspace).activate()
         return int(args._handler(args))
     except KeyboardInterrupt:

@@ -270,6 +270,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _save_target(args: argparse.Namespace, default_name: str) -> tuple[Path | None, str]:
     """Where the model is saved (None with --no-save) and the model's name."""
+    if args.name is not None and not args.name.strip():
+        raise UsageError("--name is empty: give the model a name, or leave --name out")
     from nn.io.model_files import SUPPORTED_FORMATS
     from nn.io.models_folder import model_path, sanitize_model_name
 

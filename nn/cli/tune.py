@@ -272,7 +272,7 @@ def _progress(args):
 
 def run_tune(args: argparse.Namespace) -> int:
     """Run a search with the parsed options; returns the exit code (0 ok, 1 no trial
-    succeeded, 2 bad settings, 130 interrupted)."""
+    succeeded, 2 bad settings, 3 every trial diverged, 130 interrupted)."""
     try:
         return _run(args)
     except KeyboardInterrupt:
@@ -408,4 +408,7 @@ def _run(args: argparse.Namespace) -> int:
         _say(args, f"recorded as search {result.search_id} in {where['runs_db']}")
     if args.json:
         print(json.dumps(result.to_dict()), flush=True)
-    return 0 if result.best_config is not None else 1
+    if result.best_config is not None:
+        return 0
+    ran = [t for t in result.trials if t.status not in ("cancelled", "pruned")]
+    return 3 if ran and all(t.status == "diverged" for t in ran) else 1

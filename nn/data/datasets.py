@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import warnings
 import zipfile
 import zlib
@@ -30,7 +31,7 @@ from nn.data.arrays import (
     check_size,
     pair_images,
 )
-from nn.data.idx import find_idx_pair, open_binary, read_exactly, read_idx
+from nn.data.idx import check_regular_file, find_idx_pair, open_binary, read_exactly, read_idx
 
 __all__ = ["load_dataset"]
 
@@ -47,6 +48,7 @@ def _not_plain(source: Any) -> Callable[[str], DataError]:
 
 def _load_npy(path: Path) -> np.ndarray:
     """A ``.npy`` file of plain numbers, its header checked against the limits first."""
+    check_regular_file(path)
     try:
         with open(path, "rb") as f:
             shape, dtype = read_npy_header(f, _not_plain(path), "biuf")
@@ -76,6 +78,7 @@ _NPZ_FULL = ("x_train", "y_train", "x_test", "y_test")
 
 
 def _load_npz(path: Path, any_shape: bool = False) -> MNIST | ImageSet:
+    check_regular_file(path)
     try:
         with open(path, "rb") as f:
             is_zip = f.read(4) in ZIP_MAGICS
@@ -128,6 +131,25 @@ def _npz_parts(zf: zipfile.ZipFile, path: Path, any_shape: bool) -> MNIST | Imag
     )
 
 
+def _csv_fault(error: ValueError | None) -> str:
+    """NumPy's parse error in the CSV's own terms: the line and column, and what is allowed."""
+    found = re.search(r"string '(.*)' to \w+ at row (\d+), column (\d+)", str(error))
+    if found:
+        value, row, column = found.group(1), int(found.group(2)), int(found.group(3))
+        return (
+            f"line {row + 1} of the data, column {column}: {value[:20]!r} is not a number; every "
+            "value is a label or a pixel, as a number"
+        )
+    changed = re.search(r"columns changed from (\d+) to (\d+) at row (\d+)", str(error))
+    if changed:
+        before, after, row = (int(g) for g in changed.groups())
+        return (
+            f"line {row} of the data has {after} columns, the lines before it {before}; every "
+            "row needs the same number of columns"
+        )
+    return "every value after the header must be a number, one row per image"
+
+
 def _load_csv(path: Path, any_shape: bool = False) -> ImageSet:
     """Kaggle digit-recognizer CSV: ``label,pixel0..pixel783`` or ``pixel0..pixel783``; with
     ``any_shape`` a label column and any number of pixel columns."""
@@ -177,7 +199,7 @@ def _load_csv(path: Path, any_shape: bool = False) -> ImageSet:
         except ValueError as exc:
             error = exc
     if table is None:
-        raise DataError(f"{path}: malformed CSV: {error}")
+        raise DataError(f"{path}: malformed CSV: {_csv_fault(error)}")
     if table.shape[0] == 0:
         raise DataError(f"{path}: CSV has a header but no data rows")
     if table.shape[1] != n_cols:

@@ -20,6 +20,7 @@ from nn.data.arrays import MNIST, DataError, ImageSet, check_size, pair_images
 __all__ = [
     "MNIST_DIR",
     "MNIST_SHA256",
+    "check_regular_file",
     "open_binary",
     "read_exactly",
     "read_idx",
@@ -49,8 +50,16 @@ _READ_CHUNK = 16 << 20
 _GZIP_MAGIC = b"\x1f\x8b"
 
 
+def check_regular_file(path: Path) -> None:
+    """``DataError`` when ``path`` exists but is not a regular file: reading a pipe blocks until
+    someone writes, and a device such as /dev/zero never ends."""
+    if path.exists() and not path.is_file():
+        raise DataError(f"{path}: not a regular file (a folder, a device, a pipe or a socket)")
+
+
 def open_binary(path: Path) -> IO[bytes]:
     """Open ``path`` for reading, transparently gunzipping when it starts with 1f 8b."""
+    check_regular_file(path)
     try:
         raw = open(path, "rb")  # noqa: SIM115 (closed below; opened apart to name the error)
     except FileNotFoundError:

@@ -245,6 +245,8 @@ opened: EPS and PostScript would run Ghostscript, and the rest are not what a di
 
 def _open_image(path: Path) -> Image.Image:
     """The decoded image, its pixel count checked against MAX_IMAGE_PIXELS before decoding."""
+    if path.exists() and not path.is_file() and not path.is_dir():  # a pipe would block
+        raise ValueError("it is not a regular file (a device, a pipe or a socket)")
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
