@@ -12,9 +12,9 @@ from nn.core.conv import (
     DX_METHODS,
     BatchBuffers,
     Conv2DKernel,
-    Pool2DKernel,
     same_padding,
 )
+from nn.core.pooling import Pool2DKernel
 
 GRADIENT_TOLERANCE = 1e-6
 

@@ -2,7 +2,8 @@
 
 Every activation computes its derivative from its *output* ``a`` (for sigmoid, tanh, ReLU and
 leaky ReLU with a non-negative slope the output determines the derivative), so the network keeps one
-buffer per layer and applies activations in place.
+buffer per layer and applies activations in place. ReLU's passes over a large batch are split by
+rows across ``nn.core.threads`` (element-wise: the same values as one pass).
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+
+from nn.core import threads
 
 
 class Activation:
@@ -68,10 +71,20 @@ class ReLU(Activation):
     name = "relu"
 
     def forward(self, z, out=None):
-        return np.maximum(z, 0, out=out)
+        if out is None or z.ndim == 0:
+            return np.maximum(z, 0, out=out)
+        threads.split(lambda i, j: np.maximum(z[i:j], 0, out=out[i:j]), len(z), z.size)
+        return out
 
     def backward(self, grad, a):
-        return np.multiply(grad, a > 0, out=grad)  # ~10x faster than a masked copyto
+        if grad.ndim == 0:
+            return np.multiply(grad, a > 0, out=grad)
+
+        def rows(i: int, j: int) -> None:
+            np.multiply(grad[i:j], a[i:j] > 0, out=grad[i:j])  # ~10x faster than copyto's where
+
+        threads.split(rows, len(grad), grad.size)
+        return grad
 
 
 class LeakyReLU(Activation):

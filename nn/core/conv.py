@@ -1,4 +1,4 @@
-"""Channels-last convolution and pooling kernels in pure NumPy.
+"""Channels-last convolution in pure NumPy (pooling: ``nn.core.pooling``).
 
 Arrays are ``(batch, height, width, channels)``. The convolution is a cross-correlation (as
 PyTorch's ``conv2d``) computed by im2col: a strided view of the input's windows is copied into a
@@ -9,11 +9,6 @@ rows times a banded matrix holding the weights, which leaves only ``kernel`` lon
 the column gradients ``dy @ W.T`` scattered back (col2im) by strided slices, never by
 ``np.add.at``: windows whose columns lie a kernel width apart do not overlap, so one add covers a
 whole kernel row for every ``kernel``-th window.
-
-Pooling works on the ``size * size`` strided slices of the input, one per offset inside the
-window: max pooling keeps a running maximum and the offset it came from (the first maximum wins on
-ties), and its backward pass writes the output gradient to the slice of each offset where that
-offset won.
 
 Every buffer (column matrix, padded input, outputs, gradients) is made once per batch size and
 reused; only the few most recent batch sizes are kept, so memory is bounded by the batch, never by
@@ -29,8 +24,9 @@ from collections.abc import Callable
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
+from nn.core import threads
+
 PADDINGS = ("valid", "same")
-POOL_MODES = ("max", "avg")
 BATCH_SIZES_KEPT = 8
 """How many batch sizes keep their buffers: an epoch of ``fit`` uses six, a training batch, a last
 partial one, a forward without keep's chunk and remainder (the validation part), and the inside
@@ -116,7 +112,8 @@ def offset_major_window_view(
     return as_strided(x, shape=shape, strides=strides, writeable=False)
 
 
-def _check_shape(input_shape) -> tuple[int, int, int]:
+def check_shape(input_shape) -> tuple[int, int, int]:
+    """``input_shape`` as ``(height, width, channels)`` of positive ints; ValueError if not."""
     shape = tuple(int(s) for s in input_shape)
     if len(shape) != 3 or min(shape) < 1:
         raise ValueError(
@@ -126,13 +123,15 @@ def _check_shape(input_shape) -> tuple[int, int, int]:
     return shape  # type: ignore[return-value]
 
 
-def _check_positive(**values: int) -> None:
+def check_positive(**values: int) -> None:
+    """ValueError naming the first of ``values`` that is not a positive integer."""
     for name, value in values.items():
         if int(value) != value or value < 1:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
 
-def _check_batch(x: np.ndarray, input_shape: tuple[int, ...], what: str) -> None:
+def check_batch(x: np.ndarray, input_shape: tuple[int, ...], what: str) -> None:
+    """ValueError unless ``x`` is a batch ``(n, *input_shape)``; ``what`` names it."""
     if x.ndim != 4 or x.shape[1:] != tuple(input_shape):
         raise ValueError(
             f"{what} must have shape (batch, {', '.join(map(str, input_shape))}), got {x.shape}"
@@ -165,8 +164,8 @@ class Conv2DKernel:
         padding: str = "valid",
         dtype=np.float32,
     ):
-        self.input_shape = _check_shape(input_shape)
-        _check_positive(filters=filters, kernel=kernel, stride=stride)
+        self.input_shape = check_shape(input_shape)
+        check_positive(filters=filters, kernel=kernel, stride=stride)
         if padding not in PADDINGS:
             raise ValueError(f"padding must be one of {PADDINGS}, got {padding!r}")
         self.filters, self.kernel, self.stride, self.padding = filters, kernel, stride, padding
@@ -263,7 +262,12 @@ class Conv2DKernel:
         n = x.shape[0]
         xp = self._buffers.get(n, "padded", lambda: np.zeros((n, *self.padded_shape), self.dtype))
         h, w, _ = self.input_shape
-        xp[:, self.pad_top : self.pad_top + h, self.pad_left : self.pad_left + w, :] = x
+        inside = xp[:, self.pad_top : self.pad_top + h, self.pad_left : self.pad_left + w, :]
+
+        def copy_rows(start: int, stop: int) -> None:
+            inside[start:stop] = x[start:stop]
+
+        threads.split(copy_rows, n, x.size)
         return xp
 
     def _make_columns(self, n: int) -> np.ndarray:
@@ -287,12 +291,18 @@ class Conv2DKernel:
         out_h, out_w, _ = self.output_shape
         k, c = self.kernel, self.input_shape[2]
         cols = self._columns(n)
-        if self.offset_major:
-            target = split_view(cols[:-1], (k, k, c, n, out_h, out_w))
-            np.copyto(target, offset_major_window_view(xp, k, self.stride, out_h, out_w))
+        if self.offset_major:  # the batch is axis 3
+            target = split_view(cols[:-1], (k, k, c, n, out_h, out_w)).transpose(3, 0, 1, 2, 4, 5)
+            windows = offset_major_window_view(xp, k, self.stride, out_h, out_w)
+            windows = windows.transpose(3, 0, 1, 2, 4, 5)
         else:
             target = split_view(cols[:, :-1], (n, out_h, out_w, k, k, c))
-            np.copyto(target, window_view(xp, k, self.stride, out_h, out_w))
+            windows = window_view(xp, k, self.stride, out_h, out_w)
+
+        def copy_rows(start: int, stop: int) -> None:
+            np.copyto(target[start:stop], windows[start:stop])
+
+        threads.split(copy_rows, n, target.size)
         return cols
 
     def forward(self, x, weight, bias, out=None, keep=True) -> np.ndarray:
@@ -300,7 +310,7 @@ class Conv2DKernel:
         for ``backward``. ``out``, if given, receives the result. Without ``keep``, a batch larger
         than ``INFERENCE_CHUNK`` goes through in chunks of that size."""
         x = np.asarray(x)
-        _check_batch(x, self.input_shape, "x")
+        check_batch(x, self.input_shape, "x")
         self._check_parameters(weight, bias)
         np.copyto(self._weight_and_bias[:-1], weight.reshape(self.window_size, self.filters))
         self._weight_and_bias[-1] = bias
@@ -348,7 +358,7 @@ class Conv2DKernel:
         cols = self._kept_columns
         if cols is None or self._kept_batch != n:
             raise RuntimeError(NEEDS_KEPT_FORWARD)
-        _check_batch(dy, self.output_shape, "dy")
+        check_batch(dy, self.output_shape, "dy")
         self._check_parameters(weight, dbias)
         if dweight.shape != self.weight_shape:
             raise ValueError(f"dweight must have shape {self.weight_shape}, got {dweight.shape}")
@@ -370,13 +380,12 @@ class Conv2DKernel:
         return self._col2im(dcols)
 
     def _dx_buffer(self, n: int) -> np.ndarray:
-        """The zeroed padded dx, as wide as col2im's grouped slices need."""
+        """The padded dx, as wide as col2im's grouped slices need (the caller zeroes it, part by
+        part)."""
         hp, _, c = self.padded_shape
-        dxp = self._buffers.get(
+        return self._buffers.get(
             n, "dpadded", lambda: np.empty((n, hp, self._scatter_width, c), self.dtype)
         )
-        dxp.fill(0)
-        return dxp
 
     def _banded_weight(self, weight: np.ndarray) -> np.ndarray:
         """``(ow * f, k * wp * c)``: row ``(x, f)`` holds ``W[i, j, :, f]`` at column
@@ -403,9 +412,15 @@ class Conv2DKernel:
         np.matmul(dy.reshape(n * out_h, out_w * f), self._banded_weight(weight), out=rows)
         by_kernel_row = rows.reshape(n, out_h, k, wp, c)
         dxp = self._dx_buffer(n)
-        for i in range(k):
-            target = dxp[:, offset_slice(i, s, out_h), :wp]
-            target += by_kernel_row[:, :, i]
+
+        def add_rows(start: int, stop: int) -> None:
+            part = dxp[start:stop]
+            part.fill(0)
+            for i in range(k):
+                target = part[:, offset_slice(i, s, out_h), :wp]
+                target += by_kernel_row[start:stop, :, i]
+
+        threads.split(add_rows, n, dxp.size + rows.size)
         return self._unpadded(dxp)
 
     def _unpadded(self, dxp: np.ndarray) -> np.ndarray:
@@ -425,10 +440,16 @@ class Conv2DKernel:
         np.matmul(weight.reshape(self.window_size, self.filters), dy_flat.T, out=dcols)
         by_offset = dcols.reshape(k, k, c, n, out_h, out_w).transpose(0, 1, 3, 4, 5, 2)
         dxp = self._dx_buffer(n)
-        for i in range(k):
-            rows = dxp[:, offset_slice(i, s, out_h)]
-            for j in range(k):
-                rows[:, :, offset_slice(j, s, out_w)] += by_offset[i, j]
+
+        def add_rows(start: int, stop: int) -> None:
+            part = dxp[start:stop]
+            part.fill(0)
+            for i in range(k):
+                rows = part[:, offset_slice(i, s, out_h)]
+                for j in range(k):
+                    rows[:, :, offset_slice(j, s, out_w)] += by_offset[i, j, start:stop]
+
+        threads.split(add_rows, n, dxp.size + dcols.size)
         return self._unpadded(dxp)
 
     def _col2im(self, dcols: np.ndarray) -> np.ndarray:
@@ -444,14 +465,20 @@ class Conv2DKernel:
         dxp = self._dx_buffer(n)
         windows = dcols.reshape(n, out_h, out_w, k, k, c)
         group = -(-k // s)
-        for i in range(k):
-            rows = dxp[:, offset_slice(i, s, out_h)]
-            for first in range(min(group, out_w)):
-                count = -(-(out_w - first) // group)
-                start = first * s
-                span = rows[:, :, start : start + count * group * s]
-                target = split_view(span, (n, out_h, count, group * s, c))[:, :, :, :k]
-                target += windows[:, :, first::group, i]
+
+        def add_rows(start: int, stop: int) -> None:
+            part = dxp[start:stop]
+            part.fill(0)
+            for i in range(k):
+                rows = part[:, offset_slice(i, s, out_h)]
+                for first in range(min(group, out_w)):
+                    count = -(-(out_w - first) // group)
+                    left = first * s
+                    span = rows[:, :, left : left + count * group * s]
+                    target = split_view(span, (stop - start, out_h, count, group * s, c))
+                    target[:, :, :, :k] += windows[start:stop, :, first::group, i]
+
+        threads.split(add_rows, n, dxp.size + dcols.size)
         return self._unpadded(dxp)
 
 
@@ -463,194 +490,3 @@ def _scatter_width(padded_width: int, kernel: int, stride: int, out_w: int) -> i
         for first in range(min(group, out_w))
     ]
     return max(padded_width, *widths)
-
-
-class Pool2DKernel:
-    """Channels-last max or average pooling over ``size * size`` windows, without padding.
-
-    The input is read as ``size * size`` strided slices, one per offset inside the window, each of
-    the output's shape: max pooling keeps a running maximum and the index of the offset that holds
-    it (a later offset wins only if strictly greater, so the first maximum wins on ties); average
-    pooling sums the slices. The backward pass writes dy, masked by the winning offset or scaled by
-    ``1 / size**2``, into the same slices of dx; where windows overlap (stride < size) it adds.
-    """
-
-    def __init__(
-        self, input_shape, size: int, stride: int | None = None, mode: str = "max", dtype=np.float32
-    ):
-        self.input_shape = _check_shape(input_shape)
-        stride = size if stride is None else stride
-        _check_positive(size=size, stride=stride)
-        if mode not in POOL_MODES:
-            raise ValueError(f"mode must be one of {POOL_MODES}, got {mode!r}")
-        h, w, c = self.input_shape
-        if size > min(h, w):
-            raise ValueError(
-                f"pool size {size} is larger than the input {h}x{w}: the size must be at most "
-                f"{min(h, w)}"
-            )
-        self.size, self.stride, self.mode = size, stride, mode
-        self.dtype = np.dtype(dtype)
-        self.output_shape = ((h - size) // stride + 1, (w - size) // stride + 1, c)
-        self.offsets = [(i, j) for i in range(size) for j in range(size)]
-        self._index_dtype = np.uint8 if len(self.offsets) <= 256 else np.int32
-        self._offset_indices = np.arange(len(self.offsets), dtype=self._index_dtype).reshape(
-            -1, 1, 1, 1, 1
-        )
-        self._buffers = BatchBuffers()
-        self._kept_winner: np.ndarray | None = None
-        self._kept_batch = 0
-
-    def buffer_bytes(self) -> int:
-        """Bytes held by the per-batch buffers."""
-        return self._buffers.nbytes()
-
-    def clear_buffers(self) -> None:
-        """Drops every per-batch buffer and what a forward kept for backward."""
-        self._buffers.clear()
-        self._kept_winner, self._kept_batch = None, 0
-
-    def planned_bytes(self, n: int, keep: bool = True) -> int:
-        """Bytes of the per-batch buffers that a forward on ``n`` samples makes, with ``keep``
-        also those of its backward. Without ``keep``, a batch above ``INFERENCE_CHUNK`` gets a
-        new output array (the caller's) and no buffer."""
-        outputs, item = n * math.prod(self.output_shape), self.dtype.itemsize
-        if not keep:
-            return outputs * item if n <= INFERENCE_CHUNK else 0
-        total = (outputs + n * math.prod(self.input_shape)) * item  # output and dx
-        if self.mode == "avg":
-            return total + outputs * item  # the shared gradient
-        index_bytes = np.dtype(self._index_dtype).itemsize
-        total += outputs * (2 * index_bytes + 1)  # winner, its update and the comparison mask
-        if self.tiling:
-            return total + len(self.offsets) * outputs * (1 + item)  # the stack and its mask
-        return total + (outputs * item if self.overlapping else 0)  # masked dy to add
-
-    def _slice(self, array: np.ndarray, i: int, j: int) -> np.ndarray:
-        """The view of ``array`` (n, h, w, c) read by offset ``(i, j)`` of every window."""
-        out_h, out_w, _ = self.output_shape
-        return array[:, offset_slice(i, self.stride, out_h), offset_slice(j, self.stride, out_w)]
-
-    def _output_buffer(self, n: int, name: str, dtype) -> np.ndarray:
-        return self._buffers.get(n, name, lambda: np.empty((n, *self.output_shape), dtype))
-
-    def forward(self, x, out=None, keep=True) -> np.ndarray:
-        """``(n, oh, ow, c)`` pooled ``x``; ``keep`` keeps what ``backward`` needs."""
-        x = np.asarray(x)
-        _check_batch(x, self.input_shape, "x")
-        n = x.shape[0]
-        if out is None and (keep or n <= INFERENCE_CHUNK):
-            out = self._output_buffer(n, "output", self.dtype)
-        elif out is None:
-            out = np.empty((n, *self.output_shape), self.dtype)
-        if self.mode == "avg":
-            self._avg_forward(x, out)
-        elif keep:
-            self._kept_winner = self._max_forward_keeping_winners(x, out)
-        else:
-            np.copyto(out, self._slice(x, 0, 0))
-            for i, j in self.offsets[1:]:
-                np.maximum(out, self._slice(x, i, j), out=out)
-        if keep:
-            self._kept_batch = n
-        return out
-
-    def _max_forward_keeping_winners(self, x: np.ndarray, out: np.ndarray) -> np.ndarray:
-        """Running maximum into ``out``; returns, per output, the index of the offset holding
-        it."""
-        n = x.shape[0]
-        winner = self._output_buffer(n, "winner", self._index_dtype)
-        code = self._output_buffer(n, "code", self._index_dtype)
-        greater = self._output_buffer(n, "mask", bool)
-        np.copyto(out, self._slice(x, 0, 0))
-        winner.fill(0)
-        for index, (i, j) in enumerate(self.offsets[1:], start=1):
-            candidate = self._slice(x, i, j)
-            np.greater(candidate, out, out=greater)
-            np.maximum(out, candidate, out=out)
-            np.multiply(greater.view(np.uint8), index, out=code, dtype=code.dtype)
-            np.maximum(winner, code, out=winner)  # offsets come in increasing index
-        return winner
-
-    def _avg_forward(self, x: np.ndarray, out: np.ndarray) -> None:
-        np.copyto(out, self._slice(x, 0, 0))
-        for i, j in self.offsets[1:]:
-            np.add(out, self._slice(x, i, j), out=out)
-        out *= 1.0 / len(self.offsets)
-
-    def backward(self, dy) -> np.ndarray:
-        """dL/dx ``(n, h, w, c)`` for the output gradient ``dy`` of the last kept forward."""
-        dy = np.asarray(dy)
-        n = dy.shape[0]
-        if self._kept_batch != n:
-            raise RuntimeError(NEEDS_KEPT_FORWARD)
-        _check_batch(dy, self.output_shape, "dy")
-        dx = self._buffers.get(n, "dx", lambda: np.empty((n, *self.input_shape), self.dtype))
-        self._clear_uncovered(dx)
-        if self.tiling:
-            self._tiled_backward(dy, dx)
-        elif self.mode == "max":
-            winner = self._kept_winner
-            mask = self._output_buffer(n, "mask", bool)
-            for index, (i, j) in enumerate(self.offsets):
-                np.equal(winner, index, out=mask)
-                self._write(self._slice(dx, i, j), dy, mask)
-        else:
-            share = self._output_buffer(n, "share", self.dtype)
-            np.multiply(dy, 1.0 / len(self.offsets), out=share)
-            for i, j in self.offsets:
-                self._write(self._slice(dx, i, j), share)
-        return dx
-
-    @property
-    def tiling(self) -> bool:
-        """Whether windows tile the input (stride == size), up to the cropped remainder."""
-        return self.stride == self.size
-
-    def _tiled_backward(self, dy: np.ndarray, dx: np.ndarray) -> None:
-        """dx for tiling windows in one copy into the windows' view ``(n, oh, s, ow, s, c)`` of
-        dx: of the gradient shared out (avg), or of the stack ``(s * s, n, oh, ow, c)`` holding,
-        per offset, dy where that offset won (max). Writing the products contiguously and
-        copying them once is faster than a strided product per offset."""
-        n = dy.shape[0]
-        (out_h, out_w, c), s = self.output_shape, self.size
-        windows = split_view(dx[:, : out_h * s, : out_w * s], (n, out_h, s, out_w, s, c))
-        if self.mode == "avg":
-            share = self._output_buffer(n, "share", self.dtype)
-            np.multiply(dy, 1.0 / len(self.offsets), out=share)
-            np.copyto(windows, share[:, :, None, :, None, :])
-            return
-        stacked = (len(self.offsets), *dy.shape)
-        won = self._buffers.get(n, "won", lambda: np.empty(stacked, bool))
-        stack = self._buffers.get(n, "stack", lambda: np.empty(stacked, self.dtype))
-        np.equal(self._kept_winner[None], self._offset_indices, out=won)
-        np.multiply(dy[None], won, out=stack)
-        np.copyto(windows, stack.reshape(s, s, n, out_h, out_w, c).transpose(2, 3, 0, 4, 1, 5))
-
-    @property
-    def overlapping(self) -> bool:
-        """Whether windows share inputs (stride < size), so that backward adds."""
-        return self.stride < self.size
-
-    def _clear_uncovered(self, dx: np.ndarray) -> None:
-        """Zeroes what backward's slices will not overwrite: all of dx if windows overlap or
-        leave gaps, else only the cropped rows and columns past the last window."""
-        if self.stride != self.size:
-            dx.fill(0)
-            return
-        out_h, out_w, _ = self.output_shape
-        dx[:, out_h * self.size :] = 0
-        dx[:, :, out_w * self.size :] = 0
-
-    def _write(self, target: np.ndarray, value: np.ndarray, mask=None) -> None:
-        """``target = value * mask``, or ``+=`` where windows overlap."""
-        n = value.shape[0]
-        if not self.overlapping:
-            if mask is None:
-                np.copyto(target, value)
-            else:
-                np.multiply(value, mask, out=target)
-            return
-        if mask is not None:
-            value = np.multiply(value, mask, out=self._output_buffer(n, "masked", self.dtype))
-        np.add(target, value, out=target)

@@ -30,8 +30,9 @@ import numpy as np
 
 from nn.core import limits
 from nn.core.activations import ACTIVATIONS, Activation, get_activation
-from nn.core.conv import PADDINGS, Conv2DKernel, Pool2DKernel
+from nn.core.conv import PADDINGS, Conv2DKernel
 from nn.core.initializers import INITIALIZERS, default_init, initialize
+from nn.core.pooling import Pool2DKernel
 
 Shape = tuple[int, ...]
 
@@ -418,6 +419,11 @@ class _Pool(Layer):
 
 class MaxPool2D(_Pool):
     kind, mode = "maxpool", "max"
+
+    def forward_after_relu(self, x, keep):
+        """The pooling of ``max(x, 0)``, computed as ``max(pooled x, 0)`` in the pooling's own
+        pass; ``backward`` then includes ReLU's mask (``Sequential`` plans it)."""
+        return self.kernel.forward(x, keep=keep, relu=True)
 
 
 class AvgPool2D(_Pool):

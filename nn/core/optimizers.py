@@ -7,6 +7,8 @@ network's are, ``step(..., flat=(flat_params, flat_grads))`` updates everything 
 instead of a few short ones per parameter. The passes use ``nn.core.blas`` (one-pass ``axpy`` and
 ``axpby`` from NumPy's OpenBLAS, NumPy ufuncs where it is not available). ``state_dict`` and
 ``load_state_dict`` let training continue exactly where it stopped (and be saved with the model).
+Adam's NumPy passes over a long chunk are split across ``nn.core.threads`` (element-wise: the same
+values as one pass; OpenBLAS threads the ``axpy`` and ``axpby`` passes itself).
 """
 
 from __future__ import annotations
@@ -15,9 +17,11 @@ from typing import Any
 
 import numpy as np
 
-from nn.core import blas
+from nn.core import blas, threads
 
 CHUNK = 1 << 18  # elements per pass: long passes measured fastest (fewer calls, BLAS threads busy)
+ALIGN = 64
+"""Where ``nn.core.threads`` may cut a flat pass: whole cache lines and SIMD blocks per part."""
 
 
 def flat_like(arrays: list[np.ndarray], dtype=None) -> tuple[np.ndarray, list[np.ndarray]]:
@@ -220,11 +224,16 @@ class Adam(Optimizer):
         m, v = state
         lr_t, eps_t = coef
         blas.axpby(1.0 - self.beta1, g, self.beta1, m, tmp)
-        np.multiply(g, g, out=tmp)
+        threads.split(lambda i, j: np.multiply(g[i:j], g[i:j], out=tmp[i:j]), g.size, g.size, ALIGN)
         blas.axpby(1.0 - self.beta2, tmp, self.beta2, v, tmp)
-        np.sqrt(v, out=tmp)
-        tmp += eps_t
-        np.divide(m, tmp, out=tmp)
+
+        def step_sizes(i: int, j: int) -> None:  # m / (sqrt(v) + eps_t), three passes per part
+            part = tmp[i:j]
+            np.sqrt(v[i:j], out=part)
+            part += eps_t
+            np.divide(m[i:j], part, out=part)
+
+        threads.split(step_sizes, g.size, 3 * g.size, ALIGN)
         blas.axpy(-lr_t, tmp, p, tmp)
 
     def get_config(self):

@@ -5,10 +5,17 @@ fault names the layer by its position and type (:class:`StackError`: ``index`` f
 message from 1). The trained
 parameters are views of ONE flat parameter array and their gradients views of ONE flat gradient
 array, so an optimizer updates everything in a few long passes.
+
+A ReLU followed by max pooling runs as pooling then ReLU (``forward`` without ``record``): the two
+commute (ReLU keeps the order of values), so the pooled output is the same, and ReLU then touches a
+quarter of the values (for 2x2 windows); the pooling kernel applies it in the same pass and its
+winners carry ReLU's mask, so backward makes no separate ReLU pass either (the gradients are the
+same too: see ``nn.core.pooling.Pool2DKernel.forward``).
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -21,6 +28,8 @@ from nn.core.layers import (
     Dropout,
     Flatten,
     Layer,
+    MaxPool2D,
+    ReLU,
     Shape,
     make_layer,
 )
@@ -60,6 +69,12 @@ class Sequential:
             self.layers.append(layer)
         self.output_shape = shape
         self._plan_in_place()
+        self.relu_before_pool = [
+            i
+            for i, (layer, after) in enumerate(itertools.pairwise(self.layers))
+            if type(layer) is ReLU and isinstance(after, MaxPool2D)
+        ]
+        self._deferred: frozenset[int] = frozenset()
         self.trained = [i for i, layer in enumerate(self.layers) if layer.param_names]
         self.n_parameters = int(sum(layer.n_parameters for layer in self.layers))
         self.flat_params: np.ndarray | None = None
@@ -194,8 +209,15 @@ class Sequential:
         """The output of the stack for a float batch ``x``; ``record`` (a list) receives every
         layer's output."""
         a = x.reshape(x.shape[0], *self.input_shape)
-        for layer in self.layers:
-            a = layer.forward(a, training, keep, rng)
+        deferred = frozenset(self.relu_before_pool if record is None else ())
+        self._deferred = deferred
+        for i, layer in enumerate(self.layers):
+            if i in deferred:
+                continue  # the pooling that follows applies it
+            if i - 1 in deferred:
+                a = layer.forward_after_relu(a, keep)
+            else:
+                a = layer.forward(a, training, keep, rng)
             if record is not None:
                 record.append(a.copy())
         return a
@@ -206,7 +228,8 @@ class Sequential:
         are skipped)."""
         first = 0 if need_dx else (self.trained[0] if self.trained else len(self.layers))
         for i in range(len(self.layers) - 1, first - 1, -1):
-            dy = self.layers[i].backward(dy, need_dx=need_dx or i > first)
+            if i not in self._deferred:  # a deferred ReLU's mask is in its pooling's winners
+                dy = self.layers[i].backward(dy, need_dx=need_dx or i > first)
         return dy if need_dx else None
 
 

@@ -1,0 +1,97 @@
+"""Large element-wise passes split across the cores BLAS may use.
+
+The matrix products run on OpenBLAS's threads; everything between them (im2col and col2im copies,
+pooling, ReLU, the optimizer's passes) is NumPy ufuncs and copies, which release the GIL. A pass
+over a batch split into contiguous parts, one per thread, runs them side by side: ``split(task,
+length, elements)`` calls ``task(start, stop)`` for parts of ``range(length)`` (batch rows, or
+positions in a flat array), the calling thread doing the first part and a small pool the others.
+
+How many parts: OpenBLAS's current thread count (``nn.core.blas.get_threads``), so whatever
+limits BLAS limits this too: ``OPENBLAS_NUM_THREADS``, a job's ``NN_JOB_BLAS_THREADS``, the job
+governor's ``set_threads`` on a busy machine, ``blas.limit_threads(1)`` around a page's small
+work. One part, run in the calling thread with no pool at all, when that count is 1 (or cannot be
+read), when the pass touches fewer than ``MIN_ELEMENTS`` values (threads would cost more than
+they save), inside another split's task (no nesting) or for a length of 1.
+
+Every task writes only its own part's rows or positions, so the result is bit-for-bit the one of
+a single call wherever a value does not depend on how the range is cut; callers state where it
+does (a part boundary moved inside a reduction would change the order of its additions).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+from nn.core import blas
+
+MIN_ELEMENTS = 1 << 17
+"""Values a pass must touch before it is split: measured here, a ReLU over 2**17 float32 values
+takes ~50 us on one core, about five times a part's hand-off to a pool thread and back."""
+
+_local = threading.local()
+_lock = threading.Lock()
+_pool: ThreadPoolExecutor | None = None
+_pool_size = 0
+_pool_pid = 0
+
+
+def count() -> int:
+    """Parts a large pass is split into now: OpenBLAS's thread count, 1 when it is unknown."""
+    return max(1, blas.get_threads() or 1)
+
+
+def _executor(workers: int) -> ThreadPoolExecutor:
+    """The pool, made again when it is too small or this is a forked child (whose copy of the
+    parent's pool has no threads)."""
+    global _pool, _pool_size, _pool_pid
+    with _lock:
+        if _pool is None or _pool_size < workers or _pool_pid != os.getpid():
+            _pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="nn-split")
+            _pool_size, _pool_pid = workers, os.getpid()
+        return _pool
+
+
+def _run_inside(task: Callable[[int, int], None], start: int, stop: int) -> None:
+    _local.inside = True
+    try:
+        task(start, stop)
+    finally:
+        _local.inside = False
+
+
+def _bounds(length: int, parts: int, align: int = 1) -> list[tuple[int, int]]:
+    """``parts`` contiguous ``(start, stop)`` ranges covering ``range(length)`` as evenly as
+    possible with every inner boundary a multiple of ``align``; empty ranges are left out."""
+    cuts = [0]
+    for i in range(1, parts):
+        cut = (length * i // parts) // align * align
+        cuts.append(max(cut, cuts[-1]))
+    cuts.append(length)
+    return [(a, b) for a, b in zip(cuts[:-1], cuts[1:], strict=True) if b > a]
+
+
+def split(task: Callable[[int, int], None], length: int, elements: int, align: int = 1) -> None:
+    """``task(start, stop)`` over parts of ``range(length)``, in parallel when worth it.
+
+    ``elements`` is how many values the whole pass touches (the threshold's measure); ``align``
+    makes every inner boundary a multiple of it (for flat arrays: whole SIMD blocks and cache
+    lines per part). An exception in any part is raised here, after every part has finished.
+    """
+    worth_it = elements >= MIN_ELEMENTS and not getattr(_local, "inside", False)
+    parts = min(count(), length) if worth_it else 1
+    ranges = _bounds(length, parts, align) if parts > 1 else [(0, length)]
+    if len(ranges) == 1:
+        task(0, length)
+        return
+    pool = _executor(len(ranges) - 1)
+    futures = [pool.submit(_run_inside, task, a, b) for a, b in ranges[1:]]
+    try:
+        _run_inside(task, *ranges[0])
+    finally:
+        errors = [f.exception() for f in futures]
+    for error in errors:
+        if error is not None:
+            raise error
