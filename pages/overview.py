@@ -115,6 +115,10 @@ GUIDE = {
     "draw": draw_text,
     "inside": "What every layer does over the epochs: weights, activations, gradients, live "
     "while a model trains.",
+    "maths": "The arithmetic of one unit on one example, forward and backward, and a "
+    "gradient checked by hand.",
+    "map": "Each layer's outputs for test images laid out in 2-D: watch the classes separate "
+    "layer by layer.",
     "predictions": f"Browse the {info.n_test:,} test images: right ones in green, mistakes in "
     "red; click one for its probabilities.",
     "evaluate": f"Accuracy, per-{noun} scores, the confusion matrix, the training curves.",
