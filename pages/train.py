@@ -152,7 +152,6 @@ def _start(continue_model=None, epochs: int | None = None) -> None:
         form=cfg,
     )
     st.session_state["train_job_shown"] = new.id
-    st.session_state["train_saved"] = None
     # the Save box's name, set before its text box is drawn for this training
     st.session_state["save_suggestion"] = (new.id, _save_name(run_name))
 
@@ -181,7 +180,6 @@ def _save() -> None:
         st.session_state["save_feedback"] = ("error", f"Could not save: {exc}")
         return
     state.set_active_model(name)
-    st.session_state["train_saved"] = name
     st.session_state["save_feedback"] = (
         "success",
         f"Saved as **{path.name}**; it is now the active model.",

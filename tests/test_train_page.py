@@ -8,6 +8,7 @@ import json
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from conftest import APP
 from nn.io.model_files import load_model
 from ui.session_jobs import SessionJob
 
@@ -145,6 +146,10 @@ def test_short_training_then_save(env, open_train, texts, started_jobs):
     assert meta["notes"].startswith("dashboard: standard split (seed")
     assert meta["dataset"]["name"] == "mnist" and meta["inside"]["epochs"] == [1, 2]
     assert at.session_state["active_model_name"] == "tiny_net"
+    # a reload (a new session's first run draws the sidebar): the training is the person's
+    again = AppTest.from_file(APP, default_timeout=60)
+    again.run()
+    assert "saved as **tiny_net**" in texts(again.sidebar.success)
     mtime = path.stat().st_mtime_ns
     # the same name again: refused until "overwrite" is ticked
     at.button(key="save_model").click().run()

@@ -84,6 +84,7 @@ class SessionJob:
         self.config: dict[str, Any] = {}
         self.result: Any = None
         self.stop_note: str | None = None  # why the board stopped it, shown with the outcome
+        self.saved_as: str | None = None  # the model name a training was saved under
         self.polled_at = time.time()
         self._inbox: collections.deque[dict[str, Any]] = collections.deque()
         self._lock = threading.RLock()
@@ -438,6 +439,7 @@ def save_training(job: SessionJob, path: str | os.PathLike, name: str) -> Path:
         SaveRecord.from_dict(snap.get("save_record") or {}), inside=snap.get("inside")
     )
     path = save_named(job.result, path, name, record)
+    job.saved_as = name
     run_id = snap.get("run_id")
     if not run_id:
         return path

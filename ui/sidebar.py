@@ -96,7 +96,7 @@ def _status_body(polling: bool) -> None:
         )
     else:
         status = snap.get("status")
-        saved = st.session_state.get("train_saved")  # the name Save gave it (pages/train.py)
+        saved = job.saved_as  # the name Save gave it, in whichever tab
         if status in ("finished", "stopped") and saved:
             st.success(f"Training {status}, saved as **{saved}**.", icon=":material/check_circle:")
         elif status in ("finished", "stopped"):
