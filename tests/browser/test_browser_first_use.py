@@ -50,7 +50,11 @@ def _set_epochs(page, epochs: int) -> None:
 
 
 def _train_until_finished(page) -> None:
-    page.locator(".st-key-start_training button").click()
+    """Start, and wait until this training has finished (the page may show an earlier training
+    of the same person, finished, until the click's rerun)."""
+    start = page.locator(".st-key-start_training button")
+    start.click()
+    wait_until(start.is_disabled, 30, "the training to start")
     wait_until(lambda: _progress_text(page).startswith("Finished"), 60, "the training to end")
     settle(page)
 
