@@ -10,6 +10,8 @@ from streamlit.testing.v1 import AppTest
 
 from conftest import APP
 from nn.io.model_files import load_model
+from nn.services.presets import PRESETS
+from nn.services.runs import RunStore
 from ui.session_jobs import SessionJob
 
 PAGE = "pages/train.py"
@@ -131,11 +133,18 @@ def test_short_training_then_save(env, open_train, texts, started_jobs):
     names = {trace["name"] for trace in json.loads(chart.proto.spec)["data"]}
     assert {"train loss", "batch loss"} <= names
     assert "images/s" in texts(at.caption) and "validation accuracy" in texts(at.caption)
+    # the form is no preset now: none is highlighted, and the run and the name it suggests say
+    # what it trained (not "fast")
+    assert all(at.button(key=f"preset_{name}").proto.type != "primary" for name in PRESETS)
+    (run,) = RunStore().list_runs()
+    assert run.name == "dense 16 on mnist"
+    assert at.text_input(key="save_name").value == "dense-16-mnist"
     at.text_input(key="save_name").set_value("tiny net").run()
     at.button(key="save_model").click().run()
     assert not at.exception
     path = env / "tiny_net.npz"
     assert path.is_file()
+    assert RunStore().get_run(run.id).name == "tiny_net"  # the run takes the model's name
     model = load_model(path)
     assert model.layer_sizes_ == [784, 16, 10] and model.n_iter_ == 2
     assert 0 < model.metadata_["metrics"]["test_accuracy"] <= 1
