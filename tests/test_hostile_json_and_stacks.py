@@ -244,7 +244,7 @@ def test_tune_refuses_out_of_bound_numbers_before_loading_data(no_search, flags,
 
 
 # ------------------------------------------------------------------ 13: the Tune page's widths
-@pytest.mark.parametrize("text", ["-5", "5--5", "1_0", "٥", "128 | -64"])
+@pytest.mark.parametrize("text", ["-5", "5--5", "1_0", "٥", "128 | -64", "[[[5]]]"])
 def test_the_tune_pages_widths_refuse_what_is_not_a_positive_width(text):
     import ui.tune as tn
 

@@ -109,7 +109,9 @@ def parse_layers(text: str) -> list[list[int]]:
     """``"64 | 128 | 256,128"`` -> ``[[64], [128], [256, 128]]`` (``ValueError`` if malformed)."""
     choices = []
     for part in str(text).split("|"):
-        part = part.strip().strip("[]").strip()
+        part = part.strip()
+        if part.startswith("[") and part.endswith("]"):  # one pair: [256, 128]
+            part = part[1:-1].strip()
         if not part:
             continue
         if not _WIDTHS.fullmatch(part):
