@@ -158,7 +158,7 @@ def _worst_images(results: dict[str, Robustness], y_true: np.ndarray) -> None:
         for i, p, q in zip(worst.indices, worst.predicted, worst.true_probability, strict=True)
     ]
     st.image(
-        labelled_grid(worst.images, tiles, ncols=6, scale=2, border=2, font_size=11),
+        labelled_grid(worst.images, tiles, ncols=6, scale=3, border=2, font_size=12),
         width="content",
         output_format="PNG",
     )
