@@ -31,7 +31,7 @@ from nn.core.limits import MAX_SEED
 from nn.core.network import NeuralNetwork
 from nn.core.params import PARAMS, Param, json_params
 from nn.services.control import JobControl
-from nn.services.settings import for_images
+from nn.services.settings import augment_overrides, for_images
 from nn.services.training import (
     TrainingJob,
     TrainingOutcome,
@@ -121,14 +121,6 @@ def _add_model_flags(parser: argparse.ArgumentParser) -> None:
     for param in PARAMS.values():
         if param.flag:
             group.add_argument(param.option, *param.aliases, **_flag_arguments(param))
-
-
-_AUGMENT_OFF = {"shift": 0.0, "rotation": 0.0, "scale": 0.0, "elastic_alpha": 0.0}
-
-
-def _augment_defaults() -> dict[str, float]:
-    """The Augmenter's defaults, spelled out: ``NeuralNetwork(augment={})`` augments nothing."""
-    return {name: float(s.default) for name, s in augment.SETTINGS.items()}
 
 
 def _add_augment_flags(parser: argparse.ArgumentParser) -> None:
@@ -224,19 +216,9 @@ def _model_overrides(args: argparse.Namespace, base_augment: dict | None) -> dic
             out[name] = value[0]
     aug = _overrides(args, "augment__")
     on = aug.pop("on", None)
-    if on is False:
-        if aug:
-            raise UsageError("--no-augment cannot be combined with --augment-* settings")
-        out["augment"] = None
-    elif on or aug:
-        base = (
-            dict(base_augment)
-            if base_augment
-            else (_augment_defaults() if on else dict(_AUGMENT_OFF))
-        )
-        base.update(aug)
-        out["augment"] = base
-    return out
+    if on is False and aug:
+        raise UsageError("--no-augment cannot be combined with --augment-* settings")
+    return {**out, **augment_overrides(on, aug, base_augment)}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -1,6 +1,8 @@
 """From what a person sets to ``NeuralNetwork`` keyword arguments, in one place: the Train form's
 values (``form_values`` and back, ``model_kwargs`` and ``data_kwargs``; their checks are
-``nn.services.form_checks``), and the fitting of settings to a data set's images
+``nn.services.form_checks``), the command line's augmentation flags (``augment_overrides``; a
+preset with the other flags is ``nn.services.presets.resolve_config``), and the fitting of
+settings to a data set's images
 (``for_images``: augmentation is made for 28x28 greyscale digits and only applies to them; a
 convolution stack's input shape comes from the images). The hyperparameters themselves are
 ``nn.core.params.PARAMS``; the Augmenter's settings ``nn.core.augment.SETTINGS``.
@@ -70,6 +72,26 @@ def for_images(
     if model.get("input_shape") is None:
         model["input_shape"] = list(shape)
     return model, notes
+
+
+def augment_overrides(
+    switch: bool | None, given: Mapping[str, float], base: Mapping[str, Any] | None
+) -> dict[str, Any]:
+    """The ``augment`` a person's augmentation choices make of a preset's ``base``: ``switch``
+    False turns it off, True starts from the Augmenter's defaults when the preset has none
+    (``augment={}`` would augment nothing); ``given`` settings change one transform each, the
+    others kept (off without a base or the switch). ``{}`` when nothing was chosen."""
+    if switch is False:
+        return {"augment": None}
+    if not (switch or given):
+        return {}
+    if base:
+        start = dict(base)
+    elif switch:
+        start = {name: float(s.default) for name, s in AUGMENT_SETTINGS.items()}
+    else:
+        start = {name: 0.0 for name in ("shift", "rotation", "scale", "elastic_alpha")}
+    return {"augment": {**start, **given}}
 
 
 # ------------------------------------------------------------------------------ form values
