@@ -141,11 +141,12 @@ class Trace:
             self.input_grads[i] = dy.copy()
         self.param_grads = [[g.copy() for g in layer.grads] for layer in self.layers]
 
-    def loss_from(self, start: int, a: np.ndarray) -> float:
-        """The example's loss when layer ``start`` receives ``a`` (the later layers' forward)."""
+    def losses_from(self, start: int, a: np.ndarray) -> list[float]:
+        """The example's loss for each row of ``a`` given to layer ``start`` (the later layers'
+        forward, all rows in one batch: prediction mode treats every row on its own)."""
         for layer in self.layers[start:]:
             a = layer.forward(a, False, False, None)
-        return _cross_entropy(a[0], self.label)
+        return [_cross_entropy(row, self.label) for row in a.reshape(a.shape[0], -1)]
 
     # ------------------------------------------------------------------ choosing a unit
     def describe_layers(self) -> list[dict[str, Any]]:
@@ -331,12 +332,12 @@ class Trace:
             targets, backprop = self._pool_targets(ref)
         else:
             targets, backprop = self._weight_targets(ref)
-        order = np.argsort(-np.abs(backprop), kind="stable")[:sample]
-        rows = []
-        for i in sorted(int(j) for j in order):
-            array, flat_index = targets[i]
-            numeric = self._central_difference(ref.layer, array, flat_index)
-            rows.append({"index": i, "backprop": float(backprop[i]), "numeric": numeric})
+        chosen = sorted(int(j) for j in np.argsort(-np.abs(backprop), kind="stable")[:sample])
+        numeric = self._central_differences(ref.layer, [targets[i] for i in chosen])
+        rows = [
+            {"index": i, "backprop": float(backprop[i]), "numeric": n}
+            for i, n in zip(chosen, numeric, strict=True)
+        ]
         errors = [relative_error(r["backprop"], r["numeric"]) for r in rows]
         return {
             "numeric_grad": rows,
@@ -363,25 +364,32 @@ class Trace:
         cells = np.ravel(cells)
         return [(None, int(j)) for j in cells], self.input_grads[ref.layer].reshape(-1)[cells]
 
-    def _central_difference(self, layer: int, array: np.ndarray | None, flat_index: int) -> float:
-        """dL/d(one value) by central differences: a parameter of ``layer`` (``array``) or,
-        with ``array`` None, one value of the layer's input."""
-        values = array.reshape(-1) if array is not None else None
-        a = self.inputs[layer]
-        losses = []
-        for sign in (1.0, -1.0):
-            if values is not None:
+    def _central_differences(self, layer: int, targets: list) -> list[float]:
+        """dL/d(value) by central differences for each ``(array, flat index)`` of ``targets``: a
+        parameter of ``layer``, or (``array`` None) one value of the layer's input. Every moved
+        value gives the input of the layers after it, and all of those go forward as one batch."""
+        h = CHECK_STEP
+        moved = []
+        for array, flat_index in targets:
+            for sign in (1.0, -1.0):
+                if array is None:
+                    a = self.inputs[layer].copy()
+                    a.reshape(-1)[flat_index] += sign * h
+                    moved.append(a)
+                    continue
+                values = array.reshape(-1)
                 kept = values[flat_index]
-                values[flat_index] = kept + sign * CHECK_STEP
+                values[flat_index] = kept + sign * h
                 try:
-                    losses.append(self.loss_from(layer, a.copy()))
+                    out = self.layers[layer].forward(self.inputs[layer], False, False, None)
+                    moved.append(out.copy())
                 finally:
                     values[flat_index] = kept
-            else:
-                moved = a.copy()
-                moved.reshape(-1)[flat_index] += sign * CHECK_STEP
-                losses.append(self.loss_from(layer, moved))
-        return (losses[0] - losses[1]) / (2 * CHECK_STEP)
+        if not moved:
+            return []
+        start = layer if targets[0][0] is None else layer + 1
+        losses = self.losses_from(start, np.concatenate(moved))
+        return [(losses[2 * i] - losses[2 * i + 1]) / (2 * h) for i in range(len(targets))]
 
     # ------------------------------------------------------------------ softmax and a step
     def softmax_table(self, temperature: float = 1.0) -> dict[str, Any]:
