@@ -154,11 +154,6 @@ WORKER_ENTRY_POINTS: set[tuple[str, str]] = set()
 """``(file, function)`` of a worker process's entry point, whose imports may sit inside it."""
 
 LOCAL_IMPORTS_FOR_NOW = {
-    "nn/cli/data.py",
-    "nn/cli/export.py",
-    "nn/cli/mine.py",
-    "nn/cli/predict.py",
-    "nn/cli/train.py",
     "nn/io/export.py",
     "nn/services/finetune.py",
     "nn/services/jobs/runner.py",

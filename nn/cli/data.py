@@ -15,6 +15,16 @@ from nn.cli.common import (
     print_json,
     text_table,
 )
+from nn.data.registry import (
+    SetExistsError,
+    add_set,
+    clean_leftovers,
+    data_dir,
+    list_sets,
+    parse_class_names,
+    parse_image_shape,
+    remove_set,
+)
 
 HELP = "add, list and remove data sets (any image classification set)"
 DESCRIPTION = (
@@ -78,8 +88,6 @@ def _row(info) -> dict:
 
 
 def _add(args: argparse.Namespace, out: Out) -> int:
-    from nn.data.registry import SetExistsError, add_set, parse_class_names, parse_image_shape
-
     if len(args.path) > 2:
         raise UsageError(
             f"give one data file or folder, or an images file and a labels file; "
@@ -113,15 +121,11 @@ def _add(args: argparse.Namespace, out: Out) -> int:
 
 
 def _report_leftovers(out: Out) -> None:
-    from nn.data.registry import clean_leftovers
-
     for path, size in clean_leftovers():
         out(f"removed {path} ({fmt_bytes(size)}), left by an add or a removal that was interrupted")
 
 
 def _list(args: argparse.Namespace, out: Out) -> int:
-    from nn.data.registry import data_dir, list_sets
-
     _report_leftovers(out)
     errors: list[str] = []
     sets = list_sets(errors=errors)
@@ -146,8 +150,6 @@ def _list(args: argparse.Namespace, out: Out) -> int:
 
 
 def _remove(args: argparse.Namespace, out: Out) -> int:
-    from nn.data.registry import remove_set
-
     path = remove_set(args.name)
     out(f"removed {path.name} ({path})")
     if args.json:

@@ -17,6 +17,8 @@ from nn.cli.common import (
     print_json,
     resolve_model_path,
 )
+from nn.io.export import EXPORT_FORMATS, FORMAT_SUFFIXES, MissingExportExtraError, export_model
+from nn.io.model_files import load_model, read_metadata
 from nn.io.numpy_export import module_name
 
 HELP = "export a saved model as ONNX, an offline HTML digit reader or a NumPy program"
@@ -30,8 +32,6 @@ DESCRIPTION = (
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from nn.io.export import EXPORT_FORMATS
-
     parser.add_argument("model", metavar="MODEL", help="model file or saved model name")
     parser.add_argument(
         "--format", required=True, choices=EXPORT_FORMATS, help="onnx, html or numpy (required)"
@@ -53,8 +53,6 @@ def _target(args: argparse.Namespace, model_path: Path) -> Path:
     """The file to write: a new (or, with --overwrite, an existing regular) file whose extension
     is the format's, in an existing folder; a device, a pipe, a folder or a model file is
     never replaced."""
-    from nn.io.export import FORMAT_SUFFIXES
-
     suffixes = FORMAT_SUFFIXES.get(args.format, (f".{args.format}",))
     if args.output is None:
         stem = module_name(model_path.stem) if args.format == "numpy" else model_path.stem
@@ -79,8 +77,6 @@ def _target(args: argparse.Namespace, model_path: Path) -> Path:
 def _check_replaceable(target: Path, given: str, overwrite: bool) -> None:
     """A file the export may write: new, or (with --overwrite) a regular file that is not a
     saved model (the NumPy program's weights are an .npz, as a model is)."""
-    from nn.io.model_files import read_metadata
-
     if not (target.exists() or target.is_symlink()):
         return
     if not target.is_file() or target.is_symlink():
@@ -102,9 +98,6 @@ def _check_replaceable(target: Path, given: str, overwrite: bool) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from nn.io.export import MissingExportExtraError, export_model
-    from nn.io.model_files import load_model
-
     out = Out(args)
     path = resolve_model_path(args.model, args.models_dir)
     target = _target(args, path)

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from nn.cli.common import EXIT_OK, Out, UsageError, print_json, text_table
+from nn.services.mine import MineStore
 
 HELP = "the digits you drew and kept (list, export to .npz, import)"
 DESCRIPTION = (
@@ -39,8 +40,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _store(args: argparse.Namespace):
-    from nn.services.mine import MineStore
-
     return MineStore(args.db) if args.db else MineStore()
 
 

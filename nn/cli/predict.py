@@ -17,6 +17,8 @@ from nn.cli.common import (
     resolve_model_path,
     text_table,
 )
+from nn.data.preprocess import load_image_file
+from nn.io.model_files import load_model
 
 HELP = "classify images of handwritten digits"
 
@@ -41,9 +43,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import numpy as np
-
-    from nn.data.preprocess import load_image_file
-    from nn.io.model_files import load_model
 
     if args.top < 1:
         raise UsageError(f"--top {args.top}: use 1 or more")

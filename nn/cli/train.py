@@ -30,7 +30,11 @@ from nn.core.layer_spec import compact, parse_layers, parse_shape
 from nn.core.limits import MAX_SEED
 from nn.core.network import NeuralNetwork
 from nn.core.params import PARAMS, Param, json_params
+from nn.data.splits import SPLITS
+from nn.io.model_files import SUPPORTED_FORMATS
+from nn.io.models_folder import check_writable_folder, model_path, sanitize_model_name
 from nn.services.control import JobControl
+from nn.services.presets import DEFAULT_PRESET, PRESETS, fitting_presets, get_preset, resolve_config
 from nn.services.settings import augment_overrides, for_images
 from nn.services.training import (
     TrainingJob,
@@ -150,8 +154,6 @@ def _add_augment_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_data_flags(parser: argparse.ArgumentParser) -> None:
-    from nn.data.splits import SPLITS
-
     group = parser.add_argument_group("data")
     group.add_argument(
         "--data",
@@ -222,8 +224,6 @@ def _model_overrides(args: argparse.Namespace, base_augment: dict | None) -> dic
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from nn.services.presets import DEFAULT_PRESET, PRESETS
-
     parser.add_argument(
         "--preset",
         default=DEFAULT_PRESET,
@@ -254,8 +254,6 @@ def _save_target(args: argparse.Namespace, default_name: str) -> tuple[Path | No
     """Where the model is saved (None with --no-save) and the model's name."""
     if args.name is not None and not args.name.strip():
         raise UsageError("--name is empty: give the model a name, or leave --name out")
-    from nn.io.model_files import SUPPORTED_FORMATS
-    from nn.io.models_folder import model_path, sanitize_model_name
 
     if args.no_save:
         if args.out:
@@ -287,8 +285,6 @@ def _save_target(args: argparse.Namespace, default_name: str) -> tuple[Path | No
 def _writable(folder: Path, flag: str) -> Path:
     """``folder``, created if missing, after a test file was written and removed there: an
     unusable folder is found before the training, not after it."""
-    from nn.io.models_folder import check_writable_folder
-
     try:
         return check_writable_folder(folder)
     except OSError as exc:
@@ -302,8 +298,6 @@ def _fit_to_set(preset: Any, overrides: dict[str, Any], model_kwargs: dict, info
     augmentation (not one asked for by a flag) is switched off for images other than 28x28
     greyscale, with a note; a network that cannot take the set's images or classes is refused,
     naming the presets that fit. Returns the notes; ``model_kwargs`` is changed in place."""
-    from nn.services.presets import fitting_presets
-
     notes: list[str] = []
     if "augment" not in overrides:  # augmentation asked for by a flag is refused by the job
         fitted, notes = for_images(model_kwargs, info.image_shape, info.name)
@@ -333,8 +327,6 @@ def _fit_to_set(preset: Any, overrides: dict[str, Any], model_kwargs: dict, info
 def train_plan(args: argparse.Namespace, notes: list[str] | None = None) -> TrainingJob:
     """The training job of these flags, validated before any data is loaded. Notes on how the
     preset was fitted to the data set (``_fit_to_set``) are appended to ``notes``."""
-    from nn.services.presets import get_preset, resolve_config
-
     preset = get_preset(args.preset)
     overrides = _model_overrides(args, preset.model.get("augment"))
     model_kwargs, data_kwargs = resolve_config(preset, overrides, _overrides(args, "data__"))
