@@ -43,9 +43,28 @@ def _frame_traces(
                     "opacity": 0.8,
                 },
                 hovertemplate=f"true {name}<extra></extra>",
+                legendgroup=str(name),
+                showlegend=False,
             )
         )
     return traces
+
+
+def _legend(names: Sequence[str]) -> list[go.Scatter]:
+    """One legend entry per class, a dot whatever the first point's mark (traces of no point,
+    after the ones the frames animate)."""
+    colors = class_colors(len(names))
+    return [
+        go.Scatter(
+            x=[None],
+            y=[None],
+            mode="markers",
+            name=str(name),
+            legendgroup=str(name),
+            marker={"color": colors[k], "size": 8},
+        )
+        for k, name in enumerate(names)
+    ]
 
 
 def live_map_figure(record: dict, names: Sequence[str] | None = None, *, height: int = 560):
@@ -61,7 +80,7 @@ def live_map_figure(record: dict, names: Sequence[str] | None = None, *, height:
     pad = (high - low) * 0.05 + 1e-6
     last = len(epochs) - 1
     fig = go.Figure(
-        data=_frame_traces(points[last], predicted[last], labels, names),
+        data=_frame_traces(points[last], predicted[last], labels, names) + _legend(names),
         frames=[
             go.Frame(
                 data=_frame_traces(points[e], predicted[e], labels, names), name=f"epoch {ep:g}"
