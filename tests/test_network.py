@@ -5,7 +5,7 @@ import pytest
 
 from nn import NeuralNetwork, ParameterError
 from nn.core.activations import ACTIVATIONS, get_activation
-from nn.core.config import configure, estimate_memory
+from nn.core.config import configure, memory, stack_for
 from nn.core.inputs import NotFittedError
 from nn.core.limits import MAX_SEED
 from nn.core.losses import softmax, softmax_cross_entropy
@@ -334,17 +334,17 @@ def test_random_state_is_bounded(seed):
 
 def test_too_many_parameters_refused_before_allocating():
     with pytest.raises(ParameterError, match="10,079,600,010 parameters; the limit is") as err:
-        estimate_memory({"hidden_layers": [100_000, 100_000]}, 784, 10)
+        _memory({"hidden_layers": [100_000, 100_000]}, 784, 10)
     assert err.value.param == "hidden_layers"
     model = NeuralNetwork(hidden_layers=[1_000_000_000])
     with pytest.raises(ParameterError, match="795,000,000,010 parameters") as err:
-        estimate_memory(model.get_params(), 784, 10)
+        _memory(model.get_params(), 784, 10)
     assert err.value.param == "hidden_layers"
 
 
 def test_estimate_memory_counts_parameters_state_and_buffers():
     model = NeuralNetwork(hidden_layers=[256, 128], batch_size=128, optimizer="adam")
-    est = estimate_memory(model.get_params(), 784, 10)
+    est = _memory(model.get_params(), 784, 10)
     n = 784 * 256 + 256 + 256 * 128 + 128 + 128 * 10 + 10
     assert est["n_parameters"] == n
     assert est["parameters"] == est["gradients"] == 4 * n
@@ -352,9 +352,9 @@ def test_estimate_memory_counts_parameters_state_and_buffers():
     assert est["buffers"] > 4 * 128 * (784 + 256 + 128 + 10)
     parts = ("parameters", "gradients", "optimizer", "snapshots", "buffers")
     assert est["total"] == sum(est[k] for k in parts)
-    sgd = estimate_memory({"hidden_layers": [256, 128], "optimizer": "sgd"}, 784, 10)
+    sgd = _memory({"hidden_layers": [256, 128], "optimizer": "sgd"}, 784, 10)
     assert sgd["optimizer"] < est["optimizer"]
-    wide = estimate_memory({"hidden_layers": [256, 128], "dtype": "float64"}, 784, 10)
+    wide = _memory({"hidden_layers": [256, 128], "dtype": "float64"}, 784, 10)
     assert wide["parameters"] == 2 * est["parameters"]
 
 
@@ -479,3 +479,8 @@ def test_warm_start_after_unpickling_into_read_only_buffers(optimizer):
         assert got.keys() == want.keys()
         for key in want:
             np.testing.assert_array_equal(got[key], want[key])
+
+
+def _memory(values, n_features, n_classes):
+    """The memory training these settings would need (nothing allocated)."""
+    return memory(*stack_for(values, n_features, n_classes))

@@ -70,7 +70,7 @@ def _argument(parse: Callable[[str], Any]) -> Callable[[str], Any]:
     return convert
 
 
-# how a flag reads each kind of hyperparameter (nn.core.params.KINDS), and its metavar
+# how a flag reads each kind of hyperparameter (nn.core.params.Param.kind), and its metavar
 _READERS: dict[str, tuple[Callable[[str], Any], str]] = {
     "float": (float, "X"),
     "int": (int, "N"),

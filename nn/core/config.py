@@ -264,7 +264,7 @@ def layer_rows(specs: list[Any], input_shape: tuple[int, ...]) -> list[LayerRow]
     return rows
 
 
-def layer_label(index: int, n_prefix: int, n_layers: int) -> str:
+def _layer_label(index: int, n_prefix: int, n_layers: int) -> str:
     """How a person reads layer ``index`` of a built stack of ``n_layers`` whose first
     ``n_prefix`` come from ``input_dropout``: "input", "1", "2", ... (the person's own layers,
     from 1, as the stack's messages number them), "output"."""
@@ -289,13 +289,13 @@ def describe_stack(
     values: Mapping[str, Any], n_features_or_input_shape: Any, n_classes: int
 ) -> list[dict[str, Any]]:
     """Every layer these settings build for this input, the output layer included: ``index``
-    (from 0), ``label`` (``layer_label``), ``type``, ``spec`` (its dict), ``output_shape`` and
-    ``parameters``; nothing allocated."""
+    (from 0), ``label`` (how a person reads it: "input", "1", ..., "output"), ``type``,
+    ``spec`` (its dict), ``output_shape`` and ``parameters``; nothing allocated."""
     net, config = stack_for(values, n_features_or_input_shape, n_classes)
     return [
         {
             "index": i,
-            "label": layer_label(i, config.n_prefix, len(net.layers)),
+            "label": _layer_label(i, config.n_prefix, len(net.layers)),
             "type": layer.kind,
             "spec": layer.spec(),
             "output_shape": list(layer.output_shape),
@@ -330,7 +330,7 @@ def check_same_network(config: Config, stack_input: tuple[int, ...], fitted: Seq
     )
 
 
-def format_bytes(n: float) -> str:
+def _format_bytes(n: float) -> str:
     """``n`` bytes as MB or GB (powers of 1024), for messages."""
     if n >= 1024**3:
         return f"{n / 1024**3:.1f} GB"
@@ -343,13 +343,6 @@ def eval_chunk(net: Sequential, batch_size: int) -> int:
     per_row = net.buffer_bytes(1, keep=False) + math.prod(net.input_shape) * net.dtype.itemsize
     fits = max(EVAL_BUFFER_BYTES // max(per_row, 1), 1)
     return int(min(EVAL_CHUNK, max(fits, min(int(batch_size), EVAL_CHUNK))))
-
-
-def estimate_memory(
-    values: Mapping[str, Any], n_features_or_input_shape: Any, n_classes: int
-) -> dict[str, int]:
-    """``memory`` of the stack these settings build for this input (nothing allocated)."""
-    return memory(*stack_for(values, n_features_or_input_shape, n_classes))
 
 
 def memory(net: Sequential, config: Config) -> dict[str, int]:
@@ -387,13 +380,13 @@ def check_memory(net: Sequential, config: Config) -> dict[str, int]:
     need = memory(net, config)
     if need["total"] > limits.MAX_TRAINING_BYTES:
         parts = ", ".join(
-            f"{k} {format_bytes(v)}" for k, v in need.items() if k not in ("total", "n_parameters")
+            f"{k} {_format_bytes(v)}" for k, v in need.items() if k not in ("total", "n_parameters")
         )
         raise ParameterError(
             config.stack_param,
             f"{config.stack_param}: training this network needs about "
-            f"{format_bytes(need['total'])} ({parts}); the limit is "
-            f"{format_bytes(limits.MAX_TRAINING_BYTES)} (NN_MAX_TRAINING_BYTES). Use fewer "
+            f"{_format_bytes(need['total'])} ({parts}); the limit is "
+            f"{_format_bytes(limits.MAX_TRAINING_BYTES)} (NN_MAX_TRAINING_BYTES). Use fewer "
             f"or smaller layers, or a smaller batch_size.",
         )
     return need

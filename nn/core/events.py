@@ -1,5 +1,6 @@
-"""What training reports: the ``TrainingEvent`` a ``fit`` callback receives, the keys of a
-fitted model's ``history_``, and why a training stopped."""
+"""What training reports: the ``TrainingEvent`` a ``fit`` callback receives and the keys of a
+fitted model's ``history_`` (why it stopped is its ``stop_reason_``: "completed",
+"early_stopping", "callback" or "diverged")."""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-STOP_REASONS = ("completed", "early_stopping", "callback", "diverged")
 EPOCH_KEYS = (
     "epoch",
     "loss",

@@ -51,7 +51,7 @@ def bytes_from_env(name: str, default: int) -> int:
 
 MAX_TRAINING_BYTES = bytes_from_env("NN_MAX_TRAINING_BYTES", 4 * 1024**3)
 """Memory a training may need (parameters, gradients, optimizer state, snapshots and the
-per-batch buffers, im2col included), as ``nn.core.config.estimate_memory`` computes it from the
+per-batch buffers, im2col included), as ``nn.core.config.memory`` computes it from the
 shapes; 4 GiB unless the environment variable ``NN_MAX_TRAINING_BYTES`` gives another number."""
 
 

@@ -25,11 +25,6 @@ from nn.core.schedules import SCHEDULES
 
 MONITORS = ("val_loss", "val_accuracy")
 DTYPES = ("float32", "float64")
-SECTIONS = ("layers", "optimizer", "schedule", "training", "regularisation", "augmentation")
-KINDS = ("float", "int", "bool", "choice", "widths", "stack", "shape", "augment")
-"""``float``/``int``/``bool``/``choice`` are checked here; ``widths`` (hidden layer sizes),
-``stack`` (layer dicts), ``shape`` (height, width, channels) and ``augment`` (Augmenter settings)
-where the stack is built."""
 
 
 class ParameterError(ValueError):
@@ -132,6 +127,9 @@ class Param:
 
     name: str
     kind: str
+    """"float", "int", "bool" or "choice" (checked here, from ``interval`` or ``choices``);
+    "widths" (hidden layer sizes), "stack" (layer dicts), "shape" (height, width, channels) or
+    "augment" (Augmenter settings), checked where the stack is built (``nn.core.config``)."""
     default: Any
     label: str
     help: str
