@@ -171,7 +171,7 @@ def _class(browser, url: str, provider: str, people: int, epochs: int) -> dict:
     places: list[set[int]] = [set() for _ in pages]
     finished: list[float | None] = [None] * people
     seen: set[str] = set()
-    draw_seconds = draw_once(drawer, url)  # while the queue is full
+    draw_seconds = None
     deadline = time.perf_counter() + 60 * 60
     while None in finished and time.perf_counter() < deadline:
         for i, page in enumerate(pages):
@@ -182,6 +182,9 @@ def _class(browser, url: str, provider: str, people: int, epochs: int) -> dict:
             places[i].update(int(n) for n in re.findall(r"place (\d+)", text))
             if text.startswith(("Finished", "Failed", "Stopped", "Diverged")):
                 finished[i] = time.perf_counter() - clicked[i]
+        queue_seen = any(places) or time.perf_counter() - began > 20
+        if draw_seconds is None and queue_seen:  # a drawing while the queue is full
+            draw_seconds = draw_once(drawer, url)
         pages[0].wait_for_timeout(500)  # the browser keeps polling; this only paces the reads
     done = [s for s in finished if s is not None]
     return {
