@@ -93,3 +93,16 @@ def test_deeply_nested_model_metadata_is_refused_not_recursed(bn_file, tmp_path)
         load_model(deep)
     code, out, err = call("info", str(deep))
     assert code == 2 and "nested 100,000 deep" in err and "RecursionError" not in err, err
+
+
+@pytest.mark.parametrize(
+    "name,data",
+    [("p.pkl", b"\x80\x04\x95" + bytes(range(100))), ("z.npz", b"PK\x03\x04" + b"\x00" * 200)],
+)
+def test_corrupt_model_files_are_described_without_python_internals(name, data):
+    from nn.io.model_files import load_model_bytes
+
+    with pytest.raises(ModelFileError, match="truncated or corrupt") as caught:
+        load_model_bytes(data, name)
+    text = str(caught.value)
+    assert "Error" not in text and "opcode" not in text and "position" not in text, text

@@ -240,7 +240,7 @@ def test_a_crash_in_from_state_is_still_a_model_file_error(tmp_path, model, monk
         raise AttributeError("'str' object has no attribute 'items'")
 
     monkeypatch.setattr(P, "from_state", broken)
-    with pytest.raises(ModelFileError, match="inconsistent: AttributeError"):
+    with pytest.raises(ModelFileError, match="inconsistent: a field is missing"):
         P.load_model(path)
 
 

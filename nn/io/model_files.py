@@ -356,9 +356,8 @@ def _build_model(meta: dict, arrays: dict[str, np.ndarray], label: Any, path: An
     try:
         model = from_state(state, arrays)
     except (ValueError, KeyError, TypeError, IndexError, AttributeError, OverflowError) as exc:
-        raise ModelFileError(
-            label, f"model state is inconsistent: {type(exc).__name__}: {exc}"
-        ) from exc
+        why = str(exc) if type(exc) is ValueError else "a field is missing or of the wrong kind"
+        raise ModelFileError(label, f"model state is inconsistent: {why}") from exc
     claimed = state.get("layer_sizes")
     built = getattr(model, "layer_sizes_", claimed)
     if claimed is not None and list(built) != list(claimed):

@@ -273,6 +273,6 @@ def load_npz_payload(
     except ARCHIVE_ERRORS as exc:
         raise ModelFileError(
             label,
-            f"not a readable .npz archive (truncated or corrupt?): {type(exc).__name__}: {exc}",
+            "not a readable .npz archive: the file is truncated or corrupt",
         ) from exc
     return meta, arrays

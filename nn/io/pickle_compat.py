@@ -226,7 +226,9 @@ def load_pickle_payload(data: bytes, label: Any) -> tuple[dict, dict[str, np.nda
         raise
     except Exception as exc:  # the restricted unpickler cannot call user code; any error = corrupt
         raise ModelFileError(
-            label, f"not a readable pickle (truncated or corrupt?): {type(exc).__name__}: {exc}"
+            label,
+            "not a readable pickle: the file is truncated or corrupt; upload the .npz or .pkl "
+            "this project saved, unchanged",
         ) from exc
 
     if not isinstance(payload, dict) or not {"format_version", "meta", "arrays"} <= set(payload):
