@@ -157,7 +157,8 @@ def _toggle(cfg: dict, key: str, label: str, help: str, disabled: bool, col=None
 
 def _param_widget(cfg: dict, param: Param, disabled: bool, col) -> None:
     """The widget of one hyperparameter, from its entry in the table."""
-    cfg.setdefault(param.name, settings.form_values()[param.name])
+    if param.name not in cfg:  # a setting the form's values do not hold yet
+        cfg[param.name] = settings.form_values()[param.name]
     if param.kind == "choice":
         _select(cfg, param.name, param.label, param.choices, param.help, disabled, col)
     elif param.kind == "bool":

@@ -1,8 +1,8 @@
 """Named training configurations, shared by ``python -m nn train --preset NAME`` and the dashboard.
 
 A :class:`Preset` is NeuralNetwork keyword arguments (``model``) plus data settings (``data``:
-split scheme, split seed, training subset; see :data:`nn.training.DATA_DEFAULTS`), a one-line
-description and, for a published configuration, the result reported with it.
+split scheme, split seed, training subset; see :data:`nn.services.training.DATA_DEFAULTS`), a
+one-line description and, for a published configuration, the result reported with it.
 
 Every preset is one block below: edit the numbers there. ``model`` lists only the settings the
 preset chooses; everything else is a NeuralNetwork default.
@@ -297,7 +297,7 @@ def train(
     mnist: Any = None,
     callback: Callable[[Any], Any] | None = None,
 ):
-    """Train a preset (with overrides) and score it: see :func:`nn.training.run_training`."""
+    """Train a preset (with overrides) and score it (``nn.services.training.run_training``)."""
     from nn.services.training import run_training
 
     model_kwargs, data_kwargs = resolve_config(preset, overrides, data_overrides)
