@@ -327,26 +327,32 @@ class BatchNorm(Layer):
         return (size * (3 if keep else 1)) * self.dtype.itemsize
 
     def forward(self, x, training, keep, rng):
+        """Training: mean, ``x - mean`` (kept for backward), the variance from it, then ``y =
+        centred * (gamma * inv_std) + beta``: five passes. Prediction without ``keep``: ``y = x *
+        scale + shift`` with both folded per channel, two passes."""
         n, c = x.shape[0], self.input_shape[-1]
         rows = x.reshape(-1, c)
         y = self.buffer(n, "y", x.shape)
         out = y.reshape(-1, c)
+        gamma, beta = self.params
+        self._training = training
+        if not (training or keep):
+            mean, var = self.state["running_mean"], self.state["running_var"]
+            scale = (gamma / np.sqrt(var + self.config["epsilon"])).astype(self.dtype)
+            np.multiply(rows, scale, out=out)
+            out += beta - mean * scale
+            return y
+        centred = self.buffer(n, "centred", x.shape).reshape(-1, c)
+        mean = rows.mean(axis=0) if training else self.state["running_mean"]
+        np.subtract(rows, mean, out=centred)
         if training:
-            mean = rows.mean(axis=0)
-            np.subtract(rows, mean, out=out)
-            var = np.einsum("ij,ij->j", out, out) / rows.shape[0]
+            var = np.einsum("ij,ij->j", centred, centred) / rows.shape[0]
             self._update_running(mean, var, rows.shape[0])
         else:
-            mean, var = self.state["running_mean"], self.state["running_var"]
-            np.subtract(rows, mean, out=out)
-        inv_std = 1.0 / np.sqrt(var + self.config["epsilon"])
-        out *= inv_std.astype(self.dtype)
-        self._inv_std, self._training = inv_std.astype(self.dtype), training
-        if keep:
-            x_hat = self.buffer(n, "x_hat", out.shape)
-            np.copyto(x_hat, out)
-        out *= self.params[0]
-        out += self.params[1]
+            var = self.state["running_var"]
+        self._inv_std = (1.0 / np.sqrt(var + self.config["epsilon"])).astype(self.dtype)
+        np.multiply(centred, gamma * self._inv_std, out=out)
+        out += beta
         return y
 
     def _update_running(self, mean: np.ndarray, var: np.ndarray, count: int) -> None:
@@ -361,9 +367,10 @@ class BatchNorm(Layer):
     def backward(self, dy, need_dx):
         n, c = dy.shape[0], self.input_shape[-1]
         g = dy.reshape(-1, c)
-        x_hat = self.buffer(n, "x_hat", g.shape)
+        centred = self.buffer(n, "centred", dy.shape).reshape(-1, c)
         dgamma, dbeta = self.grads
-        np.einsum("ij,ij->j", g, x_hat, out=dgamma)
+        np.einsum("ij,ij->j", g, centred, out=dgamma)  # sum(dy * x_hat) = this * inv_std
+        dgamma *= self._inv_std
         np.sum(g, axis=0, out=dbeta)
         if not need_dx:
             return None
@@ -375,7 +382,7 @@ class BatchNorm(Layer):
             return dx
         # dx = gamma*inv_std/m * (m*dy - sum(dy) - x_hat*sum(dy*x_hat)), m rows per channel
         count = g.shape[0]
-        np.multiply(x_hat, dgamma / count, out=rows)
+        np.multiply(centred, dgamma * self._inv_std / count, out=rows)
         rows += dbeta / count
         np.subtract(g, rows, out=rows)
         rows *= scale
