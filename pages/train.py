@@ -13,7 +13,13 @@ from nn.services import settings
 from nn.services.presets import PRESETS, adapted_to_set, fitting_presets
 from ui import state, train_form
 from ui.charts import live_training_figure
-from ui.live import CHART_SECONDS, HEAVY_KEYS, LIVE_BATCH_POINTS, STATUS_SECONDS, cached_view
+from ui.live import (
+    CHART_SECONDS,
+    HEAVY_KEYS,
+    LIVE_BATCH_POINTS,
+    cached_view,
+    status_poll_seconds,
+)
 from ui.session_jobs import queue_text, run_errors_text, save_training, start_training
 from ui.text import duration_text
 
@@ -315,7 +321,7 @@ with live_col:
     # (one figure) every CHART_SECONDS, rebuilt only when the job moved on. Every poll costs
     # the browser a re-render of the page and the training a share of the CPU (ui.live,
     # bench/dashboard_overhead.py).
-    @st.fragment(run_every=STATUS_SECONDS if polling else None)
+    @st.fragment(run_every=status_poll_seconds(running, running and job.paused))
     def live_status() -> None:
         w = state.session_job("train")
         if w is None:

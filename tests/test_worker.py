@@ -11,6 +11,7 @@ import pytest
 
 from nn.services.jobs import JobRunner
 from nn.services.runs import RunStore
+from ui.live import PAUSED_SECONDS, STATUS_SECONDS, status_poll_seconds
 from ui.session_jobs import JobBoard, start_training
 
 WAIT = 120
@@ -177,3 +178,11 @@ def test_the_limits_come_from_the_environment(monkeypatch):
     monkeypatch.setenv("NN_JOB_IDLE_MINUTES", "-1")
     with pytest.raises(ValueError, match="NN_JOB_IDLE_MINUTES must be a positive number"):
         JobBoard.from_environment()
+
+
+def test_an_open_page_polls_a_paused_job_often_enough_to_keep_it():
+    """A paused job on an open page is polled seldom, but well within the idle limit; an ended
+    one not at all."""
+    assert status_poll_seconds(True, False) == STATUS_SECONDS
+    assert status_poll_seconds(True, True) == PAUSED_SECONDS < JobBoard().idle_seconds / 10
+    assert status_poll_seconds(False, False) is None

@@ -19,6 +19,10 @@ import streamlit as st
 
 STATUS_SECONDS = 2.0
 """Seconds between two polls of a job's progress (the Train page's status, the sidebar's)."""
+PAUSED_SECONDS = 60.0
+"""Seconds between two polls of a paused job's status: nothing changes, but a poll tells the
+job board someone is watching (a paused job nobody polls for ``NN_JOB_IDLE_MINUTES`` is
+stopped, ``ui.session_jobs.JobBoard``)."""
 CHART_SECONDS = 4.0
 """Seconds between two polls of the Train page's live chart."""
 LIVE_BATCH_POINTS = 200
@@ -28,6 +32,14 @@ HEAVY_KEYS = ("inside", "history", "batch_steps", "batch_loss", "batch_ema")
 """A training snapshot's lists: a status poll leaves them out of its copy."""
 
 _CACHE_KEY = "_live_figures"
+
+
+def status_poll_seconds(running: bool, paused: bool) -> float | None:
+    """How often a view polls a job's status: every :data:`STATUS_SECONDS` while it runs, every
+    :data:`PAUSED_SECONDS` while it is paused, not at all once it ended."""
+    if not running:
+        return None
+    return PAUSED_SECONDS if paused else STATUS_SECONDS
 
 
 def cached_view(name: str, token: Hashable, build: Callable[[], Any]) -> Any:

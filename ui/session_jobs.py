@@ -14,7 +14,8 @@ nothing. A job left alone ends by its own epochs, or by the board's two limits (
 environment, see :meth:`JobBoard.from_environment`):
 
     ``NN_JOB_IDLE_MINUTES``   a paused job that no page has polled for this long is stopped
-                              (default 30); it keeps what it learnt, as a Stop does.
+                              (default 30; an open page polls a paused job every
+                              ``ui.live.PAUSED_SECONDS``); it keeps what it learnt, as Stop does.
     ``NN_JOB_RESULT_HOURS``   an ended job (a model not saved yet included) leaves the board this
                               long after it ended (default 24).
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import streamlit as st
 
 from ui import state
-from ui.live import HEAVY_KEYS, STATUS_SECONDS
+from ui.live import HEAVY_KEYS, status_poll_seconds
 from ui.session_jobs import queue_text
 
 SELECT_KEY = "sidebar_model"
@@ -111,8 +111,9 @@ def _status_body(polling: bool) -> None:
 
 def _live_status(poll: bool) -> None:
     """The status as a fragment that re-runs itself every ``ui.live.STATUS_SECONDS`` while
-    training runs, so the epoch counter moves on every page; not while it is paused (only the
-    Train page's buttons change that, and their clicks rerun the page). Not on the Train page
+    training runs, so the epoch counter moves on every page; while it is paused only every
+    ``ui.live.PAUSED_SECONDS`` (only the Train page's buttons change it, and their clicks rerun
+    the page; the seldom poll tells the job board someone watches). Not on the Train page
     (``poll=False``), which shows the progress itself: every poll re-renders the page in the
     browser and takes CPU from the training (bench/dashboard_overhead.py)."""
     job = state.session_job("train")
@@ -123,8 +124,8 @@ def _live_status(poll: bool) -> None:
         else:
             st.info("**Training**: progress on this page.", icon=":material/model_training:")
         return
-    polling = running and not job.paused
-    st.fragment(run_every=STATUS_SECONDS if polling else None)(_status_body)(running)
+    every = status_poll_seconds(running, running and job.paused)
+    st.fragment(run_every=every)(_status_body)(running)
 
 
 def render_sidebar(page: str | None = None) -> None:
