@@ -22,7 +22,7 @@ import numpy as np
 
 from nn.core.limits import MAX_JSON_BYTES, MAX_JSON_DEPTH, MAX_JSON_NUMBER_DIGITS
 
-__all__ = ["JSONInputError", "JSONSyntaxError", "json_depth", "loads", "read_json_file"]
+__all__ = ["JSONInputError", "JSONSyntaxError", "loads", "read_json_file"]
 
 _STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
 _OPEN = np.frombuffer(b"[{", dtype=np.uint8)
@@ -38,7 +38,7 @@ class JSONSyntaxError(JSONInputError):
     ``adam``, this is the one fault that lets it)."""
 
 
-def json_depth(text: str) -> int:
+def _json_depth(text: str) -> int:
     """The deepest nesting of ``[``/``{`` in ``text``, brackets inside strings not counted."""
     skeleton = np.frombuffer(_STRING.sub('""', text).encode("utf-8", "replace"), dtype=np.uint8)
     steps = np.isin(skeleton, _OPEN).astype(np.int64) - np.isin(skeleton, _CLOSE)
@@ -78,7 +78,7 @@ def loads(text: str | bytes, what: str = "the JSON", max_chars: int = MAX_JSON_B
         raise JSONInputError(
             f"{what}: {len(text):,} characters; a JSON document here is at most {max_chars:,}"
         )
-    depth = json_depth(text)
+    depth = _json_depth(text)
     if depth > MAX_JSON_DEPTH:
         raise JSONInputError(
             f"{what}: lists and objects nested {depth:,} deep; at most {MAX_JSON_DEPTH} levels "

@@ -16,7 +16,7 @@ import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-__all__ = ["held", "hold", "in_use", "remove_abandoned"]
+__all__ = ["held", "hold", "remove_abandoned"]
 
 
 def hold(fd: int) -> None:
@@ -35,7 +35,7 @@ def held(path: str | os.PathLike) -> Iterator[None]:
         os.close(fd)
 
 
-def in_use(path: str | os.PathLike) -> bool:
+def _in_use(path: str | os.PathLike) -> bool:
     """Whether a running process holds ``path`` (True too when it cannot be opened)."""
     try:
         fd = os.open(path, os.O_RDONLY)
@@ -68,7 +68,7 @@ def remove_abandoned(
     except OSError:
         return removed
     for path in entries:
-        if not is_temporary(path.name) or path.is_symlink() or in_use(path):
+        if not is_temporary(path.name) or path.is_symlink() or _in_use(path):
             continue
         try:
             size = _size(path)

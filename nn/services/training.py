@@ -157,7 +157,7 @@ def check_size_on_set(model_kwargs: Mapping[str, Any], info: Any = None) -> dict
     return check_memory(*stack_for(model_kwargs, shape, info.n_classes))
 
 
-SIZE_PARAMS = ("hidden_layers", "layers", "batch_size")
+_SIZE_PARAMS = ("hidden_layers", "layers", "batch_size")
 """The hyperparameters that decide a network's memory (searched values are sized up front)."""
 
 
@@ -165,9 +165,9 @@ def check_sizes_of_choices(
     name: str, values: Any, base: Mapping[str, Any] | None = None, info: Any = None
 ) -> None:
     """:func:`check_size_on_set` for every value a search may give ``name`` (with the fixed
-    settings ``base``), when ``name`` is one of :data:`SIZE_PARAMS`; ``ValueError`` naming the
+    settings ``base``), when ``name`` is one of :data:`_SIZE_PARAMS`; ``ValueError`` naming the
     value otherwise."""
-    if name not in SIZE_PARAMS:
+    if name not in _SIZE_PARAMS:
         return
     for value in values:
         try:
