@@ -10,7 +10,7 @@ from pathlib import Path
 import streamlit as st
 
 from nn.data.registry import model_record, record_label
-from nn.io.export import INSTALL_HINT, ExportError, MissingExportExtraError, export_bytes
+from nn.io.export import export_bytes
 from nn.io.model_files import (
     MAX_UPLOAD_BYTES,
     ModelFileError,
@@ -19,6 +19,7 @@ from nn.io.model_files import (
     save_model,
 )
 from nn.io.models_folder import delete_model, model_path, sanitize_model_name
+from nn.io.plan import INSTALL_HINT, ExportError, MissingExportExtraError
 from ui import state
 from ui.charts import compare_figure
 from ui.mine import accuracy_text as mine_accuracy_text

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from nn.cli.main import main
-from nn.io.export import ExportError
 from nn.io.model_files import save_model
+from nn.io.plan import ExportError
 
 
 @pytest.fixture
@@ -60,7 +60,7 @@ def test_unsupported_layer_is_exit_code_2(models, tmp_path, monkeypatch, capsys)
     def refuse(layer):
         raise ExportError("a 'attention' layer cannot be exported: supported are dense, ...")
 
-    monkeypatch.setattr("nn.io.export._layer_step", refuse)
+    monkeypatch.setattr("nn.io.plan._layer_step", refuse)
     assert main(["export", "small", "--format", "html"]) == 2
     assert "layer 0: a 'attention' layer cannot be exported" in capsys.readouterr().err
     assert not (tmp_path / "small.html").exists()

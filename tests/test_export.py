@@ -13,15 +13,9 @@ import pytest
 
 from nn.core.network import NeuralNetwork
 from nn.data import load_mnist
-from nn.io.export import (
-    INSTALL_HINT,
-    ExportError,
-    MissingExportExtraError,
-    export_bytes,
-    export_model,
-    inference_plan,
-)
+from nn.io.export import export_bytes, export_model
 from nn.io.html_export import html_page
+from nn.io.plan import INSTALL_HINT, ExportError, MissingExportExtraError, inference_plan
 
 
 @pytest.fixture(scope="module")

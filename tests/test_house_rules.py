@@ -154,7 +154,6 @@ WORKER_ENTRY_POINTS: set[tuple[str, str]] = set()
 """``(file, function)`` of a worker process's entry point, whose imports may sit inside it."""
 
 LOCAL_IMPORTS_FOR_NOW = {
-    "nn/io/export.py",
     "nn/services/finetune.py",
     "nn/services/jobs/runner.py",
     "nn/services/presets.py",

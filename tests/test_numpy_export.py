@@ -17,9 +17,10 @@ from PIL import Image
 
 from nn.cli.main import main
 from nn.core.network import NeuralNetwork
-from nn.io.export import ExportError, export_bytes
+from nn.io.export import export_bytes
 from nn.io.model_files import load_model, save_model
 from nn.io.numpy_export import module_name, numpy_program, write_numpy_program
+from nn.io.plan import ExportError
 from nn.services.maths import mnist_test_set
 
 DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "saved_models" / "default.npz"

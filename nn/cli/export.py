@@ -17,9 +17,10 @@ from nn.cli.common import (
     print_json,
     resolve_model_path,
 )
-from nn.io.export import EXPORT_FORMATS, FORMAT_SUFFIXES, MissingExportExtraError, export_model
+from nn.io.export import EXPORT_FORMATS, FORMAT_SUFFIXES, export_model
 from nn.io.model_files import load_model, read_metadata
 from nn.io.numpy_export import module_name
+from nn.io.plan import MissingExportExtraError
 
 HELP = "export a saved model as ONNX, an offline HTML digit reader or a NumPy program"
 DESCRIPTION = (

@@ -1,7 +1,7 @@
 """A single self-contained HTML page that reads digits drawn on it, offline.
 
 The page (``templates/digit_reader.html`` + ``templates/digit_reader.js``) holds everything it
-needs: the network's inference steps (:func:`nn.io.export.inference_plan`) as JSON with every
+needs: the network's inference steps (:func:`nn.io.plan.inference_plan`) as JSON with every
 array as base64 little-endian float32, and the JavaScript that runs them with ``Float32Array``
 loops (dense, conv2d, pooling, batch normalisation, in the engine's channels-last layout). A
 drawing on the canvas is prepared by a JavaScript port of :func:`nn.data.preprocess_drawing`
@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from nn.core.confidence import threshold_value
-from nn.io.export import InferencePlan, inference_plan
+from nn.io.plan import InferencePlan, inference_plan
 
 __all__ = ["html_page", "plan_to_html", "plan_json"]
 

@@ -1,6 +1,6 @@
 """A fitted network as a readable NumPy program: ``reader.py`` plus its weights ``reader.npz``.
 
-The program is written from the network's inference steps (:func:`nn.io.export.inference_plan`):
+The program is written from the network's inference steps (:func:`nn.io.plan.inference_plan`):
 one short function per kind of layer, in the style of a textbook (a dense layer is ``x @ W + b``,
 a convolution sums the kernel's offsets over the padded input, pooling takes the largest or the
 mean value of each window, batch normalisation is ``(x - mean) / sqrt(var + eps) * gamma +
@@ -25,8 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from nn.io.export import ExportError, InferencePlan, Step, inference_plan
 from nn.io.npz import atomic_write
+from nn.io.plan import ExportError, InferencePlan, Step, inference_plan
 
 __all__ = ["module_name", "numpy_program", "numpy_zip_bytes", "write_numpy_program"]
 

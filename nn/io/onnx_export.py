@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from nn.io.export import InferencePlan, MissingExportExtraError, Step, inference_plan
+from nn.io.plan import InferencePlan, MissingExportExtraError, Step, inference_plan
 
 __all__ = ["IR_VERSION", "OPSET", "INPUT_NAME", "OUTPUT_NAME", "onnx_model", "onnx_bytes"]
 
@@ -173,8 +173,8 @@ def plan_to_onnx(plan: InferencePlan, *, name: str = "nn-digit-reader") -> Any:
 def onnx_model(model: Any, *, name: str | None = None) -> Any:
     """The fitted ``model`` as an ``onnx.ModelProto``.
 
-    Raises :class:`~nn.io.export.MissingExportExtraError` without the ``onnx`` package and
-    :class:`~nn.io.export.ExportError` for a model that cannot be exported.
+    Raises :class:`~nn.io.plan.MissingExportExtraError` without the ``onnx`` package and
+    :class:`~nn.io.plan.ExportError` for a model that cannot be exported.
     """
     _import_onnx()  # the missing extra is reported before any work
     return plan_to_onnx(inference_plan(model), name=name or "nn-digit-reader")
