@@ -28,7 +28,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from nn.core import blas  # noqa: E402
-from nn.core.conv import Conv2DKernel, Pool2DKernel  # noqa: E402
+from nn.core.conv import Conv2DKernel  # noqa: E402
+from nn.core.pooling import Pool2DKernel  # noqa: E402
 
 try:
     import torch

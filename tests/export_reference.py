@@ -16,8 +16,9 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from nn.core.conv import Conv2DKernel, Pool2DKernel
+from nn.core.conv import Conv2DKernel
 from nn.core.losses import softmax
+from nn.core.pooling import Pool2DKernel
 
 
 def _conv(rng, input_shape, filters, kernel, stride, padding):
