@@ -106,3 +106,16 @@ def test_corrupt_model_files_are_described_without_python_internals(name, data):
         load_model_bytes(data, name)
     text = str(caught.value)
     assert "Error" not in text and "opcode" not in text and "position" not in text, text
+
+
+def test_the_exported_numpy_program_reads_raster_formats_only(bn_file, tmp_path):
+    import subprocess
+    import sys
+
+    assert call("export", str(bn_file), "--format", "numpy", "-o", str(tmp_path / "r.py"))[0] == 0
+    (tmp_path / "d.eps").write_bytes(b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 28 28\n")
+    done = subprocess.run(
+        [sys.executable, "r.py", "d.eps"], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 1 and "not a PNG, JPEG, BMP, GIF, TIFF or WebP image" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -160,12 +160,17 @@ def predict(x):
 
 
 def read_image(path):
-    """A PNG/JPEG of one digit as the network's input row: grey, white ink on black (a light
-    background is inverted), cropped to the ink, scaled so its longer side is 20 pixels and put
-    in a 28x28 image with its centre of mass in the middle, as MNIST was made."""
-    from PIL import Image
+    """A PNG, JPEG, BMP, GIF, TIFF or WebP image of one digit as the network's input row:
+    grey, white ink on black (a light background is inverted), cropped to the ink, scaled so
+    its longer side is 20 pixels and put in a 28x28 image with its centre of mass in the
+    middle, as MNIST was made."""
+    from PIL import Image, UnidentifiedImageError
 
-    grey = np.asarray(Image.open(path).convert("L"), dtype=np.float32)
+    try:  # raster formats only: Pillow would hand EPS to Ghostscript
+        image = Image.open(path, formats=["PNG", "JPEG", "BMP", "GIF", "TIFF", "WEBP"])
+    except UnidentifiedImageError:
+        raise ValueError(f"{{path}}: not a PNG, JPEG, BMP, GIF, TIFF or WebP image") from None
+    grey = np.asarray(image.convert("L"), dtype=np.float32)
     if grey.mean() > 127:
         grey = 255 - grey
     rows, cols = np.nonzero(grey > 0.2 * grey.max())
@@ -190,7 +195,10 @@ def read_image(path):
 if __name__ == "__main__":
     if len(sys.argv) != 2:
         sys.exit("usage: python {module}.py IMAGE")
-    proba = predict_proba(read_image(sys.argv[1]))[0]
+    try:
+        proba = predict_proba(read_image(sys.argv[1]))[0]
+    except (OSError, ValueError) as exc:
+        sys.exit(f"error: {{exc}}")
     best = int(proba.argmax())
     print(CLASSES[best])
     print(f"{{proba[best]:.1%}} sure", file=sys.stderr)
