@@ -10,6 +10,7 @@ import streamlit as st
 
 from nn.data import DataError
 from nn.data.registry import mnist_info
+from nn.io.models_folder import model_path, sanitize_model_name
 from nn.services.finetune import DEFAULTS as FINETUNE_DEFAULTS
 from nn.services.finetune import check_settings, check_user_set
 from nn.services.mine import MAX_IMPORT_BYTES, MineStoreError
@@ -281,7 +282,6 @@ with files_tab:
 # ------------------------------------------------------------------ fine-tune on the drawings
 def _start_finetune(base: str, new_name: str, epochs: int) -> str | None:
     """Start the session's fine-tuning job; an error message instead when it cannot start."""
-    from nn.io.models_folder import model_path, sanitize_model_name
 
     try:
         name = sanitize_model_name(new_name)

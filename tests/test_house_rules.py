@@ -154,12 +154,8 @@ WORKER_ENTRY_POINTS: set[tuple[str, str]] = set()
 """``(file, function)`` of a worker process's entry point, whose imports may sit inside it."""
 
 LOCAL_IMPORTS_FOR_NOW = {
-    "nn/services/finetune.py",
-    "nn/services/jobs/runner.py",
     "nn/services/presets.py",
-    "nn/services/tuning.py",
     "pages/inside.py",
-    "pages/mine.py",
     "ui/drawing.py",
     "ui/inside_charts.py",
     "ui/stack_editor.py",

@@ -66,8 +66,18 @@ from typing import Any
 
 import numpy as np
 
+from nn.core.augment import Augmenter
 from nn.core.params import json_params
 from nn.data.arrays import N_CLASSES
+from nn.data.idx import load_mnist
+from nn.data.registry import check_model_fits, mnist_info
+from nn.io.model_files import load_model
+from nn.io.models_folder import SaveRecord, save_named
+from nn.io.models_folder import model_path as saved_path
+from nn.services.control import JobControl
+from nn.services.prediction_cache import cached_proba, set_digest
+from nn.services.recorder import RunRecorder
+from nn.services.runs import run_status
 
 __all__ = [
     "AUGMENT",
@@ -278,8 +288,6 @@ def finetune(
 
     x_repeated = np.repeat(x_user[train_idx], repeats, 0)
     if cfg["augment"] == "user":
-        from nn.core.augment import Augmenter
-
         augmenter = Augmenter(**AUGMENT, random_state=int(cfg["seed"]))
         x_repeated = np.rint(augmenter(x_repeated) * 255).astype(np.uint8)
     x_train = np.concatenate([mnist.x_train[mnist_idx], x_repeated])
@@ -362,15 +370,6 @@ def run_finetune(
     raises is recorded as failed and the exception re-raised. A run database that fails is
     noted (``listener("run_error", {"message": ...})``, ``nn.services.recorder``): the run id is
     then None, and the model is saved all the same."""
-    from nn.data.idx import load_mnist
-    from nn.data.registry import check_model_fits, mnist_info
-    from nn.io.model_files import load_model
-    from nn.io.models_folder import SaveRecord, save_named
-    from nn.io.models_folder import model_path as saved_path
-    from nn.services.control import JobControl
-    from nn.services.prediction_cache import cached_proba, set_digest
-    from nn.services.recorder import RunRecorder
-    from nn.services.runs import run_status
 
     control = control or JobControl()
     cfg = check_settings(settings)

@@ -25,6 +25,7 @@ from nn.services.jobs.fair import DEFAULT_JOBS_PER_OWNER, JOBS_PER_OWNER_ENV, Fa
 from nn.services.jobs.governor import auto_blas_threads
 from nn.services.jobs.limits import DEFAULT_JOB_NICE, default_memory_limit
 from nn.services.jobs.local import LocalBackend
+from nn.services.jobs.ray import RayBackend
 from nn.services.jobs.wire import describe_exit, pack_arrays
 from nn.services.status import is_final
 
@@ -151,8 +152,6 @@ def _backend(ray_address: str | None):
     """The backend that starts jobs: Ray tasks at ``ray_address``, else local workers."""
     if not ray_address:
         return LocalBackend()
-    from nn.services.jobs.ray import RayBackend  # Ray is imported only for a Ray runner
-
     return RayBackend(ray_address)
 
 
