@@ -119,3 +119,17 @@ def test_the_exported_numpy_program_reads_raster_formats_only(bn_file, tmp_path)
     )
     assert done.returncode == 1 and "not a PNG, JPEG, BMP, GIF, TIFF or WebP image" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    "flags,needle",
+    [
+        (["--image", "test:" + "9" * 5000], "give test:N with N a whole number"),
+        (["--image", "test:١٢"], "give test:N with N a whole number"),
+        (["--image", "test:0", "--position", "١,٢"], "give the row and column as R,C"),
+    ],
+)
+def test_explain_takes_ascii_digits_only(bn_file, flags, needle):
+    argv = ["explain", str(bn_file), "--layer", "0", "--unit", "0", *flags]
+    code, out, err = call(*argv)
+    assert code == 2 and needle in err and "set_int_max_str_digits" not in err, err

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import re
 from typing import Any
 
 from nn.cli.common import EXIT_OK, Out, UsageError, add_common, print_json, resolve_model_path
@@ -57,7 +58,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _position(text: str) -> tuple[int, int]:
     parts = text.split(",")
-    if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
+    if len(parts) != 2 or not all(re.fullmatch(r"[0-9]{1,9}", p.strip()) for p in parts):
         raise argparse.ArgumentTypeError(f"{text!r}: give the row and column as R,C, e.g. 3,7")
     return int(parts[0]), int(parts[1])
 

@@ -9,6 +9,7 @@ model.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -78,7 +79,7 @@ def load_example(spec: str, data_dir: str | Path | None = None) -> Example:
     a drawing; no label). ``ValueError`` saying what is wrong."""
     if spec.startswith("test:"):
         index = spec[5:]
-        if not index.isdigit():
+        if not re.fullmatch(r"[0-9]{1,9}", index):  # ASCII digits: '١٢' is not 12
             raise MathsError(f"--image {spec}: give test:N with N a whole number from 0 to 9999")
         x, y = mnist_test_set(data_dir)
         n = int(index)
