@@ -137,6 +137,7 @@ def test_a_dense_model_shows_the_digit_weights(env, small_model, open_app):
     at.selectbox(key="maths_layer").set_value(at.selectbox(key="maths_layer").options[0]).run()
     html = _html(at)
     assert not at.exception and "weights w: red" in html and "w·x: what each adds" in html
+    assert "data:image/svg+xml;base64," in html  # the activation's curve, as a picture
     assert not at.get("plotly_chart")  # no feature map for a dense layer
 
 

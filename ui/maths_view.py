@@ -6,6 +6,7 @@ every number comes from the engine.
 
 from __future__ import annotations
 
+import base64
 import html
 from collections.abc import Sequence
 from typing import Any
@@ -189,8 +190,9 @@ def _activation_values(name: str, z: np.ndarray, slope: float | None) -> np.ndar
     return z
 
 
-def activation_svg(numbers: dict[str, Any], width: int = 300, height: int = 170) -> str:
-    """The activation's curve with this unit's (z, a) marked, as an inline SVG; "" for softmax."""
+def activation_svg(numbers: dict[str, Any], width: int = 380, height: int = 170) -> str:
+    """The activation's curve with this unit's (z, a) marked, as an SVG picture; "" for
+    softmax."""
     name = numbers["activation"]
     if name == "softmax":
         return ""
@@ -208,8 +210,8 @@ def activation_svg(numbers: dict[str, Any], width: int = 300, height: int = 170)
     curve = " ".join(point(float(zv), float(av)) for zv, av in zip(z, a, strict=True))
     x_axis, y_axis = point(-reach, 0.0), point(0.0, high)
     mx, my = point(z0, a0).split(",")
-    return (
-        f'<svg width="{width}" height="{height + 18}" role="img" aria-label="{name} curve">'
+    svg = (
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height + 18}">'
         f'<line x1="{x_axis.split(",")[0]}" y1="{x_axis.split(",")[1]}" x2="{width}" '
         f'y2="{x_axis.split(",")[1]}" stroke="#bbb"/>'
         f'<line x1="{y_axis.split(",")[0]}" y1="0" x2="{y_axis.split(",")[0]}" y2="{height}" '
@@ -219,6 +221,9 @@ def activation_svg(numbers: dict[str, Any], width: int = 300, height: int = 170)
         f'<text x="4" y="{height + 14}" font-size="11" fill="gray">z from {num(-reach, 3)} to '
         f"{num(reach, 3)}; the red point: z = {num(z0, 4)}, a = {num(a0, 4)}</text></svg>"
     )
+    # an <img> of the SVG: st.html's sanitiser drops inline <svg> elements
+    url = "data:image/svg+xml;base64," + base64.b64encode(svg.encode("utf-8")).decode("ascii")
+    return f'<img src="{url}" width="{width}" alt="{html.escape(name)} curve, the unit marked">'
 
 
 def feature_map_figure(values: np.ndarray, position: Sequence[int], title: str) -> dict:
