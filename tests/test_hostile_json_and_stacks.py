@@ -313,3 +313,14 @@ def test_tune_exits_3_when_every_trial_diverged(tmp_path):
         "--epochs-per-trial", "2", "--train-size", "150", "--val-size", "20",
     )  # fmt: skip
     assert code == 3 and "1 diverged" in out + err, err
+
+
+@pytest.mark.parametrize("text", ["1_0", "١٠", "nan", "inf", "0x10", "1" * 50])
+def test_the_tune_pages_ranges_read_plain_numbers_only(text):
+    import ui.tune as tn
+
+    settings = tn.default_settings()
+    entry = settings["params"]["learning_rate"]
+    entry.update(on=True, low=text, high="0.1")
+    space, errors = tn.build_space(settings, {})
+    assert space is None and "is not a number" in errors["learning_rate"], errors

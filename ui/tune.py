@@ -92,11 +92,15 @@ def init_tune_state() -> dict[str, Any]:
     return ss[SETTINGS_KEY]
 
 
+_NUMBER = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]{1,3})?")
+
+
 def _float(text: Any, what: str) -> float:
-    try:
-        value = float(str(text).strip())
-    except ValueError:
-        raise ValueError(f"{what} {str(text)!r} is not a number") from None
+    """A number written with ASCII digits (Python's float would also read '1_0' and '١٠')."""
+    shown = str(text).strip()
+    if len(shown) > 40 or not _NUMBER.fullmatch(shown):
+        raise ValueError(f"{what} {shown[:40]!r} is not a number (write e.g. 0.001 or 1e-4)")
+    value = float(shown)
     if not math.isfinite(value):
         raise ValueError(f"{what} must be finite")
     return value
