@@ -154,7 +154,6 @@ WORKER_ENTRY_POINTS: set[tuple[str, str]] = set()
 """``(file, function)`` of a worker process's entry point, whose imports may sit inside it."""
 
 LOCAL_IMPORTS_FOR_NOW = {
-    "nn/services/presets.py",
     "pages/inside.py",
     "ui/drawing.py",
     "ui/inside_charts.py",

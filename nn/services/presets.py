@@ -19,7 +19,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from nn.core.network import NeuralNetwork
 from nn.services.settings import for_images
+from nn.services.training import check_network_size, run_training
 
 __all__ = [
     "Preset",
@@ -298,8 +300,6 @@ def train(
     callback: Callable[[Any], Any] | None = None,
 ):
     """Train a preset (with overrides) and score it (``nn.services.training.run_training``)."""
-    from nn.services.training import run_training
-
     model_kwargs, data_kwargs = resolve_config(preset, overrides, data_overrides)
     return run_training(model_kwargs, data_kwargs, mnist=mnist, callback=callback)
 
@@ -327,9 +327,6 @@ def fit_problem(
     classes (a convolution or pooling layer larger than what reaches it, or a network above
     the size limits), or ``None`` when it can. Only shapes are computed; nothing is
     allocated. Dense presets flatten any image; their size is still checked."""
-    from nn.core.network import NeuralNetwork
-    from nn.services.training import check_network_size
-
     p = get_preset(preset)
     model, _ = adapted_to_set(p, image_shape, n_classes)
     try:
