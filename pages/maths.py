@@ -361,7 +361,7 @@ with st.container(key="maths_edited"):
     p_right.metric(
         f"Test accuracy, a fixed sample of {session.SAMPLE_SIZE:,}",
         f"{now:.1%}",
-        f"{(now - original) * 100:+.1f} points",
+        f"{(now - original) * 100:+.1f} points" if changed else None,
     )
     if full is not None:
         p_right.metric("All 10,000 test images", f"{full:.2%}")
