@@ -22,6 +22,7 @@ from nn.cli.common import (
 )
 from nn.core.confidence import threshold_value
 from nn.core.config import describe_stack
+from nn.core.events import EPOCH_KEYS
 from nn.core.layer_spec import compact, token
 from nn.core.params import PARAMS, defaults
 from nn.io.model_files import read_metadata
@@ -35,17 +36,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--history", action="store_true", help="also show the per-epoch training history"
     )
     add_common(parser, models=True)
-
-
-_HISTORY_COLUMNS = (
-    "epoch",
-    "loss",
-    "train_accuracy",
-    "val_loss",
-    "val_accuracy",
-    "learning_rate",
-    "seconds",
-)
 
 
 def _metrics_line(metrics: dict[str, Any]) -> str:
@@ -73,7 +63,7 @@ def _history_cell(key: str, value: Any) -> Any:
 
 
 def _history_table(history: dict[str, list]) -> str:
-    keys = [k for k in _HISTORY_COLUMNS if k in history]
+    keys = [k for k in EPOCH_KEYS if k in history]
     rows = [
         [_history_cell(k, history[k][i] if i < len(history[k]) else None) for k in keys]
         for i in range(len(history["epoch"]))

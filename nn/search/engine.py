@@ -43,6 +43,7 @@ from typing import Any
 
 import numpy as np
 
+from nn.core.events import EPOCH_KEYS
 from nn.core.limits import MAX_TRIALS
 from nn.core.network import NeuralNetwork
 from nn.search.results import SearchEvent, SearchResult, Trial
@@ -170,18 +171,7 @@ def _train_trial(
         first = len(model.history_["epoch"]) if hasattr(model, "history_") else 0
         model.fit(X_train, y_train, X_val, y_val, callback=callback)
         hist = model.history_
-        new = {
-            k: list(hist.get(k, []))[first:]
-            for k in (
-                "epoch",
-                "loss",
-                "train_accuracy",
-                "val_loss",
-                "val_accuracy",
-                "learning_rate",
-                "seconds",
-            )
-        }
+        new = {k: list(hist.get(k, []))[first:] for k in EPOCH_KEYS}
         vals = [v for v in hist.get("val_accuracy", []) if v is not None]
         return {
             "ok": True,

@@ -55,6 +55,7 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
+from nn.core.events import EPOCH_KEYS
 from nn.core.limits import MAX_SEED
 from nn.services.run_records import (
     HISTORY_KEYS,
@@ -111,14 +112,7 @@ FINAL_STATUSES: tuple[str, ...] = tuple(s for s in STATUSES if s != "running")
 
 SOURCES: tuple[str, ...] = ("cli", "dashboard", "tune", "finetune")
 
-EPOCH_FIELDS: tuple[str, ...] = (
-    "loss",
-    "train_accuracy",
-    "val_loss",
-    "val_accuracy",
-    "learning_rate",
-    "seconds",
-)
+EPOCH_FIELDS: tuple[str, ...] = tuple(k for k in EPOCH_KEYS if k != "epoch")
 """Per-epoch values accepted by :meth:`RunStore.log_epoch` (all optional)."""
 
 
