@@ -20,7 +20,7 @@ from ui.charts import batch_loss_figure
 from ui.drawing import enlarge
 from ui.live import STATUS_SECONDS
 from ui.mine import drawings_arrays, mine_score, store
-from ui.session_jobs import run_errors_text, start_finetune
+from ui.session_jobs import queue_text, run_errors_text, start_finetune
 from ui.text import duration_text, markdown_escape
 
 TOAST_KEY = "mine_toast"
@@ -407,6 +407,7 @@ def finetune_status() -> None:
         "stopped": "Stopped",
         "diverged": "Diverged",
         "failed": "Failed",
+        "queued": queue_text(snap).capitalize(),
     }.get(status, status)
     epoch_text = f" — epoch {snap['epoch']}/{snap['epochs']}" if snap["epochs"] else ""
     if status == "running" and snap.get("eta_seconds") is not None:

@@ -6,6 +6,7 @@ import io
 import os
 from pathlib import Path
 
+import job_functions
 import numpy as np
 import pytest
 from PIL import Image
@@ -14,6 +15,7 @@ from nn.data import load_dataset
 from nn.data.drawn import drawn_digits, drawn_inputs
 from nn.services.mine import MineStore
 from nn.services.runs import RunStore
+from ui.state import job_runner
 
 
 @pytest.fixture
@@ -180,6 +182,33 @@ def test_finetune_from_the_page_saves_a_new_model(
     assert (small_model_dir / "small-mine.npz").is_file()
     (run,) = RunStore(runs_db).list_runs(source="finetune")
     assert run.status == "finished" and run.name == "small-mine"
+    (small_model_dir / "small-mine.npz").unlink()
+
+
+def test_a_queued_finetuning_shows_its_place_then_runs(
+    page, mine_db, small_model_dir, monkeypatch, started_jobs
+):
+    """Fine-tuning waits in the server's job queue like a training, and says so."""
+    monkeypatch.setenv("NN_TRAIN_LIMIT", "500")
+    store = _fill(mine_db, 1)
+    x, y = drawn_inputs(1, seed=5)
+    store.add_many(x, y)
+    at = page("pages/mine.py")
+    runner = job_runner()
+    holders = [
+        runner.submit(job_functions.hold_until_stopped)
+        for _ in range(runner.max_jobs - runner.counts()["running"])
+    ]
+    for holder in holders:  # every slot taken
+        while holder.last_event is None:
+            assert not holder.wait(0.1), holder.error
+    at.button(key="mine_ft_start").click().run()
+    (job,) = started_jobs
+    assert job.snapshot()["status"] == "queued"
+    assert "Waiting for a free worker: place 1 in the queue" in at.get("progress")[0].proto.text
+    for holder in holders:
+        holder.stop()
+    assert job.wait(120) and job.snapshot()["status"] == "finished", job.snapshot()["error"]
     (small_model_dir / "small-mine.npz").unlink()
 
 
