@@ -44,7 +44,8 @@ def main() -> None:
     require_sign_in()
     current_workspace()
     init_state()
-    page = st.navigation(_pages())
+    # every page listed (Streamlit folds a list of more than ten under "View more")
+    page = st.navigation(_pages(), expanded=True)
     with st.sidebar:
         render_account()
     render_sidebar(page.url_path)
