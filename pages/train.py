@@ -158,8 +158,6 @@ def _start(continue_model=None, epochs: int | None = None) -> None:
         form=cfg,
     )
     st.session_state["train_job_shown"] = new.id
-    # the Save box's name, set before its text box is drawn for this training
-    st.session_state["save_suggestion"] = (new.id, _save_name(run_name))
 
 
 def _save() -> None:
@@ -394,11 +392,14 @@ with live_col:
             )
             with st.container(border=True):
                 st.markdown("**Save this model**")
-                made_for, suggestion = st.session_state.get("save_suggestion", (None, None))
-                if suggestion and st.session_state.get("save_name_for") != made_for:
-                    st.session_state["save_name"] = suggestion
-                    st.session_state["save_name_for"] = made_for
-                st.session_state.setdefault("save_name", time.strftime("model-%Y%m%d-%H%M"))
+                # a name for this training, in whichever tab it was started: its run's name
+                # made into a model name ("fast-mnist", "C8k3-P2-D32-mnist")
+                if st.session_state.get("save_name_for") != job.id:
+                    run_name = (job.config.get("job") or {}).get("name") or ""
+                    st.session_state["save_name"] = (
+                        _save_name(run_name) if run_name else time.strftime("model-%Y%m%d-%H%M")
+                    )
+                    st.session_state["save_name_for"] = job.id
                 s1, s2 = st.columns([3, 1], vertical_alignment="bottom")
                 s1.text_input(
                     "Name",
