@@ -7,7 +7,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from nn.core.probe import GRID_PER_CLASS
+from nn.core.probe import GRID_PER_CLASS, PROBE_SIZE, grid_indices, snapshot
 from ui import inside_charts as charts
 from ui import state
 from ui.live import HEAVY_KEYS, STATUS_SECONDS, cached_view
@@ -58,8 +58,6 @@ source = st.selectbox(
 def _saved_record(path: str, mtime: float, set_name: str) -> tuple[dict | None, bool]:
     """The saved record, or a snapshot of the model now on the active data set (``True`` when
     a snapshot)."""
-    from nn.core.probe import PROBE_SIZE, grid_indices, snapshot
-
     meta = state.get_model_metadata(path)
     if meta.get("inside"):
         return meta["inside"], False

@@ -153,15 +153,6 @@ def test_nn_never_imports_streamlit():
 WORKER_ENTRY_POINTS: set[tuple[str, str]] = set()
 """``(file, function)`` of a worker process's entry point, whose imports may sit inside it."""
 
-LOCAL_IMPORTS_FOR_NOW = {
-    "pages/inside.py",
-    "ui/drawing.py",
-    "ui/inside_charts.py",
-    "ui/stack_editor.py",
-    "ui/tune.py",
-}
-"""Files whose imports are still being moved to the top (issue 21): each leaves this set then."""
-
 
 def _functions_with_imports(path: Path) -> list[tuple[str, int, str]]:
     """``(function, line, module)`` of every project import inside a function of ``path``."""
@@ -182,8 +173,6 @@ def _functions_with_imports(path: Path) -> list[tuple[str, int, str]]:
 
 @pytest.mark.parametrize("path", source_files(), ids=relative)
 def test_project_imports_are_at_the_top(path):
-    if relative(path) in LOCAL_IMPORTS_FOR_NOW:
-        pytest.skip("imports being moved to the top")
     inside = [
         f"{relative(path)}:{line}: {module} inside {function}()"
         for function, line, module in _functions_with_imports(path)

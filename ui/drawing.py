@@ -32,9 +32,11 @@ import streamlit as st
 from PIL import Image
 
 from nn.data.preprocess import DrawingResult, preprocess_drawing
+from nn.services.mine import MineStoreError, png_bytes
 from ui import state
 from ui.canvas import draw_canvas, drawing_data
 from ui.gallery import png_data_url
+from ui.mine import store
 
 CANVAS_KEY = "draw_canvas"
 COUNTER_KEY = "draw_canvas_counter"  # the canvas's generation: Clear empties it
@@ -283,9 +285,6 @@ def show_kept_confirmation() -> None:
 def _keep(image28: np.ndarray, image: np.ndarray, model_name: str, predicted: int, key: str):
     """Button callback: store the drawing with the digit chosen under ``key``, then clear the
     canvas for the next one (the callback runs before the rerun, so the new canvas shows)."""
-    from nn.services.mine import MineStoreError, png_bytes
-    from ui.mine import store
-
     digit = st.session_state.get(key)
     if digit is None:
         return

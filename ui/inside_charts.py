@@ -25,6 +25,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from nn.core.probe import decode_images
 from ui.gallery import png_data_url
 
 KINDS = {"weight": "weights", "grad": "gradients", "act": "outputs"}
@@ -392,8 +393,6 @@ def grid_caption(record: dict, count: int, per_class: int, digits: bool) -> str:
 
 def grid_images(record: dict, scale: int = 2) -> list[np.ndarray]:
     """The test-grid digits as ``uint8`` images (28x28 for MNIST), enlarged ``scale`` times."""
-    from nn.core.probe import decode_images
-
     grid = record.get("grid")
     if not grid:
         return []

@@ -23,6 +23,7 @@ from nn.core.config import layer_rows
 from nn.core.layer_spec import compact, parse_layers, to_line
 from nn.core.layers import LAYERS
 from nn.services import settings
+from nn.services.presets import PRESETS
 
 INPUT_SHAPE = (28, 28, 1)
 N_CLASSES = 10
@@ -325,8 +326,6 @@ STARTING_LABELS = {
 def starting_stack(key: str, cfg: dict) -> list[dict]:
     """The stack of a starting point: an empty stack, LeNet-5, the ``cnn`` preset's, or the
     dense form's layers of ``cfg``."""
-    from nn.services.presets import PRESETS
-
     if key == "lenet5":
         return copy.deepcopy(LENET5)
     if key == "cnn":

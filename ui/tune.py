@@ -26,10 +26,12 @@ from typing import Any
 import streamlit as st
 
 from nn.core import params as hyperparams
+from nn.core.layer_spec import compact
 from nn.core.limits import MAX_GRID_POINTS, MAX_TRIALS
 from nn.core.params import Param
+from nn.search import Choice, LogUniform, SearchSpace, Uniform
 from nn.services import settings as train_settings
-from nn.services.training import check_size_on_set, check_sizes_of_choices
+from nn.services.training import check_size_on_set, check_sizes_of_choices, part_sizes
 from nn.services.tuning import SearchJob
 from ui import session_jobs
 from ui.charts import note_in_middle
@@ -132,8 +134,6 @@ def parse_layers(text: str) -> list[list[int]]:
 
 
 def _dimension(name: str, entry: Mapping[str, Any]):
-    from nn.search import Choice, LogUniform, Uniform
-
     param = hyperparams.PARAMS[name]
     kind = param.search.kind
     if kind == "loguniform":
@@ -165,8 +165,6 @@ def _budget_problems(settings: Mapping[str, Any]) -> list[str]:
 def set_size_problems(settings: Mapping[str, Any], info: Any) -> list[str]:
     """Training and validation sizes above what the standard split of the data set ``info``
     (``nn.data.registry.DataSetInfo``) holds, each with the most allowed."""
-    from nn.services.training import part_sizes
-
     n_train, n_val, _ = part_sizes("standard", info.n_train, info.n_test)
     out = []
     for field, label, most in (
@@ -188,8 +186,6 @@ def build_space(
     """``(SearchSpace or None, errors)``: ``errors`` maps a parameter name (or ``"budget"``,
     ``"space"``) to a message shown next to its inputs. Networks are sized for the images and
     classes of the data set ``info`` (default: MNIST's). Pure (no Streamlit)."""
-    from nn.search import SearchSpace
-
     errors: dict[str, str] = {}
     dims = {}
     for name, entry in settings["params"].items():
@@ -348,8 +344,6 @@ def _layers_cell(hidden: Any, stack: Any) -> str:
     """A run's layers: the hidden widths (``256-128``) or a stack in compact form
     (``C32k3-P2-D128``, the output layer left out as for the widths)."""
     if isinstance(stack, list):
-        from nn.core.layer_spec import compact
-
         return compact(stack)
     if isinstance(hidden, list):
         return "-".join(str(h) for h in hidden)
