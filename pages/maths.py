@@ -132,7 +132,7 @@ if numbers["position"] is not None:
     with right:
         st.plotly_chart(
             view.feature_map_figure(
-                trace.outputs[layer][0][..., unit],
+                trace.feature_map(layer, unit),
                 numbers["position"],
                 "map {}: click a position (now row {}, column {})".format(
                     unit, *numbers["position"]
@@ -214,22 +214,13 @@ st.html(
 
 # ------------------------------------------------------------------------------ backward
 st.header("Backward", divider="gray")
-onehot = np.eye(len(classes))[trace.label]
-dlogits = trace.output_grads[-1][0]
 st.html(
     view.explanation(
         "Backpropagation starts at the output: dL/dlogits = p − onehot(true digit). Each layer "
         "then turns the gradient of its output into the gradient of its input and of its "
         "weights, by the chain rule."
     )
-    + view.table_html(
-        ["class", "p", "onehot", "dL/dz = p − onehot"],
-        [
-            [str(c), float(p), int(o), float(g)]
-            for c, p, o, g in zip(classes, trace.proba, onehot, dlogits, strict=True)
-        ],
-        bold_row=trace.label,
-    )
+    + view.output_gradient_html(trace.output_gradient(), classes, trace.label)
 )
 st.html(
     view.explanation(
@@ -237,7 +228,7 @@ st.html(
         "derivative: an activation by f'(z) (zero where a ReLU was off), a dense or "
         "convolution layer by its weights, pooling sends it to the values that won."
     )
-    + view.chain_html([la.kind for la in trace.layers], trace.output_grads, layer)
+    + view.chain_html(trace.gradient_chain(layer))
 )
 weight_note = (
     "dL/dw = dL/dz · x for each weight (one example)"

@@ -104,6 +104,9 @@ def test_the_unit_reads_the_layer_input_it_should(cnn, example):
     assert conv["patch_origin"] == [1, -1]
     np.testing.assert_array_equal(patch[:, 0, :], 0.0)  # the padding column
     np.testing.assert_array_equal(patch[:, 1:, :], layer_input[1:4, 0:2, :])
+    assert trace.feature_map(0, 2) == trace.outputs[0][0, :, :, 2].tolist()
+    with pytest.raises(MathsError, match="no feature map"):
+        trace.feature_map(8, 0)
     pool = trace.unit(3, 1, (2, 3))
     assert pool["inputs"] == list(trace.inputs[3][0, 4:6, 6:8, 1].reshape(-1))
     assert pool["z"] == max(pool["inputs"])
@@ -136,6 +139,12 @@ def test_dl_dlogits_is_p_minus_onehot_and_the_output_delta(dense, example):
     trace = Trace(dense.stack_, x, label)
     onehot = np.eye(10)[label]
     np.testing.assert_allclose(trace.output_grads[-1][0], trace.proba - onehot, atol=1e-15)
+    gradient = trace.output_gradient()
+    assert gradient["onehot"] == onehot.tolist()
+    np.testing.assert_allclose(gradient["delta"], trace.proba - onehot, atol=1e-15)
+    chain = trace.gradient_chain(0)
+    assert [r["layer"] for r in chain] == [4, 3, 2, 1, 0]  # dense, sigmoid, dense, sigmoid, dense
+    assert chain[0]["norm"] == pytest.approx(float(np.linalg.norm(trace.proba - onehot)))
     table = trace.softmax_table(1.0)
     assert table["loss"] == pytest.approx(trace.loss, rel=1e-9)
     assert table["sum"] == pytest.approx(sum(table["exps"]))

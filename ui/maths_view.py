@@ -226,16 +226,18 @@ def activation_svg(numbers: dict[str, Any], width: int = 380, height: int = 170)
     return f'<img src="{url}" width="{width}" alt="{html.escape(name)} curve, the unit marked">'
 
 
-def feature_map_figure(values: np.ndarray, position: Sequence[int], title: str) -> dict:
+def feature_map_figure(
+    values: Sequence[Sequence[float]], position: Sequence[int], title: str
+) -> dict:
     """A feature map as a heatmap with the chosen position marked, as a Plotly figure dict;
     every cell is a point the page's click selects (``on_select``)."""
-    h, w = values.shape
+    h, w = len(values), len(values[0])
     rows, cols = np.divmod(np.arange(h * w), w)
     return {
         "data": [
             {
                 "type": "heatmap",
-                "z": np.asarray(values, np.float64).round(5).tolist(),
+                "z": values,
                 "colorscale": "Viridis",
                 "showscale": False,
                 "hoverinfo": "skip",
@@ -296,14 +298,21 @@ def softmax_html(table: dict[str, Any], classes: Sequence[Any]) -> str:
     )
 
 
-def chain_html(kinds: Sequence[str], output_grads: Sequence[np.ndarray], layer: int) -> str:
-    """The gradient on its way back: for every layer from the output down to ``layer``, the
-    size of dL/d(its output) (the root of the sum of squares) and its largest value."""
-    rows = []
-    for i in range(len(kinds) - 1, layer - 1, -1):
-        g = np.asarray(output_grads[i], np.float64)
-        rows.append([i, kinds[i], float(np.sqrt((g * g).sum())), float(np.abs(g).max())])
+def chain_html(chain: Sequence[dict[str, Any]]) -> str:
+    """The gradient on its way back (``Trace.gradient_chain``), a row per layer."""
+    rows = [[r["layer"], r["kind"], r["norm"], r["largest"]] for r in chain]
     return table_html(["layer", "kind", "|dL/d output|", "largest |dL/d output|"], rows)
+
+
+def output_gradient_html(gradient: dict[str, Any], classes: Sequence[Any], label: int) -> str:
+    """dL/dlogits = p − onehot (``Trace.output_gradient``), a row per class."""
+    rows = [
+        [str(c), p, int(o), g]
+        for c, p, o, g in zip(
+            classes, gradient["proba"], gradient["onehot"], gradient["delta"], strict=True
+        )
+    ]
+    return table_html(["class", "p", "onehot", "dL/dz = p − onehot"], rows, bold_row=label)
 
 
 def check_html(check: dict[str, Any]) -> str:

@@ -391,6 +391,42 @@ class Trace:
         losses = self.losses_from(start, np.concatenate(moved))
         return [(losses[2 * i] - losses[2 * i + 1]) / (2 * h) for i in range(len(targets))]
 
+    # ------------------------------------------------------------------ the way back
+    def output_gradient(self) -> dict[str, Any]:
+        """dL/dlogits = p - onehot(label), with p and the one-hot vector."""
+        onehot = np.zeros(self.n_classes)
+        onehot[self.label] = 1.0
+        return {
+            "proba": _floats(self.proba),
+            "onehot": _floats(onehot),
+            "delta": _floats(self.output_grads[-1][0]),
+        }
+
+    def gradient_chain(self, layer: int) -> list[dict[str, Any]]:
+        """For every layer from the output down to ``layer``: its index and kind, the size of
+        dL/d(its output) (the root of the sum of squares) and its largest absolute value."""
+        self._layer(layer)
+        rows = []
+        for i in range(len(self.layers) - 1, layer - 1, -1):
+            g = self.output_grads[i]
+            rows.append(
+                {
+                    "layer": i,
+                    "kind": self.layers[i].kind,
+                    "norm": float(np.sqrt(np.vdot(g, g))),
+                    "largest": float(np.abs(g).max()),
+                }
+            )
+        return rows
+
+    def feature_map(self, layer: int, channel: int) -> list[list[float]]:
+        """One channel of an image layer's output, rows of values."""
+        self._layer(layer)
+        out = self.outputs[layer][0]
+        if out.ndim != 3 or not 0 <= channel < out.shape[2]:
+            raise MathsError(f"layer {layer} has no feature map {channel}")
+        return [_floats(row) for row in out[..., channel]]
+
     # ------------------------------------------------------------------ softmax and a step
     def softmax_table(self, temperature: float = 1.0) -> dict[str, Any]:
         """Logits, ``exp((z - max z) / T)``, their sum and the probabilities at temperature T,
