@@ -9,7 +9,7 @@ NumPy's wheels ship OpenBLAS as ``scipy-openblas``; the library is found among t
 objects (or next to NumPy), its routines are called through ``ctypes`` (which releases the GIL),
 and a self-test on small vectors must agree with NumPy before they are used. Where none is found
 (another BLAS, another build, another platform) or ``NN_PURE_NUMPY=1`` is set, the same operations
-run as NumPy ufuncs: the results agree up to rounding. ``enabled()`` tells which path is in use.
+run as NumPy ufuncs: the results agree up to rounding.
 """
 
 from __future__ import annotations
@@ -113,22 +113,6 @@ def _self_test(routines: _Routines) -> bool:
 
 _ROUTINES = _load()
 _use_blas = _ROUTINES is not None
-
-
-def enabled() -> bool:
-    """True when the OpenBLAS routines are in use, False when NumPy ufuncs stand in."""
-    return _use_blas
-
-
-@contextlib.contextmanager
-def pure_numpy() -> Iterator[None]:
-    """Use the NumPy fallbacks inside the block (for tests and comparisons)."""
-    global _use_blas
-    saved, _use_blas = _use_blas, False
-    try:
-        yield
-    finally:
-        _use_blas = saved
 
 
 def _routine(x: np.ndarray, y: np.ndarray, which: int):
