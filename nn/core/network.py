@@ -630,26 +630,6 @@ class NeuralNetwork:
         y_idx = self._encode(check_y(y, proba.shape[0]))
         return float(np.mean(proba.argmax(axis=1) == y_idx))
 
-    def loss_and_gradients(self, X, y) -> tuple[float, list[np.ndarray]]:
-        """The training objective on ``(X, y)`` without dropout (batch norm on its running
-        statistics), and copies of its gradients in ``_params()`` order (``[W0, b0, W1, b1,
-        ...]`` for a dense net), for gradient checks and teaching."""
-        self.check_fitted()
-        X = self._rows(self._check_X(X))
-        xb = self._to_float(X, np.empty(X.shape, self.stack_.dtype))
-        y_idx = self._encode(check_y(y, X.shape[0]))
-        with predicting(self):
-            self.stack_.attach_gradients()
-            self._grads = self.stack_.grads
-            try:
-                loss, _, grads = self._loss_and_grads(xb, y_idx, training=False)
-                copies = [g.copy() for g in grads]
-            finally:
-                self.stack_.clear_buffers()
-                self.stack_.detach_gradients()
-                del self._grads
-        return loss, copies
-
     def layer_outputs(self, X) -> list[tuple[str, np.ndarray]]:
         """``(name, output)`` of every layer of the stack for ``X`` (no dropout), feature maps
         ``(n, h, w, c)`` included, in order; names are ``"<index> <type>"``."""
