@@ -317,3 +317,18 @@ def test_empty_names_are_refused_not_replaced_by_a_default(models):
     assert code == 2 and "--name is empty" in err, err
     code, out, err = call("--workspace", "", "info", "tiny")
     assert code == 2 and "is not a workspace id" in err, err
+
+
+@pytest.mark.parametrize(
+    "flags,needle",
+    [
+        (["--learning-rate", "1_0"], "'1_0' is not a number"),
+        (["--learning-rate", "١"], "'١' is not a number"),
+        (["--epochs", "١٠"], "'١٠' is not a whole number"),
+        (["--epochs", "9" * 5000], "is not a whole number"),
+        (["--hidden-layers", "1_6"], "'1_6' is not a whole number"),
+    ],
+)
+def test_number_flags_read_plain_ascii_numbers(models, flags, needle):
+    code, out, err = call("train", "--no-save", *flags)
+    assert code == 2 and needle in err and "set_int_max_str_digits" not in err, err

@@ -224,8 +224,10 @@ def test_a_grid_beyond_int64_is_sampled():
 @pytest.mark.parametrize(
     "flags,message",
     [
-        (["--timeout", "nan"], "--timeout nan: use a number of seconds above 0"),
-        (["--timeout", "inf"], "--timeout inf: use a number of seconds above 0"),
+        (["--timeout", "nan"], "--timeout: 'nan' is not a number (write e.g. 0.001"),
+        (["--timeout", "inf"], "--timeout: 'inf' is not a number"),
+        (["--timeout", "1e9"], "--timeout 1000000000.0: use a number of seconds above 0"),
+        (["--timeout", "1_0"], "--timeout: '1_0' is not a number"),
         (["--seed", str(10**23)], f"--seed {10**23}: use a whole number from 0 to"),
         (["--epochs-per-trial", "1000000000"], "--epochs-per-trial 1000000000: use 1 to"),
         (["--name", "n" * 5000], "--name: 5,000 characters; use at most 100"),
@@ -235,7 +237,17 @@ def test_a_grid_beyond_int64_is_sampled():
         ),
         (["--set", "hidden_layers=[100000000]"], "the fixed settings (--set): hidden_layers"),
     ],
-    ids=["timeout-nan", "timeout-inf", "seed", "epochs", "name", "choice-size", "set-size"],
+    ids=[
+        "timeout-nan",
+        "timeout-inf",
+        "timeout-week",
+        "timeout-underscore",
+        "seed",
+        "epochs",
+        "name",
+        "choice-size",
+        "set-size",
+    ],
 )
 def test_tune_refuses_out_of_bound_numbers_before_loading_data(no_search, flags, message):
     code, out, err = call("tune", "--no-record", *flags)

@@ -29,6 +29,7 @@ from nn.core import params as hyperparams
 from nn.core.layer_spec import compact
 from nn.core.limits import MAX_GRID_POINTS, MAX_TRIALS
 from nn.core.params import Param
+from nn.core.plain_numbers import plain_float
 from nn.search import Choice, LogUniform, SearchSpace, Uniform
 from nn.services import settings as train_settings
 from nn.services.training import check_size_on_set, check_sizes_of_choices, part_sizes
@@ -94,18 +95,11 @@ def init_tune_state() -> dict[str, Any]:
     return ss[SETTINGS_KEY]
 
 
-_NUMBER = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]{1,3})?")
-
-
 def _float(text: Any, what: str) -> float:
-    """A number written with ASCII digits (Python's float would also read '1_0' and '١٠')."""
-    shown = str(text).strip()
-    if len(shown) > 40 or not _NUMBER.fullmatch(shown):
-        raise ValueError(f"{what} {shown[:40]!r} is not a number (write e.g. 0.001 or 1e-4)")
-    value = float(shown)
-    if not math.isfinite(value):
-        raise ValueError(f"{what} must be finite")
-    return value
+    try:
+        return plain_float(text)
+    except ValueError as exc:
+        raise ValueError(f"{what} {exc}") from None
 
 
 _WIDTHS = re.compile(r"[0-9]{1,9}(?:\s*[-,\s]\s*[0-9]{1,9})*")

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from nn.core.activations import ACTIVATIONS
+from nn.core.plain_numbers import plain_float, plain_int
 from nn.io import models_folder
 from nn.io.models_folder import MODELS_DIR_ENV, models_dir
 from nn.services.runs import RunStore
@@ -103,6 +104,26 @@ def resolve_model_path(spec: str, folder: str | None = None) -> Path:
         if found is None:
             raise
         return found
+
+
+def shown_errors(parse: Callable[[str], Any]) -> Callable[[str], Any]:
+    """An argparse type whose ``ValueError`` message is shown as it is (argparse would say
+    only "invalid float value")."""
+
+    def convert(text: str) -> Any:
+        try:
+            return parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    convert.__name__ = parse.__name__
+    return convert
+
+
+NUMBER = shown_errors(plain_float)
+"""The argparse type of a number: ASCII digits only, finite (``nn.core.plain_numbers``)."""
+WHOLE_NUMBER = shown_errors(plain_int)
+"""The argparse type of a whole number: ASCII digits only, at most 30 of them."""
 
 
 def none_or(conv: Callable[[str], Any]) -> Callable[[str], Any]:

@@ -14,6 +14,8 @@ from nn.cli.common import (
     EXIT_DIVERGED,
     EXIT_INTERRUPTED,
     EXIT_OK,
+    NUMBER,
+    WHOLE_NUMBER,
     Out,
     UsageError,
     add_common,
@@ -22,6 +24,7 @@ from nn.cli.common import (
     models_dir,
     none_or,
     print_json,
+    shown_errors,
     widths_describe,
 )
 from nn.cli.progress import Progress, StopOnInterrupt
@@ -57,27 +60,15 @@ DESCRIPTION = (
 
 
 # ----------------------------------------------------------------------------- hyperparameter flags
-def _argument(parse: Callable[[str], Any]) -> Callable[[str], Any]:
-    """An argparse type whose ``ValueError`` message is shown as it is."""
-
-    def convert(text: str) -> Any:
-        try:
-            return parse(text)
-        except ValueError as exc:
-            raise argparse.ArgumentTypeError(str(exc)) from None
-
-    convert.__name__ = parse.__name__
-    return convert
-
 
 # how a flag reads each kind of hyperparameter (nn.core.params.Param.kind), and its metavar
 _READERS: dict[str, tuple[Callable[[str], Any], str]] = {
-    "float": (float, "X"),
-    "int": (int, "N"),
+    "float": (NUMBER, "X"),
+    "int": (WHOLE_NUMBER, "N"),
     "choice": (str, "NAME"),
-    "widths": (int, "N"),
-    "stack": (_argument(parse_layers), "SPEC"),
-    "shape": (_argument(parse_shape), "HxWxC"),
+    "widths": (WHOLE_NUMBER, "N"),
+    "stack": (shown_errors(parse_layers), "SPEC"),
+    "shape": (shown_errors(parse_shape), "HxWxC"),
 }
 
 
@@ -146,7 +137,7 @@ def _add_augment_flags(parser: argparse.ArgumentParser) -> None:
         group.add_argument(
             "--augment-" + name.replace("_", "-"),
             dest=f"augment__{name}",
-            type=float,
+            type=NUMBER,
             metavar="X",
             default=argparse.SUPPRESS,
             help=f"{setting.meaning} (Augmenter default: {setting.default})".replace("%", "%%"),
@@ -175,7 +166,7 @@ def _add_data_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--val-fraction",
         dest="data__val_fraction",
-        type=float,
+        type=NUMBER,
         metavar="F",
         default=argparse.SUPPRESS,
         help="validation fraction for --split custom",
@@ -183,7 +174,7 @@ def _add_data_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--test-fraction",
         dest="data__test_fraction",
-        type=float,
+        type=NUMBER,
         metavar="F",
         default=argparse.SUPPRESS,
         help="test fraction for --split custom",
@@ -191,7 +182,7 @@ def _add_data_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--train-size",
         dest="data__train_size",
-        type=none_or(int),
+        type=none_or(WHOLE_NUMBER),
         metavar="N",
         default=argparse.SUPPRESS,
         help="train on a stratified subset of N images ('none': all)",
@@ -199,7 +190,7 @@ def _add_data_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--split-seed",
         dest="data__seed",
-        type=none_or(int),
+        type=none_or(WHOLE_NUMBER),
         metavar="S",
         default=argparse.SUPPRESS,
         help="seed of the split (default 0; kept apart from --seed so runs with "

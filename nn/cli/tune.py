@@ -20,6 +20,7 @@ import os
 import sys
 from typing import Any
 
+from nn.cli.common import NUMBER, WHOLE_NUMBER
 from nn.core.bounded_json import JSONSyntaxError, loads, read_json_file
 from nn.core.limits import (
     MAX_EPOCHS,
@@ -96,19 +97,19 @@ def add_tune_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPars
     )
     budget.add_argument(
         "--trials",
-        type=int,
+        type=WHOLE_NUMBER,
         default=None,
         help="number of trials (random: default 10; grid: all grid points)",
     )
     budget.add_argument(
         "--grid-points",
-        type=int,
+        type=WHOLE_NUMBER,
         default=3,
         help="points per range for --strategy grid (default: 3)",
     )
     budget.add_argument(
         "--epochs-per-trial",
-        type=int,
+        type=WHOLE_NUMBER,
         default=3,
         help="epochs of a trial that is never pruned (default: 3)",
     )
@@ -120,16 +121,19 @@ def add_tune_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPars
     )
     budget.add_argument(
         "--eta",
-        type=int,
+        type=WHOLE_NUMBER,
         default=3,
         help="successive halving keeps the best 1/eta per rung (default: 3)",
     )
     budget.add_argument(
-        "--timeout", type=float, default=None, help="stop launching trials after this many seconds"
+        "--timeout",
+        type=NUMBER,
+        default=None,
+        help="stop launching trials after this many seconds",
     )
     budget.add_argument(
         "--n-jobs",
-        type=int,
+        type=WHOLE_NUMBER,
         default=1,
         help="trials trained at once (joblib; -1 = all cores; default: 1)",
     )
@@ -138,20 +142,20 @@ def add_tune_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPars
     )
     budget.add_argument(
         "--seed",
-        type=int,
+        type=WHOLE_NUMBER,
         default=0,
         help="seed of the trial configurations and of the trials (default: 0)",
     )
     data = parser.add_argument_group("data")
     data.add_argument(
         "--train-size",
-        type=int,
+        type=WHOLE_NUMBER,
         default=10_000,
         help="training images per trial, a stratified subset (0 = all; default: 10000)",
     )
     data.add_argument(
         "--val-size",
-        type=int,
+        type=WHOLE_NUMBER,
         default=0,
         help="validation images used for scoring (0 = the whole validation part; default: 0)",
     )
@@ -160,7 +164,9 @@ def add_tune_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPars
         default="standard",
         help="split scheme: standard, 80:10:10 or custom (default: standard)",
     )
-    data.add_argument("--data-seed", type=int, default=0, help="seed of the split (default: 0)")
+    data.add_argument(
+        "--data-seed", type=WHOLE_NUMBER, default=0, help="seed of the split (default: 0)"
+    )
     data.add_argument(
         "--data",
         default=None,

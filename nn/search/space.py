@@ -22,6 +22,7 @@ from nn.core.bounded_json import JSONSyntaxError, loads
 from nn.core.config import configure
 from nn.core.limits import MAX_CHOICES, MAX_GRID_POINTS, MAX_TRIALS
 from nn.core.params import PARAMS
+from nn.core.plain_numbers import plain_float
 
 __all__ = [
     "FORBIDDEN_PARAMS",
@@ -339,7 +340,7 @@ def parse_dimension(spec: str, name: str = "parameter") -> Dimension:
         if len(parts) != 2 or not all(parts):
             raise ValueError(f"{name}: write {kind}:LOW:HIGH, got {spec!r}")
         try:
-            low, high = (float(p) for p in parts)
+            low, high = (plain_float(p) for p in parts)
         except ValueError:
             raise ValueError(f"{name}: LOW and HIGH must be numbers in {spec!r}") from None
         if kind in ("int", "intlog"):
