@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from apptest_support import APP, APP_TIMEOUT, APPTEST_SESSION_ID
 from PIL import Image
 from streamlit.runtime.caching.cache_resource_api import clear_session_cache
 from streamlit.testing.v1 import AppTest
@@ -39,9 +40,6 @@ from nn.io.model_files import save_model
 from ui.session_jobs import SessionJob
 from ui.state import job_board
 
-APP = str(Path(__file__).resolve().parents[1] / "app.py")
-APP_TIMEOUT = 60
-APPTEST_SESSION_ID = "test session id"  # the one session id of every AppTest (streamlit 1.67)
 DRAW_CANVAS_KEY = "draw_canvas"
 
 

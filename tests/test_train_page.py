@@ -6,9 +6,9 @@ from __future__ import annotations
 import json
 
 import pytest
+from apptest_support import APP
 from streamlit.testing.v1 import AppTest
 
-from conftest import APP
 from nn.io.model_files import load_model
 from nn.services.presets import PRESETS
 from nn.services.runs import RunStore

@@ -12,11 +12,11 @@ import time
 
 import job_functions
 import pytest
+from apptest_support import APP, APPTEST_SESSION_ID
 from streamlit.runtime.caching.cache_resource_api import clear_session_cache
 from streamlit.testing.v1 import AppTest
 from test_train_page import small_form, wait_finished
 
-from conftest import APP, APPTEST_SESSION_ID
 from nn.services.jobs import JobRunner
 from ui.session_jobs import JobBoard, start_training
 from ui.state import job_runner

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from test_browser import NAV_LINK, TITLE, no_exception, open_page, settle, wait_until
 
-from conftest import start_server, stop_server
+from tests.browser.conftest import start_server, stop_server
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: the synthetic sets
 from datasets_synthetic import GREY_CLASSES, GREY_SHAPE, make_images  # noqa: E402
