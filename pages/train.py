@@ -207,6 +207,8 @@ def _status_text(snap: dict) -> str:
     if status == "queued":
         return queue_text(snap).capitalize()
     label = "Paused" if snap.get("paused") and status == "running" else _LABELS.get(status, status)
+    if status == "preparing" or not snap.get("epochs"):  # no epochs counted yet
+        return label
     text = f"{label} — epoch {snap['epoch']}/{snap['epochs']}"
     eta = snap.get("eta_seconds")
     if status == "running" and eta is not None:
