@@ -247,7 +247,7 @@ def test_interrupted_search_message_says_search(tmp_path, monkeypatch):
     with store._write() as conn:
         conn.execute("UPDATE searches SET pid = 999999999 WHERE id = ?", (search_id,))
     store.mark_interrupted()
-    message = store.get_search(search_id).message
+    message = next(s for s in store.list_searches() if s.id == search_id).message
     assert "without finishing the search " in message and "searche" not in message
 
 

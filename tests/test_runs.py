@@ -260,20 +260,6 @@ def test_invalid_order_by_rejected(store):
     assert "started_at" in ORDER_BY_FIELDS and len(store.list_runs()) == 5
 
 
-def test_delete_run(store):
-    ids = _populate(store)
-    store.log_epoch(ids["a"], 1, loss=0.1)
-    assert store.delete_run(ids["a"]) is True
-    assert store.delete_run(ids["a"]) is False
-    with pytest.raises(KeyError):
-        store.get_run(ids["a"])
-    conn = sqlite3.connect(store.path)
-    count = conn.execute("SELECT COUNT(*) FROM epochs WHERE run_id = ?", (ids["a"],)).fetchone()
-    assert count[0] == 0
-    conn.close()
-    assert len(store.list_runs()) == 4
-
-
 def test_searches(store):
     search_id = store.start_search({"learning_rate": [0.01, 0.1]}, name="lr sweep")
     r1 = store.start_run({"learning_rate": 0.01}, source="tune", search_id=search_id)
@@ -284,7 +270,7 @@ def test_searches(store):
     trials = store.list_runs(search_id=search_id, order_by="val_accuracy")
     assert [r.id for r in trials] == [r1, r2]
     store.finish_search(search_id, best_run_id=trials[0].id)
-    search = store.get_search(search_id)
+    search = next(s for s in store.list_searches() if s.id == search_id)
     assert (search.status, search.best_run_id, search.name) == ("finished", r1, "lr sweep")
     assert search.space == {"learning_rate": [0.01, 0.1]}
     assert [s.id for s in store.list_searches()] == [search_id]

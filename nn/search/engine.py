@@ -3,7 +3,7 @@
 NumPy and joblib only (never Streamlit). The space is a ``nn.search.space.SearchSpace``; the
 trials and the result are ``nn.search.results``' dataclasses.
 
-``grid_search(space, n=3)`` / ``random_search(space, n_trials, seed)``
+``space.grid(n)`` / ``random_search(space, n_trials, seed)``
     The trial configurations (dicts of the searched parameters only).
 
 ``run_search(base_config, space, X_train, y_train, X_val, y_val, ...) -> SearchResult``
@@ -52,7 +52,6 @@ from nn.search.space import SearchSpace, as_space, check_base_config
 __all__ = [
     "STRATEGIES",
     "Record",
-    "grid_search",
     "halving_schedule",
     "random_search",
     "run_search",
@@ -85,12 +84,6 @@ def _positive_int(name: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         raise ValueError(f"{name} must be a whole number >= 1, got {value!r}")
     return int(value)
-
-
-def grid_search(space: SearchSpace | Mapping[str, Any], n: int = 3) -> list[dict[str, Any]]:
-    """Trial configurations of a grid search: every combination of the choices and ``n``
-    points per range (log-spaced for log ranges)."""
-    return as_space(space).grid(n)
 
 
 def random_search(

@@ -413,13 +413,6 @@ class SearchSpace:
             )
         return cls(data)
 
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict())
-
-    @classmethod
-    def from_json(cls, text: str) -> SearchSpace:
-        return cls.from_dict(loads(text, "the search space"))
-
     def sample(self, rng: np.random.Generator) -> dict[str, Any]:
         return {name: dim.sample(rng) for name, dim in self.dimensions.items()}
 

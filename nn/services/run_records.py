@@ -152,10 +152,6 @@ class Run:
         """Short unique label, e.g. ``"#12 adam-wide"``."""
         return f"#{self.id} {self.name}" if self.name else f"#{self.id}"
 
-    @property
-    def is_running(self) -> bool:
-        return self.status == "running"
-
     def summary(self) -> dict[str, Any]:
         """A flat row for tables: run columns plus ``metrics`` entries (no config, no history)."""
         row = {

@@ -528,13 +528,6 @@ class RunStore:
                     run.history = histories[run.id]
         return runs
 
-    def delete_run(self, run_id: int) -> bool:
-        """Delete a run and its epochs; returns whether it existed. The model file is kept."""
-        with self._write() as conn:
-            conn.execute("DELETE FROM epochs WHERE run_id = ?", (run_id,))
-            conn.execute("UPDATE searches SET best_run_id = NULL WHERE best_run_id = ?", (run_id,))
-            return conn.execute("DELETE FROM runs WHERE id = ?", (run_id,)).rowcount > 0
-
     def mark_interrupted(self) -> list[int]:
         """Mark ``running`` runs (and searches) of dead processes on this host ``interrupted``.
 
@@ -615,15 +608,6 @@ class RunStore:
             )
             if cursor.rowcount == 0:
                 raise KeyError(f"no search with id {search_id} in {self.path}")
-
-    def get_search(self, search_id: int) -> Search:
-        with self._connect() as conn:
-            row = conn.execute(
-                f"SELECT {SEARCH_COLUMNS} FROM searches WHERE id = ?", (search_id,)
-            ).fetchone()
-        if row is None:
-            raise KeyError(f"no search with id {search_id} in {self.path}")
-        return search_from_row(row)
 
     def list_searches(self, status: str | None = None, limit: int | None = None) -> list[Search]:
         """Searches, newest first."""
