@@ -293,6 +293,8 @@ def test_tune_status_agrees_with_itself_and_the_table_shows_no_none():
     }
     text = tn.status_text(cancelled)
     assert "8 trials: 5 pruned, 3 cancelled" in text and "rung" not in text
+    preparing = {"status": "preparing", "n_trials": 0, "trials": [], "elapsed": 0.0}
+    assert tn.status_text(preparing) == "**preparing** · 0s"  # not "0/0 trials scored"
     frame = tn.trials_frame(running["trials"])
     assert "None" not in frame.astype(str).to_numpy().ravel().tolist()
     assert frame.loc[7, "val_accuracy"] == "—" and frame.loc[0, "val_accuracy"] == "90.00%"
