@@ -115,7 +115,7 @@ def test_the_stock_canvas_when_the_bundle_cannot_be_patched(
 ):
     with caplog.at_level("WARNING", logger="ui.canvas"):
         at = open_app("pages/draw.py")
-    assert "debounced sender" in ui.canvas.canvas_fallback_reason()
+    assert "debounced sender" in ui.canvas._component()[1]
     assert "stock st_canvas" in caplog.text
     element = _canvas_element(at)
     assert element.component_name == "streamlit-drawable-canvas.streamlit_drawable_canvas"

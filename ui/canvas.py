@@ -20,7 +20,7 @@ the canvas's reference among them) and ~21 kB from it (the drawing's PNG), measu
 bench/draw_browser.py.
 
 If the installed bundle lacks the expected pattern (another version of the package), the page
-uses the stock ``st_canvas`` with its 200 ms wait and logs why (``canvas_fallback_reason``).
+uses the stock ``st_canvas`` with its 200 ms wait and logs why.
 """
 
 from __future__ import annotations
@@ -97,11 +97,6 @@ def _component() -> tuple[Any, str | None]:
         COMPONENT_NAME, js=js, css=css, html=HTML, isolate_styles=True
     )
     return component, None
-
-
-def canvas_fallback_reason() -> str | None:
-    """Why the stock ``st_canvas`` is used instead of the patched one, or ``None``."""
-    return _component()[1]
 
 
 def canvas_data(

@@ -8,7 +8,7 @@ database), read at call time so tests can set the variable; one store object per
 ``mine_scores(model_path)`` is a model's accuracy on the drawings and its predictions, cached per
 (model file version, drawings version): a page that lists every model does the predictions once
 and again only after a drawing is kept, relabelled, deleted or imported, or the model file
-changes. ``drawings_version()`` is the cheap query that tells.
+changes. ``MineStore.version()`` is the cheap query that tells.
 """
 
 from __future__ import annotations
@@ -33,11 +33,6 @@ def _store_at(path: str) -> MineStore:
 def store() -> MineStore:
     """The workspace's drawings store (one object per database path)."""
     return _store_at(str(state.workspace().mine_db.expanduser().resolve()))
-
-
-def drawings_version() -> tuple[int, int, int]:
-    """Changes whenever the set of drawings or a label changes (see ``MineStore.version``)."""
-    return store().version()
 
 
 @st.cache_resource(max_entries=2, show_spinner=False)
