@@ -332,3 +332,25 @@ def test_empty_names_are_refused_not_replaced_by_a_default(models):
 def test_number_flags_read_plain_ascii_numbers(models, flags, needle):
     code, out, err = call("train", "--no-save", *flags)
     assert code == 2 and needle in err and "set_int_max_str_digits" not in err, err
+
+
+def test_a_save_that_must_not_replace_does_not_even_when_raced(models, tmp_path, tiny_model):
+    import nn.io.model_files as MF
+    from nn.io.models_folder import SaveRecord, save_named
+
+    target = models / "new.npz"
+    write = MF.atomic_write
+
+    def raced(path, fn, *, replace=True):  # another save takes the name meanwhile
+        target.write_bytes(b"theirs")
+        return write(path, fn, replace=replace)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(MF, "atomic_write", raced)
+        with pytest.raises(ValueError, match="a model called 'new' exists already"):
+            save_named(tiny_model(), target, "new", SaveRecord(metrics={}), overwrite=False)
+    assert target.read_bytes() == b"theirs"
+    assert not [p for p in models.iterdir() if p.name.endswith(".tmp")]
+    assert save_named(
+        tiny_model(), models / "other.npz", "other", SaveRecord(metrics={}), overwrite=False
+    )

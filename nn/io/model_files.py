@@ -268,8 +268,10 @@ def save_model(
     inside: dict | None = None,
     dataset: dict | None = None,
     threshold: dict | None = None,
+    replace: bool = True,
 ) -> Path:
-    """Save a fitted model atomically; returns the path written.
+    """Save a fitted model atomically; returns the path written (``replace=False``: never over
+    an existing file, ``FileExistsError`` then).
 
     ``.npz`` (or no extension, which gets ``.npz``) writes the native format, ``.pkl`` the
     plain-container pickle (see :func:`export_pickle`). ``name`` defaults to the file stem;
@@ -294,6 +296,7 @@ def save_model(
             inside=inside,
             dataset=dataset,
             threshold=threshold,
+            replace=replace,
         )
     state_meta, arrays = _collect_state(model)
     meta = _build_meta(
@@ -301,7 +304,7 @@ def save_model(
     )
     meta_array = np.array(json.dumps(meta, ensure_ascii=False))  # 0-d '<U..' array
 
-    atomic_write(path, lambda f: np.savez(f, **{META_KEY: meta_array}, **arrays))
+    atomic_write(path, lambda f: np.savez(f, **{META_KEY: meta_array}, **arrays), replace=replace)
     _remember(model, meta, path, "npz")
     return path
 
@@ -316,9 +319,11 @@ def export_pickle(
     inside: dict | None = None,
     dataset: dict | None = None,
     threshold: dict | None = None,
+    replace: bool = True,
 ) -> Path:
     """Write the compatibility pickle: ``{"format_version", "meta", "arrays"}`` of plain
-    containers and ndarrays only (protocol 4), atomically. Never pickles the model object."""
+    containers and ndarrays only (protocol 4), atomically (``replace=False``: never over an
+    existing file). Never pickles the model object."""
     path = Path(path)
     if path.suffix.lower() != ".pkl":
         raise ValueError(f"cannot export pickle to {path}: the file name must end with .pkl")
@@ -326,7 +331,7 @@ def export_pickle(
     meta = _build_meta(
         model, path, state_meta, arrays, name, metrics, notes, inside, dataset, threshold
     )
-    atomic_write(path, lambda f: write_pickle_payload(f, meta, arrays))
+    atomic_write(path, lambda f: write_pickle_payload(f, meta, arrays), replace=replace)
     _remember(model, meta, path, "pkl")
     return path
 

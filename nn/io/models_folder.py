@@ -333,17 +333,22 @@ def save_named(
     """Save a trained ``model`` to ``path`` under the model name ``name`` with ``record``;
     returns the path written. ``ValueError`` if a file is there and ``overwrite`` is False."""
     path = Path(path)
+    taken = ValueError(f"a model called {name!r} exists already ({path}); pick a new name")
     if path.exists() and not overwrite:
-        raise ValueError(f"a model called {name!r} exists already ({path}); pick a new name")
-    return save_model(
-        model,
-        path,
-        name=name,
-        metrics=record.metrics,
-        notes=record.notes,
-        inside=record.inside,
-        dataset=record.dataset,
-    )
+        raise taken
+    try:
+        return save_model(
+            model,
+            path,
+            name=name,
+            metrics=record.metrics,
+            notes=record.notes,
+            inside=record.inside,
+            dataset=record.dataset,
+            replace=overwrite,
+        )
+    except FileExistsError:  # saved by someone else between the check and the write
+        raise taken from None
 
 
 def save_threshold(path: str | os.PathLike, record: dict | None) -> Path:

@@ -119,11 +119,12 @@ def shape_elements(shape: Any, label: Any) -> int:
     return math.prod(shape)
 
 
-def atomic_write(path: Path, write: Callable[[IO[bytes]], Any]) -> None:
+def atomic_write(path: Path, write: Callable[[IO[bytes]], Any], *, replace: bool = True) -> None:
     """Call ``write(fileobj)`` on a temp file next to ``path`` (``.NAME.*.tmp``, locked while
     it is written, so a killed writer's file is found by
     :func:`nn.core.tempfiles.remove_abandoned`), fsync, then os.replace. An ``OSError`` (a full
-    disk) names ``path``, and the temp file is removed."""
+    disk) names ``path``, and the temp file is removed. ``replace=False`` never replaces a
+    file: ``FileExistsError`` if one is at ``path``, even one written a moment ago."""
     folder = path.parent
     folder.mkdir(parents=True, exist_ok=True)
     try:
@@ -141,7 +142,11 @@ def atomic_write(path: Path, write: Callable[[IO[bytes]], Any]) -> None:
             tmp.flush()
             os.fsync(tmp.fileno())
             os.fchmod(tmp.fileno(), mode)
-            os.replace(tmp_path, path)  # still locked: never taken for a leftover
+            if replace:
+                os.replace(tmp_path, path)  # still locked: never taken for a leftover
+            else:  # a link fails if a file took the name meanwhile: check and write are one
+                os.link(tmp_path, path)
+                tmp_path.unlink()
     except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()
