@@ -417,8 +417,9 @@ def status_text(snap: Mapping[str, Any]) -> str:
     if snap["status"] == "queued":
         return f"**queued**: {session_jobs.queue_text(snap)}"
     parts = [f"**{snap['status']}**"]
-    if snap["status"] in ("preparing", "running") and n:  # no trials planned yet: nothing
-        parts.append(f"{trials_scored(snap)}/{n} trials scored")
+    if snap["status"] in ("preparing", "running"):
+        if n:  # (none planned yet while preparing)
+            parts.append(f"{trials_scored(snap)}/{n} trials scored")
         if snap.get("n_rungs", 1) > 1:
             parts.append(f"rung {snap.get('rung', 0) + 1}/{snap['n_rungs']}")
     else:
