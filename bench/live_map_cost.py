@@ -1,7 +1,7 @@
 """What the live layer map (``nn.core.live_map``) costs a training epoch, for the default preset
 (fast: 784-256-128-10) and a CNN.
 
-    python bench/live_map_cost.py [--train 5000] [--epochs 4] [--rounds 3]
+    python bench/live_map_cost.py [--train 5000] [--epochs 4] [--rounds 3] [--only dense|cnn]
 
 Trains each model on ``--train`` MNIST images with an ``InsideRecorder`` carrying a ``LiveMap``
 of 500 test images (50 per digit), as a training job does, and reports, per model:
@@ -96,11 +96,17 @@ def main() -> None:
     parser.add_argument("--train", type=int, default=5000)
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--only", choices=("dense", "cnn"), help="measure one of the two models")
     args = parser.parse_args()
     data = load_mnist()
-    results: dict[str, list[dict[str, float]]] = {name: [] for name in MODELS}
+    models = {
+        name: settings
+        for name, settings in MODELS.items()
+        if args.only is None or name.lower().startswith(args.only)
+    }
+    results: dict[str, list[dict[str, float]]] = {name: [] for name in models}
     for _ in range(args.rounds):
-        for name, settings in MODELS.items():
+        for name, settings in models.items():
             results[name].append(_measure(settings, data, args.train, args.epochs))
     print(f"{args.train:,} training images, {args.epochs} epochs, {args.rounds} rounds (medians)")
     for name, rows in results.items():
