@@ -471,9 +471,10 @@ def bench_drawing(data, model: NeuralNetwork) -> dict:
 
 def bench_worker_thread(data, epochs: int, seed: int, repeats: int = 3) -> dict:
     """Seconds per epoch of the fast preset's network trained as the command line does (main
-    thread, ``nn.training.run_training``) and as the dashboard does (``ui.session_jobs``: a job
-    of a ``JobRunner`` in a worker process that streams every batch back and records epochs in
-    SQLite, its messages folded into a snapshot), alternating the two."""
+    thread, ``nn.services.training.run_training``) and as the dashboard does
+    (``ui.session_jobs``: a job of a ``JobRunner`` in a worker process that streams every batch
+    back and records epochs in SQLite, its messages folded into a snapshot), alternating the
+    two."""
     import tempfile
 
     from nn.services.jobs import JobRunner

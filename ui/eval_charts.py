@@ -233,7 +233,7 @@ def per_class_figure(
     report: Mapping, *, height: int = 320, names: Sequence[str] | None = None
 ) -> go.Figure:
     """Precision, recall and F1 of each digit (or class of ``names``, indexed by the report's
-    classes) as grouped bars (``report`` from ``nn.metrics.classification_report``)."""
+    classes) as grouped bars (``report`` from ``nn.core.metrics.classification_report``)."""
     if names is None:
         classes = [str(c) for c in report["classes"]]
     else:

@@ -111,7 +111,7 @@ class Search:
     on: bool = False
 
     def dimension(self) -> dict[str, Any]:
-        """This default as a search dimension's dict (``nn.search.engine.dimension_from_dict``)."""
+        """This default as a search dimension's dict (``nn.search.space.dimension_from_dict``)."""
         if self.kind == "choice":
             return {"type": "choice", "values": [_plain(v) for v in self.chosen]}
         return {"type": self.kind, "low": self.low, "high": self.high}

@@ -4,9 +4,10 @@ The page (``templates/digit_reader.html`` + ``templates/digit_reader.js``) holds
 needs: the network's inference steps (:func:`nn.io.plan.inference_plan`) as JSON with every
 array as base64 little-endian float32, and the JavaScript that runs them with ``Float32Array``
 loops (dense, conv2d, pooling, batch normalisation, in the engine's channels-last layout). A
-drawing on the canvas is prepared by a JavaScript port of :func:`nn.data.preprocess_drawing`
-(grey conversion, background removal, crop to the ink, Pillow's BOX resize to 20 px on the longer
-side, centre of mass to (14, 14), the same half-to-even roundings). Its Content-Security-Policy
+drawing on the canvas is prepared by a JavaScript port of
+:func:`nn.data.preprocess.preprocess_drawing` (grey conversion, background removal, crop to the
+ink, Pillow's BOX resize to 20 px on the longer side, centre of mass to (14, 14), the same
+half-to-even roundings). Its Content-Security-Policy
 allows no network request at all.
 
 For scripts and tests the page defines ``predictPixels(array784)`` (ten probabilities, in the

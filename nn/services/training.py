@@ -1,4 +1,4 @@
-"""The training job shared by ``python -m nn train`` and the dashboard's training thread.
+"""The training job shared by ``python -m nn train`` and the dashboard (in a runner's worker).
 
 :func:`run_training_job` takes a :class:`TrainingJob` (plain, JSON-able settings): it loads and
 splits the data, builds the model, fits it with a callback (progress as ``TrainingEvent``s, pause

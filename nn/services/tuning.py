@@ -1,4 +1,4 @@
-"""The search job shared by ``python -m nn tune`` and the dashboard's search thread.
+"""The search job shared by ``python -m nn tune`` and the dashboard (in a runner's worker).
 
 :func:`run_search_job` takes a :class:`SearchJob` (plain, JSON-able settings): it loads and
 splits the data, opens the run store and runs :func:`nn.search.run_search`; progress arrives as
