@@ -410,8 +410,10 @@ def finetune_status() -> None:
         "queued": queue_text(snap).capitalize(),
     }.get(status, status)
     epoch_text = f" — epoch {snap['epoch']}/{snap['epochs']}" if snap["epochs"] else ""
-    if status == "running" and snap.get("eta_seconds") is not None:
-        epoch_text += f", about {duration_text(snap['eta_seconds'])} left"
+    if status == "running" and float(snap["progress"]) >= 1.0:  # trained; the scores remain
+        epoch_text += ", measuring it on your held-out drawings and the MNIST test set…"
+    elif status == "running" and snap.get("eta_seconds") is not None:
+        epoch_text += f", about {duration_text(snap['eta_seconds'])} of training left"
     st.progress(min(1.0, float(snap["progress"])), text=f"{label}{epoch_text}")
     st.plotly_chart(
         batch_loss_figure(
