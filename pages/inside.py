@@ -212,9 +212,15 @@ def inside_view() -> None:
                 st.html(charts.grid_html(record, images, names))
             else:  # inputs recorded as rows of values, not images
                 st.text("\n".join(captions))
+    st.subheader("The live layer map")
     if record.get("map_frames"):
-        st.subheader("The live layer map")
         _chart("inside_map", token, lambda: live_map_figure(record, names), LIVE_MAP_LESSON)
+    else:
+        st.caption(
+            "This record has no live map: it is made while a model trains (here or with python "
+            "-m nn train) and saved with it; models trained before it existed have none. The "
+            "Layer map page maps any saved model's layers as they are now."
+        )
     if source == LIVE and running and job.done:
         st.rerun()
 

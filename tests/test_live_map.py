@@ -135,3 +135,23 @@ def test_the_inside_page_plays_the_map_of_a_training(env, open_app, started_jobs
     assert spec["layout"]["updatemenus"][0]["buttons"][0]["label"] == "▶ play"
     # x, y travel as binary arrays; the marks are lists (the legend's traces have no point)
     assert sum(len(t["marker"].get("symbol") or []) for t in spec["data"]) == 500
+
+
+def test_a_record_without_the_map_says_so(small_env, open_app):
+    at = open_app("pages/inside.py")
+    assert not at.exception
+    assert any(s.value == "The live layer map" for s in at.subheader)
+    assert any("This record has no live map" in c.value for c in at.caption)
+
+
+def test_a_click_on_the_robustness_chart_names_model_corruption_and_level():
+    from nn.services.robustness import Robustness
+    from ui.robustness_view import point_from_selection
+
+    results = {"small": Robustness(test_accuracy=1.0, images=10)}
+    event = {"selection": {"points": [{"x": 2.0, "customdata": ["small", "blur"]}]}}
+    assert point_from_selection(event, results) == ("small", "blur", 2.0)
+    assert point_from_selection({"selection": {"points": []}}, results) is None
+    stranger = {"selection": {"points": [{"x": 1, "customdata": ["gone", "blur"]}]}}
+    assert point_from_selection(stranger, results) is None
+    assert point_from_selection(None, results) is None
