@@ -17,7 +17,7 @@ Pages under ``streamlit.testing.v1.AppTest`` (through ``app.py``, as served):
 - ``tiny_model(...)``: a network fitted in milliseconds on random pixels.
 - ``inject_drawing(at, image)``: a drawing put on the Draw page's canvas, then a rerun.
 - ``started_jobs``: every ``ui.session_jobs.SessionJob`` a page starts during the test, in order,
-  so a test waits on the job itself (``wait``, ``wait_until_paused``) instead of sleeping.
+  so a test waits on the job itself (``wait``, ``control._blocked``) instead of sleeping.
 """
 
 from __future__ import annotations

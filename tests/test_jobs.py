@@ -100,7 +100,7 @@ def test_pause_resume_and_stop_through_the_runner(runner, tmp_path):
     job = runner.submit("train", training(tmp_path, epochs=500), listener=log)
     log.wait_for_batches(1)
     job.pause()
-    assert job.control.wait_until_blocked(WAIT)  # the worker holds still between two batches
+    assert job.control._blocked.wait(WAIT)  # the worker holds still between two batches
     assert job.snapshot()["paused"] and job.status == "running"
     seen = len(log.events("batch"))
     job.resume()
@@ -119,7 +119,7 @@ def test_a_killed_worker_is_a_failed_job_and_the_runner_goes_on(runner, tmp_path
     job = runner.submit("train", training(tmp_path, epochs=500), listener=log)
     log.wait_for_batches(1)
     job.pause()
-    assert job.control.wait_until_blocked(WAIT)
+    assert job.control._blocked.wait(WAIT)
     os.kill(job.worker["pid"], signal.SIGKILL)
     assert job.wait(WAIT)
     assert job.status == "failed" and job.exitcode == -signal.SIGKILL
@@ -318,7 +318,7 @@ def test_ray_backend_trains_pauses_resumes_and_stops(ray_cluster, tmp_path):
         job = runner.submit("train", training(tmp_path, epochs=500), listener=log)
         log.wait_for_batches(1)
         job.pause()
-        assert job.control.wait_until_blocked(WAIT)
+        assert job.control._blocked.wait(WAIT)
         seen = len(log.events("batch"))
         job.resume()
         log.wait_for_batches(seen + 2)

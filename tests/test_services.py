@@ -121,7 +121,7 @@ def test_pause_blocks_until_resumed():
     returned = threading.Event()
     thread = threading.Thread(target=lambda: (control.checkpoint(), returned.set()))
     thread.start()
-    assert control.wait_until_blocked(10) and not returned.is_set()
+    assert control._blocked.wait(10) and not returned.is_set()
     control.resume()
     thread.join(10)
     assert returned.is_set() and not control.stop_requested

@@ -188,7 +188,7 @@ def test_stop_button_stops(open_train, texts, started_jobs):
     assert at.button(key="stop_training").disabled is False
     at.button(key="pause_training").click().run()
     assert not at.exception
-    assert job.wait_until_paused(JOB_SECONDS), "the training did not hold still after Pause"
+    assert job.control._blocked.wait(JOB_SECONDS), "the training did not hold still after Pause"
     at.run()
     assert at.button(key="resume_training").disabled is False
     assert at.button(key="pause_training").disabled is True

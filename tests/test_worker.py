@@ -75,9 +75,9 @@ def test_pause_blocks_resume_continues_stop_stops(runner, tmp_path):
     job = _train(runner, tmp_path, epochs=300)
     _wait_for(job, lambda s: s["batches_seen"] >= 2, "two batches")
     job.pause()
-    assert job.wait_until_paused(WAIT)  # blocked between two batches in its worker
+    assert job.control._blocked.wait(WAIT)  # blocked between two batches in its worker
     before = job.snapshot()
-    assert job.wait_until_paused(0)  # still blocked
+    assert job.control._blocked.wait(0)  # still blocked
     after = job.snapshot()
     assert after["paused"] and after["alive"] and not job.done
     assert after["batches_seen"] == before["batches_seen"]
@@ -94,7 +94,7 @@ def test_stop_while_paused(runner, tmp_path):
     job = _train(runner, tmp_path, epochs=300)
     _wait_for(job, lambda s: s["batches_seen"] >= 1, "a batch")
     job.pause()
-    assert job.wait_until_paused(WAIT)
+    assert job.control._blocked.wait(WAIT)
     job.stop()
     assert job.wait(WAIT) and job.snapshot()["status"] == "stopped"
 

@@ -173,10 +173,6 @@ class SessionJob:
             self._fold()
         return self.done
 
-    def wait_until_paused(self, timeout: float | None = None) -> bool:
-        """Wait until a paused job holds still (blocked between two batches)."""
-        return self.control.wait_until_blocked(timeout)
-
     @property
     def paused(self) -> bool:
         return self.control.paused

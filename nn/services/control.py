@@ -55,7 +55,3 @@ class JobControl:
             finally:
                 self._blocked.clear()
         return self._stop.is_set()
-
-    def wait_until_blocked(self, timeout: float | None = None) -> bool:
-        """Wait until the job is blocked in :meth:`checkpoint` (paused and holding still)."""
-        return bool(self._blocked.wait(timeout))

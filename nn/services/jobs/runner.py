@@ -38,8 +38,8 @@ Listener = Callable[["Job", dict], Any]
 
 class RemoteControl(JobControl):
     """The server's JobControl of a job: every pause, resume and stop is also sent to the
-    worker once one is attached (``attach(send)``); ``wait_until_blocked`` follows what the
-    worker reports."""
+    worker once one is attached (``attach(send)``); whether the job holds still in its worker
+    follows what the worker reports (``report_blocked``)."""
 
     def __init__(self):
         super().__init__()
@@ -80,8 +80,7 @@ class RemoteControl(JobControl):
 class Job:
     """One submitted job, as the server sees it. The runner's threads update the fields; read
     them freely. ``control`` (an ``nn.services.control.JobControl``) pauses, resumes and stops
-    the job wherever it runs; ``control.wait_until_blocked()`` returns once a paused job holds
-    still in its worker."""
+    the job wherever it runs."""
 
     id: int
     target: str
