@@ -267,3 +267,17 @@ def test_relu_deferred_to_after_pooling_changes_no_output_or_gradient():
     got_dx = net.backward(dy.copy(), need_dx=True)
     _assert_identical([want_dx, want_grads], [got_dx, net.flat_grads])
     assert np.all(record[1] >= 0) and record[1].shape == (6, 8, 8, 4)  # ReLU's own output
+
+
+def test_max_pooling_with_relu_over_more_than_255_offsets():
+    """A 16x16 window has 256 offsets: the winner is an int32 and "no winner" is 256."""
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(3, 16, 16, 2)).astype(np.float32)
+    x[0] = -np.abs(x[0])
+    dy = rng.normal(size=(3, 1, 1, 2)).astype(np.float32)
+    plain, fused = Pool2DKernel((16, 16, 2), 16), Pool2DKernel((16, 16, 2), 16)
+    activated = np.maximum(x, 0)
+    want_y = plain.forward(activated).copy()
+    want_dx = plain.backward(dy).copy() * (activated > 0)
+    got_y = fused.forward(x, relu=True).copy()
+    _assert_identical([want_y, want_dx], [got_y, fused.backward(dy)])
