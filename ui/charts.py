@@ -182,7 +182,7 @@ def live_training_figure(
         note_in_middle(fig, note, panel="x3 y3")
     fig.update_layout(
         height=height,
-        margin=dict(l=55, r=15, t=60, b=45, autoexpand=False),
+        margin=dict(l=55, r=15, t=75, b=45, autoexpand=False),  # t: the legend's rows
         legend=dict(
             orientation="h",
             xref="container",

@@ -343,9 +343,9 @@ def _start_from(key: str) -> None:
 def _starting_buttons(disabled: bool) -> None:
     """One click replaces the stack by a starting point (the output layer is added)."""
     st.caption("Start from:")
-    for col, (key, label) in zip(
-        st.columns(len(STARTING_LABELS)), STARTING_LABELS.items(), strict=True
-    ):
+    # two a row: four in a row cut "The cnn preset's" down to "The cnn…"
+    cols = [col for _ in range(2) for col in st.columns(2)]
+    for col, (key, label) in zip(cols, STARTING_LABELS.items(), strict=True):
         col.button(
             label,
             key=f"tf_stk_start_{key}",
