@@ -192,3 +192,21 @@ def test_a_failing_run_database_never_loses_the_finetuned_model(small_model, use
     )
     assert saved == tmp_path / "tuned.npz" and saved.is_file() and run_id is None
     assert heard == ["run_error"]
+
+
+def test_a_fine_tuning_counts_its_own_epochs_on_its_chart_and_says_how_long_is_left():
+    """A model trained 25 epochs, fine-tuned 2: the progress says epoch 1/2 and the batch-loss
+    chart runs from 0 to 2 (not 25 to 27); an estimate of the time left follows the progress."""
+    from dataclasses import asdict
+
+    from nn.core.events import TrainingEvent
+    from ui.job_folds import FinetuneFold
+
+    fold = FinetuneFold("base", "tuned")
+    state = fold.initial()
+    for batch in (1, 2, 3, 4):
+        event = TrainingEvent("batch", 26, 27, batch, 4, 0.5, 0.9, None, None, 0.01, 100.0, 1.0)
+        fold.event(state, asdict(event), elapsed=2.0 * batch)
+    assert (state["epoch"], state["epochs"]) == (1, 2)
+    assert state["batch_steps"] == [0.25, 0.5, 0.75, 1.0]
+    assert state["progress"] == 0.5 and state["eta_seconds"] == 8.0

@@ -6,6 +6,7 @@ decoded here, once."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 from typing import Any
 
@@ -290,8 +291,8 @@ class FinetuneFold(Fold):
         if event.kind == "epoch":
             done = event.epoch - self.first_epoch
             state["held_out_accuracy"].append(event.val_accuracy)
-        else:
-            self.curve.add(state, event)
+        else:  # its own epochs on the chart too (from 0, not the model's 25th)
+            self.curve.add(state, dataclasses.replace(event, epoch=event.epoch - self.first_epoch))
         state.update(
             epoch=int(event.epoch) - self.first_epoch,
             epochs=n_epochs,
