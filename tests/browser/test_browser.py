@@ -406,9 +406,10 @@ def test_models_upload_good_and_corrupt(app_server, new_page, upload_file):
 
 # ------------------------------------------------------------------------------ 5. screenshots
 # Every page of the registry but those whose screenshots their tests take (Train while
-# training, Draw with a drawn digit, Inside while a CNN trains: test_browser_inside.py), with the
-# text of its heading where the page's title is not in it.
-SHOT_BY_THEIR_TESTS = ("train", "draw", "inside")
+# training, Draw with a drawn digit; Inside while a CNN trains, How it computes and My digits
+# with drawings: test_browser_inside.py, _maths.py, _mine.py), with the text of its heading
+# where the page's title is not in it.
+SHOT_BY_THEIR_TESTS = ("train", "draw", "inside", "maths", "mine")
 HEADINGS = {"": "neural network"}
 SCREENSHOT_PAGES = [
     (url, url or "overview", HEADINGS.get(url, title))
