@@ -4,7 +4,9 @@ The matrix products run on OpenBLAS's threads; everything between them (im2col a
 pooling, ReLU, the optimizer's passes) is NumPy ufuncs and copies, which release the GIL. A pass
 over a batch split into contiguous parts, one per thread, runs them side by side: ``split(task,
 length, elements)`` calls ``task(start, stop)`` for parts of ``range(length)`` (batch rows, or
-positions in a flat array), the calling thread doing the first part and a small pool the others.
+positions in a flat array), the calling thread doing the first part and a small pool the others;
+a part no pool thread has started when the caller is done with its own (the machine's cores busy
+with other work) is done by the caller too, so a split pass is never much slower than one thread.
 
 How many parts: OpenBLAS's current thread count (``nn.core.blas.get_threads``), so whatever
 limits BLAS limits this too: ``OPENBLAS_NUM_THREADS``, a job's ``NN_JOB_BLAS_THREADS``, the job
@@ -87,11 +89,16 @@ def split(task: Callable[[int, int], None], length: int, elements: int, align: i
         task(0, length)
         return
     pool = _executor(len(ranges) - 1)
-    futures = [pool.submit(_run_inside, task, a, b) for a, b in ranges[1:]]
+    others = [(pool.submit(_run_inside, task, a, b), (a, b)) for a, b in ranges[1:]]
     try:
         _run_inside(task, *ranges[0])
+        for future, (a, b) in others:
+            if future.cancel():  # no pool thread has started it (a busy machine): do it here
+                _run_inside(task, a, b)
     finally:
-        errors = [f.exception() for f in futures]
+        for future, _ in others:
+            future.cancel()
+        errors = [f.exception() for f, _ in others if not f.cancelled()]
     for error in errors:
         if error is not None:
             raise error
