@@ -281,3 +281,10 @@ def test_max_pooling_with_relu_over_more_than_255_offsets():
     want_dx = plain.backward(dy).copy() * (activated > 0)
     got_y = fused.forward(x, relu=True).copy()
     _assert_identical([want_y, want_dx], [got_y, fused.backward(dy)])
+
+
+def test_many_threads_on_a_small_pass_make_parts_of_half_the_threshold_at_least(monkeypatch):
+    monkeypatch.setattr(threads, "count", lambda: 64)
+    seen = []
+    threads.split(lambda a, b: seen.append((a, b)), 128, 3 * threads.MIN_ELEMENTS)
+    assert len(seen) == 6 and sorted(seen)[0] == (0, 21) and sorted(seen)[-1][1] == 128

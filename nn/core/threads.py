@@ -13,7 +13,8 @@ limits BLAS limits this too: ``OPENBLAS_NUM_THREADS``, a job's ``NN_JOB_BLAS_THR
 governor's ``set_threads`` on a busy machine, ``blas.limit_threads(1)`` around a page's small
 work. One part, run in the calling thread with no pool at all, when that count is 1 (or cannot be
 read), when the pass touches fewer than ``MIN_ELEMENTS`` values (threads would cost more than
-they save), inside another split's task (no nesting) or for a length of 1.
+they save), inside another split's task (no nesting) or for a length of 1; never so many parts
+that one touches fewer than ``MIN_ELEMENTS / 2`` values (many cores, a small pass).
 
 Every task writes only its own part's rows or positions, so the result is bit-for-bit the one of
 a single call wherever a value does not depend on how the range is cut; callers state where it
@@ -83,7 +84,8 @@ def split(task: Callable[[int, int], None], length: int, elements: int, align: i
     lines per part). An exception in any part is raised here, after every part has finished.
     """
     worth_it = elements >= MIN_ELEMENTS and not getattr(_local, "inside", False)
-    parts = min(count(), length) if worth_it else 1
+    most = max(1, elements // max(1, MIN_ELEMENTS // 2))  # parts of at least half the threshold
+    parts = min(count(), length, most) if worth_it else 1
     ranges = _bounds(length, parts, align) if parts > 1 else [(0, length)]
     if len(ranges) == 1:
         task(0, length)
