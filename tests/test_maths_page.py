@@ -4,6 +4,7 @@ the edited network saved; and the Models page's NumPy program download."""
 
 from __future__ import annotations
 
+import copy
 import io
 import re
 import zipfile
@@ -185,7 +186,8 @@ def test_a_model_of_another_data_set_is_explained_away(env, small_model, open_ap
         "image_shape": [28, 28, 1],
         "class_names": [f"letter {c}" for c in "abcdefghij"],
     }
-    save_model(small_model[0], env / "letters.npz", dataset=record)
+    # a copy: saving records the data set on the model object, and small_model is shared
+    save_model(copy.deepcopy(small_model[0]), env / "letters.npz", dataset=record)
     at = open_app(PAGE, session_state={"active_model_name": "letters"})
     assert not at.exception
     assert "not an MNIST model" in at.info[0].value and "trained on letters" in at.info[0].value
