@@ -158,7 +158,12 @@ def test_a_custom_run_is_named_for_its_network_then_for_its_saved_model(app_serv
     search.fill("first-use")
     search.press("Enter")
     settle(page)
-    names = wait_until(lambda: _runs_names(page), 20, "the runs table")
+    # the table is drawn unfiltered first: wait for the filter's rerun to show
+    names = wait_until(
+        lambda: (lambda n: n == ["first-use-net"] and n)(_runs_names(page)),
+        30,
+        "the runs table to show only the run saved as first-use-net",
+    )
     assert names == ["first-use-net"], names
     no_exception(page)
 
