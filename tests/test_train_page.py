@@ -195,3 +195,12 @@ def test_stop_button_stops(open_train, texts, started_jobs):
     at.button(key="stop_training").click().run()
     wait_finished(at, job)
     assert "Stopped on request" in texts(at.warning)
+
+
+def test_hidden_layers_is_a_whole_number_after_a_preset(open_train):
+    """A preset sets the layer count in the session state; the box still shows "2", not
+    "2.00"."""
+    at = open_train()
+    at.button(key="preset_fast").click().run()
+    box = at.number_input(key="tf_n_layers")
+    assert box.value == 2 and box.proto.format == "%d"

@@ -229,6 +229,7 @@ def _dense_layers(cfg: dict, disabled: bool) -> None:
         "Hidden layers",
         key="tf_n_layers",
         **_initial("tf_n_layers", value=len(layers)),
+        step=1,  # a whole number also when the value comes from the state (not "2.00")
         disabled=disabled,
         help="How many hidden layers (0 = softmax regression).",
     )
