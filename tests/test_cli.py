@@ -6,7 +6,6 @@ slows down by an order of magnitude when the cores are busy, which would make ti
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
 import os
@@ -20,10 +19,11 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from cli_support import call
 from PIL import Image
 
 from nn.cli.common import EXIT_DIVERGED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
-from nn.cli.main import build_parser, main
+from nn.cli.main import build_parser
 from nn.cli.progress import Progress
 from nn.cli.train import train_plan
 from nn.core.config import configure
@@ -66,14 +66,6 @@ def last_json(stdout: str) -> object:
     lines = [line for line in stdout.splitlines() if line.strip()]
     assert lines, "no output on stdout"
     return json.loads(lines[-1])
-
-
-def call(*args: str) -> tuple[int, str, str]:
-    """main(args) in-process; returns (exit code, stdout, stderr)."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main(list(args))
-    return code, out.getvalue(), err.getvalue()
 
 
 @pytest.fixture(autouse=True)

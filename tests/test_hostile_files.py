@@ -4,22 +4,13 @@ clean; each refusal a message and exit 2, nothing replaced that was not asked fo
 
 from __future__ import annotations
 
-import contextlib
-import io
 import os
 
 import numpy as np
 import pytest
+from cli_support import call
 
-from nn.cli.main import main
 from nn.io.model_files import save_model
-
-
-def call(*args: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main(list(args))
-    return code, out.getvalue(), err.getvalue()
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@ a clear message and exit 2, nothing allocated before a size was checked, the res
 
 from __future__ import annotations
 
-import contextlib
 import gzip
 import io
 import json
@@ -15,13 +14,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_support import call
 from PIL import Image
 
 import nn.data.datasets as datasets
 import nn.data.idx as D
 import nn.data.preprocess as PP
 import nn.io.model_files as P
-from nn.cli.main import main
 from nn.core.network import NeuralNetwork
 from nn.data.arrays import DataError
 from nn.data.datasets import load_dataset
@@ -29,13 +28,6 @@ from nn.data.idx import read_idx
 from nn.data.preprocess import load_image_file
 
 EXIT_USAGE = 2
-
-
-def call(*args: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main(list(args))
-    return code, out.getvalue(), err.getvalue()
 
 
 @pytest.fixture(autouse=True)

@@ -4,14 +4,12 @@ sampled; each fault a message and exit 2, never a traceback."""
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 
 import numpy as np
 import pytest
+from cli_support import call
 
-from nn.cli.main import main
 from nn.core.bounded_json import JSONInputError, loads, read_json_file
 from nn.core.config import configure
 from nn.core.layer_spec import parse_layers, parse_shape
@@ -22,13 +20,6 @@ from nn.search.engine import run_search
 from nn.search.space import SearchSpace, parse_dimension
 
 DEEP = "[" * 100_000 + "]" * 100_000
-
-
-def call(*args: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main(list(args))
-    return code, out.getvalue(), err.getvalue()
 
 
 @pytest.fixture(autouse=True)

@@ -5,23 +5,16 @@ would run Ghostscript); each refusal a message and exit 2."""
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 
 import numpy as np
 import pytest
+from cli_support import call
 from PIL import Image
 
 from nn.cli.main import main
 from nn.core.network import NeuralNetwork
 from nn.io.model_files import ModelFileError, load_model, save_model
-
-
-def call(*args: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main(list(args))
-    return code, out.getvalue(), err.getvalue()
 
 
 @pytest.fixture(autouse=True)

@@ -4,23 +4,13 @@ blamed."""
 
 from __future__ import annotations
 
-import contextlib
-import io
-
 import numpy as np
 import pytest
+from cli_support import call
 
-from nn.cli.main import main
 from nn.core.limits import MAX_TRIALS
 from nn.search.engine import run_search
 from nn.search.space import SearchSpace, parse_dimension
-
-
-def call(*args: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main(list(args))
-    return code, out.getvalue(), err.getvalue()
 
 
 @pytest.fixture
