@@ -37,6 +37,20 @@ class JobControl:
         self._stop.set()
         self._resume.set()
 
+    def apply(self, paused: bool, stopped: bool) -> None:
+        """Take the state the server sent a worker: stopped, else paused, else running."""
+        if stopped:
+            self.stop()
+        elif paused:
+            self.pause()
+        else:
+            self.resume()
+
+    @property
+    def blocked(self) -> bool:
+        """Whether the job is holding still in :meth:`checkpoint` while paused."""
+        return self._blocked.is_set()
+
     @property
     def paused(self) -> bool:
         return not self._resume.is_set()

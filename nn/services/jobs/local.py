@@ -51,16 +51,8 @@ class LocalContext(JobContext):
         self._held: list[dict[str, Any]] = []  # events of emit_often not sent yet
         self._held_since = 0.0
         self.governor: BlasGovernor | None = None  # set by the worker when its threads adapt
-        self._apply(paused, stopped)
+        self.control.apply(paused, stopped)
         threading.Thread(target=self._read_controls, daemon=True, name="nn-job-controls").start()
-
-    def _apply(self, paused: bool, stopped: bool) -> None:
-        if stopped:
-            self.control.stop()
-        elif paused:
-            self.control.pause()
-        else:
-            self.control.resume()
 
     def _read_controls(self) -> None:
         while True:
@@ -71,7 +63,7 @@ class LocalContext(JobContext):
                 self.control.stop()
                 return
             if message.get("type") == "control":
-                self._apply(bool(message.get("paused")), bool(message.get("stopped")))
+                self.control.apply(bool(message.get("paused")), bool(message.get("stopped")))
 
     def emit_often(self, payload: Mapping[str, Any]) -> None:
         """Held back and sent as one ``{"type": "events"}`` message at most every

@@ -65,15 +65,8 @@ class RayContext(JobContext):
 
         with self._lock:
             batch, self._buffer = self._buffer, []
-        paused, stopped = ray.get(
-            self._channel.report.remote(batch, self.control._blocked.is_set())
-        )
-        if stopped:
-            self.control.stop()
-        elif paused:
-            self.control.pause()
-        else:
-            self.control.resume()
+        paused, stopped = ray.get(self._channel.report.remote(batch, self.control.blocked))
+        self.control.apply(paused, stopped)
 
     def _relay(self) -> None:
         while not self._closed.wait(self.POLL_SECONDS):
