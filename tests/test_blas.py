@@ -2,6 +2,10 @@
 paths."""
 
 import contextlib
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,6 +14,8 @@ from nn import NeuralNetwork
 from nn.core import blas
 from nn.core.optimizers import OPTIMIZERS, flat_like, make_optimizer
 from nn.io.model_files import save_model
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @contextlib.contextmanager
@@ -119,3 +125,46 @@ def test_network_parameters_share_one_flat_array_and_survive_reloading(tmp_path)
     assert all(p.base is loaded._flat_params for p in loaded._params())
     for a, b in zip(model._params(), loaded._params(), strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+IDLE_SPIN_PROBE = """
+import os, numpy as np
+from nn.core import blas
+a = np.arange(300 * 300, dtype=np.float32).reshape(300, 300) / 9e4
+blas.set_threads(2)
+print(blas.idle_spin, os.environ.get("OPENBLAS_THREAD_TIMEOUT"),
+      bool(np.allclose(a @ a, (a.astype(np.float64) @ a.astype(np.float64)), rtol=1e-5)))
+"""
+
+
+def _idle_spin_in_child(**env: str) -> list[str]:
+    """What a fresh interpreter that imports nn.core.blas reports: the spin OpenBLAS reads, the
+    environment its children inherit, and whether a threaded product is still right."""
+    environment = {k: v for k, v in os.environ.items() if k != "OPENBLAS_THREAD_TIMEOUT"}
+    environment.pop("NN_PURE_NUMPY", None)
+    environment.update(env)
+    done = subprocess.run(
+        [sys.executable, "-c", IDLE_SPIN_PROBE],
+        env=environment,
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+    )
+    return done.stdout.split()
+
+
+def test_import_shortens_openblas_idle_spin_and_children_inherit_it():
+    if blas._ROUTINES is None:
+        pytest.skip("no OpenBLAS found beside NumPy")
+    assert _idle_spin_in_child() == [str(blas.IDLE_SPIN), str(blas.IDLE_SPIN), "True"]
+
+
+def test_a_spin_the_user_set_is_kept():
+    if blas._ROUTINES is None:
+        pytest.skip("no OpenBLAS found beside NumPy")
+    assert _idle_spin_in_child(OPENBLAS_THREAD_TIMEOUT="25") == ["25", "25", "True"]
+
+
+def test_pure_numpy_leaves_openblas_alone():
+    assert _idle_spin_in_child(NN_PURE_NUMPY="1") == ["None", "None", "True"]
