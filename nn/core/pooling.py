@@ -113,8 +113,12 @@ class Pool2DKernel:
             out = self._output_buffer(n, "output", self.dtype)
         elif out is None:
             out = np.empty((n, *self.output_shape), self.dtype)
+        # Every call of a forward pass writes an output-sized array, one per window offset: the
+        # pass is split when those calls are large (a split of many small calls costs the two
+        # threads more hand-offs of the GIL than the second core saves).
+        size = out.size
         if self.mode == "avg":
-            threads.split(lambda a, b: self._avg_forward(x[a:b], out[a:b]), n, x.size)
+            threads.split(lambda a, b: self._avg_forward(x[a:b], out[a:b]), n, size)
         elif keep:
             work = [
                 self._output_buffer(n, name, dtype)
@@ -133,10 +137,10 @@ class Pool2DKernel:
                     np.maximum(winner, code, out=winner)  # faster than copyto's where
                     np.maximum(out[a:b], 0, out=out[a:b])
 
-            threads.split(rows, n, x.size)
+            threads.split(rows, n, size)
             self._kept_winner = work[0]
         else:
-            threads.split(lambda a, b: self._max_forward(x[a:b], out[a:b], relu), n, x.size)
+            threads.split(lambda a, b: self._max_forward(x[a:b], out[a:b], relu), n, size)
         if keep:
             self._kept_batch = n
         return out
