@@ -41,6 +41,11 @@ BANDED_COST_PER_SCATTERED_VALUE = 128
 between ~100 and ~200 for kernels 3 and 5, 8 to 32 channels). The banded dx product does
 ``padded width / kernel`` times the column product's multiply-adds (``filters`` per value) and
 scatters little, so it is chosen while ``filters * (width / kernel - 1)`` stays below this."""
+GROUP_BYTES = 1 << 20
+"""Column-matrix bytes that im2col fills at one thread before their product runs (half a core's
+2 MB L2 here): the second convolution of the benchmark CNN took 4.10-4.23 ms forward in groups
+of 8-16 images against 4.45-4.59 ms with the whole batch copied first. With more threads the
+whole batch is copied at once, split across them, and multiplied in one threaded product."""
 NEEDS_KEPT_FORWARD = "backward needs a forward with keep=True on a batch of the same size"
 
 
@@ -287,10 +292,21 @@ class Conv2DKernel:
 
     def _im2col(self, xp: np.ndarray) -> np.ndarray:
         """Copies the windows of the padded input ``xp`` into the column matrix."""
+        cols = self._columns(xp.shape[0])
+        target, windows = self._im2col_views(xp, cols)
+
+        def copy_rows(start: int, stop: int) -> None:
+            np.copyto(target[start:stop], windows[start:stop])
+
+        threads.split(copy_rows, xp.shape[0], target.size)
+        return cols
+
+    def _im2col_views(self, xp: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(target, windows)``, both with the batch first: the column matrix's window values
+        and the windows of ``xp`` that im2col copies into them."""
         n = xp.shape[0]
         out_h, out_w, _ = self.output_shape
         k, c = self.kernel, self.input_shape[2]
-        cols = self._columns(n)
         if self.offset_major:  # the batch is axis 3
             target = split_view(cols[:-1], (k, k, c, n, out_h, out_w)).transpose(3, 0, 1, 2, 4, 5)
             windows = offset_major_window_view(xp, k, self.stride, out_h, out_w)
@@ -298,12 +314,20 @@ class Conv2DKernel:
         else:
             target = split_view(cols[:, :-1], (n, out_h, out_w, k, k, c))
             windows = window_view(xp, k, self.stride, out_h, out_w)
+        return target, windows
 
-        def copy_rows(start: int, stop: int) -> None:
-            np.copyto(target[start:stop], windows[start:stop])
-
-        threads.split(copy_rows, n, target.size)
-        return cols
+    def _forward_in_groups(self, xp: np.ndarray, cols: np.ndarray, flat: np.ndarray) -> None:
+        """im2col and the product for ``GROUP_BYTES`` of columns at a time, so that the product
+        reads each group's columns from the core's cache (one thread, positions as rows)."""
+        n = xp.shape[0]
+        target, windows = self._im2col_views(xp, cols)
+        per_image = flat.shape[0] // n
+        group = max(1, GROUP_BYTES // (per_image * cols.shape[1] * self.dtype.itemsize))
+        for first in range(0, n, group):
+            last = min(n, first + group)
+            np.copyto(target[first:last], windows[first:last])
+            rows = slice(first * per_image, last * per_image)
+            np.matmul(cols[rows], self._weight_and_bias, out=flat[rows])
 
     def forward(self, x, weight, bias, out=None, keep=True) -> np.ndarray:
         """``(n, oh, ow, filters)`` = conv(x, weight) + bias; ``keep`` keeps the column matrix
@@ -337,9 +361,12 @@ class Conv2DKernel:
         cols = self._columns(x.shape[0])
         if not keep and cols is self._kept_columns:
             self._kept_columns = None
-        self._im2col(self._padded_input(x))
         flat = out.reshape(-1, self.filters)
-        np.matmul(cols.T if self.offset_major else cols, self._weight_and_bias, out=flat)
+        if self.offset_major or threads.count() > 1:  # whole-batch passes to share out
+            self._im2col(self._padded_input(x))
+            np.matmul(cols.T if self.offset_major else cols, self._weight_and_bias, out=flat)
+        else:
+            self._forward_in_groups(self._padded_input(x), cols, flat)
         if not np.shares_memory(flat, out):
             out[...] = flat.reshape(out.shape)
         return cols
