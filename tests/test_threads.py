@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from nn.core import blas, threads
+from nn.core import conv as conv_module
 from nn.core.activations import ReLU
 from nn.core.conv import Conv2DKernel
 from nn.core.optimizers import Adam
@@ -143,6 +144,24 @@ def test_convolution_is_the_same_on_any_number_of_threads(
         return y, dx, dweight, dbias
 
     _assert_identical(*_both(split_everything, run))
+
+
+@pytest.mark.parametrize("n", (1, 3, 130))
+def test_convolution_forward_in_groups_of_images_equals_the_whole_batch(split_everything, n):
+    """At one thread im2col and the product run per group of images (here one image per
+    group); the result is the whole batch's, bit for bit."""
+    rng = np.random.default_rng(n)
+    conv = Conv2DKernel((12, 12, 16), 32, 5, dtype=np.float32)
+    x = rng.normal(size=(n, 12, 12, 16)).astype(np.float32)
+    weight = rng.normal(size=conv.weight_shape).astype(np.float32)
+    bias = rng.normal(size=32).astype(np.float32)
+    split_everything[0] = 3
+    whole = conv.forward(x, weight, bias).copy()
+    split_everything[0] = 1
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(conv_module, "GROUP_BYTES", 1)
+        grouped = conv.forward(x, weight, bias).copy()
+    _assert_identical([whole], [grouped])
 
 
 @pytest.mark.parametrize("n", BATCHES)
