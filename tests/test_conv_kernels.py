@@ -156,16 +156,41 @@ def test_conv_gradients_match_central_differences(shape, filters, kernel, stride
 
 
 @pytest.mark.parametrize(
-    "shape, filters, kernel, method",
-    [
-        ((12, 12, 16), 32, 5, "banded"),
-        ((28, 28, 1), 16, 5, "banded"),
-        ((28, 28, 1), 32, 3, "offset-major"),
-        ((14, 14, 32), 64, 3, "columns"),
+    "shape, filters, kernel, padding, method, band_outputs",
+    [  # each the fastest of the methods and band widths timed here (see ADD_COST)
+        ((12, 12, 16), 32, 5, "valid", "banded", 4),
+        ((14, 14, 16), 32, 3, "same", "banded", 2),
+        ((28, 28, 8), 16, 3, "same", "banded", 4),
+        ((7, 7, 32), 64, 3, "same", "columns", None),
+        ((28, 28, 1), 16, 5, "valid", "banded", 24),
+        ((28, 28, 1), 32, 3, "valid", "offset-major", None),
     ],
 )
-def test_dx_method_follows_the_width_kernel_and_filters(shape, filters, kernel, method):
-    assert Conv2DKernel(shape, filters, kernel).dx_method == method
+def test_dx_method_follows_the_width_kernel_and_filters(
+    shape, filters, kernel, padding, method, band_outputs
+):
+    conv = Conv2DKernel(shape, filters, kernel, padding=padding)
+    assert conv.dx_method == method
+    if band_outputs is not None:
+        assert conv.band_outputs == band_outputs
+
+
+@pytest.mark.parametrize("band_outputs", [1, 2, 4, 8])  # the divisors of the width 8
+def test_banded_dx_over_any_band_width_equals_the_column_method(band_outputs):
+    rng = np.random.default_rng(band_outputs)
+    columns, banded = (Conv2DKernel((8, 8, 3), 4, 3, padding="same") for _ in range(2))
+    columns.dx_method, banded.dx_method, banded.band_outputs = "columns", "banded", band_outputs
+    x = rng.normal(size=(5, 8, 8, 3)).astype(np.float32)
+    weight = rng.normal(size=columns.weight_shape).astype(np.float32)
+    bias = rng.normal(size=4).astype(np.float32)
+    dy = rng.normal(size=(5, *columns.output_shape)).astype(np.float32)
+    results = []
+    for conv in (columns, banded):
+        conv.forward(x, weight, bias)
+        dweight, dbias = np.empty_like(weight), np.empty_like(bias)
+        results.append(conv.backward(dy, weight, dweight, dbias).copy())
+    np.testing.assert_allclose(results[1], results[0], rtol=1e-5, atol=1e-5)
+    assert banded.buffer_bytes() == banded.planned_bytes(5)
 
 
 def test_conv_backward_without_dx_still_writes_parameter_gradients():

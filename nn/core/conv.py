@@ -36,11 +36,19 @@ INFERENCE_CHUNK = 256
 """Samples a forward without ``keep`` works through at a time, so that its buffers stay this size
 however large a batch it is given (the output itself is then a new array, not a kept buffer)."""
 DX_METHODS = ("banded", "columns", "offset-major")
-BANDED_COST_PER_SCATTERED_VALUE = 128
-"""What col2im costs per column-gradient value, in multiply-adds of the products (measured here
-between ~100 and ~200 for kernels 3 and 5, 8 to 32 channels). The banded dx product does
-``padded width / kernel`` times the column product's multiply-adds (``filters`` per value) and
-scatters little, so it is chosen while ``filters * (width / kernel - 1)`` stays below this."""
+ADD_COST = 128
+"""What adding one value of a product's output back into dx costs, in multiply-adds of the
+products (measured here between ~100 and ~200 for kernels 3 and 5, 8 to 32 channels): col2im adds
+``k * k * c`` values per output position after a product of ``filters`` multiply-adds per value;
+a banded product over ``b`` output columns multiplies a band ``bw = (b - 1) * stride + k`` input
+columns wide (``filters * k * bw * c`` multiply-adds per position, zeros included) and adds
+``k * bw * c / b`` values per position. ``dx_method`` and ``band_outputs`` take the cheapest (one
+input channel keeps the whole-width band or offset-major rows, see ``_pick_dx_method``). At
+one thread, batch 128, the model's pick was the fastest measured in each of four layers: 12x12x16
+to 32 filters 5x5 (banded over 4 columns 7.3 ms, over all 8 8.0 ms, columns 10.2 ms), 14x14x16 to
+32 3x3 'same' (banded over 2 11.2 ms, columns 14.9 ms), 28x28x8 to 16 3x3 'same' (banded over 4
+17.5 ms, over all 28 24.9 ms, columns 22.9 ms) and 7x7x32 to 64 3x3 'same' (columns 7.3 ms, banded
+over 1 7.7 ms)."""
 GROUP_BYTES = 1 << 20
 """Column-matrix bytes that im2col fills at one thread before their product runs (half a core's
 2 MB L2 here): the second convolution of the benchmark CNN took 4.10-4.23 ms forward in groups
@@ -187,6 +195,7 @@ class Conv2DKernel:
             c,
         )
         self.offset_major = c == 1
+        self.band_outputs = self._pick_band_outputs()
         self.dx_method = self._pick_dx_method()
         self._scatter_width = _scatter_width(self.padded_shape[1], kernel, stride, out_w)
         self._banded: np.ndarray | None = None
@@ -197,14 +206,41 @@ class Conv2DKernel:
         self._kept_columns: np.ndarray | None = None
         self._kept_batch = 0
 
+    def _dx_costs(self, band_outputs: int) -> tuple[float, float]:
+        """``(columns, banded)``: the cost model of ``ADD_COST`` per output position, the banded
+        product covering ``band_outputs`` output columns."""
+        k, s, c, f = self.kernel, self.stride, self.input_shape[2], self.filters
+        columns = k * k * c * (f + ADD_COST)
+        inputs = (band_outputs - 1) * s + k
+        return columns, k * inputs * c * (f + ADD_COST / band_outputs)
+
+    def _pick_band_outputs(self) -> int:
+        """How many output columns one banded product covers, a divisor of the output width:
+        fewer make a narrower band with fewer of its zeros multiplied, but more adds. One input
+        channel takes the whole width: its narrow bands' adds are runs of a few values, which
+        cost more than the model says (28x28x1 to 32 filters 3x3: over 2 columns 8.6 ms, over 13
+        6.9 ms, offset-major 7.3 ms)."""
+        out_w = self.output_shape[1]
+        if self.offset_major:
+            return out_w
+        divisors = [b for b in range(1, out_w + 1) if out_w % b == 0]
+        return min(divisors, key=lambda b: self._dx_costs(b)[1])
+
     def _pick_dx_method(self) -> str:
-        """'banded' while its extra multiply-adds cost less than col2im's scatter (see
-        ``BANDED_COST_PER_SCATTERED_VALUE``), else 'offset-major' for one channel, else
-        'columns'. Any of the three is exact; this picks the fastest."""
-        extra = self.filters * (self.padded_shape[1] / self.kernel - 1)
-        if extra < BANDED_COST_PER_SCATTERED_VALUE:
+        """'banded' where its cost is below col2im's (``ADD_COST``), else 'offset-major' for one
+        channel, else 'columns'. Any of the three is exact; this picks the fastest."""
+        columns, banded = self._dx_costs(self.band_outputs)
+        if self.offset_major:  # the whole-width band's extra multiply-adds against whole rows
+            extra = self.filters * (self.padded_shape[1] / self.kernel - 1)
+            return "banded" if extra < ADD_COST else "offset-major"
+        if banded < columns:
             return "banded"
-        return "offset-major" if self.offset_major else "columns"
+        return "columns"
+
+    @property
+    def band_inputs(self) -> int:
+        """Padded input columns one banded product's band covers."""
+        return (self.band_outputs - 1) * self.stride + self.kernel
 
     def _plan(self, size: int, axis: str) -> tuple[int, int, int]:
         """``(output, pad before, pad after)`` along one spatial axis; ValueError if none fits."""
@@ -255,7 +291,8 @@ class Conv2DKernel:
         hp, wp, c = self.padded_shape
         count = n * hp * self._scatter_width * c
         if self.dx_method == "banded":
-            count += n * out_h * self.kernel * wp * c
+            blocks = self.output_shape[1] // self.band_outputs
+            count += n * out_h * blocks * self.kernel * self.band_inputs * c
         else:
             count += n * out_h * out_w * self.window_size
         return count * self.dtype.itemsize
@@ -415,37 +452,46 @@ class Conv2DKernel:
         )
 
     def _banded_weight(self, weight: np.ndarray) -> np.ndarray:
-        """``(ow * f, k * wp * c)``: row ``(x, f)`` holds ``W[i, j, :, f]`` at column
-        ``(i, x * stride + j, :)`` and zeros elsewhere, so that a row of dy times it is the
-        gradient of the ``k`` padded input rows that row of outputs read."""
-        _, out_w, f = self.output_shape
+        """``(b * f, k * bw * c)`` for ``b = band_outputs`` and ``bw = band_inputs``: row ``(x,
+        f)`` holds ``W[i, j, :, f]`` at column ``(i, x * stride + j, :)`` and zeros elsewhere,
+        so that a row of dy for ``b`` outputs times it is the gradient of the ``k`` padded input
+        rows, ``bw`` columns wide, that those outputs read."""
+        f, b, bw = self.filters, self.band_outputs, self.band_inputs
         k, s, c = self.kernel, self.stride, self.input_shape[2]
-        wp = self.padded_shape[1]
         if self._banded is None:
-            self._banded = np.zeros((out_w, f, k, wp, c), self.dtype)
+            self._banded = np.zeros((b, f, k, bw, c), self.dtype)
         b0, b1, b2, b3, b4 = self._banded.strides
-        band = as_strided(self._banded, (out_w, f, k, k, c), (b0 + s * b3, b1, b2, b3, b4))
+        band = as_strided(self._banded, (b, f, k, k, c), (b0 + s * b3, b1, b2, b3, b4))
         np.copyto(band, weight.transpose(3, 0, 1, 2)[None])
-        return self._banded.reshape(out_w * f, k * wp * c)
+        return self._banded.reshape(b * f, k * bw * c)
 
     def _dx_by_banded_product(self, dy: np.ndarray, weight: np.ndarray) -> np.ndarray:
-        """dL/dx from one product of dy's rows ``(n * oh, ow * f)`` with the banded weight: each
-        output row's gradient for ``k`` padded input rows, added back one kernel row at a time."""
+        """dL/dx from products of dy's rows with the banded weight, one per block of
+        ``band_outputs`` output columns ``(n * oh, band_outputs * f)``: each gives the gradient
+        of ``k`` padded input rows, ``band_inputs`` columns wide, added back one kernel row at a
+        time."""
         n = dy.shape[0]
         out_h, out_w, f = self.output_shape
         k, s, c = self.kernel, self.stride, self.input_shape[2]
-        wp = self.padded_shape[1]
-        rows = self._buffers.get(n, "drows", lambda: np.empty((n * out_h, k * wp * c), self.dtype))
-        np.matmul(dy.reshape(n * out_h, out_w * f), self._banded_weight(weight), out=rows)
-        by_kernel_row = rows.reshape(n, out_h, k, wp, c)
+        b, bw = self.band_outputs, self.band_inputs
+        blocks = out_w // b
+        rows = self._buffers.get(
+            n, "drows", lambda: np.empty((blocks, n * out_h, k * bw * c), self.dtype)
+        )
+        dy_rows, banded = dy.reshape(n * out_h, out_w * f), self._banded_weight(weight)
+        for block in range(blocks):
+            np.matmul(dy_rows[:, block * b * f : (block + 1) * b * f], banded, out=rows[block])
+        by_kernel_row = rows.reshape(blocks, n, out_h, k, bw, c)
         dxp = self._dx_buffer(n)
 
         def add_rows(start: int, stop: int) -> None:
             part = dxp[start:stop]
             part.fill(0)
-            for i in range(k):
-                target = part[:, offset_slice(i, s, out_h), :wp]
-                target += by_kernel_row[start:stop, :, i]
+            for block in range(blocks):
+                left = block * b * s
+                for i in range(k):
+                    target = part[:, offset_slice(i, s, out_h), left : left + bw]
+                    target += by_kernel_row[block, start:stop, :, i]
 
         threads.split(add_rows, n, dxp.size + rows.size)
         return self._unpadded(dxp)
