@@ -9,7 +9,8 @@ ReLU - max-pool 2 - flatten - dense 10, softmax cross-entropy, Adam at 1e-3, bat
 on real MNIST batches (a fresh random permutation of the 60,000 training images). It runs the
 stack the way ``NeuralNetwork.fit`` does (``nn.core.sequential.Sequential`` with one flat
 parameter and one flat gradient array, ``Optimizer.step(..., flat=...)``), with a clock read
-between the parts; a ReLU before max pooling runs inside the pooling, as ``Sequential`` plans it.
+between the parts; a ReLU before max pooling runs inside the pooling, and a convolution before 2x2
+max pooling writes its output in pool order, as ``Sequential`` plans them.
 The first batches (``--warm-up``) make the buffers and are not counted.
 
 Each part's figure is its MEDIAN over the counted batches: the machine may be shared, and a median
@@ -59,8 +60,12 @@ def part_names(stack: Sequential) -> list[str]:
     """The parts in the order a batch runs them; a ReLU that ``Sequential`` runs inside the
     pooling after it (``relu_before_pool``) says so, and its own parts then take no time."""
     deferred = set(getattr(stack, "relu_before_pool", ()))
+    pool_order = getattr(stack, "pool_order", {})
+    in_order = set(pool_order) | set(pool_order.values())
     names = [
-        f"{i} {layer.kind}" + (" (in the pooling)" if i in deferred else "")
+        f"{i} {layer.kind}"
+        + (" (in the pooling)" if i in deferred else "")
+        + (" (pool order)" if i in in_order else "")
         for i, layer in enumerate(stack.layers)
     ]
     return [
@@ -93,8 +98,14 @@ def one_batch(stack: Sequential, optimizer: Adam, x_uint8: np.ndarray, y: np.nda
     a = np.multiply(x_uint8, np.float32(1 / 255), dtype=np.float32).reshape(-1, 28, 28, 1)
     watch.lap()
     deferred = set(getattr(stack, "relu_before_pool", ()))  # Sequential's plan, where it has one
+    pool_order = getattr(stack, "pool_order", {})
+    pooled_in_order = set(pool_order.values())
     for i, layer in enumerate(stack.layers):
-        if i - 1 in deferred:
+        if i in pool_order:
+            a = layer.forward_pool_order(a)
+        elif i in pooled_in_order:
+            a = layer.forward_blocks(a, relu=i - 1 in deferred)
+        elif i - 1 in deferred:
             a = layer.forward_after_relu(a, True)
         elif i not in deferred:
             a = layer.forward(a, True, True, None)
@@ -103,7 +114,9 @@ def one_batch(stack: Sequential, optimizer: Adam, x_uint8: np.ndarray, y: np.nda
     watch.lap()
     first = stack.trained[0]
     for i in range(len(stack.layers) - 1, -1, -1):
-        if i >= first and i not in deferred:
+        if i in pooled_in_order:
+            dy = stack.layers[i].backward_blocks(dy)
+        elif i >= first and i not in deferred:
             dy = stack.layers[i].backward(dy, need_dx=i > first)
         watch.lap()
     optimizer.step(stack.params, stack.grads, LR, flat=(stack.flat_params, stack.flat_grads))

@@ -281,11 +281,34 @@ def test_relu_deferred_to_after_pooling_changes_no_output_or_gradient():
     want = net.forward(x, training=True, keep=True, record=record).copy()
     want_dx = net.backward(dy.copy(), need_dx=True).copy()
     want_grads = net.flat_grads.copy()
+    assert net.pool_order == {0: 2}
+    net.pool_order = {}  # the deferral alone: the same values bit for bit
     got = net.forward(x, training=True, keep=True)
     _assert_identical([want], [got])
     got_dx = net.backward(dy.copy(), need_dx=True)
     _assert_identical([want_dx, want_grads], [got_dx, net.flat_grads])
     assert np.all(record[1] >= 0) and record[1].shape == (6, 8, 8, 4)  # ReLU's own output
+
+
+@pytest.mark.parametrize("n", (1, 3, 130))
+def test_pool_order_changes_no_output_or_input_gradient_and_only_rounds_weight_gradients(n):
+    """The convolution before 2x2 max pooling trains in pool order: its outputs, the pooling's
+    and dx are the plain passes' bit for bit; its weight gradient sums the same products over
+    positions in another order, so it agrees up to float32 rounding."""
+    rng = np.random.default_rng(n)
+    x = rng.normal(size=(n, 10, 10, 1)).astype(np.float32)
+    dy = rng.normal(size=(n, 3)).astype(np.float32)
+    results = []
+    for plan in (False, True):
+        net = _cnn()
+        if not plan:
+            net.pool_order = {}
+        out = net.forward(x, training=True, keep=True).copy()
+        dx = net.backward(dy.copy(), need_dx=True).copy()
+        results.append((out, dx, net.flat_grads.copy()))
+    (out, dx, grads), (out_po, dx_po, grads_po) = results
+    _assert_identical([out, dx], [out_po, dx_po])
+    np.testing.assert_allclose(grads_po, grads, rtol=1e-5, atol=1e-6)
 
 
 def test_max_pooling_with_relu_over_more_than_255_offsets():

@@ -205,6 +205,10 @@ class Conv2DKernel:
         self._buffers = BatchBuffers()
         self._kept_columns: np.ndarray | None = None
         self._kept_batch = 0
+        self._kept_pool_order = False
+        self.pool_order = False
+        """Set by a stack that runs this convolution with ``forward_pool_order`` (its buffers
+        then include dy's copy in the standard order, see ``planned_bytes``)."""
 
     def _dx_costs(self, band_outputs: int) -> tuple[float, float]:
         """``(columns, banded)``: the cost model of ``ADD_COST`` per output position, the banded
@@ -290,6 +294,8 @@ class Conv2DKernel:
         out_h, out_w, _ = self.output_shape
         hp, wp, c = self.padded_shape
         count = n * hp * self._scatter_width * c
+        if self.pool_order:
+            count += n * math.prod(self.output_shape)
         if self.dx_method == "banded":
             blocks = self.output_shape[1] // self.band_outputs
             count += n * out_h * blocks * self.kernel * self.band_inputs * c
@@ -327,10 +333,11 @@ class Conv2DKernel:
         """The column matrix for batch size ``n``, its ones already in place."""
         return self._buffers.get(n, "columns", lambda: self._make_columns(n))
 
-    def _im2col(self, xp: np.ndarray) -> np.ndarray:
-        """Copies the windows of the padded input ``xp`` into the column matrix."""
+    def _im2col(self, xp: np.ndarray, pool_order: bool = False) -> np.ndarray:
+        """Copies the windows of the padded input ``xp`` into the column matrix, its positions
+        in pool order if asked (see ``forward_pool_order``)."""
         cols = self._columns(xp.shape[0])
-        target, windows = self._im2col_views(xp, cols)
+        target, windows = self._im2col_views(xp, cols, pool_order)
 
         def copy_rows(start: int, stop: int) -> None:
             np.copyto(target[start:stop], windows[start:stop])
@@ -338,12 +345,16 @@ class Conv2DKernel:
         threads.split(copy_rows, xp.shape[0], target.size)
         return cols
 
-    def _im2col_views(self, xp: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _im2col_views(
+        self, xp: np.ndarray, cols: np.ndarray, pool_order: bool = False
+    ) -> tuple[np.ndarray, np.ndarray]:
         """``(target, windows)``, both with the batch first: the column matrix's window values
         and the windows of ``xp`` that im2col copies into them."""
         n = xp.shape[0]
         out_h, out_w, _ = self.output_shape
         k, c = self.kernel, self.input_shape[2]
+        if pool_order:
+            return self._pool_order_views(xp, cols)
         if self.offset_major:  # the batch is axis 3
             target = split_view(cols[:-1], (k, k, c, n, out_h, out_w)).transpose(3, 0, 1, 2, 4, 5)
             windows = offset_major_window_view(xp, k, self.stride, out_h, out_w)
@@ -352,6 +363,63 @@ class Conv2DKernel:
             target = split_view(cols[:, :-1], (n, out_h, out_w, k, k, c))
             windows = window_view(xp, k, self.stride, out_h, out_w)
         return target, windows
+
+    def _pool_order_views(self, xp: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``_im2col_views`` with the positions in pool order: ``(2, 2, n, oh / 2, ow / 2)``,
+        the offset ``(i, j)`` of each 2x2 pooling window first."""
+        n = xp.shape[0]
+        out_h, out_w, _ = self.output_shape
+        h2, w2, k, c = out_h // 2, out_w // 2, self.kernel, self.input_shape[2]
+        if self.offset_major:  # both as (n, k, k, c, i, j, h2, w2)
+            target = split_view(cols[:-1], (k, k, c, 2, 2, n, h2, w2))
+            windows = offset_major_window_view(xp, k, self.stride, out_h, out_w)
+            windows = split_view(windows, (k, k, c, n, h2, 2, w2, 2))
+            return target.transpose(5, 0, 1, 2, 3, 4, 6, 7), windows.transpose(
+                3, 0, 1, 2, 5, 7, 4, 6
+            )
+        target = split_view(cols[:, :-1], (2, 2, n, h2, w2, k, k, c))  # both (n, h2, i, w2, j, ...)
+        windows = window_view(xp, k, self.stride, out_h, out_w)
+        windows = split_view(windows, (n, h2, 2, w2, 2, k, k, c))
+        return target.transpose(2, 3, 0, 4, 1, 5, 6, 7), windows
+
+    @property
+    def pool_order_possible(self) -> bool:
+        """Whether ``forward_pool_order`` applies: an even output height and width."""
+        return self.output_shape[0] % 2 == 0 and self.output_shape[1] % 2 == 0
+
+    def forward_pool_order(self, x, weight, bias) -> np.ndarray:
+        """The convolution as ``forward(keep=True)`` computes it, its output positions in pool
+        order: ``(4, n, oh / 2, ow / 2, filters)``, block ``2 * i + j`` holding offset ``(i, j)``
+        of every 2x2 pooling window. A 2x2 max pooling then compares four contiguous blocks
+        instead of strided slices (``Pool2DKernel.forward_blocks``); ``backward`` takes dy in
+        the same order. Only the order of the rows of the column matrix changes: every value
+        is the one ``forward`` computes."""
+        x = np.asarray(x)
+        check_batch(x, self.input_shape, "x")
+        self._check_parameters(weight, bias)
+        if not self.pool_order_possible:
+            raise ValueError(f"pool order needs an even output size, got {self.output_shape}")
+        np.copyto(self._weight_and_bias[:-1], weight.reshape(self.window_size, self.filters))
+        self._weight_and_bias[-1] = bias
+        n = x.shape[0]
+        out = self._output(n)
+        cols = self._columns(n)
+        self._im2col(self._padded_input(x), pool_order=True)
+        flat = out.reshape(-1, self.filters)
+        np.matmul(cols.T if self.offset_major else cols, self._weight_and_bias, out=flat)
+        self._kept_columns, self._kept_batch, self._kept_pool_order = cols, n, True
+        out_h, out_w, f = self.output_shape
+        return out.reshape(4, n, out_h // 2, out_w // 2, f)
+
+    def _standard_order(self, dy: np.ndarray) -> np.ndarray:
+        """dy in pool order ``(4, n, oh / 2, ow / 2, f)`` copied to ``(n, oh, ow, f)``."""
+        n = dy.shape[1]
+        out_h, out_w, f = self.output_shape
+        standard = self._buffers.get(n, "dy", lambda: np.empty((n, *self.output_shape), self.dtype))
+        blocks = dy.reshape(2, 2, n, out_h // 2, out_w // 2, f).transpose(2, 3, 0, 4, 1, 5)
+        target = split_view(standard, (n, out_h // 2, 2, out_w // 2, 2, f))
+        threads.split(lambda a, b: np.copyto(target[a:b], blocks[a:b]), n, standard.size)
+        return standard
 
     def _forward_in_groups(self, xp: np.ndarray, cols: np.ndarray, flat: np.ndarray) -> None:
         """im2col and the product for ``GROUP_BYTES`` of columns at a time, so that the product
@@ -383,6 +451,7 @@ class Conv2DKernel:
             cols = self._forward_chunk(x, out, keep)
             if keep:
                 self._kept_columns, self._kept_batch = cols, n
+                self._kept_pool_order = False
             return out
         for start in range(0, n, INFERENCE_CHUNK):
             stop = start + INFERENCE_CHUNK
@@ -416,13 +485,19 @@ class Conv2DKernel:
 
     def backward(self, dy, weight, dweight, dbias, need_dx=True) -> np.ndarray | None:
         """Writes dL/dW into ``dweight`` and dL/db into ``dbias`` (overwriting them) and returns
-        dL/dx ``(n, h, w, c)``, or None when ``need_dx`` is False."""
+        dL/dx ``(n, h, w, c)``, or None when ``need_dx`` is False. After
+        ``forward_pool_order`` dy is in pool order too, ``(4, n, oh / 2, ow / 2, filters)``."""
         dy = np.ascontiguousarray(dy, dtype=self.dtype)
-        n = dy.shape[0]
+        pool_order = self._kept_pool_order
+        n = dy.shape[1] if pool_order and dy.ndim == 5 else dy.shape[0]
         cols = self._kept_columns
         if cols is None or self._kept_batch != n:
             raise RuntimeError(NEEDS_KEPT_FORWARD)
-        check_batch(dy, self.output_shape, "dy")
+        out_h, out_w, f = self.output_shape
+        if pool_order and dy.shape != (4, n, out_h // 2, out_w // 2, f):
+            raise ValueError(f"dy must be in pool order (4, {n}, {out_h // 2}, {out_w // 2}, {f})")
+        if not pool_order:
+            check_batch(dy, self.output_shape, "dy")
         self._check_parameters(weight, dbias)
         if dweight.shape != self.weight_shape:
             raise ValueError(f"dweight must have shape {self.weight_shape}, got {dweight.shape}")
@@ -432,6 +507,9 @@ class Conv2DKernel:
         dbias[...] = self._gradients[-1]
         if not need_dx:
             return None
+        if pool_order:
+            dy = self._standard_order(dy)
+            dy_flat = dy.reshape(-1, self.filters)
         if self.dx_method == "banded":
             return self._dx_by_banded_product(dy, weight)
         if self.dx_method == "offset-major":

@@ -276,6 +276,11 @@ class Conv2D(Layer):
     def forward(self, x, training, keep, rng):
         return self.kernel.forward(x, self.params[0], self.params[1], keep=keep)
 
+    def forward_pool_order(self, x):
+        """The kept forward with its output in pool order, for the 2x2 max pooling after it
+        (``Sequential`` plans it; ``backward`` then takes dy in that order)."""
+        return self.kernel.forward_pool_order(x, self.params[0], self.params[1])
+
     def backward(self, dy, need_dx):
         return self.kernel.backward(dy, self.params[0], self.grads[0], self.grads[1], need_dx)
 
@@ -431,6 +436,15 @@ class MaxPool2D(_Pool):
         """The pooling of ``max(x, 0)``, computed as ``max(pooled x, 0)`` in the pooling's own
         pass; ``backward`` then includes ReLU's mask (``Sequential`` plans it)."""
         return self.kernel.forward(x, keep=keep, relu=True)
+
+    def forward_blocks(self, blocks, relu):
+        """The kept forward of an input in pool order (``Conv2D.forward_pool_order``), with
+        the ReLU before it folded in if ``relu``; ``backward_blocks`` is its backward."""
+        return self.kernel.forward_blocks(blocks, relu=relu)
+
+    def backward_blocks(self, dy):
+        """dL/d(input) in pool order, for the convolution's ``backward``."""
+        return self.kernel.backward_blocks(dy)
 
 
 class AvgPool2D(_Pool):

@@ -120,30 +120,57 @@ class Pool2DKernel:
         if self.mode == "avg":
             threads.split(lambda a, b: self._avg_forward(x[a:b], out[a:b]), n, size)
         elif keep:
-            work = [
-                self._output_buffer(n, name, dtype)
-                for name, dtype in (("winner", self._index_dtype), ("code", self._index_dtype))
-            ]
-            greater = self._output_buffer(n, "mask", bool)
-
-            def rows(a: int, b: int) -> None:
-                winner, code = work[0][a:b], work[1][a:b]
-                self._max_forward_keeping_winners(x[a:b], out[a:b], winner, code, greater[a:b])
-                if relu:  # "no winner" (above every offset) where the maximum is not positive
-                    np.less_equal(out[a:b], 0, out=greater[a:b])
-                    np.multiply(
-                        greater[a:b].view(np.uint8), len(self.offsets), out=code, dtype=code.dtype
-                    )
-                    np.maximum(winner, code, out=winner)  # faster than copyto's where
-                    np.maximum(out[a:b], 0, out=out[a:b])
-
-            threads.split(rows, n, size)
-            self._kept_winner = work[0]
+            self._max_forward_kept(
+                lambda a, b: [self._slice(x[a:b], i, j) for i, j in self.offsets], out, relu
+            )
         else:
             threads.split(lambda a, b: self._max_forward(x[a:b], out[a:b], relu), n, size)
         if keep:
             self._kept_batch = n
         return out
+
+    @property
+    def takes_blocks(self) -> bool:
+        """Whether ``forward_blocks`` applies: 2x2 max pooling, stride 2, of an even input."""
+        h, w, _ = self.input_shape
+        return self.mode == "max" and self.size == self.stride == 2 and h % 2 == w % 2 == 0
+
+    def forward_blocks(self, blocks: np.ndarray, relu: bool = False) -> np.ndarray:
+        """``forward(keep=True)`` of 2x2 max pooling with stride 2 on an input in pool order:
+        ``blocks`` ``(4, n, oh, ow, c)`` holds offset ``(i, j)`` of every window in block ``2 *
+        i + j`` (``Conv2DKernel.forward_pool_order``), so that every pass runs over contiguous
+        arrays instead of strided slices. The same outputs and winners as ``forward``."""
+        n = blocks.shape[1]
+        if not self.takes_blocks:
+            raise ValueError("pooling blocks needs 2x2 max pooling, stride 2, of an even input")
+        if blocks.shape != (4, n, *self.output_shape):
+            raise ValueError(
+                f"blocks must have shape (4, n, {self.output_shape}), got {blocks.shape}"
+            )
+        out = self._output_buffer(n, "output", self.dtype)
+        self._max_forward_kept(lambda a, b: [block[a:b] for block in blocks], out, relu)
+        self._kept_batch = n
+        return out
+
+    def backward_blocks(self, dy: np.ndarray) -> np.ndarray:
+        """dL/d(blocks) ``(4, n, oh, ow, c)`` for the output gradient ``dy`` of the last
+        ``forward_blocks``: dy where each block's offset won, 0 elsewhere."""
+        dy = np.asarray(dy)
+        n = dy.shape[0]
+        if self._kept_batch != n or self._kept_winner is None:
+            raise RuntimeError(NEEDS_KEPT_FORWARD)
+        check_batch(dy, self.output_shape, "dy")
+        dx = self._buffers.get(n, "dx", lambda: np.empty((n, *self.input_shape), self.dtype))
+        dblocks = dx.reshape(4, n, *self.output_shape)  # as many values as (n, h, w, c)
+        won = self._buffers.get(n, "won", lambda: np.empty((4, n, *self.output_shape), bool))
+        winner = self._kept_winner
+
+        def rows(a: int, b: int) -> None:
+            np.equal(winner[None, a:b], self._offset_indices, out=won[:, a:b])
+            np.multiply(dy[None, a:b], won[:, a:b], out=dblocks[:, a:b])
+
+        threads.split(rows, n, dblocks.size)
+        return dblocks
 
     def _max_forward(self, x: np.ndarray, out: np.ndarray, relu: bool) -> None:
         np.copyto(out, self._slice(x, 0, 0))
@@ -152,13 +179,38 @@ class Pool2DKernel:
         if relu:
             np.maximum(out, 0, out=out)
 
-    def _max_forward_keeping_winners(self, x, out, winner, code, greater) -> None:
-        """Running maximum into ``out``; ``winner`` receives, per output, the index of the
-        offset holding it (``code`` and ``greater`` are scratch of the output's shape)."""
-        np.copyto(out, self._slice(x, 0, 0))
+    def _max_forward_kept(self, candidates, out: np.ndarray, relu: bool) -> None:
+        """The running maximum of ``candidates(a, b)`` (the offsets' values for batch rows
+        ``a:b``, in offset order) into ``out``, keeping every output's winning offset for
+        ``backward``; with ``relu``, ``max(out, 0)`` and "no winner" where it is 0."""
+        n = out.shape[0]
+        work = [
+            self._output_buffer(n, name, dtype)
+            for name, dtype in (("winner", self._index_dtype), ("code", self._index_dtype))
+        ]
+        greater = self._output_buffer(n, "mask", bool)
+
+        def rows(a: int, b: int) -> None:
+            winner, code = work[0][a:b], work[1][a:b]
+            self._running_maximum(candidates(a, b), out[a:b], winner, code, greater[a:b])
+            if relu:  # "no winner" (above every offset) where the maximum is not positive
+                np.less_equal(out[a:b], 0, out=greater[a:b])
+                np.multiply(
+                    greater[a:b].view(np.uint8), len(self.offsets), out=code, dtype=code.dtype
+                )
+                np.maximum(winner, code, out=winner)  # faster than copyto's where
+                np.maximum(out[a:b], 0, out=out[a:b])
+
+        threads.split(rows, n, out.size)
+        self._kept_winner = work[0]
+
+    def _running_maximum(self, candidates, out, winner, code, greater) -> None:
+        """Running maximum of ``candidates`` into ``out``; ``winner`` receives, per output, the
+        index of the candidate holding it (``code`` and ``greater`` are scratch of the output's
+        shape)."""
+        np.copyto(out, candidates[0])
         winner.fill(0)
-        for index, (i, j) in enumerate(self.offsets[1:], start=1):
-            candidate = self._slice(x, i, j)
+        for index, candidate in enumerate(candidates[1:], start=1):
             np.greater(candidate, out, out=greater)
             np.maximum(out, candidate, out=out)
             np.multiply(greater.view(np.uint8), index, out=code, dtype=code.dtype)

@@ -11,6 +11,13 @@ commute (ReLU keeps the order of values), so the pooled output is the same, and 
 quarter of the values (for 2x2 windows); the pooling kernel applies it in the same pass and its
 winners carry ReLU's mask, so backward makes no separate ReLU pass either (the gradients are the
 same too: see ``nn.core.pooling.Pool2DKernel.forward``).
+
+A convolution followed (through such a ReLU or directly) by 2x2 max pooling with stride 2 trains
+in pool order (``forward`` with ``keep`` and without ``record``): the convolution writes its output
+positions as four contiguous blocks, one per offset of the pooling window
+(``Conv2DKernel.forward_pool_order``), which the pooling compares whole instead of as strided
+slices, and its backward hands the convolution dy in the same order. Only the order of the
+convolution's output rows changes; every value is the one of the plain passes.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ import numpy as np
 from nn.core.layers import (
     ActivationLayer,
     BatchNorm,
+    Conv2D,
     Dropout,
     Flatten,
     Layer,
@@ -75,6 +83,8 @@ class Sequential:
             if type(layer) is ReLU and isinstance(after, MaxPool2D)
         ]
         self._deferred: frozenset[int] = frozenset()
+        self.pool_order = self._plan_pool_order()
+        self._in_pool_order: frozenset[int] = frozenset()
         self.trained = [i for i, layer in enumerate(self.layers) if layer.param_names]
         self.n_parameters = int(sum(layer.n_parameters for layer in self.layers))
         self.flat_params: np.ndarray | None = None
@@ -90,6 +100,22 @@ class Sequential:
             while j >= 0 and isinstance(self.layers[j], (Dropout, Flatten)):
                 j -= 1
             layer.in_place = j >= 0 and not isinstance(self.layers[j], ActivationLayer)
+
+    def _plan_pool_order(self) -> dict[int, int]:
+        """``{convolution index: pooling index}`` of the pairs that train in pool order."""
+        plan = {}
+        for i, layer in enumerate(self.layers):
+            j = i + 2 if i + 1 in self.relu_before_pool else i + 1
+            pool = self.layers[j] if j < len(self.layers) else None
+            if (
+                isinstance(layer, Conv2D)
+                and isinstance(pool, MaxPool2D)
+                and layer.kernel.pool_order_possible
+                and pool.kernel.takes_blocks
+            ):
+                plan[i] = j
+                layer.kernel.pool_order = True
+        return plan
 
     # -- description
     def specs(self) -> list[dict[str, Any]]:
@@ -210,11 +236,16 @@ class Sequential:
         layer's output."""
         a = x.reshape(x.shape[0], *self.input_shape)
         deferred = frozenset(self.relu_before_pool if record is None else ())
-        self._deferred = deferred
+        pool_order = self.pool_order if keep and record is None else {}
+        self._deferred, self._in_pool_order = deferred, frozenset(pool_order.values())
         for i, layer in enumerate(self.layers):
             if i in deferred:
                 continue  # the pooling that follows applies it
-            if i - 1 in deferred:
+            if i in pool_order:
+                a = layer.forward_pool_order(a)  # blocks for the pooling at pool_order[i]
+            elif i in self._in_pool_order:
+                a = layer.forward_blocks(a, relu=i - 1 in deferred)
+            elif i - 1 in deferred:
                 a = layer.forward_after_relu(a, keep)
             else:
                 a = layer.forward(a, training, keep, rng)
@@ -228,7 +259,9 @@ class Sequential:
         are skipped)."""
         first = 0 if need_dx else (self.trained[0] if self.trained else len(self.layers))
         for i in range(len(self.layers) - 1, first - 1, -1):
-            if i not in self._deferred:  # a deferred ReLU's mask is in its pooling's winners
+            if i in self._in_pool_order:  # dy in pool order for the convolution before it
+                dy = self.layers[i].backward_blocks(dy)
+            elif i not in self._deferred:  # a deferred ReLU's mask is in its pooling's winners
                 dy = self.layers[i].backward(dy, need_dx=need_dx or i > first)
         return dy if need_dx else None
 
