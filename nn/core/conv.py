@@ -365,22 +365,22 @@ class Conv2DKernel:
         return target, windows
 
     def _pool_order_views(self, xp: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``_im2col_views`` with the positions in pool order: ``(2, 2, n, oh / 2, ow / 2)``,
-        the offset ``(i, j)`` of each 2x2 pooling window first."""
+        """``_im2col_views`` with the positions in pool order: ``(n, 2, 2, oh / 2, ow / 2)``,
+        each image's positions grouped by the offset ``(i, j)`` inside its 2x2 pooling window."""
         n = xp.shape[0]
         out_h, out_w, _ = self.output_shape
         h2, w2, k, c = out_h // 2, out_w // 2, self.kernel, self.input_shape[2]
         if self.offset_major:  # both as (n, k, k, c, i, j, h2, w2)
-            target = split_view(cols[:-1], (k, k, c, 2, 2, n, h2, w2))
+            target = split_view(cols[:-1], (k, k, c, n, 2, 2, h2, w2))
             windows = offset_major_window_view(xp, k, self.stride, out_h, out_w)
             windows = split_view(windows, (k, k, c, n, h2, 2, w2, 2))
-            return target.transpose(5, 0, 1, 2, 3, 4, 6, 7), windows.transpose(
+            return target.transpose(3, 0, 1, 2, 4, 5, 6, 7), windows.transpose(
                 3, 0, 1, 2, 5, 7, 4, 6
             )
-        target = split_view(cols[:, :-1], (2, 2, n, h2, w2, k, k, c))  # both (n, h2, i, w2, j, ...)
+        target = split_view(cols[:, :-1], (n, 2, 2, h2, w2, k, k, c))  # both (n, h2, i, w2, j, ...)
         windows = window_view(xp, k, self.stride, out_h, out_w)
         windows = split_view(windows, (n, h2, 2, w2, 2, k, k, c))
-        return target.transpose(2, 3, 0, 4, 1, 5, 6, 7), windows
+        return target.transpose(0, 3, 1, 4, 2, 5, 6, 7), windows
 
     @property
     def pool_order_possible(self) -> bool:
@@ -389,10 +389,11 @@ class Conv2DKernel:
 
     def forward_pool_order(self, x, weight, bias) -> np.ndarray:
         """The convolution as ``forward(keep=True)`` computes it, its output positions in pool
-        order: ``(4, n, oh / 2, ow / 2, filters)``, block ``2 * i + j`` holding offset ``(i, j)``
-        of every 2x2 pooling window. A 2x2 max pooling then compares four contiguous blocks
-        instead of strided slices (``Pool2DKernel.forward_blocks``); ``backward`` takes dy in
-        the same order. Only the order of the rows of the column matrix changes: every value
+        order: each image's ``(2, 2, oh / 2, ow / 2)``, returned as the blocks view ``(4, n,
+        oh / 2, ow / 2, filters)``, block ``2 * i + j`` holding offset ``(i, j)`` of every 2x2
+        pooling window. A 2x2 max pooling then compares four blocks of long contiguous runs
+        instead of strided slices (``Pool2DKernel.forward_blocks``); ``backward`` takes dy as
+        such blocks too. Only the order of the rows of the column matrix changes: every value
         is the one ``forward`` computes."""
         x = np.asarray(x)
         check_batch(x, self.input_shape, "x")
@@ -404,28 +405,33 @@ class Conv2DKernel:
         n = x.shape[0]
         out = self._output(n)
         cols = self._columns(n)
-        self._im2col(self._padded_input(x), pool_order=True)
         flat = out.reshape(-1, self.filters)
-        np.matmul(cols.T if self.offset_major else cols, self._weight_and_bias, out=flat)
+        if self.offset_major or threads.count() > 1:
+            self._im2col(self._padded_input(x), pool_order=True)
+            np.matmul(cols.T if self.offset_major else cols, self._weight_and_bias, out=flat)
+        else:
+            self._forward_in_groups(self._padded_input(x), cols, flat, pool_order=True)
         self._kept_columns, self._kept_batch, self._kept_pool_order = cols, n, True
         out_h, out_w, f = self.output_shape
-        return out.reshape(4, n, out_h // 2, out_w // 2, f)
+        return out.reshape(n, 4, out_h // 2, out_w // 2, f).swapaxes(0, 1)
 
     def _standard_order(self, dy: np.ndarray) -> np.ndarray:
-        """dy in pool order ``(4, n, oh / 2, ow / 2, f)`` copied to ``(n, oh, ow, f)``."""
-        n = dy.shape[1]
+        """dy in pool order, ``(n, 4, oh / 2, ow / 2, f)``, copied to ``(n, oh, ow, f)``."""
+        n = dy.shape[0]
         out_h, out_w, f = self.output_shape
         standard = self._buffers.get(n, "dy", lambda: np.empty((n, *self.output_shape), self.dtype))
-        blocks = dy.reshape(2, 2, n, out_h // 2, out_w // 2, f).transpose(2, 3, 0, 4, 1, 5)
+        blocks = dy.reshape(n, 2, 2, out_h // 2, out_w // 2, f).transpose(0, 3, 1, 4, 2, 5)
         target = split_view(standard, (n, out_h // 2, 2, out_w // 2, 2, f))
         threads.split(lambda a, b: np.copyto(target[a:b], blocks[a:b]), n, standard.size)
         return standard
 
-    def _forward_in_groups(self, xp: np.ndarray, cols: np.ndarray, flat: np.ndarray) -> None:
+    def _forward_in_groups(
+        self, xp: np.ndarray, cols: np.ndarray, flat: np.ndarray, pool_order: bool = False
+    ) -> None:
         """im2col and the product for ``GROUP_BYTES`` of columns at a time, so that the product
         reads each group's columns from the core's cache (one thread, positions as rows)."""
         n = xp.shape[0]
-        target, windows = self._im2col_views(xp, cols)
+        target, windows = self._im2col_views(xp, cols, pool_order)
         per_image = flat.shape[0] // n
         group = max(1, GROUP_BYTES // (per_image * cols.shape[1] * self.dtype.itemsize))
         for first in range(0, n, group):
@@ -487,17 +493,23 @@ class Conv2DKernel:
         """Writes dL/dW into ``dweight`` and dL/db into ``dbias`` (overwriting them) and returns
         dL/dx ``(n, h, w, c)``, or None when ``need_dx`` is False. After
         ``forward_pool_order`` dy is in pool order too, ``(4, n, oh / 2, ow / 2, filters)``."""
-        dy = np.ascontiguousarray(dy, dtype=self.dtype)
         pool_order = self._kept_pool_order
+        dy = np.asarray(dy)
         n = dy.shape[1] if pool_order and dy.ndim == 5 else dy.shape[0]
         cols = self._kept_columns
         if cols is None or self._kept_batch != n:
             raise RuntimeError(NEEDS_KEPT_FORWARD)
         out_h, out_w, f = self.output_shape
-        if pool_order and dy.shape != (4, n, out_h // 2, out_w // 2, f):
-            raise ValueError(f"dy must be in pool order (4, {n}, {out_h // 2}, {out_w // 2}, {f})")
-        if not pool_order:
+        if pool_order:
+            if dy.shape != (4, n, out_h // 2, out_w // 2, f):
+                raise ValueError(
+                    f"dy must be in pool order (4, {n}, {out_h // 2}, {out_w // 2}, {f}), "
+                    f"got {dy.shape}"
+                )
+            dy = dy.swapaxes(0, 1)  # each image's positions in the columns' order
+        else:
             check_batch(dy, self.output_shape, "dy")
+        dy = np.ascontiguousarray(dy, dtype=self.dtype)
         self._check_parameters(weight, dbias)
         if dweight.shape != self.weight_shape:
             raise ValueError(f"dweight must have shape {self.weight_shape}, got {dweight.shape}")

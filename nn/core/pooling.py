@@ -138,8 +138,9 @@ class Pool2DKernel:
     def forward_blocks(self, blocks: np.ndarray, relu: bool = False) -> np.ndarray:
         """``forward(keep=True)`` of 2x2 max pooling with stride 2 on an input in pool order:
         ``blocks`` ``(4, n, oh, ow, c)`` holds offset ``(i, j)`` of every window in block ``2 *
-        i + j`` (``Conv2DKernel.forward_pool_order``), so that every pass runs over contiguous
-        arrays instead of strided slices. The same outputs and winners as ``forward``."""
+        i + j`` (``Conv2DKernel.forward_pool_order``, each image's blocks contiguous), so that
+        every pass runs over long contiguous runs instead of strided slices. The same outputs
+        and winners as ``forward``."""
         n = blocks.shape[1]
         if not self.takes_blocks:
             raise ValueError("pooling blocks needs 2x2 max pooling, stride 2, of an even input")
@@ -154,14 +155,15 @@ class Pool2DKernel:
 
     def backward_blocks(self, dy: np.ndarray) -> np.ndarray:
         """dL/d(blocks) ``(4, n, oh, ow, c)`` for the output gradient ``dy`` of the last
-        ``forward_blocks``: dy where each block's offset won, 0 elsewhere."""
+        ``forward_blocks``: dy where each block's offset won, 0 elsewhere (a view of dx's
+        buffer, each image's four blocks contiguous as the convolution's pool order)."""
         dy = np.asarray(dy)
         n = dy.shape[0]
         if self._kept_batch != n or self._kept_winner is None:
             raise RuntimeError(NEEDS_KEPT_FORWARD)
         check_batch(dy, self.output_shape, "dy")
         dx = self._buffers.get(n, "dx", lambda: np.empty((n, *self.input_shape), self.dtype))
-        dblocks = dx.reshape(4, n, *self.output_shape)  # as many values as (n, h, w, c)
+        dblocks = dx.reshape(n, 4, *self.output_shape).swapaxes(0, 1)  # as many values as dx
         won = self._buffers.get(n, "won", lambda: np.empty((4, n, *self.output_shape), bool))
         winner = self._kept_winner
 
