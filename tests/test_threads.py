@@ -164,6 +164,30 @@ def test_convolution_forward_in_groups_of_images_equals_the_whole_batch(split_ev
     _assert_identical([whole], [grouped])
 
 
+@pytest.mark.parametrize("n", (1, 3, 130))
+@pytest.mark.parametrize("shape, filters", [((12, 12, 16), 32), ((28, 28, 1), 16)])
+def test_pool_order_is_the_plain_forward_reordered_on_any_threads_and_groups(
+    split_everything, n, shape, filters
+):
+    rng = np.random.default_rng(n)
+    conv = Conv2DKernel(shape, filters, 5, dtype=np.float32)
+    x = rng.normal(size=(n, *shape)).astype(np.float32)
+    weight = rng.normal(size=conv.weight_shape).astype(np.float32)
+    bias = rng.normal(size=filters).astype(np.float32)
+    plain = conv.forward(x, weight, bias).copy()
+    oh, ow, f = conv.output_shape
+    want = plain.reshape(n, oh // 2, 2, ow // 2, 2, f).transpose(2, 4, 0, 1, 3, 5)
+    results = []
+    for parts, group_bytes in ((3, None), (1, None), (1, 1)):
+        split_everything[0] = parts
+        with pytest.MonkeyPatch.context() as patch:
+            if group_bytes is not None:
+                patch.setattr(conv_module, "GROUP_BYTES", group_bytes)
+            results.append(conv.forward_pool_order(x, weight, bias).copy())
+    for blocks in results:
+        _assert_identical([want.reshape(4, n, oh // 2, ow // 2, f)], [blocks])
+
+
 @pytest.mark.parametrize("n", BATCHES)
 @pytest.mark.parametrize(
     "mode, size, stride, relu",
