@@ -33,6 +33,7 @@ from nn.core.config import (
     eval_chunk,
     input_shape_for,
 )
+from nn.core.data_parallel import DataParallel
 from nn.core.events import HISTORY_KEYS, Callback
 from nn.core.fit_run import FitRun, diverged_message, early_stopping_message, hold_out
 from nn.core.inputs import NotFittedError, check_X, check_y, class_labels, dense_rows
@@ -246,6 +247,7 @@ class NeuralNetwork:
         state = self.__dict__.copy()
         state.pop("_work", None)
         state.pop("_cfg", None)
+        state.pop("_parallel", None)
         return state
 
     # ------------------------------------------------------------------ input handling
@@ -317,11 +319,15 @@ class NeuralNetwork:
         and batch statistics on.
         """
         net = self.stack_
-        rng = self._rng if training else None  # only dropout draws; a loaded model has none
-        logits = net.forward(x, training=training, keep=True, rng=rng)
-        correct = int(np.count_nonzero(logits.argmax(axis=1) == y))
-        loss, delta = softmax_cross_entropy(logits, y, grad_out=logits)
-        net.backward(delta)
+        parallel = getattr(self, "_parallel", None)
+        if training and parallel is not None and parallel.parts(x.shape[0]) > 1:
+            loss, correct = parallel.loss_and_gradients(x, y)  # the batch split over threads
+        else:
+            rng = self._rng if training else None  # only dropout draws; a loaded model has none
+            logits = net.forward(x, training=training, keep=True, rng=rng)
+            correct = int(np.count_nonzero(logits.argmax(axis=1) == y))
+            loss, delta = softmax_cross_entropy(logits, y, grad_out=logits)
+            net.backward(delta)
         if self.l2 > 0:
             decayed = self._decayed()
             for w, gw in decayed:
@@ -386,6 +392,7 @@ class NeuralNetwork:
         self._work: dict[int, np.ndarray] = {}
         self.stack_.attach_gradients()
         self._grads = self.stack_.grads
+        self._parallel = DataParallel(self.stack_)
         # Overflow is detected and handled as divergence; NumPy need not warn about it too.
         with np.errstate(over="ignore", invalid="ignore"):
             self._train_loop(X, y_idx, X_val, yv_idx, callback, batch_size)
@@ -438,7 +445,7 @@ class NeuralNetwork:
             self._restore(run.best)
         self._release_buffers()
         self.stack_.detach_gradients()
-        del self._grads
+        del self._grads, self._parallel
 
     def _batch_input(self, X: np.ndarray, idx: np.ndarray, dtype) -> np.ndarray:
         augmenter = self._cfg.augmenter

@@ -188,6 +188,17 @@ class Sequential:
             layer.grads = views
         return self.flat_grads
 
+    def replica(self) -> Sequential:
+        """A stack of the same layers whose parameters are views of this one's (an update of
+        either is the other's), with its own buffers and its own gradient array."""
+        copy = Sequential(self.specs(), self.input_shape, self.dtype)
+        for layer, views in zip(copy.layers, copy._views(self.flat_params), strict=True):
+            layer.params = views
+            layer.reset_state()
+        copy.flat_params = self.flat_params
+        copy.attach_gradients()
+        return copy
+
     def detach_gradients(self) -> None:
         self.flat_grads = None
         for layer in self.layers:

@@ -23,6 +23,7 @@ does (a part boundary moved inside a reduction would change the order of its add
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 from collections.abc import Callable
@@ -57,12 +58,13 @@ def _executor(workers: int) -> ThreadPoolExecutor:
         return _pool
 
 
-def _run_inside(task: Callable[[int, int], None], start: int, stop: int) -> None:
+def _run_inside(task: Callable[[], None]) -> None:
+    outer = getattr(_local, "inside", False)
     _local.inside = True
     try:
-        task(start, stop)
+        task()
     finally:
-        _local.inside = False
+        _local.inside = outer
 
 
 def _bounds(length: int, parts: int, align: int = 1) -> list[tuple[int, int]]:
@@ -90,17 +92,27 @@ def split(task: Callable[[int, int], None], length: int, elements: int, align: i
     if len(ranges) == 1:
         task(0, length)
         return
-    pool = _executor(len(ranges) - 1)
-    others = [(pool.submit(_run_inside, task, a, b), (a, b)) for a, b in ranges[1:]]
+    run_all([functools.partial(task, a, b) for a, b in ranges])
+
+
+def run_all(tasks: list[Callable[[], None]]) -> None:
+    """Every task side by side: the first in the calling thread, the others on the pool (a
+    task no pool thread has started when the caller is done with its own runs in the caller
+    too). Inside a task nothing is split again. An exception in any task is raised here, after
+    every task has finished."""
+    if not tasks:
+        return
+    pool = _executor(max(1, len(tasks) - 1))
+    others = [pool.submit(_run_inside, task) for task in tasks[1:]]
     try:
-        _run_inside(task, *ranges[0])
-        for future, (a, b) in others:
+        _run_inside(tasks[0])
+        for future, task in zip(others, tasks[1:], strict=True):
             if future.cancel():  # no pool thread has started it (a busy machine): do it here
-                _run_inside(task, a, b)
+                _run_inside(task)
     finally:
-        for future, _ in others:
+        for future in others:
             future.cancel()
-        errors = [f.exception() for f, _ in others if not f.cancelled()]
+        errors = [f.exception() for f in others if not f.cancelled()]
     for error in errors:
         if error is not None:
             raise error
