@@ -11,9 +11,12 @@ Each part runs on its own copy of the stack (``Sequential.replica``): the copies
 parameters, each has its own buffers and gradient array, and the gradients are added into the
 stack's when the parts are done. The result is the whole batch's up to float32 rounding: each
 part's loss gradient is scaled by its share of the batch, and a weight gradient is the sum of the
-parts' sums instead of one sum over the batch. Stacks with batch normalisation (whose statistics
-are the whole batch's) or dropout (whose masks are drawn from one generator in order) are never
-split, nor is a batch too small to give every part ``MIN_ROWS`` rows.
+parts' sums instead of one sum over the batch. Dropout masks are drawn for the whole batch, layer
+by layer as the whole batch's forward draws them (the same generator calls, so the same masks),
+and each part takes its rows. Stacks with batch normalisation (whose statistics are the whole
+batch's) and dense-only stacks (whose products already share the cores well: split, a dense
+network's epoch took a third longer) are never split, nor is a batch too small to give every
+part ``MIN_ROWS`` rows.
 """
 
 from __future__ import annotations
@@ -31,9 +34,24 @@ MIN_ROWS = 32
 
 def splits(stack: Sequential) -> bool:
     """Whether training batches of ``stack`` are split across threads: a convolutional stack
-    without batch normalisation or dropout."""
+    without batch normalisation."""
     kinds = tuple(type(layer) for layer in stack.layers)
-    return Conv2D in kinds and not any(k in (BatchNorm, Dropout) for k in kinds)
+    return Conv2D in kinds and BatchNorm not in kinds
+
+
+class _Masks:
+    """Stands for the generator in a part's forward: hands each dropout layer, in order, the
+    part's rows of the masks drawn for the whole batch."""
+
+    def __init__(self, draws: list[np.ndarray], rows: slice):
+        self._draws = iter([draw[rows] for draw in draws])
+
+    def random(self, shape, dtype=None, out=None) -> np.ndarray:
+        part = next(self._draws)
+        if out is None:
+            return part.copy()
+        np.copyto(out, part)
+        return out
 
 
 class DataParallel:
@@ -51,13 +69,21 @@ class DataParallel:
             return 1
         return max(1, min(threads.count(), n // MIN_ROWS))
 
-    def loss_and_gradients(self, x: np.ndarray, y: np.ndarray) -> tuple[float, int]:
+    def loss_and_gradients(
+        self, x: np.ndarray, y: np.ndarray, rng: np.random.Generator | None = None
+    ) -> tuple[float, int]:
         """Mean cross-entropy of the batch ``x`` (float) against class indices ``y`` and the
-        number of correct predictions; the gradient of that loss in ``stack.flat_grads``."""
+        number of correct predictions; the gradient of that loss in ``stack.flat_grads``.
+        ``rng`` draws the dropout masks."""
         n = x.shape[0]
         parts = self.parts(n)
         if parts == 1:
-            return _part(self.stack, x, y, n)
+            return _part(self.stack, x, y, n, rng)
+        draws = [
+            rng.random((n, *layer.input_shape), dtype=self.stack.dtype)
+            for layer in self.stack.layers
+            if isinstance(layer, Dropout) and layer.config["rate"] > 0
+        ]
         while len(self._copies) < parts - 1:
             self._copies.append(self.stack.replica())
         nets = [self.stack, *self._copies[: parts - 1]]
@@ -66,7 +92,7 @@ class DataParallel:
 
         def run(k: int) -> None:
             rows = slice(cuts[k], cuts[k + 1])
-            results[k] = _part(nets[k], x[rows], y[rows], n)
+            results[k] = _part(nets[k], x[rows], y[rows], n, _Masks(draws, rows))
 
         with blas.limit_threads(1):
             threads.run_all([lambda k=k: run(k) for k in range(parts)])
@@ -80,10 +106,11 @@ class DataParallel:
         self._copies = []
 
 
-def _part(net: Sequential, x: np.ndarray, y: np.ndarray, n: int) -> tuple[float, int]:
-    """Forward and backward of ``x`` (a part of a batch of ``n`` rows) through ``net``: its
-    share of the batch's mean loss, its correct predictions; gradients in ``net.flat_grads``."""
-    logits = net.forward(x, training=True, keep=True)
+def _part(net: Sequential, x: np.ndarray, y: np.ndarray, n: int, rng) -> tuple[float, int]:
+    """Forward and backward of ``x`` (a part of a batch of ``n`` rows) through ``net``, ``rng``
+    drawing its dropout masks: its share of the batch's mean loss, its correct predictions;
+    gradients in ``net.flat_grads``."""
+    logits = net.forward(x, training=True, keep=True, rng=rng)
     correct = int(np.count_nonzero(logits.argmax(axis=1) == y))
     loss, delta = softmax_cross_entropy(logits, y, grad_out=logits)
     share = x.shape[0] / n

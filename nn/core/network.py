@@ -321,7 +321,7 @@ class NeuralNetwork:
         net = self.stack_
         parallel = getattr(self, "_parallel", None)
         if training and parallel is not None and parallel.parts(x.shape[0]) > 1:
-            loss, correct = parallel.loss_and_gradients(x, y)  # the batch split over threads
+            loss, correct = parallel.loss_and_gradients(x, y, self._rng)  # split over threads
         else:
             rng = self._rng if training else None  # only dropout draws; a loaded model has none
             logits = net.forward(x, training=training, keep=True, rng=rng)
