@@ -15,9 +15,10 @@ OpenBLAS's idle threads spin after every call, by default for 2**28 cycles (abou
 second), before they sleep. Between two products of a convolutional network come milliseconds of
 NumPy passes that ``nn.core.threads`` splits over the same cores, and a spinning BLAS thread takes
 the core its pool thread needs: measured here, a CNN training batch at two threads took 17.6 ms
-with the default spin and 12.7-14.9 ms with ``IDLE_SPIN``. So on import, unless
-``OPENBLAS_THREAD_TIMEOUT`` is set already (the user's choice is kept), it is set to
-``IDLE_SPIN`` (child processes inherit it) and OpenBLAS's thread server is restarted to read it.
+with the default spin and 12.7-14.9 ms with a spin of 2**18 cycles (see ``IDLE_SPIN``). So on
+import, unless ``OPENBLAS_THREAD_TIMEOUT`` is set already (the user's choice is kept), it is set
+to ``IDLE_SPIN`` (child processes inherit it) and OpenBLAS's thread server is restarted to read
+it.
 """
 
 from __future__ import annotations
@@ -122,11 +123,14 @@ def _self_test(routines: _Routines) -> bool:
 _ROUTINES = _load()
 _use_blas = _ROUTINES is not None
 
-IDLE_SPIN = 18
-"""OpenBLAS's idle threads spin for 2**IDLE_SPIN cycles (about 0.1 ms) before they sleep: short
-enough to leave the cores to the split NumPy passes of a convolutional network (a batch at two
-threads 14 ms against 18 ms with OpenBLAS's default 28), long enough that back-to-back products
-of a dense network rarely wait for a sleeping thread (at 12 its batch was 5-10% slower)."""
+IDLE_SPIN = 20
+"""OpenBLAS's idle threads spin for 2**IDLE_SPIN cycles (about 0.4 ms) before they sleep. Timed
+here at two threads, half an epoch of each (seconds, OPENBLAS_THREAD_TIMEOUT 18 / 20 / 22 / 28):
+the benchmark CNN split across threads (``nn.core.data_parallel``) 2.53 / 2.54 / 2.65 / 2.73, the
+same CNN with batch norm (not split, its NumPy passes split instead) 6.03 / 5.92 / 6.69 / 6.85;
+a dense network's epoch 0.90 / 0.87 / 0.85 / 0.84 (its back-to-back products wait for sleeping
+threads when the spin is short). 20 keeps the convolutional gains and costs the dense network
+about 3%."""
 
 
 def _shorten_idle_spin() -> int | None:
