@@ -21,6 +21,9 @@ the closest figure to the part's own cost. The sum of the medians is close to, b
 the median batch.
 
 ``--threads N`` runs the profile with OpenBLAS (and so ``nn.core.threads``) limited to N threads.
+At more than one thread ``NeuralNetwork.fit`` splits this network's batches across the threads
+(``nn.core.data_parallel``); the parts above are then the whole batch's passes (as a stack with
+batch normalisation runs them), and the last line times the same batches split, as fit runs them.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from benchmark import BATCH, LR, blas_info  # noqa: E402
 from cnn_benchmark import CNN_LAYERS, NETWORK  # noqa: E402
 
 from nn.core import blas  # noqa: E402
+from nn.core.data_parallel import DataParallel  # noqa: E402
 from nn.core.losses import softmax_cross_entropy  # noqa: E402
 from nn.core.optimizers import Adam  # noqa: E402
 from nn.core.sequential import Sequential  # noqa: E402
@@ -124,6 +128,18 @@ def one_batch(stack: Sequential, optimizer: Adam, x_uint8: np.ndarray, y: np.nda
     return watch
 
 
+def split_batch(parallel: DataParallel, optimizer: Adam, x_uint8, y) -> float:
+    """Seconds of one training batch split across threads as ``NeuralNetwork.fit`` runs it at
+    more than one thread (``nn.core.data_parallel``): every part's forward and backward side by
+    side, then the optimizer's step."""
+    start = time.perf_counter()
+    x = np.multiply(x_uint8, np.float32(1 / 255), dtype=np.float32).reshape(-1, 28, 28, 1)
+    parallel.loss_and_gradients(x, y)
+    stack = parallel.stack
+    optimizer.step(stack.params, stack.grads, LR, flat=(stack.flat_params, stack.flat_grads))
+    return time.perf_counter() - start
+
+
 def profile(batches: int, warm_up: int, seed: int) -> dict:
     """Median and mean milliseconds of every part over ``batches`` counted batches."""
     data = load_mnist()
@@ -131,12 +147,21 @@ def profile(batches: int, warm_up: int, seed: int) -> dict:
     rng = np.random.default_rng(seed)
     order = rng.permutation(data.x_train.shape[0])
     watches: list[Stopwatch] = []
-    for b in range(warm_up + batches):
-        start = (b * BATCH) % (order.size - BATCH)
-        idx = order[start : start + BATCH]
+    batch_rows = [
+        order[(b * BATCH) % (order.size - BATCH) :][:BATCH] for b in range(warm_up + batches)
+    ]
+    for b, idx in enumerate(batch_rows):
         watch = one_batch(stack, optimizer, data.x_train[idx], data.y_train[idx])
         if b >= warm_up:
             watches.append(watch)
+    parallel = DataParallel(stack)
+    split_ms = None
+    if parallel.parts(BATCH) > 1:  # the same batches again, as NeuralNetwork.fit runs them
+        split_s = [
+            split_batch(parallel, optimizer, data.x_train[idx], data.y_train[idx])
+            for idx in batch_rows
+        ]
+        split_ms = 1e3 * statistics.median(split_s[warm_up:])
     wall = list(zip(*(w.wall for w in watches), strict=True))
     cpu = list(zip(*(w.cpu for w in watches), strict=True))
     totals = [sum(w.wall) for w in watches]
@@ -150,6 +175,7 @@ def profile(batches: int, warm_up: int, seed: int) -> dict:
             for name, wall_s, cpu_s in zip(part_names(stack), wall, cpu, strict=True)
         },
         "batch_median_ms": 1e3 * statistics.median(totals),
+        "split_batch_median_ms": split_ms,
         "batch_mean_ms": 1e3 * statistics.fmean(totals),
         "batches": batches,
     }
@@ -177,6 +203,12 @@ def report(figures: dict) -> str:
         f"  (x {60000 // BATCH + 1} batches = "
         f"{figures['batch_median_ms'] * (60000 / BATCH) / 1e3:.2f} s per epoch)",
     ]
+    split = figures.get("split_batch_median_ms")
+    if split is not None:
+        lines.append(
+            f"{'median batch split across threads':40s} {split:10.3f}  (as fit runs it: "
+            f"{split * (60000 / BATCH) / 1e3:.2f} s per epoch)"
+        )
     return "\n".join(lines)
 
 
