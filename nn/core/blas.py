@@ -128,9 +128,9 @@ IDLE_SPIN = 20
 here at two threads, half an epoch of each (seconds, OPENBLAS_THREAD_TIMEOUT 18 / 20 / 22 / 28):
 the benchmark CNN split across threads (``nn.core.data_parallel``) 2.53 / 2.54 / 2.65 / 2.73, the
 same CNN with batch norm (not split, its NumPy passes split instead) 6.03 / 5.92 / 6.69 / 6.85;
-a dense network's epoch 0.90 / 0.87 / 0.85 / 0.84 (its back-to-back products wait for sleeping
-threads when the spin is short). 20 keeps the convolutional gains and costs the dense network
-about 3%."""
+a dense network's epoch (medians of three) 0.90 / 0.86 / 0.84 / 0.85, and in two more pairs of 20
+against 28 0.83 / 0.83 and 0.89 / 0.83 (its back-to-back products wait for sleeping threads when
+the spin is short). 20 keeps the convolutional gains and costs the dense network 0-7%."""
 
 
 def _shorten_idle_spin() -> int | None:
