@@ -18,7 +18,8 @@ the core its pool thread needs: measured here, a CNN training batch at two threa
 with the default spin and 12.7-14.9 ms with a spin of 2**18 cycles (see ``IDLE_SPIN``). So on
 import, unless ``OPENBLAS_THREAD_TIMEOUT`` is set already (the user's choice is kept), it is set
 to ``IDLE_SPIN`` (child processes inherit it) and OpenBLAS's thread server is restarted to read
-it.
+it. The restart happens once, when this module is first imported; a program that runs products on
+other threads at that moment should set ``OPENBLAS_THREAD_TIMEOUT`` itself before it starts.
 """
 
 from __future__ import annotations
