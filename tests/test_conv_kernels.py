@@ -175,6 +175,44 @@ def test_dx_method_follows_the_width_kernel_and_filters(
         assert conv.band_outputs == band_outputs
 
 
+@pytest.mark.parametrize(
+    "shape, filters, kernel, padding, small_batch_rows",
+    [  # the batch sizes under which the column dx was timed faster here (see CALL_COST)
+        ((14, 14, 32), 64, 3, "same", 4),
+        ((14, 14, 16), 32, 3, "same", 5),
+        ((28, 28, 8), 16, 3, "same", 2),
+        ((12, 12, 16), 32, 5, "valid", 0),
+    ],
+)
+def test_small_batches_take_the_column_dx_where_the_band_makes_too_many_calls(
+    shape, filters, kernel, padding, small_batch_rows
+):
+    conv = Conv2DKernel(shape, filters, kernel, padding=padding)
+    assert conv.dx_method == "banded" and conv.small_batch_rows == small_batch_rows
+    assert conv._dx_method_for(1) == ("columns" if small_batch_rows > 1 else "banded")
+    assert conv._dx_method_for(128) == "banded"
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(1, *shape)).astype(np.float32)
+    weight = rng.normal(size=conv.weight_shape).astype(np.float32)
+    bias = np.zeros(filters, np.float32)
+    dy = rng.normal(size=(1, *conv.output_shape)).astype(np.float32)
+    forced = Conv2DKernel(shape, filters, kernel, padding=padding)
+    forced.dx_method = "banded"  # forcing a method applies it to every batch size
+    assert forced.small_batch_rows == 0
+    results = []
+    for kernel_ in (conv, forced):
+        kernel_.forward(x, weight, bias)
+        dweight, dbias = np.empty_like(weight), np.empty_like(bias)
+        results.append(kernel_.backward(dy, weight, dweight, dbias).copy())
+        assert kernel_.buffer_bytes() == kernel_.planned_bytes(1)
+    np.testing.assert_allclose(results[0], results[1], rtol=1e-4, atol=1e-4)
+
+
+def test_an_unknown_dx_method_is_refused():
+    with pytest.raises(ValueError, match="dx_method must be one of"):
+        Conv2DKernel((8, 8, 3), 4, 3).dx_method = "fast"
+
+
 @pytest.mark.parametrize("band_outputs", [1, 2, 4, 8])  # the divisors of the width 8
 def test_banded_dx_over_any_band_width_equals_the_column_method(band_outputs):
     rng = np.random.default_rng(band_outputs)

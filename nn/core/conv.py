@@ -54,6 +54,11 @@ GROUP_BYTES = 1 << 20
 2 MB L2 here): the second convolution of the benchmark CNN took 4.10-4.23 ms forward in groups
 of 8-16 images against 4.45-4.59 ms with the whole batch copied first. With more threads the
 whole batch is copied at once, split across them, and multiplied in one threaded product."""
+CALL_COST = 250_000
+"""What one NumPy or BLAS call costs beyond its arithmetic, in multiply-adds (about 5 us at 50
+GMAC/s here). It moves small batches from the banded dx to the column one: for one drawing
+through the cnn preset's second convolution (14x14x32 to 64 filters 3x3) the banded dx took 0.33
+ms and the column one 0.26 ms, at batch 128 15.1 and 19.2 ms."""
 NEEDS_KEPT_FORWARD = "backward needs a forward with keep=True on a batch of the same size"
 
 
@@ -196,7 +201,8 @@ class Conv2DKernel:
         )
         self.offset_major = c == 1
         self.band_outputs = self._pick_band_outputs()
-        self.dx_method = self._pick_dx_method()
+        self._dx_method = self._pick_dx_method()
+        self.small_batch_rows = self._pick_small_batch_rows()
         self._scatter_width = _scatter_width(self.padded_shape[1], kernel, stride, out_w)
         self._banded: np.ndarray | None = None
         self._weight_and_bias = np.empty((self.window_size + 1, filters), self.dtype)
@@ -229,6 +235,39 @@ class Conv2DKernel:
             return out_w
         divisors = [b for b in range(1, out_w + 1) if out_w % b == 0]
         return min(divisors, key=lambda b: self._dx_costs(b)[1])
+
+    @property
+    def dx_method(self) -> str:
+        """How dx is computed (one of ``DX_METHODS``); batches under ``small_batch_rows`` images
+        use 'columns' instead of 'banded'. Setting it forces the method for every batch."""
+        return self._dx_method
+
+    @dx_method.setter
+    def dx_method(self, method: str) -> None:
+        if method not in DX_METHODS:
+            raise ValueError(f"dx_method must be one of {DX_METHODS}, got {method!r}")
+        self._dx_method, self.small_batch_rows = method, 0
+
+    def _dx_method_for(self, n: int) -> str:
+        """The dx method for a batch of ``n`` images."""
+        return "columns" if n < self.small_batch_rows else self._dx_method
+
+    def _pick_small_batch_rows(self) -> int:
+        """The batch size from which the banded dx beats the column one once every NumPy and
+        BLAS call is counted at ``CALL_COST``: the band's many short calls outweigh the
+        multiply-adds it saves on small batches. 0 when the method is not 'banded' or for one
+        channel (whose whole-width band makes few calls)."""
+        if self._dx_method != "banded" or self.offset_major:
+            return 0
+        out_h, out_w, _ = self.output_shape
+        k, s = self.kernel, self.stride
+        columns, banded = self._dx_costs(self.band_outputs)
+        blocks = out_w // self.band_outputs
+        banded_calls = blocks * (1 + k)
+        columns_calls = 1 + k * min(-(-k // s), out_w)
+        extra_calls = CALL_COST * (banded_calls - columns_calls)
+        per_image = out_h * out_w * (columns - banded)
+        return 0 if extra_calls <= 0 else math.ceil(extra_calls / per_image)
 
     def _pick_dx_method(self) -> str:
         """'banded' where its cost is below col2im's (``ADD_COST``), else 'offset-major' for one
@@ -296,7 +335,7 @@ class Conv2DKernel:
         count = n * hp * self._scatter_width * c
         if self.pool_order:
             count += n * math.prod(self.output_shape)
-        if self.dx_method == "banded":
+        if self._dx_method_for(n) == "banded":
             blocks = self.output_shape[1] // self.band_outputs
             count += n * out_h * blocks * self.kernel * self.band_inputs * c
         else:
@@ -522,9 +561,10 @@ class Conv2DKernel:
         if pool_order:
             dy = self._standard_order(dy)
             dy_flat = dy.reshape(-1, self.filters)
-        if self.dx_method == "banded":
+        method = self._dx_method_for(n)
+        if method == "banded":
             return self._dx_by_banded_product(dy, weight)
-        if self.dx_method == "offset-major":
+        if method == "offset-major":
             return self._col2im_offset_major(dy_flat, weight)
         dcols = self._buffers.get(
             n, "dcolumns", lambda: np.empty((dy_flat.shape[0], self.window_size), self.dtype)
