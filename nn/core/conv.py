@@ -25,6 +25,7 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from nn.core import threads
+from nn.core.conv_plan import DX_METHODS, plan_dx
 
 PADDINGS = ("valid", "same")
 BATCH_SIZES_KEPT = 8
@@ -35,30 +36,11 @@ again the buffers of those it used longest ago, every epoch."""
 INFERENCE_CHUNK = 256
 """Samples a forward without ``keep`` works through at a time, so that its buffers stay this size
 however large a batch it is given (the output itself is then a new array, not a kept buffer)."""
-DX_METHODS = ("banded", "columns", "offset-major")
-ADD_COST = 128
-"""What adding one value of a product's output back into dx costs, in multiply-adds of the
-products (measured here between ~100 and ~200 for kernels 3 and 5, 8 to 32 channels): col2im adds
-``k * k * c`` values per output position after a product of ``filters`` multiply-adds per value;
-a banded product over ``b`` output columns multiplies a band ``bw = (b - 1) * stride + k`` input
-columns wide (``filters * k * bw * c`` multiply-adds per position, zeros included) and adds
-``k * bw * c / b`` values per position. ``dx_method`` and ``band_outputs`` take the cheapest (one
-input channel keeps the whole-width band or offset-major rows, see ``_pick_dx_method``). At
-one thread, batch 128, the model's pick was the fastest measured in each of four layers: 12x12x16
-to 32 filters 5x5 (banded over 4 columns 7.3 ms, over all 8 8.0 ms, columns 10.2 ms), 14x14x16 to
-32 3x3 'same' (banded over 2 11.2 ms, columns 14.9 ms), 28x28x8 to 16 3x3 'same' (banded over 4
-17.5 ms, over all 28 24.9 ms, columns 22.9 ms) and 7x7x32 to 64 3x3 'same' (columns 7.3 ms, banded
-over 1 7.7 ms)."""
 GROUP_BYTES = 1 << 20
 """Column-matrix bytes that im2col fills at one thread before their product runs (half a core's
 2 MB L2 here): the second convolution of the benchmark CNN took 4.10-4.23 ms forward in groups
 of 8-16 images against 4.45-4.59 ms with the whole batch copied first. With more threads the
 whole batch is copied at once, split across them, and multiplied in one threaded product."""
-CALL_COST = 250_000
-"""What one NumPy or BLAS call costs beyond its arithmetic, in multiply-adds (about 5 us at 50
-GMAC/s here). It moves small batches from the banded dx to the column one: for one drawing
-through the cnn preset's second convolution (14x14x32 to 64 filters 3x3) the banded dx took 0.33
-ms and the column one 0.26 ms, at batch 128 15.1 and 19.2 ms."""
 NEEDS_KEPT_FORWARD = "backward needs a forward with keep=True on a batch of the same size"
 
 
@@ -200,9 +182,8 @@ class Conv2DKernel:
             c,
         )
         self.offset_major = c == 1
-        self.band_outputs = self._pick_band_outputs()
-        self._dx_method = self._pick_dx_method()
-        self.small_batch_rows = self._pick_small_batch_rows()
+        plan = plan_dx(self.input_shape, self.padded_shape[1], self.output_shape, kernel, stride)
+        self._dx_method, self.band_outputs, self.small_batch_rows = plan
         self._scatter_width = _scatter_width(self.padded_shape[1], kernel, stride, out_w)
         self._banded: np.ndarray | None = None
         self._weight_and_bias = np.empty((self.window_size + 1, filters), self.dtype)
@@ -216,30 +197,11 @@ class Conv2DKernel:
         """Set by a stack that runs this convolution with ``forward_pool_order`` (its buffers
         then include dy's copy in the standard order, see ``planned_bytes``)."""
 
-    def _dx_costs(self, band_outputs: int) -> tuple[float, float]:
-        """``(columns, banded)``: the cost model of ``ADD_COST`` per output position, the banded
-        product covering ``band_outputs`` output columns."""
-        k, s, c, f = self.kernel, self.stride, self.input_shape[2], self.filters
-        columns = k * k * c * (f + ADD_COST)
-        inputs = (band_outputs - 1) * s + k
-        return columns, k * inputs * c * (f + ADD_COST / band_outputs)
-
-    def _pick_band_outputs(self) -> int:
-        """How many output columns one banded product covers, a divisor of the output width:
-        fewer make a narrower band with fewer of its zeros multiplied, but more adds. One input
-        channel takes the whole width: its narrow bands' adds are runs of a few values, which
-        cost more than the model says (28x28x1 to 32 filters 3x3: over 2 columns 8.6 ms, over 13
-        6.9 ms, offset-major 7.3 ms)."""
-        out_w = self.output_shape[1]
-        if self.offset_major:
-            return out_w
-        divisors = [b for b in range(1, out_w + 1) if out_w % b == 0]
-        return min(divisors, key=lambda b: self._dx_costs(b)[1])
-
     @property
     def dx_method(self) -> str:
         """How dx is computed (one of ``DX_METHODS``); batches under ``small_batch_rows`` images
-        use 'columns' instead of 'banded'. Setting it forces the method for every batch."""
+        use 'columns' instead of 'banded' (``nn.core.conv_plan``). Setting it forces the method
+        for every batch."""
         return self._dx_method
 
     @dx_method.setter
@@ -251,34 +213,6 @@ class Conv2DKernel:
     def _dx_method_for(self, n: int) -> str:
         """The dx method for a batch of ``n`` images."""
         return "columns" if n < self.small_batch_rows else self._dx_method
-
-    def _pick_small_batch_rows(self) -> int:
-        """The batch size from which the banded dx beats the column one once every NumPy and
-        BLAS call is counted at ``CALL_COST``: the band's many short calls outweigh the
-        multiply-adds it saves on small batches. 0 when the method is not 'banded' or for one
-        channel (whose whole-width band makes few calls)."""
-        if self._dx_method != "banded" or self.offset_major:
-            return 0
-        out_h, out_w, _ = self.output_shape
-        k, s = self.kernel, self.stride
-        columns, banded = self._dx_costs(self.band_outputs)
-        blocks = out_w // self.band_outputs
-        banded_calls = blocks * (1 + k)
-        columns_calls = 1 + k * min(-(-k // s), out_w)
-        extra_calls = CALL_COST * (banded_calls - columns_calls)
-        per_image = out_h * out_w * (columns - banded)
-        return 0 if extra_calls <= 0 else math.ceil(extra_calls / per_image)
-
-    def _pick_dx_method(self) -> str:
-        """'banded' where its cost is below col2im's (``ADD_COST``), else 'offset-major' for one
-        channel, else 'columns'. Any of the three is exact; this picks the fastest."""
-        columns, banded = self._dx_costs(self.band_outputs)
-        if self.offset_major:  # the whole-width band's extra multiply-adds against whole rows
-            extra = self.filters * (self.padded_shape[1] / self.kernel - 1)
-            return "banded" if extra < ADD_COST else "offset-major"
-        if banded < columns:
-            return "banded"
-        return "columns"
 
     @property
     def band_inputs(self) -> int:
