@@ -16,7 +16,7 @@ from nn.core.activations import ReLU
 from nn.core.conv import Conv2DKernel
 from nn.core.optimizers import Adam
 from nn.core.pooling import Pool2DKernel
-from nn.core.sequential import Sequential
+from nn.core.sequential import POOL_ORDER_MIN_ROWS, Sequential
 
 PARTS = 3  # more than this machine's two cores, and more than the smallest batches below
 BATCHES = (1, 2, 5)
@@ -294,6 +294,13 @@ def test_a_cnn_step_is_the_same_on_any_number_of_threads(split_everything):
     _assert_identical(*_both(split_everything, run))
 
 
+def test_small_batches_run_in_the_plain_order():
+    net = _cnn()
+    x = np.zeros((POOL_ORDER_MIN_ROWS - 1, 10, 10, 1), np.float32)
+    net.forward(x, training=True, keep=True)
+    assert net.pool_order and not net._in_pool_order
+
+
 def test_relu_deferred_to_after_pooling_changes_no_output_or_gradient():
     """The planned order (no ``record``) against the layers in their own order (``record``)."""
     net = _cnn()
@@ -314,7 +321,7 @@ def test_relu_deferred_to_after_pooling_changes_no_output_or_gradient():
     assert np.all(record[1] >= 0) and record[1].shape == (6, 8, 8, 4)  # ReLU's own output
 
 
-@pytest.mark.parametrize("n", (1, 3, 130))
+@pytest.mark.parametrize("n", (POOL_ORDER_MIN_ROWS, POOL_ORDER_MIN_ROWS + 1, 130))
 def test_pool_order_changes_no_output_or_input_gradient_and_only_rounds_weight_gradients(n):
     """The convolution before 2x2 max pooling trains in pool order: its outputs, the pooling's
     and dx are the plain passes' bit for bit; its weight gradient sums the same products over
@@ -328,6 +335,7 @@ def test_pool_order_changes_no_output_or_input_gradient_and_only_rounds_weight_g
         if not plan:
             net.pool_order = {}
         out = net.forward(x, training=True, keep=True).copy()
+        assert bool(net._in_pool_order) == plan
         dx = net.backward(dy.copy(), need_dx=True).copy()
         results.append((out, dx, net.flat_grads.copy()))
     (out, dx, grads), (out_po, dx_po, grads_po) = results

@@ -13,7 +13,8 @@ winners carry ReLU's mask, so backward makes no separate ReLU pass either (the g
 same too: see ``nn.core.pooling.Pool2DKernel.forward``).
 
 A convolution followed (through such a ReLU or directly) by 2x2 max pooling with stride 2 trains
-in pool order (``forward`` with ``keep`` and without ``record``): the convolution writes its output
+in pool order (``forward`` with ``keep``, without ``record``, on ``POOL_ORDER_MIN_ROWS`` images or
+more): the convolution writes its output
 positions as four contiguous blocks, one per offset of the pooling window
 (``Conv2DKernel.forward_pool_order``), which the pooling compares whole instead of as strided
 slices, and its backward hands the convolution dy in the same order. Only the order of the
@@ -43,6 +44,10 @@ from nn.core.layers import (
 )
 
 __all__ = ["StackError", "Sequential"]
+
+POOL_ORDER_MIN_ROWS = 16
+"""Batches of fewer images run in the plain order: for one drawing (the Draw page's saliency) the
+pool order's extra reordering calls cost more than its contiguous pooling saves."""
 
 
 class StackError(ValueError):
@@ -247,7 +252,8 @@ class Sequential:
         layer's output."""
         a = x.reshape(x.shape[0], *self.input_shape)
         deferred = frozenset(self.relu_before_pool if record is None else ())
-        pool_order = self.pool_order if keep and record is None else {}
+        in_order = keep and record is None and a.shape[0] >= POOL_ORDER_MIN_ROWS
+        pool_order = self.pool_order if in_order else {}
         self._deferred, self._in_pool_order = deferred, frozenset(pool_order.values())
         for i, layer in enumerate(self.layers):
             if i in deferred:
