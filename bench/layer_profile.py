@@ -63,8 +63,8 @@ def build(seed: int) -> tuple[Sequential, Adam]:
 def part_names(stack: Sequential) -> list[str]:
     """The parts in the order a batch runs them; a ReLU that ``Sequential`` runs inside the
     pooling after it (``relu_before_pool``) says so, and its own parts then take no time."""
-    deferred = set(getattr(stack, "relu_before_pool", ()))
-    pool_order = getattr(stack, "pool_order", {})
+    deferred = set(stack.relu_before_pool)
+    pool_order = stack.pool_order
     in_order = set(pool_order) | set(pool_order.values())
     names = [
         f"{i} {layer.kind}"
@@ -96,32 +96,26 @@ class Stopwatch:
         self._start = (time.perf_counter(), time.process_time())
 
 
+def images(x_uint8: np.ndarray) -> np.ndarray:
+    """MNIST rows as float32 28x28x1 images in [0, 1], as ``NeuralNetwork`` reads them."""
+    return np.multiply(x_uint8, np.float32(1 / 255), dtype=np.float32).reshape(-1, 28, 28, 1)
+
+
 def one_batch(stack: Sequential, optimizer: Adam, x_uint8: np.ndarray, y: np.ndarray) -> Stopwatch:
     """Seconds of every part of one training batch, in ``part_names`` order."""
     watch = Stopwatch()
-    a = np.multiply(x_uint8, np.float32(1 / 255), dtype=np.float32).reshape(-1, 28, 28, 1)
+    a = images(x_uint8)
     watch.lap()
-    deferred = set(getattr(stack, "relu_before_pool", ()))  # Sequential's plan, where it has one
-    pool_order = getattr(stack, "pool_order", {})
-    pooled_in_order = set(pool_order.values())
-    for i, layer in enumerate(stack.layers):
-        if i in pool_order:
-            a = layer.forward_pool_order(a)
-        elif i in pooled_in_order:
-            a = layer.forward_blocks(a, relu=i - 1 in deferred)
-        elif i - 1 in deferred:
-            a = layer.forward_after_relu(a, True)
-        elif i not in deferred:
-            a = layer.forward(a, True, True, None)
+    stack.plan_pass(a.shape[0], keep=True, recording=False)  # as Sequential.forward plans it
+    for i in range(len(stack.layers)):
+        a = stack.forward_layer(i, a, True, True, None)
         watch.lap()
     _, dy = softmax_cross_entropy(a, y, grad_out=a)
     watch.lap()
     first = stack.trained[0]
     for i in range(len(stack.layers) - 1, -1, -1):
-        if i in pooled_in_order:
-            dy = stack.layers[i].backward_blocks(dy)
-        elif i >= first and i not in deferred:
-            dy = stack.layers[i].backward(dy, need_dx=i > first)
+        if i >= first:
+            dy = stack.backward_layer(i, dy, need_dx=i > first)
         watch.lap()
     optimizer.step(stack.params, stack.grads, LR, flat=(stack.flat_params, stack.flat_grads))
     watch.lap()
@@ -133,8 +127,7 @@ def split_batch(parallel: DataParallel, optimizer: Adam, x_uint8, y) -> float:
     more than one thread (``nn.core.data_parallel``): every part's forward and backward side by
     side, then the optimizer's step."""
     start = time.perf_counter()
-    x = np.multiply(x_uint8, np.float32(1 / 255), dtype=np.float32).reshape(-1, 28, 28, 1)
-    parallel.loss_and_gradients(x, y)
+    parallel.loss_and_gradients(images(x_uint8), y)
     stack = parallel.stack
     optimizer.step(stack.params, stack.grads, LR, flat=(stack.flat_params, stack.flat_grads))
     return time.perf_counter() - start

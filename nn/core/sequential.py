@@ -89,6 +89,7 @@ class Sequential:
         ]
         self._deferred: frozenset[int] = frozenset()
         self.pool_order = self._plan_pool_order()
+        self._pool_order_now: dict[int, int] = {}
         self._in_pool_order: frozenset[int] = frozenset()
         self.trained = [i for i, layer in enumerate(self.layers) if layer.param_names]
         self.n_parameters = int(sum(layer.n_parameters for layer in self.layers))
@@ -181,11 +182,16 @@ class Sequential:
 
     def allocate(self) -> np.ndarray:
         """Make the flat parameter array (uninitialised) and the layers' state."""
-        self.flat_params = np.empty(self.n_parameters, self.dtype)
-        for layer, views in zip(self.layers, self._views(self.flat_params), strict=True):
+        return self._use_params(np.empty(self.n_parameters, self.dtype))
+
+    def _use_params(self, flat: np.ndarray) -> np.ndarray:
+        """Makes ``flat`` the flat parameter array (the layers' parameters its views) and resets
+        the layers' state."""
+        self.flat_params = flat
+        for layer, views in zip(self.layers, self._views(flat), strict=True):
             layer.params = views
             layer.reset_state()
-        return self.flat_params
+        return flat
 
     def attach_gradients(self) -> np.ndarray:
         self.flat_grads = np.empty(self.n_parameters, self.dtype)
@@ -197,10 +203,7 @@ class Sequential:
         """A stack of the same layers whose parameters are views of this one's (an update of
         either is the other's), with its own buffers and its own gradient array."""
         copy = Sequential(self.specs(), self.input_shape, self.dtype)
-        for layer, views in zip(copy.layers, copy._views(self.flat_params), strict=True):
-            layer.params = views
-            layer.reset_state()
-        copy.flat_params = self.flat_params
+        copy._use_params(self.flat_params)
         copy.attach_gradients()
         return copy
 
@@ -251,21 +254,9 @@ class Sequential:
         """The output of the stack for a float batch ``x``; ``record`` (a list) receives every
         layer's output."""
         a = x.reshape(x.shape[0], *self.input_shape)
-        deferred = frozenset(self.relu_before_pool if record is None else ())
-        in_order = keep and record is None and a.shape[0] >= POOL_ORDER_MIN_ROWS
-        pool_order = self.pool_order if in_order else {}
-        self._deferred, self._in_pool_order = deferred, frozenset(pool_order.values())
-        for i, layer in enumerate(self.layers):
-            if i in deferred:
-                continue  # the pooling that follows applies it
-            if i in pool_order:
-                a = layer.forward_pool_order(a)  # blocks for the pooling at pool_order[i]
-            elif i in self._in_pool_order:
-                a = layer.forward_blocks(a, relu=i - 1 in deferred)
-            elif i - 1 in deferred:
-                a = layer.forward_after_relu(a, keep)
-            else:
-                a = layer.forward(a, training, keep, rng)
+        self.plan_pass(a.shape[0], keep, record is not None)
+        for i in range(len(self.layers)):
+            a = self.forward_layer(i, a, training, keep, rng)
             if record is not None:
                 record.append(a.copy())
         return a
@@ -276,11 +267,41 @@ class Sequential:
         are skipped)."""
         first = 0 if need_dx else (self.trained[0] if self.trained else len(self.layers))
         for i in range(len(self.layers) - 1, first - 1, -1):
-            if i in self._in_pool_order:  # dy in pool order for the convolution before it
-                dy = self.layers[i].backward_blocks(dy)
-            elif i not in self._deferred:  # a deferred ReLU's mask is in its pooling's winners
-                dy = self.layers[i].backward(dy, need_dx=need_dx or i > first)
+            dy = self.backward_layer(i, dy, need_dx or i > first)
         return dy if need_dx else None
+
+    def plan_pass(self, n: int, keep: bool, recording: bool) -> None:
+        """How the next forward on ``n`` images and its backward run the layers: a ReLU before
+        max pooling inside the pooling, and the planned convolutions in pool order (with
+        ``keep``, on ``POOL_ORDER_MIN_ROWS`` images or more); ``recording`` (every layer's own
+        output wanted) runs every layer as itself. ``forward`` calls it; a caller that runs
+        the layers one by one (``forward_layer``, ``backward_layer``) calls it first."""
+        self._deferred = frozenset(self.relu_before_pool if not recording else ())
+        in_order = keep and not recording and n >= POOL_ORDER_MIN_ROWS
+        self._pool_order_now = self.pool_order if in_order else {}
+        self._in_pool_order = frozenset(self._pool_order_now.values())
+
+    def forward_layer(self, i: int, a: np.ndarray, training: bool, keep: bool, rng) -> np.ndarray:
+        """Layer ``i``'s part of the forward pass that ``plan_pass`` planned (a deferred ReLU
+        passes ``a`` on: the pooling after it applies it)."""
+        layer = self.layers[i]
+        if i in self._deferred:
+            return a
+        if i in self._pool_order_now:
+            return layer.forward_pool_order(a)  # blocks for the pooling at pool_order[i]
+        if i in self._in_pool_order:
+            return layer.forward_blocks(a, relu=i - 1 in self._deferred)
+        if i - 1 in self._deferred:
+            return layer.forward_after_relu(a, keep)
+        return layer.forward(a, training, keep, rng)
+
+    def backward_layer(self, i: int, dy: np.ndarray, need_dx: bool) -> np.ndarray | None:
+        """Layer ``i``'s part of the backward pass of the last forward."""
+        if i in self._in_pool_order:  # dy in pool order for the convolution before it
+            return self.layers[i].backward_blocks(dy)
+        if i in self._deferred:  # a deferred ReLU's mask is in its pooling's winners
+            return dy
+        return self.layers[i].backward(dy, need_dx=need_dx)
 
 
 def _unpickled(specs: list[dict], input_shape: Shape, dtype: str, arrays: Any) -> Sequential:
