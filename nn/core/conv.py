@@ -373,20 +373,32 @@ class Conv2DKernel:
         self._check_parameters(weight, bias)
         if not self.pool_order_possible:
             raise ValueError(f"pool order needs an even output size, got {self.output_shape}")
-        np.copyto(self._weight_and_bias[:-1], weight.reshape(self.window_size, self.filters))
-        self._weight_and_bias[-1] = bias
+        self._load_parameters(weight, bias)
         n = x.shape[0]
         out = self._output(n)
         cols = self._columns(n)
-        flat = out.reshape(-1, self.filters)
-        if self.offset_major or threads.count() > 1:
-            self._im2col(self._padded_input(x), pool_order=True)
-            np.matmul(cols.T if self.offset_major else cols, self._weight_and_bias, out=flat)
-        else:
-            self._forward_in_groups(self._padded_input(x), cols, flat, pool_order=True)
+        self._columns_times_weights(x, cols, out.reshape(-1, self.filters), pool_order=True)
         self._kept_columns, self._kept_batch, self._kept_pool_order = cols, n, True
         out_h, out_w, f = self.output_shape
         return out.reshape(n, 4, out_h // 2, out_w // 2, f).swapaxes(0, 1)
+
+    def _load_parameters(self, weight: np.ndarray, bias: np.ndarray) -> None:
+        """Copies the weights, with the bias as their last row, into the forward's operand."""
+        np.copyto(self._weight_and_bias[:-1], weight.reshape(self.window_size, self.filters))
+        self._weight_and_bias[-1] = bias
+
+    def _columns_times_weights(
+        self, x: np.ndarray, cols: np.ndarray, flat: np.ndarray, pool_order: bool = False
+    ) -> None:
+        """im2col of ``x`` into ``cols`` and its product with the weights into ``flat``: at more
+        threads (or one channel) whole-batch passes to share out, at one thread per group of
+        images (``GROUP_BYTES``)."""
+        xp = self._padded_input(x)
+        if self.offset_major or threads.count() > 1:
+            self._im2col(xp, pool_order)
+            np.matmul(cols.T if self.offset_major else cols, self._weight_and_bias, out=flat)
+        else:
+            self._forward_in_groups(xp, cols, flat, pool_order)
 
     def _standard_order(self, dy: np.ndarray) -> np.ndarray:
         """dy in pool order, ``(n, 4, oh / 2, ow / 2, f)``, copied to ``(n, oh, ow, f)``."""
@@ -420,8 +432,7 @@ class Conv2DKernel:
         x = np.asarray(x)
         check_batch(x, self.input_shape, "x")
         self._check_parameters(weight, bias)
-        np.copyto(self._weight_and_bias[:-1], weight.reshape(self.window_size, self.filters))
-        self._weight_and_bias[-1] = bias
+        self._load_parameters(weight, bias)
         n = x.shape[0]
         whole = keep or n <= INFERENCE_CHUNK
         if out is None:
@@ -447,11 +458,7 @@ class Conv2DKernel:
         if not keep and cols is self._kept_columns:
             self._kept_columns = None
         flat = out.reshape(-1, self.filters)
-        if self.offset_major or threads.count() > 1:  # whole-batch passes to share out
-            self._im2col(self._padded_input(x))
-            np.matmul(cols.T if self.offset_major else cols, self._weight_and_bias, out=flat)
-        else:
-            self._forward_in_groups(self._padded_input(x), cols, flat)
+        self._columns_times_weights(x, cols, flat)
         if not np.shares_memory(flat, out):
             out[...] = flat.reshape(out.shape)
         return cols
