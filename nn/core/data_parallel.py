@@ -78,7 +78,7 @@ class DataParallel:
         n = x.shape[0]
         parts = self.parts(n)
         if parts == 1:
-            return _part(self.stack, x, y, n, rng)
+            return forward_backward(self.stack, x, y, rng)
         draws = [
             rng.random((n, *layer.input_shape), dtype=self.stack.dtype)
             for layer in self.stack.layers
@@ -92,7 +92,7 @@ class DataParallel:
 
         def run(k: int) -> None:
             rows = slice(cuts[k], cuts[k + 1])
-            results[k] = _part(nets[k], x[rows], y[rows], n, _Masks(draws, rows))
+            results[k] = forward_backward(nets[k], x[rows], y[rows], _Masks(draws, rows), True, n)
 
         with blas.limit_threads(1):
             threads.run_all([lambda k=k: run(k) for k in range(parts)])
@@ -106,14 +106,22 @@ class DataParallel:
         self._copies = []
 
 
-def _part(net: Sequential, x: np.ndarray, y: np.ndarray, n: int, rng) -> tuple[float, int]:
-    """Forward and backward of ``x`` (a part of a batch of ``n`` rows) through ``net``, ``rng``
-    drawing its dropout masks: its share of the batch's mean loss, its correct predictions;
-    gradients in ``net.flat_grads``."""
-    logits = net.forward(x, training=True, keep=True, rng=rng)
+def forward_backward(
+    net: Sequential,
+    x: np.ndarray,
+    y: np.ndarray,
+    rng=None,
+    training: bool = True,
+    batch_rows: int | None = None,
+) -> tuple[float, int]:
+    """Forward and backward of the float rows ``x`` against class indices ``y`` through
+    ``net``, ``rng`` drawing its dropout masks: the mean cross-entropy and the number of correct
+    predictions, the loss's gradient in ``net.flat_grads``. ``x`` may be part of a batch of
+    ``batch_rows`` rows: loss and gradient are then scaled by its share of that batch."""
+    logits = net.forward(x, training=training, keep=True, rng=rng)
     correct = int(np.count_nonzero(logits.argmax(axis=1) == y))
     loss, delta = softmax_cross_entropy(logits, y, grad_out=logits)
-    share = x.shape[0] / n
+    share = 1 if batch_rows is None else x.shape[0] / batch_rows
     if share != 1:
         delta *= delta.dtype.type(share)
     net.backward(delta)

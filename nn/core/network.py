@@ -33,7 +33,7 @@ from nn.core.config import (
     eval_chunk,
     input_shape_for,
 )
-from nn.core.data_parallel import DataParallel
+from nn.core.data_parallel import DataParallel, forward_backward
 from nn.core.events import HISTORY_KEYS, Callback
 from nn.core.fit_run import FitRun, diverged_message, early_stopping_message, hold_out
 from nn.core.inputs import NotFittedError, check_X, check_y, class_labels, dense_rows
@@ -318,16 +318,12 @@ class NeuralNetwork:
         predictions, and the gradients in the order of ``_params()``. ``training`` turns dropout
         and batch statistics on.
         """
-        net = self.stack_
-        parallel = getattr(self, "_parallel", None)
-        if training and parallel is not None and parallel.parts(x.shape[0]) > 1:
-            loss, correct = parallel.loss_and_gradients(x, y, self._rng)  # split over threads
-        else:
-            rng = self._rng if training else None  # only dropout draws; a loaded model has none
-            logits = net.forward(x, training=training, keep=True, rng=rng)
-            correct = int(np.count_nonzero(logits.argmax(axis=1) == y))
-            loss, delta = softmax_cross_entropy(logits, y, grad_out=logits)
-            net.backward(delta)
+        parallel = getattr(self, "_parallel", None) if training else None
+        if parallel is not None:  # in fit: the batch split over threads where that pays
+            loss, correct = parallel.loss_and_gradients(x, y, self._rng)
+        else:  # only dropout draws; a loaded model has no generator
+            rng = self._rng if training else None
+            loss, correct = forward_backward(self.stack_, x, y, rng, training)
         if self.l2 > 0:
             decayed = self._decayed()
             for w, gw in decayed:
